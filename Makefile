@@ -1,0 +1,56 @@
+# Thin wrapper over CMake. The two commands a newcomer needs:
+#   make run    install what is missing, build, start `build/realm serve`
+#   make test   install what is missing, build with ASan+UBSan, run every test
+.PHONY: all setup setup-test build build-asan run test unit integration fuzz fuzz-build bench format clean
+
+JOBS ?= 2
+ARGS ?=
+FUZZ_SECONDS ?= 20
+
+all: build
+
+setup:
+	@scripts/setup.sh
+
+setup-test:
+	@scripts/setup.sh --test
+
+build: setup
+	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREALM_TESTS=OFF >/dev/null
+	@cmake --build build -j$(JOBS)
+
+build-asan: setup-test
+	@cmake -S . -B build/asan -DCMAKE_BUILD_TYPE=Debug -DREALM_SANITIZE=ON >/dev/null
+	@cmake --build build/asan -j$(JOBS)
+
+run: build
+	./build/realm serve $(ARGS)
+
+unit: build-asan
+	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
+
+integration: build-asan
+	@REALM_BIN=$(CURDIR)/build/asan/realm /usr/bin/python3 -m pytest -q tests/integration
+
+fuzz-build: setup-test
+	@CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DREALM_SANITIZE=ON -DREALM_FUZZ=ON -DREALM_TESTS=OFF >/dev/null
+	@cmake --build build/fuzz -j$(JOBS)
+
+# Each fuzzer runs for FUZZ_SECONDS from its seed corpus (fuzz/corpus/NAME).
+fuzz: fuzz-build
+	@for f in build/fuzz/fuzz_*; do \
+	  n=$$(basename $$f); mkdir -p build/fuzz/corpus/$$n; \
+	  echo "fuzz: $$n for $(FUZZ_SECONDS)s"; \
+	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/corpus/$$n fuzz/corpus/$$n >/dev/null 2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
+	done
+
+test: unit integration fuzz
+
+bench: build
+	@bench/run.sh
+
+format:
+	@clang-format -i $$(git ls-files 'src/*.c' 'src/*.h' 'tests/unit/*.c' 'fuzz/*.c')
+
+clean:
+	rm -rf build

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what Realm needs to build, run and test on Debian 12, and nothing
+# that is already there. Idempotent: a second run touches nothing.
+#
+#   scripts/setup.sh          build + run dependencies
+#   scripts/setup.sh --test   also what the test suite needs
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+# Debian packages -------------------------------------------------------------
+pkgs=(
+  build-essential cmake pkg-config
+  libuv1-dev node-llhttp libwslay-dev libjansson-dev libssl-dev
+  libsqlite3-dev libzip-dev libseccomp-dev bubblewrap
+  nodejs npm
+)
+test_pkgs=(
+  clang libclang-rt-14-dev libcmocka-dev
+  python3-pytest python3-websockets python3-wsproto python3-boto3 awscli
+  prometheus curl
+)
+[ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  # nodejs/npm may come from elsewhere (e.g. NodeSource): a working binary is enough.
+  case "$p" in
+    nodejs) command -v node >/dev/null 2>&1 && continue ;;
+    npm) command -v npm >/dev/null 2>&1 && continue ;;
+  esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "setup: installing Debian packages: ${missing[*]}"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# npm packages (pinned by package-lock.json) ---------------------------------
+stamp=node_modules/.realm-lock-stamp
+if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
+  echo "setup: installing npm packages"
+  npm ci --no-audit --no-fund --loglevel=error
+  cp package-lock.json "$stamp"
+fi
