@@ -1,0 +1,42 @@
+/*
+ * err.c - lookups over the REALM_ERR_MAP table (see err.h).
+ */
+#include "base/err.h"
+
+#include <uv.h>
+
+const char *realm_err_code(int err)
+{
+    switch (err) {
+#define X(name, value, code, status, msg)                                                    \
+    case value:                                                                              \
+        return code;
+        REALM_ERR_MAP(X)
+#undef X
+    }
+    return "INTERNAL_ERROR";
+}
+
+const char *realm_err_message(int err)
+{
+    switch (err) {
+#define X(name, value, code, status, msg)                                                    \
+    case value:                                                                              \
+        return msg;
+        REALM_ERR_MAP(X)
+#undef X
+    }
+    return err < 0 && err > -1000 ? uv_strerror(err) : "unknown error";
+}
+
+int realm_err_http_status(int err)
+{
+    switch (err) {
+#define X(name, value, code, status, msg)                                                    \
+    case value:                                                                              \
+        return status;
+        REALM_ERR_MAP(X)
+#undef X
+    }
+    return 500;
+}

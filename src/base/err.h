@@ -1,0 +1,37 @@
+/*
+ * err.h - Realm's own error codes.
+ *
+ * 0 is success and failures are negative, as in libuv; libuv/errno codes pass
+ * through unchanged (they are small negatives), ours start at -1000. One
+ * X-macro table generates the enum, the protocol code string, a default
+ * message and the HTTP status each maps to. Append only; never renumber.
+ */
+#ifndef REALM_BASE_ERR_H
+#define REALM_BASE_ERR_H
+
+/*    name                    value  protocol code           http  default message */
+#define REALM_ERR_MAP(X)                                                                     \
+    X(INVALID_REQUEST, -1001, "INVALID_REQUEST", 400, "invalid request")                     \
+    X(FUNCTION_NOT_FOUND, -1002, "FUNCTION_NOT_FOUND", 404, "function not found")            \
+    X(INVALID_PARAMS, -1003, "INVALID_PARAMS", 400, "invalid params")                        \
+    X(INTERNAL_ERROR, -1004, "INTERNAL_ERROR", 500, "internal error")                        \
+    X(CALL_NOT_FOUND, -1005, "CALL_NOT_FOUND", 404, "no call in flight with that id")        \
+    X(TOO_MANY_CALLS, -1006, "TOO_MANY_CALLS", 429, "too many calls in flight")              \
+    X(SHUTTING_DOWN, -1007, "SHUTTING_DOWN", 503, "server is shutting down")                 \
+    X(BACKPRESSURE, -1008, "BACKPRESSURE", 503, "send queue full")                           \
+    X(CLOSED, -1009, "CLOSED", 500, "connection closed")
+
+typedef enum {
+#define REALM_ERR_ENUM(name, value, code, status, msg) REALM_ERR_##name = value,
+    REALM_ERR_MAP(REALM_ERR_ENUM)
+#undef REALM_ERR_ENUM
+} realm_err_t;
+
+/* Protocol code string ("INVALID_REQUEST"); "INTERNAL_ERROR" for unknown codes. */
+const char *realm_err_code(int err);
+/* Default human message; uv_strerror() for libuv/errno codes. */
+const char *realm_err_message(int err);
+/* HTTP status the error maps to (500 for unknown codes). */
+int realm_err_http_status(int err);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * config.h - `realm serve` configuration: defaults, a config file, flags.
+ *
+ * DESIGN: one table of options (name, type, field, default, help) drives
+ * everything: the flag parser (--name VALUE and --name=VALUE), the config
+ * file parser (`name = value` lines; '#' starts a comment; '-' and '_' are
+ * interchangeable in names; values may be double-quoted), and the
+ * `realm serve --help` text, so the three cannot drift apart.
+ * Precedence: defaults < config file (--config PATH) < flags.
+ *
+ * Sizes accept a plain byte count or a suffix k/K/KB/KiB, m/M/MB/MiB,
+ * g/G/GB/GiB (all binary). Durations are integer milliseconds. Ports are
+ * 0..65535 (0 means an ephemeral port). Booleans: true/false/1/0/yes/no/on/off
+ * (a boolean flag given without a value means true).
+ */
+#ifndef REALM_CONFIG_CONFIG_H
+#define REALM_CONFIG_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+typedef struct {
+    char *host;                   /* owned; listen address for every listener */
+    int port;                     /* client WebSocket listener */
+    int control_port;             /* Lambda control API */
+    int runtime_port;             /* Lambda runtime API */
+    int metrics_port;             /* Prometheus /metrics */
+    char *data_dir;               /* owned */
+    char *log_format;             /* owned; "text" | "json" */
+    char *log_level;              /* owned; "debug" | "info" | "warn" | "error" */
+    uint64_t max_message_bytes;   /* WebSocket message limit (close 1009) */
+    uint64_t max_send_queue_bytes; /* per-connection unsent bytes before the peer is dropped */
+    uint64_t max_header_bytes;    /* HTTP request header block limit (431) */
+    uint64_t max_body_bytes;      /* default HTTP request body limit (413) */
+    uint64_t header_timeout_ms;   /* time to receive a whole request header block */
+    uint64_t idle_timeout_ms;     /* keep-alive idle time / body progress time */
+    uint64_t ws_ping_interval_ms; /* ping a silent WebSocket peer after this; drop after 2x */
+    uint64_t shutdown_grace_ms;   /* in-flight work allowed to finish on SIGINT/SIGTERM */
+    uint64_t max_calls_per_connection; /* in-flight calls on one client WebSocket */
+} realm_config_t;
+
+/* Fills c with the defaults (allocates the string fields). */
+void realm_config_defaults(realm_config_t *c);
+/* Frees the string fields; safe on a zeroed or half-filled config. */
+void realm_config_dispose(realm_config_t *c);
+
+/*
+ * Sets one option by name ("max-message-bytes" or "max_message_bytes") from
+ * its text value. Returns 0, or -1 with a message in err ("unknown option
+ * 'x'", "--port: '70000' is not a port (0-65535)").
+ */
+int realm_config_set(realm_config_t *c, const char *name, const char *value, char *err,
+                     size_t err_len);
+
+/* Loads a config file. Returns 0, or -1 with "PATH:LINE: message" in err. */
+int realm_config_load_file(realm_config_t *c, const char *path, char *err, size_t err_len);
+
+/*
+ * Parses the arguments that follow `serve` (argv[0] is the first of them).
+ * A --config PATH anywhere is loaded first, then the other flags apply on top.
+ * Returns 0 on success, 1 if --help/-h was given (nothing else is checked),
+ * or -1 with a message in err (unknown flag, missing value, bad value,
+ * stray positional argument).
+ */
+int realm_config_parse_args(realm_config_t *c, int argc, char **argv, char *err, size_t err_len);
+
+/* Prints the `realm serve` usage with every option, its default and help. */
+void realm_config_print_help(FILE *out);
+
+#endif
