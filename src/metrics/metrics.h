@@ -42,6 +42,14 @@ void realm_metrics_free(realm_metrics_t *m);
  * bounds in ascending order (copied; +Inf is implicit); ignored for other
  * types. Returns a family owned by the registry. Registering the same name
  * twice returns the existing family.
+ *
+ * buckets == NULL on a histogram means the client libraries' defaults
+ * (.005 .01 .025 .05 .1 .25 .5 1 2.5 5 10); a trailing +Inf bound is dropped.
+ * A family without labels gets its one child now, so it is exposed (as 0)
+ * before its first update. Programming errors abort with a message: an
+ * invalid metric or label name, more than REALM_METRICS_MAX_LABELS labels,
+ * "le" as a histogram label, bounds not finite and strictly ascending, or the
+ * same name registered again with a different type or label names.
  */
 realm_metric_family_t *realm_metrics_family(realm_metrics_t *m, realm_metric_type_t type,
                                             const char *name, const char *help,
@@ -51,15 +59,21 @@ realm_metric_family_t *realm_metrics_family(realm_metrics_t *m, realm_metric_typ
 /*
  * The child for these label values (label_values has as many entries as the
  * family has label names; NULL for none), created on first use. Values are
- * copied. The pointer stays valid until realm_metrics_free().
+ * copied (a NULL value counts as ""). The pointer stays valid until
+ * realm_metrics_free(). Children are exposed in creation order.
  */
 realm_metric_t *realm_metrics_child(realm_metric_family_t *f, const char *const *label_values);
 
-void realm_metric_inc(realm_metric_t *c);                /* counter/gauge += 1 */
-void realm_metric_add(realm_metric_t *c, double v);      /* counter (v >= 0) / gauge */
-void realm_metric_set(realm_metric_t *c, double v);      /* gauge */
-void realm_metric_observe(realm_metric_t *c, double v);  /* histogram */
-double realm_metric_value(const realm_metric_t *c);      /* counter/gauge value; hist sum */
+/*
+ * Updates. A call that does not fit the metric's type (set on a counter, add
+ * on a histogram, observe on a gauge) or a negative add on a counter is
+ * ignored: counters never go down.
+ */
+void realm_metric_inc(realm_metric_t *c);                       /* counter/gauge += 1 */
+void realm_metric_add(realm_metric_t *c, double v);             /* counter (v >= 0) / gauge */
+void realm_metric_set(realm_metric_t *c, double v);             /* gauge */
+void realm_metric_observe(realm_metric_t *c, double v);         /* histogram */
+double realm_metric_value(const realm_metric_t *c);             /* counter/gauge value; hist sum */
 unsigned long long realm_metric_count(const realm_metric_t *c); /* histogram count */
 
 /*

@@ -1,0 +1,114 @@
+/*
+ * server.h - HTTP/1.1 on accepted connections: routing, limits, timeouts and
+ * a response writer that can stream.
+ *
+ * DESIGN: one realm_http_server_t per listener holds the route table, the
+ * limits and how errors are shaped on that surface (a Lambda API answers
+ * errors differently from the metrics port). Requests on a connection are
+ * handled strictly one at a time in arrival order: while a response is in
+ * progress, pipelined bytes wait in the connection's buffer (reading stops if
+ * they pile up), so responses can never be reordered.
+ *
+ * Handlers: a handler is called once per request with the request (borrowed
+ * until the response ends) and a response. It must end the response exactly
+ * once, now or later (realm_http_res_send*, or _begin/_write/_end), unless
+ * the response is aborted first (the peer went away): then the abort
+ * callback, if set, runs and the handler must not touch res again.
+ *
+ * LIFETIME: the server outlives every connection attached to it.
+ * THREADS: loop thread only.
+ */
+#ifndef REALM_HTTP_SERVER_H
+#define REALM_HTTP_SERVER_H
+
+#include "http/parser.h"
+#include "net/conn.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct realm_http_server_s realm_http_server_t;
+typedef struct realm_http_res_s realm_http_res_t;
+
+typedef void (*realm_http_handler_cb)(realm_http_req_t *req, realm_http_res_t *res, void *data);
+typedef void (*realm_http_abort_cb)(realm_http_res_t *res, void *data);
+/*
+ * Writes an error response in the surface's own shape. status is the HTTP
+ * status; message says what was wrong. Must end res.
+ */
+typedef void (*realm_http_error_cb)(realm_http_res_t *res, int status, const char *message,
+                                    void *data);
+/* Observes each finished response (for metrics). */
+typedef void (*realm_http_observe_cb)(int status, void *data);
+
+typedef struct {
+    size_t max_header_bytes;    /* 431 above */
+    uint64_t max_body_bytes;    /* default route body limit (413 above) */
+    uint64_t header_timeout_ms; /* first byte of a request to end of headers (408) */
+    uint64_t idle_timeout_ms;   /* between requests, and body progress (408) */
+} realm_http_limits_t;
+
+/* New server; limits copied. Free with realm_http_server_free(). */
+realm_http_server_t *realm_http_server_new(const char *name, const realm_http_limits_t *limits);
+void realm_http_server_free(realm_http_server_t *s);
+
+/*
+ * Adds a route. method is "GET", "POST", ... (HEAD is served by GET routes).
+ * pattern is a path; a segment "{name}" captures one segment (percent-
+ * decoded, read with realm_http_req_param); a final "*" matches any rest.
+ * max_body 0 means the server default. Strings are borrowed (use literals).
+ */
+void realm_http_server_route(realm_http_server_t *s, const char *method, const char *pattern,
+                             uint64_t max_body, realm_http_handler_cb handler, void *data);
+void realm_http_server_set_error_cb(realm_http_server_t *s, realm_http_error_cb cb, void *data);
+void realm_http_server_set_observer(realm_http_server_t *s, realm_http_observe_cb cb, void *data);
+/* New requests get `Connection: close` from now on (graceful shutdown). */
+void realm_http_server_drain(realm_http_server_t *s);
+/* Starts speaking HTTP on a newly accepted connection. */
+void realm_http_server_attach(realm_http_server_t *s, realm_conn_t *c);
+/* Closes an idle keep-alive connection now, or the busy one after its response. */
+void realm_http_conn_close_when_idle(realm_conn_t *c);
+
+/* ---- responses ---- */
+
+/* Adds a response header (copied). Only before the status line is sent. */
+void realm_http_res_header(realm_http_res_t *res, const char *name, const char *value);
+/* A complete response with a body (Content-Length). */
+void realm_http_res_send(realm_http_res_t *res, int status, const char *content_type,
+                         const void *body, size_t len);
+/* A complete JSON response; takes ownership of body (a reference). */
+void realm_http_res_send_json(realm_http_res_t *res, int status, json_t *body);
+/* An error in the surface's shape (the server's error callback). */
+void realm_http_res_error(realm_http_res_t *res, int status, const char *message);
+/*
+ * Streaming: status line and headers now, then any number of writes, then
+ * end. Uses chunked encoding for HTTP/1.1 and a close-delimited body for
+ * HTTP/1.0. trailers ("Name: value\r\n" lines, or NULL) are sent on end
+ * when chunked. Writes return 0, or a negative code when the peer is gone.
+ */
+void realm_http_res_begin(realm_http_res_t *res, int status, const char *content_type);
+int realm_http_res_write(realm_http_res_t *res, const void *data, size_t len);
+void realm_http_res_end(realm_http_res_t *res, const char *trailers);
+/* Called if the connection dies before the response ends. */
+void realm_http_res_on_abort(realm_http_res_t *res, realm_http_abort_cb cb, void *data);
+/* The connection this response goes out on (borrowed). */
+realm_conn_t *realm_http_res_conn(realm_http_res_t *res);
+/* Bytes queued on the connection and not yet written. */
+size_t realm_http_res_pending(const realm_http_res_t *res);
+
+/*
+ * Switches protocols: writes `101 Switching Protocols` with the headers
+ * added so far plus extra_headers (raw "Name: value\r\n" lines), detaches
+ * the connection from HTTP and returns it; the bytes that followed the
+ * request are handed over in rest and rest_len (borrowed for the duration of
+ * the handler call only: consume or copy them before returning). After this
+ * the handler owns the connection and must install a new handler on it.
+ */
+realm_conn_t *realm_http_res_upgrade(realm_http_res_t *res, const char *extra_headers,
+                                     const char **rest, size_t *rest_len);
+
+/* Reason phrase for a status ("Not Found"). */
+const char *realm_http_status_text(int status);
+
+#endif

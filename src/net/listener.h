@@ -1,0 +1,52 @@
+/*
+ * listener.h - a named TCP listener and the set of its live connections.
+ *
+ * LIFETIME: realm_listener_new() binds and listens synchronously (so errors
+ * such as EADDRINUSE come back at once); realm_listener_close() stops
+ * accepting and calls close_cb once the handle is closed; existing
+ * connections stay open, listed and counted, until their owners close them.
+ * realm_listener_free() releases the listener (closing it first if needed);
+ * connections still open then lose their listener (realm_conn_listener()
+ * returns NULL).
+ * THREADS: loop thread only.
+ */
+#ifndef REALM_NET_LISTENER_H
+#define REALM_NET_LISTENER_H
+
+#include "net/conn.h"
+
+#include <stdint.h>
+#include <uv.h>
+
+/* A new connection; install a handler with realm_conn_set_handler(). */
+typedef void (*realm_listener_conn_cb)(realm_listener_t *l, realm_conn_t *c, void *data);
+typedef void (*realm_listener_close_cb)(realm_listener_t *l, void *data);
+typedef void (*realm_listener_each_cb)(realm_conn_t *c, void *data);
+
+/*
+ * Binds host:port (port 0: ephemeral) and listens. name ("client") is copied.
+ * Returns a listener in *out and 0, or a negative libuv code.
+ */
+int realm_listener_new(uv_loop_t *loop, const char *name, const char *host, int port,
+                       realm_listener_conn_cb on_conn, void *data, realm_listener_t **out);
+/* Stops accepting; close_cb (may be NULL) runs once the handle is closed. */
+void realm_listener_close(realm_listener_t *l, realm_listener_close_cb close_cb);
+/* Frees the listener, after its handle has closed (asynchronously if needed). */
+void realm_listener_free(realm_listener_t *l);
+
+const char *realm_listener_name(const realm_listener_t *l);
+/* The port actually bound. */
+int realm_listener_port(const realm_listener_t *l);
+const char *realm_listener_host(const realm_listener_t *l);
+void *realm_listener_data(const realm_listener_t *l);
+
+/* Calls cb for every live connection (cb may close the connection). */
+void realm_listener_each(realm_listener_t *l, realm_listener_each_cb cb, void *data);
+
+size_t realm_listener_open_cnt(const realm_listener_t *l);
+uint64_t realm_listener_accepted_cnt(const realm_listener_t *l);
+uint64_t realm_listener_rejected_cnt(const realm_listener_t *l);
+/* Protocols count connections they refuse (e.g. 503 over a limit). */
+void realm_listener_count_rejected(realm_listener_t *l);
+
+#endif
