@@ -126,13 +126,16 @@ static int on_headers_complete(llhttp_t *l)
     /* Keep the whole target and append a copy of its path part. */
     const char *q = strchr(base, '?');
     size_t plen = q ? (size_t)(q - base) : strlen(base);
+    int has_query = q != NULL;
     size_t path_off = p->head.len;
+    realm_buf_reserve(&p->head, plen + 1); /* base must not move while we copy from it */
+    base = p->head.data;
     realm_buf_append(&p->head, base, plen);
     realm_buf_append(&p->head, "", 1);
     base = p->head.data; /* may have moved */
     r->target = base;
     r->path = base + path_off;
-    r->query = q ? base + plen + 1 : "";
+    r->query = has_query ? base + plen + 1 : "";
     for (size_t i = 0; i < r->headers_cnt; i++) {
         r->headers[i].name = base + p->offs[2 + 2 * i];
         r->headers[i].value = trim(base + p->offs[2 + 2 * i + 1]);

@@ -50,6 +50,7 @@ struct realm_http_server_s {
     realm_http_observe_cb observe_cb;
     void *observe_data;
     int is_draining;
+    struct http_conn_s *conns; /* attached, not upgraded */
 };
 
 typedef enum { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLING } phase_t;
@@ -85,6 +86,7 @@ struct http_conn_s {
     unsigned is_upgraded : 1;    /* handed to another protocol */
     unsigned close_when_idle : 1;
     unsigned is_eof : 1;         /* the peer will send nothing more */
+    struct http_conn_s *prev, *next; /* the server's list */
 };
 
 static const realm_conn_handler_t http_handler;
@@ -308,6 +310,9 @@ void realm_http_server_attach(realm_http_server_t *s, realm_conn_t *c)
     realm_http_parser_init(&hc->parser, s->limits.max_header_bytes);
     realm_buf_init(&hc->inbuf);
     hc->phase = PHASE_IDLE;
+    hc->next = s->conns;
+    if (s->conns) s->conns->prev = hc;
+    s->conns = hc;
     realm_conn_set_handler(c, &http_handler, hc);
     process(hc); /* arms the idle timer */
 }
@@ -502,6 +507,9 @@ realm_conn_t *realm_http_res_upgrade(realm_http_res_t *res, const char *extra_he
 
 static void http_conn_free(http_conn_t *hc)
 {
+    if (hc->prev) hc->prev->next = hc->next;
+    else hc->srv->conns = hc->next;
+    if (hc->next) hc->next->prev = hc->prev;
     realm_http_parser_dispose(&hc->parser);
     realm_buf_dispose(&hc->inbuf);
     free(hc);
@@ -598,7 +606,9 @@ static void process(http_conn_t *hc)
             realm_conn_close(hc->conn, 1);
             break;
         }
-        if (off >= hc->inbuf.len) break;
+        /* After HEAD_DONE the parser may finish a body-less message without
+         * any more input, so it is fed even when nothing is buffered. */
+        if (off >= hc->inbuf.len && !realm_http_parser_in_body(&hc->parser)) break;
         size_t used = 0;
         int rc = realm_http_parser_feed(&hc->parser, hc->inbuf.data + off, hc->inbuf.len - off,
                                         &used);
@@ -690,6 +700,17 @@ static const realm_conn_handler_t http_handler = {
     .on_drain = NULL,
     .on_close = on_close,
 };
+
+void realm_http_server_each(realm_http_server_t *s, void (*cb)(realm_conn_t *c, void *data),
+                            void *data)
+{
+    http_conn_t *hc = s->conns;
+    while (hc) {
+        http_conn_t *next = hc->next; /* cb may free hc */
+        cb(hc->conn, data);
+        hc = next;
+    }
+}
 
 void realm_http_conn_close_when_idle(realm_conn_t *c)
 {

@@ -67,6 +67,9 @@ void realm_http_server_set_observer(realm_http_server_t *s, realm_http_observe_c
 void realm_http_server_drain(realm_http_server_t *s);
 /* Starts speaking HTTP on a newly accepted connection. */
 void realm_http_server_attach(realm_http_server_t *s, realm_conn_t *c);
+/* Calls cb for every HTTP connection of this server (not upgraded ones). */
+void realm_http_server_each(realm_http_server_t *s, void (*cb)(realm_conn_t *c, void *data),
+                            void *data);
 /* Closes an idle keep-alive connection now, or the busy one after its response. */
 void realm_http_conn_close_when_idle(realm_conn_t *c);
 

@@ -434,6 +434,7 @@ void realm_metrics_emit_sample(realm_buf_t *out, const char *name, const char *c
             realm_buf_append(out, "=\"", 2);
             append_escaped(out, labels[i + 1] ? labels[i + 1] : "", 1);
             realm_buf_append(out, "\"", 1);
+            if (labels[i + 1] == NULL) break; /* odd array: a name without value */
         }
         realm_buf_append(out, "}", 1);
     }

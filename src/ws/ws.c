@@ -157,6 +157,11 @@ realm_ws_t *realm_ws_new(realm_conn_t *c, const realm_ws_config_t *cfg, const re
     return ws;
 }
 
+void realm_ws_feed(realm_ws_t *ws, const char *data, size_t len)
+{
+    if (!realm_conn_is_closing(ws->conn)) on_read(ws->conn, data, len);
+}
+
 int realm_ws_send_text(realm_ws_t *ws, const char *data, size_t len)
 {
     if (realm_conn_is_closing(ws->conn) || realm_ws_session_close_sent(ws->session))

@@ -45,6 +45,9 @@ typedef struct {
 realm_ws_t *realm_ws_new(realm_conn_t *c, const realm_ws_config_t *cfg, const realm_ws_cbs_t *cbs,
                          void *ud, const char *rest, size_t rest_len);
 
+/* Feeds bytes received outside the connection (e.g. behind the handshake). */
+void realm_ws_feed(realm_ws_t *ws, const char *data, size_t len);
+
 /*
  * Sends a text message. Returns 0; REALM_ERR_CLOSED if closing; or
  * REALM_ERR_BACKPRESSURE if the send queue limit was passed (the peer is

@@ -1,0 +1,346 @@
+/*
+ * server.c - wiring of listeners, HTTP servers, the client WebSocket surface,
+ * the dispatcher and metrics; signals and graceful shutdown (see server.h).
+ *
+ * SHUTDOWN: on the first SIGINT/SIGTERM the listeners stop accepting, HTTP
+ * connections answer their current request with `Connection: close` (idle
+ * ones close at once), and the client surface refuses new calls with
+ * SHUTTING_DOWN and closes each WebSocket with 1001 as soon as its calls
+ * are done. At the end of the grace period the calls still running are
+ * cancelled. Once no connection is left (or the grace period plus the close
+ * handshake timeout has passed) every handle is closed and the loop ends; the
+ * process exits 0. A second signal skips the grace period.
+ */
+#include "api/server.h"
+
+#include "api/client.h"
+#include "base/alloc.h"
+#include "base/log.h"
+#include "dispatch/builtins.h"
+#include "dispatch/dispatch.h"
+#include "http/server.h"
+#include "metrics/metrics.h"
+#include "net/listener.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+enum { L_CLIENT, L_CONTROL, L_RUNTIME, L_METRICS, L_COUNT };
+
+static const char *const listener_names[L_COUNT] = {"client", "control", "runtime", "metrics"};
+
+#define SHUTDOWN_POLL_MS 20
+#define CLOSE_HANDSHAKE_MS 5000
+
+typedef struct {
+    realm_server_t *s;
+    int index;
+    realm_metric_t *by_class[6]; /* realm_http_requests_total children: 1xx..5xx */
+} surface_t;
+
+struct realm_server_s {
+    uv_loop_t *loop;
+    const realm_config_t *cfg;
+    realm_metrics_t *metrics;
+    realm_dispatch_t *dispatch;
+    realm_builtins_ctx_t builtins;
+    realm_client_t *client;
+    realm_http_server_t *http[L_COUNT];
+    realm_listener_t *listeners[L_COUNT];
+    surface_t surfaces[L_COUNT];
+    uv_signal_t sigint, sigterm;
+    uv_timer_t shutdown_timer;
+    uint64_t shutdown_started;
+    int signals;
+    int is_shutting_down;
+    int grace_over;
+};
+
+/* ---- metrics ---- */
+
+static void on_http_observe(int status, void *data)
+{
+    surface_t *sf = data;
+    int cls = status / 100;
+    if (cls >= 1 && cls <= 5) realm_metric_inc(sf->by_class[cls]);
+}
+
+static void collect_listeners(realm_buf_t *out, void *data)
+{
+    realm_server_t *s = data;
+    static const struct {
+        const char *name, *help;
+        realm_metric_type_t type;
+    } fams[] = {
+        {"realm_connections_open", "Open connections, by listener", REALM_METRIC_GAUGE},
+        {"realm_connections_accepted_total", "Connections accepted, by listener",
+         REALM_METRIC_COUNTER},
+        {"realm_connections_rejected_total", "Connections refused or failed at accept, by listener",
+         REALM_METRIC_COUNTER},
+    };
+    for (size_t f = 0; f < 3; f++) {
+        realm_metrics_emit_header(out, fams[f].name, fams[f].help, fams[f].type);
+        for (int i = 0; i < L_COUNT; i++) {
+            realm_listener_t *l = s->listeners[i];
+            if (!l) continue;
+            const char *labels[] = {"listener", listener_names[i], NULL};
+            double v = f == 0   ? (double)realm_listener_open_cnt(l)
+                       : f == 1 ? (double)realm_listener_accepted_cnt(l)
+                                : (double)realm_listener_rejected_cnt(l);
+            realm_metrics_emit_sample(out, fams[f].name, labels, v);
+        }
+    }
+    realm_metrics_emit_header(out, "realm_websocket_connections",
+                              "Open client WebSocket connections", REALM_METRIC_GAUGE);
+    realm_metrics_emit_sample(out, "realm_websocket_connections", NULL,
+                              (double)realm_client_connections(s->client));
+}
+
+static void on_metrics(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    (void)req;
+    realm_server_t *s = data;
+    realm_buf_t out;
+    realm_buf_init(&out);
+    realm_metrics_render(s->metrics, &out);
+    realm_http_res_send(res, 200, "text/plain; version=0.0.4; charset=utf-8", out.data, out.len);
+    realm_buf_dispose(&out);
+}
+
+static size_t client_connections(void *data)
+{
+    realm_server_t *s = data;
+    return s->client ? realm_client_connections(s->client) : 0;
+}
+
+/* ---- listeners ---- */
+
+static void on_conn(realm_listener_t *l, realm_conn_t *c, void *data)
+{
+    (void)l;
+    surface_t *sf = data;
+    realm_http_server_attach(sf->s->http[sf->index], c);
+}
+
+static void setup_surface(realm_server_t *s, int i)
+{
+    const realm_config_t *cfg = s->cfg;
+    realm_http_limits_t limits = {
+        .max_header_bytes = cfg->max_header_bytes,
+        .max_body_bytes = cfg->max_body_bytes,
+        .header_timeout_ms = cfg->header_timeout_ms,
+        .idle_timeout_ms = cfg->idle_timeout_ms,
+    };
+    surface_t *sf = &s->surfaces[i];
+    sf->s = s;
+    sf->index = i;
+    s->http[i] = realm_http_server_new(listener_names[i], &limits);
+    realm_http_server_set_observer(s->http[i], on_http_observe, sf);
+}
+
+static int listener_port(const realm_config_t *cfg, int i)
+{
+    switch (i) {
+    case L_CLIENT: return cfg->port;
+    case L_CONTROL: return cfg->control_port;
+    case L_RUNTIME: return cfg->runtime_port;
+    default: return cfg->metrics_port;
+    }
+}
+
+static int mkdir_p(const char *path)
+{
+    char tmp[4096];
+    snprintf(tmp, sizeof(tmp), "%s", path);
+    for (char *p = tmp + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
+    return 0;
+}
+
+/* ---- shutdown ---- */
+
+static size_t open_connections(realm_server_t *s)
+{
+    size_t n = 0;
+    for (int i = 0; i < L_COUNT; i++)
+        if (s->listeners[i]) n += realm_listener_open_cnt(s->listeners[i]);
+    return n;
+}
+
+static void close_idle(realm_conn_t *c, void *data)
+{
+    (void)data;
+    realm_http_conn_close_when_idle(c);
+}
+
+static void close_now(realm_conn_t *c, void *data)
+{
+    (void)data;
+    realm_conn_close(c, 0);
+}
+
+static void finish_shutdown(realm_server_t *s)
+{
+    for (int i = 0; i < L_COUNT; i++) realm_listener_each(s->listeners[i], close_now, NULL);
+    uv_timer_stop(&s->shutdown_timer);
+    uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&s->sigint, NULL);
+    uv_close((uv_handle_t *)&s->sigterm, NULL);
+    realm_info("shutdown complete");
+}
+
+static void on_shutdown_tick(uv_timer_t *t)
+{
+    realm_server_t *s = t->data;
+    uint64_t elapsed = uv_now(s->loop) - s->shutdown_started;
+    if (!s->grace_over && (elapsed >= s->cfg->shutdown_grace_ms || s->signals > 1)) {
+        s->grace_over = 1;
+        if (realm_dispatch_in_flight(s->dispatch) > 0)
+            realm_warn("grace period over: cancelling %zu calls in flight",
+                       realm_dispatch_in_flight(s->dispatch));
+        realm_client_cancel_all(s->client);
+    }
+    if (open_connections(s) == 0 ||
+        elapsed >= s->cfg->shutdown_grace_ms + CLOSE_HANDSHAKE_MS) {
+        finish_shutdown(s);
+    }
+}
+
+void realm_server_shutdown(realm_server_t *s)
+{
+    s->signals++;
+    if (s->is_shutting_down) return;
+    s->is_shutting_down = 1;
+    s->shutdown_started = uv_now(s->loop);
+    realm_info("shutting down: no new connections; %zu calls in flight get up to %llu ms",
+               realm_dispatch_in_flight(s->dispatch), (unsigned long long)s->cfg->shutdown_grace_ms);
+    for (int i = 0; i < L_COUNT; i++) {
+        realm_listener_close(s->listeners[i], NULL);
+        realm_http_server_drain(s->http[i]);
+    }
+    realm_client_drain(s->client);
+    /* HTTP connections (not the upgraded ones) finish their request and close. */
+    for (int i = 0; i < L_COUNT; i++) realm_http_server_each(s->http[i], close_idle, NULL);
+    uv_timer_start(&s->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    realm_server_t *s = h->data;
+    realm_info("received %s", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    realm_server_shutdown(s);
+}
+
+/* ---- life ---- */
+
+int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t **out, char *err,
+                     size_t err_len)
+{
+    if (mkdir_p(cfg->data_dir) != 0) {
+        snprintf(err, err_len, "data dir %s: %s", cfg->data_dir, strerror(errno));
+        return -1;
+    }
+    realm_server_t *s = realm_calloc(1, sizeof(*s));
+    s->loop = loop;
+    s->cfg = cfg;
+    s->metrics = realm_metrics_new();
+    realm_metric_family_t *bi = realm_metrics_family(
+        s->metrics, REALM_METRIC_GAUGE, "realm_build_info", "Realm version (always 1)", "version",
+        NULL, 0);
+    const char *ver[] = {REALM_VERSION};
+    realm_metric_set(realm_metrics_child(bi, ver), 1);
+    realm_metric_family_t *req_fam = realm_metrics_family(
+        s->metrics, REALM_METRIC_COUNTER, "realm_http_requests_total",
+        "HTTP responses sent, by listener and status class", "listener,class", NULL, 0);
+    s->dispatch = realm_dispatch_new(s->metrics);
+
+    for (int i = 0; i < L_COUNT; i++) {
+        setup_surface(s, i);
+        static const char *const classes[] = {"", "1xx", "2xx", "3xx", "4xx", "5xx"};
+        for (int c = 1; c <= 5; c++) {
+            const char *labels[] = {listener_names[i], classes[c]};
+            s->surfaces[i].by_class[c] = realm_metrics_child(req_fam, labels);
+        }
+    }
+    realm_client_config_t ccfg = {
+        .ws = {.max_message_bytes = cfg->max_message_bytes,
+               .max_send_queue_bytes = cfg->max_send_queue_bytes,
+               .ping_interval_ms = cfg->ws_ping_interval_ms},
+        .max_calls_per_connection = cfg->max_calls_per_connection,
+    };
+    s->builtins = (realm_builtins_ctx_t){
+        .loop = loop, .start_ns = uv_hrtime(), .connections = client_connections, .data = s};
+    realm_builtins_register(s->dispatch, &s->builtins);
+    s->client = realm_client_new(s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
+    realm_http_server_route(s->http[L_METRICS], "GET", "/metrics", 1, on_metrics, s);
+
+    realm_metrics_add_collector(s->metrics, collect_listeners, s);
+    realm_metrics_add_collector(s->metrics, realm_metrics_collect_process, NULL);
+
+    uv_timer_init(loop, &s->shutdown_timer);
+    s->shutdown_timer.data = s;
+    uv_signal_init(loop, &s->sigint);
+    uv_signal_init(loop, &s->sigterm);
+    s->sigint.data = s->sigterm.data = s;
+
+    for (int i = 0; i < L_COUNT; i++) {
+        int rc = realm_listener_new(loop, listener_names[i], cfg->host, listener_port(cfg, i),
+                                    on_conn, &s->surfaces[i], &s->listeners[i]);
+        if (rc != 0) {
+            snprintf(err, err_len, "%s listener: %s:%d: %s", listener_names[i], cfg->host,
+                     listener_port(cfg, i), uv_strerror(rc));
+            s->listeners[i] = NULL;
+            uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+            uv_close((uv_handle_t *)&s->sigint, NULL);
+            uv_close((uv_handle_t *)&s->sigterm, NULL);
+            realm_server_free(s);
+            return -1;
+        }
+    }
+    uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+    if (strcmp(cfg->host, "127.0.0.1") != 0 && strcmp(cfg->host, "::1") != 0 &&
+        strcmp(cfg->host, "localhost") != 0)
+        realm_warn("listening on %s: every surface is reachable from other machines", cfg->host);
+    *out = s;
+    return 0;
+}
+
+void realm_server_print_listeners(const realm_server_t *s, FILE *out)
+{
+    static const char *const schemes[L_COUNT] = {"ws", "http", "http", "http"};
+    int v6 = strchr(s->cfg->host, ':') != NULL;
+    for (int i = 0; i < L_COUNT; i++) {
+        fprintf(out, "listening %s %s://%s%s%s:%d%s\n", listener_names[i], schemes[i],
+                v6 ? "[" : "", s->cfg->host, v6 ? "]" : "", realm_listener_port(s->listeners[i]),
+                i == L_METRICS ? "/metrics" : "");
+    }
+    fflush(out);
+}
+
+int realm_server_run(realm_server_t *s)
+{
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    return 0;
+}
+
+void realm_server_free(realm_server_t *s)
+{
+    if (!s) return;
+    for (int i = 0; i < L_COUNT; i++)
+        if (s->listeners[i]) realm_listener_free(s->listeners[i]);
+    /* Let the listeners' close callbacks run before their memory goes. */
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    realm_client_free(s->client);
+    for (int i = 0; i < L_COUNT; i++) realm_http_server_free(s->http[i]);
+    realm_dispatch_free(s->dispatch);
+    realm_metrics_free(s->metrics);
+    free(s);
+}

@@ -1,0 +1,26 @@
+/*
+ * builtins.h - the functions every Realm server has: health, metadata and
+ * echo (a diagnostic that can stream and take its time, which is what tests
+ * and clients need to see interleaving and cancellation).
+ */
+#ifndef REALM_DISPATCH_BUILTINS_H
+#define REALM_DISPATCH_BUILTINS_H
+
+#include "dispatch/dispatch.h"
+
+#include <stddef.h>
+#include <uv.h>
+
+typedef struct {
+    uv_loop_t *loop;
+    uint64_t start_ns;                  /* uv_hrtime() at server start */
+    size_t (*connections)(void *data);  /* open client connections */
+    void *data;
+} realm_builtins_ctx_t;
+
+/* Registers health, metadata and echo. ctx is borrowed until d is freed. */
+void realm_builtins_register(realm_dispatch_t *d, realm_builtins_ctx_t *ctx);
+/* The metadata document for every registered function (new reference). */
+json_t *realm_builtins_metadata(const realm_dispatch_t *d);
+
+#endif

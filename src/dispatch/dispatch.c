@@ -1,0 +1,362 @@
+/*
+ * dispatch.c - function registry, parameter validation and call lifecycle
+ * (see dispatch.h).
+ *
+ * Metrics: realm_calls_total{function,outcome}, realm_call_duration_seconds
+ * {function} and realm_calls_in_flight. Calls to names that are not
+ * registered count under function="_unknown" so a client cannot grow the
+ * label set without bound.
+ */
+#include "dispatch/dispatch.h"
+
+#include "base/alloc.h"
+#include "base/err.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef struct {
+    const realm_fn_def_t *def;
+    void *fn_data;
+    realm_metric_t *m_complete, *m_error, *m_cancelled, *m_duration;
+} entry_t;
+
+struct realm_dispatch_s {
+    entry_t *entries;
+    size_t entries_cnt, entries_cap;
+    size_t in_flight;
+    realm_metrics_t *metrics;
+    realm_metric_family_t *f_calls, *f_duration;
+    realm_metric_t *m_in_flight;
+    entry_t unknown; /* metrics for calls to unregistered names */
+};
+
+struct realm_call_s {
+    realm_dispatch_t *d;
+    entry_t *entry;
+    char *id;
+    char *tenant_id;
+    void *scope;
+    const realm_call_sink_t *sink;
+    void *sink_data;
+    realm_call_cancel_cb cancel_cb;
+    void *cancel_data;
+    uint64_t start_ns;
+    int is_in_handler; /* the handler has not returned yet */
+    int is_ended;      /* ended inside the handler: free on return */
+};
+
+static const double duration_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                          0.025,  0.05,    0.1,    0.25,  0.5,    1,     2.5,
+                                          5,      10,      30,     60,    300,    900};
+
+static void entry_metrics(realm_dispatch_t *d, entry_t *e, const char *name)
+{
+    const char *l_ok[] = {name, "complete"}, *l_err[] = {name, "error"},
+               *l_can[] = {name, "cancelled"}, *l_fn[] = {name};
+    e->m_complete = realm_metrics_child(d->f_calls, l_ok);
+    e->m_error = realm_metrics_child(d->f_calls, l_err);
+    e->m_cancelled = realm_metrics_child(d->f_calls, l_can);
+    e->m_duration = realm_metrics_child(d->f_duration, l_fn);
+}
+
+realm_dispatch_t *realm_dispatch_new(realm_metrics_t *metrics)
+{
+    realm_dispatch_t *d = realm_calloc(1, sizeof(*d));
+    d->metrics = metrics;
+    d->f_calls = realm_metrics_family(metrics, REALM_METRIC_COUNTER, "realm_calls_total",
+                                      "Calls finished, by function and outcome", "function,outcome",
+                                      NULL, 0);
+    d->f_duration = realm_metrics_family(
+        metrics, REALM_METRIC_HISTOGRAM, "realm_call_duration_seconds",
+        "Time from a call's arrival to its final reply, by function", "function",
+        duration_buckets, sizeof(duration_buckets) / sizeof(duration_buckets[0]));
+    realm_metric_family_t *f = realm_metrics_family(
+        metrics, REALM_METRIC_GAUGE, "realm_calls_in_flight", "Calls started and not yet ended",
+        NULL, NULL, 0);
+    d->m_in_flight = realm_metrics_child(f, NULL);
+    entry_metrics(d, &d->unknown, "_unknown");
+    return d;
+}
+
+void realm_dispatch_free(realm_dispatch_t *d)
+{
+    if (!d) return;
+    free(d->entries);
+    free(d);
+}
+
+static entry_t *find(const realm_dispatch_t *d, const char *name)
+{
+    for (size_t i = 0; i < d->entries_cnt; i++)
+        if (strcmp(d->entries[i].def->name, name) == 0) return &d->entries[i];
+    return NULL;
+}
+
+int realm_dispatch_register(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data)
+{
+    if (find(d, def->name)) return REALM_ERR_INVALID_REQUEST;
+    if (d->entries_cnt == d->entries_cap) {
+        d->entries_cap = d->entries_cap ? d->entries_cap * 2 : 16;
+        d->entries = realm_realloc(d->entries, d->entries_cap * sizeof(entry_t));
+    }
+    entry_t *e = &d->entries[d->entries_cnt++];
+    memset(e, 0, sizeof(*e));
+    e->def = def;
+    e->fn_data = fn_data;
+    entry_metrics(d, e, def->name);
+    return 0;
+}
+
+const realm_fn_def_t *realm_dispatch_lookup(const realm_dispatch_t *d, const char *name)
+{
+    entry_t *e = find(d, name);
+    return e ? e->def : NULL;
+}
+
+size_t realm_dispatch_count(const realm_dispatch_t *d)
+{
+    return d->entries_cnt;
+}
+
+const realm_fn_def_t *realm_dispatch_at(const realm_dispatch_t *d, size_t i)
+{
+    return i < d->entries_cnt ? d->entries[i].def : NULL;
+}
+
+size_t realm_dispatch_in_flight(const realm_dispatch_t *d)
+{
+    return d->in_flight;
+}
+
+/* ---- params ---- */
+
+static const char *type_name(realm_param_type_t t)
+{
+    switch (t) {
+    case REALM_PARAM_STRING: return "a string";
+    case REALM_PARAM_INTEGER: return "an integer";
+    case REALM_PARAM_NUMBER: return "a number";
+    case REALM_PARAM_BOOLEAN: return "a boolean";
+    case REALM_PARAM_OBJECT: return "an object";
+    case REALM_PARAM_ARRAY: return "an array";
+    case REALM_PARAM_ANY: return "any JSON value";
+    }
+    return "?";
+}
+
+static int type_ok(realm_param_type_t t, const json_t *v)
+{
+    switch (t) {
+    case REALM_PARAM_STRING: return json_is_string(v);
+    case REALM_PARAM_INTEGER:
+        /* 5.0 is accepted as 5: JSON has one number type. */
+        return json_is_integer(v) || (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+                                      fabs(json_real_value(v)) < 9007199254740992.0);
+    case REALM_PARAM_NUMBER: return json_is_number(v);
+    case REALM_PARAM_BOOLEAN: return json_is_boolean(v);
+    case REALM_PARAM_OBJECT: return json_is_object(v);
+    case REALM_PARAM_ARRAY: return json_is_array(v);
+    case REALM_PARAM_ANY: return 1;
+    }
+    return 0;
+}
+
+static void fmt_num(char *buf, size_t len, double v)
+{
+    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, len, "%.0f", v);
+    else snprintf(buf, len, "%g", v);
+}
+
+/* Validates params in place (defaults added, 5.0 made 5). 0 or INVALID_PARAMS. */
+static int check_params(const realm_fn_def_t *def, json_t *params, char *err, size_t err_len,
+                        const char **bad)
+{
+    const char *key;
+    json_t *v;
+    json_object_foreach(params, key, v)
+    {
+        size_t i;
+        for (i = 0; i < def->params_cnt; i++)
+            if (strcmp(def->params[i].name, key) == 0) break;
+        if (i == def->params_cnt) {
+            *bad = key;
+            snprintf(err, err_len, "unknown param '%s' for %s", key, def->name);
+            return REALM_ERR_INVALID_PARAMS;
+        }
+    }
+    for (size_t i = 0; i < def->params_cnt; i++) {
+        const realm_param_def_t *p = &def->params[i];
+        *bad = p->name;
+        v = json_object_get(params, p->name);
+        if (v == NULL || (json_is_null(v) && p->type != REALM_PARAM_ANY)) {
+            if (p->is_required) {
+                snprintf(err, err_len, "missing required param '%s'", p->name);
+                return REALM_ERR_INVALID_PARAMS;
+            }
+            if (p->default_json) {
+                json_t *dv = json_loads(p->default_json, JSON_DECODE_ANY, NULL);
+                if (dv) json_object_set_new(params, p->name, dv);
+            } else if (v) {
+                json_object_del(params, p->name);
+            }
+            continue;
+        }
+        if (!type_ok(p->type, v)) {
+            snprintf(err, err_len, "param '%s' must be %s", p->name, type_name(p->type));
+            return REALM_ERR_INVALID_PARAMS;
+        }
+        if (p->type == REALM_PARAM_INTEGER && json_is_real(v)) {
+            json_object_set_new(params, p->name, json_integer((json_int_t)json_real_value(v)));
+            v = json_object_get(params, p->name);
+        }
+        double x;
+        const char *what = "";
+        if (json_is_number(v)) x = json_number_value(v);
+        else if (json_is_string(v)) x = (double)json_string_length(v), what = " characters";
+        else if (json_is_array(v)) x = (double)json_array_size(v), what = " items";
+        else continue;
+        if ((p->has_min && x < p->min) || (p->has_max && x > p->max)) {
+            char lo[32] = "", hi[32] = "";
+            fmt_num(lo, sizeof(lo), p->min);
+            fmt_num(hi, sizeof(hi), p->max);
+            if (p->has_min && p->has_max)
+                snprintf(err, err_len, "param '%s' must be between %s and %s%s", p->name, lo, hi,
+                         what);
+            else if (p->has_min)
+                snprintf(err, err_len, "param '%s' must be at least %s%s", p->name, lo, what);
+            else
+                snprintf(err, err_len, "param '%s' must be at most %s%s", p->name, hi, what);
+            return REALM_ERR_INVALID_PARAMS;
+        }
+    }
+    *bad = NULL;
+    return 0;
+}
+
+/* ---- calls ---- */
+
+static void call_end(realm_call_t *call, realm_metric_t *outcome)
+{
+    realm_dispatch_t *d = call->d;
+    realm_metric_inc(outcome);
+    realm_metric_observe(call->entry->m_duration, (double)(uv_hrtime() - call->start_ns) / 1e9);
+    d->in_flight--;
+    realm_metric_set(d->m_in_flight, (double)d->in_flight);
+    if (call->is_in_handler) {
+        call->is_ended = 1; /* freed when the handler returns */
+        return;
+    }
+    free(call->id);
+    free(call->tenant_id);
+    free(call);
+}
+
+realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const char *function,
+                                  json_t *params, const char *tenant_id, void *scope,
+                                  const realm_call_sink_t *sink, void *sink_data)
+{
+    realm_call_t *call = realm_calloc(1, sizeof(*call));
+    call->d = d;
+    call->id = realm_strdup(id);
+    call->tenant_id = tenant_id ? realm_strdup(tenant_id) : NULL;
+    call->scope = scope;
+    call->sink = sink;
+    call->sink_data = sink_data;
+    call->start_ns = uv_hrtime();
+    d->in_flight++;
+    realm_metric_set(d->m_in_flight, (double)d->in_flight);
+
+    entry_t *e = find(d, function);
+    if (e == NULL) {
+        call->entry = &d->unknown;
+        json_t *details = json_pack("{s:s}", "function", function);
+        realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, details,
+                        "no function named '%.200s' (call metadata for the list)", function);
+        return NULL;
+    }
+    call->entry = e;
+    char err[300];
+    const char *bad = NULL;
+    if (check_params(e->def, params, err, sizeof(err), &bad) != 0) {
+        json_t *details = json_pack("{s:s}", "param", bad ? bad : "");
+        realm_call_fail(call, REALM_ERR_INVALID_PARAMS, details, "%s", err);
+        return NULL;
+    }
+    call->is_in_handler = 1;
+    e->def->handler(call, params, e->fn_data);
+    call->is_in_handler = 0;
+    if (call->is_ended) {
+        free(call->id);
+        free(call->tenant_id);
+        free(call);
+        return NULL;
+    }
+    return call;
+}
+
+const char *realm_call_id(const realm_call_t *call)
+{
+    return call->id;
+}
+
+const char *realm_call_tenant(const realm_call_t *call)
+{
+    return call->tenant_id;
+}
+
+void *realm_call_scope(const realm_call_t *call)
+{
+    return call->scope;
+}
+
+void realm_call_stream(realm_call_t *call, json_t *data)
+{
+    if (!call->is_ended && call->sink->on_stream) call->sink->on_stream(call, data, call->sink_data);
+    json_decref(data);
+}
+
+void realm_call_complete(realm_call_t *call, json_t *data)
+{
+    if (call->is_ended) {
+        json_decref(data);
+        return;
+    }
+    call->sink->on_complete(call, data, call->sink_data);
+    json_decref(data);
+    call_end(call, call->entry->m_complete);
+}
+
+void realm_call_fail(realm_call_t *call, int err, json_t *details, const char *fmt, ...)
+{
+    if (call->is_ended) {
+        json_decref(details);
+        return;
+    }
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    call->sink->on_error(call, err, msg, details, call->sink_data);
+    json_decref(details);
+    call_end(call, call->entry->m_error);
+}
+
+void realm_call_on_cancel(realm_call_t *call, realm_call_cancel_cb cb, void *data)
+{
+    call->cancel_cb = cb;
+    call->cancel_data = data;
+}
+
+void realm_call_cancel(realm_call_t *call, int is_silent)
+{
+    if (call->is_ended) return;
+    if (call->cancel_cb) call->cancel_cb(call, call->cancel_data);
+    if (!is_silent && call->sink->on_cancelled) call->sink->on_cancelled(call, call->sink_data);
+    call_end(call, call->entry->m_cancelled);
+}

@@ -1,0 +1,129 @@
+/*
+ * dispatch.h - the function registry and the life of a call.
+ *
+ * DESIGN: every callable function is one realm_fn_def_t table entry: name,
+ * description, parameters (type, required, default, range, description),
+ * result shape and whether it streams. The dispatcher validates a call's
+ * params against that table before the handler runs (so handlers see
+ * well-typed params with defaults filled in) and `metadata` is generated
+ * from the same entries, so what is described is exactly what is callable.
+ *
+ * A call ends exactly once: complete, error, or cancelled. Replies leave
+ * through a sink supplied by whoever started the call (the client WebSocket
+ * adapts it to protocol messages), so this module knows nothing of wire
+ * formats.
+ *
+ * Handler rule: a handler either ends the call before returning, or it goes
+ * asynchronous and must then register a cancel hook
+ * (realm_call_on_cancel) that stops its work at once; after the hook runs
+ * the handler must not touch the call again.
+ *
+ * LIFETIME: definitions are borrowed (static tables) until the dispatcher is
+ * freed. A realm_call_t lives from realm_dispatch_call() until its final
+ * sink event has returned.
+ * THREADS: loop thread only.
+ */
+#ifndef REALM_DISPATCH_DISPATCH_H
+#define REALM_DISPATCH_DISPATCH_H
+
+#include "metrics/metrics.h"
+
+#include <jansson.h>
+#include <stddef.h>
+
+typedef struct realm_dispatch_s realm_dispatch_t;
+typedef struct realm_call_s realm_call_t;
+
+typedef enum {
+    REALM_PARAM_STRING,
+    REALM_PARAM_INTEGER,
+    REALM_PARAM_NUMBER,
+    REALM_PARAM_BOOLEAN,
+    REALM_PARAM_OBJECT,
+    REALM_PARAM_ARRAY,
+    REALM_PARAM_ANY,
+} realm_param_type_t;
+
+typedef struct {
+    const char *name;
+    realm_param_type_t type;
+    int is_required;
+    const char *default_json; /* JSON text, or NULL for no default */
+    const char *description;
+    int has_min, has_max;     /* numeric range (inclusive), or string length */
+    double min, max;
+} realm_param_def_t;
+
+/* Returns nothing: the call is ended through realm_call_* (see the rule above). */
+typedef void (*realm_fn_handler_cb)(realm_call_t *call, json_t *params, void *fn_data);
+
+typedef struct {
+    const char *name;
+    const char *description;
+    const realm_param_def_t *params;
+    size_t params_cnt;
+    const char *result_json; /* JSON text describing the result's shape */
+    int is_streaming;        /* sends `streaming` replies before the final one */
+    realm_fn_handler_cb handler;
+} realm_fn_def_t;
+
+typedef struct {
+    /* data borrowed for the call */
+    void (*on_stream)(realm_call_t *call, json_t *data, void *sink_data);
+    void (*on_complete)(realm_call_t *call, json_t *data, void *sink_data);
+    /* details: extra error fields such as {"param":"x"}, may be NULL */
+    void (*on_error)(realm_call_t *call, int err, const char *message, json_t *details,
+                     void *sink_data);
+    void (*on_cancelled)(realm_call_t *call, void *sink_data);
+} realm_call_sink_t;
+
+realm_dispatch_t *realm_dispatch_new(realm_metrics_t *metrics);
+void realm_dispatch_free(realm_dispatch_t *d);
+
+/*
+ * Registers a function. def and fn_data are borrowed until the dispatcher is
+ * freed. Returns 0, or REALM_ERR_INVALID_REQUEST if the name is taken.
+ */
+int realm_dispatch_register(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data);
+const realm_fn_def_t *realm_dispatch_lookup(const realm_dispatch_t *d, const char *name);
+/* Every function in registration order. */
+size_t realm_dispatch_count(const realm_dispatch_t *d);
+const realm_fn_def_t *realm_dispatch_at(const realm_dispatch_t *d, size_t i);
+/* Calls in flight across all sinks. */
+size_t realm_dispatch_in_flight(const realm_dispatch_t *d);
+
+/*
+ * Starts a call. id, function and tenant_id are copied; params is borrowed
+ * for the duration of this call (handlers that keep it take a reference).
+ * scope is the caller's context (e.g. its connection), readable by handlers.
+ * Returns the call if it is still in flight, or NULL if it already ended
+ * (the sink has had its final event, e.g. FUNCTION_NOT_FOUND).
+ */
+realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const char *function,
+                                  json_t *params, const char *tenant_id, void *scope,
+                                  const realm_call_sink_t *sink, void *sink_data);
+
+/* ---- used by handlers ---- */
+const char *realm_call_id(const realm_call_t *call);
+const char *realm_call_tenant(const realm_call_t *call); /* NULL when none */
+void *realm_call_scope(const realm_call_t *call);
+/* Streams a partial result; takes ownership of data. */
+void realm_call_stream(realm_call_t *call, json_t *data);
+/* Ends the call; takes ownership of data. */
+void realm_call_complete(realm_call_t *call, json_t *data);
+/* Ends the call with an error (err from base/err.h); details may be NULL (stolen). */
+void realm_call_fail(realm_call_t *call, int err, json_t *details, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* The hook that stops an asynchronous handler's work. */
+typedef void (*realm_call_cancel_cb)(realm_call_t *call, void *data);
+void realm_call_on_cancel(realm_call_t *call, realm_call_cancel_cb cb, void *data);
+
+/* ---- used by the call's owner ---- */
+/*
+ * Cancels an in-flight call: runs its cancel hook, then the sink gets
+ * on_cancelled, unless is_silent (the owner is going away): then no sink
+ * event at all. The call is freed.
+ */
+void realm_call_cancel(realm_call_t *call, int is_silent);
+
+#endif
