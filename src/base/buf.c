@@ -24,7 +24,7 @@ void realm_buf_dispose(realm_buf_t *b)
 
 void realm_buf_reserve(realm_buf_t *b, size_t extra)
 {
-    if (b->len + extra <= b->cap) return;
+    if (b->data && b->len + extra <= b->cap) return;
     size_t cap = b->cap ? b->cap : 64;
     while (cap < b->len + extra) cap *= 2;
     b->data = realm_realloc(b->data, cap + 1);

@@ -23,7 +23,7 @@ void realm_buf_reserve(realm_buf_t *b, size_t extra);
 void realm_buf_append(realm_buf_t *b, const void *data, size_t len);
 void realm_buf_appends(realm_buf_t *b, const char *s);
 void realm_buf_appendf(realm_buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void realm_buf_vappendf(realm_buf_t *b, const char *fmt, va_list ap);
+void realm_buf_vappendf(realm_buf_t *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* Drops the first n bytes (n <= len). */
 void realm_buf_consume(realm_buf_t *b, size_t n);
 void realm_buf_reset(realm_buf_t *b); /* len = 0, keeps the allocation */

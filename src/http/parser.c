@@ -29,7 +29,8 @@ static int fail(realm_http_parser_t *p, int status, const char *reason)
 static void reset_request(realm_http_parser_t *p)
 {
     realm_http_req_t *r = &p->req;
-    for (size_t i = 0; i < r->params_cnt; i++) free(r->param_values[i]);
+    for (size_t i = 0; i < r->params_cnt; i++)
+        free(r->param_values[i]);
     realm_buf_t body = r->body;
     realm_buf_reset(&body);
     memset(r, 0, sizeof(*r));
@@ -93,6 +94,13 @@ static int on_header_field_complete(llhttp_t *l)
 {
     realm_http_parser_t *p = P(l);
     p->in_field = 0;
+    /* RFC 7230 3.2.4: whitespace between a field name and the colon must be
+     * rejected (llhttp's non-strict build keeps it as part of the name). */
+    if (p->head.len > 0) {
+        char last = p->head.data[p->head.len - 1];
+        if (last == ' ' || last == '\t')
+            return fail(p, 400, "whitespace between header field name and colon");
+    }
     int rc = head_append(p, "", 1);
     /* The value starts after the name's terminator. */
     p->offs[2 + 2 * (p->req.headers_cnt - 1) + 1] = p->head.len;
@@ -111,9 +119,11 @@ static int on_header_value_complete(llhttp_t *l)
 
 static char *trim(char *s)
 {
-    while (*s == ' ' || *s == '\t') s++;
+    while (*s == ' ' || *s == '\t')
+        s++;
     size_t n = strlen(s);
-    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t')) s[--n] = '\0';
+    while (n > 0 && (s[n - 1] == ' ' || s[n - 1] == '\t'))
+        s[--n] = '\0';
     return s;
 }
 
@@ -144,6 +154,10 @@ static int on_headers_complete(llhttp_t *l)
     r->method_name = llhttp_method_name((llhttp_method_t)r->method);
     r->http_major = llhttp_get_http_major(l);
     r->http_minor = llhttp_get_http_minor(l);
+    /* llhttp also takes HTTP/0.9 (a request line without a version) and
+     * HTTP/2.0 in HTTP/1 syntax; neither is something we speak. */
+    if (r->http_major == 0) return fail(p, 400, "request line without an HTTP version");
+    if (r->http_major != 1) return fail(p, 505, "only HTTP/1.0 and HTTP/1.1 are supported");
     r->is_keep_alive = llhttp_should_keep_alive(l) ? 1 : 0;
     r->is_upgrade = llhttp_get_upgrade(l) ? 1 : 0;
     r->is_chunked = (l->flags & F_CHUNKED) ? 1 : 0;
@@ -205,8 +219,7 @@ void realm_http_parser_dispose(realm_http_parser_t *p)
     realm_buf_dispose(&p->req.body);
 }
 
-int realm_http_parser_feed(realm_http_parser_t *p, const char *data, size_t len,
-                           size_t *consumed)
+int realm_http_parser_feed(realm_http_parser_t *p, const char *data, size_t len, size_t *consumed)
 {
     *consumed = 0;
     if (p->is_failed) return REALM_HTTP_FAILED;
