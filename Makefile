@@ -5,7 +5,7 @@
 
 JOBS ?= 2
 ARGS ?=
-FUZZ_SECONDS ?= 20
+FUZZ_SECONDS ?= 15
 
 all: build
 
@@ -27,6 +27,7 @@ run: build
 	./build/realm serve $(ARGS)
 
 unit: build-asan
+	@scripts/check-layers.sh
 	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
 
 integration: build-asan

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Checks that src/ includes only run one way (docs/architecture.md):
+#   base <- net <- {http, ws} <- api
+#   base <- {proto, metrics, config} ; metrics <- dispatch <- api
+# Domain code (dispatch, and later registry, sandbox, llm) never includes
+# http/ or ws/: it exposes callbacks that api/ adapts.
+set -euo pipefail
+cd "$(dirname "$0")/../src"
+
+allowed() {
+  case "$1" in
+    base) echo "base" ;;
+    net) echo "base net" ;;
+    http) echo "base net http" ;;
+    ws) echo "base net ws" ;;
+    proto) echo "base proto" ;;
+    metrics) echo "base metrics" ;;
+    config) echo "base config" ;;
+    dispatch) echo "base metrics dispatch" ;;
+    api) echo "*" ;;
+    *) echo "" ;;
+  esac
+}
+
+bad=0
+for f in $(find . -name '*.[ch]' | sed 's|^\./||' | sort); do
+  dir=${f%%/*}
+  [ "$dir" = "$f" ] && continue # main.c
+  ok=$(allowed "$dir")
+  if [ -z "$ok" ]; then
+    echo "layers: $f: folder '$dir' has no rule in scripts/check-layers.sh"; bad=1; continue
+  fi
+  [ "$ok" = "*" ] && continue
+  for inc in $(grep -oE '^#include "[a-z_]+/' "$f" | sed -E 's/#include "([a-z_]+)\//\1/' | sort -u); do
+    case " $ok " in *" $inc "*) ;; *) echo "layers: $f includes $inc/ (allowed: $ok)"; bad=1 ;; esac
+  done
+done
+[ "$bad" = 0 ] && echo "layers: ok"
+exit "$bad"
