@@ -32,7 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (;;) {
             if (pending.len == 0 && !realm_http_parser_in_body(&p)) break;
             size_t used = 0;
-            int rc = realm_http_parser_feed(&p, pending.data ? pending.data : "", pending.len, &used);
+            int rc =
+                realm_http_parser_feed(&p, pending.data ? pending.data : "", pending.len, &used);
             if (used > pending.len) __builtin_trap();
             realm_buf_consume(&pending, used);
             if (rc == REALM_HTTP_NEED_MORE) break;

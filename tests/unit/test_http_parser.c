@@ -39,7 +39,8 @@ static char *run(const char *data, size_t len, size_t step, size_t split, uint64
             size_t used = 0;
             int in_body = realm_http_parser_in_body(&p);
             if (pending.len == 0 && !in_body) break;
-            int rc = realm_http_parser_feed(&p, pending.data ? pending.data : "", pending.len, &used);
+            int rc =
+                realm_http_parser_feed(&p, pending.data ? pending.data : "", pending.len, &used);
             realm_buf_consume(&pending, used);
             if (rc == REALM_HTTP_NEED_MORE) break;
             if (rc == REALM_HTTP_FAILED) {
@@ -49,11 +50,11 @@ static char *run(const char *data, size_t len, size_t step, size_t split, uint64
             }
             realm_http_req_t *r = &p.req;
             if (rc == REALM_HTTP_HEAD_DONE) {
-                realm_buf_appendf(&out, "HEAD %s %s path=%s query=%s v=%d.%d ka=%d up=%d cl=%lld ch=%d exp=%d",
-                                  r->method_name, r->target, r->path, r->query, r->http_major,
-                                  r->http_minor, r->is_keep_alive, r->is_upgrade,
-                                  (long long)r->content_length, r->is_chunked,
-                                  r->has_expect_continue);
+                realm_buf_appendf(
+                    &out, "HEAD %s %s path=%s query=%s v=%d.%d ka=%d up=%d cl=%lld ch=%d exp=%d",
+                    r->method_name, r->target, r->path, r->query, r->http_major, r->http_minor,
+                    r->is_keep_alive, r->is_upgrade, (long long)r->content_length, r->is_chunked,
+                    r->has_expect_continue);
                 for (size_t i = 0; i < r->headers_cnt; i++)
                     realm_buf_appendf(&out, " [%s=%s]", r->headers[i].name, r->headers[i].value);
                 realm_buf_appends(&out, "|");
@@ -109,9 +110,9 @@ static void test_empty_header_value(void **state)
 static void test_http10_and_pipelining(void **state)
 {
     (void)state;
-    check_all_ways("GET /a HTTP/1.0\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-                   "HEAD GET /a path=/a query= v=1.0 ka=0 up=0 cl=-1 ch=0 exp=0|MSG body=|FAIL 400|",
-                   1000);
+    check_all_ways(
+        "GET /a HTTP/1.0\r\n\r\nPOST /b HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+        "HEAD GET /a path=/a query= v=1.0 ka=0 up=0 cl=-1 ch=0 exp=0|MSG body=|FAIL 400|", 1000);
     /* HTTP/1.0 without keep-alive ends the connection: bytes after it are an
      * error (the server closes after answering). With keep-alive they are the
      * next request. */
@@ -163,7 +164,8 @@ static void test_header_limits(void **state)
     realm_buf_t many;
     realm_buf_init(&many);
     realm_buf_appends(&many, "GET / HTTP/1.1\r\n");
-    for (int i = 0; i < REALM_HTTP_MAX_HEADERS + 1; i++) realm_buf_appendf(&many, "h%d:\r\n", i);
+    for (int i = 0; i < REALM_HTTP_MAX_HEADERS + 1; i++)
+        realm_buf_appendf(&many, "h%d:\r\n", i);
     realm_buf_appends(&many, "\r\n");
     got = run(many.data, many.len, 0, many.len, 100);
     assert_string_equal(got, "FAIL 431|");
@@ -206,10 +208,14 @@ static void test_has_token_and_params(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_simple_get),     cmocka_unit_test(test_empty_header_value),
-        cmocka_unit_test(test_http10_and_pipelining), cmocka_unit_test(test_chunked_body),
-        cmocka_unit_test(test_upgrade),        cmocka_unit_test(test_body_limit),
-        cmocka_unit_test(test_header_limits),  cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_simple_get),
+        cmocka_unit_test(test_empty_header_value),
+        cmocka_unit_test(test_http10_and_pipelining),
+        cmocka_unit_test(test_chunked_body),
+        cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_body_limit),
+        cmocka_unit_test(test_header_limits),
+        cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_has_token_and_params),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -50,7 +50,8 @@ static void frame(realm_buf_t *b, int fin, int rsv, int opcode, const char *payl
         h[n++] = (uint8_t)len;
     } else {
         h[n++] = m | 127;
-        for (int i = 7; i >= 0; i--) h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
+        for (int i = 7; i >= 0; i--)
+            h[n++] = (uint8_t)((uint64_t)len >> (8 * i));
     }
     static const uint8_t key[4] = {0x11, 0x22, 0x33, 0x44};
     if (!is_unmasked) memcpy(h + n, key, 4), n += 4;
@@ -134,14 +135,14 @@ static void test_protocol_errors(void **state)
         size_t len;
         const char *expect;
     } cases[] = {
-        {1, 0, 1, 1, "x", 1, "#1002 done"},   /* unmasked client frame */
-        {1, 4, 1, 0, "x", 1, "#1002 done"},   /* RSV1 */
-        {1, 1, 1, 0, "x", 1, "#1002 done"},   /* RSV3 */
-        {1, 0, 3, 0, "x", 1, "#1002 done"},   /* reserved opcode */
-        {1, 0, 0xb, 0, "x", 1, "#1002 done"}, /* reserved control opcode */
-        {1, 0, 0, 0, "x", 1, "#1002 done"},   /* continuation without a start */
-        {0, 0, 9, 0, "x", 1, "#1002 done"},   /* fragmented ping */
-        {1, 0, 1, 0, "\xff", 1, "#1007 done"}, /* invalid UTF-8 */
+        {1, 0, 1, 1, "x", 1, "#1002 done"},            /* unmasked client frame */
+        {1, 4, 1, 0, "x", 1, "#1002 done"},            /* RSV1 */
+        {1, 1, 1, 0, "x", 1, "#1002 done"},            /* RSV3 */
+        {1, 0, 3, 0, "x", 1, "#1002 done"},            /* reserved opcode */
+        {1, 0, 0xb, 0, "x", 1, "#1002 done"},          /* reserved control opcode */
+        {1, 0, 0, 0, "x", 1, "#1002 done"},            /* continuation without a start */
+        {0, 0, 9, 0, "x", 1, "#1002 done"},            /* fragmented ping */
+        {1, 0, 1, 0, "\xff", 1, "#1007 done"},         /* invalid UTF-8 */
         {1, 0, 1, 0, "\xed\xa0\x80", 3, "#1007 done"}, /* surrogate */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -178,8 +179,8 @@ static void test_handshake(void **state)
     (void)state;
     char accept[29];
     const char *why;
-    realm_ws_handshake_t h = {"GET", 1, 1, "websocket", "keep-alive, Upgrade",
-                              "dGhlIHNhbXBsZSBub25jZQ==", "13"};
+    realm_ws_handshake_t h = {
+        "GET", 1, 1, "websocket", "keep-alive, Upgrade", "dGhlIHNhbXBsZSBub25jZQ==", "13"};
     assert_int_equal(realm_ws_handshake_check(&h, accept, &why), 0);
     assert_string_equal(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="); /* RFC 6455 1.3 */
     h.version = "8";
@@ -196,10 +197,8 @@ static void test_handshake(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_text_and_binary),
-        cmocka_unit_test(test_fragmentation_with_ping),
-        cmocka_unit_test(test_protocol_errors),
-        cmocka_unit_test(test_too_big_and_close),
+        cmocka_unit_test(test_text_and_binary), cmocka_unit_test(test_fragmentation_with_ping),
+        cmocka_unit_test(test_protocol_errors), cmocka_unit_test(test_too_big_and_close),
         cmocka_unit_test(test_handshake),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
