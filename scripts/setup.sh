@@ -50,3 +50,12 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   npm ci --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
 fi
+
+# wscat on PATH for the README's tour (the same pinned version as node_modules).
+if ! command -v wscat >/dev/null 2>&1; then
+  echo "setup: installing wscat globally (npm install -g wscat@6.0.1)"
+  sudo=""
+  [ "$(id -u)" -ne 0 ] && sudo="sudo"
+  $sudo npm install -g --no-audit --no-fund --loglevel=error wscat@6.0.1 || \
+    echo "setup: could not install wscat globally; use npx wscat"
+fi
