@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "config/config.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <uv.h>
@@ -46,6 +47,9 @@ static int cmd_serve(int argc, char **argv)
     realm_log_level_parse(cfg.log_level, &lvl);
     realm_log_init(fmt, lvl);
 
+    /* A peer that resets its connection must cost only that connection:
+     * writes then fail with EPIPE instead of killing the process. */
+    signal(SIGPIPE, SIG_IGN);
     uv_loop_t loop;
     uv_loop_init(&loop);
     realm_server_t *server;
