@@ -86,8 +86,10 @@ static record_t *find_record(session_t *s, const char *id)
 static void record_remove(record_t *r)
 {
     session_t *s = r->s;
-    if (r->prev) r->prev->next = r->next;
-    else s->calls = r->next;
+    if (r->prev)
+        r->prev->next = r->next;
+    else
+        s->calls = r->next;
     if (r->next) r->next->prev = r->prev;
     s->calls_cnt--;
     free(r->id);
@@ -156,9 +158,14 @@ static void fn_cancel(realm_call_t *call, json_t *params, void *data)
 }
 
 static const realm_param_def_t cancel_params[] = {
-    {.name = "id", .type = REALM_PARAM_STRING, .is_required = 1,
-     .description = "The id of a call in flight on this connection.", .has_min = 1, .min = 1,
-     .has_max = 1, .max = 256},
+    {.name = "id",
+     .type = REALM_PARAM_STRING,
+     .is_required = 1,
+     .description = "The id of a call in flight on this connection.",
+     .has_min = 1,
+     .min = 1,
+     .has_max = 1,
+     .max = 256},
 };
 
 static const realm_fn_def_t cancel_def = {
@@ -191,12 +198,15 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
         realm_msg_call_dispose(&msg);
         return;
     }
-    if (cl->is_draining) {
+    /* cancel only ever ends work, and ends itself at once: neither the call
+     * limit nor a shutdown may keep a client from stopping its calls. */
+    int is_cancel = strcmp(msg.function, cancel_def.name) == 0;
+    if (cl->is_draining && !is_cancel) {
         send_error(s, msg.id, REALM_ERR_SHUTTING_DOWN, "the server is shutting down", NULL);
     } else if (find_record(s, msg.id)) {
         snprintf(err, sizeof(err), "a call with id '%.256s' is already in flight", msg.id);
         send_error(s, msg.id, REALM_ERR_INVALID_REQUEST, err, NULL);
-    } else if (s->calls_cnt >= cl->cfg.max_calls_per_connection) {
+    } else if (s->calls_cnt >= cl->cfg.max_calls_per_connection && !is_cancel) {
         snprintf(err, sizeof(err), "at most %zu calls may be in flight on one connection",
                  cl->cfg.max_calls_per_connection);
         send_error(s, msg.id, REALM_ERR_TOO_MANY_CALLS, err, NULL);
@@ -230,8 +240,10 @@ static void on_ws_close(realm_ws_t *ws, void *ud)
         if (call) realm_call_cancel(call, 1);
         record_remove(r);
     }
-    if (s->prev) s->prev->next = s->next;
-    else cl->sessions = s->next;
+    if (s->prev)
+        s->prev->next = s->next;
+    else
+        cl->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     cl->sessions_cnt--;
     free(s);
@@ -299,10 +311,10 @@ realm_client_t *realm_client_new(realm_dispatch_t *d, realm_metrics_t *m, realm_
     realm_client_t *cl = realm_calloc(1, sizeof(*cl));
     cl->d = d;
     cl->cfg = *cfg;
-    realm_metric_family_t *f = realm_metrics_family(
-        m, REALM_METRIC_COUNTER, "realm_websocket_messages_total",
-        "WebSocket messages on the client listener, by direction and type", "direction,type",
-        NULL, 0);
+    realm_metric_family_t *f =
+        realm_metrics_family(m, REALM_METRIC_COUNTER, "realm_websocket_messages_total",
+                             "WebSocket messages on the client listener, by direction and type",
+                             "direction,type", NULL, 0);
     const char *in_text[] = {"in", "text"}, *in_bin[] = {"in", "binary"},
                *out_text[] = {"out", "text"};
     cl->m_in = realm_metrics_child(f, in_text);
@@ -341,8 +353,10 @@ void realm_client_cancel_all(realm_client_t *cl)
             record_t *r = s->calls;
             realm_call_t *call = r->call;
             r->call = NULL;
-            if (call) realm_call_cancel(call, 0); /* removes r via the sink */
-            else record_remove(r);
+            if (call)
+                realm_call_cancel(call, 0); /* removes r via the sink */
+            else
+                record_remove(r);
         }
         maybe_close_drained(s);
     }

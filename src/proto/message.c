@@ -13,20 +13,26 @@
 static const char *json_type_name(const json_t *v)
 {
     switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
+    case JSON_OBJECT:
+        return "an object";
+    case JSON_ARRAY:
+        return "an array";
+    case JSON_STRING:
+        return "a string";
     case JSON_INTEGER:
-    case JSON_REAL: return "a number";
+    case JSON_REAL:
+        return "a number";
     case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    case JSON_NULL: return "null";
+    case JSON_FALSE:
+        return "a boolean";
+    case JSON_NULL:
+        return "null";
     }
     return "unknown";
 }
 
-__attribute__((format(printf, 3, 4))) static int invalid(char *err, size_t err_len,
-                                                           const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int invalid(char *err, size_t err_len, const char *fmt,
+                                                         ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -40,7 +46,7 @@ int realm_msg_parse_call(const char *data, size_t len, realm_msg_call_t *out, ch
 {
     memset(out, 0, sizeof(*out));
     json_error_t jerr;
-    out->root = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
+    out->root = json_loadb(data, len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
     if (out->root == NULL) {
         return invalid(err, err_len, "message is not valid JSON: %s (at byte %d)", jerr.text,
                        jerr.position);
@@ -63,7 +69,8 @@ int realm_msg_parse_call(const char *data, size_t len, realm_msg_call_t *out, ch
     json_t *fn = json_object_get(out->root, "function");
     if (fn == NULL) return invalid(err, err_len, "missing 'function'");
     if (!json_is_string(fn) || json_string_length(fn) == 0)
-        return invalid(err, err_len, "'function' must be a non-empty string, not %s", json_is_string(fn) ? "an empty string" : json_type_name(fn));
+        return invalid(err, err_len, "'function' must be a non-empty string, not %s",
+                       json_is_string(fn) ? "an empty string" : json_type_name(fn));
     out->function = json_string_value(fn);
 
     json_t *params = json_object_get(out->root, "params");
@@ -78,7 +85,8 @@ int realm_msg_parse_call(const char *data, size_t len, realm_msg_call_t *out, ch
     json_t *tenant = json_object_get(out->root, "tenant_id");
     if (tenant && !json_is_null(tenant)) {
         if (!json_is_string(tenant))
-            return invalid(err, err_len, "'tenant_id' must be a string or null, not %s", json_type_name(tenant));
+            return invalid(err, err_len, "'tenant_id' must be a string or null, not %s",
+                           json_type_name(tenant));
         out->tenant_id = json_string_value(tenant);
     }
 
@@ -89,8 +97,8 @@ int realm_msg_parse_call(const char *data, size_t len, realm_msg_call_t *out, ch
         if (strcmp(key, "id") && strcmp(key, "function") && strcmp(key, "params") &&
             strcmp(key, "tenant_id"))
             return invalid(err, err_len,
-                           "unknown field '%s' (a call has id, function, params, tenant_id)%s",
-                           key, "");
+                           "unknown field '%s' (a call has id, function, params, tenant_id)%s", key,
+                           "");
     }
     return 0;
 }
