@@ -11,11 +11,6 @@
 
 #include <stdlib.h>
 
-typedef struct {
-    realm_dispatch_t *d;
-    realm_builtins_ctx_t *ctx;
-} builtins_t;
-
 static const char *param_type_json(realm_param_type_t t)
 {
     switch (t) {
@@ -70,13 +65,13 @@ json_t *realm_builtins_metadata(const realm_dispatch_t *d)
 static void fn_health(realm_call_t *call, json_t *params, void *data)
 {
     (void)params;
-    builtins_t *b = data;
-    json_int_t uptime = (json_int_t)((uv_hrtime() - b->ctx->start_ns) / 1000000000u);
-    size_t conns = b->ctx->connections ? b->ctx->connections(b->ctx->data) : 0;
+    realm_builtins_ctx_t *ctx = data;
+    json_int_t uptime = (json_int_t)((uv_hrtime() - ctx->start_ns) / 1000000000u);
+    size_t conns = ctx->connections ? ctx->connections(ctx->data) : 0;
     realm_call_complete(call, json_pack("{s:s, s:s, s:I, s:I, s:I}", "status", "ok", "version",
                                         REALM_VERSION, "uptime_seconds", uptime, "connections",
                                         (json_int_t)conns, "in_flight",
-                                        (json_int_t)realm_dispatch_in_flight(b->d)));
+                                        (json_int_t)realm_dispatch_in_flight(ctx->dispatch)));
 }
 
 static const realm_fn_def_t health_def = {
@@ -93,8 +88,8 @@ static const realm_fn_def_t health_def = {
 static void fn_metadata(realm_call_t *call, json_t *params, void *data)
 {
     (void)params;
-    builtins_t *b = data;
-    realm_call_complete(call, realm_builtins_metadata(b->d));
+    realm_builtins_ctx_t *ctx = data;
+    realm_call_complete(call, realm_builtins_metadata(ctx->dispatch));
 }
 
 static const realm_fn_def_t metadata_def = {
@@ -154,7 +149,7 @@ static void on_echo_cancel(realm_call_t *call, void *data)
 
 static void fn_echo(realm_call_t *call, json_t *params, void *data)
 {
-    builtins_t *b = data;
+    realm_builtins_ctx_t *ctx = data;
     json_t *message = json_object_get(params, "message");
     json_int_t repeat = json_integer_value(json_object_get(params, "repeat"));
     json_int_t delay = json_integer_value(json_object_get(params, "delay_ms"));
@@ -169,7 +164,7 @@ static void fn_echo(realm_call_t *call, json_t *params, void *data)
     e->message = json_incref(message);
     e->repeat = repeat;
     e->delay_ms = delay;
-    uv_timer_init(b->ctx->loop, &e->timer);
+    uv_timer_init(ctx->loop, &e->timer);
     e->timer.data = e;
     uv_timer_start(&e->timer, on_echo_timer, (uint64_t)delay, (uint64_t)delay);
     realm_call_on_cancel(call, on_echo_cancel, e);
@@ -199,11 +194,8 @@ static const realm_fn_def_t echo_def = {
 
 void realm_builtins_register(realm_dispatch_t *d, realm_builtins_ctx_t *ctx)
 {
-    /* One small allocation that lives as long as the process's dispatcher. */
-    static builtins_t b;
-    b.d = d;
-    b.ctx = ctx;
-    realm_dispatch_register(d, &health_def, &b);
-    realm_dispatch_register(d, &metadata_def, &b);
-    realm_dispatch_register(d, &echo_def, &b);
+    ctx->dispatch = d;
+    realm_dispatch_register(d, &health_def, ctx);
+    realm_dispatch_register(d, &metadata_def, ctx);
+    realm_dispatch_register(d, &echo_def, ctx);
 }

@@ -16,6 +16,7 @@ typedef struct {
     uint64_t start_ns;                  /* uv_hrtime() at server start */
     size_t (*connections)(void *data);  /* open client connections */
     void *data;
+    realm_dispatch_t *dispatch;         /* set by realm_builtins_register */
 } realm_builtins_ctx_t;
 
 /* Registers health, metadata and echo. ctx is borrowed until d is freed. */
