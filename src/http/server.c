@@ -58,14 +58,14 @@ typedef enum { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLING } phase_t;
 typedef struct http_conn_s http_conn_t;
 
 struct realm_http_res_s {
-    http_conn_t *hc;          /* NULL once the connection is gone */
-    realm_http_req_t *req;    /* borrowed from the parser */
-    realm_buf_t headers;      /* extra "Name: value\r\n" lines */
+    http_conn_t *hc;       /* NULL once the connection is gone */
+    realm_http_req_t *req; /* borrowed from the parser */
+    realm_buf_t headers;   /* extra "Name: value\r\n" lines */
     int status;
-    unsigned is_head : 1;     /* HEAD: never a body */
+    unsigned is_head : 1; /* HEAD: never a body */
     unsigned is_http10 : 1;
     unsigned is_keep_alive : 1;
-    unsigned is_started : 1;  /* status line sent */
+    unsigned is_started : 1; /* status line sent */
     unsigned is_chunked : 1;
     unsigned is_ended : 1;
     realm_http_abort_cb abort_cb;
@@ -76,16 +76,16 @@ struct http_conn_s {
     realm_conn_t *conn;
     realm_http_server_t *srv;
     realm_http_parser_t parser;
-    realm_buf_t inbuf;           /* bytes received and not parsed yet */
-    realm_http_res_t *res;       /* the response in progress, if any */
-    const route_t *route;        /* route of the request being read */
-    int route_status;            /* 0, or 404/405 decided at HEAD_DONE */
-    char allow[64];              /* Allow header for 405 */
+    realm_buf_t inbuf;     /* bytes received and not parsed yet */
+    realm_http_res_t *res; /* the response in progress, if any */
+    const route_t *route;  /* route of the request being read */
+    int route_status;      /* 0, or 404/405 decided at HEAD_DONE */
+    char allow[64];        /* Allow header for 405 */
     phase_t phase;
-    unsigned in_process : 1;     /* process() is on the stack */
-    unsigned is_upgraded : 1;    /* handed to another protocol */
+    unsigned in_process : 1;  /* process() is on the stack */
+    unsigned is_upgraded : 1; /* handed to another protocol */
     unsigned close_when_idle : 1;
-    unsigned is_eof : 1;         /* the peer will send nothing more */
+    unsigned is_eof : 1;             /* the peer will send nothing more */
     struct http_conn_s *prev, *next; /* the server's list */
 };
 
@@ -97,34 +97,62 @@ static void process(http_conn_t *hc);
 const char *realm_http_status_text(int status)
 {
     switch (status) {
-    case 100: return "Continue";
-    case 101: return "Switching Protocols";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 412: return "Precondition Failed";
-    case 413: return "Payload Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 426: return "Upgrade Required";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    case 505: return "HTTP Version Not Supported";
+    case 100:
+        return "Continue";
+    case 101:
+        return "Switching Protocols";
+    case 200:
+        return "OK";
+    case 201:
+        return "Created";
+    case 202:
+        return "Accepted";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 409:
+        return "Conflict";
+    case 411:
+        return "Length Required";
+    case 412:
+        return "Precondition Failed";
+    case 413:
+        return "Payload Too Large";
+    case 414:
+        return "URI Too Long";
+    case 415:
+        return "Unsupported Media Type";
+    case 417:
+        return "Expectation Failed";
+    case 426:
+        return "Upgrade Required";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 501:
+        return "Not Implemented";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
     }
     return "Unknown";
 }
@@ -173,7 +201,8 @@ static char *percent_decode(const char *s, size_t len)
 
 static void clear_params(realm_http_req_t *req)
 {
-    for (size_t i = 0; i < req->params_cnt; i++) free(req->param_values[i]);
+    for (size_t i = 0; i < req->params_cnt; i++)
+        free(req->param_values[i]);
     req->params_cnt = 0;
 }
 
@@ -196,7 +225,8 @@ static int route_match(const char *pattern, const char *path, realm_http_req_t *
             size_t nlen = (size_t)(close - p - 1);
             const char *name = NULL;
             for (size_t i = 0; i < names_cnt; i++)
-                if (strlen(names[i]) == nlen && strncmp(names[i], p + 1, nlen) == 0) name = names[i];
+                if (strlen(names[i]) == nlen && strncmp(names[i], p + 1, nlen) == 0)
+                    name = names[i];
             if (!name && names_cnt < sizeof(names) / sizeof(names[0]) && nlen < 32) {
                 memcpy(names[names_cnt], p + 1, nlen);
                 names[names_cnt][nlen] = '\0';
@@ -359,8 +389,10 @@ static void write_head(realm_http_res_t *res, int status, const char *content_ty
     } else if (res->is_chunked) {
         realm_buf_appends(&b, "Transfer-Encoding: chunked\r\n");
     }
-    if (!res->is_keep_alive) realm_buf_appends(&b, "Connection: close\r\n");
-    else if (res->is_http10) realm_buf_appends(&b, "Connection: keep-alive\r\n");
+    if (!res->is_keep_alive)
+        realm_buf_appends(&b, "Connection: close\r\n");
+    else if (res->is_http10)
+        realm_buf_appends(&b, "Connection: keep-alive\r\n");
     realm_buf_append(&b, res->headers.data ? res->headers.data : "", res->headers.len);
     realm_buf_appends(&b, "\r\n");
     realm_conn_write(res->hc->conn, b.data, b.len);
@@ -428,8 +460,10 @@ void realm_http_res_error(realm_http_res_t *res, int status, const char *message
 void realm_http_res_begin(realm_http_res_t *res, int status, const char *content_type)
 {
     if (res->is_started || res->is_ended || res->hc == NULL) return;
-    if (res->is_http10) res->is_keep_alive = 0; /* close-delimited body */
-    else res->is_chunked = !res->is_head;
+    if (res->is_http10)
+        res->is_keep_alive = 0; /* close-delimited body */
+    else
+        res->is_chunked = !res->is_head;
     write_head(res, status, content_type, -1);
 }
 
@@ -484,8 +518,8 @@ realm_conn_t *realm_http_res_upgrade(realm_http_res_t *res, const char *extra_he
     if (hc == NULL || res->is_started) return NULL;
     realm_buf_t b;
     realm_buf_init(&b);
-    realm_buf_appendf(&b, "HTTP/1.1 101 Switching Protocols\r\nServer: realm/" REALM_VERSION
-                          "\r\n");
+    realm_buf_appendf(&b,
+                      "HTTP/1.1 101 Switching Protocols\r\nServer: realm/" REALM_VERSION "\r\n");
     realm_buf_append(&b, res->headers.data ? res->headers.data : "", res->headers.len);
     if (extra_headers) realm_buf_appends(&b, extra_headers);
     realm_buf_appends(&b, "\r\n");
@@ -507,8 +541,10 @@ realm_conn_t *realm_http_res_upgrade(realm_http_res_t *res, const char *extra_he
 
 static void http_conn_free(http_conn_t *hc)
 {
-    if (hc->prev) hc->prev->next = hc->next;
-    else hc->srv->conns = hc->next;
+    if (hc->prev)
+        hc->prev->next = hc->next;
+    else
+        hc->srv->conns = hc->next;
     if (hc->next) hc->next->prev = hc->prev;
     realm_http_parser_dispose(&hc->parser);
     realm_buf_dispose(&hc->inbuf);
@@ -554,6 +590,17 @@ static void set_phase_timer(http_conn_t *hc, phase_t before)
     }
 }
 
+/* Answers a request that matched no route: 405 with Allow, or 404. */
+static void answer_unrouted(http_conn_t *hc, realm_http_res_t *res)
+{
+    if (hc->route_status == 405) {
+        realm_http_res_header(res, "Allow", hc->allow);
+        realm_http_res_error(res, 405, "method not allowed on this path");
+        return;
+    }
+    realm_http_res_error(res, 404, "no such path");
+}
+
 /* Headers are complete: route, apply the body limit, answer Expect. */
 static int on_head(http_conn_t *hc)
 {
@@ -563,6 +610,17 @@ static int on_head(http_conn_t *hc)
         return -1;
     }
     route_request(hc);
+    int has_body = req->is_chunked || req->content_length > 0;
+    if (req->has_expect_continue && has_body && hc->route == NULL) {
+        /* RFC 7231 5.1.1: the final status instead of 100, now, since the
+         * client may be holding the body back. Whether it sends the body
+         * anyway is unknown, so the connection cannot carry another request. */
+        realm_http_res_t *res = res_new(hc, req);
+        res->is_keep_alive = 0;
+        hc->phase = PHASE_HANDLING;
+        answer_unrouted(hc, res);
+        return -1;
+    }
     uint64_t limit = hc->route ? hc->route->max_body : hc->srv->limits.max_body_bytes;
     if (req->content_length >= 0 && (uint64_t)req->content_length > limit) {
         char msg[96];
@@ -572,7 +630,6 @@ static int on_head(http_conn_t *hc)
         return -1;
     }
     realm_http_parser_set_body_limit(&hc->parser, limit, hc->route == NULL);
-    int has_body = req->is_chunked || req->content_length > 0;
     if (req->has_expect_continue && has_body && hc->route)
         realm_conn_write(hc->conn, "HTTP/1.1 100 Continue\r\n\r\n", 25);
     return 0;
@@ -583,13 +640,8 @@ static void on_message(http_conn_t *hc)
     realm_http_req_t *req = &hc->parser.req;
     realm_http_res_t *res = res_new(hc, req);
     hc->phase = PHASE_HANDLING;
-    if (hc->route_status == 405) {
-        realm_http_res_header(res, "Allow", hc->allow);
-        realm_http_res_error(res, 405, "method not allowed on this path");
-        return;
-    }
     if (hc->route == NULL) {
-        realm_http_res_error(res, 404, "no such path");
+        answer_unrouted(hc, res);
         return;
     }
     hc->route->handler(req, res, hc->route->data);
@@ -610,13 +662,13 @@ static void process(http_conn_t *hc)
          * any more input, so it is fed even when nothing is buffered. */
         if (off >= hc->inbuf.len && !realm_http_parser_in_body(&hc->parser)) break;
         size_t used = 0;
-        int rc = realm_http_parser_feed(&hc->parser, hc->inbuf.data + off, hc->inbuf.len - off,
-                                        &used);
+        int rc =
+            realm_http_parser_feed(&hc->parser, hc->inbuf.data + off, hc->inbuf.len - off, &used);
         off += used;
         if (rc == REALM_HTTP_NEED_MORE) {
-            hc->phase = realm_http_parser_in_body(&hc->parser) ? PHASE_BODY
+            hc->phase = realm_http_parser_in_body(&hc->parser)      ? PHASE_BODY
                         : realm_http_parser_in_message(&hc->parser) ? PHASE_HEAD
-                                                                     : PHASE_IDLE;
+                                                                    : PHASE_IDLE;
             break;
         }
         if (rc == REALM_HTTP_FAILED) {
@@ -646,8 +698,10 @@ static void process(http_conn_t *hc)
     realm_buf_consume(&hc->inbuf, off);
     hc->in_process = 0;
     if (realm_conn_is_closing(hc->conn)) return;
-    if (hc->res) hc->phase = PHASE_HANDLING;
-    else if (hc->phase == PHASE_HANDLING) hc->phase = PHASE_IDLE;
+    if (hc->res)
+        hc->phase = PHASE_HANDLING;
+    else if (hc->phase == PHASE_HANDLING)
+        hc->phase = PHASE_IDLE;
     if (hc->is_eof) {
         /* Answer what was complete, then close: nothing more can come. */
         if (!hc->res) realm_conn_close(hc->conn, 1);
@@ -655,8 +709,10 @@ static void process(http_conn_t *hc)
     }
     set_phase_timer(hc, before);
     /* Hold back a peer that pipelines faster than we answer. */
-    if (hc->inbuf.len > MAX_BUFFERED_INPUT) realm_conn_read_stop(hc->conn);
-    else realm_conn_read_start(hc->conn);
+    if (hc->inbuf.len > MAX_BUFFERED_INPUT)
+        realm_conn_read_stop(hc->conn);
+    else
+        realm_conn_read_start(hc->conn);
 }
 
 static void on_read(realm_conn_t *c, const char *data, size_t len)
