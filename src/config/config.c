@@ -327,7 +327,7 @@ static int set_opt(realm_config_t *c, const cfg_opt_t *o, const char *v, char *e
     case REALM_CFG_SIZE:
     case REALM_CFG_DURATION:
     case REALM_CFG_COUNT: {
-        uint64_t n;
+        uint64_t n = 0;
         if (parse_u64_opt(o, v, &n, err, err_len) != 0) return -1;
         *(uint64_t *)(void *)field = n;
         return 0;
