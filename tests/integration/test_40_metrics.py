@@ -7,9 +7,7 @@ import socket
 import subprocess
 import time
 
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import (AcceptConnection, CloseConnection, Ping, RejectConnection,
-                            Request, TextMessage)
+from wsclient import Ws
 
 PROMTOOL = "/usr/bin/promtool"
 
@@ -97,53 +95,6 @@ def scrape(server):
     return Metrics(body.decode("utf-8"))
 
 
-class Ws:
-    """A blocking WebSocket client on wsproto (reads with a timeout, no sleeps)."""
-
-    def __init__(self, port, timeout=10):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
-        self.ws = WSConnection(ConnectionType.CLIENT)
-        self.pending = []
-        self.sock.sendall(self.ws.send(Request(host=f"127.0.0.1:{port}", target="/")))
-        while True:
-            ev = self._next()
-            if isinstance(ev, AcceptConnection):
-                break
-            assert not isinstance(ev, RejectConnection), ev
-        welcome = self.recv()
-        assert welcome["status"] == "connected", welcome
-
-    def _next(self):
-        while not self.pending:
-            data = self.sock.recv(65536)
-            self.ws.receive_data(data or None)
-            self.pending.extend(self.ws.events())
-        return self.pending.pop(0)
-
-    def recv(self):
-        text = ""
-        while True:
-            ev = self._next()
-            if isinstance(ev, Ping):
-                self.sock.sendall(self.ws.send(ev.response()))
-                continue
-            assert isinstance(ev, TextMessage), ev
-            text += ev.data
-            if ev.message_finished:
-                return json.loads(text)
-
-    def call(self, obj):
-        self.sock.sendall(self.ws.send(TextMessage(data=json.dumps(obj))))
-
-    def close(self):
-        try:
-            self.sock.sendall(self.ws.send(CloseConnection(code=1000)))
-            while not isinstance(self._next(), CloseConnection):
-                pass
-        finally:
-            self.sock.close()
-
-
 # ---- format ---------------------------------------------------------------------
 
 
@@ -152,7 +103,7 @@ def test_promtool_accepts_the_text(server):
     ws = Ws(server.ports["client"])
     ws.call({"id": "1", "function": "health"})
     assert ws.recv()["status"] == "complete"
-    ws.close()
+    ws.close_handshake()
     http_get(server.ports["control"], "/nope")
     text = scrape(server).text
     p = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True,
@@ -247,7 +198,7 @@ def test_health_call_counts(server):
     assert m.get("realm_websocket_connections") == 1
     assert m.get("realm_connections_open", listener="client") == 1
     assert m.get("realm_http_requests_total", listener="client", **{"class": "1xx"}) == 1
-    ws.close()
+    ws.close_handshake()
 
 
 def test_histogram_buckets_are_cumulative(server):
@@ -255,7 +206,7 @@ def test_histogram_buckets_are_cumulative(server):
     for i in range(3):
         ws.call({"id": str(i), "function": "health"})
         assert ws.recv()["status"] == "complete"
-    ws.close()
+    ws.close_handshake()
     m = scrape(server)
     buckets = []
     for labels, v in m.all("realm_call_duration_seconds_bucket").items():
@@ -274,7 +225,7 @@ def test_error_outcome_counts(server):
     ws.call({"id": "1", "function": "echo", "params": {"repeat": -1}})
     reply = ws.recv()
     assert reply["status"] == "error", reply
-    ws.close()
+    ws.close_handshake()
     m = scrape(server)
     assert m.get("realm_calls_total", function="echo", outcome="error") == 1
     assert m.get("realm_calls_total", function="echo", outcome="complete") == 0
@@ -293,7 +244,7 @@ def test_calls_in_flight_gauge(server):
     m = scrape(server)
     assert m.get("realm_calls_in_flight") == 0
     assert m.get("realm_calls_total", function="echo", outcome="cancelled") == 1
-    ws.close()
+    ws.close_handshake()
 
 
 def test_http_requests_by_class_increase(server):
@@ -337,7 +288,7 @@ def test_connections_accepted_increase(server):
 def test_websocket_connections_gauge_falls_after_close(server):
     ws = Ws(server.ports["client"])
     assert scrape(server).get("realm_websocket_connections") == 1
-    ws.close()
+    ws.close_handshake()
     # close() returns after the server's close frame; the TCP close follows.
     # A second client's handshake is processed after the first one's teardown
     # only if the server has read the EOF; instead, read until it shows 0.
