@@ -1,6 +1,5 @@
 """GET /metrics on the metrics listener: Prometheus text format, the families
 Realm promises, and counters that move with traffic."""
-import json
 import math
 import re
 import socket

@@ -4,13 +4,13 @@ Synchronisation without sleeps: an idle HTTP keep-alive connection opened
 before the signal is closed by the server when shutdown begins, so a
 blocking read that returns EOF on it says "the server is draining now".
 """
-import json
 import signal
 import socket
 import time
 
 import pytest
 from wsclient import Ws
+from wsproto.events import CloseConnection
 
 SIGNALS = [pytest.param(signal.SIGTERM, id="SIGTERM"), pytest.param(signal.SIGINT, id="SIGINT")]
 TIMEOUT = 10
