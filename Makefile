@@ -1,7 +1,8 @@
 # Thin wrapper over CMake. The two commands a newcomer needs:
 #   make run    install what is missing, build, start `build/realm serve`
 #   make test   install what is missing, build with ASan+UBSan, run every test
-.PHONY: all setup setup-test build build-asan run test unit integration fuzz fuzz-build bench format clean
+#   make bench  install what is missing, build Release, compare with Node (BENCHMARKS.md)
+.PHONY: all setup setup-test setup-bench build build-asan build-bench run test unit integration fuzz fuzz-build bench format clean
 
 JOBS ?= 2
 ARGS ?=
@@ -14,6 +15,9 @@ setup:
 
 setup-test:
 	@scripts/setup.sh --test
+
+setup-bench:
+	@scripts/setup.sh --bench
 
 build: setup
 	@cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DREALM_TESTS=OFF >/dev/null
@@ -45,9 +49,16 @@ fuzz: fuzz-build
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/corpus/$$n fuzz/corpus/$$n >/dev/null 2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
 	done
 
-test: unit integration fuzz
+# The Release build is compiled too: -O2 finds warnings -O0 does not.
+test: build unit integration fuzz
 
-bench: build
+# The same configuration bench/run.sh builds (it rebuilds when run alone).
+build-bench: setup-bench
+	@cmake -S . -B build/bench -DCMAKE_BUILD_TYPE=Release -DREALM_TESTS=OFF -DREALM_BENCH=ON -DCMAKE_C_FLAGS="$(REALM_BENCH_CFLAGS)" >/dev/null
+	@cmake --build build/bench -j$(JOBS)
+
+# Realm against Node peers; writes bench/results/core.json and BENCHMARKS.md.
+bench: build-bench
 	@bench/run.sh
 
 format:

@@ -4,12 +4,20 @@
 #
 #   scripts/setup.sh          build + run dependencies
 #   scripts/setup.sh --test   also what the test suite needs
+#   scripts/setup.sh --bench  also what the benchmarks need (make bench)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 
 want_test=0
-[ "${1:-}" = "--test" ] && want_test=1
+want_bench=0
+for arg in "$@"; do
+  case "$arg" in
+    --test) want_test=1 ;;
+    --bench) want_bench=1 ;;
+    *) echo "setup: unknown option '$arg' (--test, --bench)" >&2; exit 2 ;;
+  esac
+done
 
 # Debian packages -------------------------------------------------------------
 pkgs=(
@@ -23,7 +31,11 @@ test_pkgs=(
   python3-pytest python3-websockets python3-wsproto python3-boto3 awscli
   prometheus curl
 )
+bench_pkgs=(
+  wrk python3
+)
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
+[ "$want_bench" = 1 ] && pkgs+=("${bench_pkgs[@]}")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -109,6 +109,18 @@ static void on_metrics(realm_http_req_t *req, realm_http_res_t *res, void *data)
     realm_buf_dispose(&out);
 }
 
+/* Liveness for orchestrators and load balancers (no call protocol needed). */
+static void on_health(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    (void)req;
+    realm_server_t *s = data;
+    const char *status = s->is_shutting_down ? "shutting_down" : "ok";
+    char body[96];
+    int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"version\":\"%s\"}", status,
+                     REALM_VERSION);
+    realm_http_res_send(res, s->is_shutting_down ? 503 : 200, "application/json", body, (size_t)n);
+}
+
 static size_t client_connections(void *data)
 {
     realm_server_t *s = data;
@@ -143,10 +155,14 @@ static void setup_surface(realm_server_t *s, int i)
 static int listener_port(const realm_config_t *cfg, int i)
 {
     switch (i) {
-    case L_CLIENT: return cfg->port;
-    case L_CONTROL: return cfg->control_port;
-    case L_RUNTIME: return cfg->runtime_port;
-    default: return cfg->metrics_port;
+    case L_CLIENT:
+        return cfg->port;
+    case L_CONTROL:
+        return cfg->control_port;
+    case L_RUNTIME:
+        return cfg->runtime_port;
+    default:
+        return cfg->metrics_port;
     }
 }
 
@@ -188,7 +204,8 @@ static void close_now(realm_conn_t *c, void *data)
 
 static void finish_shutdown(realm_server_t *s)
 {
-    for (int i = 0; i < L_COUNT; i++) realm_listener_each(s->listeners[i], close_now, NULL);
+    for (int i = 0; i < L_COUNT; i++)
+        realm_listener_each(s->listeners[i], close_now, NULL);
     uv_timer_stop(&s->shutdown_timer);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -207,8 +224,7 @@ static void on_shutdown_tick(uv_timer_t *t)
                        realm_dispatch_in_flight(s->dispatch));
         realm_client_cancel_all(s->client);
     }
-    if (open_connections(s) == 0 ||
-        elapsed >= s->cfg->shutdown_grace_ms + CLOSE_HANDSHAKE_MS) {
+    if (open_connections(s) == 0 || elapsed >= s->cfg->shutdown_grace_ms + CLOSE_HANDSHAKE_MS) {
         finish_shutdown(s);
     }
 }
@@ -220,14 +236,16 @@ void realm_server_shutdown(realm_server_t *s)
     s->is_shutting_down = 1;
     s->shutdown_started = uv_now(s->loop);
     realm_info("shutting down: no new connections; %zu calls in flight get up to %llu ms",
-               realm_dispatch_in_flight(s->dispatch), (unsigned long long)s->cfg->shutdown_grace_ms);
+               realm_dispatch_in_flight(s->dispatch),
+               (unsigned long long)s->cfg->shutdown_grace_ms);
     for (int i = 0; i < L_COUNT; i++) {
         realm_listener_close(s->listeners[i], NULL);
         realm_http_server_drain(s->http[i]);
     }
     realm_client_drain(s->client);
     /* HTTP connections (not the upgraded ones) finish their request and close. */
-    for (int i = 0; i < L_COUNT; i++) realm_http_server_each(s->http[i], close_idle, NULL);
+    for (int i = 0; i < L_COUNT; i++)
+        realm_http_server_each(s->http[i], close_idle, NULL);
     uv_timer_start(&s->shutdown_timer, on_shutdown_tick, 0, SHUTDOWN_POLL_MS);
 }
 
@@ -251,9 +269,9 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     s->loop = loop;
     s->cfg = cfg;
     s->metrics = realm_metrics_new();
-    realm_metric_family_t *bi = realm_metrics_family(
-        s->metrics, REALM_METRIC_GAUGE, "realm_build_info", "Realm version (always 1)", "version",
-        NULL, 0);
+    realm_metric_family_t *bi =
+        realm_metrics_family(s->metrics, REALM_METRIC_GAUGE, "realm_build_info",
+                             "Realm version (always 1)", "version", NULL, 0);
     const char *ver[] = {REALM_VERSION};
     realm_metric_set(realm_metrics_child(bi, ver), 1);
     realm_metric_family_t *req_fam = realm_metrics_family(
@@ -280,6 +298,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_builtins_register(s->dispatch, &s->builtins);
     s->client = realm_client_new(s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
     realm_http_server_route(s->http[L_METRICS], "GET", "/metrics", 1, on_metrics, s);
+    realm_http_server_route(s->http[L_METRICS], "GET", "/health", 1, on_health, s);
 
     realm_metrics_add_collector(s->metrics, collect_listeners, s);
     realm_metrics_add_collector(s->metrics, realm_metrics_collect_process, NULL);
@@ -339,7 +358,8 @@ void realm_server_free(realm_server_t *s)
     /* Let the listeners' close callbacks run before their memory goes. */
     uv_run(s->loop, UV_RUN_DEFAULT);
     realm_client_free(s->client);
-    for (int i = 0; i < L_COUNT; i++) realm_http_server_free(s->http[i]);
+    for (int i = 0; i < L_COUNT; i++)
+        realm_http_server_free(s->http[i]);
     realm_dispatch_free(s->dispatch);
     realm_metrics_free(s->metrics);
     free(s);

@@ -161,7 +161,8 @@ static void emit(realm_ws_session_t *s)
 {
     if (s->out.len == 0) return;
     s->cbs->on_output(s->ud, (const uint8_t *)s->out.data, s->out.len);
-    realm_buf_reset(&s->out);
+    /* Freed, not kept: an idle connection should hold no output buffer. */
+    realm_buf_dispose(&s->out);
 }
 
 static ssize_t send_cb(wslay_event_context_ptr ctx, const uint8_t *data, size_t len, int flags,

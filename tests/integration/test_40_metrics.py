@@ -1,5 +1,6 @@
 """GET /metrics on the metrics listener: Prometheus text format, the families
 Realm promises, and counters that move with traffic."""
+import json
 import math
 import re
 import socket
@@ -297,3 +298,13 @@ def test_websocket_connections_gauge_falls_after_close(server):
         if v == 0 or time.monotonic() > deadline:
             break
     assert v == 0
+
+
+# ---- liveness ---------------------------------------------------------------------
+
+
+def test_health_route_on_metrics_listener(server):
+    status, headers, body = http_get(server.ports["metrics"], "/health")
+    assert status == 200, (status, body)
+    assert headers["content-type"] == "application/json", headers
+    assert json.loads(body) == {"status": "ok", "version": "0.1.0"}
