@@ -175,6 +175,7 @@ static const realm_fn_def_t cancel_def = {
     .params = cancel_params,
     .params_cnt = 1,
     .result_json = "{\"id\":\"string\",\"cancelled\":\"boolean\"}",
+    .is_exempt = 1,
     .handler = fn_cancel,
 };
 
@@ -198,15 +199,16 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
         realm_msg_call_dispose(&msg);
         return;
     }
-    /* cancel only ever ends work, and ends itself at once: neither the call
+    /* Functions that only end work (cancel) pass the limits: neither the call
      * limit nor a shutdown may keep a client from stopping its calls. */
-    int is_cancel = strcmp(msg.function, cancel_def.name) == 0;
-    if (cl->is_draining && !is_cancel) {
+    const realm_fn_def_t *def = realm_dispatch_lookup(cl->d, msg.function);
+    int is_exempt = def && def->is_exempt;
+    if (cl->is_draining && !is_exempt) {
         send_error(s, msg.id, REALM_ERR_SHUTTING_DOWN, "the server is shutting down", NULL);
     } else if (find_record(s, msg.id)) {
         snprintf(err, sizeof(err), "a call with id '%.256s' is already in flight", msg.id);
         send_error(s, msg.id, REALM_ERR_INVALID_REQUEST, err, NULL);
-    } else if (s->calls_cnt >= cl->cfg.max_calls_per_connection && !is_cancel) {
+    } else if (s->calls_cnt >= cl->cfg.max_calls_per_connection && !is_exempt) {
         snprintf(err, sizeof(err), "at most %zu calls may be in flight on one connection",
                  cl->cfg.max_calls_per_connection);
         send_error(s, msg.id, REALM_ERR_TOO_MANY_CALLS, err, NULL);

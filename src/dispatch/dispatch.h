@@ -50,7 +50,7 @@ typedef struct {
     int is_required;
     const char *default_json; /* JSON text, or NULL for no default */
     const char *description;
-    int has_min, has_max;     /* numeric range (inclusive), or string length */
+    int has_min, has_max; /* numeric range (inclusive), or string length */
     double min, max;
 } realm_param_def_t;
 
@@ -64,6 +64,8 @@ typedef struct {
     size_t params_cnt;
     const char *result_json; /* JSON text describing the result's shape */
     int is_streaming;        /* sends `streaming` replies before the final one */
+    int is_exempt;           /* only ends work, at once: allowed past call limits
+                                and during shutdown (cancel) */
     realm_fn_handler_cb handler;
 } realm_fn_def_t;
 

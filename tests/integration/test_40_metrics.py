@@ -162,18 +162,9 @@ def test_listener_children_exist(server):
 
 
 def test_head_metrics_has_no_body(server):
-    s = socket.create_connection(("127.0.0.1", server.ports["metrics"]), timeout=10)
-    s.sendall(b"HEAD /metrics HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
-    data = b""
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    s.close()
-    head, _, body = data.partition(b"\r\n\r\n")
-    assert head.startswith(b"HTTP/1.1 200"), head
-    assert b"Content-Length: " in head and not head.endswith(b"Content-Length: 0"), head
+    status, headers, body = http_get(server.ports["metrics"], "/metrics", method="HEAD")
+    assert status == 200, (status, headers)
+    assert int(headers["content-length"]) > 0, headers
     assert body == b""
 
 
