@@ -17,6 +17,9 @@ allowed() {
     metrics) echo "base metrics" ;;
     config) echo "base config" ;;
     dispatch) echo "base metrics dispatch" ;;
+    pkg) echo "base pkg" ;;
+    registry) echo "base pkg registry" ;;
+    cli) echo "base pkg cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac

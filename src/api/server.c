@@ -14,6 +14,7 @@
 #include "api/server.h"
 
 #include "api/client.h"
+#include "api/control.h"
 #include "base/alloc.h"
 #include "base/log.h"
 #include "dispatch/builtins.h"
@@ -47,6 +48,7 @@ struct realm_server_s {
     realm_dispatch_t *dispatch;
     realm_builtins_ctx_t builtins;
     realm_client_t *client;
+    realm_control_t *control;
     realm_http_server_t *http[L_COUNT];
     realm_listener_t *listeners[L_COUNT];
     surface_t surfaces[L_COUNT];
@@ -297,6 +299,16 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         .loop = loop, .start_ns = uv_hrtime(), .connections = client_connections, .data = s};
     realm_builtins_register(s->dispatch, &s->builtins);
     s->client = realm_client_new(s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
+    s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, err, err_len);
+    if (!s->control) {
+        realm_client_free(s->client);
+        for (int i = 0; i < L_COUNT; i++)
+            realm_http_server_free(s->http[i]);
+        realm_dispatch_free(s->dispatch);
+        realm_metrics_free(s->metrics);
+        free(s);
+        return -1;
+    }
     realm_http_server_route(s->http[L_METRICS], "GET", "/metrics", 1, on_metrics, s);
     realm_http_server_route(s->http[L_METRICS], "GET", "/health", 1, on_health, s);
 
@@ -358,6 +370,7 @@ void realm_server_free(realm_server_t *s)
     /* Let the listeners' close callbacks run before their memory goes. */
     uv_run(s->loop, UV_RUN_DEFAULT);
     realm_client_free(s->client);
+    realm_control_free(s->control);
     for (int i = 0; i < L_COUNT; i++)
         realm_http_server_free(s->http[i]);
     realm_dispatch_free(s->dispatch);

@@ -128,6 +128,18 @@ static const cfg_opt_t options[] = {
            "time in-flight work gets on SIGINT/SIGTERM"),
     OPT_COUNT("max-calls-per-connection", max_calls_per_connection, "1024", 1,
               "calls in flight on one client WebSocket"),
+    OPT_STRING("region", region, "us-east-1", "REGION", "AWS region named in ARNs"),
+    OPT_STRING("account-id", account_id, "000000000000", "ID",
+               "12-digit AWS account id named in ARNs"),
+    /* Lambda's own quotas: 50 MB zipped (direct upload), 250 MB unzipped. */
+    OPT_SIZE("max-code-zip-bytes", max_code_zip_bytes, "50MiB", 22,
+             "largest code package, zipped"),
+    OPT_SIZE("max-code-unzipped-bytes", max_code_unzipped_bytes, "250MiB", 1,
+             "largest code package, uncompressed"),
+    OPT_COUNT("max-code-entries", max_code_entries, "20000", 1,
+              "most files and directories in one code package"),
+    OPT_COUNT("concurrency-limit", concurrency_limit, "100", 1,
+              "account concurrency: execution environments at once"),
 };
 
 #define OPTIONS_CNT (sizeof(options) / sizeof(options[0]))

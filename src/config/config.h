@@ -38,6 +38,12 @@ typedef struct {
     uint64_t ws_ping_interval_ms; /* ping a silent WebSocket peer after this; drop after 2x */
     uint64_t shutdown_grace_ms;   /* in-flight work allowed to finish on SIGINT/SIGTERM */
     uint64_t max_calls_per_connection; /* in-flight calls on one client WebSocket */
+    char *region;                 /* owned; the AWS region in ARNs */
+    char *account_id;             /* owned; 12 digits, the account in ARNs */
+    uint64_t max_code_zip_bytes;  /* largest code package (zip bytes) */
+    uint64_t max_code_unzipped_bytes; /* largest code package, uncompressed */
+    uint64_t max_code_entries;    /* most entries in one code package */
+    uint64_t concurrency_limit;   /* account concurrency (environments at once) */
 } realm_config_t;
 
 /* Fills c with the defaults (allocates the string fields). */

@@ -197,6 +197,30 @@ static char *percent_decode(const char *s, size_t len)
     return out;
 }
 
+long realm_http_query_param(const char *query, const char *name, size_t nth, char *out,
+                            size_t out_len)
+{
+    size_t nlen = strlen(name);
+    const char *p = query;
+    while (p && *p) {
+        const char *end = strchr(p, '&');
+        if (!end) end = p + strlen(p);
+        const char *eq = memchr(p, '=', (size_t)(end - p));
+        const char *kend = eq ? eq : end;
+        if ((size_t)(kend - p) == nlen && strncmp(p, name, nlen) == 0 && nth-- == 0) {
+            const char *v = eq ? eq + 1 : end;
+            if ((size_t)(end - v) >= out_len) return -1;
+            char *dec = percent_decode(v, (size_t)(end - v));
+            size_t dlen = strlen(dec);
+            memcpy(out, dec, dlen + 1);
+            free(dec);
+            return (long)dlen;
+        }
+        p = *end ? end + 1 : end;
+    }
+    return -1;
+}
+
 /* ---- routing ------------------------------------------------------------ */
 
 static void clear_params(realm_http_req_t *req)

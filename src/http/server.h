@@ -73,6 +73,14 @@ void realm_http_server_each(realm_http_server_t *s, void (*cb)(realm_conn_t *c, 
 /* Closes an idle keep-alive connection now, or the busy one after its response. */
 void realm_http_conn_close_when_idle(realm_conn_t *c);
 
+/*
+ * The nth (0-based) value of query parameter name in query (the part after
+ * '?'), percent-decoded into out ('+' is kept as is). Returns the decoded
+ * length, or -1 if there is no such value or it does not fit in out.
+ */
+long realm_http_query_param(const char *query, const char *name, size_t nth, char *out,
+                            size_t out_len);
+
 /* ---- responses ---- */
 
 /* Adds a response header (copied). Only before the status line is sent. */

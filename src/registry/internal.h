@@ -1,0 +1,110 @@
+/*
+ * internal.h - shared between the registry's files (not a public header):
+ * the registry struct, errors, SQLite helpers, and the field validators of
+ * validate.c.
+ */
+#ifndef REALM_REGISTRY_INTERNAL_H
+#define REALM_REGISTRY_INTERNAL_H
+
+#include "registry/registry.h"
+
+#include <sqlite3.h>
+
+#define T_INVALID "InvalidParameterValueException"
+#define T_NOT_FOUND "ResourceNotFoundException"
+#define T_CONFLICT "ResourceConflictException"
+#define T_PRECONDITION "PreconditionFailedException"
+#define T_SERVICE "ServiceException"
+
+#define NAME_MAX_LEN 64
+#define ALIAS_MAX_LEN 128
+
+/* A create or code update between its _check and its _commit/_abort. */
+typedef struct {
+    char *tenant;
+    char name[NAME_MAX_LEN + 1];
+    int is_create;
+} reg_pending_t;
+
+struct realm_registry_s {
+    sqlite3 *db;
+    char *region;
+    char *account;
+    uint64_t concurrency_limit;
+    uint64_t max_zip_bytes;
+    uint64_t max_unzipped_bytes;
+    reg_pending_t *pending;
+    size_t pending_cnt, pending_cap;
+};
+
+/* Sets e and returns -1 (so `return reg_err(...)` reads well). */
+int reg_err(realm_reg_err_t *e, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+#define reg_invalid(e, ...) reg_err(e, 400, T_INVALID, __VA_ARGS__)
+
+/* ---- validate.c ---- */
+
+int reg_valid_name(const char *s);
+int reg_valid_alias(const char *s);
+int reg_valid_version(const char *s); /* "$LATEST" or digits */
+/* Canonical runtime name for an AWS or seed name, or NULL. */
+const char *reg_runtime(const char *s);
+int reg_runtime_is_provided(const char *rt);
+extern const char reg_runtimes_list[];
+/* Checks the common configuration fields of req; seen fields are copied to cfg. */
+int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg, int is_create,
+                            realm_reg_err_t *e);
+int reg_check_tags(json_t *tags, realm_reg_err_t *e);
+/* Rewrites the seed's snake_case CreateFunction body into the AWS shape. */
+void reg_seed_to_aws(json_t *req);
+/* Optional typed members: 0 absent, 1 present (value stored), -1 wrong type (e set). */
+int reg_get_str(json_t *obj, const char *key, const char **out, realm_reg_err_t *e);
+int reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_err_t *e);
+int reg_get_bool(json_t *obj, const char *key, int *out, realm_reg_err_t *e);
+
+int reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e);
+
+/* ---- registry.c helpers used by others ---- */
+
+int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e); /* logs; 500 ServiceException */
+sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql);
+void reg_bind(sqlite3_stmt *st, int i, const char *s);
+int reg_begin(realm_registry_t *r); /* BEGIN IMMEDIATE */
+int reg_commit(realm_registry_t *r);
+void reg_rollback(realm_registry_t *r);
+/* Runs a statement with text arguments (NULL-terminated); returns 0 or -1. */
+int reg_run(realm_registry_t *r, const char *sql, ...);
+json_t *reg_column_json(sqlite3_stmt *st, int col); /* never NULL */
+char *reg_dump(json_t *j);                          /* free() it */
+void reg_arn(const realm_registry_t *r, const char *name, const char *qualifier, char *out,
+             size_t out_len);
+int reg_name_and_qualifier(realm_registry_t *r, const char *fn_name, const char *qualifier,
+                           int allow_qualifier, char *name, char *q, realm_reg_err_t *e);
+int reg_is_updating(realm_registry_t *r, const char *tenant, const char *name);
+/* The FunctionConfiguration of a stored version (num 0 = $LATEST). */
+json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, json_t *stored,
+                   long num, int qualified_arn);
+int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, long num,
+                     json_t **config, char *code_hex);
+int reg_load_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
+                   json_t **config);
+int reg_function_exists(realm_registry_t *r, const char *tenant, const char *name);
+int reg_not_found(realm_registry_t *r, const char *name, const char *q, realm_reg_err_t *e);
+int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
+                double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e);
+long reg_page_size(long max_items);
+
+/* ---- versions.c ---- */
+
+/*
+ * Publishes $LATEST inside the caller's transaction (or finds the last
+ * version if nothing changed). description may be NULL. Sets *num.
+ */
+int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name,
+                       const char *description, long *num, realm_reg_err_t *e);
+
+
+void reg_now(char out[32]);   /* 2026-11-22T10:00:00.000+0000 */
+void reg_uuid(char out[37]);  /* random (v4) */
+
+#endif

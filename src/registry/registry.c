@@ -1,0 +1,1000 @@
+/*
+ * registry.c - the registry's storage and its function operations (see
+ * registry.h). Versions, aliases, concurrency and tags are in versions.c.
+ *
+ * SCHEMA (PRAGMA user_version 1):
+ *   functions(tenant, name, next_version, reserved, tags)    one per function
+ *   versions(tenant, name, num, code, config)                num 0 is $LATEST
+ *   aliases(tenant, name, alias, config)
+ * `config` columns hold JSON: for versions the stored FunctionConfiguration
+ * fields, for aliases {FunctionVersion, Description, RoutingConfig,
+ * RevisionId}. Deleting a function cascades to its versions and aliases.
+ *
+ * Durability: WAL with synchronous=NORMAL, which survives a killed process
+ * (the acceptance test) but may lose the last commits on power loss.
+ */
+#include "registry/internal.h"
+
+#include "base/alloc.h"
+#include "base/log.h"
+
+#include <openssl/rand.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define LIST_PAGE_MAX 50
+
+static const char schema[] =
+    "CREATE TABLE IF NOT EXISTS functions("
+    " tenant TEXT NOT NULL, name TEXT NOT NULL,"
+    " next_version INTEGER NOT NULL DEFAULT 1,"
+    " reserved INTEGER,"
+    " tags TEXT NOT NULL DEFAULT '{}',"
+    " PRIMARY KEY(tenant, name));"
+    "CREATE TABLE IF NOT EXISTS versions("
+    " tenant TEXT NOT NULL, name TEXT NOT NULL, num INTEGER NOT NULL,"
+    " code TEXT NOT NULL, config TEXT NOT NULL,"
+    " PRIMARY KEY(tenant, name, num),"
+    " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
+    "CREATE INDEX IF NOT EXISTS versions_code ON versions(code);"
+    "CREATE TABLE IF NOT EXISTS aliases("
+    " tenant TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, config TEXT NOT NULL,"
+    " PRIMARY KEY(tenant, name, alias),"
+    " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
+    "PRAGMA user_version = 1;";
+
+/* ---- small things ---- */
+
+void reg_now(char out[32])
+{
+    struct timespec ts;
+    struct tm tm;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    size_t n = strftime(out, 32, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(out + n, 32 - n, ".%03ld+0000", ts.tv_nsec / 1000000);
+}
+
+void reg_uuid(char out[37])
+{
+    unsigned char b[16];
+    if (RAND_bytes(b, sizeof(b)) != 1) abort();
+    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
+    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
+    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+             b[13], b[14], b[15]);
+}
+
+int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e)
+{
+    realm_error("registry: sqlite: %s", sqlite3_errmsg(r->db));
+    return reg_err(e, 500, T_SERVICE, "The registry could not complete the operation (storage error)");
+}
+
+sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql)
+{
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
+        realm_error("registry: prepare: %s: %s", sqlite3_errmsg(r->db), sql);
+        return NULL;
+    }
+    return st;
+}
+
+void reg_bind(sqlite3_stmt *st, int i, const char *s)
+{
+    sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
+}
+
+static int exec(realm_registry_t *r, const char *sql)
+{
+    char *msg = NULL;
+    if (sqlite3_exec(r->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        realm_error("registry: %s: %s", sql, msg ? msg : "?");
+        sqlite3_free(msg);
+        return -1;
+    }
+    return 0;
+}
+
+int reg_begin(realm_registry_t *r)
+{
+    return exec(r, "BEGIN IMMEDIATE");
+}
+
+int reg_commit(realm_registry_t *r)
+{
+    if (exec(r, "COMMIT") == 0) return 0;
+    exec(r, "ROLLBACK");
+    return -1;
+}
+
+void reg_rollback(realm_registry_t *r)
+{
+    exec(r, "ROLLBACK");
+}
+
+/* Runs a statement with text arguments (NULL-terminated); returns 0 or -1. */
+int reg_run(realm_registry_t *r, const char *sql, ...)
+{
+    sqlite3_stmt *st = reg_prep(r, sql);
+    if (!st) return -1;
+    va_list ap;
+    va_start(ap, sql);
+    const char *a;
+    for (int i = 1; (a = va_arg(ap, const char *)) != NULL; i++)
+        reg_bind(st, i, a);
+    va_end(ap);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
+}
+
+json_t *reg_column_json(sqlite3_stmt *st, int col)
+{
+    const char *s = (const char *)sqlite3_column_text(st, col);
+    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
+    return j ? j : json_object();
+}
+
+char *reg_dump(json_t *j)
+{
+    return json_dumps(j, JSON_COMPACT);
+}
+
+/* ---- ARNs and names ---- */
+
+void reg_arn(const realm_registry_t *r, const char *name, const char *qualifier, char *out,
+             size_t out_len)
+{
+    snprintf(out, out_len, "arn:aws:lambda:%s:%s:function:%s%s%s", r->region, r->account, name,
+             qualifier && *qualifier ? ":" : "", qualifier ? qualifier : "");
+}
+
+static int is_digits(const char *s, size_t n)
+{
+    if (strlen(s) != n) return 0;
+    for (size_t i = 0; i < n; i++)
+        if (s[i] < '0' || s[i] > '9') return 0;
+    return 1;
+}
+
+static int valid_region(const char *s)
+{
+    /* [a-z]{2}(-gov)?-[a-z]+-\d */
+    size_t n = strlen(s);
+    if (n < 6 || s[2] != '-' || s[n - 2] != '-' || s[n - 1] < '0' || s[n - 1] > '9') return 0;
+    for (size_t i = 0; i < n - 2; i++)
+        if (s[i] != '-' && (s[i] < 'a' || s[i] > 'z')) return 0;
+    return 1;
+}
+
+int realm_registry_parse_name(const realm_registry_t *r, const char *in, int allow_qualifier,
+                              char *name, char *qualifier, realm_reg_err_t *e)
+{
+    char buf[256];
+    char *parts[9];
+    size_t n = 0;
+    if (strlen(in) < 1 || strlen(in) > 170) goto bad;
+    snprintf(buf, sizeof(buf), "%s", in);
+    for (char *p = buf, *tok; n < 9 && (tok = strsep(&p, ":")) != NULL;)
+        parts[n++] = tok;
+    if (n == 9) goto bad;
+    const char *nm, *q = NULL;
+    const char *region = NULL, *account = NULL;
+    if (strcmp(parts[0], "arn") == 0) {
+        if (n < 7 || n > 8 || strncmp(parts[1], "aws", 3) != 0 ||
+            strcmp(parts[2], "lambda") != 0 || !valid_region(parts[3]) ||
+            !is_digits(parts[4], 12) || strcmp(parts[5], "function") != 0)
+            goto bad;
+        region = parts[3];
+        account = parts[4];
+        nm = parts[6];
+        if (n == 8) q = parts[7];
+    } else if (n >= 3 && strcmp(parts[1], "function") == 0) {
+        if (n > 4 || !is_digits(parts[0], 12)) goto bad;
+        account = parts[0];
+        nm = parts[2];
+        if (n == 4) q = parts[3];
+    } else {
+        if (n > 2) goto bad;
+        nm = parts[0];
+        if (n == 2) q = parts[1];
+    }
+    if (!reg_valid_name(nm)) goto bad;
+    if (q && (!allow_qualifier || (!reg_valid_version(q) && !reg_valid_alias(q)))) goto bad;
+    if ((region && strcmp(region, r->region) != 0) || (account && strcmp(account, r->account) != 0))
+        return reg_err(e, 404, T_NOT_FOUND, "Function not found: %.200s", in);
+    snprintf(name, NAME_MAX_LEN + 1, "%s", nm);
+    snprintf(qualifier, ALIAS_MAX_LEN + 1, "%s", q ? q : "");
+    return 0;
+bad:
+    return reg_invalid(e,
+                       "FunctionName '%.200s' is not valid: use a name of 1 to 64 characters "
+                       "[a-zA-Z0-9-_], or a function ARN%s",
+                       in, allow_qualifier ? ", optionally followed by :VERSION or :ALIAS" : "");
+}
+
+/* Parses fn_name and merges an explicit qualifier (which must agree). */
+int reg_name_and_qualifier(realm_registry_t *r, const char *fn_name, const char *qualifier,
+                           int allow_qualifier, char *name, char *q, realm_reg_err_t *e)
+{
+    if (realm_registry_parse_name(r, fn_name, allow_qualifier, name, q, e) != 0) return -1;
+    if (qualifier && *qualifier) {
+        if (!reg_valid_version(qualifier) && !reg_valid_alias(qualifier))
+            return reg_invalid(e, "Qualifier '%.128s' is not a version or an alias name",
+                               qualifier);
+        if (*q && strcmp(q, qualifier) != 0)
+            return reg_invalid(e, "The derived qualifier from the function name does not match "
+                                  "the specified qualifier.");
+        snprintf(q, ALIAS_MAX_LEN + 1, "%s", qualifier);
+    }
+    return 0;
+}
+
+/* ---- pending creates and updates ---- */
+
+static reg_pending_t *pending_find(realm_registry_t *r, const char *tenant, const char *name)
+{
+    for (size_t i = 0; i < r->pending_cnt; i++)
+        if (strcmp(r->pending[i].tenant, tenant) == 0 && strcmp(r->pending[i].name, name) == 0)
+            return &r->pending[i];
+    return NULL;
+}
+
+static void pending_add(realm_registry_t *r, const char *tenant, const char *name, int is_create)
+{
+    if (r->pending_cnt == r->pending_cap) {
+        r->pending_cap = r->pending_cap ? r->pending_cap * 2 : 8;
+        r->pending = realm_realloc(r->pending, r->pending_cap * sizeof(*r->pending));
+    }
+    reg_pending_t *p = &r->pending[r->pending_cnt++];
+    p->tenant = realm_strdup(tenant);
+    snprintf(p->name, sizeof(p->name), "%s", name);
+    p->is_create = is_create;
+}
+
+void realm_registry_update_abort(realm_registry_t *r, const char *tenant, const char *name)
+{
+    reg_pending_t *p = pending_find(r, tenant, name);
+    if (!p) return;
+    free(p->tenant);
+    *p = r->pending[--r->pending_cnt];
+}
+
+int reg_is_updating(realm_registry_t *r, const char *tenant, const char *name)
+{
+    reg_pending_t *p = pending_find(r, tenant, name);
+    return p && !p->is_create;
+}
+
+/* ---- rendering ---- */
+
+json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, json_t *stored,
+                   long num, int qualified_arn)
+{
+    json_t *c = json_deep_copy(stored);
+    char version[24], arn[256];
+    if (num == 0) snprintf(version, sizeof(version), "$LATEST");
+    else snprintf(version, sizeof(version), "%ld", num);
+    reg_arn(r, name, qualified_arn ? version : NULL, arn, sizeof(arn));
+    json_object_set_new(c, "FunctionArn", json_string(arn));
+    json_object_set_new(c, "Version", json_string(version));
+    json_object_set_new(c, "State", json_string("Active"));
+    json_object_set_new(c, "StateReason", json_string("The function is ready to be invoked"));
+    int updating = num == 0 && reg_is_updating(r, tenant, name);
+    json_object_set_new(c, "LastUpdateStatus", json_string(updating ? "InProgress" : "Successful"));
+    if (updating)
+        json_object_set_new(c, "LastUpdateStatusReason",
+                            json_string("The function is being updated with a new code package"));
+    return c;
+}
+
+/* ---- loading ---- */
+
+/* Loads a function's version row: 0 found, 1 missing, -1 error. */
+int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, long num,
+                     json_t **config, char *code_hex)
+{
+    sqlite3_stmt *st =
+        reg_prep(r, "SELECT config, code FROM versions WHERE tenant=?1 AND name=?2 AND num=?3");
+    if (!st) return -1;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    sqlite3_bind_int64(st, 3, num);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        *config = reg_column_json(st, 0);
+        if (code_hex)
+            snprintf(code_hex, REALM_PKG_HEX_LEN + 1, "%s",
+                     (const char *)sqlite3_column_text(st, 1));
+        sqlite3_finalize(st);
+        return 0;
+    }
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? 1 : -1;
+}
+
+/* Loads an alias's stored config: 0 found, 1 missing, -1 error. */
+int reg_load_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
+                   json_t **config)
+{
+    sqlite3_stmt *st =
+        reg_prep(r, "SELECT config FROM aliases WHERE tenant=?1 AND name=?2 AND alias=?3");
+    if (!st) return -1;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    reg_bind(st, 3, alias);
+    int rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) *config = reg_column_json(st, 0);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+}
+
+int reg_function_exists(realm_registry_t *r, const char *tenant, const char *name)
+{
+    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM functions WHERE tenant=?1 AND name=?2");
+    if (!st) return -1;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+int reg_not_found(realm_registry_t *r, const char *name, const char *q, realm_reg_err_t *e)
+{
+    char arn[256];
+    reg_arn(r, name, q, arn, sizeof(arn));
+    return reg_err(e, 404, T_NOT_FOUND, "Function not found: %s", arn);
+}
+
+/*
+ * Resolves name + qualifier to a version row: *num (0 = $LATEST), *config
+ * (owned) and code_hex. An alias resolves to its primary version unless pick
+ * is >= 0 (then its routing weights choose). Returns 0 or -1 with e.
+ */
+int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
+                double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e)
+{
+    long n = 0;
+    if (*q && strcmp(q, "$LATEST") != 0) {
+        if (reg_valid_version(q)) {
+            n = strtol(q, NULL, 10);
+        } else {
+            json_t *alias = NULL;
+            int rc = reg_load_alias(r, tenant, name, q, &alias);
+            if (rc < 0) return reg_db_fail(r, e);
+            if (rc == 1) {
+                rc = reg_function_exists(r, tenant, name);
+                if (rc < 0) return reg_db_fail(r, e);
+                if (rc == 0) return reg_not_found(r, name, NULL, e);
+                char arn[256];
+                reg_arn(r, name, q, arn, sizeof(arn));
+                return reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
+            }
+            const char *fv = json_string_value(json_object_get(alias, "FunctionVersion"));
+            n = fv && strcmp(fv, "$LATEST") != 0 ? strtol(fv, NULL, 10) : 0;
+            json_t *w = json_object_get(json_object_get(alias, "RoutingConfig"),
+                                        "AdditionalVersionWeights");
+            if (pick >= 0 && json_is_object(w)) {
+                const char *k;
+                json_t *v;
+                double acc = 0;
+                json_object_foreach(w, k, v)
+                {
+                    acc += json_number_value(v);
+                    if (pick < acc) {
+                        n = strtol(k, NULL, 10);
+                        break;
+                    }
+                }
+            }
+            json_decref(alias);
+        }
+    }
+    int rc = reg_load_version(r, tenant, name, n, config, code_hex);
+    if (rc < 0) return reg_db_fail(r, e);
+    if (rc == 1) return reg_not_found(r, name, *q ? q : NULL, e);
+    *num = n;
+    return 0;
+}
+
+/* ---- open / close ---- */
+
+realm_registry_t *realm_registry_open(const char *path, const realm_registry_opts_t *opts,
+                                      char *err, size_t err_len)
+{
+    if (!is_digits(opts->account_id, 12)) {
+        snprintf(err, err_len, "account id '%s' is not 12 digits", opts->account_id);
+        return NULL;
+    }
+    if (!valid_region(opts->region)) {
+        snprintf(err, err_len, "region '%s' is not a region name (like us-east-1)", opts->region);
+        return NULL;
+    }
+    realm_registry_t *r = realm_calloc(1, sizeof(*r));
+    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
+        SQLITE_OK) {
+        snprintf(err, err_len, "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : "cannot open");
+        goto fail;
+    }
+    sqlite3_busy_timeout(r->db, 5000);
+    if (exec(r, "PRAGMA journal_mode=WAL") != 0 || exec(r, "PRAGMA synchronous=NORMAL") != 0 ||
+        exec(r, "PRAGMA foreign_keys=ON") != 0 || exec(r, schema) != 0) {
+        snprintf(err, err_len, "%s: %s", path, sqlite3_errmsg(r->db));
+        goto fail;
+    }
+    r->region = realm_strdup(opts->region);
+    r->account = realm_strdup(opts->account_id);
+    r->concurrency_limit = opts->concurrency_limit;
+    r->max_zip_bytes = opts->max_zip_bytes;
+    r->max_unzipped_bytes = opts->max_unzipped_bytes;
+    return r;
+fail:
+    sqlite3_close(r->db);
+    free(r);
+    return NULL;
+}
+
+void realm_registry_close(realm_registry_t *r)
+{
+    if (!r) return;
+    for (size_t i = 0; i < r->pending_cnt; i++)
+        free(r->pending[i].tenant);
+    free(r->pending);
+    sqlite3_close(r->db);
+    free(r->region);
+    free(r->account);
+    free(r);
+}
+
+/* ---- create ---- */
+
+static const char *zip_of(json_t *code, realm_reg_err_t *e)
+{
+    if (!json_is_object(code)) {
+        reg_invalid(e, "Code is required: {\"ZipFile\": <base64 zip>}");
+        return NULL;
+    }
+    static const char *const unsupported[] = {"S3Bucket", "S3Key", "S3ObjectVersion", "ImageUri"};
+    for (size_t i = 0; i < 4; i++) {
+        if (json_object_get(code, unsupported[i])) {
+            reg_invalid(e, "Code.%s is not supported: upload the package as Code.ZipFile",
+                        unsupported[i]);
+            return NULL;
+        }
+    }
+    json_t *z = json_object_get(code, "ZipFile");
+    if (!json_is_string(z) || json_string_length(z) == 0) {
+        reg_invalid(e, "Code.ZipFile is required: the base64 of a zip file");
+        return NULL;
+    }
+    return json_string_value(z);
+}
+
+const char *realm_registry_create_check(realm_registry_t *r, const char *tenant, json_t *req,
+                                        realm_reg_err_t *e)
+{
+    if (json_object_get(req, "function_name")) reg_seed_to_aws(req);
+    const char *fn_name;
+    int rc = reg_get_str(req, "FunctionName", &fn_name, e);
+    if (rc < 0) return NULL;
+    if (rc == 0) {
+        reg_invalid(e, "FunctionName is required");
+        return NULL;
+    }
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    json_t *cfg = json_object();
+    rc = reg_check_config_fields(r, req, cfg, 1, e);
+    json_decref(cfg);
+    if (rc != 0) return NULL;
+    json_t *tags = json_object_get(req, "Tags");
+    if (tags && !json_is_null(tags) && reg_check_tags(tags, e) != 0) return NULL;
+    if (tags && json_object_size(tags) > 50) {
+        reg_invalid(e, "A function can have at most 50 tags");
+        return NULL;
+    }
+    int publish = 0;
+    if (reg_get_bool(req, "Publish", &publish, e) < 0) return NULL;
+    const char *zip = zip_of(json_object_get(req, "Code"), e);
+    if (!zip) return NULL;
+    rc = reg_function_exists(r, tenant, name);
+    if (rc < 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if (rc == 1 || pending_find(r, tenant, name)) {
+        reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+        return NULL;
+    }
+    pending_add(r, tenant, name, 1);
+    return zip;
+}
+
+/* The stored configuration of a new $LATEST from a checked request. */
+static json_t *new_config(realm_registry_t *r, const char *name, json_t *req,
+                          const realm_pkg_info_t *pkg, realm_reg_err_t *e)
+{
+    json_t *cfg = json_pack("{s:s, s:s, s:i, s:i, s:s, s:[s], s:{s:i}}", "FunctionName", name,
+                            "Description", "", "Timeout", 3, "MemorySize", 128, "PackageType",
+                            "Zip", "Architectures", "x86_64", "EphemeralStorage", "Size", 512);
+    if (reg_check_config_fields(r, req, cfg, 1, e) != 0) {
+        json_decref(cfg);
+        return NULL;
+    }
+    char now[32], rev[37];
+    reg_now(now);
+    reg_uuid(rev);
+    json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
+    json_object_set_new(cfg, "CodeSize", json_integer((json_int_t)pkg->zip_bytes));
+    json_object_set_new(cfg, "LastModified", json_string(now));
+    json_object_set_new(cfg, "RevisionId", json_string(rev));
+    return cfg;
+}
+
+json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, json_t *req,
+                                     const realm_pkg_info_t *pkg, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    const char *fn_name = json_string_value(json_object_get(req, "FunctionName"));
+    if (!fn_name || realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    realm_registry_update_abort(r, tenant, name);
+    json_t *cfg = new_config(r, name, req, pkg, e);
+    if (!cfg) return NULL;
+    json_t *tags = json_object_get(req, "Tags");
+    char *tags_s = reg_dump(json_is_object(tags) ? tags : json_object());
+    char *cfg_s = reg_dump(cfg);
+    json_t *out = NULL;
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        goto done;
+    }
+    int rc = reg_function_exists(r, tenant, name);
+    if (rc != 0) {
+        reg_rollback(r);
+        if (rc < 0) reg_db_fail(r, e);
+        else reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+        goto done;
+    }
+    if (reg_run(r, "INSERT INTO functions(tenant, name, tags) VALUES(?1, ?2, ?3)", tenant, name,
+                tags_s, NULL) != 0 ||
+        reg_run(r, "INSERT INTO versions(tenant, name, num, code, config) VALUES(?1, ?2, 0, ?3, ?4)",
+                tenant, name, pkg->hex, cfg_s, NULL) != 0) {
+        reg_rollback(r);
+        reg_db_fail(r, e);
+        goto done;
+    }
+    int publish = 0;
+    realm_reg_err_t ignore;
+    reg_get_bool(req, "Publish", &publish, &ignore);
+    long num = 0;
+    if (publish && reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
+        reg_rollback(r);
+        goto done;
+    }
+    if (reg_commit(r) != 0) {
+        reg_db_fail(r, e);
+        goto done;
+    }
+    if (num) {
+        json_t *vc = NULL;
+        if (reg_load_version(r, tenant, name, num, &vc, NULL) == 0) {
+            out = reg_render(r, tenant, name, vc, num, 1);
+            json_decref(vc);
+        }
+    } else {
+        out = reg_render(r, tenant, name, cfg, 0, 0);
+    }
+    realm_info("function %s%s%s created (%s, %llu bytes)", *tenant ? tenant : "", *tenant ? "/" : "",
+               name, json_string_value(json_object_get(cfg, "Runtime")),
+               (unsigned long long)pkg->zip_bytes);
+done:
+    free(tags_s);
+    free(cfg_s);
+    json_decref(cfg);
+    return out;
+}
+
+/* ---- code updates ---- */
+
+static int check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
+{
+    const char *want;
+    int rc = reg_get_str(req, "RevisionId", &want, e);
+    if (rc <= 0) return rc;
+    const char *have = json_string_value(json_object_get(stored, "RevisionId"));
+    if (!have || strcmp(have, want) != 0)
+        return reg_err(e, 412, T_PRECONDITION,
+                       "The Revision Id provided does not match the latest Revision Id. Call "
+                       "GetFunction/GetAlias API to retrieve the latest Revision Id");
+    return 0;
+}
+
+const char *realm_registry_code_check(realm_registry_t *r, const char *tenant,
+                                      const char *fn_name, json_t *req, char *name,
+                                      realm_reg_err_t *e)
+{
+    char q[ALIAS_MAX_LEN + 1];
+    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    int b;
+    if (reg_get_bool(req, "Publish", &b, e) < 0 || reg_get_bool(req, "DryRun", &b, e) < 0)
+        return NULL;
+    json_t *probe = json_object();
+    int rc = reg_check_architectures(req, probe, e);
+    json_decref(probe);
+    if (rc != 0) return NULL;
+    const char *zip = zip_of(req, e);
+    if (!zip) return NULL;
+    json_t *cfg = NULL;
+    rc = reg_load_version(r, tenant, name, 0, &cfg, NULL);
+    if (rc < 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if (rc == 1) {
+        reg_not_found(r, name, NULL, e);
+        return NULL;
+    }
+    rc = check_revision(req, cfg, e);
+    json_decref(cfg);
+    if (rc != 0) return NULL;
+    if (pending_find(r, tenant, name)) {
+        char arn[256];
+        reg_arn(r, name, NULL, arn, sizeof(arn));
+        reg_err(e, 409, T_CONFLICT,
+                "The operation cannot be performed at this time. An update is in progress for "
+                "resource: %s",
+                arn);
+        return NULL;
+    }
+    pending_add(r, tenant, name, 0);
+    return zip;
+}
+
+json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, const char *name,
+                                   json_t *req, const realm_pkg_info_t *pkg, realm_reg_err_t *e)
+{
+    realm_registry_update_abort(r, tenant, name);
+    int dry = 0, publish = 0;
+    reg_get_bool(req, "DryRun", &dry, e);
+    reg_get_bool(req, "Publish", &publish, e);
+    json_t *cfg = NULL, *out = NULL;
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    int rc = reg_load_version(r, tenant, name, 0, &cfg, NULL);
+    if (rc != 0) {
+        reg_rollback(r);
+        if (rc < 0) reg_db_fail(r, e);
+        else reg_not_found(r, name, NULL, e);
+        return NULL;
+    }
+    if (check_revision(req, cfg, e) != 0) {
+        reg_rollback(r);
+        goto done;
+    }
+    char now[32], rev[37];
+    reg_now(now);
+    reg_uuid(rev);
+    json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
+    json_object_set_new(cfg, "CodeSize", json_integer((json_int_t)pkg->zip_bytes));
+    json_object_set_new(cfg, "LastModified", json_string(now));
+    json_object_set_new(cfg, "RevisionId", json_string(rev));
+    if (dry) {
+        reg_rollback(r);
+        out = reg_render(r, tenant, name, cfg, 0, 0);
+        goto done;
+    }
+    char *cfg_s = reg_dump(cfg);
+    rc = reg_run(r, "UPDATE versions SET code=?3, config=?4 WHERE tenant=?1 AND name=?2 AND num=0",
+                 tenant, name, pkg->hex, cfg_s, NULL);
+    free(cfg_s);
+    if (rc != 0) {
+        reg_rollback(r);
+        reg_db_fail(r, e);
+        goto done;
+    }
+    long num = 0;
+    if (publish && reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
+        reg_rollback(r);
+        goto done;
+    }
+    if (reg_commit(r) != 0) {
+        reg_db_fail(r, e);
+        goto done;
+    }
+    if (num) {
+        json_t *vc = NULL;
+        if (reg_load_version(r, tenant, name, num, &vc, NULL) == 0) {
+            out = reg_render(r, tenant, name, vc, num, 1);
+            json_decref(vc);
+        }
+    } else {
+        out = reg_render(r, tenant, name, cfg, 0, 0);
+    }
+done:
+    json_decref(cfg);
+    return out;
+}
+
+/* ---- get / update configuration ---- */
+
+json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant,
+                                         const char *fn_name, const char *qualifier,
+                                         realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
+    long num;
+    json_t *cfg;
+    if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, NULL, e) != 0) return NULL;
+    json_t *out = reg_render(r, tenant, name, cfg, num, *q != '\0');
+    if (*q && !reg_valid_version(q)) {
+        /* An alias: AWS answers with the alias's ARN. */
+        char arn[256];
+        reg_arn(r, name, q, arn, sizeof(arn));
+        json_object_set_new(out, "FunctionArn", json_string(arn));
+    }
+    json_decref(cfg);
+    return out;
+}
+
+json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    const char *qualifier, const char *code_url_base,
+                                    realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
+    long num;
+    json_t *cfg;
+    char hex[REALM_PKG_HEX_LEN + 1];
+    if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, hex, e) != 0) return NULL;
+    json_t *conf = realm_registry_get_configuration(r, tenant, fn_name, qualifier, e);
+    json_decref(cfg);
+    if (!conf) return NULL;
+    char url[512];
+    snprintf(url, sizeof(url), "%s/realm/packages/%s.zip", code_url_base, hex);
+    json_t *out = json_pack("{s:o, s:{s:s, s:s}}", "Configuration", conf, "Code",
+                            "RepositoryType", "S3", "Location", url);
+    sqlite3_stmt *st = reg_prep(r, "SELECT tags, reserved FROM functions WHERE tenant=?1 AND name=?2");
+    if (st) {
+        reg_bind(st, 1, tenant);
+        reg_bind(st, 2, name);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            json_t *tags = reg_column_json(st, 0);
+            if (json_object_size(tags)) json_object_set(out, "Tags", tags);
+            json_decref(tags);
+            if (sqlite3_column_type(st, 1) != SQLITE_NULL)
+                json_object_set_new(out, "Concurrency",
+                                    json_pack("{s:I}", "ReservedConcurrentExecutions",
+                                              (json_int_t)sqlite3_column_int64(st, 1)));
+        }
+        sqlite3_finalize(st);
+    }
+    return out;
+}
+
+json_t *realm_registry_update_configuration(realm_registry_t *r, const char *tenant,
+                                            const char *fn_name, json_t *req, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    json_t *cfg = NULL, *out = NULL;
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    int rc = reg_load_version(r, tenant, name, 0, &cfg, NULL);
+    if (rc != 0) {
+        reg_rollback(r);
+        if (rc < 0) reg_db_fail(r, e);
+        else reg_not_found(r, name, NULL, e);
+        return NULL;
+    }
+    if (check_revision(req, cfg, e) != 0 || reg_check_config_fields(r, req, cfg, 0, e) != 0) {
+        reg_rollback(r);
+        goto done;
+    }
+    const char *rt = json_string_value(json_object_get(cfg, "Runtime"));
+    if (rt && !reg_runtime_is_provided(rt) && !json_object_get(cfg, "Handler")) {
+        reg_rollback(r);
+        reg_invalid(e, "Handler is required for runtime %s", rt);
+        goto done;
+    }
+    char now[32], rev[37];
+    reg_now(now);
+    reg_uuid(rev);
+    json_object_set_new(cfg, "LastModified", json_string(now));
+    json_object_set_new(cfg, "RevisionId", json_string(rev));
+    char *cfg_s = reg_dump(cfg);
+    rc = reg_run(r, "UPDATE versions SET config=?3 WHERE tenant=?1 AND name=?2 AND num=0", tenant,
+                 name, cfg_s, NULL);
+    free(cfg_s);
+    if (rc != 0 || reg_commit(r) != 0) {
+        if (rc != 0) reg_rollback(r);
+        reg_db_fail(r, e);
+        goto done;
+    }
+    out = reg_render(r, tenant, name, cfg, 0, 0);
+done:
+    json_decref(cfg);
+    return out;
+}
+
+/* ---- list / delete ---- */
+
+long reg_page_size(long max_items)
+{
+    return max_items <= 0 || max_items > LIST_PAGE_MAX ? LIST_PAGE_MAX : max_items;
+}
+
+json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, const char *marker,
+                                      long max_items, int all_versions, realm_reg_err_t *e)
+{
+    long page = reg_page_size(max_items);
+    /* Markers: "name" for $LATEST only, "name:num" with all versions. */
+    char mname[NAME_MAX_LEN + 1] = "";
+    long mnum = -1;
+    if (marker && *marker) {
+        char buf[128];
+        snprintf(buf, sizeof(buf), "%s", marker);
+        char *colon = strchr(buf, ':');
+        if (colon) {
+            *colon = '\0';
+            mnum = strtol(colon + 1, NULL, 10);
+        }
+        if (!reg_valid_name(buf) || (colon && !all_versions)) {
+            reg_invalid(e, "Marker '%.100s' is not a marker this API returned", marker);
+            return NULL;
+        }
+        snprintf(mname, sizeof(mname), "%.64s", buf);
+    }
+    sqlite3_stmt *st = reg_prep(
+        r, all_versions
+               ? "SELECT name, num, config FROM versions WHERE tenant=?1 AND "
+                 "(name > ?2 OR (name = ?2 AND num > ?3)) ORDER BY name, num LIMIT ?4"
+               : "SELECT name, num, config FROM versions WHERE tenant=?1 AND num=0 AND name > ?2 "
+                 "ORDER BY name LIMIT ?4");
+    if (!st) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, mname);
+    sqlite3_bind_int64(st, 3, mnum);
+    sqlite3_bind_int64(st, 4, page + 1);
+    json_t *list = json_array();
+    char last[NAME_MAX_LEN + 32] = "";
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        const char *name = (const char *)sqlite3_column_text(st, 0);
+        long num = (long)sqlite3_column_int64(st, 1);
+        if ((long)json_array_size(list) == page) break;
+        json_t *cfg = reg_column_json(st, 2);
+        json_array_append_new(list, reg_render(r, tenant, name, cfg, num, all_versions));
+        json_decref(cfg);
+        if (all_versions) snprintf(last, sizeof(last), "%s:%ld", name, num);
+        else snprintf(last, sizeof(last), "%s", name);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        json_decref(list);
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    json_t *out = json_pack("{s:o}", "Functions", list);
+    if (rc == SQLITE_ROW) json_object_set_new(out, "NextMarker", json_string(last));
+    return out;
+}
+
+int realm_registry_delete_function(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                   const char *qualifier, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return -1;
+    if (pending_find(r, tenant, name)) {
+        char arn[256];
+        reg_arn(r, name, NULL, arn, sizeof(arn));
+        return reg_err(e, 409, T_CONFLICT,
+                       "The operation cannot be performed at this time. An update is in progress "
+                       "for resource: %s",
+                       arn);
+    }
+    int rc = reg_function_exists(r, tenant, name);
+    if (rc < 0) return reg_db_fail(r, e);
+    if (rc == 0) return reg_not_found(r, name, NULL, e);
+    if (!*q) {
+        if (reg_run(r, "DELETE FROM functions WHERE tenant=?1 AND name=?2", tenant, name, NULL) != 0)
+            return reg_db_fail(r, e);
+        realm_info("function %s deleted", name);
+        return 0;
+    }
+    if (strcmp(q, "$LATEST") == 0)
+        return reg_invalid(e, "$LATEST cannot be deleted on its own: delete the function instead");
+    if (!reg_valid_version(q))
+        return reg_invalid(e, "Qualifier '%s' is an alias: delete it with DeleteAlias", q);
+    sqlite3_stmt *st = reg_prep(r, "SELECT alias FROM aliases WHERE tenant=?1 AND name=?2 AND "
+                               "(json_extract(config, '$.FunctionVersion') = ?3 OR "
+                               "json_type(config, '$.RoutingConfig.AdditionalVersionWeights.\"' "
+                               "|| ?3 || '\"') IS NOT NULL)");
+    if (!st) return reg_db_fail(r, e);
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    reg_bind(st, 3, q);
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW) {
+        char alias[ALIAS_MAX_LEN + 1];
+        snprintf(alias, sizeof(alias), "%s", (const char *)sqlite3_column_text(st, 0));
+        sqlite3_finalize(st);
+        return reg_err(e, 409, T_CONFLICT,
+                       "Unable to delete version %s because alias %s uses it: update or delete "
+                       "the alias first",
+                       q, alias);
+    }
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return reg_db_fail(r, e);
+    st = reg_prep(r, "DELETE FROM versions WHERE tenant=?1 AND name=?2 AND num=?3");
+    if (!st) return reg_db_fail(r, e);
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    sqlite3_bind_int64(st, 3, strtol(q, NULL, 10));
+    rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    if (rc != SQLITE_DONE) return reg_db_fail(r, e);
+    if (sqlite3_changes(r->db) == 0) return reg_not_found(r, name, q, e);
+    return 0;
+}
+
+/* ---- for the runtime and the package store ---- */
+
+int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *fn_name,
+                           const char *qualifier, double pick, realm_fn_version_t *out,
+                           realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    memset(out, 0, sizeof(*out));
+    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return -1;
+    long num;
+    json_t *cfg;
+    if (reg_resolve(r, tenant, name, q, pick < 0 ? 0 : pick, &num, &cfg, out->code_hex, e) != 0)
+        return -1;
+    snprintf(out->name, sizeof(out->name), "%s", name);
+    if (num == 0) snprintf(out->version, sizeof(out->version), "$LATEST");
+    else snprintf(out->version, sizeof(out->version), "%ld", num);
+    out->config = reg_render(r, tenant, name, cfg, num, num != 0);
+    json_decref(cfg);
+    out->reserved = -1;
+    sqlite3_stmt *st = reg_prep(r, "SELECT reserved FROM functions WHERE tenant=?1 AND name=?2");
+    if (st) {
+        reg_bind(st, 1, tenant);
+        reg_bind(st, 2, name);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+            out->reserved = sqlite3_column_int64(st, 0);
+        sqlite3_finalize(st);
+    }
+    return 0;
+}
+
+void realm_fn_version_dispose(realm_fn_version_t *v)
+{
+    json_decref(v->config);
+    v->config = NULL;
+}
+
+int realm_registry_code_used(realm_registry_t *r, const char *hex)
+{
+    /* A create or update in flight may be about to refer to any package. */
+    if (r->pending_cnt > 0) return 1;
+    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM versions WHERE code=?1 LIMIT 1");
+    if (!st) return 1;
+    reg_bind(st, 1, hex);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc != SQLITE_DONE; /* errors keep the package */
+}

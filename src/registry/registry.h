@@ -1,0 +1,166 @@
+/*
+ * registry.h - the durable function registry: functions, versions, aliases,
+ * reserved concurrency and tags, with AWS Lambda's rules and shapes.
+ *
+ * DESIGN: the registry is the Lambda control plane without HTTP. Each
+ * operation takes the parsed request (jansson, the botocore shapes) and
+ * answers the response object or an AWS error (type, status, message); the
+ * HTTP adapter (api/control.c) only routes and renders. State lives in
+ * SQLite (WAL) and every operation is one transaction, so a kill -9 leaves
+ * either the old or the new state. A function's configuration is stored as
+ * the JSON of the fields a user set plus the code's identity; the fields
+ * that derive from the server (ARNs, State, Version) are added when
+ * rendering. Code packages themselves live in the package store (pkg/): the
+ * registry only names them by hash, and callers store a package before the
+ * operation that refers to it (see realm_registry_code_used for cleanup).
+ *
+ * Operations that carry a code package come in two steps, because the
+ * package is unpacked off the loop: *_check validates everything but the
+ * package (and marks the function as updating), then *_commit records it.
+ *
+ * Tenants: every name lives in a tenant's namespace (tenant "" until
+ * authentication exists).
+ *
+ * THREADS: loop thread only (one SQLite connection).
+ */
+#ifndef REALM_REGISTRY_REGISTRY_H
+#define REALM_REGISTRY_REGISTRY_H
+
+#include "pkg/pkg.h"
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct realm_registry_s realm_registry_t;
+
+/* An AWS error: type is a static string ("ResourceNotFoundException"). */
+typedef struct {
+    int status;
+    const char *type;
+    char message[512];
+} realm_reg_err_t;
+
+typedef struct {
+    const char *region;         /* copied */
+    const char *account_id;     /* copied; 12 digits */
+    uint64_t concurrency_limit; /* account concurrency */
+    uint64_t max_zip_bytes;     /* reported by GetAccountSettings */
+    uint64_t max_unzipped_bytes;
+} realm_registry_opts_t;
+
+/* What a function version runs: returned by realm_registry_resolve. */
+typedef struct {
+    char name[65];
+    char version[24];   /* "$LATEST" or "7" */
+    char code_hex[REALM_PKG_HEX_LEN + 1];
+    json_t *config;     /* owned reference: the rendered FunctionConfiguration */
+    int64_t reserved;   /* reserved concurrency, -1 when none */
+} realm_fn_version_t;
+
+/* Opens (creating) the database at path. NULL with a message in err. */
+realm_registry_t *realm_registry_open(const char *path, const realm_registry_opts_t *opts,
+                                      char *err, size_t err_len);
+void realm_registry_close(realm_registry_t *r);
+
+/* ---- functions ---- */
+
+/*
+ * CreateFunction, step 1: validates req (AWS shape, or the seed's snake_case
+ * form, which is rewritten into the AWS shape in place) and checks the name
+ * is free. On success returns the base64 zip (borrowed from req) and marks
+ * the name as being created; the caller must then call _commit or _abort.
+ */
+const char *realm_registry_create_check(realm_registry_t *r, const char *tenant, json_t *req,
+                                        realm_reg_err_t *e);
+/* Step 2: records the function with its stored package. Returns the configuration. */
+json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, json_t *req,
+                                     const realm_pkg_info_t *pkg, realm_reg_err_t *e);
+/* Forgets a create or code update that did not reach _commit. */
+void realm_registry_update_abort(realm_registry_t *r, const char *tenant, const char *name);
+
+/* UpdateFunctionCode, step 1 (name from the path). Returns the base64 zip. */
+const char *realm_registry_code_check(realm_registry_t *r, const char *tenant,
+                                      const char *fn_name, json_t *req, char *name_out,
+                                      realm_reg_err_t *e);
+json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, const char *name,
+                                   json_t *req, const realm_pkg_info_t *pkg, realm_reg_err_t *e);
+
+/* GetFunction: {Configuration, Code{RepositoryType, Location}, Tags, Concurrency}. */
+json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    const char *qualifier, const char *code_url_base,
+                                    realm_reg_err_t *e);
+json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant,
+                                         const char *fn_name, const char *qualifier,
+                                         realm_reg_err_t *e);
+json_t *realm_registry_update_configuration(realm_registry_t *r, const char *tenant,
+                                            const char *fn_name, json_t *req, realm_reg_err_t *e);
+/* ListFunctions; marker may be NULL; max_items 0 means the default. */
+json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, const char *marker,
+                                      long max_items, int all_versions, realm_reg_err_t *e);
+/* DeleteFunction (whole function, or one version with a qualifier). Returns 0 or -1. */
+int realm_registry_delete_function(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                   const char *qualifier, realm_reg_err_t *e);
+
+/* ---- versions and aliases ---- */
+
+json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant,
+                                       const char *fn_name, json_t *req, realm_reg_err_t *e);
+json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                     const char *marker, long max_items, realm_reg_err_t *e);
+json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    json_t *req, realm_reg_err_t *e);
+json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                 const char *alias, realm_reg_err_t *e);
+json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    const char *alias, json_t *req, realm_reg_err_t *e);
+int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                const char *alias, realm_reg_err_t *e);
+json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    const char *function_version, const char *marker,
+                                    long max_items, realm_reg_err_t *e);
+
+/* ---- concurrency, tags, account ---- */
+
+json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant,
+                                       const char *fn_name, json_t *req, realm_reg_err_t *e);
+json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant,
+                                       const char *fn_name, realm_reg_err_t *e);
+int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                      realm_reg_err_t *e);
+int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn, json_t *req,
+                       realm_reg_err_t *e);
+/* keys: a NULL-terminated array. */
+int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *arn,
+                         const char *const *keys, realm_reg_err_t *e);
+json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const char *arn,
+                                 realm_reg_err_t *e);
+json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
+                                        realm_reg_err_t *e);
+
+/* ---- for the runtime side and the package store ---- */
+
+/*
+ * Resolves a function reference (name or ARN, optional qualifier; aliases
+ * pick a version by their routing weights using pick in [0,1)) to what
+ * runs. Returns 0 (fill *out; release with realm_fn_version_dispose) or -1.
+ */
+int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *fn_name,
+                           const char *qualifier, double pick, realm_fn_version_t *out,
+                           realm_reg_err_t *e);
+void realm_fn_version_dispose(realm_fn_version_t *v);
+
+/* 1 if any version of any function (or a create in progress) uses the package. */
+int realm_registry_code_used(realm_registry_t *r, const char *hex);
+
+/*
+ * Parses a FunctionName as AWS accepts it: a name, a partial ARN
+ * (ACCOUNT:function:NAME) or a full ARN, with an optional ":QUALIFIER" when
+ * allow_qualifier. Fills name (65 bytes) and qualifier (129 bytes; "" when
+ * none). Returns 0, or -1 with the error (400 for a malformed name, 404 for
+ * an ARN naming another region or account).
+ */
+int realm_registry_parse_name(const realm_registry_t *r, const char *in, int allow_qualifier,
+                              char *name, char *qualifier, realm_reg_err_t *e);
+
+#endif

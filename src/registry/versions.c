@@ -1,0 +1,751 @@
+/*
+ * versions.c - versions, aliases, reserved concurrency, tags and account
+ * settings (see registry.h). Each operation is one transaction.
+ */
+#include "registry/internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+/* ---- versions ---- */
+
+/* Equal apart from the fields that change on every write. */
+static int same_config(json_t *a, json_t *b)
+{
+    static const char *const volatile_keys[] = {"LastModified", "RevisionId", "Description"};
+    json_t *x = json_deep_copy(a), *y = json_deep_copy(b);
+    for (size_t i = 0; i < 3; i++) {
+        json_object_del(x, volatile_keys[i]);
+        json_object_del(y, volatile_keys[i]);
+    }
+    int eq = json_equal(x, y);
+    json_decref(x);
+    json_decref(y);
+    return eq;
+}
+
+int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name,
+                       const char *description, long *num, realm_reg_err_t *e)
+{
+    json_t *latest = NULL, *last = NULL;
+    char code[REALM_PKG_HEX_LEN + 1], last_code[REALM_PKG_HEX_LEN + 1];
+    int rc = reg_load_version(r, tenant, name, 0, &latest, code);
+    if (rc != 0) return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, name, NULL, e);
+    sqlite3_stmt *st =
+        reg_prep(r, "SELECT num, config, code FROM versions WHERE tenant=?1 AND name=?2 AND num>0 "
+                    "ORDER BY num DESC LIMIT 1");
+    if (!st) goto fail;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    long last_num = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        last_num = (long)sqlite3_column_int64(st, 0);
+        last = reg_column_json(st, 1);
+        snprintf(last_code, sizeof(last_code), "%s", (const char *)sqlite3_column_text(st, 2));
+    }
+    sqlite3_finalize(st);
+    if (last && strcmp(last_code, code) == 0 && same_config(last, latest)) {
+        *num = last_num; /* nothing changed since: AWS returns that version */
+        json_decref(latest);
+        json_decref(last);
+        return 0;
+    }
+    json_decref(last);
+    st = reg_prep(r, "SELECT next_version FROM functions WHERE tenant=?1 AND name=?2");
+    if (!st) goto fail;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    long n = sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : 0;
+    sqlite3_finalize(st);
+    if (n <= 0) goto fail;
+    char now[32], rev[37], nbuf[24];
+    reg_now(now);
+    reg_uuid(rev);
+    json_object_set_new(latest, "LastModified", json_string(now));
+    json_object_set_new(latest, "RevisionId", json_string(rev));
+    if (description) json_object_set_new(latest, "Description", json_string(description));
+    char *cfg_s = reg_dump(latest);
+    snprintf(nbuf, sizeof(nbuf), "%ld", n);
+    rc = reg_run(r, "INSERT INTO versions(tenant, name, num, code, config) "
+                    "VALUES(?1, ?2, CAST(?3 AS INTEGER), ?4, ?5)",
+                 tenant, name, nbuf, code, cfg_s, NULL);
+    free(cfg_s);
+    if (rc != 0 || reg_run(r, "UPDATE functions SET next_version = next_version + 1 "
+                              "WHERE tenant=?1 AND name=?2",
+                           tenant, name, NULL) != 0)
+        goto fail;
+    json_decref(latest);
+    *num = n;
+    return 0;
+fail:
+    json_decref(latest);
+    return reg_db_fail(r, e);
+}
+
+static int conflict_if_updating(realm_registry_t *r, const char *tenant, const char *name,
+                                realm_reg_err_t *e)
+{
+    if (!reg_is_updating(r, tenant, name)) return 0;
+    char arn[256];
+    reg_arn(r, name, NULL, arn, sizeof(arn));
+    return reg_err(e, 409, T_CONFLICT,
+                   "The operation cannot be performed at this time. An update is in progress for "
+                   "resource: %s",
+                   arn);
+}
+
+json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant,
+                                       const char *fn_name, json_t *req, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    const char *sha = NULL, *rev = NULL, *desc = NULL;
+    if (reg_get_str(req, "CodeSha256", &sha, e) < 0 || reg_get_str(req, "RevisionId", &rev, e) < 0 ||
+        reg_get_str(req, "Description", &desc, e) < 0)
+        return NULL;
+    if (desc && strlen(desc) > 256) {
+        reg_invalid(e, "Description is over 256 characters");
+        return NULL;
+    }
+    if (conflict_if_updating(r, tenant, name, e) != 0) return NULL;
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    json_t *latest = NULL;
+    int rc = reg_load_version(r, tenant, name, 0, &latest, NULL);
+    if (rc != 0) {
+        reg_rollback(r);
+        if (rc < 0) reg_db_fail(r, e);
+        else reg_not_found(r, name, NULL, e);
+        return NULL;
+    }
+    const char *have_sha = json_string_value(json_object_get(latest, "CodeSha256"));
+    const char *have_rev = json_string_value(json_object_get(latest, "RevisionId"));
+    long num = 0;
+    if (sha && (!have_sha || strcmp(sha, have_sha) != 0)) {
+        reg_invalid(e, "CodeSha256 (%.64s) is different from the current CodeSha256 of $LATEST "
+                       "(%s): the code changed; please try again",
+                    sha, have_sha ? have_sha : "");
+        rc = -1;
+    } else if (rev && (!have_rev || strcmp(rev, have_rev) != 0)) {
+        reg_err(e, 412, T_PRECONDITION,
+                "The Revision Id provided does not match the latest Revision Id. Call "
+                "GetFunction/GetAlias API to retrieve the latest Revision Id");
+        rc = -1;
+    } else {
+        rc = reg_publish_locked(r, tenant, name, desc, &num, e);
+    }
+    json_decref(latest);
+    if (rc != 0) {
+        reg_rollback(r);
+        return NULL;
+    }
+    if (reg_commit(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    json_t *cfg = NULL;
+    if (reg_load_version(r, tenant, name, num, &cfg, NULL) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    json_t *out = reg_render(r, tenant, name, cfg, num, 1);
+    json_decref(cfg);
+    return out;
+}
+
+static long parse_marker_num(const char *marker, realm_reg_err_t *e)
+{
+    if (!marker || !*marker) return -1;
+    char *end;
+    long n = strtol(marker, &end, 10);
+    if (*end || n < 0) {
+        reg_invalid(e, "Marker '%.100s' is not a marker this API returned", marker);
+        return -2;
+    }
+    return n;
+}
+
+/* Looks the function up: 0 exists, -1 with e (404 or 500). */
+static int need_function(realm_registry_t *r, const char *tenant, const char *name,
+                         realm_reg_err_t *e)
+{
+    int rc = reg_function_exists(r, tenant, name);
+    if (rc < 0) return reg_db_fail(r, e);
+    if (rc == 0) return reg_not_found(r, name, NULL, e);
+    return 0;
+}
+
+json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                     const char *marker, long max_items, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    long after = parse_marker_num(marker, e);
+    if (after == -2 || need_function(r, tenant, name, e) != 0) return NULL;
+    long page = reg_page_size(max_items);
+    sqlite3_stmt *st = reg_prep(r, "SELECT num, config FROM versions WHERE tenant=?1 AND name=?2 "
+                                   "AND num > ?3 ORDER BY num LIMIT ?4");
+    if (!st) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    sqlite3_bind_int64(st, 3, after);
+    sqlite3_bind_int64(st, 4, page + 1);
+    json_t *list = json_array();
+    long last = -1;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((long)json_array_size(list) == page) break;
+        long num = (long)sqlite3_column_int64(st, 0);
+        json_t *cfg = reg_column_json(st, 1);
+        json_array_append_new(list, reg_render(r, tenant, name, cfg, num, 1));
+        json_decref(cfg);
+        last = num;
+    }
+    sqlite3_finalize(st);
+    json_t *out = json_pack("{s:o}", "Versions", list);
+    if (rc == SQLITE_ROW) {
+        char m[24];
+        snprintf(m, sizeof(m), "%ld", last);
+        json_object_set_new(out, "NextMarker", json_string(m));
+    }
+    return out;
+}
+
+/* ---- aliases ---- */
+
+static json_t *render_alias(realm_registry_t *r, const char *name, const char *alias,
+                            json_t *stored)
+{
+    char arn[256];
+    reg_arn(r, name, alias, arn, sizeof(arn));
+    json_t *out = json_pack("{s:s, s:s}", "AliasArn", arn, "Name", alias);
+    json_object_update(out, stored);
+    return out;
+}
+
+static int version_exists(realm_registry_t *r, const char *tenant, const char *name,
+                          const char *version)
+{
+    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM versions WHERE tenant=?1 AND name=?2 AND "
+                                   "num = CAST(?3 AS INTEGER)");
+    if (!st) return -1;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    reg_bind(st, 3, strcmp(version, "$LATEST") == 0 ? "0" : version);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
+static int version_missing(realm_registry_t *r, const char *name, const char *version,
+                           realm_reg_err_t *e)
+{
+    char arn[256];
+    reg_arn(r, name, version, arn, sizeof(arn));
+    return reg_err(e, 404, T_NOT_FOUND, "Function not found: %s", arn);
+}
+
+/* Applies FunctionVersion, Description and RoutingConfig from req to cfg. */
+static int apply_alias_fields(realm_registry_t *r, const char *tenant, const char *name,
+                              json_t *req, json_t *cfg, realm_reg_err_t *e)
+{
+    const char *fv, *desc;
+    int rc = reg_get_str(req, "FunctionVersion", &fv, e);
+    if (rc < 0) return -1;
+    if (rc) {
+        if (!reg_valid_version(fv))
+            return reg_invalid(e, "FunctionVersion '%.64s' must be $LATEST or a version number",
+                               fv);
+        rc = version_exists(r, tenant, name, fv);
+        if (rc < 0) return reg_db_fail(r, e);
+        if (rc == 0) return version_missing(r, name, fv, e);
+        json_object_set_new(cfg, "FunctionVersion", json_string(fv));
+    }
+    if ((rc = reg_get_str(req, "Description", &desc, e)) < 0) return -1;
+    if (rc) {
+        if (strlen(desc) > 256) return reg_invalid(e, "Description is over 256 characters");
+        json_object_set_new(cfg, "Description", json_string(desc));
+    }
+    json_t *rcfg = json_object_get(req, "RoutingConfig");
+    if (rcfg && !json_is_null(rcfg)) {
+        json_t *w = json_object_get(rcfg, "AdditionalVersionWeights");
+        if (!json_is_object(rcfg) || (w && !json_is_null(w) && !json_is_object(w)))
+            return reg_invalid(e, "RoutingConfig.AdditionalVersionWeights must be an object of "
+                                  "version: weight");
+        if (!w || json_is_null(w) || json_object_size(w) == 0) {
+            json_object_del(cfg, "RoutingConfig");
+        } else {
+            if (json_object_size(w) > 1)
+                return reg_invalid(e, "RoutingConfig can shift traffic to at most one "
+                                      "additional version");
+            const char *k;
+            json_t *v;
+            json_object_foreach(w, k, v)
+            {
+                if (!reg_valid_version(k) || strcmp(k, "$LATEST") == 0)
+                    return reg_invalid(e, "RoutingConfig: '%.64s' must be a published version "
+                                          "number",
+                                       k);
+                if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
+                    return reg_invalid(e, "RoutingConfig: the weight of version %s must be a "
+                                          "number from 0.0 to 1.0",
+                                       k);
+                rc = version_exists(r, tenant, name, k);
+                if (rc < 0) return reg_db_fail(r, e);
+                if (rc == 0) return version_missing(r, name, k, e);
+            }
+            json_object_set_new(cfg, "RoutingConfig",
+                                json_pack("{s:O}", "AdditionalVersionWeights", w));
+        }
+    }
+    const char *primary = json_string_value(json_object_get(cfg, "FunctionVersion"));
+    json_t *w = json_object_get(json_object_get(cfg, "RoutingConfig"), "AdditionalVersionWeights");
+    if (primary && w) {
+        if (strcmp(primary, "$LATEST") == 0)
+            return reg_invalid(e, "RoutingConfig cannot be used when the alias points to "
+                                  "$LATEST: point it to a published version");
+        if (json_object_get(w, primary))
+            return reg_invalid(e, "RoutingConfig: version %s is already the alias's "
+                                  "FunctionVersion",
+                               primary);
+    }
+    char rev[37];
+    reg_uuid(rev);
+    json_object_set_new(cfg, "RevisionId", json_string(rev));
+    return 0;
+}
+
+static int alias_args(realm_registry_t *r, const char *fn_name, const char *alias, char *name,
+                      realm_reg_err_t *e)
+{
+    char q[ALIAS_MAX_LEN + 1];
+    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return -1;
+    if (alias && !reg_valid_alias(alias))
+        return reg_invalid(e,
+                           "Alias name '%.128s' is not valid: 1 to 128 of [a-zA-Z0-9-_], not "
+                           "all digits",
+                           alias);
+    return 0;
+}
+
+static int alias_missing(realm_registry_t *r, const char *name, const char *alias,
+                         realm_reg_err_t *e)
+{
+    char arn[256];
+    reg_arn(r, name, alias, arn, sizeof(arn));
+    return reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
+}
+
+static int save_alias(realm_registry_t *r, const char *tenant, const char *name,
+                      const char *alias, json_t *cfg, int is_insert)
+{
+    char *s = reg_dump(cfg);
+    int rc = reg_run(r,
+                     is_insert ? "INSERT INTO aliases(tenant, name, alias, config) "
+                                 "VALUES(?1, ?2, ?3, ?4)"
+                               : "UPDATE aliases SET config=?4 WHERE tenant=?1 AND name=?2 AND "
+                                 "alias=?3",
+                     tenant, name, alias, s, NULL);
+    free(s);
+    return rc;
+}
+
+json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    json_t *req, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    const char *alias;
+    int rc = reg_get_str(req, "Name", &alias, e);
+    if (rc < 0) return NULL;
+    if (rc == 0) {
+        reg_invalid(e, "Name is required (the alias name)");
+        return NULL;
+    }
+    if (alias_args(r, fn_name, alias, name, e) != 0) return NULL;
+    if (!json_is_string(json_object_get(req, "FunctionVersion"))) {
+        reg_invalid(e, "FunctionVersion is required ($LATEST or a version number)");
+        return NULL;
+    }
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    json_t *cfg = json_pack("{s:s}", "Description", ""), *existing = NULL, *out = NULL;
+    if (need_function(r, tenant, name, e) != 0) goto fail;
+    rc = reg_load_alias(r, tenant, name, alias, &existing);
+    json_decref(existing);
+    if (rc < 0) {
+        reg_db_fail(r, e);
+        goto fail;
+    }
+    if (rc == 0) {
+        char arn[256];
+        reg_arn(r, name, alias, arn, sizeof(arn));
+        reg_err(e, 409, T_CONFLICT, "Alias already exists: %s", arn);
+        goto fail;
+    }
+    if (apply_alias_fields(r, tenant, name, req, cfg, e) != 0) goto fail;
+    if (save_alias(r, tenant, name, alias, cfg, 1) != 0 || reg_commit(r) != 0) {
+        reg_db_fail(r, e);
+        json_decref(cfg);
+        return NULL;
+    }
+    out = render_alias(r, name, alias, cfg);
+    json_decref(cfg);
+    return out;
+fail:
+    reg_rollback(r);
+    json_decref(cfg);
+    return NULL;
+}
+
+json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                 const char *alias, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (alias_args(r, fn_name, alias, name, e) != 0) return NULL;
+    json_t *cfg = NULL;
+    int rc = reg_load_alias(r, tenant, name, alias, &cfg);
+    if (rc < 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if (rc == 1) {
+        if (need_function(r, tenant, name, e) == 0) alias_missing(r, name, alias, e);
+        return NULL;
+    }
+    json_t *out = render_alias(r, name, alias, cfg);
+    json_decref(cfg);
+    return out;
+}
+
+json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    const char *alias, json_t *req, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (alias_args(r, fn_name, alias, name, e) != 0) return NULL;
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    json_t *cfg = NULL;
+    int rc = reg_load_alias(r, tenant, name, alias, &cfg);
+    if (rc != 0) {
+        reg_rollback(r);
+        if (rc < 0) reg_db_fail(r, e);
+        else if (need_function(r, tenant, name, e) == 0) alias_missing(r, name, alias, e);
+        return NULL;
+    }
+    const char *want;
+    rc = reg_get_str(req, "RevisionId", &want, e);
+    const char *have = json_string_value(json_object_get(cfg, "RevisionId"));
+    if (rc == 1 && (!have || strcmp(have, want) != 0)) {
+        reg_err(e, 412, T_PRECONDITION,
+                "The Revision Id provided does not match the latest Revision Id. Call "
+                "GetFunction/GetAlias API to retrieve the latest Revision Id");
+        rc = -1;
+    }
+    if (rc < 0 || apply_alias_fields(r, tenant, name, req, cfg, e) != 0) {
+        reg_rollback(r);
+        json_decref(cfg);
+        return NULL;
+    }
+    if (save_alias(r, tenant, name, alias, cfg, 0) != 0 || reg_commit(r) != 0) {
+        reg_db_fail(r, e);
+        json_decref(cfg);
+        return NULL;
+    }
+    json_t *out = render_alias(r, name, alias, cfg);
+    json_decref(cfg);
+    return out;
+}
+
+int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                const char *alias, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (alias_args(r, fn_name, alias, name, e) != 0) return -1;
+    if (need_function(r, tenant, name, e) != 0) return -1;
+    if (reg_run(r, "DELETE FROM aliases WHERE tenant=?1 AND name=?2 AND alias=?3", tenant, name,
+                alias, NULL) != 0)
+        return reg_db_fail(r, e);
+    if (sqlite3_changes(r->db) == 0) return alias_missing(r, name, alias, e);
+    return 0;
+}
+
+json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                    const char *function_version, const char *marker,
+                                    long max_items, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (alias_args(r, fn_name, NULL, name, e) != 0) return NULL;
+    if (function_version && *function_version && !reg_valid_version(function_version)) {
+        reg_invalid(e, "FunctionVersion '%.64s' must be $LATEST or a version number",
+                    function_version);
+        return NULL;
+    }
+    if (need_function(r, tenant, name, e) != 0) return NULL;
+    long page = reg_page_size(max_items);
+    sqlite3_stmt *st =
+        reg_prep(r, "SELECT alias, config FROM aliases WHERE tenant=?1 AND name=?2 AND alias > ?3 "
+                    "AND (?4 = '' OR json_extract(config, '$.FunctionVersion') = ?4) "
+                    "ORDER BY alias LIMIT ?5");
+    if (!st) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    reg_bind(st, 3, marker ? marker : "");
+    reg_bind(st, 4, function_version ? function_version : "");
+    sqlite3_bind_int64(st, 5, page + 1);
+    json_t *list = json_array();
+    char last[ALIAS_MAX_LEN + 1] = "";
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((long)json_array_size(list) == page) break;
+        const char *alias = (const char *)sqlite3_column_text(st, 0);
+        json_t *cfg = reg_column_json(st, 1);
+        json_array_append_new(list, render_alias(r, name, alias, cfg));
+        json_decref(cfg);
+        snprintf(last, sizeof(last), "%s", alias);
+    }
+    sqlite3_finalize(st);
+    json_t *out = json_pack("{s:o}", "Aliases", list);
+    if (rc == SQLITE_ROW) json_object_set_new(out, "NextMarker", json_string(last));
+    return out;
+}
+
+/* ---- reserved concurrency ---- */
+
+static int fn_args(realm_registry_t *r, const char *tenant, const char *fn_name, char *name,
+                   realm_reg_err_t *e)
+{
+    char q[ALIAS_MAX_LEN + 1];
+    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return -1;
+    return need_function(r, tenant, name, e);
+}
+
+static long long sum_reserved(realm_registry_t *r, const char *tenant, const char *except)
+{
+    sqlite3_stmt *st = reg_prep(r, "SELECT COALESCE(SUM(reserved), 0) FROM functions "
+                                   "WHERE tenant=?1 AND name != ?2");
+    if (!st) return -1;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, except ? except : "");
+    long long n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
+    sqlite3_finalize(st);
+    return n;
+}
+
+json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant,
+                                       const char *fn_name, json_t *req, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    long long n;
+    int rc = reg_get_int(req, "ReservedConcurrentExecutions", &n, e);
+    if (rc < 0) return NULL;
+    if (rc == 0 || n < 0) {
+        reg_invalid(e, "ReservedConcurrentExecutions is required: an integer >= 0");
+        return NULL;
+    }
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if (fn_args(r, tenant, fn_name, name, e) != 0) {
+        reg_rollback(r);
+        return NULL;
+    }
+    long long others = sum_reserved(r, tenant, name);
+    if (others < 0) {
+        reg_rollback(r);
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if ((unsigned long long)(others + n) > r->concurrency_limit) {
+        reg_rollback(r);
+        reg_invalid(e,
+                    "Specified ReservedConcurrentExecutions for function decreases account's "
+                    "UnreservedConcurrentExecution below its minimum value of [0]: the account "
+                    "limit is %llu and %lld are reserved by other functions",
+                    (unsigned long long)r->concurrency_limit, others);
+        return NULL;
+    }
+    char nbuf[24];
+    snprintf(nbuf, sizeof(nbuf), "%lld", n);
+    if (reg_run(r, "UPDATE functions SET reserved = CAST(?3 AS INTEGER) WHERE tenant=?1 AND name=?2",
+                tenant, name, nbuf, NULL) != 0 ||
+        reg_commit(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    return json_pack("{s:I}", "ReservedConcurrentExecutions", (json_int_t)n);
+}
+
+json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant,
+                                       const char *fn_name, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (fn_args(r, tenant, fn_name, name, e) != 0) return NULL;
+    sqlite3_stmt *st = reg_prep(r, "SELECT reserved FROM functions WHERE tenant=?1 AND name=?2");
+    if (!st) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    json_t *out = json_object();
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
+        json_object_set_new(out, "ReservedConcurrentExecutions",
+                            json_integer(sqlite3_column_int64(st, 0)));
+    sqlite3_finalize(st);
+    return out;
+}
+
+int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                      realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (fn_args(r, tenant, fn_name, name, e) != 0) return -1;
+    if (reg_run(r, "UPDATE functions SET reserved = NULL WHERE tenant=?1 AND name=?2", tenant,
+                name, NULL) != 0)
+        return reg_db_fail(r, e);
+    return 0;
+}
+
+/* ---- tags ---- */
+
+static int tag_target(realm_registry_t *r, const char *tenant, const char *arn, char *name,
+                      realm_reg_err_t *e)
+{
+    char q[ALIAS_MAX_LEN + 1];
+    if (strncmp(arn, "arn:", 4) != 0)
+        return reg_invalid(e, "Resource '%.200s' must be a function ARN", arn);
+    if (realm_registry_parse_name(r, arn, 1, name, q, e) != 0) return -1;
+    if (*q)
+        return reg_invalid(e, "Tags apply to a function, not to a version or an alias: use the "
+                              "unqualified function ARN");
+    return need_function(r, tenant, name, e);
+}
+
+static json_t *load_tags(realm_registry_t *r, const char *tenant, const char *name)
+{
+    sqlite3_stmt *st = reg_prep(r, "SELECT tags FROM functions WHERE tenant=?1 AND name=?2");
+    if (!st) return NULL;
+    reg_bind(st, 1, tenant);
+    reg_bind(st, 2, name);
+    json_t *tags = sqlite3_step(st) == SQLITE_ROW ? reg_column_json(st, 0) : NULL;
+    sqlite3_finalize(st);
+    return tags;
+}
+
+static int save_tags(realm_registry_t *r, const char *tenant, const char *name, json_t *tags)
+{
+    char *s = reg_dump(tags);
+    int rc = reg_run(r, "UPDATE functions SET tags=?3 WHERE tenant=?1 AND name=?2", tenant, name,
+                     s, NULL);
+    free(s);
+    return rc;
+}
+
+int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn, json_t *req,
+                       realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    json_t *add = json_object_get(req, "Tags");
+    if (!add) return reg_invalid(e, "Tags is required");
+    if (reg_check_tags(add, e) != 0) return -1;
+    if (reg_begin(r) != 0) return reg_db_fail(r, e);
+    if (tag_target(r, tenant, arn, name, e) != 0) {
+        reg_rollback(r);
+        return -1;
+    }
+    json_t *tags = load_tags(r, tenant, name);
+    if (!tags) {
+        reg_rollback(r);
+        return reg_db_fail(r, e);
+    }
+    json_object_update(tags, add);
+    int rc = 0;
+    if (json_object_size(tags) > 50) {
+        reg_rollback(r);
+        rc = reg_invalid(e, "A function can have at most 50 tags");
+    } else if (save_tags(r, tenant, name, tags) != 0 || reg_commit(r) != 0) {
+        rc = reg_db_fail(r, e);
+    }
+    json_decref(tags);
+    return rc;
+}
+
+int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *arn,
+                         const char *const *keys, realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (reg_begin(r) != 0) return reg_db_fail(r, e);
+    if (tag_target(r, tenant, arn, name, e) != 0) {
+        reg_rollback(r);
+        return -1;
+    }
+    json_t *tags = load_tags(r, tenant, name);
+    if (!tags) {
+        reg_rollback(r);
+        return reg_db_fail(r, e);
+    }
+    for (size_t i = 0; keys[i]; i++)
+        json_object_del(tags, keys[i]);
+    int rc = save_tags(r, tenant, name, tags) != 0 || reg_commit(r) != 0 ? reg_db_fail(r, e) : 0;
+    json_decref(tags);
+    return rc;
+}
+
+json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const char *arn,
+                                 realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    if (tag_target(r, tenant, arn, name, e) != 0) return NULL;
+    json_t *tags = load_tags(r, tenant, name);
+    if (!tags) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    return json_pack("{s:o}", "Tags", tags);
+}
+
+/* ---- account ---- */
+
+json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
+                                        realm_reg_err_t *e)
+{
+    long long reserved = sum_reserved(r, tenant, NULL);
+    sqlite3_stmt *st = reg_prep(
+        r, "SELECT (SELECT COUNT(*) FROM functions WHERE tenant=?1), "
+           "(SELECT COALESCE(SUM(json_extract(config, '$.CodeSize')), 0) FROM versions "
+           "WHERE tenant=?1)");
+    if (!st || reserved < 0) {
+        sqlite3_finalize(st);
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    reg_bind(st, 1, tenant);
+    long long count = 0, size = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        count = sqlite3_column_int64(st, 0);
+        size = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_finalize(st);
+    long long limit = (long long)r->concurrency_limit;
+    /* 75 GB: Lambda's default storage quota for all packages. */
+    return json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}}", "AccountLimit",
+                     "TotalCodeSize", (json_int_t)80530636800LL, "CodeSizeUnzipped",
+                     (json_int_t)r->max_unzipped_bytes, "CodeSizeZipped",
+                     (json_int_t)r->max_zip_bytes, "ConcurrentExecutions", (json_int_t)limit,
+                     "UnreservedConcurrentExecutions", (json_int_t)(limit - reserved),
+                     "AccountUsage", "TotalCodeSize", (json_int_t)size, "FunctionCount",
+                     (json_int_t)count);
+}
