@@ -547,7 +547,7 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
     json_t *cfg = new_config(r, name, req, pkg, e);
     if (!cfg) return NULL;
     json_t *tags = json_object_get(req, "Tags");
-    char *tags_s = reg_dump(json_is_object(tags) ? tags : json_object());
+    char *tags_s = json_is_object(tags) ? reg_dump(tags) : realm_strdup("{}");
     char *cfg_s = reg_dump(cfg);
     json_t *out = NULL;
     if (reg_begin(r) != 0) {

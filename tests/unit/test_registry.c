@@ -1,0 +1,399 @@
+/*
+ * test_registry.c - the registry's rules without HTTP: names and ARNs,
+ * field validation, versions, aliases, concurrency, tags, paging, reopening.
+ */
+#include "registry/registry.h"
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+typedef struct {
+    char dir[64];
+    char db[128];
+    realm_registry_t *r;
+} fx_t;
+
+static const realm_registry_opts_t opts = {.region = "us-east-1",
+                                           .account_id = "123456789012",
+                                           .concurrency_limit = 10,
+                                           .max_zip_bytes = 1000,
+                                           .max_unzipped_bytes = 5000};
+
+static realm_registry_t *open_db(fx_t *f)
+{
+    char err[256];
+    realm_registry_t *r = realm_registry_open(f->db, &opts, err, sizeof(err));
+    if (!r) fail_msg("open: %s", err);
+    return r;
+}
+
+static int setup(void **state)
+{
+    fx_t *f = calloc(1, sizeof(*f));
+    snprintf(f->dir, sizeof(f->dir), "/tmp/realm-reg-XXXXXX");
+    assert_non_null(mkdtemp(f->dir));
+    snprintf(f->db, sizeof(f->db), "%s/realm.db", f->dir);
+    f->r = open_db(f);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    fx_t *f = *state;
+    realm_registry_close(f->r);
+    char cmd[200];
+    snprintf(cmd, sizeof(cmd), "rm -rf %s", f->dir);
+    assert_int_equal(system(cmd), 0);
+    free(f);
+    return 0;
+}
+
+static realm_pkg_info_t pkg(char c)
+{
+    realm_pkg_info_t p = {0};
+    memset(p.hex, c, REALM_PKG_HEX_LEN);
+    snprintf(p.sha256_b64, sizeof(p.sha256_b64), "sha-%c", c);
+    p.zip_bytes = 100;
+    return p;
+}
+
+/* Creates a function through both steps; returns its configuration. */
+static json_t *create(realm_registry_t *r, const char *json, char code, realm_reg_err_t *e)
+{
+    json_t *req = json_loads(json, 0, NULL);
+    assert_non_null(req);
+    json_t *out = NULL;
+    if (realm_registry_create_check(r, "", req, e)) {
+        realm_pkg_info_t p = pkg(code);
+        out = realm_registry_create_commit(r, "", req, &p, e);
+    }
+    json_decref(req);
+    return out;
+}
+
+#define SIMPLE(name)                                                                               \
+    "{\"FunctionName\":\"" name "\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"index.handler\","     \
+    "\"Code\":{\"ZipFile\":\"UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\"}}"
+
+static const char *str(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s ? s : "";
+}
+
+static void test_names(void **state)
+{
+    fx_t *f = *state;
+    char name[65], q[129];
+    realm_reg_err_t e;
+    assert_int_equal(realm_registry_parse_name(f->r, "hello", 1, name, q, &e), 0);
+    assert_string_equal(name, "hello");
+    assert_string_equal(q, "");
+    assert_int_equal(realm_registry_parse_name(f->r, "hello:$LATEST", 1, name, q, &e), 0);
+    assert_string_equal(q, "$LATEST");
+    assert_int_equal(realm_registry_parse_name(f->r, "123456789012:function:hello:prod", 1, name, q,
+                                               &e),
+                     0);
+    assert_string_equal(name, "hello");
+    assert_string_equal(q, "prod");
+    assert_int_equal(realm_registry_parse_name(
+                         f->r, "arn:aws:lambda:us-east-1:123456789012:function:hello:7", 1, name,
+                         q, &e),
+                     0);
+    assert_string_equal(q, "7");
+    /* Another account or region reads as a missing function. */
+    assert_int_equal(realm_registry_parse_name(
+                         f->r, "arn:aws:lambda:us-east-1:999999999999:function:hello", 1, name, q,
+                         &e),
+                     -1);
+    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_registry_parse_name(
+                         f->r, "arn:aws:lambda:eu-west-1:123456789012:function:hello", 1, name, q,
+                         &e),
+                     -1);
+    assert_int_equal(e.status, 404);
+    static const char *const bad[] = {"",       "bad name", "a:b:c:d:e", "hello:",
+                                      "hello:bad!", "arn:aws:s3:us-east-1:123456789012:function:x",
+                                      "12345:function:x",
+                                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(realm_registry_parse_name(f->r, bad[i], 1, name, q, &e), -1);
+        assert_int_equal(e.status, 400);
+        assert_string_equal(e.type, "InvalidParameterValueException");
+    }
+    /* No qualifier where none is allowed. */
+    assert_int_equal(realm_registry_parse_name(f->r, "hello:1", 0, name, q, &e), -1);
+}
+
+static void test_create_validation(void **state)
+{
+    fx_t *f = *state;
+    realm_reg_err_t e;
+    static const struct {
+        const char *json, *needle;
+    } cases[] = {
+        {"{\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "FunctionName is required"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"java8\",\"Handler\":\"a.b\",\"Code\":{\"ZipFile\":"
+         "\"AA==\"}}",
+         "python3.12"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "Handler is required"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Timeout\":901,"
+         "\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "Timeout"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"MemorySize\":"
+         "127,\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "MemorySize"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Environment\":{"
+         "\"Variables\":{\"AWS_REGION\":\"x\"}},\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "reserved"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Code\":{"
+         "\"S3Bucket\":\"b\",\"S3Key\":\"k\"}}",
+         "S3Bucket"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Architectures\":"
+         "[\"arm64\"],\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "arm64"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Layers\":[\"x\"],"
+         "\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "Layers"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Timeout\":\"3\","
+         "\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "integer"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        json_t *out = create(f->r, cases[i].json, 'a', &e);
+        if (out) fail_msg("case %zu accepted", i);
+        assert_int_equal(e.status, 400);
+        if (!strstr(e.message, cases[i].needle))
+            fail_msg("case %zu: '%s' lacks '%s'", i, e.message, cases[i].needle);
+    }
+    /* Nothing half-created: the name is free. */
+    json_t *ok = create(f->r, SIMPLE("f"), 'a', &e);
+    assert_non_null(ok);
+    assert_string_equal(str(ok, "FunctionArn"), "arn:aws:lambda:us-east-1:123456789012:function:f");
+    assert_string_equal(str(ok, "Version"), "$LATEST");
+    assert_string_equal(str(ok, "State"), "Active");
+    assert_int_equal(json_integer_value(json_object_get(ok, "Timeout")), 3);
+    assert_int_equal(json_integer_value(json_object_get(ok, "MemorySize")), 128);
+    json_decref(ok);
+    assert_null(create(f->r, SIMPLE("f"), 'a', &e));
+    assert_int_equal(e.status, 409);
+}
+
+static void test_seed_form(void **state)
+{
+    fx_t *f = *state;
+    realm_reg_err_t e;
+    json_t *out = create(f->r,
+                         "{\"function_name\":\"seed\",\"runtime\":\"python311\",\"handler\":"
+                         "\"app.handler\",\"code\":{\"zip_file\":\"AA==\"},\"environment\":{"
+                         "\"KEY\":\"v\"}}",
+                         'b', &e);
+    assert_non_null(out);
+    assert_string_equal(str(out, "Runtime"), "python3.11");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(json_object_get(out, "Environment"),
+                                                          "Variables"),
+                                          "KEY")),
+        "v");
+    json_decref(out);
+}
+
+static void test_pending_blocks_duplicate(void **state)
+{
+    fx_t *f = *state;
+    realm_reg_err_t e;
+    json_t *a = json_loads(SIMPLE("p"), 0, NULL), *b = json_loads(SIMPLE("p"), 0, NULL);
+    assert_non_null(realm_registry_create_check(f->r, "", a, &e));
+    assert_null(realm_registry_create_check(f->r, "", b, &e));
+    assert_int_equal(e.status, 409);
+    /* While a create is pending, every package counts as used. */
+    assert_int_equal(realm_registry_code_used(f->r, "zz"), 1);
+    realm_registry_update_abort(f->r, "", "p");
+    assert_int_equal(realm_registry_code_used(f->r, "zz"), 0);
+    assert_non_null(realm_registry_create_check(f->r, "", b, &e));
+    realm_registry_update_abort(f->r, "", "p");
+    json_decref(a);
+    json_decref(b);
+}
+
+static void test_versions_and_aliases(void **state)
+{
+    fx_t *f = *state;
+    realm_reg_err_t e;
+    json_decref(create(f->r, SIMPLE("v"), 'a', &e));
+    json_t *empty = json_object();
+    json_t *v1 = realm_registry_publish_version(f->r, "", "v", empty, &e);
+    assert_non_null(v1);
+    assert_string_equal(str(v1, "Version"), "1");
+    assert_string_equal(str(v1, "FunctionArn"),
+                        "arn:aws:lambda:us-east-1:123456789012:function:v:1");
+    /* Unchanged: the same version again. */
+    json_t *again = realm_registry_publish_version(f->r, "", "v", empty, &e);
+    assert_string_equal(str(again, "Version"), "1");
+    json_decref(again);
+    /* Change the code: version 2. */
+    json_t *upd = json_pack("{s:s}", "ZipFile", "AA==");
+    char name[65];
+    assert_non_null(realm_registry_code_check(f->r, "", "v", upd, name, &e));
+    json_t *g = realm_registry_get_configuration(f->r, "", "v", NULL, &e);
+    assert_string_equal(str(g, "LastUpdateStatus"), "InProgress");
+    json_decref(g);
+    realm_pkg_info_t p = pkg('c');
+    json_t *after = realm_registry_code_commit(f->r, "", name, upd, &p, &e);
+    assert_non_null(after);
+    assert_string_equal(str(after, "CodeSha256"), "sha-c");
+    assert_string_equal(str(after, "LastUpdateStatus"), "Successful");
+    json_decref(after);
+    json_t *v2 = realm_registry_publish_version(f->r, "", "v", empty, &e);
+    assert_string_equal(str(v2, "Version"), "2");
+    /* Alias with routing to 2. */
+    json_t *areq = json_loads("{\"Name\":\"live\",\"FunctionVersion\":\"1\",\"RoutingConfig\":{"
+                              "\"AdditionalVersionWeights\":{\"2\":0.25}}}",
+                              0, NULL);
+    json_t *alias = realm_registry_create_alias(f->r, "", "v", areq, &e);
+    assert_non_null(alias);
+    assert_string_equal(str(alias, "AliasArn"),
+                        "arn:aws:lambda:us-east-1:123456789012:function:v:live");
+    assert_null(realm_registry_create_alias(f->r, "", "v", areq, &e));
+    assert_int_equal(e.status, 409);
+    /* Routing picks by weight. */
+    realm_fn_version_t fv;
+    assert_int_equal(realm_registry_resolve(f->r, "", "v", "live", 0.1, &fv, &e), 0);
+    assert_string_equal(fv.version, "2");
+    assert_string_equal(fv.code_hex, pkg('c').hex);
+    realm_fn_version_dispose(&fv);
+    assert_int_equal(realm_registry_resolve(f->r, "", "v:live", NULL, 0.9, &fv, &e), 0);
+    assert_string_equal(fv.version, "1");
+    realm_fn_version_dispose(&fv);
+    /* Version 1 and 2 are in use by the alias. */
+    assert_int_equal(realm_registry_delete_function(f->r, "", "v", "2", &e), -1);
+    assert_int_equal(e.status, 409);
+    assert_int_equal(realm_registry_delete_function(f->r, "", "v", "$LATEST", &e), -1);
+    assert_int_equal(e.status, 400);
+    /* Bad weights and $LATEST with routing. */
+    json_t *bad = json_loads("{\"RoutingConfig\":{\"AdditionalVersionWeights\":{\"2\":1.5}}}", 0,
+                             NULL);
+    assert_null(realm_registry_update_alias(f->r, "", "v", "live", bad, &e));
+    assert_int_equal(e.status, 400);
+    json_decref(bad);
+    bad = json_loads("{\"FunctionVersion\":\"$LATEST\"}", 0, NULL);
+    assert_null(realm_registry_update_alias(f->r, "", "v", "live", bad, &e));
+    assert_int_equal(e.status, 400);
+    json_decref(bad);
+    /* Revision precondition. */
+    bad = json_loads("{\"Description\":\"x\",\"RevisionId\":\"nope\"}", 0, NULL);
+    assert_null(realm_registry_update_alias(f->r, "", "v", "live", bad, &e));
+    assert_int_equal(e.status, 412);
+    json_decref(bad);
+    assert_int_equal(realm_registry_delete_alias(f->r, "", "v", "live", &e), 0);
+    assert_int_equal(realm_registry_delete_alias(f->r, "", "v", "live", &e), -1);
+    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_registry_delete_function(f->r, "", "v", "2", &e), 0);
+    /* Numbers are never reused. */
+    json_t *cfg = json_pack("{s:i}", "Timeout", 9);
+    json_decref(realm_registry_update_configuration(f->r, "", "v", cfg, &e));
+    json_t *v3 = realm_registry_publish_version(f->r, "", "v", empty, &e);
+    assert_string_equal(str(v3, "Version"), "3");
+    json_t *lv = realm_registry_list_versions(f->r, "", "v", NULL, 0, &e);
+    json_t *vs = json_object_get(lv, "Versions");
+    assert_int_equal(json_array_size(vs), 3);
+    assert_string_equal(str(json_array_get(vs, 0), "Version"), "$LATEST");
+    assert_string_equal(str(json_array_get(vs, 2), "Version"), "3");
+    json_decref(lv);
+    json_decref(v3);
+    json_decref(cfg);
+    json_decref(alias);
+    json_decref(areq);
+    json_decref(v2);
+    json_decref(upd);
+    json_decref(v1);
+    json_decref(empty);
+}
+
+static void test_paging_and_reopen(void **state)
+{
+    fx_t *f = *state;
+    realm_reg_err_t e;
+    char json[256];
+    for (int i = 0; i < 7; i++) {
+        snprintf(json, sizeof(json), SIMPLE("fn%d"), i);
+        json_t *out = create(f->r, json, 'd', &e);
+        assert_non_null(out);
+        json_decref(out);
+    }
+    char marker[128] = "";
+    int seen = 0, pages = 0;
+    do {
+        json_t *page = realm_registry_list_functions(f->r, "", *marker ? marker : NULL, 3, 0, &e);
+        assert_non_null(page);
+        json_t *fns = json_object_get(page, "Functions");
+        assert_true(json_array_size(fns) <= 3);
+        for (size_t i = 0; i < json_array_size(fns); i++) {
+            char want[16];
+            snprintf(want, sizeof(want), "fn%d", seen++);
+            assert_string_equal(str(json_array_get(fns, i), "FunctionName"), want);
+        }
+        const char *next = str(page, "NextMarker");
+        snprintf(marker, sizeof(marker), "%s", next);
+        json_decref(page);
+        pages++;
+    } while (*marker);
+    assert_int_equal(seen, 7);
+    assert_int_equal(pages, 3);
+    /* Concurrency: the sum over functions stays within the limit (10). */
+    json_t *c6 = json_pack("{s:i}", "ReservedConcurrentExecutions", 6);
+    json_decref(realm_registry_put_concurrency(f->r, "", "fn0", c6, &e));
+    assert_null(realm_registry_put_concurrency(f->r, "", "fn1", c6, &e));
+    assert_int_equal(e.status, 400);
+    json_t *acct = realm_registry_account_settings(f->r, "", &e);
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(acct, "AccountLimit"),
+                                                        "UnreservedConcurrentExecutions")),
+                     4);
+    json_decref(acct);
+    json_t *tags = json_loads("{\"Tags\":{\"team\":\"a\"}}", 0, NULL);
+    assert_int_equal(
+        realm_registry_tag(f->r, "", "arn:aws:lambda:us-east-1:123456789012:function:fn0", tags,
+                           &e),
+        0);
+    json_t *before = realm_registry_get_function(f->r, "", "fn0", NULL, "http://x", &e);
+    /* Reopen: everything reads back identically. */
+    realm_registry_close(f->r);
+    f->r = open_db(f);
+    json_t *after = realm_registry_get_function(f->r, "", "fn0", NULL, "http://x", &e);
+    assert_true(json_equal(before, after));
+    assert_int_equal(json_integer_value(json_object_get(json_object_get(after, "Concurrency"),
+                                                        "ReservedConcurrentExecutions")),
+                     6);
+    json_decref(before);
+    json_decref(after);
+    json_decref(tags);
+    json_decref(c6);
+    assert_int_equal(realm_registry_delete_function(f->r, "", "fn0", NULL, &e), 0);
+    assert_int_equal(realm_registry_code_used(f->r, pkg('d').hex), 1); /* fn1.. still use it */
+    assert_null(realm_registry_get_configuration(f->r, "", "fn0", NULL, &e));
+    assert_int_equal(e.status, 404);
+    assert_string_equal(e.type, "ResourceNotFoundException");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_names, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_create_validation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_seed_form, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pending_blocks_duplicate, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_versions_and_aliases, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_paging_and_reopen, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
