@@ -4,6 +4,7 @@
  */
 #include "api/server.h"
 #include "base/log.h"
+#include "cli/cli.h"
 #include "config/config.h"
 
 #include <signal.h>
@@ -19,6 +20,12 @@ static void usage(FILE *out)
                  "\n"
                  "Commands:\n"
                  "  serve        start the server (realm serve --help for its options)\n"
+                 "  deploy       create or update a function from a directory or a .zip\n"
+                 "  functions    list the functions\n"
+                 "  delete       delete a function\n"
+                 "\n"
+                 "deploy, functions and delete talk to the control API at --endpoint URL,\n"
+                 "else $REALM_ENDPOINT, else http://127.0.0.1:9000 (realm CMD --help).\n"
                  "\n"
                  "Options:\n"
                  "  -h, --help     show this help\n"
@@ -84,6 +91,7 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 2, argv + 2);
+    if (realm_cli_has_command(cmd)) return realm_cli_main(cmd, argc - 2, argv + 2);
     fprintf(stderr, "realm: unknown command '%s'\n\n", cmd);
     usage(stderr);
     return 2;

@@ -310,8 +310,8 @@ static void job_done(uv_work_t *w, int status)
     } else {
         out = realm_registry_code_commit(ctl->reg, TENANT, j->name, j->req, &j->info, &e);
     }
-    /* A refused commit or a dry run may leave a package nobody uses. */
-    if (!out || json_is_true(json_object_get(j->req, "DryRun"))) ctl->sweep_wanted = 1;
+    /* A refused commit, a dry run or replaced code may leave a package nobody uses. */
+    if (!out || j->kind == JOB_CODE) ctl->sweep_wanted = 1;
     if (j->res) answer(j->res, code, out, &e);
     else json_decref(out);
 done:

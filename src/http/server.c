@@ -679,7 +679,11 @@ static void process(http_conn_t *hc)
     size_t off = 0;
     while (!hc->res && !hc->is_upgraded && !realm_conn_is_closing(hc->conn)) {
         if (hc->close_when_idle && !realm_http_parser_in_message(&hc->parser)) {
-            realm_conn_close(hc->conn, 1);
+            /* Idle with nothing unread or unsent: a plain close is a clean
+             * FIN, and lingering would only keep shutdown waiting on
+             * keep-alive clients (SDKs hold their connections open). */
+            int idle = off >= hc->inbuf.len && realm_conn_pending(hc->conn) == 0;
+            realm_conn_close(hc->conn, !idle);
             break;
         }
         /* After HEAD_DONE the parser may finish a body-less message without

@@ -1,8 +1,8 @@
 """HTTP/1.1 on the listeners, over raw sockets.
 
 Routes used: the metrics listener's `GET /metrics` (its body limit is 1 byte)
-and the control listener, where every path is a 404 (its body limit is
---max-body-bytes). Every malformed case also checks that the server still
+and the control listener's unknown paths, which are 404s in AWS's error shape
+(its default body limit is --max-body-bytes). Every malformed case also checks that the server still
 answers on a fresh connection afterwards.
 
 Synchronisation is by blocking reads with a timeout, never by sleeping.
@@ -167,6 +167,12 @@ def assert_error_json(r, status):
     assert r.status == status, r
     assert r.header("Content-Type").startswith("application/json"), r
     body = r.json()
+    if r.header("x-amzn-ErrorType"):
+        # The control listener answers in AWS's shape (docs/control-api.md).
+        assert set(body) == {"Type", "message"}, body
+        assert r.header("x-amzn-RequestId"), r
+        assert isinstance(body["message"], str) and body["message"], body
+        return
     assert set(body) == {"error"}, body
     err = body["error"]
     assert err["status"] == status, body
@@ -190,7 +196,7 @@ def test_get_metrics_ok(server):
 
 @pytest.mark.parametrize("listener,method,path", [
     ("control", "GET", "/"),
-    ("control", "POST", "/2015-03-31/functions"),
+    ("control", "POST", "/2015-03-31/nope"),
     ("runtime", "GET", "/2018-06-01/runtime/invocation/next"),
     ("metrics", "GET", "/nope"),
     ("metrics", "GET", "/metrics/extra"),
@@ -200,7 +206,10 @@ def test_unknown_path_is_404_json(server, listener, method, path):
     c.send(request(method, path, [("Content-Length", "0")] if method == "POST" else []))
     r = c.read_response()
     assert_error_json(r, 404)
-    assert r.json()["error"]["code"] == "Not Found"
+    if listener == "control":
+        assert r.header("x-amzn-ErrorType") == "UnknownOperationException", r
+    else:
+        assert r.json()["error"]["code"] == "Not Found"
     # A 404 keeps the connection usable.
     c.send(request("GET", "/x"))
     assert c.read_response().status == 404
