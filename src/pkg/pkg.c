@@ -46,6 +46,8 @@
  */
 #include "pkg/pkg.h"
 
+#include "pkg/internal.h"
+
 #include "base/alloc.h"
 
 #include <dirent.h>
@@ -76,10 +78,7 @@ struct realm_pkg_store_s {
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
-static int fail(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t err_len, const char *fmt, ...)
+int pkg_fail(char *err, size_t err_len, const char *fmt, ...)
 {
     if (err && err_len) {
         va_list ap;
@@ -309,25 +308,25 @@ static int clear_staging(int root_fd)
 realm_pkg_store_t *realm_pkg_store_open(const char *root, char *err, size_t err_len)
 {
     if (!root || !*root) {
-        fail(err, err_len, "package store: no directory given");
+        pkg_fail(err, err_len, "package store: no directory given");
         return NULL;
     }
     if (mkdir_p(root, 0700) != 0) {
-        fail(err, err_len, "package store: cannot create '%s': %s", root, strerror(errno));
+        pkg_fail(err, err_len, "package store: cannot create '%s': %s", root, strerror(errno));
         return NULL;
     }
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        fail(err, err_len, "package store: cannot open '%s': %s", root, strerror(errno));
+        pkg_fail(err, err_len, "package store: cannot open '%s': %s", root, strerror(errno));
         return NULL;
     }
     if (mkdirat(fd, ".staging", 0700) != 0 && errno != EEXIST) {
-        fail(err, err_len, "package store: cannot create '%s/.staging': %s", root, strerror(errno));
+        pkg_fail(err, err_len, "package store: cannot create '%s/.staging': %s", root, strerror(errno));
         close(fd);
         return NULL;
     }
     if (clear_staging(fd) != 0) {
-        fail(err, err_len, "package store: cannot clear '%s/.staging': %s", root, strerror(errno));
+        pkg_fail(err, err_len, "package store: cannot clear '%s/.staging': %s", root, strerror(errno));
         close(fd);
         return NULL;
     }
@@ -582,21 +581,21 @@ static int read_error(job_t *j, const entry_t *e, zip_error_t *ze)
     char n[SHOW_LEN];
     switch (zip_error_code_zip(ze)) {
     case ZIP_ER_CRC:
-        return fail(j->err, j->err_len,
+        return pkg_fail(j->err, j->err_len,
                     "Code package entry '%s': CRC error (the archive is corrupt)",
                     show(e->name, n));
     case ZIP_ER_ENCRNOTSUPP:
     case ZIP_ER_NOPASSWD:
     case ZIP_ER_WRONGPASSWD:
-        return fail(j->err, j->err_len,
+        return pkg_fail(j->err, j->err_len,
                     "Code package entry '%s' is encrypted; encrypted entries are not supported",
                     show(e->name, n));
     case ZIP_ER_COMPNOTSUPP:
-        return fail(j->err, j->err_len,
+        return pkg_fail(j->err, j->err_len,
                     "Code package entry '%s' uses a compression method that is not supported",
                     show(e->name, n));
     default:
-        return fail(j->err, j->err_len, "Code package entry '%s' cannot be read: %s",
+        return pkg_fail(j->err, j->err_len, "Code package entry '%s' cannot be read: %s",
                     show(e->name, n), zip_error_strerror(ze));
     }
 }
@@ -621,13 +620,13 @@ static int read_entry(job_t *j, const entry_t *e, int fd, realm_buf_t *keep, siz
         }
         j->unzipped += (uint64_t)got;
         if (j->unzipped > j->lim->max_unzipped_bytes) {
-            rc = fail(j->err, j->err_len, "Code package unzips to more than %llu bytes",
+            rc = pkg_fail(j->err, j->err_len, "Code package unzips to more than %llu bytes",
                       (unsigned long long)j->lim->max_unzipped_bytes);
             break;
         }
         if (keep) {
             if (keep->len + (size_t)got > keep_max) {
-                rc = fail(j->err, j->err_len,
+                rc = pkg_fail(j->err, j->err_len,
                           "Code package entry '%s': symlink target is longer than %zu bytes",
                           show(e->name, n), keep_max);
                 break;
@@ -635,7 +634,7 @@ static int read_entry(job_t *j, const entry_t *e, int fd, realm_buf_t *keep, siz
             realm_buf_append(keep, j->chunk, (size_t)got);
         }
         if (fd >= 0 && write_all(fd, j->chunk, (size_t)got) != 0) {
-            rc = fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+            rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
             break;
         }
     }
@@ -650,7 +649,7 @@ static int open_zip(job_t *j, const void *zip, size_t len)
     zip_error_init(&ze);
     zip_source_t *src = zip_source_buffer_create(zip, len, 0, &ze);
     if (!src) {
-        fail(j->err, j->err_len, "Code package could not be opened: %s", zip_error_strerror(&ze));
+        pkg_fail(j->err, j->err_len, "Code package could not be opened: %s", zip_error_strerror(&ze));
         zip_error_fini(&ze);
         return -1;
     }
@@ -665,7 +664,7 @@ static int open_zip(job_t *j, const void *zip, size_t len)
         j->has_same_names = 1;
     }
     if (!j->za) {
-        fail(j->err, j->err_len, "Code package is not a valid zip file: %s",
+        pkg_fail(j->err, j->err_len, "Code package is not a valid zip file: %s",
              zip_error_strerror(&ze));
         zip_source_free(src);
         zip_error_fini(&ze);
@@ -709,10 +708,10 @@ static int check_target(job_t *j, const entry_t *e)
     char n[SHOW_LEN], t[SHOW_LEN], via[SHOW_LEN];
     const char *tg = e->target;
     if (tg[0] == '\0')
-        return fail(j->err, j->err_len, "Code package entry '%s': symlink target is empty",
+        return pkg_fail(j->err, j->err_len, "Code package entry '%s': symlink target is empty",
                     show(e->name, n));
     if (tg[0] == '/')
-        return fail(j->err, j->err_len,
+        return pkg_fail(j->err, j->err_len,
                     "Code package entry '%s': symlink target '%s' leaves the package",
                     show(e->name, n), show(tg, t));
 
@@ -732,12 +731,12 @@ static int check_target(job_t *j, const entry_t *e)
         /* Going on from r: the kernel would follow r if it is a symlink. */
         const entry_t *at = r.len ? lookup(j, r.data, r.len) : NULL;
         if (at && at->kind == KIND_LINK) {
-            rc = fail(j->err, j->err_len,
+            rc = pkg_fail(j->err, j->err_len,
                       "Code package entry '%s': symlink target '%s' goes through symlink '%s'",
                       show(e->name, n), show(tg, t), show(r.data, via));
         } else if (clen == 2 && c[0] == '.' && c[1] == '.') {
             if (r.len == 0) {
-                rc = fail(j->err, j->err_len,
+                rc = pkg_fail(j->err, j->err_len,
                           "Code package entry '%s': symlink target '%s' leaves the package",
                           show(e->name, n), show(tg, t));
             } else {
@@ -761,7 +760,7 @@ static int analyse(job_t *j, const void *zip, size_t len)
     zip_int64_t num = zip_get_num_entries(j->za, 0);
     if (num < 0) num = 0;
     if ((uint64_t)num > j->lim->max_entries)
-        return fail(j->err, j->err_len, "Code package has more than %llu entries",
+        return pkg_fail(j->err, j->err_len, "Code package has more than %llu entries",
                     (unsigned long long)j->lim->max_entries);
     j->entries = realm_calloc((size_t)num + 1, sizeof(*j->entries));
 
@@ -772,28 +771,28 @@ static int analyse(job_t *j, const void *zip, size_t len)
         zip_stat_t zs;
         zip_stat_init(&zs);
         if (zip_stat_index(j->za, i, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_NAME))
-            return fail(j->err, j->err_len, "Code package entry #%llu cannot be read: %s",
+            return pkg_fail(j->err, j->err_len, "Code package entry #%llu cannot be read: %s",
                         (unsigned long long)i + 1, zip_strerror(j->za));
         e->name = realm_strdup(zs.name);
         if (nul_idx >= 0 && (zip_uint64_t)nul_idx == i)
-            return fail(j->err, j->err_len, "Code package entry '%s': name contains a NUL byte",
+            return pkg_fail(j->err, j->err_len, "Code package entry '%s': name contains a NUL byte",
                         show(e->name, n));
         if ((zs.valid & ZIP_STAT_ENCRYPTION_METHOD) && zs.encryption_method != ZIP_EM_NONE)
-            return fail(j->err, j->err_len,
+            return pkg_fail(j->err, j->err_len,
                         "Code package entry '%s' is encrypted; encrypted entries are not supported",
                         show(e->name, n));
         if ((zs.valid & ZIP_STAT_COMP_METHOD) &&
             !zip_compression_method_supported(zs.comp_method, 0))
-            return fail(
+            return pkg_fail(
                 j->err, j->err_len,
                 "Code package entry '%s' uses compression method %u, which is not supported",
                 show(e->name, n), (unsigned)zs.comp_method);
         if (e->name[0] == '\0')
-            return fail(j->err, j->err_len, "Code package has an entry with an empty name");
+            return pkg_fail(j->err, j->err_len, "Code package has an entry with an empty name");
         int slash_dir;
         const char *why = normalise(e->name, &e->path, &slash_dir);
         if (why)
-            return fail(j->err, j->err_len, "Code package entry '%s': %s", show(e->name, n), why);
+            return pkg_fail(j->err, j->err_len, "Code package entry '%s': %s", show(e->name, n), why);
 
         zip_uint8_t opsys = 0;
         zip_uint32_t attr = 0;
@@ -808,7 +807,7 @@ static int analyse(job_t *j, const void *zip, size_t len)
             e->mode = (zmode & 0111) ? 0555 : 0444;
         }
         if (e->path[0] == '\0' && e->kind != KIND_DIR)
-            return fail(j->err, j->err_len, "Code package entry '%s': path names the package root",
+            return pkg_fail(j->err, j->err_len, "Code package entry '%s': path names the package root",
                         show(e->name, n));
         if (e->kind == KIND_LINK) {
             realm_buf_t t;
@@ -820,7 +819,7 @@ static int analyse(job_t *j, const void *zip, size_t len)
             size_t tlen = t.len;
             e->target = realm_buf_steal(&t, NULL);
             if (memchr(e->target, '\0', tlen))
-                return fail(j->err, j->err_len,
+                return pkg_fail(j->err, j->err_len,
                             "Code package entry '%s': symlink target contains a NUL byte",
                             show(e->name, n));
         }
@@ -833,10 +832,10 @@ static int analyse(job_t *j, const void *zip, size_t len)
     qsort(j->sorted, j->sorted_cnt, sizeof(*j->sorted), cmp_entry);
     for (size_t i = 1; i < j->sorted_cnt; i++)
         if (strcmp(j->sorted[i]->path, j->sorted[i - 1]->path) == 0)
-            return fail(j->err, j->err_len, "Code package has two entries named '%s'",
+            return pkg_fail(j->err, j->err_len, "Code package has two entries named '%s'",
                         show(j->sorted[i]->path, n));
     if (j->has_same_names)
-        return fail(j->err, j->err_len, "Code package has two entries with the same name");
+        return pkg_fail(j->err, j->err_len, "Code package has two entries with the same name");
 
     /* Every directory above an entry must be a directory (explicit or not). */
     for (size_t i = 0; i < j->entry_cnt; i++) {
@@ -845,10 +844,10 @@ static int analyse(job_t *j, const void *zip, size_t len)
             const entry_t *up = lookup(j, e->path, (size_t)(s - e->path));
             if (!up || up->kind == KIND_DIR) continue;
             if (up->kind == KIND_LINK)
-                return fail(j->err, j->err_len,
+                return pkg_fail(j->err, j->err_len,
                             "Code package entry '%s': lies beneath symlink '%s'", show(e->name, n),
                             show(up->path, m));
-            return fail(j->err, j->err_len,
+            return pkg_fail(j->err, j->err_len,
                         "Code package entry '%s': '%s' is a file, not a directory",
                         show(e->name, n), show(up->path, m));
         }
@@ -943,7 +942,7 @@ static int extract_entry(job_t *j, tree_t *t, const entry_t *e)
     }
     }
 sys_fail:
-    return fail(j->err, j->err_len, "Code package entry '%s' could not be stored: %s",
+    return pkg_fail(j->err, j->err_len, "Code package entry '%s' could not be stored: %s",
                 show(e->name, n), strerror(errno));
 }
 
@@ -970,7 +969,7 @@ static int seal_dirs(job_t *j, int tree_fd)
     for (size_t i = cnt; i-- > 0;) {
         if (rc == 0 && (i + 1 == cnt || strcmp(dirs[i], dirs[i + 1]) != 0) &&
             fchmodat(tree_fd, dirs[i], 0555, 0) != 0)
-            rc = fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+            rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
     }
     free_names(dirs, cnt);
     return rc;
@@ -1000,7 +999,7 @@ static int store_staged(realm_pkg_store_t *st, job_t *j, const void *zip, size_t
     realm_buf_init(&path);
     realm_buf_appendf(&path, "%s/.staging/XXXXXX", st->root);
     if (!mkdtemp(path.data)) {
-        int rc = fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+        int rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
         realm_buf_dispose(&path);
         return rc;
     }
@@ -1049,7 +1048,7 @@ static int store_staged(realm_pkg_store_t *st, job_t *j, const void *zip, size_t
     goto out;
 
 sys_fail:
-    rc = fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+    rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
     if (tree_moved) rm_tree(st->root_fd, hex);
 out:
     if (zfd >= 0) close(zfd);
@@ -1067,9 +1066,9 @@ int realm_pkg_store_put(realm_pkg_store_t *st, const void *zip, size_t len,
 {
     memset(info, 0, sizeof(*info));
     if ((uint64_t)len > lim->max_zip_bytes)
-        return fail(err, err_len, "Code package is %zu bytes; the limit is %llu", len,
+        return pkg_fail(err, err_len, "Code package is %zu bytes; the limit is %llu", len,
                     (unsigned long long)lim->max_zip_bytes);
-    if (len == 0) return fail(err, err_len, "Code package is not a valid zip file: it is empty");
+    if (len == 0) return pkg_fail(err, err_len, "Code package is not a valid zip file: it is empty");
     realm_pkg_hash(zip, len, info);
 
     job_t j = {.lim = lim, .err = err, .err_len = err_len, .chunk = realm_malloc(READ_CHUNK)};

@@ -537,6 +537,34 @@ static json_t *new_config(realm_registry_t *r, const char *name, json_t *req,
     return cfg;
 }
 
+/*
+ * Ends a transaction that wrote $LATEST (cfg): publishes it first when asked,
+ * commits, and renders what the caller answers (the new version, or
+ * $LATEST). NULL with e set (the transaction rolled back) on failure.
+ */
+static json_t *publish_and_commit(realm_registry_t *r, const char *tenant, const char *name,
+                                  json_t *cfg, int publish, realm_reg_err_t *e)
+{
+    long num = 0;
+    if (publish && reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
+        reg_rollback(r);
+        return NULL;
+    }
+    if (reg_commit(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if (!num) return reg_render(r, tenant, name, cfg, 0, 0);
+    json_t *vc = NULL;
+    if (reg_load_version(r, tenant, name, num, &vc, NULL) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    json_t *out = reg_render(r, tenant, name, vc, num, 1);
+    json_decref(vc);
+    return out;
+}
+
 json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, json_t *req,
                                      const realm_pkg_info_t *pkg, realm_reg_err_t *e)
 {
@@ -572,24 +600,8 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
     int publish = 0;
     realm_reg_err_t ignore;
     reg_get_bool(req, "Publish", &publish, &ignore);
-    long num = 0;
-    if (publish && reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
-        reg_rollback(r);
-        goto done;
-    }
-    if (reg_commit(r) != 0) {
-        reg_db_fail(r, e);
-        goto done;
-    }
-    if (num) {
-        json_t *vc = NULL;
-        if (reg_load_version(r, tenant, name, num, &vc, NULL) == 0) {
-            out = reg_render(r, tenant, name, vc, num, 1);
-            json_decref(vc);
-        }
-    } else {
-        out = reg_render(r, tenant, name, cfg, 0, 0);
-    }
+    out = publish_and_commit(r, tenant, name, cfg, publish, e);
+    if (!out) goto done;
     realm_info("function %s%s%s created (%s, %llu bytes)", *tenant ? tenant : "", *tenant ? "/" : "",
                name, json_string_value(json_object_get(cfg, "Runtime")),
                (unsigned long long)pkg->zip_bytes);
@@ -700,24 +712,7 @@ json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, cons
         reg_db_fail(r, e);
         goto done;
     }
-    long num = 0;
-    if (publish && reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
-        reg_rollback(r);
-        goto done;
-    }
-    if (reg_commit(r) != 0) {
-        reg_db_fail(r, e);
-        goto done;
-    }
-    if (num) {
-        json_t *vc = NULL;
-        if (reg_load_version(r, tenant, name, num, &vc, NULL) == 0) {
-            out = reg_render(r, tenant, name, vc, num, 1);
-            json_decref(vc);
-        }
-    } else {
-        out = reg_render(r, tenant, name, cfg, 0, 0);
-    }
+    out = publish_and_commit(r, tenant, name, cfg, publish, e);
 done:
     json_decref(cfg);
     return out;
