@@ -489,6 +489,17 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
     }
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    /* Existence first: "it exists" is the answer that matters to a client
+     * deciding between create and update (realm deploy does). */
+    rc = reg_function_exists(r, tenant, name);
+    if (rc < 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if (rc == 1 || pending_find(r, tenant, name)) {
+        reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+        return NULL;
+    }
     json_t *cfg = json_object();
     rc = reg_check_config_fields(r, req, cfg, 1, e);
     json_decref(cfg);
@@ -503,15 +514,6 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
     if (reg_get_bool(req, "Publish", &publish, e) < 0) return NULL;
     const char *zip = zip_of(json_object_get(req, "Code"), e);
     if (!zip) return NULL;
-    rc = reg_function_exists(r, tenant, name);
-    if (rc < 0) {
-        reg_db_fail(r, e);
-        return NULL;
-    }
-    if (rc == 1 || pending_find(r, tenant, name)) {
-        reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
-        return NULL;
-    }
     pending_add(r, tenant, name, 1);
     return zip;
 }

@@ -131,9 +131,9 @@ def test_deploy_json_prints_the_configuration(server, node_dir):
     assert (c["MemorySize"], c["Timeout"], c["Description"]) == (256, 30, "a web function"), c
     assert c["FunctionArn"].endswith(":function:web"), c
     assert "\n  " in p.stdout, "--json output should be pretty-printed"
-    # The human form names the handler too.
-    p = ok(cli(server, "deploy", str(node_dir), "--name", "web", "--runtime", "nodejs20.x",
-               "--handler", "index.handler"))
+    # The human form names the handler too; a redeploy without --handler
+    # keeps it (a Node function cannot be created without one).
+    p = ok(cli(server, "deploy", str(node_dir), "--name", "web", "--runtime", "nodejs20.x"))
     m = CREATED_RE.match(p.stdout)
     assert m and m.groups()[:4] == ("updated", "web", "nodejs20.x", "index.handler"), p.stdout
 
