@@ -7,8 +7,8 @@
  * steps: the registry checks everything but the package on the loop
  * (marking the function as being updated), a worker thread decodes the
  * base64 and validates, stores and unpacks the zip, and back on the loop
- * the registry commits. At most MAX_PACKAGE_JOBS packages are unpacked at
- * once; beyond that the answer is 429 TooManyRequestsException. A client
+ * the registry commits. At most --max-package-jobs packages are unpacked
+ * at once; beyond that the answer is 429 TooManyRequestsException. A client
  * that goes away mid-job does not stop it: the operation completes, as it
  * would on AWS.
  *
@@ -32,7 +32,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define MAX_PACKAGE_JOBS 4
 #define TENANT "" /* until authentication (issue 5) */
 
 struct realm_control_s {
@@ -334,7 +333,7 @@ static void start_job(realm_control_t *ctl, realm_http_res_t *res, job_t *j)
 
 static int too_busy(realm_control_t *ctl, realm_http_res_t *res)
 {
-    if (ctl->jobs < MAX_PACKAGE_JOBS) return 0;
+    if ((uint64_t)ctl->jobs < ctl->cfg->max_package_jobs) return 0;
     realm_http_res_header(res, "Retry-After", "1");
     realm_control_send_error(res, 429, "TooManyRequestsException",
                              "Too many code packages are being unpacked at once; retry in a "

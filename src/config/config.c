@@ -140,6 +140,8 @@ static const cfg_opt_t options[] = {
               "most files and directories in one code package"),
     OPT_COUNT("concurrency-limit", concurrency_limit, "100", 1,
               "account concurrency: execution environments at once"),
+    OPT_COUNT("max-package-jobs", max_package_jobs, "4", 1,
+              "code packages unpacked at once (429 TooManyRequests beyond)"),
 };
 
 #define OPTIONS_CNT (sizeof(options) / sizeof(options[0]))

@@ -44,6 +44,7 @@ typedef struct {
     uint64_t max_code_unzipped_bytes; /* largest code package, uncompressed */
     uint64_t max_code_entries;    /* most entries in one code package */
     uint64_t concurrency_limit;   /* account concurrency (environments at once) */
+    uint64_t max_package_jobs;    /* code packages unpacked at once (429 beyond) */
 } realm_config_t;
 
 /* Fills c with the defaults (allocates the string fields). */

@@ -422,7 +422,10 @@ realm_registry_t *realm_registry_open(const char *path, const realm_registry_opt
         snprintf(err, err_len, "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : "cannot open");
         goto fail;
     }
-    sqlite3_busy_timeout(r->db, 5000);
+    /* Another process (realm keys, sqlite3) may hold the write lock: wait a
+     * little, then fail the operation with a ServiceException rather than
+     * stall the loop. */
+    sqlite3_busy_timeout(r->db, 1000);
     if (exec(r, "PRAGMA journal_mode=WAL") != 0 || exec(r, "PRAGMA synchronous=NORMAL") != 0 ||
         exec(r, "PRAGMA foreign_keys=ON") != 0 || exec(r, schema) != 0) {
         snprintf(err, err_len, "%s: %s", path, sqlite3_errmsg(r->db));

@@ -1,0 +1,98 @@
+"""The two error types that need the server under pressure:
+TooManyRequestsException (more code packages at once than --max-package-jobs)
+and ServiceException (storage failing: the database's write lock held by
+another process longer than the server waits for it)."""
+import io
+import json
+import os
+import socket
+import sqlite3
+import base64
+import zipfile
+
+from lambda_util import create, expect_error, lambda_client, node_zip
+
+
+def big_zip(tag):
+    """A few MB of incompressible data: unpacking it takes a while."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as z:
+        z.writestr("index.js", f"exports.handler = async () => '{tag}';\n")
+        for i in range(32):
+            z.writestr(f"blob{i}.bin", os.urandom(512 * 1024))
+    return buf.getvalue()
+
+
+def raw_create(name, zip_bytes):
+    body = json.dumps({"FunctionName": name, "Runtime": "nodejs20.x", "Handler": "index.handler",
+                       "Role": "arn:aws:iam::000000000000:role/x",
+                       "Code": {"ZipFile": base64.b64encode(zip_bytes).decode()}}).encode()
+    head = (f"POST /2015-03-31/functions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode()
+    return head + body
+
+
+def read_response(s):
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+    return status, headers, json.loads(body) if body else None
+
+
+def raw_update_code(name, zip_bytes):
+    body = json.dumps({"ZipFile": base64.b64encode(zip_bytes).decode()}).encode()
+    head = (f"PUT /2015-03-31/functions/{name}/code HTTP/1.1\r\nHost: x\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            f"Connection: close\r\n\r\n").encode()
+    return head + body
+
+
+def test_too_many_packages_at_once_is_429(make_server):
+    s = make_server("--max-package-jobs", "1")
+    lam = lambda_client(s)
+    create(lam, "busy", node_zip())
+    # A big code update takes the only job slot; while its package is being
+    # unpacked (observed as LastUpdateStatus InProgress), a create is refused.
+    c1 = socket.create_connection(("127.0.0.1", s.ports["control"]), timeout=60)
+    c1.sendall(raw_update_code("busy", big_zip("update")))
+    while lam.get_function_configuration(FunctionName="busy")["LastUpdateStatus"] != "InProgress":
+        pass
+    c2 = socket.create_connection(("127.0.0.1", s.ports["control"]), timeout=60)
+    c2.sendall(raw_create("other", node_zip()))
+    status, headers, body = read_response(c2)
+    assert status == 429, (status, headers, body)
+    assert read_response(c1)[0] == 200
+    c1.close()
+    c2.close()
+    assert headers["x-amzn-errortype"] == "TooManyRequestsException", headers
+    assert headers["retry-after"] == "1", headers
+    assert headers.get("x-amzn-requestid"), headers
+    assert body["Type"] == "User" and "retry" in body["message"].lower(), body
+    # The refused create left nothing: the name is free, and a retry works.
+    assert [f["FunctionName"] for f in lam.list_functions()["Functions"]] == ["busy"]
+    create(lam, "other", node_zip())
+
+
+def test_storage_failure_is_service_exception(make_server):
+    s = make_server()
+    lam = lambda_client(s)
+    create(lam, "locked", node_zip())
+    db = sqlite3.connect(os.path.join(s.data_dir, "realm.db"), timeout=0)
+    db.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        expect_error(lambda: lam.update_function_configuration(FunctionName="locked", Timeout=9),
+                     "ServiceException", 500)
+        # Reads go on (WAL): the old configuration is intact.
+        assert lam.get_function_configuration(FunctionName="locked")["Timeout"] == 3
+    finally:
+        db.rollback()
+        db.close()
+    # Once the lock is gone, the same update works.
+    assert lam.update_function_configuration(FunctionName="locked", Timeout=9)["Timeout"] == 9
