@@ -19,6 +19,7 @@ allowed() {
     dispatch) echo "base metrics dispatch" ;;
     pkg) echo "base pkg" ;;
     registry) echo "base pkg registry" ;;
+    sandbox) echo "base sandbox" ;;
     cli) echo "base pkg cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
