@@ -98,6 +98,47 @@ char *realm_sandbox_cgroup_find(const char *mountinfo, const char *proc_cgroup,
                                 const char *controller);
 
 /* ------------------------------------------------------------------------ */
+/* Cgroups of one environment (cgroup.c)                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    uint64_t memory_bytes; /* memory (and swap) limit; 0: none */
+    uint64_t pids_max;     /* most processes and threads; 0: none */
+    uint64_t cpu_weight;   /* 1..10000, 100 is the default share; 0: default */
+} realm_sandbox_limits_t;
+
+typedef struct {
+    /* owned: the environment's group per controller, below our own group
+     * there; NULL where the probe found no way to enforce it. Controllers
+     * of one hierarchy share a directory. */
+    char *dirs[REALM_SANDBOX_CG_COUNT];
+} realm_sandbox_group_t;
+
+/*
+ * Creates the groups named name (one path segment) below our own group in
+ * each enforcing hierarchy (a v2 controller our group cannot hand down to a
+ * child is left out: its dirs[] entry stays NULL) and writes the limits: v1 memory.limit_in_bytes
+ * and memory.memsw.limit_in_bytes (no swap escape), pids.max, cpu.shares;
+ * v2 memory.max, memory.swap.max 0, pids.max, cpu.weight. Blocking (a few
+ * small writes). Returns 0, or -1 with a message in err and nothing left.
+ */
+int realm_sandbox_group_create(realm_sandbox_group_t *g, const realm_sandbox_probe_t *p,
+                               const char *name, const realm_sandbox_limits_t *lim, char *err,
+                               size_t err_len);
+/* Moves pid into every group (cgroup.procs). Returns 0 or a negative errno. */
+int realm_sandbox_group_add(const realm_sandbox_group_t *g, int pid);
+/* SIGKILLs every process in the groups; returns how many were signalled. */
+int realm_sandbox_group_kill(const realm_sandbox_group_t *g);
+/* 1 if the kernel OOM-killed a process of the group (memory limit), else 0. */
+int realm_sandbox_group_oom(const realm_sandbox_group_t *g);
+/*
+ * Kills what is left and removes the groups. Returns 0 (g is freed), or
+ * -EBUSY while killed processes have not exited yet (g is kept: call again
+ * once the environment's process has been reaped).
+ */
+int realm_sandbox_group_destroy(realm_sandbox_group_t *g);
+
+/* ------------------------------------------------------------------------ */
 /* Seccomp                                                                  */
 /* ------------------------------------------------------------------------ */
 

@@ -1,0 +1,223 @@
+/*
+ * cgroup.c - one environment's cgroups: create with limits, add the
+ * environment's process, kill everything in it, tell an OOM kill, remove.
+ *
+ * DESIGN: the probe says, per controller, which hierarchy enforces it here
+ * (v1 or v2) and where our own group is; an environment's group is a child
+ * of ours in each of those hierarchies (one directory when several
+ * controllers share a hierarchy, as on v2 or with cpu,cpuacct co-mounted).
+ * Writes are plain file writes; a value a kernel does not offer (v1 memsw
+ * without swap accounting) is skipped, a limit that cannot be written fails
+ * the create, which then removes what it made.
+ * THREADS: blocking file I/O; any thread.
+ */
+#include "sandbox/sandbox.h"
+
+#include "base/alloc.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *const controller_names[REALM_SANDBOX_CG_COUNT] = {"memory", "pids", "cpu"};
+
+/* Writes value to dir/file. Returns 0 or a negative errno. */
+static int write_file(const char *dir, const char *file, const char *value)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    int fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0) return -errno;
+    size_t len = strlen(value);
+    ssize_t n = write(fd, value, len);
+    int rc = n == (ssize_t)len ? 0 : n < 0 ? -errno : -EIO;
+    close(fd);
+    return rc;
+}
+
+static int exists(const char *dir, const char *file)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    return access(path, F_OK) == 0;
+}
+
+/* Is dir already used by an earlier controller of g? */
+static int seen_before(const realm_sandbox_group_t *g, int upto, const char *dir)
+{
+    for (int i = 0; i < upto; i++)
+        if (g->dirs[i] && strcmp(g->dirs[i], dir) == 0) return 1;
+    return 0;
+}
+
+static int set_limit(const char *dir, int ctl, realm_sandbox_cg_version_t v,
+                     const realm_sandbox_limits_t *lim, char *err, size_t err_len)
+{
+    char val[32];
+    int rc = 0;
+    const char *file = "";
+    if (ctl == REALM_SANDBOX_CG_MEMORY && lim->memory_bytes) {
+        snprintf(val, sizeof(val), "%llu", (unsigned long long)lim->memory_bytes);
+        file = v == REALM_SANDBOX_CG_V1 ? "memory.limit_in_bytes" : "memory.max";
+        rc = write_file(dir, file, val);
+        /* Swap must not let the environment outgrow its memory. */
+        if (rc == 0 && v == REALM_SANDBOX_CG_V1 && exists(dir, "memory.memsw.limit_in_bytes"))
+            rc = write_file(dir, file = "memory.memsw.limit_in_bytes", val);
+        if (rc == 0 && v == REALM_SANDBOX_CG_V2 && exists(dir, "memory.swap.max"))
+            rc = write_file(dir, file = "memory.swap.max", "0");
+    } else if (ctl == REALM_SANDBOX_CG_PIDS && lim->pids_max) {
+        snprintf(val, sizeof(val), "%llu", (unsigned long long)lim->pids_max);
+        rc = write_file(dir, file = "pids.max", val);
+    } else if (ctl == REALM_SANDBOX_CG_CPU && lim->cpu_weight) {
+        uint64_t w = lim->cpu_weight > 10000 ? 10000 : lim->cpu_weight;
+        /* v1 shares default to 1024 where v2 weights default to 100. */
+        snprintf(val, sizeof(val), "%llu",
+                 (unsigned long long)(v == REALM_SANDBOX_CG_V1 ? w * 1024 / 100 : w));
+        rc = write_file(dir, file = v == REALM_SANDBOX_CG_V1 ? "cpu.shares" : "cpu.weight", val);
+    }
+    if (rc != 0) snprintf(err, err_len, "%s/%s: %s", dir, file, strerror(-rc));
+    return rc;
+}
+
+/*
+ * v2: a child group gets a controller only if our group hands it down in
+ * cgroup.subtree_control. Enabling it fails (EBUSY) while our own group
+ * holds processes and is not the root; the controller then stays
+ * unenforced rather than failing every environment.
+ */
+static int delegated(const char *dir, const char *controller)
+{
+    char want[16], path[4096], line[512];
+    snprintf(want, sizeof(want), "+%s", controller);
+    write_file(dir, "cgroup.subtree_control", want);
+    snprintf(path, sizeof(path), "%s/cgroup.subtree_control", dir);
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    int found = 0;
+    if (fgets(line, sizeof(line), f)) {
+        for (char *save = NULL, *tok = strtok_r(line, " \n", &save); tok;
+             tok = strtok_r(NULL, " \n", &save))
+            if (strcmp(tok, controller) == 0) found = 1;
+    }
+    fclose(f);
+    return found;
+}
+
+int realm_sandbox_group_create(realm_sandbox_group_t *g, const realm_sandbox_probe_t *p,
+                               const char *name, const realm_sandbox_limits_t *lim, char *err,
+                               size_t err_len)
+{
+    memset(g, 0, sizeof(*g));
+    if (!*name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
+        snprintf(err, err_len, "cgroup name '%s' is not one path segment", name);
+        return -1;
+    }
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
+        const realm_sandbox_cgroup_t *cg = &p->cg[i];
+        if (cg->version == REALM_SANDBOX_CG_NONE || !cg->dir) continue;
+        if (cg->version == REALM_SANDBOX_CG_V2 && !delegated(cg->dir, controller_names[i]))
+            continue; /* not ours to hand down: not enforced (see below) */
+        size_t len = strlen(cg->dir) + strlen(name) + 2;
+        char *dir = realm_malloc(len);
+        snprintf(dir, len, "%s/%s", cg->dir, name);
+        g->dirs[i] = dir;
+        if (!seen_before(g, i, dir)) {
+            if (mkdir(dir, 0755) != 0) {
+                snprintf(err, err_len, "%s: %s", dir, strerror(errno));
+                g->dirs[i] = NULL;
+                free(dir);
+                realm_sandbox_group_destroy(g);
+                return -1;
+            }
+        }
+        if (set_limit(dir, i, cg->version, lim, err, err_len) != 0) {
+            realm_sandbox_group_destroy(g);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int realm_sandbox_group_add(const realm_sandbox_group_t *g, int pid)
+{
+    char val[24];
+    snprintf(val, sizeof(val), "%d", pid);
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
+        if (!g->dirs[i] || seen_before(g, i, g->dirs[i])) continue;
+        int rc = write_file(g->dirs[i], "cgroup.procs", val);
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
+/* Signals every pid listed in dir/cgroup.procs; returns how many. */
+static int kill_listed(const char *dir)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    int n = 0, pid;
+    while (fscanf(f, "%d", &pid) == 1)
+        if (pid > 0 && kill(pid, SIGKILL) == 0) n++;
+    fclose(f);
+    return n;
+}
+
+int realm_sandbox_group_kill(const realm_sandbox_group_t *g)
+{
+    int n = 0;
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
+        if (!g->dirs[i] || seen_before(g, i, g->dirs[i])) continue;
+        /* Twice: a process forked between reading the list and the signal
+         * is caught by the second pass (pids.max bounds the race). */
+        n += kill_listed(g->dirs[i]);
+        n += kill_listed(g->dirs[i]);
+    }
+    return n;
+}
+
+/* The value of key in a "key value" lines file, or 0. */
+static unsigned long long read_key(const char *dir, const char *file, const char *key)
+{
+    char path[4096], line[256];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    unsigned long long v = 0;
+    size_t klen = strlen(key);
+    while (fgets(line, sizeof(line), f))
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = strtoull(line + klen + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+int realm_sandbox_group_oom(const realm_sandbox_group_t *g)
+{
+    const char *dir = g->dirs[REALM_SANDBOX_CG_MEMORY];
+    if (!dir) return 0;
+    /* v2 memory.events, v1 memory.oom_control: both have "oom_kill N". */
+    return read_key(dir, exists(dir, "memory.events") ? "memory.events" : "memory.oom_control",
+                    "oom_kill") > 0;
+}
+
+int realm_sandbox_group_destroy(realm_sandbox_group_t *g)
+{
+    realm_sandbox_group_kill(g);
+    int busy = 0;
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
+        if (!g->dirs[i] || seen_before(g, i, g->dirs[i])) continue;
+        if (rmdir(g->dirs[i]) != 0 && errno != ENOENT) busy = 1;
+    }
+    if (busy) return -EBUSY;
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
+        free(g->dirs[i]);
+        g->dirs[i] = NULL;
+    }
+    return 0;
+}

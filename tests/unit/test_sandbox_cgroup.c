@@ -1,0 +1,180 @@
+/*
+ * test_sandbox_cgroup.c - an environment's cgroups on this machine: limits
+ * written, a process added and killed, an OOM kill seen, groups removed.
+ * Skipped where the probe finds no enforceable controller (no cgroup access).
+ */
+#include "sandbox/sandbox.h"
+
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static realm_sandbox_probe_t probe;
+
+static int setup(void **state)
+{
+    (void)state;
+    realm_sandbox_probe_init(&probe);
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    realm_sandbox_probe_dispose(&probe);
+    return 0;
+}
+
+static void need(int ctl)
+{
+    if (probe.cg[ctl].version == REALM_SANDBOX_CG_NONE) {
+        print_message("no enforceable cgroup controller %d here: %s\n", ctl, probe.summary);
+        skip();
+    }
+}
+
+static void unique_name(char *out, size_t len, const char *what)
+{
+    snprintf(out, len, "realm-test-%s-%d", what, (int)getpid());
+}
+
+static unsigned long long read_value(const char *dir, const char *file)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    FILE *f = fopen(path, "r");
+    if (!f) fail_msg("cannot read %s", path);
+    unsigned long long v = 0;
+    if (fscanf(f, "%llu", &v) != 1) v = 0;
+    fclose(f);
+    return v;
+}
+
+static int listed(const char *dir, pid_t pid)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+    FILE *f = fopen(path, "r");
+    if (!f) return 0;
+    int p, found = 0;
+    while (fscanf(f, "%d", &p) == 1)
+        if (p == pid) found = 1;
+    fclose(f);
+    return found;
+}
+
+static void test_limits_add_kill_remove(void **state)
+{
+    (void)state;
+    need(REALM_SANDBOX_CG_MEMORY);
+    char name[64], err[256];
+    unique_name(name, sizeof(name), "basic");
+    realm_sandbox_limits_t lim = {.memory_bytes = 64 << 20, .pids_max = 32, .cpu_weight = 50};
+    realm_sandbox_group_t g;
+    if (realm_sandbox_group_create(&g, &probe, name, &lim, err, sizeof(err)) != 0)
+        fail_msg("create: %s", err);
+    const char *mem = g.dirs[REALM_SANDBOX_CG_MEMORY];
+    if (!mem) {
+        realm_sandbox_group_destroy(&g);
+        print_message("memory not delegated to child groups here\n");
+        skip();
+    }
+    if (probe.cg[REALM_SANDBOX_CG_MEMORY].version == REALM_SANDBOX_CG_V1)
+        assert_int_equal(read_value(mem, "memory.limit_in_bytes"), 64 << 20);
+    else
+        assert_int_equal(read_value(mem, "memory.max"), 64 << 20);
+    if (g.dirs[REALM_SANDBOX_CG_PIDS])
+        assert_int_equal(read_value(g.dirs[REALM_SANDBOX_CG_PIDS], "pids.max"), 32);
+    if (g.dirs[REALM_SANDBOX_CG_CPU] &&
+        probe.cg[REALM_SANDBOX_CG_CPU].version == REALM_SANDBOX_CG_V1)
+        assert_int_equal(read_value(g.dirs[REALM_SANDBOX_CG_CPU], "cpu.shares"), 512);
+
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(realm_sandbox_group_add(&g, child), 0);
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++)
+        if (g.dirs[i]) assert_true(listed(g.dirs[i], child));
+    /* Busy while the process lives. */
+    assert_true(realm_sandbox_group_kill(&g) >= 1);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(realm_sandbox_group_oom(&g), 0);
+    assert_int_equal(realm_sandbox_group_destroy(&g), 0);
+    assert_int_equal(access(mem, F_OK), -1);
+}
+
+static void test_oom_kill_is_seen(void **state)
+{
+    (void)state;
+    need(REALM_SANDBOX_CG_MEMORY);
+    char name[64], err[256];
+    unique_name(name, sizeof(name), "oom");
+    realm_sandbox_limits_t lim = {.memory_bytes = 32 << 20};
+    realm_sandbox_group_t g;
+    if (realm_sandbox_group_create(&g, &probe, name, &lim, err, sizeof(err)) != 0)
+        fail_msg("create: %s", err);
+    if (!g.dirs[REALM_SANDBOX_CG_MEMORY]) {
+        realm_sandbox_group_destroy(&g);
+        skip();
+    }
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char c;
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1) _exit(2);
+        /* Touch 256 MiB, far past the limit: the kernel must kill us. */
+        for (int i = 0; i < 256; i++) {
+            char *p = malloc(1 << 20);
+            if (!p) _exit(3);
+            memset(p, i, 1 << 20);
+        }
+        _exit(0);
+    }
+    close(go[0]);
+    assert_int_equal(realm_sandbox_group_add(&g, child), 0);
+    assert_int_equal(write(go[1], "x", 1), 1); /* start only once inside the group */
+    close(go[1]);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    assert_int_equal(realm_sandbox_group_oom(&g), 1);
+    assert_int_equal(realm_sandbox_group_destroy(&g), 0);
+}
+
+static void test_bad_name(void **state)
+{
+    (void)state;
+    char err[256];
+    realm_sandbox_limits_t lim = {0};
+    realm_sandbox_group_t g;
+    assert_int_equal(realm_sandbox_group_create(&g, &probe, "../escape", &lim, err, sizeof(err)),
+                     -1);
+    assert_non_null(strstr(err, "path segment"));
+    assert_int_equal(realm_sandbox_group_create(&g, &probe, "", &lim, err, sizeof(err)), -1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_limits_add_kill_remove),
+        cmocka_unit_test(test_oom_kill_is_seen),
+        cmocka_unit_test(test_bad_name),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
