@@ -20,6 +20,7 @@ allowed() {
     pkg) echo "base pkg" ;;
     registry) echo "base pkg registry" ;;
     sandbox) echo "base sandbox" ;;
+    exec) echo "base sandbox exec" ;;
     cli) echo "base pkg cli" ;;
     api) echo "*" ;;
     *) echo "" ;;

@@ -6,6 +6,7 @@
 #include "base/log.h"
 #include "cli/cli.h"
 #include "config/config.h"
+#include "exec/spawn.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -91,6 +92,8 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(cmd, "serve") == 0) return cmd_serve(argc - 2, argv + 2);
+    /* Internal: how the server starts a sandbox inside its cgroups (exec/spawn.h). */
+    if (strcmp(cmd, "__spawn") == 0) return realm_spawn_trampoline_main(argc - 2, argv + 2);
     if (realm_cli_has_command(cmd)) return realm_cli_main(cmd, argc - 2, argv + 2);
     fprintf(stderr, "realm: unknown command '%s'\n\n", cmd);
     usage(stderr);
