@@ -138,6 +138,17 @@ int realm_sandbox_group_oom(const realm_sandbox_group_t *g);
  */
 int realm_sandbox_group_destroy(realm_sandbox_group_t *g);
 
+/*
+ * Is the peer of an accepted loopback TCP connection a process of the group?
+ * fd is our accepted IPv4 socket. The peer's socket is found in
+ * /proc/net/tcp (its local address is our remote one and the other way
+ * round), then looked for among the file descriptors of the processes in
+ * the group's cgroup.procs. This is how a per-environment runtime API port
+ * refuses processes Realm did not start in that environment. Returns 1 yes,
+ * 0 no, or a negative errno when it cannot tell (treat as no).
+ */
+int realm_sandbox_peer_in_group(const realm_sandbox_group_t *g, int fd);
+
 /* ------------------------------------------------------------------------ */
 /* Seccomp                                                                  */
 /* ------------------------------------------------------------------------ */

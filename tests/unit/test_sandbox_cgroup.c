@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -157,6 +160,65 @@ static void test_oom_kill_is_seen(void **state)
     assert_int_equal(realm_sandbox_group_destroy(&g), 0);
 }
 
+static int connect_to(const struct sockaddr_in *addr)
+{
+    int c = socket(AF_INET, SOCK_STREAM, 0);
+    if (c < 0 || connect(c, (const struct sockaddr *)addr, sizeof(*addr)) != 0) return -1;
+    return c;
+}
+
+static void test_peer_in_group(void **state)
+{
+    (void)state;
+    need(REALM_SANDBOX_CG_PIDS);
+    char name[64], err[256];
+    unique_name(name, sizeof(name), "peer");
+    realm_sandbox_limits_t lim = {0};
+    realm_sandbox_group_t g;
+    if (realm_sandbox_group_create(&g, &probe, name, &lim, err, sizeof(err)) != 0)
+        fail_msg("create: %s", err);
+    int l = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t alen = sizeof(addr);
+    assert_int_equal(bind(l, (struct sockaddr *)&addr, sizeof(addr)), 0);
+    assert_int_equal(listen(l, 4), 0);
+    assert_int_equal(getsockname(l, (struct sockaddr *)&addr, &alen), 0);
+    int go[2];
+    assert_int_equal(pipe(go), 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char c;
+        close(go[1]);
+        if (read(go[0], &c, 1) != 1) _exit(2);
+        if (connect_to(&addr) < 0) _exit(3);
+        pause();
+        _exit(0);
+    }
+    close(go[0]);
+    assert_int_equal(realm_sandbox_group_add(&g, child), 0);
+    assert_int_equal(write(go[1], "x", 1), 1);
+    close(go[1]);
+    /* The child, in the group, connects: accepted as one of its own. */
+    int a = accept(l, NULL, NULL);
+    assert_true(a >= 0);
+    assert_int_equal(realm_sandbox_peer_in_group(&g, a), 1);
+    /* We are not in the group: the same port refuses us. */
+    int mine = connect_to(&addr);
+    assert_true(mine >= 0);
+    int b = accept(l, NULL, NULL);
+    assert_true(b >= 0);
+    assert_int_equal(realm_sandbox_peer_in_group(&g, b), 0);
+    close(a);
+    close(b);
+    close(mine);
+    close(l);
+    realm_sandbox_group_kill(&g);
+    int status;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_int_equal(realm_sandbox_group_destroy(&g), 0);
+}
+
 static void test_bad_name(void **state)
 {
     (void)state;
@@ -174,6 +236,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_limits_add_kill_remove),
         cmocka_unit_test(test_oom_kill_is_seen),
+        cmocka_unit_test(test_peer_in_group),
         cmocka_unit_test(test_bad_name),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
