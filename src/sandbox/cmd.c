@@ -24,6 +24,8 @@
  */
 #include "sandbox/sandbox.h"
 
+#include "sandbox/internal.h"
+
 #include "base/alloc.h"
 
 #include <errno.h>
@@ -229,28 +231,11 @@ void realm_sandbox_cmd_dispose(realm_sandbox_cmd_t *cmd)
 int realm_sandbox_cmd_args_memfd(const realm_sandbox_cmd_t *cmd, int *fd_out)
 {
     if (cmd->command_at < 2) return -EINVAL;
-    int fd = memfd_create("realm-bwrap-args", MFD_CLOEXEC);
-    if (fd < 0) return -errno;
-    for (size_t i = 1; i + 1 < cmd->command_at; i++) {
-        const char *s = cmd->argv[i];
-        size_t len = strlen(s) + 1; /* with its NUL */
-        size_t off = 0;
-        while (off < len) {
-            ssize_t n = write(fd, s + off, len - off);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                int rc = -errno;
-                close(fd);
-                return rc;
-            }
-            off += (size_t)n;
-        }
-    }
-    if (lseek(fd, 0, SEEK_SET) < 0) {
-        int rc = -errno;
-        close(fd);
-        return rc;
-    }
-    *fd_out = fd;
-    return 0;
+    realm_buf_t b;
+    realm_buf_init(&b);
+    for (size_t i = 1; i + 1 < cmd->command_at; i++)
+        realm_buf_append(&b, cmd->argv[i], strlen(cmd->argv[i]) + 1); /* with its NUL */
+    int rc = sbx_memfd("realm-bwrap-args", b.data, b.len, fd_out);
+    realm_buf_dispose(&b);
+    return rc;
 }

@@ -27,6 +27,8 @@
  */
 #include "sandbox/sandbox.h"
 
+#include "sandbox/internal.h"
+
 #include "base/alloc.h"
 
 #include <errno.h>
@@ -214,11 +216,11 @@ fail:
     return rc;
 }
 
-int realm_sandbox_seccomp_memfd(const void *bpf, size_t len, int *fd_out)
+int sbx_memfd(const char *name, const void *data, size_t len, int *fd_out)
 {
-    int fd = memfd_create("realm-seccomp", MFD_CLOEXEC);
+    int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0) return -errno;
-    const char *p = bpf;
+    const char *p = data;
     size_t off = 0;
     while (off < len) {
         ssize_t n = write(fd, p + off, len - off);
@@ -237,4 +239,9 @@ int realm_sandbox_seccomp_memfd(const void *bpf, size_t len, int *fd_out)
     }
     *fd_out = fd;
     return 0;
+}
+
+int realm_sandbox_seccomp_memfd(const void *bpf, size_t len, int *fd_out)
+{
+    return sbx_memfd("realm-seccomp", bpf, len, fd_out);
 }
