@@ -61,14 +61,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(pkg.hex, 'a', REALM_PKG_HEX_LEN);
     memcpy(pkg.sha256_b64, "fake", 5);
     json_t *copy = json_deep_copy(req);
-    if (realm_registry_create_check(reg, "", copy, &e))
-        check(realm_registry_create_commit(reg, "", copy, &pkg, &e), &e);
-    else check(NULL, &e);
-    json_decref(copy);
     char fn[65];
+    if (realm_registry_create_check(reg, "", copy, fn, &e))
+        check(realm_registry_create_commit(reg, "", copy, &pkg, &e), &e);
+    else
+        check(NULL, &e);
+    json_decref(copy);
     if (realm_registry_code_check(reg, "", name, req, fn, &e))
         check(realm_registry_code_commit(reg, "", fn, req, &pkg, &e), &e);
-    else check(NULL, &e);
+    else
+        check(NULL, &e);
     check(realm_registry_update_configuration(reg, "", name, req, &e), &e);
     check(realm_registry_publish_version(reg, "", name, req, &e), &e);
     check(realm_registry_create_alias(reg, "", name, req, &e), &e);
@@ -80,8 +82,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     check(realm_registry_list_aliases(reg, "", name, NULL, NULL, 0, &e), &e);
     check(realm_registry_list_functions(reg, "", name, 3, 1, &e), &e);
     realm_fn_version_t v;
-    if (realm_registry_resolve(reg, "", name, NULL, 0.5, &v, &e) == 0) realm_fn_version_dispose(&v);
-    else check(NULL, &e);
+    if (realm_registry_resolve(reg, "", name, NULL, 0.5, &v, &e) == 0)
+        realm_fn_version_dispose(&v);
+    else
+        check(NULL, &e);
     /* Now and then, forget things so the database stays small. */
     if (size % 7 == 0) check_rc(realm_registry_delete_function(reg, "", name, NULL, &e), &e);
     json_decref(req);

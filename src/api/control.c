@@ -21,11 +21,11 @@
 
 #include "base/alloc.h"
 #include "base/log.h"
+#include "base/str.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <openssl/evp.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,14 +34,27 @@
 
 #define TENANT "" /* until authentication (issue 5) */
 
+/* A registry operation on a function with a JSON body (one handler serves all). */
+typedef json_t *(*body_op_fn)(realm_registry_t *r, const char *tenant, const char *fn_name,
+                              json_t *req, realm_reg_err_t *e);
+
+enum { OP_UPDATE_CONFIGURATION, OP_PUBLISH, OP_CREATE_ALIAS, OP_PUT_CONCURRENCY, OP_COUNT };
+
+typedef struct {
+    struct realm_control_s *ctl;
+    body_op_fn fn;
+    int status; /* on success */
+} body_op_t;
+
 struct realm_control_s {
     uv_loop_t *loop;
     const realm_config_t *cfg;
     realm_registry_t *reg;
     realm_pkg_store_t *store;
     realm_pkg_limits_t limits;
-    int jobs;          /* package jobs in flight */
-    int sweep_wanted;  /* a sweep is due once jobs reaches 0 */
+    int jobs;         /* package jobs in flight */
+    int sweep_wanted; /* a sweep is due once jobs reaches 0 */
+    body_op_t ops[OP_COUNT];
 };
 
 enum job_kind { JOB_CREATE, JOB_CODE, JOB_DOWNLOAD };
@@ -51,10 +64,10 @@ typedef struct {
     realm_control_t *ctl;
     realm_http_res_t *res; /* NULL once the client went away */
     enum job_kind kind;
-    json_t *req;           /* owned */
-    const char *b64;       /* borrowed from req */
+    json_t *req;     /* owned */
+    const char *b64; /* borrowed from req */
     char name[65];
-    char path[4096];       /* JOB_DOWNLOAD */
+    char path[4096]; /* JOB_DOWNLOAD */
     /* results of the worker */
     int rc;
     int status;
@@ -68,14 +81,8 @@ typedef struct {
 
 static void request_id(realm_http_res_t *res)
 {
-    unsigned char b[16];
     char id[37];
-    if (RAND_bytes(b, sizeof(b)) != 1) abort();
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(id, sizeof(id), "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
+    realm_str_uuid4(id);
     realm_http_res_header(res, "x-amzn-RequestId", id);
 }
 
@@ -84,8 +91,8 @@ void realm_control_send_error(realm_http_res_t *res, int status, const char *typ
 {
     request_id(res);
     realm_http_res_header(res, "x-amzn-ErrorType", type);
-    json_t *body = json_pack("{s:s, s:s}", "Type", status >= 500 ? "Service" : "User", "message",
-                             message);
+    json_t *body =
+        json_pack("{s:s, s:s}", "Type", status >= 500 ? "Service" : "User", "message", message);
     realm_http_res_send_json(res, status, body);
 }
 
@@ -311,8 +318,10 @@ static void job_done(uv_work_t *w, int status)
     }
     /* A refused commit, a dry run or replaced code may leave a package nobody uses. */
     if (!out || j->kind == JOB_CODE) ctl->sweep_wanted = 1;
-    if (j->res) answer(j->res, code, out, &e);
-    else json_decref(out);
+    if (j->res)
+        answer(j->res, code, out, &e);
+    else
+        json_decref(out);
 done:
     json_decref(j->req);
     free(j);
@@ -353,20 +362,16 @@ static void on_create(realm_http_req_t *req, realm_http_res_t *res, void *data)
         return;
     }
     realm_reg_err_t e;
-    const char *b64 = realm_registry_create_check(ctl->reg, TENANT, body, &e);
-    if (!b64) {
+    job_t *j = realm_calloc(1, sizeof(*j));
+    j->b64 = realm_registry_create_check(ctl->reg, TENANT, body, j->name, &e);
+    if (!j->b64) {
+        free(j);
         json_decref(body);
         send_reg_error(res, &e);
         return;
     }
-    job_t *j = realm_calloc(1, sizeof(*j));
     j->kind = JOB_CREATE;
     j->req = body;
-    j->b64 = b64;
-    /* The registry marked the name as being created: remember it to unmark. */
-    char q[130];
-    realm_registry_parse_name(ctl->reg, json_string_value(json_object_get(body, "FunctionName")),
-                              0, j->name, q, &e);
     start_job(ctl, res, j);
 }
 
@@ -393,12 +398,13 @@ static void on_update_code(realm_http_req_t *req, realm_http_res_t *res, void *d
     start_job(ctl, res, j);
 }
 
-static void code_url_base(realm_http_req_t *req, const realm_control_t *ctl, char *out,
-                          size_t len)
+static void code_url_base(realm_http_req_t *req, const realm_control_t *ctl, char *out, size_t len)
 {
     const char *host = realm_http_req_header(req, "Host");
-    if (host && *host && !strpbrk(host, " \"<>\\")) snprintf(out, len, "http://%s", host);
-    else snprintf(out, len, "http://%s:%d", ctl->cfg->host, ctl->cfg->control_port);
+    if (host && *host && !strpbrk(host, " \"<>\\"))
+        snprintf(out, len, "http://%s", host);
+    else
+        snprintf(out, len, "http://%s:%d", ctl->cfg->host, ctl->cfg->control_port);
 }
 
 static void on_get_function(realm_http_req_t *req, realm_http_res_t *res, void *data)
@@ -424,14 +430,13 @@ static void on_get_configuration(realm_http_req_t *req, realm_http_res_t *res, v
            &e);
 }
 
-static void on_update_configuration(realm_http_req_t *req, realm_http_res_t *res, void *data)
+static void on_body_op(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
-    realm_control_t *ctl = data;
+    const body_op_t *op = data;
     json_t *body = body_json(req, res);
     if (!body) return;
     realm_reg_err_t e;
-    answer(res, 200, realm_registry_update_configuration(ctl->reg, TENANT, fn_param(req), body, &e),
-           &e);
+    answer(res, op->status, op->fn(op->ctl->reg, TENANT, fn_param(req), body, &e), &e);
     json_decref(body);
 }
 
@@ -449,8 +454,8 @@ static void on_list_functions(realm_http_req_t *req, realm_http_res_t *res, void
     }
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_list_functions(ctl->reg, TENANT, query(req, "Marker", marker, sizeof(marker)),
-                                         max, v != NULL, &e),
+           realm_registry_list_functions(
+               ctl->reg, TENANT, query(req, "Marker", marker, sizeof(marker)), max, v != NULL, &e),
            &e);
 }
 
@@ -468,16 +473,6 @@ static void on_delete_function(realm_http_req_t *req, realm_http_res_t *res, voi
     answer_empty(res, rc, &e);
 }
 
-static void on_publish(realm_http_req_t *req, realm_http_res_t *res, void *data)
-{
-    realm_control_t *ctl = data;
-    json_t *body = body_json(req, res);
-    if (!body) return;
-    realm_reg_err_t e;
-    answer(res, 201, realm_registry_publish_version(ctl->reg, TENANT, fn_param(req), body, &e), &e);
-    json_decref(body);
-}
-
 static void on_list_versions(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
@@ -489,16 +484,6 @@ static void on_list_versions(realm_http_req_t *req, realm_http_res_t *res, void 
            realm_registry_list_versions(ctl->reg, TENANT, fn_param(req),
                                         query(req, "Marker", marker, sizeof(marker)), max, &e),
            &e);
-}
-
-static void on_create_alias(realm_http_req_t *req, realm_http_res_t *res, void *data)
-{
-    realm_control_t *ctl = data;
-    json_t *body = body_json(req, res);
-    if (!body) return;
-    realm_reg_err_t e;
-    answer(res, 201, realm_registry_create_alias(ctl->reg, TENANT, fn_param(req), body, &e), &e);
-    json_decref(body);
 }
 
 static void on_list_aliases(realm_http_req_t *req, realm_http_res_t *res, void *data)
@@ -536,8 +521,7 @@ static void on_update_alias(realm_http_req_t *req, realm_http_res_t *res, void *
     if (!body) return;
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_update_alias(ctl->reg, TENANT, fn_param(req), alias_param(req), body,
-                                       &e),
+           realm_registry_update_alias(ctl->reg, TENANT, fn_param(req), alias_param(req), body, &e),
            &e);
     json_decref(body);
 }
@@ -549,17 +533,6 @@ static void on_delete_alias(realm_http_req_t *req, realm_http_res_t *res, void *
     answer_empty(res,
                  realm_registry_delete_alias(ctl->reg, TENANT, fn_param(req), alias_param(req), &e),
                  &e);
-}
-
-static void on_put_concurrency(realm_http_req_t *req, realm_http_res_t *res, void *data)
-{
-    realm_control_t *ctl = data;
-    json_t *body = body_json(req, res);
-    if (!body) return;
-    realm_reg_err_t e;
-    answer(res, 200, realm_registry_put_concurrency(ctl->reg, TENANT, fn_param(req), body, &e),
-           &e);
-    json_decref(body);
 }
 
 static void on_get_concurrency(realm_http_req_t *req, realm_http_res_t *res, void *data)
@@ -661,38 +634,54 @@ static void add_routes(realm_control_t *ctl, realm_http_server_t *http)
     /* A base64 zip is 4/3 of the zip, plus the JSON around it. */
     uint64_t code_body = ctl->limits.max_zip_bytes / 3 * 4 + 8 + (1u << 20);
     static const struct {
+        body_op_fn fn;
+        int status;
+    } ops[OP_COUNT] = {
+        [OP_UPDATE_CONFIGURATION] = {realm_registry_update_configuration, 200},
+        [OP_PUBLISH] = {realm_registry_publish_version, 201},
+        [OP_CREATE_ALIAS] = {realm_registry_create_alias, 201},
+        [OP_PUT_CONCURRENCY] = {realm_registry_put_concurrency, 200},
+    };
+    for (int i = 0; i < OP_COUNT; i++)
+        ctl->ops[i] = (body_op_t){.ctl = ctl, .fn = ops[i].fn, .status = ops[i].status};
+    static const struct {
         const char *method, *path;
         realm_http_handler_cb cb;
         int is_code;
+        int op; /* for on_body_op: its ops[] index, else -1 */
     } routes[] = {
-        {"POST", "/2015-03-31/functions", on_create, 1},
-        {"GET", "/2015-03-31/functions/", on_list_functions, 0},
-        {"GET", "/2015-03-31/functions", on_list_functions, 0},
-        {"GET", "/2015-03-31/functions/{FunctionName}", on_get_function, 0},
-        {"DELETE", "/2015-03-31/functions/{FunctionName}", on_delete_function, 0},
-        {"GET", "/2015-03-31/functions/{FunctionName}/configuration", on_get_configuration, 0},
-        {"PUT", "/2015-03-31/functions/{FunctionName}/configuration", on_update_configuration, 0},
-        {"PUT", "/2015-03-31/functions/{FunctionName}/code", on_update_code, 1},
-        {"POST", "/2015-03-31/functions/{FunctionName}/versions", on_publish, 0},
-        {"GET", "/2015-03-31/functions/{FunctionName}/versions", on_list_versions, 0},
-        {"POST", "/2015-03-31/functions/{FunctionName}/aliases", on_create_alias, 0},
-        {"GET", "/2015-03-31/functions/{FunctionName}/aliases", on_list_aliases, 0},
-        {"GET", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", on_get_alias, 0},
-        {"PUT", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", on_update_alias, 0},
-        {"DELETE", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", on_delete_alias, 0},
-        {"PUT", "/2017-10-31/functions/{FunctionName}/concurrency", on_put_concurrency, 0},
-        {"DELETE", "/2017-10-31/functions/{FunctionName}/concurrency", on_delete_concurrency, 0},
-        {"GET", "/2019-09-30/functions/{FunctionName}/concurrency", on_get_concurrency, 0},
-        {"POST", "/2017-03-31/tags/{ARN}", on_tag, 0},
-        {"DELETE", "/2017-03-31/tags/{ARN}", on_untag, 0},
-        {"GET", "/2017-03-31/tags/{ARN}", on_list_tags, 0},
-        {"GET", "/2016-08-19/account-settings/", on_account, 0},
-        {"GET", "/2016-08-19/account-settings", on_account, 0},
-        {"GET", "/realm/packages/{File}", on_package, 0},
+        {"POST", "/2015-03-31/functions", on_create, 1, -1},
+        {"GET", "/2015-03-31/functions/", on_list_functions, 0, -1},
+        {"GET", "/2015-03-31/functions", on_list_functions, 0, -1},
+        {"GET", "/2015-03-31/functions/{FunctionName}", on_get_function, 0, -1},
+        {"DELETE", "/2015-03-31/functions/{FunctionName}", on_delete_function, 0, -1},
+        {"GET", "/2015-03-31/functions/{FunctionName}/configuration", on_get_configuration, 0, -1},
+        {"PUT", "/2015-03-31/functions/{FunctionName}/configuration", on_body_op, 0,
+         OP_UPDATE_CONFIGURATION},
+        {"PUT", "/2015-03-31/functions/{FunctionName}/code", on_update_code, 1, -1},
+        {"POST", "/2015-03-31/functions/{FunctionName}/versions", on_body_op, 0, OP_PUBLISH},
+        {"GET", "/2015-03-31/functions/{FunctionName}/versions", on_list_versions, 0, -1},
+        {"POST", "/2015-03-31/functions/{FunctionName}/aliases", on_body_op, 0, OP_CREATE_ALIAS},
+        {"GET", "/2015-03-31/functions/{FunctionName}/aliases", on_list_aliases, 0, -1},
+        {"GET", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", on_get_alias, 0, -1},
+        {"PUT", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", on_update_alias, 0, -1},
+        {"DELETE", "/2015-03-31/functions/{FunctionName}/aliases/{Name}", on_delete_alias, 0, -1},
+        {"PUT", "/2017-10-31/functions/{FunctionName}/concurrency", on_body_op, 0,
+         OP_PUT_CONCURRENCY},
+        {"DELETE", "/2017-10-31/functions/{FunctionName}/concurrency", on_delete_concurrency, 0,
+         -1},
+        {"GET", "/2019-09-30/functions/{FunctionName}/concurrency", on_get_concurrency, 0, -1},
+        {"POST", "/2017-03-31/tags/{ARN}", on_tag, 0, -1},
+        {"DELETE", "/2017-03-31/tags/{ARN}", on_untag, 0, -1},
+        {"GET", "/2017-03-31/tags/{ARN}", on_list_tags, 0, -1},
+        {"GET", "/2016-08-19/account-settings/", on_account, 0, -1},
+        {"GET", "/2016-08-19/account-settings", on_account, 0, -1},
+        {"GET", "/realm/packages/{File}", on_package, 0, -1},
     };
     for (size_t i = 0; i < sizeof(routes) / sizeof(routes[0]); i++)
         realm_http_server_route(http, routes[i].method, routes[i].path,
-                                routes[i].is_code ? code_body : 0, routes[i].cb, ctl);
+                                routes[i].is_code ? code_body : 0, routes[i].cb,
+                                routes[i].op >= 0 ? (void *)&ctl->ops[routes[i].op] : ctl);
     realm_http_server_set_error_cb(http, on_http_error, ctl);
 }
 

@@ -93,6 +93,12 @@ int reg_not_found(realm_registry_t *r, const char *name, const char *q, realm_re
 int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
                 double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e);
 long reg_page_size(long max_items);
+int reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, json_t **cfg,
+                     realm_reg_err_t *e);
+/* 412 unless req's RevisionId (when given) is stored's. Returns 0 or -1. */
+int reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e);
+/* 409: the function is being updated. Returns -1. */
+int reg_conflict_updating(realm_registry_t *r, const char *name, realm_reg_err_t *e);
 
 /* ---- versions.c ---- */
 
@@ -105,6 +111,5 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
 
 
 void reg_now(char out[32]);   /* 2026-11-22T10:00:00.000+0000 */
-void reg_uuid(char out[37]);  /* random (v4) */
 
 #endif

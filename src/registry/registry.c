@@ -17,8 +17,8 @@
 
 #include "base/alloc.h"
 #include "base/log.h"
+#include "base/str.h"
 
-#include <openssl/rand.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,21 +57,11 @@ void reg_now(char out[32])
     snprintf(out + n, 32 - n, ".%03ld+0000", ts.tv_nsec / 1000000);
 }
 
-void reg_uuid(char out[37])
-{
-    unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1) abort();
-    b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
-    b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
-             b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
-             b[13], b[14], b[15]);
-}
-
 int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e)
 {
     realm_error("registry: sqlite: %s", sqlite3_errmsg(r->db));
-    return reg_err(e, 500, T_SERVICE, "The registry could not complete the operation (storage error)");
+    return reg_err(e, 500, T_SERVICE,
+                   "The registry could not complete the operation (storage error)");
 }
 
 sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql)
@@ -186,9 +176,9 @@ int realm_registry_parse_name(const realm_registry_t *r, const char *in, int all
     const char *nm, *q = NULL;
     const char *region = NULL, *account = NULL;
     if (strcmp(parts[0], "arn") == 0) {
-        if (n < 7 || n > 8 || strncmp(parts[1], "aws", 3) != 0 ||
-            strcmp(parts[2], "lambda") != 0 || !valid_region(parts[3]) ||
-            !is_digits(parts[4], 12) || strcmp(parts[5], "function") != 0)
+        if (n < 7 || n > 8 || strncmp(parts[1], "aws", 3) != 0 || strcmp(parts[2], "lambda") != 0 ||
+            !valid_region(parts[3]) || !is_digits(parts[4], 12) ||
+            strcmp(parts[5], "function") != 0)
             goto bad;
         region = parts[3];
         account = parts[4];
@@ -278,8 +268,10 @@ json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, js
 {
     json_t *c = json_deep_copy(stored);
     char version[24], arn[256];
-    if (num == 0) snprintf(version, sizeof(version), "$LATEST");
-    else snprintf(version, sizeof(version), "%ld", num);
+    if (num == 0)
+        snprintf(version, sizeof(version), "$LATEST");
+    else
+        snprintf(version, sizeof(version), "%ld", num);
     reg_arn(r, name, qualified_arn ? version : NULL, arn, sizeof(arn));
     json_object_set_new(c, "FunctionArn", json_string(arn));
     json_object_set_new(c, "Version", json_string(version));
@@ -316,6 +308,20 @@ int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, 
     }
     sqlite3_finalize(st);
     return rc == SQLITE_DONE ? 1 : -1;
+}
+
+/*
+ * Begins a write transaction and loads $LATEST of name. Returns 0, or -1
+ * with e set (404 or 500) and the transaction rolled back.
+ */
+int reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, json_t **cfg,
+                     realm_reg_err_t *e)
+{
+    if (reg_begin(r) != 0) return reg_db_fail(r, e);
+    int rc = reg_load_version(r, tenant, name, 0, cfg, NULL);
+    if (rc == 0) return 0;
+    reg_rollback(r);
+    return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, name, NULL, e);
 }
 
 /* Loads an alias's stored config: 0 found, 1 missing, -1 error. */
@@ -480,7 +486,7 @@ static const char *zip_of(json_t *code, realm_reg_err_t *e)
 }
 
 const char *realm_registry_create_check(realm_registry_t *r, const char *tenant, json_t *req,
-                                        realm_reg_err_t *e)
+                                        char *name_out, realm_reg_err_t *e)
 {
     if (json_object_get(req, "function_name")) reg_seed_to_aws(req);
     const char *fn_name;
@@ -518,6 +524,7 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
     const char *zip = zip_of(json_object_get(req, "Code"), e);
     if (!zip) return NULL;
     pending_add(r, tenant, name, 1);
+    memcpy(name_out, name, sizeof(name));
     return zip;
 }
 
@@ -534,7 +541,7 @@ static json_t *new_config(realm_registry_t *r, const char *name, json_t *req,
     }
     char now[32], rev[37];
     reg_now(now);
-    reg_uuid(rev);
+    realm_str_uuid4(rev);
     json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
     json_object_set_new(cfg, "CodeSize", json_integer((json_int_t)pkg->zip_bytes));
     json_object_set_new(cfg, "LastModified", json_string(now));
@@ -590,13 +597,16 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
     int rc = reg_function_exists(r, tenant, name);
     if (rc != 0) {
         reg_rollback(r);
-        if (rc < 0) reg_db_fail(r, e);
-        else reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+        if (rc < 0)
+            reg_db_fail(r, e);
+        else
+            reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
         goto done;
     }
     if (reg_run(r, "INSERT INTO functions(tenant, name, tags) VALUES(?1, ?2, ?3)", tenant, name,
                 tags_s, NULL) != 0 ||
-        reg_run(r, "INSERT INTO versions(tenant, name, num, code, config) VALUES(?1, ?2, 0, ?3, ?4)",
+        reg_run(r,
+                "INSERT INTO versions(tenant, name, num, code, config) VALUES(?1, ?2, 0, ?3, ?4)",
                 tenant, name, pkg->hex, cfg_s, NULL) != 0) {
         reg_rollback(r);
         reg_db_fail(r, e);
@@ -607,8 +617,8 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
     reg_get_bool(req, "Publish", &publish, &ignore);
     out = publish_and_commit(r, tenant, name, cfg, publish, e);
     if (!out) goto done;
-    realm_info("function %s%s%s created (%s, %llu bytes)", *tenant ? tenant : "", *tenant ? "/" : "",
-               name, json_string_value(json_object_get(cfg, "Runtime")),
+    realm_info("function %s%s%s created (%s, %llu bytes)", *tenant ? tenant : "",
+               *tenant ? "/" : "", name, json_string_value(json_object_get(cfg, "Runtime")),
                (unsigned long long)pkg->zip_bytes);
 done:
     free(tags_s);
@@ -619,7 +629,7 @@ done:
 
 /* ---- code updates ---- */
 
-static int check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
+int reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
 {
     const char *want;
     int rc = reg_get_str(req, "RevisionId", &want, e);
@@ -632,9 +642,18 @@ static int check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
     return 0;
 }
 
-const char *realm_registry_code_check(realm_registry_t *r, const char *tenant,
-                                      const char *fn_name, json_t *req, char *name,
-                                      realm_reg_err_t *e)
+int reg_conflict_updating(realm_registry_t *r, const char *name, realm_reg_err_t *e)
+{
+    char arn[256];
+    reg_arn(r, name, NULL, arn, sizeof(arn));
+    return reg_err(e, 409, T_CONFLICT,
+                   "The operation cannot be performed at this time. An update is in progress for "
+                   "resource: %s",
+                   arn);
+}
+
+const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                      json_t *req, char *name, realm_reg_err_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
@@ -657,16 +676,11 @@ const char *realm_registry_code_check(realm_registry_t *r, const char *tenant,
         reg_not_found(r, name, NULL, e);
         return NULL;
     }
-    rc = check_revision(req, cfg, e);
+    rc = reg_check_revision(req, cfg, e);
     json_decref(cfg);
     if (rc != 0) return NULL;
     if (pending_find(r, tenant, name)) {
-        char arn[256];
-        reg_arn(r, name, NULL, arn, sizeof(arn));
-        reg_err(e, 409, T_CONFLICT,
-                "The operation cannot be performed at this time. An update is in progress for "
-                "resource: %s",
-                arn);
+        reg_conflict_updating(r, name, e);
         return NULL;
     }
     pending_add(r, tenant, name, 0);
@@ -681,24 +695,15 @@ json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, cons
     reg_get_bool(req, "DryRun", &dry, e);
     reg_get_bool(req, "Publish", &publish, e);
     json_t *cfg = NULL, *out = NULL;
-    if (reg_begin(r) != 0) {
-        reg_db_fail(r, e);
-        return NULL;
-    }
-    int rc = reg_load_version(r, tenant, name, 0, &cfg, NULL);
-    if (rc != 0) {
-        reg_rollback(r);
-        if (rc < 0) reg_db_fail(r, e);
-        else reg_not_found(r, name, NULL, e);
-        return NULL;
-    }
-    if (check_revision(req, cfg, e) != 0) {
+    if (reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
+    int rc;
+    if (reg_check_revision(req, cfg, e) != 0) {
         reg_rollback(r);
         goto done;
     }
     char now[32], rev[37];
     reg_now(now);
-    reg_uuid(rev);
+    realm_str_uuid4(rev);
     json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
     json_object_set_new(cfg, "CodeSize", json_integer((json_int_t)pkg->zip_bytes));
     json_object_set_new(cfg, "LastModified", json_string(now));
@@ -725,18 +730,20 @@ done:
 
 /* ---- get / update configuration ---- */
 
-json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant,
-                                         const char *fn_name, const char *qualifier,
-                                         realm_reg_err_t *e)
+/*
+ * The FunctionConfiguration fn_name + qualifier names (an alias answers with
+ * its own ARN, as on AWS). Fills name and, when given, the code's hash.
+ */
+static json_t *configuration(realm_registry_t *r, const char *tenant, const char *fn_name,
+                             const char *qualifier, char *name, char *code_hex, realm_reg_err_t *e)
 {
-    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
+    char q[ALIAS_MAX_LEN + 1];
     if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
     long num;
     json_t *cfg;
-    if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, NULL, e) != 0) return NULL;
+    if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, code_hex, e) != 0) return NULL;
     json_t *out = reg_render(r, tenant, name, cfg, num, *q != '\0');
     if (*q && !reg_valid_version(q)) {
-        /* An alias: AWS answers with the alias's ARN. */
         char arn[256];
         reg_arn(r, name, q, arn, sizeof(arn));
         json_object_set_new(out, "FunctionArn", json_string(arn));
@@ -745,24 +752,27 @@ json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant
     return out;
 }
 
+json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant,
+                                         const char *fn_name, const char *qualifier,
+                                         realm_reg_err_t *e)
+{
+    char name[NAME_MAX_LEN + 1];
+    return configuration(r, tenant, fn_name, qualifier, name, NULL, e);
+}
+
 json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, const char *fn_name,
                                     const char *qualifier, const char *code_url_base,
                                     realm_reg_err_t *e)
 {
-    char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
-    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
-    long num;
-    json_t *cfg;
-    char hex[REALM_PKG_HEX_LEN + 1];
-    if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, hex, e) != 0) return NULL;
-    json_t *conf = realm_registry_get_configuration(r, tenant, fn_name, qualifier, e);
-    json_decref(cfg);
+    char name[NAME_MAX_LEN + 1], hex[REALM_PKG_HEX_LEN + 1];
+    json_t *conf = configuration(r, tenant, fn_name, qualifier, name, hex, e);
     if (!conf) return NULL;
     char url[512];
     snprintf(url, sizeof(url), "%s/realm/packages/%s.zip", code_url_base, hex);
-    json_t *out = json_pack("{s:o, s:{s:s, s:s}}", "Configuration", conf, "Code",
-                            "RepositoryType", "S3", "Location", url);
-    sqlite3_stmt *st = reg_prep(r, "SELECT tags, reserved FROM functions WHERE tenant=?1 AND name=?2");
+    json_t *out = json_pack("{s:o, s:{s:s, s:s}}", "Configuration", conf, "Code", "RepositoryType",
+                            "S3", "Location", url);
+    sqlite3_stmt *st =
+        reg_prep(r, "SELECT tags, reserved FROM functions WHERE tenant=?1 AND name=?2");
     if (st) {
         reg_bind(st, 1, tenant);
         reg_bind(st, 2, name);
@@ -786,18 +796,9 @@ json_t *realm_registry_update_configuration(realm_registry_t *r, const char *ten
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
     json_t *cfg = NULL, *out = NULL;
-    if (reg_begin(r) != 0) {
-        reg_db_fail(r, e);
-        return NULL;
-    }
-    int rc = reg_load_version(r, tenant, name, 0, &cfg, NULL);
-    if (rc != 0) {
-        reg_rollback(r);
-        if (rc < 0) reg_db_fail(r, e);
-        else reg_not_found(r, name, NULL, e);
-        return NULL;
-    }
-    if (check_revision(req, cfg, e) != 0 || reg_check_config_fields(r, req, cfg, 0, e) != 0) {
+    if (reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
+    int rc;
+    if (reg_check_revision(req, cfg, e) != 0 || reg_check_config_fields(r, req, cfg, 0, e) != 0) {
         reg_rollback(r);
         goto done;
     }
@@ -809,7 +810,7 @@ json_t *realm_registry_update_configuration(realm_registry_t *r, const char *ten
     }
     char now[32], rev[37];
     reg_now(now);
-    reg_uuid(rev);
+    realm_str_uuid4(rev);
     json_object_set_new(cfg, "LastModified", json_string(now));
     json_object_set_new(cfg, "RevisionId", json_string(rev));
     char *cfg_s = reg_dump(cfg);
@@ -879,8 +880,10 @@ json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, c
         json_t *cfg = reg_column_json(st, 2);
         json_array_append_new(list, reg_render(r, tenant, name, cfg, num, all_versions));
         json_decref(cfg);
-        if (all_versions) snprintf(last, sizeof(last), "%s:%ld", name, num);
-        else snprintf(last, sizeof(last), "%s", name);
+        if (all_versions)
+            snprintf(last, sizeof(last), "%s:%ld", name, num);
+        else
+            snprintf(last, sizeof(last), "%s", name);
     }
     sqlite3_finalize(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
@@ -898,19 +901,13 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return -1;
-    if (pending_find(r, tenant, name)) {
-        char arn[256];
-        reg_arn(r, name, NULL, arn, sizeof(arn));
-        return reg_err(e, 409, T_CONFLICT,
-                       "The operation cannot be performed at this time. An update is in progress "
-                       "for resource: %s",
-                       arn);
-    }
+    if (pending_find(r, tenant, name)) return reg_conflict_updating(r, name, e);
     int rc = reg_function_exists(r, tenant, name);
     if (rc < 0) return reg_db_fail(r, e);
     if (rc == 0) return reg_not_found(r, name, NULL, e);
     if (!*q) {
-        if (reg_run(r, "DELETE FROM functions WHERE tenant=?1 AND name=?2", tenant, name, NULL) != 0)
+        if (reg_run(r, "DELETE FROM functions WHERE tenant=?1 AND name=?2", tenant, name, NULL) !=
+            0)
             return reg_db_fail(r, e);
         realm_info("function %s deleted", name);
         return 0;
@@ -919,10 +916,11 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
         return reg_invalid(e, "$LATEST cannot be deleted on its own: delete the function instead");
     if (!reg_valid_version(q))
         return reg_invalid(e, "Qualifier '%s' is an alias: delete it with DeleteAlias", q);
-    sqlite3_stmt *st = reg_prep(r, "SELECT alias FROM aliases WHERE tenant=?1 AND name=?2 AND "
-                               "(json_extract(config, '$.FunctionVersion') = ?3 OR "
-                               "json_type(config, '$.RoutingConfig.AdditionalVersionWeights.\"' "
-                               "|| ?3 || '\"') IS NOT NULL)");
+    sqlite3_stmt *st =
+        reg_prep(r, "SELECT alias FROM aliases WHERE tenant=?1 AND name=?2 AND "
+                    "(json_extract(config, '$.FunctionVersion') = ?3 OR "
+                    "json_type(config, '$.RoutingConfig.AdditionalVersionWeights.\"' "
+                    "|| ?3 || '\"') IS NOT NULL)");
     if (!st) return reg_db_fail(r, e);
     reg_bind(st, 1, tenant);
     reg_bind(st, 2, name);
@@ -965,8 +963,10 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
     if (reg_resolve(r, tenant, name, q, pick < 0 ? 0 : pick, &num, &cfg, out->code_hex, e) != 0)
         return -1;
     snprintf(out->name, sizeof(out->name), "%s", name);
-    if (num == 0) snprintf(out->version, sizeof(out->version), "$LATEST");
-    else snprintf(out->version, sizeof(out->version), "%ld", num);
+    if (num == 0)
+        snprintf(out->version, sizeof(out->version), "$LATEST");
+    else
+        snprintf(out->version, sizeof(out->version), "%ld", num);
     out->config = reg_render(r, tenant, name, cfg, num, num != 0);
     json_decref(cfg);
     out->reserved = -1;

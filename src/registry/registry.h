@@ -72,7 +72,7 @@ void realm_registry_close(realm_registry_t *r);
  * the name as being created; the caller must then call _commit or _abort.
  */
 const char *realm_registry_create_check(realm_registry_t *r, const char *tenant, json_t *req,
-                                        realm_reg_err_t *e);
+                                        char *name_out, realm_reg_err_t *e);
 /* Step 2: records the function with its stored package. Returns the configuration. */
 json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, json_t *req,
                                      const realm_pkg_info_t *pkg, realm_reg_err_t *e);

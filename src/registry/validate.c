@@ -61,13 +61,19 @@ int reg_valid_version(const char *s)
 static const struct {
     const char *name, *canonical;
 } runtimes[] = {
-    {"nodejs18.x", "nodejs18.x"},         {"nodejs20.x", "nodejs20.x"},
-    {"nodejs22.x", "nodejs22.x"},         {"python3.11", "python3.11"},
-    {"python3.12", "python3.12"},         {"provided", "provided"},
-    {"provided.al2", "provided.al2"},     {"provided.al2023", "provided.al2023"},
+    {"nodejs18.x", "nodejs18.x"},
+    {"nodejs20.x", "nodejs20.x"},
+    {"nodejs22.x", "nodejs22.x"},
+    {"python3.11", "python3.11"},
+    {"python3.12", "python3.12"},
+    {"provided", "provided"},
+    {"provided.al2", "provided.al2"},
+    {"provided.al2023", "provided.al2023"},
     /* The Lambda@Home seed's names. */
-    {"nodejs18", "nodejs18.x"},           {"nodejs20", "nodejs20.x"},
-    {"nodejs22", "nodejs22.x"},           {"python311", "python3.11"},
+    {"nodejs18", "nodejs18.x"},
+    {"nodejs20", "nodejs20.x"},
+    {"nodejs22", "nodejs22.x"},
+    {"python311", "python3.11"},
     {"python312", "python3.12"},
 };
 
@@ -151,10 +157,12 @@ static int check_env(json_t *env, json_t *cfg, realm_reg_err_t *e)
 {
     if (!json_is_object(env)) return reg_invalid(e, "Environment must be an object");
     json_t *vars = json_object_get(env, "Variables");
-    if (!vars || json_is_null(vars)) vars = json_object();
+    if (!vars || json_is_null(vars))
+        vars = json_object();
     else if (!json_is_object(vars))
         return reg_invalid(e, "Environment.Variables must be an object of strings");
-    else json_incref(vars);
+    else
+        json_incref(vars);
     size_t total = 0;
     const char *k;
     json_t *v;
@@ -188,8 +196,10 @@ static int check_env(json_t *env, json_t *cfg, realm_reg_err_t *e)
         return reg_invalid(e, "Environment variables take %zu bytes; the limit is %d", total,
                            ENV_MAX_BYTES);
     }
-    if (json_object_size(vars) == 0) json_object_del(cfg, "Environment");
-    else json_object_set_new(cfg, "Environment", json_pack("{s:O}", "Variables", vars));
+    if (json_object_size(vars) == 0)
+        json_object_del(cfg, "Environment");
+    else
+        json_object_set_new(cfg, "Environment", json_pack("{s:O}", "Variables", vars));
     json_decref(vars);
     return 0;
 }
@@ -255,8 +265,7 @@ int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
     if ((rc = reg_get_int(req, "MemorySize", &n, e)) < 0) return -1;
     if (rc) {
         if (n < 128 || n > 10240)
-            return reg_invalid(e, "MemorySize %lld is out of range: it must be 128 to 10240 MB",
-                               n);
+            return reg_invalid(e, "MemorySize %lld is out of range: it must be 128 to 10240 MB", n);
         json_object_set_new(cfg, "MemorySize", json_integer(n));
     }
     json_t *env = json_object_get(req, "Environment");
@@ -289,12 +298,13 @@ int reg_check_tags(json_t *tags, realm_reg_err_t *e)
     json_object_foreach(tags, k, v)
     {
         size_t n = strlen(k);
-        if (n < 1 || n > 128) return reg_invalid(e, "Tag key '%.128s' must be 1 to 128 characters", k);
+        if (n < 1 || n > 128)
+            return reg_invalid(e, "Tag key '%.128s' must be 1 to 128 characters", k);
         if (strncmp(k, "aws:", 4) == 0)
             return reg_invalid(e, "Tag key '%.128s' is reserved: keys must not start with aws:", k);
         if (!json_is_string(v) || json_string_length(v) > 256)
-            return reg_invalid(e, "Tag %.128s: the value must be a string of at most 256 characters",
-                               k);
+            return reg_invalid(
+                e, "Tag %.128s: the value must be a string of at most 256 characters", k);
     }
     return 0;
 }
@@ -312,10 +322,14 @@ static void rename_key(json_t *obj, const char *from, const char *to)
 void reg_seed_to_aws(json_t *req)
 {
     static const char *const map[][2] = {
-        {"function_name", "FunctionName"}, {"runtime", "Runtime"},
-        {"handler", "Handler"},            {"description", "Description"},
-        {"timeout", "Timeout"},            {"memory_size", "MemorySize"},
-        {"role", "Role"},                  {"publish", "Publish"},
+        {"function_name", "FunctionName"},
+        {"runtime", "Runtime"},
+        {"handler", "Handler"},
+        {"description", "Description"},
+        {"timeout", "Timeout"},
+        {"memory_size", "MemorySize"},
+        {"role", "Role"},
+        {"publish", "Publish"},
         {"tags", "Tags"},
     };
     for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)

@@ -4,6 +4,8 @@
  */
 #include "registry/internal.h"
 
+#include "base/str.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,18 +62,20 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     if (n <= 0) goto fail;
     char now[32], rev[37], nbuf[24];
     reg_now(now);
-    reg_uuid(rev);
+    realm_str_uuid4(rev);
     json_object_set_new(latest, "LastModified", json_string(now));
     json_object_set_new(latest, "RevisionId", json_string(rev));
     if (description) json_object_set_new(latest, "Description", json_string(description));
     char *cfg_s = reg_dump(latest);
     snprintf(nbuf, sizeof(nbuf), "%ld", n);
-    rc = reg_run(r, "INSERT INTO versions(tenant, name, num, code, config) "
-                    "VALUES(?1, ?2, CAST(?3 AS INTEGER), ?4, ?5)",
+    rc = reg_run(r,
+                 "INSERT INTO versions(tenant, name, num, code, config) "
+                 "VALUES(?1, ?2, CAST(?3 AS INTEGER), ?4, ?5)",
                  tenant, name, nbuf, code, cfg_s, NULL);
     free(cfg_s);
-    if (rc != 0 || reg_run(r, "UPDATE functions SET next_version = next_version + 1 "
-                              "WHERE tenant=?1 AND name=?2",
+    if (rc != 0 || reg_run(r,
+                           "UPDATE functions SET next_version = next_version + 1 "
+                           "WHERE tenant=?1 AND name=?2",
                            tenant, name, NULL) != 0)
         goto fail;
     json_decref(latest);
@@ -82,56 +86,35 @@ fail:
     return reg_db_fail(r, e);
 }
 
-static int conflict_if_updating(realm_registry_t *r, const char *tenant, const char *name,
-                                realm_reg_err_t *e)
-{
-    if (!reg_is_updating(r, tenant, name)) return 0;
-    char arn[256];
-    reg_arn(r, name, NULL, arn, sizeof(arn));
-    return reg_err(e, 409, T_CONFLICT,
-                   "The operation cannot be performed at this time. An update is in progress for "
-                   "resource: %s",
-                   arn);
-}
-
-json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant,
-                                       const char *fn_name, json_t *req, realm_reg_err_t *e)
+json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                       json_t *req, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
-    const char *sha = NULL, *rev = NULL, *desc = NULL;
-    if (reg_get_str(req, "CodeSha256", &sha, e) < 0 || reg_get_str(req, "RevisionId", &rev, e) < 0 ||
+    const char *sha = NULL, *desc = NULL;
+    if (reg_get_str(req, "CodeSha256", &sha, e) < 0 ||
         reg_get_str(req, "Description", &desc, e) < 0)
         return NULL;
     if (desc && strlen(desc) > 256) {
         reg_invalid(e, "Description is over 256 characters");
         return NULL;
     }
-    if (conflict_if_updating(r, tenant, name, e) != 0) return NULL;
-    if (reg_begin(r) != 0) {
-        reg_db_fail(r, e);
+    if (reg_is_updating(r, tenant, name)) {
+        reg_conflict_updating(r, name, e);
         return NULL;
     }
     json_t *latest = NULL;
-    int rc = reg_load_version(r, tenant, name, 0, &latest, NULL);
-    if (rc != 0) {
-        reg_rollback(r);
-        if (rc < 0) reg_db_fail(r, e);
-        else reg_not_found(r, name, NULL, e);
-        return NULL;
-    }
+    if (reg_begin_latest(r, tenant, name, &latest, e) != 0) return NULL;
+    int rc;
     const char *have_sha = json_string_value(json_object_get(latest, "CodeSha256"));
-    const char *have_rev = json_string_value(json_object_get(latest, "RevisionId"));
     long num = 0;
     if (sha && (!have_sha || strcmp(sha, have_sha) != 0)) {
-        reg_invalid(e, "CodeSha256 (%.64s) is different from the current CodeSha256 of $LATEST "
-                       "(%s): the code changed; please try again",
+        reg_invalid(e,
+                    "CodeSha256 (%.64s) is different from the current CodeSha256 of $LATEST "
+                    "(%s): the code changed; please try again",
                     sha, have_sha ? have_sha : "");
         rc = -1;
-    } else if (rev && (!have_rev || strcmp(rev, have_rev) != 0)) {
-        reg_err(e, 412, T_PRECONDITION,
-                "The Revision Id provided does not match the latest Revision Id. Call "
-                "GetFunction/GetAlias API to retrieve the latest Revision Id");
+    } else if (reg_check_revision(req, latest, e) != 0) {
         rc = -1;
     } else {
         rc = reg_publish_locked(r, tenant, name, desc, &num, e);
@@ -242,14 +225,6 @@ static int version_exists(realm_registry_t *r, const char *tenant, const char *n
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-static int version_missing(realm_registry_t *r, const char *name, const char *version,
-                           realm_reg_err_t *e)
-{
-    char arn[256];
-    reg_arn(r, name, version, arn, sizeof(arn));
-    return reg_err(e, 404, T_NOT_FOUND, "Function not found: %s", arn);
-}
-
 /* Applies FunctionVersion, Description and RoutingConfig from req to cfg. */
 static int apply_alias_fields(realm_registry_t *r, const char *tenant, const char *name,
                               json_t *req, json_t *cfg, realm_reg_err_t *e)
@@ -263,7 +238,7 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
                                fv);
         rc = version_exists(r, tenant, name, fv);
         if (rc < 0) return reg_db_fail(r, e);
-        if (rc == 0) return version_missing(r, name, fv, e);
+        if (rc == 0) return reg_not_found(r, name, fv, e);
         json_object_set_new(cfg, "FunctionVersion", json_string(fv));
     }
     if ((rc = reg_get_str(req, "Description", &desc, e)) < 0) return -1;
@@ -288,16 +263,18 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
             json_object_foreach(w, k, v)
             {
                 if (!reg_valid_version(k) || strcmp(k, "$LATEST") == 0)
-                    return reg_invalid(e, "RoutingConfig: '%.64s' must be a published version "
-                                          "number",
+                    return reg_invalid(e,
+                                       "RoutingConfig: '%.64s' must be a published version "
+                                       "number",
                                        k);
                 if (!json_is_number(v) || json_number_value(v) < 0 || json_number_value(v) > 1)
-                    return reg_invalid(e, "RoutingConfig: the weight of version %s must be a "
-                                          "number from 0.0 to 1.0",
+                    return reg_invalid(e,
+                                       "RoutingConfig: the weight of version %s must be a "
+                                       "number from 0.0 to 1.0",
                                        k);
                 rc = version_exists(r, tenant, name, k);
                 if (rc < 0) return reg_db_fail(r, e);
-                if (rc == 0) return version_missing(r, name, k, e);
+                if (rc == 0) return reg_not_found(r, name, k, e);
             }
             json_object_set_new(cfg, "RoutingConfig",
                                 json_pack("{s:O}", "AdditionalVersionWeights", w));
@@ -310,12 +287,13 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
             return reg_invalid(e, "RoutingConfig cannot be used when the alias points to "
                                   "$LATEST: point it to a published version");
         if (json_object_get(w, primary))
-            return reg_invalid(e, "RoutingConfig: version %s is already the alias's "
-                                  "FunctionVersion",
+            return reg_invalid(e,
+                               "RoutingConfig: version %s is already the alias's "
+                               "FunctionVersion",
                                primary);
     }
     char rev[37];
-    reg_uuid(rev);
+    realm_str_uuid4(rev);
     json_object_set_new(cfg, "RevisionId", json_string(rev));
     return 0;
 }
@@ -341,8 +319,8 @@ static int alias_missing(realm_registry_t *r, const char *name, const char *alia
     return reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
 }
 
-static int save_alias(realm_registry_t *r, const char *tenant, const char *name,
-                      const char *alias, json_t *cfg, int is_insert)
+static int save_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
+                      json_t *cfg, int is_insert)
 {
     char *s = reg_dump(cfg);
     int rc = reg_run(r,
@@ -437,20 +415,14 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
     int rc = reg_load_alias(r, tenant, name, alias, &cfg);
     if (rc != 0) {
         reg_rollback(r);
-        if (rc < 0) reg_db_fail(r, e);
-        else if (need_function(r, tenant, name, e) == 0) alias_missing(r, name, alias, e);
+        if (rc < 0)
+            reg_db_fail(r, e);
+        else if (need_function(r, tenant, name, e) == 0)
+            alias_missing(r, name, alias, e);
         return NULL;
     }
-    const char *want;
-    rc = reg_get_str(req, "RevisionId", &want, e);
-    const char *have = json_string_value(json_object_get(cfg, "RevisionId"));
-    if (rc == 1 && (!have || strcmp(have, want) != 0)) {
-        reg_err(e, 412, T_PRECONDITION,
-                "The Revision Id provided does not match the latest Revision Id. Call "
-                "GetFunction/GetAlias API to retrieve the latest Revision Id");
-        rc = -1;
-    }
-    if (rc < 0 || apply_alias_fields(r, tenant, name, req, cfg, e) != 0) {
+    if (reg_check_revision(req, cfg, e) != 0 ||
+        apply_alias_fields(r, tenant, name, req, cfg, e) != 0) {
         reg_rollback(r);
         json_decref(cfg);
         return NULL;
@@ -543,8 +515,8 @@ static long long sum_reserved(realm_registry_t *r, const char *tenant, const cha
     return n;
 }
 
-json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant,
-                                       const char *fn_name, json_t *req, realm_reg_err_t *e)
+json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                       json_t *req, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     long long n;
@@ -579,7 +551,8 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant,
     }
     char nbuf[24];
     snprintf(nbuf, sizeof(nbuf), "%lld", n);
-    if (reg_run(r, "UPDATE functions SET reserved = CAST(?3 AS INTEGER) WHERE tenant=?1 AND name=?2",
+    if (reg_run(r,
+                "UPDATE functions SET reserved = CAST(?3 AS INTEGER) WHERE tenant=?1 AND name=?2",
                 tenant, name, nbuf, NULL) != 0 ||
         reg_commit(r) != 0) {
         reg_db_fail(r, e);
@@ -588,8 +561,8 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant,
     return json_pack("{s:I}", "ReservedConcurrentExecutions", (json_int_t)n);
 }
 
-json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant,
-                                       const char *fn_name, realm_reg_err_t *e)
+json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                       realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return NULL;
@@ -613,8 +586,8 @@ int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, c
 {
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return -1;
-    if (reg_run(r, "UPDATE functions SET reserved = NULL WHERE tenant=?1 AND name=?2", tenant,
-                name, NULL) != 0)
+    if (reg_run(r, "UPDATE functions SET reserved = NULL WHERE tenant=?1 AND name=?2", tenant, name,
+                NULL) != 0)
         return reg_db_fail(r, e);
     return 0;
 }
@@ -648,8 +621,8 @@ static json_t *load_tags(realm_registry_t *r, const char *tenant, const char *na
 static int save_tags(realm_registry_t *r, const char *tenant, const char *name, json_t *tags)
 {
     char *s = reg_dump(tags);
-    int rc = reg_run(r, "UPDATE functions SET tags=?3 WHERE tenant=?1 AND name=?2", tenant, name,
-                     s, NULL);
+    int rc = reg_run(r, "UPDATE functions SET tags=?3 WHERE tenant=?1 AND name=?2", tenant, name, s,
+                     NULL);
     free(s);
     return rc;
 }
@@ -719,14 +692,13 @@ json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const 
 
 /* ---- account ---- */
 
-json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
-                                        realm_reg_err_t *e)
+json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant, realm_reg_err_t *e)
 {
     long long reserved = sum_reserved(r, tenant, NULL);
-    sqlite3_stmt *st = reg_prep(
-        r, "SELECT (SELECT COUNT(*) FROM functions WHERE tenant=?1), "
-           "(SELECT COALESCE(SUM(json_extract(config, '$.CodeSize')), 0) FROM versions "
-           "WHERE tenant=?1)");
+    sqlite3_stmt *st =
+        reg_prep(r, "SELECT (SELECT COUNT(*) FROM functions WHERE tenant=?1), "
+                    "(SELECT COALESCE(SUM(json_extract(config, '$.CodeSize')), 0) FROM versions "
+                    "WHERE tenant=?1)");
     if (!st || reserved < 0) {
         sqlite3_finalize(st);
         reg_db_fail(r, e);
@@ -741,11 +713,10 @@ json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
     sqlite3_finalize(st);
     long long limit = (long long)r->concurrency_limit;
     /* 75 GB: Lambda's default storage quota for all packages. */
-    return json_pack("{s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}}", "AccountLimit",
-                     "TotalCodeSize", (json_int_t)80530636800LL, "CodeSizeUnzipped",
-                     (json_int_t)r->max_unzipped_bytes, "CodeSizeZipped",
-                     (json_int_t)r->max_zip_bytes, "ConcurrentExecutions", (json_int_t)limit,
-                     "UnreservedConcurrentExecutions", (json_int_t)(limit - reserved),
-                     "AccountUsage", "TotalCodeSize", (json_int_t)size, "FunctionCount",
-                     (json_int_t)count);
+    return json_pack(
+        "{s:{s:I, s:I, s:I, s:I, s:I}, s:{s:I, s:I}}", "AccountLimit", "TotalCodeSize",
+        (json_int_t)80530636800LL, "CodeSizeUnzipped", (json_int_t)r->max_unzipped_bytes,
+        "CodeSizeZipped", (json_int_t)r->max_zip_bytes, "ConcurrentExecutions", (json_int_t)limit,
+        "UnreservedConcurrentExecutions", (json_int_t)(limit - reserved), "AccountUsage",
+        "TotalCodeSize", (json_int_t)size, "FunctionCount", (json_int_t)count);
 }

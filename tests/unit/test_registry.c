@@ -71,7 +71,8 @@ static json_t *create(realm_registry_t *r, const char *json, char code, realm_re
     json_t *req = json_loads(json, 0, NULL);
     assert_non_null(req);
     json_t *out = NULL;
-    if (realm_registry_create_check(r, "", req, e)) {
+    char name[65];
+    if (realm_registry_create_check(r, "", req, name, e)) {
         realm_pkg_info_t p = pkg(code);
         out = realm_registry_create_commit(r, "", req, &p, e);
     }
@@ -99,31 +100,35 @@ static void test_names(void **state)
     assert_string_equal(q, "");
     assert_int_equal(realm_registry_parse_name(f->r, "hello:$LATEST", 1, name, q, &e), 0);
     assert_string_equal(q, "$LATEST");
-    assert_int_equal(realm_registry_parse_name(f->r, "123456789012:function:hello:prod", 1, name, q,
-                                               &e),
-                     0);
+    assert_int_equal(
+        realm_registry_parse_name(f->r, "123456789012:function:hello:prod", 1, name, q, &e), 0);
     assert_string_equal(name, "hello");
     assert_string_equal(q, "prod");
-    assert_int_equal(realm_registry_parse_name(
-                         f->r, "arn:aws:lambda:us-east-1:123456789012:function:hello:7", 1, name,
-                         q, &e),
-                     0);
+    assert_int_equal(
+        realm_registry_parse_name(f->r, "arn:aws:lambda:us-east-1:123456789012:function:hello:7", 1,
+                                  name, q, &e),
+        0);
     assert_string_equal(q, "7");
     /* Another account or region reads as a missing function. */
-    assert_int_equal(realm_registry_parse_name(
-                         f->r, "arn:aws:lambda:us-east-1:999999999999:function:hello", 1, name, q,
-                         &e),
-                     -1);
+    assert_int_equal(
+        realm_registry_parse_name(f->r, "arn:aws:lambda:us-east-1:999999999999:function:hello", 1,
+                                  name, q, &e),
+        -1);
     assert_int_equal(e.status, 404);
-    assert_int_equal(realm_registry_parse_name(
-                         f->r, "arn:aws:lambda:eu-west-1:123456789012:function:hello", 1, name, q,
-                         &e),
-                     -1);
+    assert_int_equal(
+        realm_registry_parse_name(f->r, "arn:aws:lambda:eu-west-1:123456789012:function:hello", 1,
+                                  name, q, &e),
+        -1);
     assert_int_equal(e.status, 404);
-    static const char *const bad[] = {"",       "bad name", "a:b:c:d:e", "hello:",
-                                      "hello:bad!", "arn:aws:s3:us-east-1:123456789012:function:x",
-                                      "12345:function:x",
-                                      "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
+    static const char *const bad[] = {
+        "",
+        "bad name",
+        "a:b:c:d:e",
+        "hello:",
+        "hello:bad!",
+        "arn:aws:s3:us-east-1:123456789012:function:x",
+        "12345:function:x",
+        "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(realm_registry_parse_name(f->r, bad[i], 1, name, q, &e), -1);
         assert_int_equal(e.status, 400);
@@ -162,7 +167,8 @@ static void test_create_validation(void **state)
         {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Architectures\":"
          "[\"arm64\"],\"Code\":{\"ZipFile\":\"AA==\"}}",
          "arm64"},
-        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Layers\":[\"x\"],"
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Layers\":[\"x\"]"
+         ","
          "\"Code\":{\"ZipFile\":\"AA==\"}}",
          "Layers"},
         {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Timeout\":\"3\","
@@ -201,9 +207,8 @@ static void test_seed_form(void **state)
     assert_non_null(out);
     assert_string_equal(str(out, "Runtime"), "python3.11");
     assert_string_equal(
-        json_string_value(json_object_get(json_object_get(json_object_get(out, "Environment"),
-                                                          "Variables"),
-                                          "KEY")),
+        json_string_value(json_object_get(
+            json_object_get(json_object_get(out, "Environment"), "Variables"), "KEY")),
         "v");
     json_decref(out);
 }
@@ -213,14 +218,16 @@ static void test_pending_blocks_duplicate(void **state)
     fx_t *f = *state;
     realm_reg_err_t e;
     json_t *a = json_loads(SIMPLE("p"), 0, NULL), *b = json_loads(SIMPLE("p"), 0, NULL);
-    assert_non_null(realm_registry_create_check(f->r, "", a, &e));
-    assert_null(realm_registry_create_check(f->r, "", b, &e));
+    char nm[65];
+    assert_non_null(realm_registry_create_check(f->r, "", a, nm, &e));
+    assert_string_equal(nm, "p");
+    assert_null(realm_registry_create_check(f->r, "", b, nm, &e));
     assert_int_equal(e.status, 409);
     /* While a create is pending, every package counts as used. */
     assert_int_equal(realm_registry_code_used(f->r, "zz"), 1);
     realm_registry_update_abort(f->r, "", "p");
     assert_int_equal(realm_registry_code_used(f->r, "zz"), 0);
-    assert_non_null(realm_registry_create_check(f->r, "", b, &e));
+    assert_non_null(realm_registry_create_check(f->r, "", b, nm, &e));
     realm_registry_update_abort(f->r, "", "p");
     json_decref(a);
     json_decref(b);
@@ -281,8 +288,8 @@ static void test_versions_and_aliases(void **state)
     assert_int_equal(realm_registry_delete_function(f->r, "", "v", "$LATEST", &e), -1);
     assert_int_equal(e.status, 400);
     /* Bad weights and $LATEST with routing. */
-    json_t *bad = json_loads("{\"RoutingConfig\":{\"AdditionalVersionWeights\":{\"2\":1.5}}}", 0,
-                             NULL);
+    json_t *bad =
+        json_loads("{\"RoutingConfig\":{\"AdditionalVersionWeights\":{\"2\":1.5}}}", 0, NULL);
     assert_null(realm_registry_update_alias(f->r, "", "v", "live", bad, &e));
     assert_int_equal(e.status, 400);
     json_decref(bad);
@@ -361,10 +368,9 @@ static void test_paging_and_reopen(void **state)
                      4);
     json_decref(acct);
     json_t *tags = json_loads("{\"Tags\":{\"team\":\"a\"}}", 0, NULL);
-    assert_int_equal(
-        realm_registry_tag(f->r, "", "arn:aws:lambda:us-east-1:123456789012:function:fn0", tags,
-                           &e),
-        0);
+    assert_int_equal(realm_registry_tag(
+                         f->r, "", "arn:aws:lambda:us-east-1:123456789012:function:fn0", tags, &e),
+                     0);
     json_t *before = realm_registry_get_function(f->r, "", "fn0", NULL, "http://x", &e);
     /* Reopen: everything reads back identically. */
     realm_registry_close(f->r);

@@ -44,9 +44,13 @@ static void need(int ctl)
     }
 }
 
-static void unique_name(char *out, size_t len, const char *what)
+/* Creates the group realm-test-WHAT-PID with lim, or fails the test. */
+static void make_group(realm_sandbox_group_t *g, const char *what, realm_sandbox_limits_t lim)
 {
-    snprintf(out, len, "realm-test-%s-%d", what, (int)getpid());
+    char name[64], err[256];
+    snprintf(name, sizeof(name), "realm-test-%s-%d", what, (int)getpid());
+    if (realm_sandbox_group_create(g, &probe, name, &lim, err, sizeof(err)) != 0)
+        fail_msg("create: %s", err);
 }
 
 static unsigned long long read_value(const char *dir, const char *file)
@@ -78,12 +82,10 @@ static void test_limits_add_kill_remove(void **state)
 {
     (void)state;
     need(REALM_SANDBOX_CG_MEMORY);
-    char name[64], err[256];
-    unique_name(name, sizeof(name), "basic");
-    realm_sandbox_limits_t lim = {.memory_bytes = 64 << 20, .pids_max = 32, .cpu_weight = 50};
     realm_sandbox_group_t g;
-    if (realm_sandbox_group_create(&g, &probe, name, &lim, err, sizeof(err)) != 0)
-        fail_msg("create: %s", err);
+    make_group(
+        &g, "basic",
+        (realm_sandbox_limits_t){.memory_bytes = 64 << 20, .pids_max = 32, .cpu_weight = 50});
     const char *mem = g.dirs[REALM_SANDBOX_CG_MEMORY];
     if (!mem) {
         realm_sandbox_group_destroy(&g);
@@ -123,12 +125,8 @@ static void test_oom_kill_is_seen(void **state)
 {
     (void)state;
     need(REALM_SANDBOX_CG_MEMORY);
-    char name[64], err[256];
-    unique_name(name, sizeof(name), "oom");
-    realm_sandbox_limits_t lim = {.memory_bytes = 32 << 20};
     realm_sandbox_group_t g;
-    if (realm_sandbox_group_create(&g, &probe, name, &lim, err, sizeof(err)) != 0)
-        fail_msg("create: %s", err);
+    make_group(&g, "oom", (realm_sandbox_limits_t){.memory_bytes = 32 << 20});
     if (!g.dirs[REALM_SANDBOX_CG_MEMORY]) {
         realm_sandbox_group_destroy(&g);
         skip();
@@ -171,12 +169,8 @@ static void test_peer_in_group(void **state)
 {
     (void)state;
     need(REALM_SANDBOX_CG_PIDS);
-    char name[64], err[256];
-    unique_name(name, sizeof(name), "peer");
-    realm_sandbox_limits_t lim = {0};
     realm_sandbox_group_t g;
-    if (realm_sandbox_group_create(&g, &probe, name, &lim, err, sizeof(err)) != 0)
-        fail_msg("create: %s", err);
+    make_group(&g, "peer", (realm_sandbox_limits_t){0});
     int l = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     socklen_t alen = sizeof(addr);
