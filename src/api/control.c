@@ -352,9 +352,13 @@ static int too_busy(realm_control_t *ctl, realm_http_res_t *res)
 
 /* ---- handlers ---- */
 
-static void on_create(realm_http_req_t *req, realm_http_res_t *res, void *data)
+/*
+ * CreateFunction and UpdateFunctionCode: the registry checks all but the
+ * package, then a job unpacks it and the registry commits (job_done).
+ */
+static void on_package_request(realm_http_req_t *req, realm_http_res_t *res, realm_control_t *ctl,
+                               enum job_kind kind)
 {
-    realm_control_t *ctl = data;
     json_t *body = body_json(req, res);
     if (!body) return;
     if (too_busy(ctl, res)) {
@@ -363,39 +367,28 @@ static void on_create(realm_http_req_t *req, realm_http_res_t *res, void *data)
     }
     realm_reg_err_t e;
     job_t *j = realm_calloc(1, sizeof(*j));
-    j->b64 = realm_registry_create_check(ctl->reg, TENANT, body, j->name, &e);
+    j->b64 = kind == JOB_CREATE
+                 ? realm_registry_create_check(ctl->reg, TENANT, body, j->name, &e)
+                 : realm_registry_code_check(ctl->reg, TENANT, fn_param(req), body, j->name, &e);
     if (!j->b64) {
         free(j);
         json_decref(body);
         send_reg_error(res, &e);
         return;
     }
-    j->kind = JOB_CREATE;
+    j->kind = kind;
     j->req = body;
     start_job(ctl, res, j);
 }
 
+static void on_create(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    on_package_request(req, res, data, JOB_CREATE);
+}
+
 static void on_update_code(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
-    realm_control_t *ctl = data;
-    json_t *body = body_json(req, res);
-    if (!body) return;
-    if (too_busy(ctl, res)) {
-        json_decref(body);
-        return;
-    }
-    realm_reg_err_t e;
-    job_t *j = realm_calloc(1, sizeof(*j));
-    j->b64 = realm_registry_code_check(ctl->reg, TENANT, fn_param(req), body, j->name, &e);
-    if (!j->b64) {
-        free(j);
-        json_decref(body);
-        send_reg_error(res, &e);
-        return;
-    }
-    j->kind = JOB_CODE;
-    j->req = body;
-    start_job(ctl, res, j);
+    on_package_request(req, res, data, JOB_CODE);
 }
 
 static void code_url_base(realm_http_req_t *req, const realm_control_t *ctl, char *out, size_t len)

@@ -109,7 +109,8 @@ int reg_conflict_updating(realm_registry_t *r, const char *name, realm_reg_err_t
 int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name,
                        const char *description, long *num, realm_reg_err_t *e);
 
-
-void reg_now(char out[32]);   /* 2026-11-22T10:00:00.000+0000 */
+void reg_now(char out[32]); /* 2026-11-22T10:00:00.000+0000 */
+/* A new LastModified and RevisionId on cfg, and the code's identity when pkg. */
+void reg_stamp(json_t *cfg, const realm_pkg_info_t *pkg);
 
 #endif

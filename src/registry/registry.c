@@ -47,6 +47,19 @@ static const char schema[] =
 
 /* ---- small things ---- */
 
+void reg_stamp(json_t *cfg, const realm_pkg_info_t *pkg)
+{
+    char now[32], rev[37];
+    reg_now(now);
+    realm_str_uuid4(rev);
+    if (pkg) {
+        json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
+        json_object_set_new(cfg, "CodeSize", json_integer((json_int_t)pkg->zip_bytes));
+    }
+    json_object_set_new(cfg, "LastModified", json_string(now));
+    json_object_set_new(cfg, "RevisionId", json_string(rev));
+}
+
 void reg_now(char out[32])
 {
     struct timespec ts;
@@ -539,13 +552,7 @@ static json_t *new_config(realm_registry_t *r, const char *name, json_t *req,
         json_decref(cfg);
         return NULL;
     }
-    char now[32], rev[37];
-    reg_now(now);
-    realm_str_uuid4(rev);
-    json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
-    json_object_set_new(cfg, "CodeSize", json_integer((json_int_t)pkg->zip_bytes));
-    json_object_set_new(cfg, "LastModified", json_string(now));
-    json_object_set_new(cfg, "RevisionId", json_string(rev));
+    reg_stamp(cfg, pkg);
     return cfg;
 }
 
@@ -701,13 +708,7 @@ json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, cons
         reg_rollback(r);
         goto done;
     }
-    char now[32], rev[37];
-    reg_now(now);
-    realm_str_uuid4(rev);
-    json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
-    json_object_set_new(cfg, "CodeSize", json_integer((json_int_t)pkg->zip_bytes));
-    json_object_set_new(cfg, "LastModified", json_string(now));
-    json_object_set_new(cfg, "RevisionId", json_string(rev));
+    reg_stamp(cfg, pkg);
     if (dry) {
         reg_rollback(r);
         out = reg_render(r, tenant, name, cfg, 0, 0);
@@ -808,11 +809,7 @@ json_t *realm_registry_update_configuration(realm_registry_t *r, const char *ten
         reg_invalid(e, "Handler is required for runtime %s", rt);
         goto done;
     }
-    char now[32], rev[37];
-    reg_now(now);
-    realm_str_uuid4(rev);
-    json_object_set_new(cfg, "LastModified", json_string(now));
-    json_object_set_new(cfg, "RevisionId", json_string(rev));
+    reg_stamp(cfg, NULL);
     char *cfg_s = reg_dump(cfg);
     rc = reg_run(r, "UPDATE versions SET config=?3 WHERE tenant=?1 AND name=?2 AND num=0", tenant,
                  name, cfg_s, NULL);

@@ -60,11 +60,8 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     long n = sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : 0;
     sqlite3_finalize(st);
     if (n <= 0) goto fail;
-    char now[32], rev[37], nbuf[24];
-    reg_now(now);
-    realm_str_uuid4(rev);
-    json_object_set_new(latest, "LastModified", json_string(now));
-    json_object_set_new(latest, "RevisionId", json_string(rev));
+    char nbuf[24];
+    reg_stamp(latest, NULL);
     if (description) json_object_set_new(latest, "Description", json_string(description));
     char *cfg_s = reg_dump(latest);
     snprintf(nbuf, sizeof(nbuf), "%ld", n);
