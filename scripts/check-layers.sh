@@ -21,6 +21,7 @@ allowed() {
     registry) echo "base pkg registry" ;;
     sandbox) echo "base sandbox" ;;
     exec) echo "base sandbox exec" ;;
+    queue) echo "base queue" ;;
     cli) echo "base pkg cli" ;;
     api) echo "*" ;;
     *) echo "" ;;

@@ -23,7 +23,7 @@ done
 pkgs=(
   build-essential cmake pkg-config
   libuv1-dev node-llhttp libwslay-dev libjansson-dev libssl-dev
-  libsqlite3-dev libzip-dev libseccomp-dev bubblewrap zip
+  libsqlite3-dev libzip-dev libseccomp-dev zlib1g-dev bubblewrap zip
   nodejs npm
 )
 test_pkgs=(

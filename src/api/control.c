@@ -55,6 +55,8 @@ struct realm_control_s {
     int jobs;         /* package jobs in flight */
     int sweep_wanted; /* a sweep is due once jobs reaches 0 */
     body_op_t ops[OP_COUNT];
+    realm_control_change_cb on_change;
+    void *change_data;
 };
 
 enum job_kind { JOB_CREATE, JOB_CODE, JOB_DOWNLOAD };
@@ -94,6 +96,16 @@ void realm_control_send_error(realm_http_res_t *res, int status, const char *typ
     json_t *body =
         json_pack("{s:s, s:s}", "Type", status >= 500 ? "Service" : "User", "message", message);
     realm_http_res_send_json(res, status, body);
+}
+
+/* A function's code or configuration changed, or it is gone. */
+static void changed(realm_control_t *ctl, const char *fn_name)
+{
+    char name[65], q[129];
+    realm_reg_err_t e;
+    if (!ctl->on_change || realm_registry_parse_name(ctl->reg, fn_name, 1, name, q, &e) != 0)
+        return;
+    ctl->on_change(TENANT, name, ctl->change_data);
 }
 
 static void send_reg_error(realm_http_res_t *res, const realm_reg_err_t *e)
@@ -212,33 +224,6 @@ static void maybe_sweep(realm_control_t *ctl)
 
 /* ---- package jobs ---- */
 
-/* Base64 (whitespace allowed) to bytes; -1 when it is not base64. */
-static int b64_decode(const char *in, realm_buf_t *out)
-{
-    size_t len = strlen(in);
-    realm_buf_reserve(out, len / 4 * 3 + 4);
-    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
-    if (!ctx) abort();
-    EVP_DecodeInit(ctx);
-    int n = 0, fin = 0;
-    int rc = -1;
-    size_t off = 0;
-    while (off < len) {
-        int chunk = len - off > (1 << 20) ? (1 << 20) : (int)(len - off);
-        if (EVP_DecodeUpdate(ctx, (unsigned char *)out->data + out->len, &n,
-                             (const unsigned char *)in + off, chunk) < 0)
-            goto done;
-        out->len += (size_t)n;
-        off += (size_t)chunk;
-    }
-    if (EVP_DecodeFinal(ctx, (unsigned char *)out->data + out->len, &fin) != 1) goto done;
-    out->len += (size_t)fin;
-    rc = 0;
-done:
-    EVP_ENCODE_CTX_free(ctx);
-    return rc;
-}
-
 static void job_fail(job_t *j, int status, const char *type, const char *msg)
 {
     j->rc = -1;
@@ -265,7 +250,7 @@ static void job_work(uv_work_t *w)
     }
     realm_buf_t zip;
     realm_buf_init(&zip);
-    if (b64_decode(j->b64, &zip) != 0) {
+    if (realm_str_b64_decode(j->b64, strlen(j->b64), &zip) != 0) {
         job_fail(j, 400, "InvalidParameterValueException",
                  "ZipFile is not valid base64: send the zip file's bytes base64-encoded");
     } else if (zip.len > j->ctl->limits.max_zip_bytes) {
@@ -315,6 +300,7 @@ static void job_done(uv_work_t *w, int status)
         code = 201;
     } else {
         out = realm_registry_code_commit(ctl->reg, TENANT, j->name, j->req, &j->info, &e);
+        if (out) changed(ctl, j->name);
     }
     /* A refused commit, a dry run or replaced code may leave a package nobody uses. */
     if (!out || j->kind == JOB_CODE) ctl->sweep_wanted = 1;
@@ -429,7 +415,9 @@ static void on_body_op(realm_http_req_t *req, realm_http_res_t *res, void *data)
     json_t *body = body_json(req, res);
     if (!body) return;
     realm_reg_err_t e;
-    answer(res, op->status, op->fn(op->ctl->reg, TENANT, fn_param(req), body, &e), &e);
+    json_t *out = op->fn(op->ctl->reg, TENANT, fn_param(req), body, &e);
+    if (out && op == &op->ctl->ops[OP_UPDATE_CONFIGURATION]) changed(op->ctl, fn_param(req));
+    answer(res, op->status, out, &e);
     json_decref(body);
 }
 
@@ -460,6 +448,7 @@ static void on_delete_function(realm_http_req_t *req, realm_http_res_t *res, voi
     int rc = realm_registry_delete_function(ctl->reg, TENANT, fn_param(req),
                                             query(req, "Qualifier", q, sizeof(q)), &e);
     if (rc == 0) {
+        changed(ctl, fn_param(req));
         ctl->sweep_wanted = 1;
         maybe_sweep(ctl);
     }
@@ -714,6 +703,12 @@ void realm_control_free(realm_control_t *ctl)
     realm_registry_close(ctl->reg);
     realm_pkg_store_close(ctl->store);
     free(ctl);
+}
+
+void realm_control_set_change_cb(realm_control_t *ctl, realm_control_change_cb cb, void *data)
+{
+    ctl->on_change = cb;
+    ctl->change_data = data;
 }
 
 realm_registry_t *realm_control_registry(realm_control_t *ctl)

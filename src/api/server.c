@@ -15,18 +15,24 @@
 
 #include "api/client.h"
 #include "api/control.h"
+#include "api/functions.h"
+#include "api/invoke.h"
+#include "api/runtime.h"
 #include "base/alloc.h"
 #include "base/log.h"
 #include "dispatch/builtins.h"
 #include "dispatch/dispatch.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
+#include "exec/exec.h"
 #include "net/listener.h"
+#include "sandbox/sandbox.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum { L_CLIENT, L_CONTROL, L_RUNTIME, L_METRICS, L_COUNT };
 
@@ -49,6 +55,13 @@ struct realm_server_s {
     realm_builtins_ctx_t builtins;
     realm_client_t *client;
     realm_control_t *control;
+    realm_sandbox_probe_t probe;
+    realm_exec_t *exec;
+    realm_invoker_t *invoker;
+    realm_runtime_t *runtime;
+    char runtimes_dir[4096];
+    char node_modules_dir[4096];
+    char logs_dir[4096];
     realm_http_server_t *http[L_COUNT];
     realm_listener_t *listeners[L_COUNT];
     surface_t surfaces[L_COUNT];
@@ -135,6 +148,7 @@ static void on_conn(realm_listener_t *l, realm_conn_t *c, void *data)
 {
     (void)l;
     surface_t *sf = data;
+    if (sf->index == L_RUNTIME) realm_runtime_accept(sf->s->runtime, c);
     realm_http_server_attach(sf->s->http[sf->index], c);
 }
 
@@ -147,6 +161,9 @@ static void setup_surface(realm_server_t *s, int i)
         .header_timeout_ms = cfg->header_timeout_ms,
         .idle_timeout_ms = cfg->idle_timeout_ms,
     };
+    /* Runtimes keep their connection while the environment idles. */
+    if (i == L_RUNTIME && limits.idle_timeout_ms < cfg->env_idle_ms + 60000)
+        limits.idle_timeout_ms = cfg->env_idle_ms + 60000;
     surface_t *sf = &s->surfaces[i];
     sf->s = s;
     sf->index = i;
@@ -182,6 +199,100 @@ static int mkdir_p(const char *path)
     return 0;
 }
 
+/* ---- execution ---- */
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/*
+ * Our bootstraps: --runtimes-dir, else the first runtimes/ with
+ * node/bootstrap.js found going up from the binary's directory (build/realm
+ * and build/asan/realm both find the repository's). node_modules (for the
+ * `ws` package) is looked for beside it.
+ */
+static void find_runtimes(realm_server_t *s)
+{
+    const realm_config_t *cfg = s->cfg;
+    s->runtimes_dir[0] = s->node_modules_dir[0] = '\0';
+    if (cfg->runtimes_dir && cfg->runtimes_dir[0]) {
+        if (!realpath(cfg->runtimes_dir, s->runtimes_dir))
+            snprintf(s->runtimes_dir, sizeof(s->runtimes_dir), "%s", cfg->runtimes_dir);
+    } else {
+        char exe[4096];
+        ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+        if (n > 0) {
+            exe[n] = '\0';
+            for (int up = 0; up < 5; up++) {
+                char *slash = strrchr(exe, '/');
+                if (!slash || slash == exe) break;
+                *slash = '\0';
+                char probe[4200];
+                snprintf(probe, sizeof(probe), "%s/runtimes/node/bootstrap.js", exe);
+                if (access(probe, R_OK) == 0) {
+                    snprintf(s->runtimes_dir, sizeof(s->runtimes_dir), "%.4000s/runtimes", exe);
+                    break;
+                }
+            }
+        }
+    }
+    if (!s->runtimes_dir[0]) {
+        realm_warn("runtimes: no runtimes/ directory found (--runtimes-dir); Node and Python "
+                   "functions cannot start");
+        snprintf(s->runtimes_dir, sizeof(s->runtimes_dir), "/nonexistent");
+        return;
+    }
+    char nm[4200];
+    snprintf(nm, sizeof(nm), "%s/../node_modules", s->runtimes_dir);
+    if (is_dir(nm) && realpath(nm, s->node_modules_dir) == NULL) s->node_modules_dir[0] = '\0';
+}
+
+static void on_function_changed(const char *tenant, const char *name, void *data)
+{
+    realm_server_t *s = data;
+    realm_exec_forget(s->exec, tenant, name);
+}
+
+static void setup_exec(realm_server_t *s)
+{
+    const realm_config_t *cfg = s->cfg;
+    realm_sandbox_probe_init(&s->probe);
+    realm_info("%s", s->probe.summary);
+    if (!s->probe.is_bwrap_usable)
+        realm_warn("sandbox: bubblewrap cannot run here (%s): functions cannot be invoked",
+                   s->probe.bwrap_error ? s->probe.bwrap_error : "not found");
+    if (!s->probe.cg[REALM_SANDBOX_CG_MEMORY].dir)
+        realm_warn("sandbox: no memory cgroup: memory limits are not enforced and the runtime "
+                   "API cannot tell environments apart (every runtime connection is refused)");
+    find_runtimes(s);
+    snprintf(s->logs_dir, sizeof(s->logs_dir), "%s/logs", cfg->data_dir);
+    realm_exec_opts_t xo = {
+        .loop = s->loop,
+        .probe = &s->probe,
+        .self_exe = "/proc/self/exe",
+        .runtimes_dir = s->runtimes_dir,
+        .node_modules_dir = s->node_modules_dir[0] ? s->node_modules_dir : NULL,
+        .logs_dir = s->logs_dir,
+        .region = cfg->region,
+        .concurrency_limit = cfg->concurrency_limit,
+        .queue_depth = cfg->invoke_queue_depth,
+        .idle_ms = cfg->env_idle_ms,
+        .init_timeout_ms = cfg->env_init_timeout_ms,
+        .tmp_mb = cfg->env_tmp_bytes / (1024 * 1024),
+        .pids_max = cfg->env_pids_max,
+        .log_file_bytes = cfg->log_file_bytes,
+        .has_network = cfg->env_network,
+    };
+    s->exec = realm_exec_new(&xo);
+    realm_ws_config_t ws = {.max_message_bytes = cfg->max_message_bytes,
+                            .max_send_queue_bytes = cfg->max_send_queue_bytes,
+                            .ping_interval_ms = 0};
+    s->runtime = realm_runtime_new(s->exec, s->http[L_RUNTIME], &ws);
+    realm_control_set_change_cb(s->control, on_function_changed, s);
+}
+
 /* ---- shutdown ---- */
 
 static size_t open_connections(realm_server_t *s)
@@ -212,6 +323,8 @@ static void finish_shutdown(realm_server_t *s)
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
+    /* Environments go too, or their handles would keep the loop running. */
+    realm_exec_shutdown(s->exec);
     realm_info("shutdown complete");
 }
 
@@ -245,6 +358,7 @@ void realm_server_shutdown(realm_server_t *s)
         realm_http_server_drain(s->http[i]);
     }
     realm_client_drain(s->client);
+    if (s->invoker) realm_invoker_drain(s->invoker);
     /* HTTP connections (not the upgraded ones) finish their request and close. */
     for (int i = 0; i < L_COUNT; i++)
         realm_http_server_each(s->http[i], close_idle, NULL);
@@ -309,6 +423,19 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         free(s);
         return -1;
     }
+    setup_exec(s);
+    realm_invoker_opts_t io = {.loop = loop,
+                               .cfg = cfg,
+                               .reg = realm_control_registry(s->control),
+                               .store = realm_control_packages(s->control),
+                               .exec = s->exec};
+    s->invoker = realm_invoker_new(&io, err, err_len);
+    if (!s->invoker) {
+        realm_server_free(s);
+        return -1;
+    }
+    realm_invoker_routes(s->invoker, s->http[L_CONTROL]);
+    realm_functions_register(s->dispatch, s->invoker);
     realm_http_server_route(s->http[L_METRICS], "GET", "/metrics", 1, on_metrics, s);
     realm_http_server_route(s->http[L_METRICS], "GET", "/health", 1, on_health, s);
 
@@ -322,10 +449,12 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     s->sigint.data = s->sigterm.data = s;
 
     for (int i = 0; i < L_COUNT; i++) {
-        int rc = realm_listener_new(loop, listener_names[i], cfg->host, listener_port(cfg, i),
-                                    on_conn, &s->surfaces[i], &s->listeners[i]);
+        /* The runtime API is for environments on this machine only. */
+        const char *host = i == L_RUNTIME ? "127.0.0.1" : cfg->host;
+        int rc = realm_listener_new(loop, listener_names[i], host, listener_port(cfg, i), on_conn,
+                                    &s->surfaces[i], &s->listeners[i]);
         if (rc != 0) {
-            snprintf(err, err_len, "%s listener: %s:%d: %s", listener_names[i], cfg->host,
+            snprintf(err, err_len, "%s listener: %s:%d: %s", listener_names[i], host,
                      listener_port(cfg, i), uv_strerror(rc));
             s->listeners[i] = NULL;
             uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
@@ -335,6 +464,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
             return -1;
         }
     }
+    realm_exec_set_runtime_port(s->exec, realm_listener_port(s->listeners[L_RUNTIME]));
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     if (strcmp(cfg->host, "127.0.0.1") != 0 && strcmp(cfg->host, "::1") != 0 &&
@@ -347,10 +477,11 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
 void realm_server_print_listeners(const realm_server_t *s, FILE *out)
 {
     static const char *const schemes[L_COUNT] = {"ws", "http", "http", "http"};
-    int v6 = strchr(s->cfg->host, ':') != NULL;
     for (int i = 0; i < L_COUNT; i++) {
+        const char *host = realm_listener_host(s->listeners[i]);
+        int v6 = strchr(host, ':') != NULL;
         fprintf(out, "listening %s %s://%s%s%s:%d%s\n", listener_names[i], schemes[i],
-                v6 ? "[" : "", s->cfg->host, v6 ? "]" : "", realm_listener_port(s->listeners[i]),
+                v6 ? "[" : "", host, v6 ? "]" : "", realm_listener_port(s->listeners[i]),
                 i == L_METRICS ? "/metrics" : "");
     }
     fflush(out);
@@ -369,6 +500,11 @@ void realm_server_free(realm_server_t *s)
         if (s->listeners[i]) realm_listener_free(s->listeners[i]);
     /* Let the listeners' close callbacks run before their memory goes. */
     uv_run(s->loop, UV_RUN_DEFAULT);
+    /* Environments first: their end settles invocations and queued events. */
+    realm_exec_free(s->exec);
+    realm_invoker_free(s->invoker);
+    realm_runtime_free(s->runtime);
+    realm_sandbox_probe_dispose(&s->probe);
     realm_client_free(s->client);
     realm_control_free(s->control);
     for (int i = 0; i < L_COUNT; i++)

@@ -19,7 +19,9 @@
     X(TOO_MANY_CALLS, -1006, "TOO_MANY_CALLS", 429, "too many calls in flight")              \
     X(SHUTTING_DOWN, -1007, "SHUTTING_DOWN", 503, "server is shutting down")                 \
     X(BACKPRESSURE, -1008, "BACKPRESSURE", 503, "send queue full")                           \
-    X(CLOSED, -1009, "CLOSED", 500, "connection closed")
+    X(CLOSED, -1009, "CLOSED", 500, "connection closed")                                     \
+    X(FUNCTION_ERROR, -1010, "FUNCTION_ERROR", 502, "the function failed")                   \
+    X(THROTTLED, -1011, "THROTTLED", 429, "too many invocations of this function at once")
 
 typedef enum {
 #define REALM_ERR_ENUM(name, value, code, status, msg) REALM_ERR_##name = value,

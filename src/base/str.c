@@ -3,6 +3,7 @@
  */
 #include "base/str.h"
 
+#include <openssl/evp.h>
 #include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,4 +38,39 @@ void realm_str_uuid4(char out[37])
     snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
              b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
              b[14], b[15]);
+}
+
+int realm_str_b64_decode(const char *in, size_t len, realm_buf_t *out)
+{
+    realm_buf_reserve(out, len / 4 * 3 + 4);
+    EVP_ENCODE_CTX *ctx = EVP_ENCODE_CTX_new();
+    if (!ctx) abort();
+    EVP_DecodeInit(ctx);
+    int n = 0, fin = 0;
+    int rc = -1;
+    size_t off = 0;
+    while (off < len) {
+        int chunk = len - off > (1 << 20) ? (1 << 20) : (int)(len - off);
+        if (EVP_DecodeUpdate(ctx, (unsigned char *)out->data + out->len, &n,
+                             (const unsigned char *)in + off, chunk) < 0)
+            goto done;
+        out->len += (size_t)n;
+        off += (size_t)chunk;
+    }
+    if (EVP_DecodeFinal(ctx, (unsigned char *)out->data + out->len, &fin) != 1) goto done;
+    out->len += (size_t)fin;
+    rc = 0;
+done:
+    if (out->data) out->data[out->len] = '\0';
+    EVP_ENCODE_CTX_free(ctx);
+    return rc;
+}
+
+void realm_str_b64_encode(const void *in, size_t len, realm_buf_t *out)
+{
+    size_t need = (len + 2) / 3 * 4;
+    realm_buf_reserve(out, need + 1);
+    int n = EVP_EncodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)in, (int)len);
+    out->len += (size_t)n;
+    out->data[out->len] = '\0';
 }

@@ -142,6 +142,23 @@ static const cfg_opt_t options[] = {
               "account concurrency: execution environments at once"),
     OPT_COUNT("max-package-jobs", max_package_jobs, "4", 1,
               "code packages unpacked at once (429 TooManyRequests beyond)"),
+    OPT_STRING("runtimes-dir", runtimes_dir, "", "DIR",
+               "Realm's Node/Python bootstraps (default: found beside the binary)"),
+    OPT_MS("env-idle-ms", env_idle_ms, "300000", 1, "stop an idle execution environment after"),
+    OPT_MS("env-init-timeout-ms", env_init_timeout_ms, "10000", 1,
+           "time a new environment gets to ask for its first invocation"),
+    OPT_SIZE("env-tmp-bytes", env_tmp_bytes, "512MiB", 1048576,
+             "size of each environment's private /tmp"),
+    OPT_COUNT("env-pids-max", env_pids_max, "1024", 8,
+              "processes and threads in one environment"),
+    OPT_BOOL("env-network", env_network, "true", "functions may reach the network"),
+    OPT_COUNT("invoke-queue-depth", invoke_queue_depth, "100", 0,
+              "invocations that wait per function when all may run (429 beyond)"),
+    OPT_COUNT("event-retries", event_retries, "2", 0, "retries of a failed Event invocation"),
+    OPT_MS("event-retry-base-ms", event_retry_base_ms, "1000", 0,
+           "first Event retry delay (doubles each retry)"),
+    OPT_SIZE("log-file-bytes", log_file_bytes, "1MiB", 4096,
+             "per-function log file size (one older file is kept)"),
 };
 
 #define OPTIONS_CNT (sizeof(options) / sizeof(options[0]))

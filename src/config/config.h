@@ -45,6 +45,16 @@ typedef struct {
     uint64_t max_code_entries;    /* most entries in one code package */
     uint64_t concurrency_limit;   /* account concurrency (environments at once) */
     uint64_t max_package_jobs;    /* code packages unpacked at once (429 beyond) */
+    char *runtimes_dir;           /* owned; our bootstraps (node/, python/); "" = find */
+    uint64_t env_idle_ms;         /* an idle execution environment is stopped after this */
+    uint64_t env_init_timeout_ms; /* from start to the runtime's first `next` */
+    uint64_t env_tmp_bytes;       /* size of each environment's /tmp */
+    uint64_t env_pids_max;        /* processes and threads in one environment */
+    int env_network;              /* functions may reach the network */
+    uint64_t invoke_queue_depth;  /* invocations waiting per function before 429 */
+    uint64_t event_retries;       /* retries of a failed Event invocation */
+    uint64_t event_retry_base_ms; /* first retry delay; doubles each time */
+    uint64_t log_file_bytes;      /* per-function log file size before rotation */
 } realm_config_t;
 
 /* Fills c with the defaults (allocates the string fields). */

@@ -56,6 +56,9 @@ json_t *realm_builtins_metadata(const realm_dispatch_t *d)
                                              "result", result ? result : json_null(), "streaming",
                                              def->is_streaming));
     }
+    json_t *more = realm_dispatch_describe_more(d, NULL);
+    if (more) json_array_extend(fns, more);
+    json_decref(more);
     return json_pack("{s:{s:s, s:s}, s:o}", "runtime", "name", "realm", "version", REALM_VERSION,
                      "functions", fns);
 }

@@ -33,6 +33,11 @@ struct realm_dispatch_s {
     realm_metric_family_t *f_calls, *f_duration;
     realm_metric_t *m_in_flight;
     entry_t unknown; /* metrics for calls to unregistered names */
+    const realm_fn_def_t *fallback; /* runs names not in the table (deployed functions) */
+    void *fallback_data;
+    entry_t fallback_entry;
+    realm_dispatch_describe_cb describe;
+    void *describe_data;
 };
 
 struct realm_call_s {
@@ -40,6 +45,7 @@ struct realm_call_s {
     entry_t *entry;
     char *id;
     char *tenant_id;
+    char *function;
     void *scope;
     const realm_call_sink_t *sink;
     void *sink_data;
@@ -253,6 +259,7 @@ static void call_end(realm_call_t *call, realm_metric_t *outcome)
     }
     free(call->id);
     free(call->tenant_id);
+    free(call->function);
     free(call);
 }
 
@@ -264,6 +271,7 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
     call->d = d;
     call->id = realm_strdup(id);
     call->tenant_id = tenant_id ? realm_strdup(tenant_id) : NULL;
+    call->function = realm_strdup(function);
     call->scope = scope;
     call->sink = sink;
     call->sink_data = sink_data;
@@ -272,6 +280,21 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
     realm_metric_set(d->m_in_flight, (double)d->in_flight);
 
     entry_t *e = find(d, function);
+    if (e == NULL && d->fallback) {
+        /* Not a built-in: perhaps a deployed function; the fallback says. */
+        call->entry = &d->fallback_entry;
+        call->is_in_handler = 1;
+        d->fallback->handler(call, params, d->fallback_data);
+        call->is_in_handler = 0;
+        if (call->is_ended) {
+            free(call->id);
+            free(call->tenant_id);
+            free(call->function);
+            free(call);
+            return NULL;
+        }
+        return call;
+    }
     if (e == NULL) {
         call->entry = &d->unknown;
         json_t *details = json_pack("{s:s}", "function", function);
@@ -293,10 +316,34 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
     if (call->is_ended) {
         free(call->id);
         free(call->tenant_id);
+        free(call->function);
         free(call);
         return NULL;
     }
     return call;
+}
+
+void realm_dispatch_set_fallback(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data)
+{
+    d->fallback = def;
+    d->fallback_data = fn_data;
+    entry_metrics(d, &d->fallback_entry, def->name);
+}
+
+void realm_dispatch_set_describer(realm_dispatch_t *d, realm_dispatch_describe_cb cb, void *data)
+{
+    d->describe = cb;
+    d->describe_data = data;
+}
+
+json_t *realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant)
+{
+    return d->describe ? d->describe(tenant, d->describe_data) : NULL;
+}
+
+const char *realm_call_function(const realm_call_t *call)
+{
+    return call->function;
 }
 
 const char *realm_call_id(const realm_call_t *call)

@@ -88,6 +88,17 @@ void realm_dispatch_free(realm_dispatch_t *d);
  */
 int realm_dispatch_register(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data);
 const realm_fn_def_t *realm_dispatch_lookup(const realm_dispatch_t *d, const char *name);
+/*
+ * Names not in the table go to def's handler (params unchecked) instead of
+ * FUNCTION_NOT_FOUND; the handler reads the name with realm_call_function
+ * and fails the call with FUNCTION_NOT_FOUND itself if it has no such
+ * function. Used for deployed functions. def is borrowed.
+ */
+void realm_dispatch_set_fallback(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data);
+/* More functions for `metadata` (deployed ones): a new JSON array, or NULL. */
+typedef json_t *(*realm_dispatch_describe_cb)(const char *tenant, void *data);
+void realm_dispatch_set_describer(realm_dispatch_t *d, realm_dispatch_describe_cb cb, void *data);
+json_t *realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant);
 /* Every function in registration order. */
 size_t realm_dispatch_count(const realm_dispatch_t *d);
 const realm_fn_def_t *realm_dispatch_at(const realm_dispatch_t *d, size_t i);
@@ -108,6 +119,7 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
 /* ---- used by handlers ---- */
 const char *realm_call_id(const realm_call_t *call);
 const char *realm_call_tenant(const realm_call_t *call); /* NULL when none */
+const char *realm_call_function(const realm_call_t *call); /* the name it was called by */
 void *realm_call_scope(const realm_call_t *call);
 /* Streams a partial result; takes ownership of data. */
 void realm_call_stream(realm_call_t *call, json_t *data);

@@ -246,6 +246,11 @@ int realm_spawn_pid(const realm_spawn_t *sp)
     return sp->proc.pid;
 }
 
+const realm_sandbox_group_t *realm_spawn_group(const realm_spawn_t *sp)
+{
+    return &sp->group;
+}
+
 void realm_spawn_free(realm_spawn_t *sp)
 {
     if (!sp || sp->is_freed) return;

@@ -56,6 +56,8 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
 void realm_spawn_kill(realm_spawn_t *sp);
 /* Host pid of the spawned trampoline/bwrap. */
 int realm_spawn_pid(const realm_spawn_t *sp);
+/* The environment's cgroups (borrowed; for realm_sandbox_group_holds). */
+const realm_sandbox_group_t *realm_spawn_group(const realm_spawn_t *sp);
 /* Kills if still running, closes handles, removes the cgroups, frees. */
 void realm_spawn_free(realm_spawn_t *sp);
 

@@ -38,6 +38,7 @@ static void on_handle_closed(uv_handle_t *h)
     realm_conn_t *c = h->data;
     if (--c->handles_open > 0) return;
     if (c->handler && c->handler->on_close) c->handler->on_close(c);
+    if (c->tag_release) c->tag_release(c->tag);
     free(c);
 }
 
@@ -143,6 +144,23 @@ void realm_conn_set_handler(realm_conn_t *c, const realm_conn_handler_t *h, void
 {
     c->handler = h;
     c->data = data;
+}
+
+void realm_conn_set_tag(realm_conn_t *c, void *tag, void (*release)(void *tag))
+{
+    c->tag = tag;
+    c->tag_release = release;
+}
+
+void *realm_conn_tag(const realm_conn_t *c)
+{
+    return c->tag;
+}
+
+int realm_conn_fd(const realm_conn_t *c)
+{
+    uv_os_fd_t fd;
+    return uv_fileno((const uv_handle_t *)&c->tcp, &fd) == 0 ? (int)fd : -1;
 }
 
 void *realm_conn_data(const realm_conn_t *c)

@@ -39,6 +39,15 @@ typedef void (*realm_conn_timer_cb)(realm_conn_t *c);
 /* Installs the protocol handler; data is borrowed until on_close. */
 void realm_conn_set_handler(realm_conn_t *c, const realm_conn_handler_t *h, void *data);
 void *realm_conn_data(const realm_conn_t *c);
+/*
+ * A tag the surface that accepted the connection keeps on it whatever
+ * protocol speaks (e.g. which execution environment it comes from);
+ * release (may be NULL) runs when the connection is freed.
+ */
+void realm_conn_set_tag(realm_conn_t *c, void *tag, void (*release)(void *tag));
+void *realm_conn_tag(const realm_conn_t *c);
+/* The socket's file descriptor, or -1. */
+int realm_conn_fd(const realm_conn_t *c);
 uv_loop_t *realm_conn_loop(const realm_conn_t *c);
 realm_listener_t *realm_conn_listener(const realm_conn_t *c);
 /* Peer address as "ip:port" (borrowed until the connection is freed). */

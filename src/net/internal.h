@@ -14,6 +14,8 @@ struct realm_conn_s {
     realm_listener_t *listener;         /* borrowed; outlives its conns' accept path */
     const realm_conn_handler_t *handler; /* borrowed */
     void *data;                         /* handler's */
+    void *tag;                          /* the surface's, across protocol changes */
+    void (*tag_release)(void *tag);
     realm_conn_timer_cb timer_cb;
     size_t pending;                     /* bytes queued to the kernel, not yet written */
     int handles_open;                   /* handles still to close (2 when live) */

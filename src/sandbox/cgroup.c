@@ -206,6 +206,22 @@ int realm_sandbox_group_oom(const realm_sandbox_group_t *g)
                     "oom_kill") > 0;
 }
 
+uint64_t realm_sandbox_group_memory_peak(const realm_sandbox_group_t *g)
+{
+    const char *dir = g->dirs[REALM_SANDBOX_CG_MEMORY];
+    if (!dir) return 0;
+    char path[4096];
+    /* v2 memory.peak (5.19+), v1 memory.max_usage_in_bytes: one number. */
+    snprintf(path, sizeof(path), "%s/%s", dir,
+             exists(dir, "memory.peak") ? "memory.peak" : "memory.max_usage_in_bytes");
+    FILE *f = fopen(path, "re");
+    if (!f) return 0;
+    unsigned long long v = 0;
+    if (fscanf(f, "%llu", &v) != 1) v = 0;
+    fclose(f);
+    return v;
+}
+
 int realm_sandbox_group_destroy(realm_sandbox_group_t *g)
 {
     realm_sandbox_group_kill(g);

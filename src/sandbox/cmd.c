@@ -112,6 +112,9 @@ static int check_spec(const realm_sandbox_spec_t *spec)
     if (!spec->code_dir || spec->code_dir[0] != '/') return -EINVAL;
     if (spec->runtime_dir && spec->runtime_dir[0] != '/') return -EINVAL;
     if (spec->runtime_socket && spec->runtime_socket[0] != '/') return -EINVAL;
+    if (spec->ro_binds)
+        for (const char *const *b = spec->ro_binds; *b; b += 2)
+            if ((*b)[0] != '/' || !b[1] || b[1][0] != '/') return -EINVAL;
     if (!spec->argv || !spec->argv[0] || !spec->argv[0][0]) return -EINVAL;
     if (spec->env)
         for (const char *const *e = spec->env; *e; e++) {
@@ -198,6 +201,9 @@ int realm_sandbox_cmd_init(realm_sandbox_cmd_t *cmd, const realm_sandbox_spec_t 
     if (spec->runtime_dir) push3(&a, "--ro-bind", spec->runtime_dir, REALM_SANDBOX_RUNTIME_DIR);
     if (spec->runtime_socket)
         push3(&a, "--ro-bind", spec->runtime_socket, REALM_SANDBOX_RUNTIME_SOCKET);
+    if (spec->ro_binds)
+        for (const char *const *b = spec->ro_binds; *b; b += 2)
+            push3(&a, "--ro-bind", b[0], b[1]);
 
     /* Everything is mounted: nothing but /tmp stays writable. */
     push2(&a, "--remount-ro", "/");

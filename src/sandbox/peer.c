@@ -69,17 +69,20 @@ static int pid_holds(int pid, const char *want)
     return found;
 }
 
-int realm_sandbox_peer_in_group(const realm_sandbox_group_t *g, int fd)
+unsigned long realm_sandbox_peer_inode(int fd)
 {
     struct sockaddr_in ours, theirs;
     socklen_t len = sizeof(ours);
-    if (getsockname(fd, (struct sockaddr *)&ours, &len) != 0) return -errno;
+    if (getsockname(fd, (struct sockaddr *)&ours, &len) != 0) return 0;
     len = sizeof(theirs);
-    if (getpeername(fd, (struct sockaddr *)&theirs, &len) != 0) return -errno;
-    if (ours.sin_family != AF_INET || theirs.sin_family != AF_INET) return -EAFNOSUPPORT;
+    if (getpeername(fd, (struct sockaddr *)&theirs, &len) != 0) return 0;
+    if (ours.sin_family != AF_INET || theirs.sin_family != AF_INET) return 0;
     /* The peer's socket: its local end is our remote end. */
-    unsigned long inode = find_inode(&theirs, &ours);
-    if (!inode) return -ENOENT;
+    return find_inode(&theirs, &ours);
+}
+
+int realm_sandbox_group_holds(const realm_sandbox_group_t *g, unsigned long inode)
+{
     char want[48];
     snprintf(want, sizeof(want), "socket:[%lu]", inode);
     const char *dir = NULL;
@@ -95,4 +98,11 @@ int realm_sandbox_peer_in_group(const realm_sandbox_group_t *g, int fd)
         found = pid_holds(pid, want);
     fclose(f);
     return found;
+}
+
+int realm_sandbox_peer_in_group(const realm_sandbox_group_t *g, int fd)
+{
+    unsigned long inode = realm_sandbox_peer_inode(fd);
+    if (!inode) return -ENOENT;
+    return realm_sandbox_group_holds(g, inode);
 }

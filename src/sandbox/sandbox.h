@@ -131,6 +131,8 @@ int realm_sandbox_group_add(const realm_sandbox_group_t *g, int pid);
 int realm_sandbox_group_kill(const realm_sandbox_group_t *g);
 /* 1 if the kernel OOM-killed a process of the group (memory limit), else 0. */
 int realm_sandbox_group_oom(const realm_sandbox_group_t *g);
+/* Highest memory use of the group so far in bytes, or 0 when not measured. */
+uint64_t realm_sandbox_group_memory_peak(const realm_sandbox_group_t *g);
 /*
  * Kills what is left and removes the groups. Returns 0 (g is freed), or
  * -EBUSY while killed processes have not exited yet (g is kept: call again
@@ -148,6 +150,14 @@ int realm_sandbox_group_destroy(realm_sandbox_group_t *g);
  * 0 no, or a negative errno when it cannot tell (treat as no).
  */
 int realm_sandbox_peer_in_group(const realm_sandbox_group_t *g, int fd);
+/*
+ * The two halves of realm_sandbox_peer_in_group, for a caller that asks of
+ * many groups: the inode of the peer's socket (0 if not found: not an IPv4
+ * loopback peer of this host), and whether a process of the group holds it
+ * (1 yes, 0 no, negative errno when it cannot tell).
+ */
+unsigned long realm_sandbox_peer_inode(int fd);
+int realm_sandbox_group_holds(const realm_sandbox_group_t *g, unsigned long inode);
 
 /* ------------------------------------------------------------------------ */
 /* Seccomp                                                                  */
@@ -209,6 +219,9 @@ typedef struct {
     const char
         *runtime_socket; /* borrowed: host unix socket, at REALM_SANDBOX_RUNTIME_SOCKET; or NULL */
     const char *const *env;  /* borrowed: NULL-terminated "NAME=value" list; or NULL */
+    /* borrowed: more read-only binds, HOST, SANDBOX_PATH pairs, NULL-terminated;
+     * or NULL. A sandbox path must not lie below another read-only bind. */
+    const char *const *ro_binds;
     int has_network;         /* 0: a new, empty network namespace */
     const char *const *argv; /* borrowed: NULL-terminated command; argv[0] is a sandbox path */
     uint32_t uid;            /* uid inside the sandbox */

@@ -1,0 +1,211 @@
+/*
+ * functions.c - deployed functions as calls of the client protocol (see
+ * functions.h).
+ *
+ * Replies: each streamed chunk is {"index","data"} (UTF-8 text) or
+ * {"index","data_b64"} (other bytes); the final reply is
+ * {"request_id","executed_version","payload"} where payload is the
+ * function's JSON answer (or its text when it is not JSON; null after a
+ * stream). A function error is the call error FUNCTION_ERROR with details
+ * {"error_type","error","request_id"} (error: the function's error JSON);
+ * a throttle is THROTTLED with {"reason","retry_after"}.
+ */
+#include "api/functions.h"
+
+#include "base/alloc.h"
+#include "base/err.h"
+#include "base/str.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define TENANT "" /* until authentication (issue 5) */
+
+typedef struct {
+    realm_call_t *call;
+    realm_inv_t *inv;
+    char version[24];
+    json_int_t chunks;
+    int want_tail;
+} fcall_t;
+
+/* Text or base64 of some bytes, as a new JSON object with one of the keys. */
+static json_t *bytes_json(json_t *o, const char *text_key, const char *b64_key, const char *p,
+                          size_t n)
+{
+    json_t *text = json_stringn(p, n); /* NULL unless valid UTF-8 */
+    if (text) {
+        json_object_set_new(o, text_key, text);
+    } else {
+        realm_buf_t b;
+        realm_buf_init(&b);
+        realm_str_b64_encode(p, n, &b);
+        json_object_set_new(o, b64_key, json_string(b.data ? b.data : ""));
+        realm_buf_dispose(&b);
+    }
+    return o;
+}
+
+static void on_chunk(realm_inv_t *inv, const void *bytes, size_t len, void *data)
+{
+    (void)inv;
+    fcall_t *fc = data;
+    json_t *o = json_pack("{s:I}", "index", fc->chunks++);
+    realm_call_stream(fc->call, bytes_json(o, "data", "data_b64", bytes, len));
+}
+
+static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
+{
+    (void)inv;
+    fcall_t *fc = data;
+    realm_call_t *call = fc->call;
+    json_t *payload = r->payload_len
+                          ? json_loadb(r->payload, r->payload_len, JSON_DECODE_ANY, NULL)
+                          : NULL;
+    if (!payload && r->payload_len) payload = json_stringn(r->payload, r->payload_len);
+    json_t *tail = NULL;
+    if (fc->want_tail) tail = json_stringn(r->log_tail, r->log_tail_len);
+    switch (r->status) {
+    case REALM_INV_OK: {
+        json_t *o = json_pack("{s:s, s:s, s:o}", "request_id", r->request_id, "executed_version",
+                              fc->version, "payload", payload ? payload : json_null());
+        if (r->was_streamed) json_object_set_new(o, "chunks", json_integer(fc->chunks));
+        if (tail) json_object_set_new(o, "log_tail", tail);
+        realm_call_complete(call, o);
+        break;
+    }
+    case REALM_INV_FN_ERROR: {
+        const char *msg = json_string_value(json_object_get(payload, "errorMessage"));
+        json_t *d = json_pack("{s:s, s:s, s:O}", "error_type",
+                              r->error_type ? r->error_type : "Unhandled", "request_id",
+                              r->request_id, "error", payload ? payload : json_null());
+        if (tail) json_object_set_new(d, "log_tail", tail);
+        realm_call_fail(call, REALM_ERR_FUNCTION_ERROR, d, "%s",
+                        msg ? msg : (r->error_type ? r->error_type : "the function failed"));
+        json_decref(payload);
+        break;
+    }
+    case REALM_INV_THROTTLED:
+        json_decref(payload);
+        json_decref(tail);
+        realm_call_fail(call, REALM_ERR_THROTTLED,
+                        json_pack("{s:s, s:i}", "reason", r->error_type ? r->error_type : "",
+                                  "retry_after", 1),
+                        "%s", r->error_message ? r->error_message : "Rate Exceeded.");
+        break;
+    default:
+        json_decref(payload);
+        json_decref(tail);
+        realm_call_fail(call, REALM_ERR_INTERNAL_ERROR, NULL, "%s",
+                        r->error_message ? r->error_message : "the invocation failed");
+    }
+    free(fc);
+}
+
+static void on_cancel(realm_call_t *call, void *data)
+{
+    (void)call;
+    fcall_t *fc = data;
+    realm_inv_cancel(fc->inv);
+    free(fc);
+}
+
+static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const char *qualifier,
+                json_t *payload, int want_tail)
+{
+    char *text = json_dumps(payload ? payload : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
+    if (!payload) {
+        free(text);
+        text = realm_strdup("{}");
+    }
+    fcall_t *fc = realm_calloc(1, sizeof(*fc));
+    fc->call = call;
+    fc->want_tail = want_tail;
+    realm_inv_req_t req = {.payload = text, .payload_len = strlen(text)};
+    static const realm_inv_sink_t sink = {.on_chunk = on_chunk, .on_done = on_done};
+    realm_reg_err_t e;
+    /* Registered first: the call may end (and the hook be dropped) inside start. */
+    realm_call_on_cancel(call, on_cancel, fc);
+    realm_inv_t *inv =
+        realm_invoker_start(iv, TENANT, name, qualifier, &req, &sink, fc, fc->version, &e);
+    free(text);
+    if (inv) fc->inv = inv;
+    if (inv || e.status == 0) return; /* running, or already ended (fc is gone) */
+    realm_call_on_cancel(call, NULL, NULL);
+    free(fc);
+    if (e.status == 404) {
+        realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, json_pack("{s:s}", "function", name),
+                        "%s", e.message);
+    } else {
+        realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "name"), "%s",
+                        e.message);
+    }
+}
+
+static void fn_invoke(realm_call_t *call, json_t *params, void *data)
+{
+    const char *q = json_string_value(json_object_get(params, "qualifier"));
+    const char *lt = json_string_value(json_object_get(params, "log_type"));
+    run(call, data, json_string_value(json_object_get(params, "name")), q && q[0] ? q : NULL,
+        json_object_get(params, "payload"), lt && strcmp(lt, "Tail") == 0);
+}
+
+static void fn_by_name(realm_call_t *call, json_t *params, void *data)
+{
+    run(call, data, realm_call_function(call), NULL, params, 0);
+}
+
+static const realm_param_def_t invoke_params[] = {
+    {.name = "name",
+     .type = REALM_PARAM_STRING,
+     .is_required = 1,
+     .description = "the deployed function: name, name:qualifier, or ARN",
+     .has_min = 1,
+     .min = 1,
+     .has_max = 1,
+     .max = 256},
+    {.name = "payload",
+     .type = REALM_PARAM_ANY,
+     .default_json = "{}",
+     .description = "the event passed to the handler"},
+    {.name = "qualifier",
+     .type = REALM_PARAM_STRING,
+     .description = "a version number or alias name ($LATEST when omitted)",
+     .has_max = 1,
+     .max = 128},
+    {.name = "log_type",
+     .type = REALM_PARAM_STRING,
+     .default_json = "\"None\"",
+     .description = "Tail adds the last 4 KB of the invocation's log as log_tail"},
+};
+
+static const realm_fn_def_t invoke_def = {
+    .name = "invoke",
+    .description = "Runs a deployed function (Lambda Invoke): streamed chunks arrive as "
+                   "streaming replies, then the result.",
+    .params = invoke_params,
+    .params_cnt = sizeof(invoke_params) / sizeof(invoke_params[0]),
+    .result_json = "{\"request_id\":\"string\",\"executed_version\":\"string\",\"payload\":"
+                   "\"any\",\"chunks\":\"integer\"}",
+    .is_streaming = 1,
+    .handler = fn_invoke,
+};
+
+static const realm_fn_def_t by_name_def = {
+    .name = "lambda",
+    .description = "A deployed function called by its name; params are its event.",
+    .is_streaming = 1,
+    .handler = fn_by_name,
+};
+
+static json_t *describe(const char *tenant, void *data)
+{
+    return realm_invoker_describe(data, tenant ? tenant : TENANT);
+}
+
+void realm_functions_register(realm_dispatch_t *d, realm_invoker_t *iv)
+{
+    realm_dispatch_register(d, &invoke_def, iv);
+    realm_dispatch_set_fallback(d, &by_name_def, iv);
+    realm_dispatch_set_describer(d, describe, iv);
+}

@@ -1,0 +1,787 @@
+/*
+ * invoke.c - deployed functions run through the registry and the engine
+ * (see invoke.h).
+ *
+ * Invoke (POST /2015-03-31/functions/{name}/invocations):
+ *   RequestResponse  200 with the function's payload; a function error is
+ *                    200 with X-Amz-Function-Error: Unhandled and the error
+ *                    JSON; throttles are 429 TooManyRequestsException.
+ *   Event            202 once the event is in the durable queue.
+ *   DryRun           204 when the function could be invoked.
+ * X-Amz-Log-Type: Tail adds X-Amz-Log-Result (the last 4 KB, base64).
+ *
+ * EVENTS: the queue (queue/queue.h) is the only copy of an Event
+ * invocation. The invoker leases due events, runs them and then removes,
+ * reschedules (retry_base_ms, doubling, --event-retries times) or moves
+ * them to the failed list. Leases live in memory, so after a crash every
+ * unfinished event is due again: at least once, as on Lambda.
+ */
+#include "api/invoke.h"
+
+#include "api/control.h"
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "base/str.h"
+#include "proto/evstream.h"
+#include "queue/queue.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#define TENANT "" /* until authentication (issue 5) */
+#define SYNC_LIMIT 6291456u        /* 6 MB: RequestResponse payloads */
+#define ASYNC_LIMIT 262144u        /* 256 KB: Event payloads */
+#define EVENT_BATCH 16             /* events taken from the queue at once */
+#define THROTTLED_RETRY_MS 1000    /* a throttled event waits this long */
+
+struct realm_invoker_s {
+    realm_invoker_opts_t o;
+    realm_queue_t *queue;
+    uv_timer_t timer; /* the next due event */
+    size_t events_running;
+    int is_draining;
+    int timer_closed;
+};
+
+/* ---- resolution ---- */
+
+typedef struct {
+    realm_exec_fn_t fn;
+    realm_fn_version_t v;
+    char code_dir[4096];
+    char **env;
+    char arn[256];
+} resolved_t;
+
+static void resolved_dispose(resolved_t *r)
+{
+    if (r->env)
+        for (char **e = r->env; *e; e++)
+            free(*e);
+    free(r->env);
+    realm_fn_version_dispose(&r->v);
+}
+
+static int resolve(realm_invoker_t *iv, const char *tenant, const char *function,
+                   const char *qualifier, resolved_t *r, realm_reg_err_t *e)
+{
+    memset(r, 0, sizeof(*r));
+    double pick = (double)(rand() % 1000000) / 1000000.0;
+    if (realm_registry_resolve(iv->o.reg, tenant, function, qualifier, pick, &r->v, e) != 0)
+        return -1;
+    json_t *c = r->v.config;
+    realm_pkg_store_tree_path(iv->o.store, r->v.code_hex, r->code_dir, sizeof(r->code_dir));
+    json_t *vars = json_object_get(json_object_get(c, "Environment"), "Variables");
+    r->env = realm_calloc(json_object_size(vars) + 1, sizeof(char *));
+    size_t n = 0;
+    const char *k;
+    json_t *val;
+    json_object_foreach(vars, k, val)
+    {
+        realm_buf_t b;
+        realm_buf_init(&b);
+        realm_buf_appendf(&b, "%s=%s", k, json_string_value(val) ? json_string_value(val) : "");
+        r->env[n++] = realm_buf_steal(&b, NULL);
+    }
+    /* The unqualified ARN: FunctionArn of a version ends in ":N". */
+    const char *fa = json_string_value(json_object_get(c, "FunctionArn"));
+    snprintf(r->arn, sizeof(r->arn), "%s", fa ? fa : r->v.name);
+    if (strcmp(r->v.version, "$LATEST") != 0) {
+        char *colon = strrchr(r->arn, ':');
+        if (colon && strcmp(colon + 1, r->v.version) == 0) *colon = '\0';
+    }
+    r->fn = (realm_exec_fn_t){
+        .tenant = tenant,
+        .name = r->v.name,
+        .version = r->v.version,
+        .revision = json_string_value(json_object_get(c, "RevisionId")),
+        .arn = r->arn,
+        .runtime = json_string_value(json_object_get(c, "Runtime")),
+        .handler = json_string_value(json_object_get(c, "Handler")),
+        .code_dir = r->code_dir,
+        .env = (const char *const *)r->env,
+        .memory_mb = (uint64_t)json_integer_value(json_object_get(c, "MemorySize")),
+        .timeout_s = (uint64_t)json_integer_value(json_object_get(c, "Timeout")),
+        .reserved = r->v.reserved,
+    };
+    return 0;
+}
+
+realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
+                                 const char *qualifier, const realm_inv_req_t *req,
+                                 const realm_inv_sink_t *sink, void *data,
+                                 char *executed_version, realm_reg_err_t *e)
+{
+    resolved_t r;
+    e->status = 0;
+    if (resolve(iv, tenant, function, qualifier, &r, e) != 0) return NULL;
+    if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
+    /* The ARN as invoked: qualified when a qualifier was given. */
+    char invoked[400];
+    if (qualifier && qualifier[0]) snprintf(invoked, sizeof(invoked), "%s:%s", r.arn, qualifier);
+    else snprintf(invoked, sizeof(invoked), "%s", r.arn);
+    realm_inv_req_t rq = *req;
+    if (!rq.invoked_arn) rq.invoked_arn = invoked;
+    realm_inv_t *inv = realm_exec_invoke(iv->o.exec, &r.fn, &rq, sink, data);
+    resolved_dispose(&r);
+    return inv;
+}
+
+json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
+{
+    json_t *out = json_array();
+    char marker[256] = "";
+    for (;;) {
+        realm_reg_err_t e;
+        json_t *page = realm_registry_list_functions(iv->o.reg, tenant, marker[0] ? marker : NULL,
+                                                     50, 0, &e);
+        if (!page) break;
+        size_t i;
+        json_t *f;
+        json_array_foreach(json_object_get(page, "Functions"), i, f)
+        {
+            const char *name = json_string_value(json_object_get(f, "FunctionName"));
+            const char *desc = json_string_value(json_object_get(f, "Description"));
+            json_t *params = json_pack(
+                "[{s:s, s:s, s:b, s:n, s:s}, {s:s, s:s, s:b, s:n, s:s}]", "name", "payload",
+                "type", "any", "required", 0, "default", "description",
+                "the event passed to the handler (the call's params when omitted)", "name",
+                "qualifier", "type", "string", "required", 0, "default", "description",
+                "a version number or alias name");
+            json_array_append_new(
+                out, json_pack("{s:s, s:s, s:o, s:s, s:b, s:s, s:O*, s:O*, s:O*, s:O*}", "name",
+                               name ? name : "", "description",
+                               desc && desc[0] ? desc : "A deployed Lambda function", "params",
+                               params, "kind", "lambda", "streaming", 1, "result", "any",
+                               "runtime", json_object_get(f, "Runtime"), "handler",
+                               json_object_get(f, "Handler"), "memory_mb",
+                               json_object_get(f, "MemorySize"), "timeout_s",
+                               json_object_get(f, "Timeout")));
+        }
+        const char *next = json_string_value(json_object_get(page, "NextMarker"));
+        if (!next) {
+            json_decref(page);
+            break;
+        }
+        snprintf(marker, sizeof(marker), "%s", next);
+        json_decref(page);
+    }
+    return out;
+}
+
+/* ---- HTTP helpers ---- */
+
+static void amz_error(realm_http_res_t *res, int status, const char *type, const char *msg)
+{
+    realm_control_send_error(res, status, type, msg);
+}
+
+static void reg_error(realm_http_res_t *res, const realm_reg_err_t *e)
+{
+    amz_error(res, e->status, e->type, e->message);
+}
+
+static void throttled(realm_http_res_t *res, const char *reason, const char *msg)
+{
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(res, "x-amzn-RequestId", rid);
+    realm_http_res_header(res, "x-amzn-ErrorType", "TooManyRequestsException");
+    realm_http_res_header(res, "Retry-After", "1");
+    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "Type", "User", "message",
+                             msg ? msg : "Rate Exceeded.", "Reason", reason ? reason : "",
+                             "retryAfterSeconds", "1");
+    realm_http_res_send_json(res, 429, body);
+}
+
+static const char *req_query(realm_http_req_t *req, const char *name, char *buf, size_t len)
+{
+    return realm_http_query_param(req->query, name, 0, buf, len) >= 0 ? buf : NULL;
+}
+
+/* The decoded X-Amz-Client-Context into out; -1 after answering 400. */
+static int client_context(realm_http_req_t *req, realm_http_res_t *res, realm_buf_t *out)
+{
+    const char *cc = realm_http_req_header(req, "X-Amz-Client-Context");
+    if (!cc || !cc[0]) return 0;
+    json_t *j = NULL;
+    if (strlen(cc) <= 3583 && realm_str_b64_decode(cc, strlen(cc), out) == 0)
+        j = json_loadb(out->data ? out->data : "", out->len, 0, NULL);
+    if (!json_is_object(j)) {
+        json_decref(j);
+        amz_error(res, 400, "InvalidRequestContentException",
+                  "Client context must be a valid Base64-encoded JSON object of at most 3583 "
+                  "bytes encoded.");
+        return -1;
+    }
+    json_decref(j);
+    return 0;
+}
+
+/* The body as the event: valid JSON, "{}" when empty. 0, or -1 after answering. */
+static int event_payload(realm_http_req_t *req, realm_http_res_t *res, size_t limit,
+                         const char *op, const char **payload, size_t *len)
+{
+    if (req->body.len > limit) {
+        char msg[160];
+        snprintf(msg, sizeof(msg), "Request must be smaller than %zu bytes for the %s operation",
+                 limit, op);
+        amz_error(res, 413, "RequestTooLargeException", msg);
+        return -1;
+    }
+    if (req->body.len == 0) {
+        *payload = "{}";
+        *len = 2;
+        return 0;
+    }
+    json_error_t jerr;
+    json_t *j = json_loadb(req->body.data, req->body.len, JSON_DECODE_ANY, &jerr);
+    if (!j) {
+        char msg[300];
+        snprintf(msg, sizeof(msg), "Could not parse request body into json: %s", jerr.text);
+        amz_error(res, 400, "InvalidRequestContentException", msg);
+        return -1;
+    }
+    json_decref(j);
+    *payload = req->body.data;
+    *len = req->body.len;
+    return 0;
+}
+
+/* ---- Invoke (RequestResponse) ---- */
+
+typedef struct {
+    realm_http_res_t *res; /* NULL once the client went away */
+    realm_inv_t *inv;
+    int want_tail;
+    int is_stream; /* InvokeWithResponseStream */
+    int has_begun;
+    char version[24];
+    realm_buf_t frame;
+} call_t;
+
+static void call_aborted(realm_http_res_t *res, void *data)
+{
+    (void)res;
+    call_t *c = data;
+    /* The function keeps running, as on Lambda; its answer goes nowhere. */
+    c->res = NULL;
+}
+
+static void add_tail(call_t *c, const realm_inv_result_t *r)
+{
+    if (!c->want_tail) return;
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_str_b64_encode(r->log_tail, r->log_tail_len, &b);
+    realm_http_res_header(c->res, "X-Amz-Log-Result", b.data ? b.data : "");
+    realm_buf_dispose(&b);
+}
+
+static void answer_failed(realm_http_res_t *res, const realm_inv_result_t *r)
+{
+    if (r->status == REALM_INV_THROTTLED) throttled(res, r->error_type, r->error_message);
+    else amz_error(res, 500, "ServiceException", r->error_message ? r->error_message : "failed");
+}
+
+static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
+{
+    (void)inv;
+    call_t *c = data;
+    realm_http_res_t *res = c->res;
+    if (res) {
+        realm_http_res_on_abort(res, NULL, NULL);
+        if (r->status == REALM_INV_OK || r->status == REALM_INV_FN_ERROR) {
+            realm_http_res_header(res, "x-amzn-RequestId", r->request_id);
+            realm_http_res_header(res, "X-Amz-Executed-Version", c->version);
+            if (r->status == REALM_INV_FN_ERROR)
+                realm_http_res_header(res, "X-Amz-Function-Error", "Unhandled");
+            add_tail(c, r);
+            realm_http_res_send(res, 200, "application/json", r->payload, r->payload_len);
+        } else {
+            answer_failed(res, r);
+        }
+    }
+    free(c);
+}
+
+/* ---- InvokeWithResponseStream ---- */
+
+static void stream_begin(call_t *c, const char *content_type)
+{
+    if (c->has_begun || !c->res) return;
+    c->has_begun = 1;
+    realm_http_res_header(c->res, "X-Amz-Executed-Version", c->version);
+    realm_http_res_begin(c->res, 200, content_type);
+}
+
+static void stream_frame_chunk(call_t *c, const void *bytes, size_t len)
+{
+    if (!c->res || !len) return;
+    realm_buf_reset(&c->frame);
+    realm_evstream_chunk(&c->frame, bytes, len);
+    realm_http_res_write(c->res, c->frame.data, c->frame.len);
+}
+
+static void on_stream_start(realm_inv_t *inv, const char *content_type, void *data)
+{
+    (void)inv;
+    stream_begin(data, content_type);
+}
+
+static void on_stream_chunk(realm_inv_t *inv, const void *bytes, size_t len, void *data)
+{
+    (void)inv;
+    call_t *c = data;
+    stream_begin(c, "application/octet-stream");
+    stream_frame_chunk(c, bytes, len);
+}
+
+static void on_stream_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
+{
+    (void)inv;
+    call_t *c = data;
+    if (c->res) {
+        realm_http_res_on_abort(c->res, NULL, NULL);
+        if (!c->has_begun && r->status != REALM_INV_OK && r->status != REALM_INV_FN_ERROR) {
+            answer_failed(c->res, r);
+        } else {
+            if (!c->has_begun) realm_http_res_header(c->res, "x-amzn-RequestId", r->request_id);
+            stream_begin(c, "application/json");
+            if (r->status == REALM_INV_OK) stream_frame_chunk(c, r->payload, r->payload_len);
+            realm_buf_t tail;
+            realm_buf_init(&tail);
+            if (c->want_tail) realm_str_b64_encode(r->log_tail, r->log_tail_len, &tail);
+            char *details = NULL;
+            if (r->status == REALM_INV_FN_ERROR) {
+                json_t *ej = json_loadb(r->payload, r->payload_len, 0, NULL);
+                const char *m = json_string_value(json_object_get(ej, "errorMessage"));
+                details = realm_strdup(m ? m : (r->payload_len ? r->payload : ""));
+                json_decref(ej);
+            }
+            realm_buf_reset(&c->frame);
+            realm_evstream_complete(&c->frame,
+                                    r->status == REALM_INV_FN_ERROR ? r->error_type : NULL,
+                                    details, c->want_tail ? (tail.data ? tail.data : "") : NULL);
+            realm_http_res_write(c->res, c->frame.data, c->frame.len);
+            realm_http_res_end(c->res, NULL);
+            free(details);
+            realm_buf_dispose(&tail);
+        }
+    }
+    realm_buf_dispose(&c->frame);
+    free(c);
+}
+
+/* ---- Event ---- */
+
+static void events_kick(realm_invoker_t *iv);
+
+typedef struct {
+    realm_invoker_t *iv;
+    realm_queue_item_t item;
+} event_t;
+
+static int64_t wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void event_retry_or_fail(realm_invoker_t *iv, const realm_queue_item_t *it,
+                                const char *type, const char *msg)
+{
+    uint64_t retries = iv->o.cfg->event_retries;
+    if ((uint64_t)it->attempts < retries) {
+        int64_t delay = (int64_t)iv->o.cfg->event_retry_base_ms << it->attempts;
+        realm_queue_retry(iv->queue, it->id, wall_ms() + delay, msg);
+        realm_info("event %" PRId64 " of %s failed (%s); retry %d of %" PRIu64 " in %" PRId64
+                   " ms",
+                   it->id, it->function, type, it->attempts + 1, retries, delay);
+    } else {
+        realm_queue_fail(iv->queue, it->id, type, msg, wall_ms());
+        realm_warn("event %" PRId64 " of %s failed for good after %d attempts: %s", it->id,
+                   it->function, it->attempts + 1, type);
+    }
+}
+
+static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
+{
+    (void)inv;
+    event_t *ev = data;
+    realm_invoker_t *iv = ev->iv;
+    iv->events_running--;
+    switch (r->status) {
+    case REALM_INV_OK:
+        realm_queue_done(iv->queue, ev->item.id);
+        break;
+    case REALM_INV_THROTTLED:
+        /* Not the function's fault: try again later without counting it. */
+        realm_queue_release(iv->queue, ev->item.id);
+        realm_queue_retry(iv->queue, ev->item.id, wall_ms() + THROTTLED_RETRY_MS, "throttled");
+        break;
+    case REALM_INV_FN_ERROR: {
+        realm_buf_t msg;
+        realm_buf_init(&msg);
+        realm_buf_append(&msg, r->payload, r->payload_len > 1024 ? 1024 : r->payload_len);
+        event_retry_or_fail(iv, &ev->item, r->error_type ? r->error_type : "Unhandled",
+                            msg.data ? msg.data : "");
+        realm_buf_dispose(&msg);
+        break;
+    }
+    default:
+        if (iv->is_draining) realm_queue_release(iv->queue, ev->item.id);
+        else event_retry_or_fail(iv, &ev->item, "ServiceException",
+                                 r->error_message ? r->error_message : "");
+    }
+    realm_queue_item_dispose(&ev->item);
+    free(ev);
+    if (!iv->is_draining) events_kick(iv);
+}
+
+static void run_event(realm_invoker_t *iv, realm_queue_item_t *it)
+{
+    event_t *ev = realm_calloc(1, sizeof(*ev));
+    ev->iv = iv;
+    ev->item = *it;
+    realm_inv_req_t req = {.payload = it->payload, .payload_len = it->payload_len};
+    static const realm_inv_sink_t sink = {.on_done = on_event_done};
+    realm_reg_err_t e;
+    iv->events_running++;
+    realm_inv_t *inv = realm_invoker_start(iv, it->tenant, it->function,
+                                           it->qualifier && it->qualifier[0] ? it->qualifier : NULL, &req,
+                                           &sink, ev, NULL, &e);
+    if (!inv && e.status != 0) {
+        iv->events_running--;
+        realm_queue_fail(iv->queue, it->id, e.type, e.message, wall_ms());
+        realm_queue_item_dispose(&ev->item);
+        free(ev);
+    }
+}
+
+static void on_event_timer(uv_timer_t *t)
+{
+    events_kick(t->data);
+}
+
+/* Runs what is due (a bounded number at once) and sets the timer for the rest. */
+static void events_kick(realm_invoker_t *iv)
+{
+    if (iv->is_draining) return;
+    size_t cap = (size_t)iv->o.cfg->concurrency_limit;
+    while (iv->events_running < cap) {
+        realm_queue_item_t items[EVENT_BATCH];
+        size_t want = cap - iv->events_running;
+        if (want > EVENT_BATCH) want = EVENT_BATCH;
+        size_t n = realm_queue_take_due(iv->queue, wall_ms(), items, want);
+        for (size_t i = 0; i < n; i++)
+            run_event(iv, &items[i]);
+        if (n < want) break;
+    }
+    int64_t next = realm_queue_next_due(iv->queue);
+    if (next < 0 || iv->events_running >= cap) {
+        uv_timer_stop(&iv->timer);
+        return;
+    }
+    int64_t wait = next - wall_ms();
+    uv_timer_start(&iv->timer, on_event_timer, wait > 0 ? (uint64_t)wait : 0, 0);
+}
+
+/* ---- routes ---- */
+
+static void on_invoke(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    realm_invoker_t *iv = data;
+    const char *fn = realm_http_req_param(req, "FunctionName");
+    char q[160];
+    const char *qualifier = req_query(req, "Qualifier", q, sizeof(q));
+    const char *type = realm_http_req_header(req, "X-Amz-Invocation-Type");
+    const char *log_type = realm_http_req_header(req, "X-Amz-Log-Type");
+    if (!type || !type[0]) type = "RequestResponse";
+    if (strcmp(type, "RequestResponse") != 0 && strcmp(type, "Event") != 0 &&
+        strcmp(type, "DryRun") != 0) {
+        amz_error(res, 400, "InvalidParameterValueException",
+                  "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun");
+        return;
+    }
+    if (log_type && strcmp(log_type, "None") != 0 && strcmp(log_type, "Tail") != 0) {
+        amz_error(res, 400, "InvalidParameterValueException", "X-Amz-Log-Type must be None or Tail");
+        return;
+    }
+    int is_event = strcmp(type, "Event") == 0;
+    const char *payload;
+    size_t len;
+    if (event_payload(req, res, is_event ? ASYNC_LIMIT : SYNC_LIMIT,
+                      is_event ? "InvokeAsync" : "InvokeFunction", &payload, &len) != 0)
+        return;
+    realm_buf_t cc;
+    realm_buf_init(&cc);
+    if (client_context(req, res, &cc) != 0) {
+        realm_buf_dispose(&cc);
+        return;
+    }
+    if (is_event || strcmp(type, "DryRun") == 0) {
+        /* Both only need the function to exist. */
+        resolved_t r;
+        realm_reg_err_t e;
+        if (resolve(iv, TENANT, fn, qualifier, &r, &e) != 0) {
+            realm_buf_dispose(&cc);
+            reg_error(res, &e);
+            return;
+        }
+        char version[24];
+        snprintf(version, sizeof(version), "%s", r.v.version);
+        resolved_dispose(&r);
+        char rid[37];
+        realm_str_uuid4(rid);
+        realm_http_res_header(res, "x-amzn-RequestId", rid);
+        if (!is_event) {
+            realm_http_res_header(res, "X-Amz-Executed-Version", version);
+            realm_http_res_send(res, 204, NULL, NULL, 0);
+        } else {
+            char err[256];
+            int64_t id = realm_queue_push(iv->queue, TENANT, fn, qualifier ? qualifier : "",
+                                          payload, len, wall_ms(), err, sizeof(err));
+            if (id < 0) {
+                amz_error(res, 500, "ServiceException", err);
+            } else {
+                realm_http_res_send(res, 202, NULL, NULL, 0);
+                events_kick(iv);
+            }
+        }
+        realm_buf_dispose(&cc);
+        return;
+    }
+    call_t *c = realm_calloc(1, sizeof(*c));
+    c->res = res;
+    c->want_tail = log_type && strcmp(log_type, "Tail") == 0;
+    realm_inv_req_t rq = {.payload = payload,
+                          .payload_len = len,
+                          .client_context = cc.len ? cc.data : NULL};
+    static const realm_inv_sink_t sink = {.on_done = on_sync_done};
+    realm_reg_err_t e;
+    realm_http_res_on_abort(res, call_aborted, c);
+    realm_inv_t *inv = realm_invoker_start(iv, TENANT, fn, qualifier, &rq, &sink, c, c->version, &e);
+    realm_buf_dispose(&cc);
+    if (!inv && e.status != 0) {
+        realm_http_res_on_abort(res, NULL, NULL);
+        free(c);
+        reg_error(res, &e);
+    }
+}
+
+static void on_invoke_stream(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    realm_invoker_t *iv = data;
+    const char *fn = realm_http_req_param(req, "FunctionName");
+    char q[160];
+    const char *qualifier = req_query(req, "Qualifier", q, sizeof(q));
+    const char *type = realm_http_req_header(req, "X-Amz-Invocation-Type");
+    const char *log_type = realm_http_req_header(req, "X-Amz-Log-Type");
+    if (type && type[0] && strcmp(type, "RequestResponse") != 0 && strcmp(type, "DryRun") != 0) {
+        amz_error(res, 400, "InvalidParameterValueException",
+                  "X-Amz-Invocation-Type must be RequestResponse or DryRun");
+        return;
+    }
+    const char *payload;
+    size_t len;
+    if (event_payload(req, res, SYNC_LIMIT, "InvokeWithResponseStream", &payload, &len) != 0)
+        return;
+    realm_buf_t cc;
+    realm_buf_init(&cc);
+    if (client_context(req, res, &cc) != 0) {
+        realm_buf_dispose(&cc);
+        return;
+    }
+    if (type && strcmp(type, "DryRun") == 0) {
+        resolved_t r;
+        realm_reg_err_t e;
+        realm_buf_dispose(&cc);
+        if (resolve(iv, TENANT, fn, qualifier, &r, &e) != 0) {
+            reg_error(res, &e);
+            return;
+        }
+        realm_http_res_header(res, "X-Amz-Executed-Version", r.v.version);
+        resolved_dispose(&r);
+        realm_http_res_send(res, 204, NULL, NULL, 0);
+        return;
+    }
+    call_t *c = realm_calloc(1, sizeof(*c));
+    c->res = res;
+    c->is_stream = 1;
+    c->want_tail = log_type && strcmp(log_type, "Tail") == 0;
+    realm_buf_init(&c->frame);
+    realm_inv_req_t rq = {.payload = payload,
+                          .payload_len = len,
+                          .client_context = cc.len ? cc.data : NULL};
+    static const realm_inv_sink_t sink = {
+        .on_stream = on_stream_start, .on_chunk = on_stream_chunk, .on_done = on_stream_done};
+    realm_reg_err_t e;
+    realm_http_res_on_abort(res, call_aborted, c);
+    realm_inv_t *inv = realm_invoker_start(iv, TENANT, fn, qualifier, &rq, &sink, c, c->version, &e);
+    realm_buf_dispose(&cc);
+    if (!inv && e.status != 0) {
+        realm_http_res_on_abort(res, NULL, NULL);
+        realm_buf_dispose(&c->frame);
+        free(c);
+        reg_error(res, &e);
+    }
+}
+
+/* InvokeAsync (deprecated): POST /2014-11-13/functions/{name}/invoke-async/ -> 202 {"Status":202}. */
+static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    realm_invoker_t *iv = data;
+    const char *fn = realm_http_req_param(req, "FunctionName");
+    const char *payload;
+    size_t len;
+    if (event_payload(req, res, ASYNC_LIMIT, "InvokeAsync", &payload, &len) != 0) return;
+    resolved_t r;
+    realm_reg_err_t e;
+    if (resolve(iv, TENANT, fn, NULL, &r, &e) != 0) {
+        reg_error(res, &e);
+        return;
+    }
+    resolved_dispose(&r);
+    char err[256];
+    if (realm_queue_push(iv->queue, TENANT, fn, "", payload, len, wall_ms(), err, sizeof(err)) <
+        0) {
+        amz_error(res, 500, "ServiceException", err);
+        return;
+    }
+    realm_http_res_send_json(res, 202, json_pack("{s:i}", "Status", 202));
+    events_kick(iv);
+}
+
+/* The function's name (no qualifier) from the path, or NULL after answering. */
+static const char *plain_name(realm_invoker_t *iv, realm_http_req_t *req, realm_http_res_t *res,
+                              char name[65])
+{
+    char q[129];
+    realm_reg_err_t e;
+    resolved_t r;
+    const char *fn = realm_http_req_param(req, "FunctionName");
+    if (realm_registry_parse_name(iv->o.reg, fn ? fn : "", 0, name, q, &e) != 0 ||
+        resolve(iv, TENANT, name, NULL, &r, &e) != 0) {
+        reg_error(res, &e);
+        return NULL;
+    }
+    resolved_dispose(&r);
+    return name;
+}
+
+/* GET /realm/v1/functions/{name}/logs[?tail=BYTES]: the function's log, text. */
+static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    realm_invoker_t *iv = data;
+    char name[65], buf[32];
+    if (!plain_name(iv, req, res, name)) return;
+    long tail = 64 * 1024;
+    if (req_query(req, "tail", buf, sizeof(buf))) {
+        char *end;
+        tail = strtol(buf, &end, 10);
+        if (!buf[0] || *end || tail < 1 || tail > 16 * 1024 * 1024) {
+            amz_error(res, 400, "InvalidParameterValueException",
+                      "tail must be a byte count from 1 to 16777216");
+            return;
+        }
+    }
+    char path[4200];
+    snprintf(path, sizeof(path), "%s/logs/%s/%s.log", iv->o.cfg->data_dir, TENANT[0] ? TENANT : "_",
+             name);
+    realm_buf_t out;
+    realm_buf_init(&out);
+    FILE *f = fopen(path, "re");
+    if (f) {
+        if (fseek(f, 0, SEEK_END) == 0) {
+            long size = ftell(f);
+            long from = size > tail ? size - tail : 0;
+            fseek(f, from, SEEK_SET);
+            realm_buf_reserve(&out, (size_t)(size - from));
+            out.len = fread(out.data, 1, (size_t)(size - from), f);
+        }
+        fclose(f);
+    }
+    realm_http_res_send(res, 200, "text/plain; charset=utf-8", out.data ? out.data : "", out.len);
+    realm_buf_dispose(&out);
+}
+
+/* GET /realm/v1/functions/{name}/failed-events: Event invocations that failed for good. */
+static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    realm_invoker_t *iv = data;
+    char name[65];
+    if (!plain_name(iv, req, res, name)) return;
+    json_t *list = realm_queue_list_failed(iv->queue, TENANT, name, 100);
+    realm_http_res_send_json(res, 200, json_pack("{s:o, s:I}", "FailedEvents", list ? list : json_array(),
+                                                 "Pending", (json_int_t)realm_queue_pending(iv->queue)));
+}
+
+void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *http)
+{
+    /* Above the payload limits, so that the answer is AWS's own 413. */
+    uint64_t body = SYNC_LIMIT + 1024 * 1024;
+    realm_http_server_route(http, "POST", "/2015-03-31/functions/{FunctionName}/invocations", body,
+                            on_invoke, iv);
+    realm_http_server_route(http, "POST",
+                            "/2021-11-15/functions/{FunctionName}/response-streaming-invocations",
+                            body, on_invoke_stream, iv);
+    realm_http_server_route(http, "POST", "/2014-11-13/functions/{FunctionName}/invoke-async/",
+                            body, on_invoke_async, iv);
+    realm_http_server_route(http, "POST", "/2014-11-13/functions/{FunctionName}/invoke-async",
+                            body, on_invoke_async, iv);
+    realm_http_server_route(http, "GET", "/realm/v1/functions/{FunctionName}/logs", 1, on_logs, iv);
+    realm_http_server_route(http, "GET", "/realm/v1/functions/{FunctionName}/failed-events", 1,
+                            on_failed_events, iv);
+}
+
+/* ---- life ---- */
+
+realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, size_t err_len)
+{
+    realm_invoker_t *iv = realm_calloc(1, sizeof(*iv));
+    iv->o = *o;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/events.db", o->cfg->data_dir);
+    iv->queue = realm_queue_open(path, err, err_len);
+    if (!iv->queue) {
+        free(iv);
+        return NULL;
+    }
+    uv_timer_init(o->loop, &iv->timer);
+    iv->timer.data = iv;
+    size_t pending = realm_queue_pending(iv->queue);
+    if (pending) realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
+    events_kick(iv);
+    return iv;
+}
+
+void realm_invoker_drain(realm_invoker_t *iv)
+{
+    iv->is_draining = 1;
+    uv_timer_stop(&iv->timer);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    realm_invoker_t *iv = h->data;
+    iv->timer_closed = 1;
+}
+
+void realm_invoker_free(realm_invoker_t *iv)
+{
+    if (!iv) return;
+    iv->is_draining = 1;
+    uv_close((uv_handle_t *)&iv->timer, on_timer_closed);
+    while (!iv->timer_closed)
+        uv_run(iv->o.loop, UV_RUN_ONCE);
+    realm_queue_close(iv->queue);
+    free(iv);
+}

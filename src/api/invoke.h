@@ -1,0 +1,54 @@
+/*
+ * invoke.h - running deployed functions: a reference (name or ARN, and a
+ * qualifier) is resolved through the registry to the version and code that
+ * run, and handed to the execution engine. One invoker serves the control
+ * API's Invoke, InvokeAsync and InvokeWithResponseStream, the client
+ * WebSocket's `invoke`, and the durable queue of Event invocations
+ * (retried with backoff, failures kept and listable; docs/invoke.md).
+ *
+ * THREADS: loop thread only.
+ */
+#ifndef REALM_API_INVOKE_H
+#define REALM_API_INVOKE_H
+
+#include "config/config.h"
+#include "exec/exec.h"
+#include "http/server.h"
+#include "pkg/pkg.h"
+#include "registry/registry.h"
+
+#include <uv.h>
+
+typedef struct realm_invoker_s realm_invoker_t;
+
+typedef struct {
+    uv_loop_t *loop;
+    const realm_config_t *cfg;
+    realm_registry_t *reg;
+    realm_pkg_store_t *store;
+    realm_exec_t *exec;
+} realm_invoker_opts_t;
+
+/* Opens the event queue (DATA_DIR/events.db). NULL with a message in err. */
+realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, size_t err_len);
+void realm_invoker_free(realm_invoker_t *iv);
+/* Adds Invoke, InvokeAsync, InvokeWithResponseStream, logs and failed events to the control API. */
+void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *control);
+/* Stops taking queued events (shutdown); what is leased stays queued. */
+void realm_invoker_drain(realm_invoker_t *iv);
+
+/*
+ * Starts an invocation of a deployed function. Returns it; or NULL when it
+ * already ended (the sink had on_done, e.g. throttled) with e->status 0;
+ * or NULL with e filled (404, 400...) when there is nothing to run.
+ * executed_version (24 bytes) gets the version that runs.
+ */
+realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
+                                 const char *qualifier, const realm_inv_req_t *req,
+                                 const realm_inv_sink_t *sink, void *data,
+                                 char *executed_version, realm_reg_err_t *e);
+
+/* Every deployed function of a tenant for `metadata` (a new array). */
+json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant);
+
+#endif

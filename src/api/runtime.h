@@ -1,0 +1,30 @@
+/*
+ * runtime.h - the Lambda runtime API (2018-06-01) on the runtime listener:
+ * AWS's HTTP routes and the WebSocket channel at
+ * /2018-06-01/runtime/websocket (docs/runtime-channel.md), both adapters of
+ * the execution engine (exec/exec.h).
+ *
+ * DESIGN: the environment is never named by the client: each accepted
+ * connection is matched to the environment whose cgroup holds its peer
+ * socket (realm_runtime_accept) and keeps that environment as its tag, so
+ * a process Realm did not start in an environment is refused (403) on every
+ * route.
+ * THREADS: loop thread only.
+ */
+#ifndef REALM_API_RUNTIME_H
+#define REALM_API_RUNTIME_H
+
+#include "exec/exec.h"
+#include "http/server.h"
+#include "ws/ws.h"
+
+typedef struct realm_runtime_s realm_runtime_t;
+
+/* Adds the routes to http (the runtime listener's server). */
+realm_runtime_t *realm_runtime_new(realm_exec_t *x, realm_http_server_t *http,
+                                   const realm_ws_config_t *ws);
+void realm_runtime_free(realm_runtime_t *rt);
+/* A new connection on the runtime listener: tags it with its environment. */
+void realm_runtime_accept(realm_runtime_t *rt, realm_conn_t *c);
+
+#endif

@@ -1,0 +1,1211 @@
+/*
+ * exec.c - pools of execution environments and the invocations they run
+ * (see exec.h).
+ *
+ * STATES of an environment:
+ *   STARTING  spawned; has not asked for work yet (init timeout armed)
+ *   IDLE      a `next` is waiting (idle timeout armed)
+ *   BUSY      one invocation is open (its deadline armed)
+ *   RESTING   answered; its next `next` has not come yet (a short grace
+ *             timer: while it runs the environment counts as about to be
+ *             idle, so a caller that invokes again right after its answer
+ *             reuses it instead of starting another)
+ *   STOPPING  killed or exited; off its pool, waiting to be reaped
+ * An environment leaves its pool's counts the moment it stops, so the
+ * replacement can start before the old process is reaped.
+ */
+#include "exec/exec.h"
+
+#include "base/alloc.h"
+#include "base/buf.h"
+#include "base/log.h"
+#include "base/str.h"
+#include "exec/spawn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include <jansson.h>
+#include <stdarg.h>
+
+#define RESTING_GRACE_MS 250
+#define TAIL_KEEP (REALM_EXEC_TAIL_BYTES * 2)
+#define SANDBOX_UID 993 /* sbx_user1051, as on Lambda */
+#define SANDBOX_GID 990
+
+typedef enum { ENV_STARTING, ENV_IDLE, ENV_BUSY, ENV_RESTING, ENV_STOPPING } env_state_t;
+
+typedef struct pool_s pool_t;
+
+struct realm_inv_s {
+    realm_exec_t *x;
+    pool_t *pool;
+    realm_env_t *env; /* while bound */
+    realm_inv_t *prev, *next; /* the pool's queue */
+    char request_id[64];
+    char *payload;
+    size_t payload_len;
+    char *invoked_arn;
+    char *client_context;
+    char trace_id[128];
+    realm_inv_sink_t sink;
+    void *data;
+    int64_t deadline_ms;
+    uint64_t queued_at, started_ns;
+    realm_buf_t log; /* the tail of this invocation's log */
+    unsigned is_queued : 1;
+    unsigned is_streaming : 1;
+};
+
+struct realm_env_s {
+    int refs;
+    realm_exec_t *x;
+    pool_t *pool; /* NULL once stopping */
+    realm_env_t *prev, *next;         /* the pool's environments */
+    realm_env_t *all_prev, *all_next; /* every environment of the engine */
+    env_state_t state;
+    char id[48];
+    realm_spawn_t *sp;
+    uv_timer_t timer;
+    realm_inv_t *inv; /* BUSY */
+    realm_env_next_cb next_cb;
+    void *next_data;
+    char *init_error; /* posted to /init/error, or NULL */
+    size_t init_error_len;
+    char init_error_type[64];
+    char stop_reason[96]; /* why we stopped it, for the log */
+    uint64_t last_used;
+    unsigned has_asked : 1; /* a `next` came at least once (init done) */
+    unsigned is_slow : 1;   /* RESTING past its grace */
+    unsigned timer_closed : 1;
+};
+
+struct pool_s {
+    realm_exec_t *x;
+    pool_t *prev, *next;
+    char *key;
+    char *tenant, *name, *version, *arn, *runtime, *handler, *code_dir;
+    char **env;
+    uint64_t memory_mb, timeout_s;
+    int64_t reserved;
+    realm_inv_t *q_head, *q_tail;
+    size_t queued;
+    realm_env_t *envs;
+    size_t n_envs, n_starting, n_idle, n_busy, n_resting_fresh;
+    size_t provisioned;
+    int is_retired; /* code or configuration changed: no new work */
+    FILE *log;
+    uint64_t log_bytes;
+    char log_path[4096];
+    char log_stream[96];
+};
+
+struct realm_exec_s {
+    realm_exec_opts_t o;
+    char *runtimes_dir, *node_modules_dir, *logs_dir, *self_exe, *region;
+    realm_buf_t bpf;
+    pool_t *pools;
+    realm_env_t *all;
+    size_t n_envs; /* not stopping */
+    uint64_t env_seq;
+    realm_exec_stats_t st;
+    realm_inv_t *watch; /* see realm_exec_invoke */
+    int watch_ended;
+    int is_freeing;
+};
+
+static void pump(pool_t *p);
+static void env_stop(realm_env_t *env, const char *why);
+
+/* ---- small things ---- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static char *dup_or_null(const char *s)
+{
+    return s ? realm_strdup(s) : NULL;
+}
+
+static int has_prefix(const char *s, const char *pre)
+{
+    return s && strncmp(s, pre, strlen(pre)) == 0;
+}
+
+/* ---- logs ---- */
+
+static void pool_log_open(pool_t *p)
+{
+    if (p->log || !p->x->logs_dir) return;
+    char dir[3900];
+    snprintf(dir, sizeof(dir), "%.3000s/%.200s", p->x->logs_dir, p->tenant[0] ? p->tenant : "_");
+    mkdir(p->x->logs_dir, 0700);
+    mkdir(dir, 0700);
+    snprintf(p->log_path, sizeof(p->log_path), "%s/%.65s.log", dir, p->name);
+    p->log = fopen(p->log_path, "ae");
+    if (!p->log) return;
+    struct stat stt;
+    p->log_bytes = stat(p->log_path, &stt) == 0 ? (uint64_t)stt.st_size : 0;
+}
+
+static void pool_log_write(pool_t *p, const char *bytes, size_t len)
+{
+    pool_log_open(p);
+    if (!p->log) return;
+    if (p->log_bytes + len > p->x->o.log_file_bytes) {
+        /* One generation kept: NAME.log.1. */
+        fclose(p->log);
+        p->log = NULL;
+        char old[4200];
+        snprintf(old, sizeof(old), "%s.1", p->log_path);
+        rename(p->log_path, old);
+        pool_log_open(p);
+        if (!p->log) return;
+        p->log_bytes = 0;
+    }
+    fwrite(bytes, 1, len, p->log);
+    fflush(p->log);
+    p->log_bytes += len;
+}
+
+static void inv_log(realm_inv_t *inv, const char *bytes, size_t len)
+{
+    realm_buf_append(&inv->log, bytes, len);
+    if (inv->log.len > TAIL_KEEP) realm_buf_consume(&inv->log, inv->log.len - REALM_EXEC_TAIL_BYTES);
+}
+
+/* A platform line (START, END, REPORT...) to the invocation and the file. */
+static void platform_line(pool_t *p, realm_inv_t *inv, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void platform_line(pool_t *p, realm_inv_t *inv, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(line, sizeof(line) - 1, fmt, ap);
+    va_end(ap);
+    if (n < 0) return;
+    if ((size_t)n > sizeof(line) - 2) n = (int)sizeof(line) - 2;
+    line[n++] = '\n';
+    if (inv) inv_log(inv, line, (size_t)n);
+    if (p) pool_log_write(p, line, (size_t)n);
+}
+
+/* ---- invocations ---- */
+
+static void q_remove(pool_t *p, realm_inv_t *inv)
+{
+    if (!inv->is_queued) return;
+    if (inv->prev) inv->prev->next = inv->next;
+    else p->q_head = inv->next;
+    if (inv->next) inv->next->prev = inv->prev;
+    else p->q_tail = inv->prev;
+    inv->prev = inv->next = NULL;
+    inv->is_queued = 0;
+    p->queued--;
+}
+
+static void q_push(pool_t *p, realm_inv_t *inv)
+{
+    inv->prev = p->q_tail;
+    inv->next = NULL;
+    if (p->q_tail) p->q_tail->next = inv;
+    else p->q_head = inv;
+    p->q_tail = inv;
+    inv->is_queued = 1;
+    p->queued++;
+}
+
+static void inv_free(realm_inv_t *inv)
+{
+    free(inv->payload);
+    free(inv->invoked_arn);
+    free(inv->client_context);
+    realm_buf_dispose(&inv->log);
+    free(inv);
+}
+
+/* Ends an invocation: its sink's last event, then it is freed. */
+static void inv_finish(realm_inv_t *inv, realm_inv_status_t status, const char *payload,
+                       size_t len, const char *error_type, const char *error_message)
+{
+    if (inv->pool) q_remove(inv->pool, inv);
+    if (inv->env && inv->env->inv == inv) inv->env->inv = NULL;
+    inv->env = NULL;
+    const char *tail = inv->log.data ? inv->log.data : "";
+    size_t tail_len = inv->log.len;
+    if (tail_len > REALM_EXEC_TAIL_BYTES) {
+        tail += tail_len - REALM_EXEC_TAIL_BYTES;
+        tail_len = REALM_EXEC_TAIL_BYTES;
+    }
+    realm_inv_result_t r = {
+        .status = status,
+        .request_id = inv->request_id,
+        .payload = payload ? payload : "",
+        .payload_len = payload ? len : 0,
+        .error_type = error_type,
+        .error_message = error_message,
+        .log_tail = tail,
+        .log_tail_len = tail_len,
+        .was_streamed = inv->is_streaming,
+    };
+    if (status == REALM_INV_THROTTLED) inv->x->st.throttles_total++;
+    if (inv->x->watch == inv) inv->x->watch_ended = 1;
+    inv->sink.on_done(inv, &r, inv->data);
+    inv_free(inv);
+}
+
+/* A function error in AWS's shape: {"errorType","errorMessage"}. */
+static void inv_fail_platform(realm_inv_t *inv, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void inv_fail_platform(realm_inv_t *inv, const char *type, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    char full[700];
+    snprintf(full, sizeof(full), "RequestId: %s Error: %s", inv->request_id, msg);
+    json_t *o = json_pack("{s:s, s:s}", "errorType", type, "errorMessage", full);
+    char *body = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    pool_t *p = inv->pool;
+    platform_line(p, inv, "%s", full);
+    inv_finish(inv, REALM_INV_FN_ERROR, body, strlen(body), type, full);
+    free(body);
+}
+
+/* END and REPORT lines once an invocation is over in its environment. */
+static void report(realm_env_t *env, realm_inv_t *inv)
+{
+    pool_t *p = env->pool ? env->pool : inv->pool;
+    double ms = (double)(uv_hrtime() - inv->started_ns) / 1e6;
+    uint64_t peak = env->sp ? realm_sandbox_group_memory_peak(realm_spawn_group(env->sp)) : 0;
+    platform_line(p, inv, "END RequestId: %s", inv->request_id);
+    platform_line(p, inv,
+                  "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: "
+                  "%" PRIu64 " MB\tMax Memory Used: %" PRIu64 " MB",
+                  inv->request_id, ms, ms < 1 ? 1 : ms + 0.5, p ? p->memory_mb : 0,
+                  peak / (1024 * 1024));
+}
+
+/* ---- environments ---- */
+
+static void env_release(realm_env_t *env)
+{
+    free(env->init_error);
+    free(env);
+}
+
+void realm_env_ref(realm_env_t *env)
+{
+    env->refs++;
+}
+
+void realm_env_unref(realm_env_t *env)
+{
+    if (--env->refs == 0) env_release(env);
+}
+
+static void on_env_timer_closed(uv_handle_t *h)
+{
+    realm_env_unref(h->data);
+}
+
+static void pool_count(pool_t *p, env_state_t s, int delta)
+{
+    size_t *c = s == ENV_STARTING ? &p->n_starting
+                : s == ENV_IDLE   ? &p->n_idle
+                : s == ENV_BUSY   ? &p->n_busy
+                                  : NULL;
+    if (c) *c = (size_t)((long)*c + delta);
+}
+
+static void env_set_state(realm_env_t *env, env_state_t s)
+{
+    pool_t *p = env->pool;
+    if (p) {
+        pool_count(p, env->state, -1);
+        if (env->state == ENV_RESTING && !env->is_slow) p->n_resting_fresh--;
+        pool_count(p, s, +1);
+        if (s == ENV_RESTING) p->n_resting_fresh++;
+    }
+    env->is_slow = 0;
+    env->state = s;
+}
+
+/* Takes the environment off its pool (it is going away). */
+static void env_detach(realm_env_t *env)
+{
+    pool_t *p = env->pool;
+    if (!p) return;
+    env_set_state(env, ENV_STOPPING);
+    if (env->prev) env->prev->next = env->next;
+    else p->envs = env->next;
+    if (env->next) env->next->prev = env->prev;
+    env->prev = env->next = NULL;
+    p->n_envs--;
+    env->x->n_envs--;
+    env->pool = NULL;
+    env->x->st.stopped_total++;
+}
+
+static void env_unlink_all(realm_env_t *env)
+{
+    realm_exec_t *x = env->x;
+    if (env->all_prev) env->all_prev->all_next = env->all_next;
+    else if (x->all == env) x->all = env->all_next;
+    if (env->all_next) env->all_next->all_prev = env->all_prev;
+    env->all_prev = env->all_next = NULL;
+}
+
+static void exit_text(char *out, size_t n, int64_t status, int sig)
+{
+    if (sig > 0) {
+        const char *name = sig == 9    ? "killed"
+                           : sig == 11 ? "segmentation fault"
+                           : sig == 6  ? "aborted"
+                           : sig == 15 ? "terminated"
+                                       : NULL;
+        if (name) snprintf(out, n, "Runtime exited with error: signal: %s", name);
+        else snprintf(out, n, "Runtime exited with error: signal: %d", sig);
+    } else if (status == 0) {
+        snprintf(out, n, "Runtime exited without providing a reason");
+    } else {
+        snprintf(out, n, "Runtime exited with error: exit status %" PRId64, status);
+    }
+}
+
+static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, void *data)
+{
+    realm_env_t *env = data;
+    pool_t *p = env->pool;
+    realm_exec_t *x = env->x;
+    char why[160];
+    exit_text(why, sizeof(why), status, sig);
+    int was_starting = env->state == ENV_STARTING;
+    realm_inv_t *inv = env->inv;
+    if (!inv && was_starting && p && p->q_head && !env->stop_reason[0]) {
+        /* Init failed: the oldest waiting invocation hears why, as on Lambda. */
+        inv = p->q_head;
+        q_remove(p, inv);
+        inv->env = env;
+        inv->started_ns = uv_hrtime();
+    }
+    if (oom) x->st.oom_total++;
+    else if (!env->stop_reason[0]) x->st.crashes_total++;
+    if (env->stop_reason[0]) realm_debug("environment %s stopped (%s)", env->id, env->stop_reason);
+    else realm_info("environment %s of %s exited: %s%s", env->id, p ? p->name : "?", why,
+                    oom ? " (out of memory)" : "");
+    if (p) platform_line(p, inv, "%s%s", why, oom ? " (memory limit)" : "");
+    env_detach(env);
+    uv_timer_stop(&env->timer);
+    if (inv) {
+        env->inv = NULL;
+        if (env->init_error) {
+            inv_finish(inv, REALM_INV_FN_ERROR, env->init_error, env->init_error_len,
+                       env->init_error_type[0] ? env->init_error_type : "Runtime.InitError", NULL);
+        } else if (oom) {
+            inv_fail_platform(inv, "Runtime.OutOfMemory", "%s", why);
+        } else {
+            inv_fail_platform(inv, "Runtime.ExitError", "%s", why);
+        }
+    }
+    if (env->next_cb) env->next_cb = NULL;
+    realm_spawn_free(sp);
+    env->sp = NULL;
+    env_unlink_all(env);
+    if (!env->timer_closed) {
+        env->timer_closed = 1;
+        uv_close((uv_handle_t *)&env->timer, on_env_timer_closed);
+    }
+    if (p && !x->is_freeing) pump(p);
+}
+
+static void on_spawn_output(realm_spawn_t *sp, int stream, const char *bytes, size_t len,
+                            void *data)
+{
+    (void)sp;
+    (void)stream;
+    realm_env_t *env = data;
+    if (env->inv) inv_log(env->inv, bytes, len);
+    if (env->pool) pool_log_write(env->pool, bytes, len);
+}
+
+/* Kills the environment; its end comes through on_spawn_exit. */
+static void env_stop(realm_env_t *env, const char *why)
+{
+    if (env->state == ENV_STOPPING && !env->pool) return;
+    snprintf(env->stop_reason, sizeof(env->stop_reason), "%s", why);
+    pool_t *p = env->pool;
+    env_detach(env);
+    uv_timer_stop(&env->timer);
+    if (env->sp) realm_spawn_kill(env->sp);
+    if (p && !env->x->is_freeing) pump(p);
+}
+
+static void on_env_timer(uv_timer_t *t)
+{
+    realm_env_t *env = t->data;
+    realm_exec_t *x = env->x;
+    switch (env->state) {
+    case ENV_STARTING: {
+        pool_t *p = env->pool;
+        realm_inv_t *inv = p ? p->q_head : NULL;
+        if (inv) {
+            q_remove(p, inv);
+            inv->started_ns = uv_hrtime();
+            inv_fail_platform(inv, "Runtime.InitError",
+                              "Runtime did not ask for an invocation within %.2f seconds",
+                              (double)x->o.init_timeout_ms / 1000.0);
+        }
+        env_stop(env, "init timeout");
+        break;
+    }
+    case ENV_BUSY: {
+        realm_inv_t *inv = env->inv;
+        pool_t *p = env->pool;
+        x->st.timeouts_total++;
+        env->inv = NULL;
+        if (inv) {
+            report(env, inv);
+            inv_fail_platform(inv, "Sandbox.Timedout", "Task timed out after %.2f seconds",
+                              (double)(p ? p->timeout_s : 0));
+        }
+        env_stop(env, "timeout");
+        break;
+    }
+    case ENV_RESTING:
+        if (env->is_slow) {
+            /* It never asked again: it holds a slot for nothing. */
+            env_stop(env, "did not ask for the next invocation");
+        } else if (env->pool) {
+            /* Past its grace: no longer counted on to take the queue. */
+            env->pool->n_resting_fresh--;
+            env->is_slow = 1;
+            uv_timer_start(&env->timer, on_env_timer, env->pool->timeout_s * 1000 + 1000, 0);
+            pump(env->pool);
+        }
+        break;
+    case ENV_IDLE:
+        if (env->pool && env->pool->n_envs <= env->pool->provisioned) break;
+        env_stop(env, "idle");
+        break;
+    default:
+        break;
+    }
+}
+
+static void env_push(char ***v, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void env_push(char ***v, size_t *n, const char *fmt, ...)
+{
+    *v = realm_realloc(*v, (*n + 2) * sizeof(char *));
+    va_list ap;
+    va_start(ap, fmt);
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_buf_vappendf(&b, fmt, ap);
+    va_end(ap);
+    (*v)[(*n)++] = realm_buf_steal(&b, NULL);
+    (*v)[*n] = NULL;
+}
+
+static int env_spawn(pool_t *p)
+{
+    realm_exec_t *x = p->x;
+    const char *argv_node[] = {"/usr/bin/node", "/opt/bootstrap.js", NULL};
+    const char *argv_py[] = {"/usr/bin/python3", "/opt/bootstrap.py", NULL};
+    const char *argv_provided[] = {"/var/task/bootstrap", NULL};
+    const char *const *argv;
+    char rdir[4200] = "";
+    const char *binds[3] = {NULL, NULL, NULL};
+    int is_node = has_prefix(p->runtime, "nodejs");
+    if (is_node) {
+        argv = argv_node;
+        snprintf(rdir, sizeof(rdir), "%s/node", x->runtimes_dir);
+        if (x->node_modules_dir) {
+            binds[0] = x->node_modules_dir;
+            binds[1] = "/var/runtime/node_modules";
+        }
+    } else if (has_prefix(p->runtime, "python")) {
+        argv = argv_py;
+        snprintf(rdir, sizeof(rdir), "%s/python", x->runtimes_dir);
+    } else {
+        argv = argv_provided;
+    }
+
+    realm_env_t *env = realm_calloc(1, sizeof(*env));
+    env->refs = 1; /* the timer handle's */
+    env->x = x;
+    snprintf(env->id, sizeof(env->id), "env-%d-%" PRIu64, (int)getpid(), ++x->env_seq);
+
+    char **ev = NULL;
+    size_t en = 0;
+    env_push(&ev, &en, "PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin");
+    env_push(&ev, &en, "LANG=C.UTF-8");
+    env_push(&ev, &en, "TZ=:UTC");
+    env_push(&ev, &en, "LD_LIBRARY_PATH=/var/task:/var/task/lib:/opt/lib");
+    env_push(&ev, &en, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d", x->o.runtime_port);
+    env_push(&ev, &en, "_HANDLER=%s", p->handler ? p->handler : "");
+    env_push(&ev, &en, "LAMBDA_TASK_ROOT=/var/task");
+    env_push(&ev, &en, "LAMBDA_RUNTIME_DIR=/opt");
+    env_push(&ev, &en, "AWS_EXECUTION_ENV=AWS_Lambda_%s", p->runtime);
+    env_push(&ev, &en, "AWS_LAMBDA_FUNCTION_NAME=%s", p->name);
+    env_push(&ev, &en, "AWS_LAMBDA_FUNCTION_VERSION=%s", p->version);
+    env_push(&ev, &en, "AWS_LAMBDA_FUNCTION_MEMORY_SIZE=%" PRIu64, p->memory_mb);
+    env_push(&ev, &en, "AWS_LAMBDA_LOG_GROUP_NAME=/aws/lambda/%s", p->name);
+    env_push(&ev, &en, "AWS_LAMBDA_LOG_STREAM_NAME=%s", p->log_stream);
+    env_push(&ev, &en, "AWS_LAMBDA_INITIALIZATION_TYPE=on-demand");
+    env_push(&ev, &en, "AWS_REGION=%s", x->region);
+    env_push(&ev, &en, "AWS_DEFAULT_REGION=%s", x->region);
+    if (is_node) env_push(&ev, &en, "NODE_PATH=/opt/node_modules:/var/runtime/node_modules");
+    if (p->env)
+        for (char **e = p->env; *e; e++)
+            env_push(&ev, &en, "%s", *e);
+
+    realm_spawn_opts_t so = {
+        .self_exe = x->self_exe,
+        .probe = x->o.probe,
+        .bpf = x->bpf.data,
+        .bpf_len = x->bpf.len,
+        .spec =
+            {
+                .bwrap_features = x->o.probe->bwrap_features,
+                .code_dir = p->code_dir,
+                .runtime_dir = rdir[0] ? rdir : NULL,
+                .tmp_mb = x->o.tmp_mb,
+                .env = (const char *const *)ev,
+                .ro_binds = binds[0] ? binds : NULL,
+                .has_network = x->o.has_network,
+                .argv = argv,
+                .uid = SANDBOX_UID,
+                .gid = SANDBOX_GID,
+            },
+        .limits =
+            {
+                .memory_bytes = p->memory_mb * 1024 * 1024,
+                .pids_max = x->o.pids_max,
+                .cpu_weight = p->memory_mb * 100 / 1024 ? p->memory_mb * 100 / 1024 : 1,
+            },
+        .name = env->id,
+    };
+    if (so.limits.cpu_weight > 10000) so.limits.cpu_weight = 10000;
+    realm_spawn_cb_t cb = {.on_output = on_spawn_output, .on_exit = on_spawn_exit};
+    char err[512];
+    int rc = realm_spawn_start(x->o.loop, &so, &cb, env, &env->sp, err, sizeof(err));
+    for (size_t i = 0; i < en; i++)
+        free(ev[i]);
+    free(ev);
+    if (rc != 0) {
+        realm_error("environment of %s: %s", p->name, err);
+        free(env);
+        return -1;
+    }
+    uv_timer_init(x->o.loop, &env->timer);
+    env->timer.data = env;
+    env->pool = p;
+    env->state = ENV_STARTING;
+    p->n_starting++;
+    env->next = p->envs;
+    if (p->envs) p->envs->prev = env;
+    p->envs = env;
+    p->n_envs++;
+    env->all_next = x->all;
+    if (x->all) x->all->all_prev = env;
+    x->all = env;
+    x->n_envs++;
+    x->st.started_total++;
+    env->last_used = uv_now(x->o.loop);
+    uv_timer_start(&env->timer, on_env_timer, x->o.init_timeout_ms, 0);
+    realm_debug("environment %s of %s:%s starting", env->id, p->name, p->version);
+    return 0;
+}
+
+/* ---- scheduling ---- */
+
+static uint64_t pool_cap(const pool_t *p)
+{
+    uint64_t lim = p->x->o.concurrency_limit;
+    if (p->reserved >= 0 && (uint64_t)p->reserved < lim) return (uint64_t)p->reserved;
+    return lim;
+}
+
+/* Stops the least recently used idle environment of another pool. */
+static int evict_one(realm_exec_t *x, const pool_t *except)
+{
+    realm_env_t *best = NULL;
+    for (realm_env_t *e = x->all; e; e = e->all_next)
+        if (e->pool && e->pool != except && e->state == ENV_IDLE &&
+            (!best || e->last_used < best->last_used))
+            best = e;
+    if (!best) return 0;
+    env_stop(best, "evicted for another function");
+    return 1;
+}
+
+static int can_start(pool_t *p)
+{
+    realm_exec_t *x = p->x;
+    if (p->n_envs >= pool_cap(p)) return 0;
+    if (x->n_envs < x->o.concurrency_limit) return 1;
+    return evict_one(x, p);
+}
+
+static void deliver(realm_env_t *env, realm_inv_t *inv)
+{
+    pool_t *p = env->pool;
+    realm_exec_t *x = p->x;
+    q_remove(p, inv);
+    env->inv = inv;
+    inv->env = env;
+    env_set_state(env, ENV_BUSY);
+    inv->started_ns = uv_hrtime();
+    inv->deadline_ms = now_ms() + (int64_t)p->timeout_s * 1000;
+    x->st.invocations_total++;
+    uv_timer_start(&env->timer, on_env_timer, p->timeout_s * 1000, 0);
+    platform_line(p, inv, "START RequestId: %s Version: %s", inv->request_id, p->version);
+    realm_env_next_cb cb = env->next_cb;
+    void *data = env->next_data;
+    env->next_cb = NULL;
+    env->next_data = NULL;
+    realm_env_work_t w = {
+        .request_id = inv->request_id,
+        .payload = inv->payload,
+        .payload_len = inv->payload_len,
+        .deadline_ms = inv->deadline_ms,
+        .invoked_arn = inv->invoked_arn ? inv->invoked_arn : p->arn,
+        .trace_id = inv->trace_id,
+        .client_context = inv->client_context,
+    };
+    cb(env, &w, data);
+}
+
+static void pump(pool_t *p)
+{
+    /* Idle environments take the queue first. */
+    while (p->q_head) {
+        realm_env_t *idle = NULL;
+        for (realm_env_t *e = p->envs; e; e = e->next)
+            if (e->state == ENV_IDLE && e->next_cb) {
+                idle = e;
+                break;
+            }
+        if (!idle) break;
+        deliver(idle, p->q_head);
+    }
+    /* Then new ones, one per invocation nobody is about to take. */
+    size_t coming = p->n_starting + p->n_resting_fresh;
+    while (p->queued > coming && can_start(p)) {
+        if (env_spawn(p) != 0) {
+            realm_inv_t *inv = p->q_head;
+            inv_finish(inv, REALM_INV_FAILED, NULL, 0, "ServiceException",
+                       "could not start an execution environment (see the server log)");
+            continue;
+        }
+        coming++;
+    }
+    /* Provisioned environments stay up. */
+    while (p->n_envs < p->provisioned && can_start(p))
+        if (env_spawn(p) != 0) break;
+}
+
+static char *pool_key(const realm_exec_fn_t *fn)
+{
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_buf_appendf(&b, "%s\n%s\n%s\n%s", fn->tenant ? fn->tenant : "", fn->name, fn->version,
+                      fn->revision ? fn->revision : "");
+    return realm_buf_steal(&b, NULL);
+}
+
+static void pool_free(pool_t *p)
+{
+    free(p->key);
+    free(p->tenant);
+    free(p->name);
+    free(p->version);
+    free(p->arn);
+    free(p->runtime);
+    free(p->handler);
+    free(p->code_dir);
+    if (p->env)
+        for (char **e = p->env; *e; e++)
+            free(*e);
+    free(p->env);
+    if (p->log) fclose(p->log);
+    free(p);
+}
+
+/* Pools of older revisions of the same function stop their idle environments. */
+static void retire_others(realm_exec_t *x, const pool_t *keep)
+{
+    for (pool_t *p = x->pools; p; p = p->next) {
+        if (p == keep || strcmp(p->tenant, keep->tenant) != 0 || strcmp(p->name, keep->name) != 0 ||
+            strcmp(p->version, keep->version) != 0)
+            continue;
+        p->provisioned = 0;
+        for (realm_env_t *e = p->envs, *n; e; e = n) {
+            n = e->next;
+            if (e->state == ENV_IDLE || e->state == ENV_RESTING) env_stop(e, "new revision");
+        }
+    }
+}
+
+static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
+{
+    char *key = pool_key(fn);
+    for (pool_t *p = x->pools; p; p = p->next)
+        if (!p->is_retired && strcmp(p->key, key) == 0) {
+            free(key);
+            return p;
+        }
+    pool_t *p = realm_calloc(1, sizeof(*p));
+    p->x = x;
+    p->key = key;
+    p->tenant = realm_strdup(fn->tenant ? fn->tenant : "");
+    p->name = realm_strdup(fn->name);
+    p->version = realm_strdup(fn->version);
+    p->arn = realm_strdup(fn->arn ? fn->arn : fn->name);
+    p->runtime = realm_strdup(fn->runtime ? fn->runtime : "provided");
+    p->handler = dup_or_null(fn->handler);
+    p->code_dir = realm_strdup(fn->code_dir);
+    size_t n = 0;
+    if (fn->env)
+        while (fn->env[n])
+            n++;
+    p->env = realm_calloc(n + 1, sizeof(char *));
+    for (size_t i = 0; i < n; i++)
+        p->env[i] = realm_strdup(fn->env[i]);
+    p->memory_mb = fn->memory_mb ? fn->memory_mb : 128;
+    p->timeout_s = fn->timeout_s ? fn->timeout_s : 3;
+    p->reserved = fn->reserved;
+    /* 2024/01/31/[$LATEST]<32 hex>, as Lambda names log streams. */
+    char uuid[37], hex[33];
+    realm_str_uuid4(uuid);
+    size_t h = 0;
+    for (const char *c = uuid; *c && h < 32; c++)
+        if (*c != '-') hex[h++] = *c;
+    hex[h] = '\0';
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    snprintf(p->log_stream, sizeof(p->log_stream), "%04d/%02d/%02d/[%s]%s", tm.tm_year + 1900,
+             tm.tm_mon + 1, tm.tm_mday, p->version, hex);
+    p->next = x->pools;
+    if (x->pools) x->pools->prev = p;
+    x->pools = p;
+    retire_others(x, p);
+    return p;
+}
+
+/* ---- public: callers ---- */
+
+realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
+                               const realm_inv_req_t *req, const realm_inv_sink_t *sink,
+                               void *data)
+{
+    pool_t *p = pool_get(x, fn);
+    p->reserved = fn->reserved;
+    realm_inv_t *inv = realm_calloc(1, sizeof(*inv));
+    inv->x = x;
+    inv->pool = p;
+    inv->sink = *sink;
+    inv->data = data;
+    if (req->request_id && req->request_id[0]) {
+        snprintf(inv->request_id, sizeof(inv->request_id), "%s", req->request_id);
+    } else {
+        realm_str_uuid4(inv->request_id);
+    }
+    if (req->trace_id && req->trace_id[0]) {
+        snprintf(inv->trace_id, sizeof(inv->trace_id), "%s", req->trace_id);
+    } else {
+        /* Root=1-<8 hex epoch s>-<24 hex>;Parent=<16 hex>;Sampled=0 */
+        char u1[37], u2[37];
+        realm_str_uuid4(u1);
+        realm_str_uuid4(u2);
+        char r[25], par[17];
+        size_t k = 0;
+        for (const char *c = u1; *c && k < 24; c++)
+            if (*c != '-') r[k++] = *c;
+        r[k] = '\0';
+        k = 0;
+        for (const char *c = u2; *c && k < 16; c++)
+            if (*c != '-') par[k++] = *c;
+        par[k] = '\0';
+        snprintf(inv->trace_id, sizeof(inv->trace_id), "Root=1-%08lx-%s;Parent=%s;Sampled=0",
+                 (unsigned long)time(NULL), r, par);
+    }
+    inv->payload = realm_malloc(req->payload_len + 1);
+    if (req->payload_len) memcpy(inv->payload, req->payload, req->payload_len);
+    inv->payload[req->payload_len] = '\0';
+    inv->payload_len = req->payload_len;
+    inv->invoked_arn = dup_or_null(req->invoked_arn);
+    inv->client_context = dup_or_null(req->client_context);
+    realm_buf_init(&inv->log);
+    inv->queued_at = uv_now(x->o.loop);
+
+    if (p->reserved == 0) {
+        inv_finish(inv, REALM_INV_THROTTLED, NULL, 0,
+                   "ReservedFunctionConcurrentInvocationLimitExceeded",
+                   "Rate Exceeded. The function's reserved concurrency is 0.");
+        return NULL;
+    }
+    int has_idle = 0;
+    for (realm_env_t *e = p->envs; e && !has_idle; e = e->next)
+        has_idle = e->state == ENV_IDLE && e->next_cb;
+    size_t coming = p->n_starting + p->n_resting_fresh;
+    int room = has_idle || p->queued < coming;
+    if (!room && p->n_envs < pool_cap(p)) {
+        room = x->n_envs < x->o.concurrency_limit;
+        /* Another function's idle environment can make room. */
+        for (realm_env_t *e = x->all; e && !room; e = e->all_next)
+            room = e->pool && e->pool != p && e->state == ENV_IDLE;
+    }
+    if (!room && p->queued - coming >= x->o.queue_depth) {
+        int by_reserved = p->reserved >= 0 && (uint64_t)p->reserved < x->o.concurrency_limit;
+        inv_finish(inv, REALM_INV_THROTTLED, NULL, 0,
+                   by_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
+                               : "ConcurrentInvocationLimitExceeded",
+                   "Rate Exceeded.");
+        return NULL;
+    }
+    q_push(p, inv);
+    /* pump may end it at once (no environment could start). */
+    x->watch = inv;
+    x->watch_ended = 0;
+    pump(p);
+    int ended = x->watch_ended;
+    x->watch = NULL;
+    return ended ? NULL : inv;
+}
+
+void realm_inv_cancel(realm_inv_t *inv)
+{
+    realm_env_t *env = inv->env;
+    pool_t *p = inv->pool;
+    if (inv->is_queued) q_remove(p, inv);
+    if (env) {
+        env->inv = NULL;
+        inv->env = NULL;
+        report(env, inv);
+        env_stop(env, "invocation cancelled");
+    }
+    inv_free(inv);
+}
+
+const char *realm_inv_request_id(const realm_inv_t *inv)
+{
+    return inv->request_id;
+}
+
+void realm_exec_provision(realm_exec_t *x, const realm_exec_fn_t *fn, size_t n)
+{
+    pool_t *p = pool_get(x, fn);
+    p->provisioned = n;
+    pump(p);
+}
+
+void realm_exec_forget(realm_exec_t *x, const char *tenant, const char *name)
+{
+    for (pool_t *p = x->pools; p; p = p->next) {
+        if (strcmp(p->tenant, tenant ? tenant : "") != 0 || strcmp(p->name, name) != 0) continue;
+        p->provisioned = 0;
+        p->is_retired = 1;
+        for (realm_env_t *e = p->envs, *n; e; e = n) {
+            n = e->next;
+            if (e->state != ENV_BUSY) env_stop(e, "function changed");
+        }
+    }
+}
+
+void realm_exec_stats(const realm_exec_t *x, realm_exec_stats_t *out)
+{
+    *out = x->st;
+    out->environments = x->n_envs;
+    out->busy = out->idle = out->starting = out->queued = 0;
+    for (pool_t *p = x->pools; p; p = p->next) {
+        out->busy += p->n_busy;
+        out->idle += p->n_idle;
+        out->starting += p->n_starting;
+        out->queued += p->queued;
+    }
+}
+
+size_t realm_exec_env_count(const realm_exec_t *x, const char *tenant, const char *name)
+{
+    size_t n = 0;
+    for (pool_t *p = x->pools; p; p = p->next)
+        if (strcmp(p->tenant, tenant ? tenant : "") == 0 && strcmp(p->name, name) == 0)
+            n += p->n_envs;
+    return n;
+}
+
+/* ---- public: the runtime side ---- */
+
+realm_env_t *realm_exec_env_for_fd(realm_exec_t *x, int fd)
+{
+    unsigned long inode = realm_sandbox_peer_inode(fd);
+    if (!inode) return NULL;
+    for (realm_env_t *e = x->all; e; e = e->all_next) {
+        if (!e->pool || !e->sp) continue;
+        if (realm_sandbox_group_holds(realm_spawn_group(e->sp), inode) == 1) {
+            realm_env_ref(e);
+            return e;
+        }
+    }
+    return NULL;
+}
+
+int realm_env_is_alive(const realm_env_t *env)
+{
+    return env->pool != NULL;
+}
+
+const char *realm_env_id(const realm_env_t *env)
+{
+    return env->id;
+}
+
+const char *realm_env_function(const realm_env_t *env)
+{
+    return env->pool ? env->pool->name : "";
+}
+
+int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data)
+{
+    pool_t *p = env->pool;
+    if (!p) return REALM_ENV_GONE;
+    if (env->state == ENV_BUSY || env->state == ENV_IDLE) return REALM_ENV_BAD_STATE;
+    env->has_asked = 1;
+    env->next_cb = cb;
+    env->next_data = data;
+    env->last_used = uv_now(env->x->o.loop);
+    env_set_state(env, ENV_IDLE);
+    uv_timer_start(&env->timer, on_env_timer, env->x->o.idle_ms, 0);
+    pump(p);
+    return REALM_ENV_OK;
+}
+
+void realm_env_next_abort(realm_env_t *env, void *data)
+{
+    if (env->state != ENV_IDLE || env->next_data != data) return;
+    env->next_cb = NULL;
+    env->next_data = NULL;
+    /* It will ask again on a new connection: count it as about to. */
+    env_set_state(env, ENV_RESTING);
+    uv_timer_start(&env->timer, on_env_timer, RESTING_GRACE_MS, 0);
+}
+
+/* The current invocation if request_id names it; else an error code. */
+static int current(realm_env_t *env, const char *request_id, realm_inv_t **out)
+{
+    if (!env->pool) return REALM_ENV_GONE;
+    if (!request_id || !env->inv || strcmp(env->inv->request_id, request_id) != 0)
+        return env->state == ENV_BUSY || !request_id ? REALM_ENV_BAD_ID : REALM_ENV_BAD_ID;
+    *out = env->inv;
+    return REALM_ENV_OK;
+}
+
+/* The invocation is answered: the environment rests until its next `next`. */
+static void env_answered(realm_env_t *env, realm_inv_t *inv)
+{
+    report(env, inv);
+    env->inv = NULL;
+    inv->env = NULL;
+    if (env->pool && env->pool->is_retired && !env->pool->q_head) {
+        env_stop(env, "function changed");
+        return;
+    }
+    env_set_state(env, ENV_RESTING);
+    uv_timer_start(&env->timer, on_env_timer, RESTING_GRACE_MS, 0);
+}
+
+int realm_env_respond(realm_env_t *env, const char *request_id, const void *body, size_t len)
+{
+    realm_inv_t *inv;
+    int rc = current(env, request_id, &inv);
+    if (rc != REALM_ENV_OK) return rc;
+    if (inv->is_streaming) return REALM_ENV_BAD_STATE;
+    env_answered(env, inv);
+    if (len > REALM_EXEC_MAX_RESPONSE) {
+        char msg[160];
+        snprintf(msg, sizeof(msg),
+                 "Response payload size (%zu bytes) exceeded maximum allowed payload size "
+                 "(%u bytes).",
+                 len, REALM_EXEC_MAX_RESPONSE);
+        json_t *o = json_pack("{s:s, s:s}", "errorType", "Function.ResponseSizeTooLarge",
+                              "errorMessage", msg);
+        char *b = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        inv_finish(inv, REALM_INV_FN_ERROR, b, strlen(b), "Function.ResponseSizeTooLarge", msg);
+        free(b);
+        return REALM_ENV_TOO_LARGE;
+    }
+    inv_finish(inv, REALM_INV_OK, body, len, NULL, NULL);
+    return REALM_ENV_OK;
+}
+
+/* The errorType of an error body, else fallback. */
+static void error_type_of(const void *body, size_t len, const char *header, char *out, size_t n)
+{
+    out[0] = '\0';
+    json_t *j = json_loadb(body, len, 0, NULL);
+    const char *t = json_string_value(json_object_get(j, "errorType"));
+    if (t && t[0]) snprintf(out, n, "%s", t);
+    else if (header && header[0]) snprintf(out, n, "%s", header);
+    else snprintf(out, n, "Unhandled");
+    json_decref(j);
+}
+
+int realm_env_fail(realm_env_t *env, const char *request_id, const char *type, const void *body,
+                   size_t len)
+{
+    realm_inv_t *inv;
+    int rc = current(env, request_id, &inv);
+    if (rc != REALM_ENV_OK) return rc;
+    if (inv->is_streaming) return REALM_ENV_BAD_STATE;
+    char et[128];
+    error_type_of(body, len, type, et, sizeof(et));
+    env_answered(env, inv);
+    if (len > REALM_EXEC_MAX_RESPONSE) len = REALM_EXEC_MAX_RESPONSE;
+    inv_finish(inv, REALM_INV_FN_ERROR, body, len, et, NULL);
+    return REALM_ENV_OK;
+}
+
+int realm_env_init_error(realm_env_t *env, const char *type, const void *body, size_t len)
+{
+    if (!env->pool) return REALM_ENV_GONE;
+    if (env->state != ENV_STARTING || env->init_error) return REALM_ENV_BAD_STATE;
+    if (len > 64 * 1024) len = 64 * 1024;
+    env->init_error = realm_malloc(len + 1);
+    memcpy(env->init_error, body, len);
+    env->init_error[len] = '\0';
+    env->init_error_len = len;
+    error_type_of(body, len, type, env->init_error_type, sizeof(env->init_error_type));
+    /* The runtime exits by itself; the exit hands the error to a waiting invocation. */
+    return REALM_ENV_OK;
+}
+
+int realm_env_stream_begin(realm_env_t *env, const char *request_id, const char *content_type)
+{
+    realm_inv_t *inv;
+    int rc = current(env, request_id, &inv);
+    if (rc != REALM_ENV_OK) return rc;
+    if (inv->is_streaming) return REALM_ENV_BAD_STATE;
+    inv->is_streaming = 1;
+    if (inv->sink.on_stream)
+        inv->sink.on_stream(inv, content_type && content_type[0] ? content_type
+                                                                 : "application/octet-stream",
+                            inv->data);
+    return REALM_ENV_OK;
+}
+
+int realm_env_stream_write(realm_env_t *env, const char *request_id, const void *data, size_t len)
+{
+    realm_inv_t *inv;
+    int rc = current(env, request_id, &inv);
+    if (rc != REALM_ENV_OK) return rc;
+    if (!inv->is_streaming) return REALM_ENV_BAD_STATE;
+    if (len && inv->sink.on_chunk) inv->sink.on_chunk(inv, data, len, inv->data);
+    return REALM_ENV_OK;
+}
+
+int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *error_type,
+                         const void *error_body, size_t error_len)
+{
+    realm_inv_t *inv;
+    int rc = current(env, request_id, &inv);
+    if (rc != REALM_ENV_OK) return rc;
+    if (!inv->is_streaming) return REALM_ENV_BAD_STATE;
+    env_answered(env, inv);
+    if (error_type || error_body) {
+        char et[128];
+        error_type_of(error_body ? error_body : "", error_body ? error_len : 0, error_type, et,
+                      sizeof(et));
+        inv_finish(inv, REALM_INV_FN_ERROR, error_body, error_body ? error_len : 0, et, NULL);
+    } else {
+        inv_finish(inv, REALM_INV_OK, NULL, 0, NULL, NULL);
+    }
+    return REALM_ENV_OK;
+}
+
+/* ---- life ---- */
+
+realm_exec_t *realm_exec_new(const realm_exec_opts_t *opts)
+{
+    realm_exec_t *x = realm_calloc(1, sizeof(*x));
+    x->o = *opts;
+    x->runtimes_dir = realm_strdup(opts->runtimes_dir ? opts->runtimes_dir : "runtimes");
+    x->node_modules_dir = dup_or_null(opts->node_modules_dir);
+    x->logs_dir = dup_or_null(opts->logs_dir);
+    x->self_exe = realm_strdup(opts->self_exe ? opts->self_exe : "/proc/self/exe");
+    x->region = realm_strdup(opts->region ? opts->region : "us-east-1");
+    x->o.runtimes_dir = x->o.node_modules_dir = x->o.logs_dir = x->o.self_exe = x->o.region = NULL;
+    if (!x->o.concurrency_limit) x->o.concurrency_limit = 100;
+    if (!x->o.idle_ms) x->o.idle_ms = 300000;
+    if (!x->o.init_timeout_ms) x->o.init_timeout_ms = 10000;
+    if (!x->o.log_file_bytes) x->o.log_file_bytes = 1024 * 1024;
+    if (!x->o.pids_max) x->o.pids_max = 1024;
+    realm_buf_init(&x->bpf);
+    if (opts->probe && opts->probe->has_seccomp) {
+        const char *err = NULL;
+        if (realm_sandbox_seccomp_build(&x->bpf, &err) != 0) {
+            realm_warn("seccomp filter: %s; environments run without it", err ? err : "failed");
+            realm_buf_dispose(&x->bpf);
+        }
+    }
+    return x;
+}
+
+void realm_exec_set_runtime_port(realm_exec_t *x, int port)
+{
+    x->o.runtime_port = port;
+}
+
+void realm_exec_shutdown(realm_exec_t *x)
+{
+    if (!x || x->is_freeing) return;
+    x->is_freeing = 1;
+    for (pool_t *p = x->pools; p; p = p->next) {
+        while (p->q_head)
+            inv_finish(p->q_head, REALM_INV_FAILED, NULL, 0, "ServiceException",
+                       "the server is shutting down");
+        for (realm_env_t *e = p->envs, *n; e; e = n) {
+            n = e->next;
+            if (e->inv) inv_finish(e->inv, REALM_INV_FAILED, NULL, 0, "ServiceException",
+                                   "the server is shutting down");
+            env_stop(e, "server stopping");
+        }
+    }
+}
+
+void realm_exec_free(realm_exec_t *x)
+{
+    if (!x) return;
+    realm_exec_shutdown(x);
+    /* Reap them: their exits close the timers and drop the last references. */
+    while (x->all)
+        uv_run(x->o.loop, UV_RUN_ONCE);
+    uv_run(x->o.loop, UV_RUN_NOWAIT);
+    for (pool_t *p = x->pools, *n; p; p = n) {
+        n = p->next;
+        pool_free(p);
+    }
+    realm_buf_dispose(&x->bpf);
+    free(x->runtimes_dir);
+    free(x->node_modules_dir);
+    free(x->logs_dir);
+    free(x->self_exe);
+    free(x->region);
+    free(x);
+}

@@ -1,0 +1,214 @@
+/*
+ * exec.h - execution environments and invocations: the scheduler between
+ * callers (Invoke, the client WebSocket) and the runtime API (HTTP or the
+ * WebSocket channel) that environments pull work from.
+ *
+ * DESIGN: environments are grouped in pools, one per function revision
+ * (tenant, name, version and RevisionId: a new revision gets a new pool and
+ * the old one's environments idle out). An environment runs one invocation
+ * at a time (AWS's model) and is reused warm. An invocation waits in its
+ * pool's queue until an environment asks for work (`next`); a new
+ * environment starts when the queue holds more invocations than there are
+ * environments starting, up to the function's reserved concurrency and the
+ * account limit (idle environments of other pools are stopped to make
+ * room). Past those and a full queue, the caller is throttled at once.
+ *
+ * Every invocation ends exactly once through its sink: a result, a
+ * function error, a throttle, or a platform error (timeout, out of memory,
+ * crash), unless the caller cancels it first (then nothing is reported and
+ * the environment running it is stopped and replaced).
+ *
+ * The runtime side identifies an environment by the connection it comes
+ * from (realm_exec_env_for_fd): a process Realm did not start in an
+ * environment cannot take or answer any invocation.
+ *
+ * LIFETIME: realm_exec_new .. realm_exec_free; environments are
+ * reference-counted because runtime connections outlive them.
+ * THREADS: loop thread only.
+ */
+#ifndef REALM_EXEC_EXEC_H
+#define REALM_EXEC_EXEC_H
+
+#include "sandbox/sandbox.h"
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct realm_exec_s realm_exec_t;
+typedef struct realm_env_s realm_env_t;
+typedef struct realm_inv_s realm_inv_t;
+
+/* 6 MiB + 100 bytes: Lambda's largest synchronous response (RequestEntityTooLarge above). */
+#define REALM_EXEC_MAX_RESPONSE (6u * 1024u * 1024u + 100u)
+/* The Tail of Invoke: the last 4 KB of an invocation's log. */
+#define REALM_EXEC_TAIL_BYTES 4096u
+
+typedef struct {
+    uv_loop_t *loop;
+    const realm_sandbox_probe_t *probe; /* borrowed */
+    const char *self_exe;               /* this binary (the spawn trampoline) */
+    const char *runtimes_dir;           /* holds node/, python/ (our bootstraps) */
+    const char *node_modules_dir;       /* bound at /opt/node_modules for Node; or NULL */
+    const char *logs_dir;               /* function logs: DIR/<tenant>/<name>.log */
+    int runtime_port;                   /* AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT */
+    const char *region;
+    uint64_t concurrency_limit;  /* environments at once, all functions */
+    uint64_t queue_depth;        /* invocations waiting per function before 429 */
+    uint64_t idle_ms;            /* an idle environment is stopped after this */
+    uint64_t init_timeout_ms;    /* from start to the first `next` */
+    uint64_t tmp_mb;             /* size of each environment's /tmp */
+    uint64_t pids_max;           /* processes and threads per environment */
+    uint64_t log_file_bytes;     /* per function log file, before rotation */
+    int has_network;             /* 0: environments get an empty network namespace */
+} realm_exec_opts_t;
+
+/* A function version as it runs (strings borrowed for the call). */
+typedef struct {
+    const char *tenant;
+    const char *name;
+    const char *version;  /* "$LATEST" or "3" */
+    const char *revision; /* identity of code and configuration */
+    const char *arn;      /* unqualified function ARN */
+    const char *runtime;  /* "nodejs20.x", "python3.12", "provided.al2023" */
+    const char *handler;
+    const char *code_dir; /* the unpacked package (host path) */
+    const char *const *env; /* the function's own "K=V" variables, NULL-terminated; or NULL */
+    uint64_t memory_mb;
+    uint64_t timeout_s;
+    int64_t reserved; /* reserved concurrency, -1 when none */
+} realm_exec_fn_t;
+
+typedef struct {
+    const void *payload; /* the event (JSON), copied */
+    size_t payload_len;
+    const char *invoked_arn;    /* as invoked (qualified when it was); or NULL */
+    const char *client_context; /* decoded JSON; or NULL */
+    const char *trace_id;       /* or NULL: one is made */
+    const char *request_id;     /* or NULL: one is made */
+} realm_inv_req_t;
+
+typedef enum {
+    REALM_INV_OK = 0,        /* payload is the function's response */
+    REALM_INV_FN_ERROR,      /* payload is the error JSON; X-Amz-Function-Error Unhandled */
+    REALM_INV_THROTTLED,     /* 429: error_type is the Reason */
+    REALM_INV_FAILED,        /* the service could not run it (error_message says why) */
+} realm_inv_status_t;
+
+typedef struct {
+    realm_inv_status_t status;
+    const char *request_id;
+    const char *payload; /* borrowed for the callback */
+    size_t payload_len;
+    const char *error_type;    /* FN_ERROR: errorType (Runtime.ExitError...); THROTTLED: Reason */
+    const char *error_message; /* THROTTLED/FAILED: text */
+    const char *log_tail;      /* last REALM_EXEC_TAIL_BYTES of this invocation's log */
+    size_t log_tail_len;
+    int was_streamed; /* chunks went to on_chunk; payload is empty */
+} realm_inv_result_t;
+
+typedef struct {
+    /* A streamed response begins (content type given by the function). Optional. */
+    void (*on_stream)(realm_inv_t *inv, const char *content_type, void *data);
+    /* One chunk of a streamed response, borrowed. Optional. */
+    void (*on_chunk)(realm_inv_t *inv, const void *bytes, size_t len, void *data);
+    /* The end (always, once, unless cancelled); inv is freed after it returns. */
+    void (*on_done)(realm_inv_t *inv, const realm_inv_result_t *r, void *data);
+} realm_inv_sink_t;
+
+realm_exec_t *realm_exec_new(const realm_exec_opts_t *opts);
+/* The runtime listener's port, for AWS_LAMBDA_RUNTIME_API (once it is bound). */
+void realm_exec_set_runtime_port(realm_exec_t *x, int port);
+/*
+ * Fails what is queued or running (REALM_INV_FAILED) and kills every
+ * environment; their ends come through the loop. Nothing new starts.
+ */
+void realm_exec_shutdown(realm_exec_t *x);
+/* Shuts down if needed, runs the loop until every environment is reaped, frees. */
+void realm_exec_free(realm_exec_t *x);
+
+/*
+ * Starts an invocation of fn. Returns it, or NULL when it has already ended
+ * (on_done ran: e.g. throttled).
+ */
+realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
+                               const realm_inv_req_t *req, const realm_inv_sink_t *sink,
+                               void *data);
+/* Drops an invocation: no sink event follows; its environment is stopped. */
+void realm_inv_cancel(realm_inv_t *inv);
+const char *realm_inv_request_id(const realm_inv_t *inv);
+
+/* Keeps n environments of fn warm (provisioned concurrency); 0 releases them. */
+void realm_exec_provision(realm_exec_t *x, const realm_exec_fn_t *fn, size_t n);
+/*
+ * A function was updated or deleted: its idle environments stop now, busy
+ * ones once they have answered; later invocations get fresh environments.
+ */
+void realm_exec_forget(realm_exec_t *x, const char *tenant, const char *name);
+
+/* Counters for metrics and health. */
+typedef struct {
+    size_t environments, busy, idle, starting, queued;
+    uint64_t started_total, stopped_total, timeouts_total, oom_total, crashes_total,
+        throttles_total, invocations_total;
+} realm_exec_stats_t;
+void realm_exec_stats(const realm_exec_t *x, realm_exec_stats_t *out);
+/* Environments of one function (for tests and `realm functions`). */
+size_t realm_exec_env_count(const realm_exec_t *x, const char *tenant, const char *name);
+
+/* ---- the runtime side ---- */
+
+/*
+ * The environment a runtime API connection comes from (fd: the accepted
+ * loopback socket), with a reference; NULL if it belongs to none.
+ */
+realm_env_t *realm_exec_env_for_fd(realm_exec_t *x, int fd);
+void realm_env_ref(realm_env_t *env);
+void realm_env_unref(realm_env_t *env);
+int realm_env_is_alive(const realm_env_t *env);
+const char *realm_env_id(const realm_env_t *env);
+const char *realm_env_function(const realm_env_t *env);
+
+/* The work a `next` hands over (borrowed for the callback). */
+typedef struct {
+    const char *request_id;
+    const char *payload;
+    size_t payload_len;
+    int64_t deadline_ms; /* Unix epoch ms */
+    const char *invoked_arn;
+    const char *trace_id;
+    const char *client_context; /* or NULL */
+} realm_env_work_t;
+
+typedef void (*realm_env_next_cb)(realm_env_t *env, const realm_env_work_t *w, void *data);
+
+/* Result codes of the runtime side (negated HTTP-ish meaning). */
+#define REALM_ENV_OK 0
+#define REALM_ENV_BAD_ID (-400)    /* not the current invocation: InvalidRequestID */
+#define REALM_ENV_BAD_STATE (-403) /* out of order: InvalidStateTransition */
+#define REALM_ENV_TOO_LARGE (-413) /* response above REALM_EXEC_MAX_RESPONSE */
+#define REALM_ENV_GONE (-410)      /* the environment was stopped */
+
+/*
+ * The environment asks for work. cb runs now or later with the next
+ * invocation (once). Returns REALM_ENV_OK, or BAD_STATE if an invocation is
+ * open or a `next` is already waiting.
+ */
+int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data);
+/* The waiting `next` went away (its connection closed). */
+void realm_env_next_abort(realm_env_t *env, void *data);
+/* The whole response of the current invocation. */
+int realm_env_respond(realm_env_t *env, const char *request_id, const void *body, size_t len);
+/* An error of the current invocation: body is the error JSON; type may be NULL. */
+int realm_env_fail(realm_env_t *env, const char *request_id, const char *type, const void *body,
+                   size_t len);
+/* Init failed: the environment is stopped; the invocation that waits gets body. */
+int realm_env_init_error(realm_env_t *env, const char *type, const void *body, size_t len);
+/* A streamed response: begin, chunks, end (error_body NULL when it went well). */
+int realm_env_stream_begin(realm_env_t *env, const char *request_id, const char *content_type);
+int realm_env_stream_write(realm_env_t *env, const char *request_id, const void *data,
+                           size_t len);
+int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *error_type,
+                         const void *error_body, size_t error_len);
+
+#endif
