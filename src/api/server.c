@@ -217,7 +217,7 @@ static void find_runtimes(realm_server_t *s)
 {
     const realm_config_t *cfg = s->cfg;
     s->runtimes_dir[0] = s->node_modules_dir[0] = '\0';
-    if (cfg->runtimes_dir && cfg->runtimes_dir[0]) {
+    if (cfg->runtimes_dir && strcmp(cfg->runtimes_dir, "auto") != 0) {
         if (!realpath(cfg->runtimes_dir, s->runtimes_dir))
             snprintf(s->runtimes_dir, sizeof(s->runtimes_dir), "%s", cfg->runtimes_dir);
     } else {

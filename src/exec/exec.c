@@ -371,6 +371,8 @@ static void env_unlink_all(realm_env_t *env)
 
 static void exit_text(char *out, size_t n, int64_t status, int sig)
 {
+    /* bwrap, as pid 1 of the sandbox, reports a runtime killed by a signal as 128 + signal. */
+    if (sig == 0 && status > 128 && status < 128 + 32) sig = (int)(status - 128);
     if (sig > 0) {
         const char *name = sig == 9    ? "killed"
                            : sig == 11 ? "segmentation fault"
@@ -1016,6 +1018,24 @@ static int current(realm_env_t *env, const char *request_id, realm_inv_t **out)
     return REALM_ENV_OK;
 }
 
+/*
+ * The memory limit killed a process of the environment (say a child the
+ * runtime started) while it ran the invocation: Lambda's answer is
+ * Runtime.OutOfMemory and a fresh environment. 1 if so (inv is ended).
+ */
+static int oom_ends(realm_env_t *env, realm_inv_t *inv)
+{
+    if (!env->sp || !realm_sandbox_group_oom(realm_spawn_group(env->sp))) return 0;
+    env->x->st.oom_total++;
+    report(env, inv);
+    env->inv = NULL;
+    inv->env = NULL;
+    inv_fail_platform(inv, "Runtime.OutOfMemory",
+                      "Runtime exited with error: signal: killed (memory limit)");
+    env_stop(env, "out of memory");
+    return 1;
+}
+
 /* The invocation is answered: the environment rests until its next `next`. */
 static void env_answered(realm_env_t *env, realm_inv_t *inv)
 {
@@ -1036,6 +1056,7 @@ int realm_env_respond(realm_env_t *env, const char *request_id, const void *body
     int rc = current(env, request_id, &inv);
     if (rc != REALM_ENV_OK) return rc;
     if (inv->is_streaming) return REALM_ENV_BAD_STATE;
+    if (oom_ends(env, inv)) return REALM_ENV_OK;
     env_answered(env, inv);
     if (len > REALM_EXEC_MAX_RESPONSE) {
         char msg[160];
@@ -1074,6 +1095,7 @@ int realm_env_fail(realm_env_t *env, const char *request_id, const char *type, c
     int rc = current(env, request_id, &inv);
     if (rc != REALM_ENV_OK) return rc;
     if (inv->is_streaming) return REALM_ENV_BAD_STATE;
+    if (oom_ends(env, inv)) return REALM_ENV_OK;
     char et[128];
     error_type_of(body, len, type, et, sizeof(et));
     env_answered(env, inv);
@@ -1127,6 +1149,7 @@ int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *e
     int rc = current(env, request_id, &inv);
     if (rc != REALM_ENV_OK) return rc;
     if (!inv->is_streaming) return REALM_ENV_BAD_STATE;
+    if (oom_ends(env, inv)) return REALM_ENV_OK;
     env_answered(env, inv);
     if (error_type || error_body) {
         char et[128];

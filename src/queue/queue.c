@@ -63,6 +63,7 @@ enum {
     S_COUNT,
     S_DONE,
     S_RETRY,
+    S_DEFER,
     S_TO_FAILED,
     S_TRIM_FAILED,
     S_LIST_FN,
@@ -83,6 +84,7 @@ static const char *const sql[S_CNT] = {
     [S_NEXT] = "SELECT id, due_ms FROM pending ORDER BY due_ms, id",
     [S_COUNT] = "SELECT COUNT(*) FROM pending",
     [S_DONE] = "DELETE FROM pending WHERE id = ?1",
+    [S_DEFER] = "UPDATE pending SET due_ms = ?2 WHERE id = ?1",
     [S_RETRY] = "UPDATE pending SET attempts = attempts + 1, due_ms = ?2, last_error = ?3"
                 " WHERE id = ?1",
     [S_TO_FAILED] = "INSERT INTO failed(id, tenant, function, qualifier, payload, attempts,"
@@ -401,6 +403,15 @@ int realm_queue_release(realm_queue_t *q, int64_t id)
     return 0;
 }
 
+int realm_queue_defer(realm_queue_t *q, int64_t id, int64_t due_ms)
+{
+    unlease(q, id);
+    sqlite3_stmt *st = stmt(q, S_DEFER);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_int64(st, 2, due_ms);
+    return run(q, S_DEFER, st);
+}
+
 /* ---- inspection ---- */
 
 int64_t realm_queue_next_due(realm_queue_t *q)
@@ -475,7 +486,7 @@ static size_t utf8_seq(const unsigned char *s, size_t len)
     return n;
 }
 
-/* The payload as a JSON string, invalid UTF-8 replaced by U+FFFD per byte. */
+/* Bytes as a JSON string, invalid UTF-8 replaced by U+FFFD per byte. */
 static json_t *payload_text(const void *data, size_t len)
 {
     const unsigned char *p = data;
@@ -507,10 +518,12 @@ static json_t *payload_text(const void *data, size_t len)
     return s;
 }
 
+/* A text column as a JSON string (NULL: null); callers' text may be cut mid-character. */
 static json_t *column_json_text(sqlite3_stmt *st, int col)
 {
     const unsigned char *s = sqlite3_column_text(st, col);
-    return s ? json_string((const char *)s) : json_null();
+    if (!s) return json_null();
+    return payload_text(s, (size_t)sqlite3_column_bytes(st, col));
 }
 
 json_t *realm_queue_list_failed(realm_queue_t *q, const char *tenant, const char *function,

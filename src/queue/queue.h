@@ -23,8 +23,8 @@
  *
  * Errors: functions returning int answer 0, or -1 on a storage error (the
  * SQLite message is logged). An id that is no longer pending (its function
- * was forgotten while the event ran) is not an error for done, retry, fail
- * or release: the lease is dropped and 0 returned.
+ * was forgotten while the event ran) is not an error for done, retry, fail,
+ * release or defer: the lease is dropped and 0 returned.
  *
  * THREADS: loop thread only (one SQLite connection). Every call blocks on
  * a small transaction; busy_timeout is 1000 ms if another process holds the
@@ -78,7 +78,7 @@ int64_t realm_queue_push(realm_queue_t *q, const char *tenant, const char *funct
  * and not leased, oldest (lowest id, that is first pushed) first, and leases
  * them. Returns n (0 on a storage error, which is logged). Each item is the
  * caller's: dispose it with realm_queue_item_dispose, and end each lease with
- * exactly one of done, retry, fail or release.
+ * exactly one of done, retry, fail, release or defer.
  */
 size_t realm_queue_take_due(realm_queue_t *q, int64_t now_ms, realm_queue_item_t *items,
                             size_t max);
@@ -93,14 +93,20 @@ int realm_queue_done(realm_queue_t *q, int64_t id);
  */
 int realm_queue_retry(realm_queue_t *q, int64_t id, int64_t due_ms, const char *error);
 /*
- * The last try failed, or the event expired: it moves to the failed list
- * with attempts + 1 (the try that just failed counts), the error (either may
- * be NULL) and now_ms as its failure time.
+ * The event is given up: it moves to the failed list with the error (either
+ * may be NULL) and now_ms as its failure time. Its Attempts there are
+ * attempts + 1: fail is meant to follow a try that failed, and that try
+ * counts (as it does for retry).
  */
 int realm_queue_fail(realm_queue_t *q, int64_t id, const char *error_type,
                      const char *error_message, int64_t now_ms);
-/* The event was not tried (throttled, shutting down): unleased, unchanged. */
+/* The event was not tried (shutting down): unleased, unchanged, due as before. */
 int realm_queue_release(realm_queue_t *q, int64_t id);
+/*
+ * The event was not tried and should wait (throttled): unleased and due at
+ * due_ms, attempts unchanged. (release would make it due at once again.)
+ */
+int realm_queue_defer(realm_queue_t *q, int64_t id, int64_t due_ms);
 
 /* The earliest due time among unleased pending events, or -1 if none (or on error). */
 int64_t realm_queue_next_due(realm_queue_t *q);
@@ -115,8 +121,9 @@ size_t realm_queue_pending(realm_queue_t *q);
  *    "Payload": "<the payload as text>", "Attempts": 3,
  *    "ErrorType": "Unhandled" or null, "ErrorMessage": ".." or null,
  *    "EnqueuedAt": "2024-05-01T12:00:00.000Z", "FailedAt": "..Z"}
- * Payload bytes that are not valid UTF-8 are replaced by U+FFFD (a JSON
- * string cannot hold them). Returns NULL on a storage error (logged).
+ * Bytes of the payload or the error that are not valid UTF-8 are replaced
+ * by U+FFFD (a JSON string cannot hold them). Returns NULL on a storage
+ * error (logged).
  */
 json_t *realm_queue_list_failed(realm_queue_t *q, const char *tenant, const char *function,
                                 size_t limit);
