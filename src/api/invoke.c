@@ -424,8 +424,7 @@ static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *d
         break;
     case REALM_INV_THROTTLED:
         /* Not the function's fault: try again later without counting it. */
-        realm_queue_release(iv->queue, ev->item.id);
-        realm_queue_retry(iv->queue, ev->item.id, wall_ms() + THROTTLED_RETRY_MS, "throttled");
+        realm_queue_defer(iv->queue, ev->item.id, wall_ms() + THROTTLED_RETRY_MS);
         break;
     case REALM_INV_FN_ERROR: {
         realm_buf_t msg;

@@ -113,6 +113,44 @@ static void collect_listeners(realm_buf_t *out, void *data)
                               (double)realm_client_connections(s->client));
 }
 
+/* The execution engine's counters, read at scrape time. */
+static void collect_exec(realm_buf_t *out, void *data)
+{
+    realm_server_t *s = data;
+    if (!s->exec) return;
+    realm_exec_stats_t st;
+    realm_exec_stats(s->exec, &st);
+    realm_metrics_emit_header(out, "realm_environments", "Execution environments, by state",
+                              REALM_METRIC_GAUGE);
+    static const char *const states[] = {"busy", "idle", "starting"};
+    double by_state[] = {(double)st.busy, (double)st.idle, (double)st.starting};
+    for (int i = 0; i < 3; i++) {
+        const char *labels[] = {"state", states[i], NULL};
+        realm_metrics_emit_sample(out, "realm_environments", labels, by_state[i]);
+    }
+    realm_metrics_emit_header(out, "realm_invocations_queued",
+                              "Invocations waiting for an environment", REALM_METRIC_GAUGE);
+    realm_metrics_emit_sample(out, "realm_invocations_queued", NULL, (double)st.queued);
+    static const struct {
+        const char *name, *help;
+    } fams[] = {
+        {"realm_environments_started_total", "Execution environments started (cold starts)"},
+        {"realm_environments_stopped_total", "Execution environments stopped"},
+        {"realm_invocations_total", "Invocations handed to an environment"},
+        {"realm_invocation_timeouts_total", "Invocations that ran past their timeout"},
+        {"realm_invocation_oom_total", "Invocations ended by the memory limit"},
+        {"realm_environment_crashes_total", "Environments that exited on their own"},
+        {"realm_invocation_throttles_total", "Invocations refused with 429 (concurrency)"},
+    };
+    uint64_t vals[] = {st.started_total,  st.stopped_total, st.invocations_total,
+                       st.timeouts_total, st.oom_total,     st.crashes_total,
+                       st.throttles_total};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        realm_metrics_emit_header(out, fams[i].name, fams[i].help, REALM_METRIC_COUNTER);
+        realm_metrics_emit_sample(out, fams[i].name, NULL, (double)vals[i]);
+    }
+}
+
 static void on_metrics(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     (void)req;
@@ -440,6 +478,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_http_server_route(s->http[L_METRICS], "GET", "/health", 1, on_health, s);
 
     realm_metrics_add_collector(s->metrics, collect_listeners, s);
+    realm_metrics_add_collector(s->metrics, collect_exec, s);
     realm_metrics_add_collector(s->metrics, realm_metrics_collect_process, NULL);
 
     uv_timer_init(loop, &s->shutdown_timer);

@@ -74,3 +74,49 @@ void realm_str_b64_encode(const void *in, size_t len, realm_buf_t *out)
     out->len += (size_t)n;
     out->data[out->len] = '\0';
 }
+
+/*
+ * Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no
+ * surrogates, nothing above U+10FFFF), or 0 if it is not one.
+ */
+static size_t utf8_seq(const unsigned char *s, size_t len)
+{
+    unsigned c = s[0], lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    size_t n;
+    if (c < 0x80) return 1;
+    if (c >= 0xC2 && c <= 0xDF) {
+        n = 2;
+    } else if (c >= 0xE0 && c <= 0xEF) {
+        n = 3;
+        if (c == 0xE0) lo = 0xA0;
+        if (c == 0xED) hi = 0x9F;
+    } else if (c >= 0xF0 && c <= 0xF4) {
+        n = 4;
+        if (c == 0xF0) lo = 0x90;
+        if (c == 0xF4) hi = 0x8F;
+    } else {
+        return 0;
+    }
+    if (len < n || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return n;
+}
+
+int realm_str_utf8_repair(const void *data, size_t len, realm_buf_t *out)
+{
+    const unsigned char *p = data;
+    int bad = 0;
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(p + i, len - i);
+        if (n == 0) {
+            realm_buf_append(out, "\xEF\xBF\xBD", 3);
+            bad = 1;
+            i++;
+        } else {
+            realm_buf_append(out, p + i, n);
+            i += n;
+        }
+    }
+    return bad;
+}

@@ -15,6 +15,9 @@ int realm_str_has_token(const char *list, const char *token);
 void realm_str_uuid4(char out[37]);
 /* Appends the bytes that base64 text (whitespace allowed) stands for; -1 if it is not base64. */
 int realm_str_b64_decode(const char *in, size_t len, realm_buf_t *out);
+/* Appends len bytes with every byte that is not well-formed UTF-8 replaced
+ * by U+FFFD; returns 1 if any was replaced. */
+int realm_str_utf8_repair(const void *data, size_t len, realm_buf_t *out);
 /* Appends the base64 (no line breaks) of len bytes. */
 void realm_str_b64_encode(const void *in, size_t len, realm_buf_t *out);
 

@@ -9,6 +9,8 @@
  */
 #include "proto/evstream.h"
 
+#include "base/str.h"
+
 #include <jansson.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -81,19 +83,31 @@ void realm_evstream_chunk(realm_buf_t *out, const void *data, size_t len)
     } while (len > 0);
 }
 
+/* s as a JSON string; bytes that are not UTF-8 (a function's raw error
+ * output) become U+FFFD rather than losing the field. */
+static json_t *text(const char *s)
+{
+    json_t *j = json_string(s);
+    if (j) return j;
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_str_utf8_repair(s, strlen(s), &b);
+    j = json_stringn(b.data ? b.data : "", b.len);
+    realm_buf_dispose(&b);
+    return j;
+}
+
 void realm_evstream_complete(realm_buf_t *out, const char *error_code, const char *error_details,
                              const char *log_result_b64)
 {
     static const char *const values[] = {"InvokeComplete", "application/json", "event"};
     json_t *o = json_object();
-    if (error_code) json_object_set_new(o, "ErrorCode", json_string(error_code));
-    if (error_details) json_object_set_new(o, "ErrorDetails", json_string(error_details));
-    if (log_result_b64) json_object_set_new(o, "LogResult", json_string(log_result_b64));
-    /* json_string refuses invalid UTF-8 (returns NULL, so the key is
-     * dropped): callers pass text Realm produced itself. */
-    char *text = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    if (error_code) json_object_set_new(o, "ErrorCode", text(error_code));
+    if (error_details) json_object_set_new(o, "ErrorDetails", text(error_details));
+    if (log_result_b64) json_object_set_new(o, "LogResult", text(log_result_b64));
+    char *json = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
     json_decref(o);
-    if (text == NULL) abort(); /* only on out-of-memory */
-    realm_evstream_message(out, event_names, values, 3, text, strlen(text));
-    free(text);
+    if (json == NULL) abort(); /* only on out-of-memory */
+    realm_evstream_message(out, event_names, values, 3, json, strlen(json));
+    free(json);
 }

@@ -57,7 +57,7 @@ void realm_evstream_chunk(realm_buf_t *out, const void *data, size_t len);
  *   :message-type event
  * and the payload {"ErrorCode":..,"ErrorDetails":..,"LogResult":..}, each
  * field omitted when its argument is NULL (all NULL: "{}"). All arguments are
- * borrowed UTF-8 text (a field that is not valid UTF-8 is omitted too);
+ * borrowed text; bytes that are not valid UTF-8 are replaced by U+FFFD.
  * log_result_b64 is the base64 log tail (LogType Tail).
  */
 void realm_evstream_complete(realm_buf_t *out, const char *error_code, const char *error_details,

@@ -29,6 +29,7 @@
 #include "queue/queue.h"
 
 #include "base/alloc.h"
+#include "base/str.h"
 #include "base/log.h"
 
 #include <sqlite3.h>
@@ -458,64 +459,17 @@ static json_t *iso_time(int64_t ms)
     return json_string(out);
 }
 
-/*
- * Length of the well-formed UTF-8 sequence at s (RFC 3629: no overlongs, no
- * surrogates, nothing above U+10FFFF), or 0 if it is not one.
- */
-static size_t utf8_seq(const unsigned char *s, size_t len)
-{
-    unsigned c = s[0];
-    if (c < 0x80) return 1;
-    size_t n;
-    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
-    if (c >= 0xC2 && c <= 0xDF)
-        n = 2;
-    else if (c >= 0xE0 && c <= 0xEF) {
-        n = 3;
-        if (c == 0xE0) lo = 0xA0;
-        if (c == 0xED) hi = 0x9F;
-    } else if (c >= 0xF0 && c <= 0xF4) {
-        n = 4;
-        if (c == 0xF0) lo = 0x90;
-        if (c == 0xF4) hi = 0x8F;
-    } else
-        return 0;
-    if (len < n || s[1] < lo || s[1] > hi) return 0;
-    for (size_t i = 2; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) return 0;
-    return n;
-}
-
 /* Bytes as a JSON string, invalid UTF-8 replaced by U+FFFD per byte. */
 static json_t *payload_text(const void *data, size_t len)
 {
-    const unsigned char *p = data;
-    size_t bad = 0;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(p + i, len - i);
-        if (n == 0) {
-            bad++;
-            n = 1;
-        }
-        i += n;
-    }
-    if (bad == 0) return json_stringn(len ? (const char *)p : "", len);
-    char *out = realm_malloc(len + bad * 2 + 1), *o = out;
-    for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(p + i, len - i);
-        if (n == 0) {
-            memcpy(o, "\xEF\xBF\xBD", 3);
-            o += 3;
-            i++;
-        } else {
-            memcpy(o, p + i, n);
-            o += n;
-            i += n;
-        }
-    }
-    json_t *s = json_stringn(out, (size_t)(o - out));
-    free(out);
-    return s;
+    json_t *j = json_stringn(len ? (const char *)data : "", len);
+    if (j) return j;
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_str_utf8_repair(data, len, &b);
+    j = json_stringn(b.data ? b.data : "", b.len);
+    realm_buf_dispose(&b);
+    return j;
 }
 
 /* A text column as a JSON string (NULL: null); callers' text may be cut mid-character. */
