@@ -826,6 +826,122 @@ static int cmd_delete(ctx_t *c, int argc, char **argv)
     return rc;
 }
 
+/* ---- logs and invoke ------------------------------------------------------------- */
+
+static void usage_logs(FILE *out)
+{
+    fputs("Usage: realm logs NAME [--tail BYTES] [options]\n"
+          "\n"
+          "Prints the end of function NAME's log: its output and the START, END and REPORT\n"
+          "lines of each invocation (64 KiB unless --tail says otherwise).\n"
+          "\n"
+          "Options:\n",
+          out);
+    fputs(ENDPOINT_HELP, out);
+}
+
+static void usage_invoke(FILE *out)
+{
+    fputs("Usage: realm invoke NAME [--payload JSON] [--qualifier Q] [options]\n"
+          "\n"
+          "Invokes function NAME (RequestResponse) and prints its answer. Exits 1 when the\n"
+          "function failed (its error is printed on stderr).\n"
+          "\n"
+          "Options:\n",
+          out);
+    fputs(ENDPOINT_HELP, out);
+}
+
+/* A raw GET or POST of the control API; prints the body. want: the expected status. */
+static int raw_request(ctx_t *c, const char *method, const char *path, const char *body,
+                       int want, int *function_error)
+{
+    realm_cli_http_res_t res;
+    char err[512];
+    int rc = realm_cli_http_request(&c->ep, method, path, body, body ? strlen(body) : 0,
+                                    REQUEST_TIMEOUT_MS, &res, err, sizeof(err));
+    if (rc != 0) {
+        fprintf(stderr, "realm %s: control API at %s: %s\n", c->cmd, c->ep.url, err);
+        return 1;
+    }
+    if (res.status != want) {
+        report_api_error(c, &res);
+        realm_cli_http_res_dispose(&res);
+        return 1;
+    }
+    /* A function error comes back as 200 with the error as the body. */
+    json_t *j = function_error ? json_loadb(res.body.data, res.body.len, 0, NULL) : NULL;
+    if (j && json_object_get(j, "errorType") && json_object_get(j, "errorMessage")) {
+        *function_error = 1;
+        fprintf(stderr, "%.*s\n", (int)res.body.len, res.body.data);
+    } else if (res.body.len) {
+        fwrite(res.body.data, 1, res.body.len, stdout);
+        if (res.body.data[res.body.len - 1] != '\n' && function_error) fputc('\n', stdout);
+    }
+    json_decref(j);
+    realm_cli_http_res_dispose(&res);
+    return 0;
+}
+
+static int cmd_logs_or_invoke(ctx_t *c, int argc, char **argv, int is_invoke)
+{
+    void (*usage)(FILE *) = is_invoke ? usage_invoke : usage_logs;
+    const char *endpoint = NULL, *name = NULL, *tail = NULL, *payload = NULL, *qualifier = NULL;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i];
+        int r;
+        if (a[0] != '-' || a[1] == '\0') {
+            if (name != NULL) return usage_error(c->cmd, usage, "unexpected argument '%s'", a);
+            name = a;
+        } else if (is_help(a)) {
+            usage(stdout);
+            return 0;
+        } else if ((r = opt_value(argc, argv, &i, "--endpoint", &endpoint)) != 0 ||
+                   (!is_invoke && (r = opt_value(argc, argv, &i, "--tail", &tail)) != 0) ||
+                   (is_invoke && (r = opt_value(argc, argv, &i, "--payload", &payload)) != 0) ||
+                   (is_invoke && (r = opt_value(argc, argv, &i, "--qualifier", &qualifier)) != 0)) {
+            if (r < 0) return usage_error(c->cmd, usage, "option '%s' needs a value", a);
+        } else {
+            return usage_error(c->cmd, usage, "unknown option '%s'", a);
+        }
+    }
+    if (name == NULL || *name == '\0')
+        return usage_error(c->cmd, usage, "missing the NAME of the function");
+    if (tail && strspn(tail, "0123456789") != strlen(tail))
+        return usage_error(c->cmd, usage, "--tail takes a number of bytes");
+    int rc = resolve_endpoint(c, endpoint);
+    if (rc != 0) return rc;
+    realm_buf_t path;
+    realm_buf_init(&path);
+    if (is_invoke) {
+        function_path(&path, name, "/invocations");
+        if (qualifier) {
+            realm_buf_appends(&path, "?Qualifier=");
+            realm_cli_url_encode(&path, qualifier);
+        }
+        int fn_err = 0;
+        rc = raw_request(c, "POST", path.data, payload ? payload : "{}", 200, &fn_err);
+        if (rc == 0 && fn_err) rc = 1;
+    } else {
+        realm_buf_appends(&path, "/realm/v1/functions/");
+        realm_cli_url_encode(&path, name);
+        realm_buf_appendf(&path, "/logs?tail=%s", tail ? tail : "65536");
+        rc = raw_request(c, "GET", path.data, NULL, 200, NULL);
+    }
+    realm_buf_dispose(&path);
+    return rc;
+}
+
+static int cmd_logs(ctx_t *c, int argc, char **argv)
+{
+    return cmd_logs_or_invoke(c, argc, argv, 0);
+}
+
+static int cmd_invoke(ctx_t *c, int argc, char **argv)
+{
+    return cmd_logs_or_invoke(c, argc, argv, 1);
+}
+
 /* ---- entry ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -837,6 +953,8 @@ static const command_t commands[] = {
     {"deploy", cmd_deploy},
     {"functions", cmd_functions},
     {"delete", cmd_delete},
+    {"logs", cmd_logs},
+    {"invoke", cmd_invoke},
 };
 
 static const command_t *find_command(const char *cmd)
