@@ -173,6 +173,10 @@ def assert_error_json(r, status):
         assert r.header("x-amzn-RequestId"), r
         assert isinstance(body["message"], str) and body["message"], body
         return
+    if "errorType" in body:
+        # The runtime listener answers in AWS's runtime API shape (docs/runtime-channel.md).
+        assert set(body) == {"errorMessage", "errorType"}, body
+        return
     assert set(body) == {"error"}, body
     err = body["error"]
     assert err["status"] == status, body
@@ -197,7 +201,7 @@ def test_get_metrics_ok(server):
 @pytest.mark.parametrize("listener,method,path", [
     ("control", "GET", "/"),
     ("control", "POST", "/2015-03-31/nope"),
-    ("runtime", "GET", "/2018-06-01/runtime/invocation/next"),
+    ("runtime", "GET", "/2018-06-01/runtime/nope"),
     ("metrics", "GET", "/nope"),
     ("metrics", "GET", "/metrics/extra"),
 ])
@@ -208,6 +212,9 @@ def test_unknown_path_is_404_json(server, listener, method, path):
     assert_error_json(r, 404)
     if listener == "control":
         assert r.header("x-amzn-ErrorType") == "UnknownOperationException", r
+    elif listener == "runtime":
+        # The runtime API answers in AWS's runtime shape.
+        assert r.json()["errorType"] == "NotFound", r
     else:
         assert r.json()["error"]["code"] == "Not Found"
     # A 404 keeps the connection usable.
