@@ -111,7 +111,7 @@ static void on_cancel(realm_call_t *call, void *data)
 }
 
 static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const char *qualifier,
-                json_t *payload, int want_tail)
+                json_t *payload, int want_tail, int is_by_name)
 {
     char *text = json_dumps(payload ? payload : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
     if (!payload) {
@@ -133,7 +133,8 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     if (inv || e.status == 0) return; /* running, or already ended (fc is gone) */
     realm_call_on_cancel(call, NULL, NULL);
     free(fc);
-    if (e.status == 404) {
+    /* Called by name, anything that names no deployed function is "no such function". */
+    if (e.status == 404 || is_by_name) {
         realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, json_pack("{s:s}", "function", name),
                         "%s", e.message);
     } else {
@@ -147,12 +148,12 @@ static void fn_invoke(realm_call_t *call, json_t *params, void *data)
     const char *q = json_string_value(json_object_get(params, "qualifier"));
     const char *lt = json_string_value(json_object_get(params, "log_type"));
     run(call, data, json_string_value(json_object_get(params, "name")), q && q[0] ? q : NULL,
-        json_object_get(params, "payload"), lt && strcmp(lt, "Tail") == 0);
+        json_object_get(params, "payload"), lt && strcmp(lt, "Tail") == 0, 0);
 }
 
 static void fn_by_name(realm_call_t *call, json_t *params, void *data)
 {
-    run(call, data, realm_call_function(call), NULL, params, 0);
+    run(call, data, realm_call_function(call), NULL, params, 0, 1);
 }
 
 static const realm_param_def_t invoke_params[] = {
