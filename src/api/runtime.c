@@ -192,8 +192,11 @@ static void on_response(realm_http_req_t *req, realm_http_res_t *res, void *data
     int rc = realm_env_stream_begin(env, id, realm_http_req_header(req, "Content-Type"));
     if (rc == REALM_ENV_OK) rc = realm_env_stream_write(env, id, body_of(req), req->body.len);
     if (answer_code(res, rc)) return;
-    const char *et = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Type");
-    const char *eb = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Body");
+    /* The error of a failed stream comes in the trailers (a header is taken too). */
+    const char *et = realm_http_req_trailer(req, "Lambda-Runtime-Function-Error-Type");
+    const char *eb = realm_http_req_trailer(req, "Lambda-Runtime-Function-Error-Body");
+    if (!et) et = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Type");
+    if (!eb) eb = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Body");
     realm_buf_t err;
     realm_buf_init(&err);
     if (eb) realm_str_b64_decode(eb, strlen(eb), &err);

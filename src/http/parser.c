@@ -40,6 +40,7 @@ static void reset_request(realm_http_parser_t *p)
     r->path = "";
     r->target = "";
     realm_buf_reset(&p->head);
+    realm_buf_reset(&p->trail);
     p->in_field = 0;
     p->in_body = 0;
     p->is_discarding = 0;
@@ -74,10 +75,37 @@ static int on_url_complete(llhttp_t *l)
     return head_append(p, "", 1);
 }
 
+/*
+ * Trailer fields (after a chunked body) go to their own buffer: the header
+ * block's pointers into `head` are live by then and must not move.
+ */
+static int trail_append(realm_http_parser_t *p, const char *at, size_t len)
+{
+    if (p->trail.len + len + 1 > p->max_header_bytes)
+        return fail(p, 431, "request trailer fields too large");
+    realm_buf_append(&p->trail, at, len);
+    return 0;
+}
+
+static int on_trailer_field(realm_http_parser_t *p, const char *at, size_t len)
+{
+    realm_http_req_t *r = &p->req;
+    if (!p->in_field) {
+        if (r->trailers_cnt >= REALM_HTTP_MAX_TRAILERS)
+            return fail(p, 431, "too many trailer fields");
+        p->trail_offs[2 * r->trailers_cnt] = p->trail.len;
+        p->trail_offs[2 * r->trailers_cnt + 1] = 0;
+        r->trailers_cnt++;
+        p->in_field = 1;
+    }
+    return trail_append(p, at, len);
+}
+
 static int on_header_field(llhttp_t *l, const char *at, size_t len)
 {
     realm_http_parser_t *p = P(l);
     realm_http_req_t *r = &p->req;
+    if (p->in_body) return on_trailer_field(p, at, len);
     if (!p->in_field) {
         /* A new header begins (llhttp may deliver a name in pieces). */
         if (r->headers_cnt >= REALM_HTTP_MAX_HEADERS)
@@ -94,6 +122,11 @@ static int on_header_field_complete(llhttp_t *l)
 {
     realm_http_parser_t *p = P(l);
     p->in_field = 0;
+    if (p->in_body) {
+        int rc = trail_append(p, "", 1);
+        p->trail_offs[2 * (p->req.trailers_cnt - 1) + 1] = p->trail.len;
+        return rc;
+    }
     /* RFC 7230 3.2.4: whitespace between a field name and the colon must be
      * rejected (llhttp's non-strict build keeps it as part of the name). */
     if (p->head.len > 0) {
@@ -109,12 +142,14 @@ static int on_header_field_complete(llhttp_t *l)
 
 static int on_header_value(llhttp_t *l, const char *at, size_t len)
 {
-    return head_append(P(l), at, len);
+    realm_http_parser_t *p = P(l);
+    return p->in_body ? trail_append(p, at, len) : head_append(p, at, len);
 }
 
 static int on_header_value_complete(llhttp_t *l)
 {
-    return head_append(P(l), "", 1);
+    realm_http_parser_t *p = P(l);
+    return p->in_body ? trail_append(p, "", 1) : head_append(p, "", 1);
 }
 
 static char *trim(char *s)
@@ -186,6 +221,11 @@ static int on_body(llhttp_t *l, const char *at, size_t len)
 static int on_message_complete(llhttp_t *l)
 {
     realm_http_parser_t *p = P(l);
+    realm_http_req_t *r = &p->req;
+    for (size_t i = 0; i < r->trailers_cnt; i++) {
+        r->trailers[i].name = p->trail.data + p->trail_offs[2 * i];
+        r->trailers[i].value = trim(p->trail.data + p->trail_offs[2 * i + 1]);
+    }
     p->in_message = 0;
     p->in_body = 0;
     return HPE_PAUSED;
@@ -207,6 +247,7 @@ void realm_http_parser_init(realm_http_parser_t *p, size_t max_header_bytes)
     p->settings.on_message_complete = on_message_complete;
     llhttp_init(&p->llhttp, HTTP_REQUEST, &p->settings);
     realm_buf_init(&p->head);
+    realm_buf_init(&p->trail);
     realm_buf_init(&p->req.body);
     p->max_header_bytes = max_header_bytes;
     reset_request(p);
@@ -216,6 +257,7 @@ void realm_http_parser_dispose(realm_http_parser_t *p)
 {
     reset_request(p);
     realm_buf_dispose(&p->head);
+    realm_buf_dispose(&p->trail);
     realm_buf_dispose(&p->req.body);
 }
 
@@ -287,6 +329,14 @@ const char *realm_http_req_header(const realm_http_req_t *req, const char *name)
 {
     for (size_t i = 0; i < req->headers_cnt; i++)
         if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+    return NULL;
+}
+
+const char *realm_http_req_trailer(const realm_http_req_t *req, const char *name)
+{
+    for (size_t i = 0; i < req->trailers_cnt; i++)
+        if (req->trailers[i].name && strcasecmp(req->trailers[i].name, name) == 0)
+            return req->trailers[i].value;
     return NULL;
 }
 

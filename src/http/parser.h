@@ -25,6 +25,7 @@
 
 #define REALM_HTTP_MAX_HEADERS 100
 #define REALM_HTTP_MAX_PARAMS 4
+#define REALM_HTTP_MAX_TRAILERS 16
 
 typedef struct {
     const char *name;  /* NUL-terminated; as sent (case preserved) */
@@ -47,6 +48,9 @@ typedef struct {
     unsigned has_expect_continue : 1;
     unsigned has_other_expect : 1; /* Expect with a value we cannot meet (417) */
     realm_buf_t body;              /* decoded body (unless discarded) */
+    /* Trailer fields of a chunked body, readable once the message is complete. */
+    realm_http_header_t trailers[REALM_HTTP_MAX_TRAILERS];
+    size_t trailers_cnt;
     uint64_t body_len;             /* body bytes seen (also when discarded) */
     /* Route captures, filled by the router ({name} segments). */
     const char *param_names[REALM_HTTP_MAX_PARAMS];
@@ -66,6 +70,8 @@ typedef struct {
     llhttp_settings_t settings;
     realm_http_req_t req;
     realm_buf_t head;          /* header bytes: target, names, values, each NUL-terminated */
+    realm_buf_t trail;         /* trailer names and values, the same way */
+    size_t trail_offs[2 * REALM_HTTP_MAX_TRAILERS];
     size_t offs[2 + 2 * REALM_HTTP_MAX_HEADERS]; /* offsets into head */
     size_t max_header_bytes;
     uint64_t body_limit;
@@ -100,6 +106,8 @@ int realm_http_parser_in_body(const realm_http_parser_t *p);
 /* Case-insensitive header lookup; the first match, or NULL. */
 const char *realm_http_req_header(const realm_http_req_t *req, const char *name);
 /* Route capture by name, or NULL. */
+/* A trailer field's value (chunked requests, after the body), or NULL. */
+const char *realm_http_req_trailer(const realm_http_req_t *req, const char *name);
 const char *realm_http_req_param(const realm_http_req_t *req, const char *name);
 
 #endif
