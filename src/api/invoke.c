@@ -96,6 +96,16 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
         char *colon = strrchr(r->arn, ':');
         if (colon && strcmp(colon + 1, r->v.version) == 0) *colon = '\0';
     }
+    /* The tag realm:network=none takes the network away (docs/invoke.md). */
+    int no_network = 0;
+    realm_reg_err_t te;
+    json_t *tags = realm_registry_list_tags(iv->o.reg, tenant, r->arn, &te);
+    const char *net = json_string_value(json_object_get(json_object_get(tags, "Tags"),
+                                                        "realm:network"));
+    if (net && (strcasecmp(net, "none") == 0 || strcasecmp(net, "off") == 0 ||
+                strcasecmp(net, "false") == 0))
+        no_network = 1;
+    json_decref(tags);
     r->fn = (realm_exec_fn_t){
         .tenant = tenant,
         .name = r->v.name,
@@ -109,6 +119,7 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
         .memory_mb = (uint64_t)json_integer_value(json_object_get(c, "MemorySize")),
         .timeout_s = (uint64_t)json_integer_value(json_object_get(c, "Timeout")),
         .reserved = r->v.reserved,
+        .no_network = no_network,
     };
     return 0;
 }

@@ -16,6 +16,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/str.h"
+#include "net/listener.h"
 #include "ws/handshake.h"
 
 #include <jansson.h>
@@ -30,6 +31,8 @@
 
 struct realm_runtime_s {
     realm_exec_t *x;
+    realm_http_server_t *http;
+    uv_loop_t *loop;
     realm_ws_config_t ws;
 };
 
@@ -127,6 +130,54 @@ void realm_runtime_accept(realm_runtime_t *rt, realm_conn_t *c)
         realm_info("runtime connection from %s belongs to no environment: refused",
                    realm_conn_peer(c));
     }
+}
+
+/* ---- a private door (environments without the host's network) ---- */
+
+typedef struct {
+    realm_runtime_t *rt;
+    realm_env_t *env;
+    realm_listener_t *l;
+} private_t;
+
+static void on_private_conn(realm_listener_t *l, realm_conn_t *c, void *data)
+{
+    (void)l;
+    private_t *pv = data;
+    /* Only the environment's own processes live in that namespace. */
+    realm_env_ref(pv->env);
+    realm_conn_set_tag(c, pv->env, release_env);
+    realm_http_server_attach(pv->rt->http, c);
+}
+
+void *realm_runtime_private_listen(realm_env_t *env, int fd, void *data)
+{
+    realm_runtime_t *rt = data;
+    private_t *pv = realm_calloc(1, sizeof(*pv));
+    pv->rt = rt;
+    pv->env = env;
+    int rc = realm_listener_adopt(rt->loop, "runtime-private", fd, on_private_conn, pv, &pv->l);
+    if (rc != 0) {
+        realm_error("environment %s: private runtime listener: %s", realm_env_id(env),
+                    uv_strerror(rc));
+        free(pv);
+        return NULL;
+    }
+    return pv;
+}
+
+static void on_private_closed(realm_listener_t *l, void *data)
+{
+    (void)l;
+    free(data);
+}
+
+void realm_runtime_private_close(void *handle, void *data)
+{
+    (void)data;
+    private_t *pv = handle;
+    realm_listener_close(pv->l, on_private_closed);
+    realm_listener_free(pv->l);
 }
 
 /* ---- HTTP ---- */
@@ -428,11 +479,13 @@ static void on_ping(realm_http_req_t *req, realm_http_res_t *res, void *data)
 
 /* ---- setup ---- */
 
-realm_runtime_t *realm_runtime_new(realm_exec_t *x, realm_http_server_t *http,
+realm_runtime_t *realm_runtime_new(uv_loop_t *loop, realm_exec_t *x, realm_http_server_t *http,
                                    const realm_ws_config_t *ws)
 {
     realm_runtime_t *rt = realm_calloc(1, sizeof(*rt));
     rt->x = x;
+    rt->http = http;
+    rt->loop = loop;
     rt->ws = *ws;
     realm_http_server_set_error_cb(http, on_http_error, rt);
     realm_http_server_route(http, "GET", PREFIX "/invocation/next", 1, on_next, rt);

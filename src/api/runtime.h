@@ -21,10 +21,19 @@
 typedef struct realm_runtime_s realm_runtime_t;
 
 /* Adds the routes to http (the runtime listener's server). */
-realm_runtime_t *realm_runtime_new(realm_exec_t *x, realm_http_server_t *http,
+realm_runtime_t *realm_runtime_new(uv_loop_t *loop, realm_exec_t *x, realm_http_server_t *http,
                                    const realm_ws_config_t *ws);
 void realm_runtime_free(realm_runtime_t *rt);
 /* A new connection on the runtime listener: tags it with its environment. */
 void realm_runtime_accept(realm_runtime_t *rt, realm_conn_t *c);
+
+/*
+ * The exec hooks (realm_exec_opts_t.private_listen/private_close, data: the
+ * runtime): serve the runtime API on a listener made inside one
+ * environment's own network namespace; its connections are that
+ * environment's without a door check.
+ */
+void *realm_runtime_private_listen(realm_env_t *env, int fd, void *data);
+void realm_runtime_private_close(void *handle, void *data);
 
 #endif

@@ -293,6 +293,18 @@ static void on_function_changed(const char *tenant, const char *name, void *data
     realm_exec_forget(s->exec, tenant, name);
 }
 
+static void *private_listen(realm_env_t *env, int fd, void *data)
+{
+    realm_server_t *s = data;
+    return realm_runtime_private_listen(env, fd, s->runtime);
+}
+
+static void private_close(void *handle, void *data)
+{
+    realm_server_t *s = data;
+    realm_runtime_private_close(handle, s->runtime);
+}
+
 static void setup_exec(realm_server_t *s)
 {
     const realm_config_t *cfg = s->cfg;
@@ -322,12 +334,15 @@ static void setup_exec(realm_server_t *s)
         .pids_max = cfg->env_pids_max,
         .log_file_bytes = cfg->log_file_bytes,
         .has_network = cfg->env_network,
+        .private_listen = private_listen,
+        .private_close = private_close,
+        .hook_data = s,
     };
     s->exec = realm_exec_new(&xo);
     realm_ws_config_t ws = {.max_message_bytes = cfg->max_message_bytes,
                             .max_send_queue_bytes = cfg->max_send_queue_bytes,
                             .ping_interval_ms = 0};
-    s->runtime = realm_runtime_new(s->exec, s->http[L_RUNTIME], &ws);
+    s->runtime = realm_runtime_new(s->loop, s->exec, s->http[L_RUNTIME], &ws);
     realm_control_set_change_cb(s->control, on_function_changed, s);
 }
 

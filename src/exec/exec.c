@@ -80,6 +80,7 @@ struct realm_env_s {
     char init_error_type[64];
     char stop_reason[96]; /* why we stopped it, for the log */
     uint64_t last_used;
+    void *private_listener; /* from opts.private_listen, or NULL */
     unsigned has_asked : 1; /* a `next` came at least once (init done) */
     unsigned is_slow : 1;   /* RESTING past its grace */
     unsigned timer_closed : 1;
@@ -93,6 +94,7 @@ struct pool_s {
     char **env;
     uint64_t memory_mb, timeout_s;
     int64_t reserved;
+    int has_network;
     realm_inv_t *q_head, *q_tail;
     size_t queued;
     realm_env_t *envs;
@@ -424,6 +426,10 @@ static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, v
         }
     }
     if (env->next_cb) env->next_cb = NULL;
+    if (env->private_listener) {
+        x->o.private_close(env->private_listener, x->o.hook_data);
+        env->private_listener = NULL;
+    }
     realm_spawn_free(sp);
     env->sp = NULL;
     env_unlink_all(env);
@@ -442,6 +448,23 @@ static void on_spawn_output(realm_spawn_t *sp, int stream, const char *bytes, si
     realm_env_t *env = data;
     if (env->inv) inv_log(env->inv, bytes, len);
     if (env->pool) pool_log_write(env->pool, bytes, len);
+}
+
+/* The sandbox is up and waits: its runtime API goes inside its namespace. */
+static void on_spawn_ready(realm_spawn_t *sp, int pid, void *data)
+{
+    (void)sp;
+    realm_env_t *env = data;
+    realm_exec_t *x = env->x;
+    int fd = -1;
+    int rc = realm_sandbox_netns_listen(pid, REALM_EXEC_PRIVATE_PORT, &fd);
+    if (rc != 0) {
+        realm_error("environment %s: runtime API in its network namespace: %s", env->id,
+                    strerror(-rc));
+        return; /* it will fail to connect and exit; its invocation hears why */
+    }
+    env->private_listener = x->o.private_listen(env, fd, x->o.hook_data);
+    if (!env->private_listener) close(fd);
 }
 
 /* Kills the environment; its end comes through on_spawn_exit. */
@@ -557,7 +580,9 @@ static int env_spawn(pool_t *p)
     env_push(&ev, &en, "LANG=C.UTF-8");
     env_push(&ev, &en, "TZ=:UTC");
     env_push(&ev, &en, "LD_LIBRARY_PATH=/var/task:/var/task/lib:/opt/lib");
-    env_push(&ev, &en, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d", x->o.runtime_port);
+    int is_private = !p->has_network && x->o.private_listen;
+    env_push(&ev, &en, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d",
+             is_private ? REALM_EXEC_PRIVATE_PORT : x->o.runtime_port);
     env_push(&ev, &en, "_HANDLER=%s", p->handler ? p->handler : "");
     env_push(&ev, &en, "LAMBDA_TASK_ROOT=/var/task");
     env_push(&ev, &en, "LAMBDA_RUNTIME_DIR=/opt");
@@ -588,7 +613,7 @@ static int env_spawn(pool_t *p)
                 .tmp_mb = x->o.tmp_mb,
                 .env = (const char *const *)ev,
                 .ro_binds = binds[0] ? binds : NULL,
-                .has_network = x->o.has_network,
+                .has_network = p->has_network,
                 .argv = argv,
                 .uid = SANDBOX_UID,
                 .gid = SANDBOX_GID,
@@ -600,9 +625,11 @@ static int env_spawn(pool_t *p)
                 .cpu_weight = p->memory_mb * 100 / 1024 ? p->memory_mb * 100 / 1024 : 1,
             },
         .name = env->id,
+        .wait_ready = is_private,
     };
     if (so.limits.cpu_weight > 10000) so.limits.cpu_weight = 10000;
-    realm_spawn_cb_t cb = {.on_output = on_spawn_output, .on_exit = on_spawn_exit};
+    realm_spawn_cb_t cb = {
+        .on_output = on_spawn_output, .on_exit = on_spawn_exit, .on_ready = on_spawn_ready};
     char err[512];
     int rc = realm_spawn_start(x->o.loop, &so, &cb, env, &env->sp, err, sizeof(err));
     for (size_t i = 0; i < en; i++)
@@ -725,8 +752,8 @@ static char *pool_key(const realm_exec_fn_t *fn)
 {
     realm_buf_t b;
     realm_buf_init(&b);
-    realm_buf_appendf(&b, "%s\n%s\n%s\n%s", fn->tenant ? fn->tenant : "", fn->name, fn->version,
-                      fn->revision ? fn->revision : "");
+    realm_buf_appendf(&b, "%s\n%s\n%s\n%s\n%d", fn->tenant ? fn->tenant : "", fn->name,
+                      fn->version, fn->revision ? fn->revision : "", fn->no_network);
     return realm_buf_steal(&b, NULL);
 }
 
@@ -791,6 +818,7 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
     p->memory_mb = fn->memory_mb ? fn->memory_mb : 128;
     p->timeout_s = fn->timeout_s ? fn->timeout_s : 3;
     p->reserved = fn->reserved;
+    p->has_network = x->o.has_network && !fn->no_network;
     /* 2024/01/31/[$LATEST]<32 hex>, as Lambda names log streams. */
     char uuid[37], hex[33];
     realm_str_uuid4(uuid);

@@ -60,8 +60,20 @@ typedef struct {
     uint64_t tmp_mb;             /* size of each environment's /tmp */
     uint64_t pids_max;           /* processes and threads per environment */
     uint64_t log_file_bytes;     /* per function log file, before rotation */
-    int has_network;             /* 0: environments get an empty network namespace */
+    int has_network;             /* 0: no environment gets the host's network */
+    /*
+     * An environment without the host's network reaches the runtime API on
+     * 127.0.0.1:REALM_EXEC_PRIVATE_PORT inside its own namespace: exec makes
+     * that listening socket and hands it over; the owner serves the runtime
+     * API on it for that environment alone (every connection is env's) and
+     * returns a handle, released with private_close when the environment ends.
+     */
+    void *(*private_listen)(realm_env_t *env, int fd, void *data);
+    void (*private_close)(void *handle, void *data);
+    void *hook_data;
 } realm_exec_opts_t;
+
+#define REALM_EXEC_PRIVATE_PORT 9001
 
 /* A function version as it runs (strings borrowed for the call). */
 typedef struct {
@@ -77,6 +89,7 @@ typedef struct {
     uint64_t memory_mb;
     uint64_t timeout_s;
     int64_t reserved; /* reserved concurrency, -1 when none */
+    int no_network;   /* 1: no network but the runtime API, whatever the server allows */
 } realm_exec_fn_t;
 
 typedef struct {

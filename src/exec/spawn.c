@@ -7,6 +7,7 @@
 #include "base/log.h"
 
 #include <errno.h>
+#include <jansson.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -21,6 +22,8 @@
 struct realm_spawn_s {
     uv_process_t proc;
     uv_pipe_t out, err;
+    uv_pipe_t info, block; /* wait_ready: bwrap's --info-fd and --block-fd */
+    realm_buf_t info_text;
     uv_timer_t timer; /* retries removing the cgroups */
     realm_spawn_cb_t cb;
     void *data;
@@ -30,11 +33,16 @@ struct realm_spawn_s {
     unsigned is_running : 1;
     unsigned is_freed : 1;
     unsigned has_group : 1;
+    unsigned has_ready_pipes : 1;
+    unsigned is_ready : 1;
 };
 
 static void maybe_release(realm_spawn_t *sp)
 {
-    if (sp->open_handles == 0 && sp->is_freed && !sp->has_group) free(sp);
+    if (sp->open_handles == 0 && sp->is_freed && !sp->has_group) {
+        realm_buf_dispose(&sp->info_text);
+        free(sp);
+    }
 }
 
 static void on_closed(uv_handle_t *h)
@@ -71,6 +79,41 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) uv_read_stop(s);
 }
 
+/* ---- ready (bwrap's info, then the go-ahead) ---- */
+
+static void ready_done(realm_spawn_t *sp)
+{
+    close_handle(sp, (uv_handle_t *)&sp->info);
+    close_handle(sp, (uv_handle_t *)&sp->block);
+}
+
+static void on_info(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
+{
+    realm_spawn_t *sp = s->data;
+    if (n > 0) realm_buf_append(&sp->info_text, buf->base, (size_t)n);
+    free(buf->base);
+    if (sp->is_ready || sp->is_freed) return;
+    /* bwrap writes one JSON object: {"child-pid": N, ...namespaces}. */
+    json_t *j = sp->info_text.len ? json_loadb(sp->info_text.data, sp->info_text.len, 0, NULL)
+                                  : NULL;
+    json_int_t pid = json_integer_value(json_object_get(j, "child-pid"));
+    json_decref(j);
+    if (pid > 0) {
+        sp->is_ready = 1;
+        uv_read_stop(s);
+        if (sp->cb.on_ready) sp->cb.on_ready(sp, (int)pid, sp->data);
+        if (!sp->is_freed) {
+            uv_buf_t go = uv_buf_init("1", 1);
+            uv_try_write((uv_stream_t *)&sp->block, &go, 1);
+        }
+        ready_done(sp);
+    } else if (n < 0) {
+        /* No info: bwrap failed; its exit says why. */
+        uv_read_stop(s);
+        ready_done(sp);
+    }
+}
+
 /* ---- the end ---- */
 
 static void on_remove_tick(uv_timer_t *t)
@@ -90,6 +133,7 @@ static void finish(realm_spawn_t *sp)
     close_handle(sp, (uv_handle_t *)&sp->proc);
     close_handle(sp, (uv_handle_t *)&sp->out);
     close_handle(sp, (uv_handle_t *)&sp->err);
+    if (sp->has_ready_pipes) ready_done(sp);
     if (sp->has_group) {
         /* Members may still be exiting: retry until the groups go. */
         uv_timer_start(&sp->timer, on_remove_tick, 0, REMOVE_RETRY_MS);
@@ -132,6 +176,7 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
         return -1;
     }
     spec.seccomp_fd = o->bpf_len ? REALM_SPAWN_SECCOMP_FD : -1;
+    spec.ready_fds = o->wait_ready ? 1 : 0;
     realm_sandbox_cmd_t cmd = {0};
     int bpf_fd = -1, args_fd = -1, rc;
     if ((rc = realm_sandbox_cmd_init(&cmd, &spec)) != 0) {
@@ -193,7 +238,7 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
     uv_pipe_init(loop, &sp->err, 0);
     uv_timer_init(loop, &sp->timer);
     sp->proc.data = sp->out.data = sp->err.data = sp->timer.data = sp;
-    uv_stdio_container_t stdio[5];
+    uv_stdio_container_t stdio[7];
     stdio[0].flags = UV_IGNORE;
     stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[1].data.stream = (uv_stream_t *)&sp->out;
@@ -210,6 +255,18 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
     po.args = (char **)argv;
     po.stdio = stdio;
     po.stdio_count = 5;
+    realm_buf_init(&sp->info_text);
+    if (o->wait_ready) {
+        uv_pipe_init(loop, &sp->info, 0);
+        uv_pipe_init(loop, &sp->block, 0);
+        sp->info.data = sp->block.data = sp;
+        sp->has_ready_pipes = 1;
+        stdio[REALM_SANDBOX_INFO_FD].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+        stdio[REALM_SANDBOX_INFO_FD].data.stream = (uv_stream_t *)&sp->info;
+        stdio[REALM_SANDBOX_BLOCK_FD].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+        stdio[REALM_SANDBOX_BLOCK_FD].data.stream = (uv_stream_t *)&sp->block;
+        po.stdio_count = 7;
+    }
     /* The environment is in the --args memfd; the host process gets none. */
     char *no_env[] = {NULL};
     po.env = no_env;
@@ -222,6 +279,7 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
         close_handle(sp, (uv_handle_t *)&sp->out);
         close_handle(sp, (uv_handle_t *)&sp->err);
         close_handle(sp, (uv_handle_t *)&sp->timer);
+        if (sp->has_ready_pipes) ready_done(sp);
         /* The process handle was never active: nothing to close for it. */
         realm_sandbox_group_destroy(&sp->group);
         sp->has_group = 0;
@@ -230,6 +288,7 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
     sp->is_running = 1;
     uv_read_start((uv_stream_t *)&sp->out, on_alloc, on_read);
     uv_read_start((uv_stream_t *)&sp->err, on_alloc, on_read);
+    if (sp->has_ready_pipes) uv_read_start((uv_stream_t *)&sp->info, on_alloc, on_info);
     *out = sp;
     return 0;
 }

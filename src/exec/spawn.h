@@ -37,6 +37,9 @@ typedef struct {
     void (*on_output)(realm_spawn_t *sp, int stream, const char *bytes, size_t len, void *data);
     /* It ended: exit_status, or term_signal > 0; oom 1 if the memory limit killed it. */
     void (*on_exit)(realm_spawn_t *sp, int64_t exit_status, int term_signal, int oom, void *data);
+    /* With opts.wait_ready: the sandbox exists (pid: its first process, in the
+     * host's pid namespace) and waits; it runs the command once this returns. */
+    void (*on_ready)(realm_spawn_t *sp, int pid, void *data);
 } realm_spawn_cb_t;
 
 typedef struct {
@@ -47,6 +50,7 @@ typedef struct {
     realm_sandbox_spec_t spec;           /* seccomp_fd is set by start */
     realm_sandbox_limits_t limits;
     const char *name;                    /* cgroup name, one path segment, unique */
+    int wait_ready;                      /* hold the command until on_ready has run */
 } realm_spawn_opts_t;
 
 /* Starts it. Returns 0 and *out, or -1 with a message in err (nothing left). */

@@ -118,6 +118,32 @@ int realm_listener_new(uv_loop_t *loop, const char *name, const char *host, int 
     return 0;
 }
 
+int realm_listener_adopt(uv_loop_t *loop, const char *name, int fd, realm_listener_conn_cb on_conn,
+                         void *data, realm_listener_t **out)
+{
+    realm_listener_t *l = realm_calloc(1, sizeof(*l));
+    l->name = realm_strdup(name);
+    l->on_conn = on_conn;
+    l->data = data;
+    uv_tcp_init(loop, &l->tcp);
+    l->tcp.data = l;
+    int rc;
+    if ((rc = uv_tcp_open(&l->tcp, (uv_os_sock_t)fd)) != 0 ||
+        (rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, on_connection)) != 0) {
+        realm_listener_free(l);
+        return rc;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
+    if (bound.ss_family == AF_INET) {
+        uv_ip4_name((struct sockaddr_in *)&bound, l->host, sizeof(l->host));
+        l->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
+    }
+    *out = l;
+    return 0;
+}
+
 static void on_listener_closed(uv_handle_t *h)
 {
     realm_listener_t *l = h->data;

@@ -29,6 +29,12 @@ typedef void (*realm_listener_each_cb)(realm_conn_t *c, void *data);
  */
 int realm_listener_new(uv_loop_t *loop, const char *name, const char *host, int port,
                        realm_listener_conn_cb on_conn, void *data, realm_listener_t **out);
+/*
+ * Takes over a socket that is already bound and listening (e.g. one made in
+ * another network namespace). On failure the caller still owns fd.
+ */
+int realm_listener_adopt(uv_loop_t *loop, const char *name, int fd, realm_listener_conn_cb on_conn,
+                         void *data, realm_listener_t **out);
 /* Stops accepting; close_cb (may be NULL) runs once the handle is closed. */
 void realm_listener_close(realm_listener_t *l, realm_listener_close_cb close_cb);
 /* Frees the listener, after its handle has closed (asynchronously if needed). */

@@ -212,6 +212,12 @@ int realm_sandbox_cmd_init(realm_sandbox_cmd_t *cmd, const realm_sandbox_spec_t 
         snprintf(num, sizeof(num), "%d", spec->seccomp_fd);
         push2(&a, "--seccomp", num);
     }
+    if (spec->ready_fds) {
+        snprintf(num, sizeof(num), "%d", REALM_SANDBOX_INFO_FD);
+        push2(&a, "--info-fd", num);
+        snprintf(num, sizeof(num), "%d", REALM_SANDBOX_BLOCK_FD);
+        push2(&a, "--block-fd", num);
+    }
 
     push(&a, "--");
     cmd->command_at = a.len;

@@ -159,6 +159,16 @@ int realm_sandbox_peer_in_group(const realm_sandbox_group_t *g, int fd);
 unsigned long realm_sandbox_peer_inode(int fd);
 int realm_sandbox_group_holds(const realm_sandbox_group_t *g, unsigned long inode);
 
+/*
+ * A TCP socket listening on 127.0.0.1:port inside the network namespace of
+ * process pid (a sandbox without the host's network), with that namespace's
+ * loopback brought up. The namespace switch happens on a short-lived thread,
+ * so the caller's own namespace never changes. Returns 0 and the fd
+ * (non-blocking, close-on-exec), or a negative errno. Blocking (a thread
+ * start and join).
+ */
+int realm_sandbox_netns_listen(int pid, int port, int *fd_out);
+
 /* ------------------------------------------------------------------------ */
 /* Seccomp                                                                  */
 /* ------------------------------------------------------------------------ */
@@ -192,6 +202,10 @@ int realm_sandbox_seccomp_memfd(const void *bpf, size_t len, int *fd_out);
 #define REALM_SANDBOX_TASK_DIR "/var/task"
 #define REALM_SANDBOX_RUNTIME_DIR "/opt"
 #define REALM_SANDBOX_RUNTIME_SOCKET "/run/realm/runtime.sock"
+/* With ready_fds: bwrap writes its JSON info (the sandbox's pid) to this child
+ * fd and waits for a byte on the next before it runs the command. */
+#define REALM_SANDBOX_INFO_FD 5
+#define REALM_SANDBOX_BLOCK_FD 6
 
 typedef enum {
     REALM_SANDBOX_PATH_MISSING = 0,
@@ -227,6 +241,7 @@ typedef struct {
     uint32_t uid;            /* uid inside the sandbox */
     uint32_t gid;            /* gid inside the sandbox */
     int seccomp_fd;          /* the child's fd number of the BPF memfd; -1 for none */
+    int ready_fds; /* 1: --info-fd REALM_SANDBOX_INFO_FD --block-fd REALM_SANDBOX_BLOCK_FD */
     realm_sandbox_lookup_cb lookup; /* NULL: stat/lstat on this host */
     void *lookup_data;              /* passed to lookup */
 } realm_sandbox_spec_t;

@@ -14,6 +14,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <cmocka.h>
 
@@ -30,7 +32,18 @@ typedef struct {
     int oom;
     realm_spawn_t *sp;
     int kill_on_output;
+    int no_network; /* a private network namespace, held until on_ready */
+    int ready_pid;
+    int ready_fd; /* the listener made inside the sandbox's namespace */
 } run_t;
+
+static void on_ready(realm_spawn_t *sp, int pid, void *ud)
+{
+    (void)sp;
+    run_t *r = ud;
+    r->ready_pid = pid;
+    assert_int_equal(realm_sandbox_netns_listen(pid, 9001, &r->ready_fd), 0);
+}
 
 static void on_output(realm_spawn_t *sp, int stream, const char *data, size_t len, void *ud)
 {
@@ -93,14 +106,15 @@ static void run(run_t *r, const char *const *argv, const char *const *env, uint6
                  .code_dir = code_dir,
                  .tmp_mb = 16,
                  .env = env,
-                 .has_network = 1,
+                 .has_network = !r->no_network,
                  .argv = argv,
                  .uid = 993,
                  .gid = 993},
         .limits = {.memory_bytes = memory, .pids_max = 64},
         .name = name,
+        .wait_ready = r->no_network,
     };
-    realm_spawn_cb_t cb = {on_output, on_exit_};
+    realm_spawn_cb_t cb = {on_output, on_exit_, on_ready};
     char err[256];
     if (realm_spawn_start(&loop, &o, &cb, r, &r->sp, err, sizeof(err)) != 0)
         fail_msg("start: %s", err);
@@ -160,6 +174,51 @@ static void test_kill(void **state)
     run_dispose(&r);
 }
 
+/*
+ * Without the host's network, the sandbox waits until Realm has made a
+ * listener inside its namespace: the command's first connect to
+ * 127.0.0.1:9001 reaches it, and nothing of the host's loopback is there.
+ */
+static void test_private_network_listener(void **state)
+{
+    (void)state;
+    run_t r;
+    run_init(&r);
+    r.no_network = 1;
+    r.ready_fd = -1;
+    /* A host listener the sandbox must not reach. */
+    int host = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(host, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(host, 4), 0);
+    socklen_t alen = sizeof(a);
+    getsockname(host, (struct sockaddr *)&a, &alen);
+    char script[512];
+    snprintf(script, sizeof(script),
+             "import socket\n"
+             "s = socket.create_connection(('127.0.0.1', 9001), timeout=5); s.sendall(b'hi')\n"
+             "try:\n"
+             "    socket.create_connection(('127.0.0.1', %d), timeout=2); print('host reached')\n"
+             "except OSError as e:\n"
+             "    print('host unreachable')\n",
+             ntohs(a.sin_port));
+    const char *argv[] = {"/usr/bin/python3", "-c", script, NULL};
+    run(&r, argv, NULL, 0);
+    close(host);
+    assert_true(r.ready_pid > 0);
+    assert_true(r.ready_fd >= 0);
+    assert_int_equal(r.status, 0);
+    assert_string_equal(r.out.data, "host unreachable\n");
+    int c = accept(r.ready_fd, NULL, NULL);
+    assert_true(c >= 0);
+    char buf[8] = {0};
+    assert_int_equal(recv(c, buf, sizeof(buf), 0), 2);
+    assert_string_equal(buf, "hi");
+    close(c);
+    close(r.ready_fd);
+    run_dispose(&r);
+}
+
 static void test_memory_limit_oom(void **state)
 {
     (void)state;
@@ -182,6 +241,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_output_and_status),
         cmocka_unit_test(test_kill),
         cmocka_unit_test(test_memory_limit_oom),
+        cmocka_unit_test(test_private_network_listener),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
