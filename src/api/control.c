@@ -297,6 +297,7 @@ static void job_done(uv_work_t *w, int status)
         snprintf(e.message, sizeof(e.message), "%s", j->err);
     } else if (j->kind == JOB_CREATE) {
         out = realm_registry_create_commit(ctl->reg, TENANT, j->req, &j->info, &e);
+        if (out) changed(ctl, j->name);
         code = 201;
     } else {
         out = realm_registry_code_commit(ctl->reg, TENANT, j->name, j->req, &j->info, &e);

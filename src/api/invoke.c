@@ -186,6 +186,64 @@ json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
     return out;
 }
 
+/* ---- provisioned concurrency (--provisioned NAME[:QUALIFIER]=N,...) ---- */
+
+int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len)
+{
+    if (!spec || strcmp(spec, "none") == 0) return 0;
+    const char *p = spec;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        char *num_end = NULL;
+        long v = eq ? strtol(eq + 1, &num_end, 10) : -1;
+        if (!eq || eq == p || num_end != p + n || v < 0 || v > 1000) {
+            snprintf(err, err_len,
+                     "--provisioned: '%.*s' is not NAME[:QUALIFIER]=N (N from 0 to 1000)", (int)n,
+                     p);
+            return -1;
+        }
+        p += n;
+        if (*p == ',') p++;
+    }
+    return 0;
+}
+
+void realm_invoker_provision(realm_invoker_t *iv, const char *only)
+{
+    const char *spec = iv->o.cfg->provisioned;
+    if (!spec || strcmp(spec, "none") == 0) return;
+    const char *p = spec;
+    while (*p) {
+        const char *end = strchr(p, ',');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        const char *eq = memchr(p, '=', n);
+        char ref[300];
+        snprintf(ref, sizeof(ref), "%.*s", (int)(eq - p), p);
+        size_t count = (size_t)strtol(eq + 1, NULL, 10);
+        p += n;
+        if (*p == ',') p++;
+        char *colon = strchr(ref, ':');
+        const char *qualifier = NULL;
+        if (colon) {
+            *colon = '\0';
+            qualifier = colon + 1;
+        }
+        if (only && strcmp(only, ref) != 0) continue;
+        resolved_t r;
+        realm_reg_err_t e;
+        if (resolve(iv, TENANT, ref, qualifier, &r, &e) != 0) {
+            if (!only) realm_info("provisioned: %s: %s (applied once it exists)", ref, e.message);
+            continue;
+        }
+        realm_exec_provision(iv->o.exec, &r.fn, count);
+        realm_info("provisioned: %zu warm environment%s of %s:%s", count, count == 1 ? "" : "s",
+                   r.v.name, r.v.version);
+        resolved_dispose(&r);
+    }
+}
+
 /* ---- HTTP helpers ---- */
 
 static void amz_error(realm_http_res_t *res, int status, const char *type, const char *msg)
@@ -767,10 +825,15 @@ realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, siz
     }
     uv_timer_init(o->loop, &iv->timer);
     iv->timer.data = iv;
+    return iv;
+}
+
+void realm_invoker_begin(realm_invoker_t *iv)
+{
+    realm_invoker_provision(iv, NULL);
     size_t pending = realm_queue_pending(iv->queue);
     if (pending) realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
     events_kick(iv);
-    return iv;
 }
 
 void realm_invoker_drain(realm_invoker_t *iv)

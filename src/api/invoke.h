@@ -32,6 +32,8 @@ typedef struct {
 /* Opens the event queue (DATA_DIR/events.db). NULL with a message in err. */
 realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, size_t err_len);
 void realm_invoker_free(realm_invoker_t *iv);
+/* Starts the work that needs the runtime API: provisioned environments, queued events. */
+void realm_invoker_begin(realm_invoker_t *iv);
 /* Adds Invoke, InvokeAsync, InvokeWithResponseStream, logs and failed events to the control API. */
 void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *control);
 /* Stops taking queued events (shutdown); what is leased stays queued. */
@@ -47,6 +49,15 @@ realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const 
                                  const char *qualifier, const realm_inv_req_t *req,
                                  const realm_inv_sink_t *sink, void *data,
                                  char *executed_version, realm_reg_err_t *e);
+
+/* Checks --provisioned's syntax: 0, or -1 with a message. */
+int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len);
+/*
+ * Keeps the warm environments --provisioned asks for: of every function
+ * listed (only NULL), or of the one named only (after it was created or
+ * changed).
+ */
+void realm_invoker_provision(realm_invoker_t *iv, const char *only);
 
 /* Every deployed function of a tenant for `metadata` (a new array). */
 json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant);

@@ -291,6 +291,7 @@ static void on_function_changed(const char *tenant, const char *name, void *data
 {
     realm_server_t *s = data;
     realm_exec_forget(s->exec, tenant, name);
+    if (s->invoker) realm_invoker_provision(s->invoker, name);
 }
 
 static void *private_listen(realm_env_t *env, int fd, void *data)
@@ -482,7 +483,9 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
                                .reg = realm_control_registry(s->control),
                                .store = realm_control_packages(s->control),
                                .exec = s->exec};
-    s->invoker = realm_invoker_new(&io, err, err_len);
+    s->invoker = realm_invoker_check_provisioned(cfg->provisioned, err, err_len) == 0
+                     ? realm_invoker_new(&io, err, err_len)
+                     : NULL;
     if (!s->invoker) {
         realm_server_free(s);
         return -1;
@@ -519,6 +522,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         }
     }
     realm_exec_set_runtime_port(s->exec, realm_listener_port(s->listeners[L_RUNTIME]));
+    realm_invoker_begin(s->invoker);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     if (strcmp(cfg->host, "127.0.0.1") != 0 && strcmp(cfg->host, "::1") != 0 &&

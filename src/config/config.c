@@ -159,6 +159,8 @@ static const cfg_opt_t options[] = {
            "first Event retry delay (doubles each retry)"),
     OPT_SIZE("log-file-bytes", log_file_bytes, "1MiB", 4096,
              "per-function log file size (one older file is kept)"),
+    OPT_STRING("provisioned", provisioned, "none", "LIST",
+               "warm environments kept per function: NAME[:QUALIFIER]=N,..."),
 };
 
 #define OPTIONS_CNT (sizeof(options) / sizeof(options[0]))

@@ -55,6 +55,7 @@ typedef struct {
     uint64_t event_retries;       /* retries of a failed Event invocation */
     uint64_t event_retry_base_ms; /* first retry delay; doubles each time */
     uint64_t log_file_bytes;      /* per-function log file size before rotation */
+    char *provisioned;            /* owned; "NAME[:QUALIFIER]=N,..." warm environments, or "none" */
 } realm_config_t;
 
 /* Fills c with the defaults (allocates the string fields). */
