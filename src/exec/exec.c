@@ -34,6 +34,7 @@
 #include <stdarg.h>
 
 #define RESTING_GRACE_MS 250
+#define PROVISION_GIVE_UP 3 /* init deaths in a row before provisioning stops */
 #define TAIL_KEEP (REALM_EXEC_TAIL_BYTES * 2)
 #define SANDBOX_UID 993 /* sbx_user1051, as on Lambda */
 #define SANDBOX_GID 990
@@ -100,6 +101,7 @@ struct pool_s {
     realm_env_t *envs;
     size_t n_envs, n_starting, n_idle, n_busy, n_resting_fresh;
     size_t provisioned;
+    int init_failures; /* environments in a row that died before asking for work */
     int is_retired; /* code or configuration changed: no new work */
     FILE *log;
     uint64_t log_bytes;
@@ -408,6 +410,10 @@ static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, v
     }
     if (oom) x->st.oom_total++;
     else if (!env->stop_reason[0]) x->st.crashes_total++;
+    if (was_starting && p && !env->stop_reason[0] && ++p->init_failures == PROVISION_GIVE_UP)
+        realm_warn("%s:%s: %d environments in a row died during init; provisioned ones are not "
+                   "restarted until the function changes",
+                   p->name, p->version, PROVISION_GIVE_UP);
     if (env->stop_reason[0]) realm_debug("environment %s stopped (%s)", env->id, env->stop_reason);
     else realm_info("environment %s of %s exited: %s%s", env->id, p ? p->name : "?", why,
                     oom ? " (out of memory)" : "");
@@ -743,8 +749,8 @@ static void pump(pool_t *p)
         }
         coming++;
     }
-    /* Provisioned environments stay up. */
-    while (p->n_envs < p->provisioned && can_start(p))
+    /* Provisioned environments stay up (unless they cannot even start). */
+    while (p->n_envs < p->provisioned && p->init_failures < PROVISION_GIVE_UP && can_start(p))
         if (env_spawn(p) != 0) break;
 }
 
@@ -1017,6 +1023,7 @@ int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data)
     if (!p) return REALM_ENV_GONE;
     if (env->state == ENV_BUSY || env->state == ENV_IDLE) return REALM_ENV_BAD_STATE;
     env->has_asked = 1;
+    p->init_failures = 0;
     env->next_cb = cb;
     env->next_data = data;
     env->last_used = uv_now(env->x->o.loop);
