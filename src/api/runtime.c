@@ -26,8 +26,8 @@
 #include <strings.h>
 
 #define PREFIX "/2018-06-01/runtime"
-/* Bodies above the response limit are still read, so the caller can be told. */
-#define MAX_RUNTIME_BODY (REALM_EXEC_MAX_RESPONSE + 1024u * 1024u)
+/* Bodies above the buffered limit are still read, so the caller can be told. */
+#define MAX_RUNTIME_BODY (21u * 1024u * 1024u) /* streamed responses: 20 MiB, as Lambda */
 
 struct realm_runtime_s {
     realm_exec_t *x;
@@ -223,6 +223,29 @@ static const char *body_of(realm_http_req_t *req)
     return req->body.data ? req->body.data : "";
 }
 
+static int is_streamed(realm_http_req_t *req)
+{
+    const char *mode = realm_http_req_header(req, "Lambda-Runtime-Function-Response-Mode");
+    return mode && strcasecmp(mode, "streaming") == 0;
+}
+
+/*
+ * A streamed response's body goes to the caller piece by piece as it
+ * arrives. Nothing is answered here: if the stream cannot begin (wrong id
+ * or state) the pieces are dropped and the handler at the end says why.
+ */
+static int on_response_body(realm_http_req_t *req, realm_conn_t *c, const char *bytes, size_t len,
+                            int is_first, void *data)
+{
+    (void)data;
+    realm_env_t *env = realm_conn_tag(c);
+    if (!env || !is_streamed(req)) return 0;
+    const char *id = realm_http_req_param(req, "id");
+    if (is_first) realm_env_stream_begin(env, id, realm_http_req_header(req, "Content-Type"));
+    if (len) realm_env_stream_write(env, id, bytes, len);
+    return 1;
+}
+
 static void on_response(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     (void)data;
@@ -239,9 +262,11 @@ static void on_response(realm_http_req_t *req, realm_http_res_t *res, void *data
         send_ok(res);
         return;
     }
-    /* Streamed: the body arrives whole here; an error comes in the trailers. */
-    int rc = realm_env_stream_begin(env, id, realm_http_req_header(req, "Content-Type"));
-    if (rc == REALM_ENV_OK) rc = realm_env_stream_write(env, id, body_of(req), req->body.len);
+    /* Streamed: the pieces went out as they came (on_response_body); the
+     * end, with an error in the trailers if the function failed midway. A
+     * stream that never began tells why now. */
+    int rc = realm_env_stream_write(env, id, "", 0);
+    if (rc == REALM_ENV_BAD_STATE) rc = realm_env_stream_begin(env, id, NULL);
     if (answer_code(res, rc)) return;
     /* The error of a failed stream comes in the trailers (a header is taken too). */
     const char *et = realm_http_req_trailer(req, "Lambda-Runtime-Function-Error-Type");
@@ -489,8 +514,8 @@ realm_runtime_t *realm_runtime_new(uv_loop_t *loop, realm_exec_t *x, realm_http_
     rt->ws = *ws;
     realm_http_server_set_error_cb(http, on_http_error, rt);
     realm_http_server_route(http, "GET", PREFIX "/invocation/next", 1, on_next, rt);
-    realm_http_server_route(http, "POST", PREFIX "/invocation/{id}/response", MAX_RUNTIME_BODY,
-                            on_response, rt);
+    realm_http_server_route_streamed(http, "POST", PREFIX "/invocation/{id}/response",
+                                     MAX_RUNTIME_BODY, on_response_body, on_response, rt);
     realm_http_server_route(http, "POST", PREFIX "/invocation/{id}/error", MAX_RUNTIME_BODY,
                             on_error, rt);
     realm_http_server_route(http, "POST", PREFIX "/init/error", MAX_RUNTIME_BODY, on_init_error,

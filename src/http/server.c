@@ -37,6 +37,7 @@ typedef struct {
     const char *pattern;
     uint64_t max_body;
     realm_http_handler_cb handler;
+    realm_http_body_cb on_body; /* streamed routes: body pieces as they arrive */
     void *data;
 } route_t;
 
@@ -336,7 +337,17 @@ void realm_http_server_route(realm_http_server_t *s, const char *method, const c
     r->pattern = pattern;
     r->max_body = max_body ? max_body : s->limits.max_body_bytes;
     r->handler = handler;
+    r->on_body = NULL;
     r->data = data;
+}
+
+void realm_http_server_route_streamed(realm_http_server_t *s, const char *method,
+                                      const char *pattern, uint64_t max_body,
+                                      realm_http_body_cb on_body, realm_http_handler_cb handler,
+                                      void *data)
+{
+    realm_http_server_route(s, method, pattern, max_body, handler, data);
+    s->routes[s->routes_cnt - 1].on_body = on_body;
 }
 
 void realm_http_server_set_error_cb(realm_http_server_t *s, realm_http_error_cb cb, void *data)
@@ -671,6 +682,17 @@ static void on_message(http_conn_t *hc)
     hc->route->handler(req, res, hc->route->data);
 }
 
+/* A streamed route gets the body bytes parsed so far (first call: is_first). */
+static void deliver_body(http_conn_t *hc, int is_first)
+{
+    realm_http_req_t *req = &hc->parser.req;
+    if (!hc->route || !hc->route->on_body) return;
+    if (!is_first && req->body.len == 0) return;
+    if (hc->route->on_body(req, hc->conn, req->body.data ? req->body.data : "", req->body.len,
+                           is_first, hc->route->data))
+        realm_buf_reset(&req->body);
+}
+
 static void process(http_conn_t *hc)
 {
     if (hc->in_process) return;
@@ -694,6 +716,7 @@ static void process(http_conn_t *hc)
             realm_http_parser_feed(&hc->parser, hc->inbuf.data + off, hc->inbuf.len - off, &used);
         off += used;
         if (rc == REALM_HTTP_NEED_MORE) {
+            if (realm_http_parser_in_body(&hc->parser)) deliver_body(hc, 0);
             hc->phase = realm_http_parser_in_body(&hc->parser)      ? PHASE_BODY
                         : realm_http_parser_in_message(&hc->parser) ? PHASE_HEAD
                                                                     : PHASE_IDLE;
@@ -711,12 +734,14 @@ static void process(http_conn_t *hc)
                 off = hc->inbuf.len;
                 break;
             }
+            deliver_body(hc, 1);
             continue;
         }
         /* REALM_HTTP_MSG_DONE: the handler may upgrade, which reads inbuf
          * from the current offset, so drop what is parsed first. */
         realm_buf_consume(&hc->inbuf, off);
         off = 0;
+        deliver_body(hc, 0);
         on_message(hc);
     }
     if (hc->is_upgraded) {

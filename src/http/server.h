@@ -61,6 +61,19 @@ void realm_http_server_free(realm_http_server_t *s);
  */
 void realm_http_server_route(realm_http_server_t *s, const char *method, const char *pattern,
                              uint64_t max_body, realm_http_handler_cb handler, void *data);
+/*
+ * A route whose body can be handed over as it arrives: on_body runs right
+ * after the header block (is_first), then whenever more is parsed, with the
+ * body bytes not yet taken. It returns 1 to take them (they are dropped
+ * from req->body) or 0 to leave them (the body accumulates as on any
+ * route). The handler runs at the end as usual, trailers readable.
+ */
+typedef int (*realm_http_body_cb)(realm_http_req_t *req, realm_conn_t *c, const char *bytes,
+                                   size_t len, int is_first, void *data);
+void realm_http_server_route_streamed(realm_http_server_t *s, const char *method,
+                                      const char *pattern, uint64_t max_body,
+                                      realm_http_body_cb on_body, realm_http_handler_cb handler,
+                                      void *data);
 void realm_http_server_set_error_cb(realm_http_server_t *s, realm_http_error_cb cb, void *data);
 void realm_http_server_set_observer(realm_http_server_t *s, realm_http_observe_cb cb, void *data);
 /* New requests get `Connection: close` from now on (graceful shutdown). */
