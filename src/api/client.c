@@ -12,11 +12,12 @@
  */
 #include "api/client.h"
 
+#include "api/upgrade.h"
+
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
 #include "proto/message.h"
-#include "ws/handshake.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -258,36 +259,10 @@ static const realm_ws_cbs_t ws_cbs = {on_ws_message, on_ws_close};
 static void on_upgrade(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_client_t *cl = data;
-    realm_ws_handshake_t h = {
-        .method = req->method_name,
-        .http_major = req->http_major,
-        .http_minor = req->http_minor,
-        .upgrade = realm_http_req_header(req, "Upgrade"),
-        .connection = realm_http_req_header(req, "Connection"),
-        .key = realm_http_req_header(req, "Sec-WebSocket-Key"),
-        .version = realm_http_req_header(req, "Sec-WebSocket-Version"),
-    };
-    char accept[29];
-    const char *why;
-    int status = realm_ws_handshake_check(&h, accept, &why);
-    if (status == 0 && cl->is_draining) {
-        status = 503;
-        why = "the server is shutting down";
-    }
-    if (status != 0) {
-        if (status == 426) {
-            realm_http_res_header(res, "Sec-WebSocket-Version", "13");
-            realm_http_res_header(res, "Upgrade", "websocket");
-        }
-        realm_http_res_error(res, status, why);
-        return;
-    }
-    char extra[128];
-    snprintf(extra, sizeof(extra),
-             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
     const char *rest;
     size_t rest_len;
-    realm_conn_t *c = realm_http_res_upgrade(res, extra, &rest, &rest_len);
+    realm_conn_t *c = realm_api_ws_upgrade(req, res, cl->is_draining ? 503 : 0,
+                                           "the server is shutting down", &rest, &rest_len);
     if (c == NULL) return;
 
     session_t *s = realm_calloc(1, sizeof(*s));

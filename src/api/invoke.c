@@ -364,6 +364,7 @@ static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *da
     (void)inv;
     call_t *c = data;
     realm_http_res_t *res = c->res;
+    realm_buf_dispose(&c->frame);
     if (res) {
         realm_http_res_on_abort(res, NULL, NULL);
         if (r->status == REALM_INV_OK || r->status == REALM_INV_FN_ERROR) {
@@ -564,143 +565,129 @@ static void events_kick(realm_invoker_t *iv)
 
 /* ---- routes ---- */
 
-static void on_invoke(realm_http_req_t *req, realm_http_res_t *res, void *data)
-{
-    realm_invoker_t *iv = data;
-    const char *fn = realm_http_req_param(req, "FunctionName");
+/* The parts of an Invoke or InvokeWithResponseStream request. */
+typedef struct {
+    const char *fn;
+    const char *qualifier; /* or NULL */
     char q[160];
-    const char *qualifier = req_query(req, "Qualifier", q, sizeof(q));
-    const char *type = realm_http_req_header(req, "X-Amz-Invocation-Type");
+    const char *type; /* RequestResponse, Event or DryRun */
+    int want_tail;
+    const char *payload;
+    size_t len;
+    realm_buf_t cc; /* the decoded client context */
+} invoke_req_t;
+
+/* Parses and checks the request; 0, or -1 after answering (ir->cc is then disposed). */
+static int invoke_parse(realm_http_req_t *req, realm_http_res_t *res, int is_stream,
+                        invoke_req_t *ir)
+{
+    memset(ir, 0, sizeof(*ir));
+    realm_buf_init(&ir->cc);
+    ir->fn = realm_http_req_param(req, "FunctionName");
+    ir->qualifier = req_query(req, "Qualifier", ir->q, sizeof(ir->q));
+    ir->type = realm_http_req_header(req, "X-Amz-Invocation-Type");
     const char *log_type = realm_http_req_header(req, "X-Amz-Log-Type");
-    if (!type || !type[0]) type = "RequestResponse";
-    if (strcmp(type, "RequestResponse") != 0 && strcmp(type, "Event") != 0 &&
-        strcmp(type, "DryRun") != 0) {
+    if (!ir->type || !ir->type[0]) ir->type = "RequestResponse";
+    int is_event = strcmp(ir->type, "Event") == 0;
+    if ((strcmp(ir->type, "RequestResponse") != 0 && strcmp(ir->type, "DryRun") != 0 &&
+         !is_event) ||
+        (is_event && is_stream)) {
         amz_error(res, 400, "InvalidParameterValueException",
-                  "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun");
-        return;
+                  is_stream ? "X-Amz-Invocation-Type must be RequestResponse or DryRun"
+                            : "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun");
+        return -1;
     }
     if (log_type && strcmp(log_type, "None") != 0 && strcmp(log_type, "Tail") != 0) {
         amz_error(res, 400, "InvalidParameterValueException", "X-Amz-Log-Type must be None or Tail");
-        return;
+        return -1;
     }
-    int is_event = strcmp(type, "Event") == 0;
-    const char *payload;
-    size_t len;
-    if (event_payload(req, res, is_event ? ASYNC_LIMIT : SYNC_LIMIT,
-                      is_event ? "InvokeAsync" : "InvokeFunction", &payload, &len) != 0)
-        return;
-    realm_buf_t cc;
-    realm_buf_init(&cc);
-    if (client_context(req, res, &cc) != 0) {
-        realm_buf_dispose(&cc);
-        return;
+    ir->want_tail = log_type && strcmp(log_type, "Tail") == 0;
+    const char *op = is_stream ? "InvokeWithResponseStream"
+                     : is_event ? "InvokeAsync"
+                                : "InvokeFunction";
+    if (event_payload(req, res, is_event ? ASYNC_LIMIT : SYNC_LIMIT, op, &ir->payload,
+                      &ir->len) != 0 ||
+        client_context(req, res, &ir->cc) != 0) {
+        realm_buf_dispose(&ir->cc);
+        return -1;
     }
-    if (is_event || strcmp(type, "DryRun") == 0) {
-        /* Both only need the function to exist. */
-        resolved_t r;
-        realm_reg_err_t e;
-        if (resolve(iv, TENANT, fn, qualifier, &r, &e) != 0) {
-            realm_buf_dispose(&cc);
-            reg_error(res, &e);
-            return;
-        }
-        char version[24];
-        snprintf(version, sizeof(version), "%s", r.v.version);
-        resolved_dispose(&r);
-        char rid[37];
-        realm_str_uuid4(rid);
-        realm_http_res_header(res, "x-amzn-RequestId", rid);
-        if (!is_event) {
-            realm_http_res_header(res, "X-Amz-Executed-Version", version);
-            realm_http_res_send(res, 204, NULL, NULL, 0);
-        } else {
-            char err[256];
-            int64_t id = realm_queue_push(iv->queue, TENANT, fn, qualifier ? qualifier : "",
-                                          payload, len, wall_ms(), err, sizeof(err));
-            if (id < 0) {
-                amz_error(res, 500, "ServiceException", err);
-            } else {
-                realm_http_res_send(res, 202, NULL, NULL, 0);
-                events_kick(iv);
-            }
-        }
-        realm_buf_dispose(&cc);
-        return;
-    }
-    call_t *c = realm_calloc(1, sizeof(*c));
-    c->res = res;
-    c->want_tail = log_type && strcmp(log_type, "Tail") == 0;
-    realm_inv_req_t rq = {.payload = payload,
-                          .payload_len = len,
-                          .client_context = cc.len ? cc.data : NULL};
-    static const realm_inv_sink_t sink = {.on_done = on_sync_done};
-    realm_reg_err_t e;
-    realm_http_res_on_abort(res, call_aborted, c);
-    realm_inv_t *inv = realm_invoker_start(iv, TENANT, fn, qualifier, &rq, &sink, c, c->version, &e);
-    realm_buf_dispose(&cc);
-    if (!inv && e.status != 0) {
-        realm_http_res_on_abort(res, NULL, NULL);
-        free(c);
-        reg_error(res, &e);
-    }
+    return 0;
 }
 
-static void on_invoke_stream(realm_http_req_t *req, realm_http_res_t *res, void *data)
+/* DryRun and Event only need the function to exist: answers 204 or queues (202). */
+static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, invoke_req_t *ir)
 {
-    realm_invoker_t *iv = data;
-    const char *fn = realm_http_req_param(req, "FunctionName");
-    char q[160];
-    const char *qualifier = req_query(req, "Qualifier", q, sizeof(q));
-    const char *type = realm_http_req_header(req, "X-Amz-Invocation-Type");
-    const char *log_type = realm_http_req_header(req, "X-Amz-Log-Type");
-    if (type && type[0] && strcmp(type, "RequestResponse") != 0 && strcmp(type, "DryRun") != 0) {
-        amz_error(res, 400, "InvalidParameterValueException",
-                  "X-Amz-Invocation-Type must be RequestResponse or DryRun");
+    resolved_t r;
+    realm_reg_err_t e;
+    if (resolve(iv, TENANT, ir->fn, ir->qualifier, &r, &e) != 0) {
+        reg_error(res, &e);
         return;
     }
-    const char *payload;
-    size_t len;
-    if (event_payload(req, res, SYNC_LIMIT, "InvokeWithResponseStream", &payload, &len) != 0)
-        return;
-    realm_buf_t cc;
-    realm_buf_init(&cc);
-    if (client_context(req, res, &cc) != 0) {
-        realm_buf_dispose(&cc);
-        return;
-    }
-    if (type && strcmp(type, "DryRun") == 0) {
-        resolved_t r;
-        realm_reg_err_t e;
-        realm_buf_dispose(&cc);
-        if (resolve(iv, TENANT, fn, qualifier, &r, &e) != 0) {
-            reg_error(res, &e);
-            return;
-        }
-        realm_http_res_header(res, "X-Amz-Executed-Version", r.v.version);
-        resolved_dispose(&r);
+    char version[24];
+    snprintf(version, sizeof(version), "%s", r.v.version);
+    resolved_dispose(&r);
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(res, "x-amzn-RequestId", rid);
+    if (strcmp(ir->type, "DryRun") == 0) {
+        realm_http_res_header(res, "X-Amz-Executed-Version", version);
         realm_http_res_send(res, 204, NULL, NULL, 0);
         return;
     }
+    char err[256];
+    int64_t id = realm_queue_push(iv->queue, TENANT, ir->fn, ir->qualifier ? ir->qualifier : "",
+                                  ir->payload, ir->len, wall_ms(), err, sizeof(err));
+    if (id < 0) {
+        amz_error(res, 500, "ServiceException", err);
+        return;
+    }
+    realm_http_res_send(res, 202, NULL, NULL, 0);
+    events_kick(iv);
+}
+
+static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invoker_t *iv,
+                        int is_stream)
+{
+    invoke_req_t ir;
+    if (invoke_parse(req, res, is_stream, &ir) != 0) return;
+    if (strcmp(ir.type, "RequestResponse") != 0) {
+        invoke_without_running(iv, res, &ir);
+        realm_buf_dispose(&ir.cc);
+        return;
+    }
     call_t *c = realm_calloc(1, sizeof(*c));
     c->res = res;
-    c->is_stream = 1;
-    c->want_tail = log_type && strcmp(log_type, "Tail") == 0;
+    c->is_stream = is_stream;
+    c->want_tail = ir.want_tail;
     realm_buf_init(&c->frame);
-    realm_inv_req_t rq = {.payload = payload,
-                          .payload_len = len,
-                          .client_context = cc.len ? cc.data : NULL};
-    static const realm_inv_sink_t sink = {
+    realm_inv_req_t rq = {.payload = ir.payload,
+                          .payload_len = ir.len,
+                          .client_context = ir.cc.len ? ir.cc.data : NULL};
+    static const realm_inv_sink_t sync_sink = {.on_done = on_sync_done};
+    static const realm_inv_sink_t stream_sink = {
         .on_stream = on_stream_start, .on_chunk = on_stream_chunk, .on_done = on_stream_done};
     realm_reg_err_t e;
     realm_http_res_on_abort(res, call_aborted, c);
-    realm_inv_t *inv = realm_invoker_start(iv, TENANT, fn, qualifier, &rq, &sink, c, c->version, &e);
-    realm_buf_dispose(&cc);
+    realm_inv_t *inv = realm_invoker_start(iv, TENANT, ir.fn, ir.qualifier, &rq,
+                                           is_stream ? &stream_sink : &sync_sink, c, c->version,
+                                           &e);
+    realm_buf_dispose(&ir.cc);
     if (!inv && e.status != 0) {
         realm_http_res_on_abort(res, NULL, NULL);
         realm_buf_dispose(&c->frame);
         free(c);
         reg_error(res, &e);
     }
+}
+
+static void on_invoke(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    invoke_http(req, res, data, 0);
+}
+
+static void on_invoke_stream(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    invoke_http(req, res, data, 1);
 }
 
 /* InvokeAsync (deprecated): POST /2014-11-13/functions/{name}/invoke-async/ -> 202 {"Status":202}. */

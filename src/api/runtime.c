@@ -13,11 +13,12 @@
  */
 #include "api/runtime.h"
 
+#include "api/upgrade.h"
+
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "net/listener.h"
-#include "ws/handshake.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -466,28 +467,9 @@ static void on_websocket(realm_http_req_t *req, realm_http_res_t *res, void *dat
     realm_runtime_t *rt = data;
     realm_env_t *env = env_of(res);
     if (!env) return;
-    realm_ws_handshake_t h = {
-        .method = req->method_name,
-        .http_major = req->http_major,
-        .http_minor = req->http_minor,
-        .upgrade = realm_http_req_header(req, "Upgrade"),
-        .connection = realm_http_req_header(req, "Connection"),
-        .key = realm_http_req_header(req, "Sec-WebSocket-Key"),
-        .version = realm_http_req_header(req, "Sec-WebSocket-Version"),
-    };
-    char accept[29];
-    const char *why;
-    int status = realm_ws_handshake_check(&h, accept, &why);
-    if (status != 0) {
-        send_rt_error(res, status, "InvalidRequest", why);
-        return;
-    }
-    char extra[128];
-    snprintf(extra, sizeof(extra),
-             "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n", accept);
     const char *rest;
     size_t rest_len;
-    realm_conn_t *c = realm_http_res_upgrade(res, extra, &rest, &rest_len);
+    realm_conn_t *c = realm_api_ws_upgrade(req, res, 0, NULL, &rest, &rest_len);
     if (!c) return;
     chan_t *ch = realm_calloc(1, sizeof(*ch));
     ch->rt = rt;

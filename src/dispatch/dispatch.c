@@ -263,6 +263,21 @@ static void call_end(realm_call_t *call, realm_metric_t *outcome)
     free(call);
 }
 
+/* Runs the handler; the call, or NULL if it ended inside (then it is freed here). */
+static realm_call_t *run_handler(realm_call_t *call, const realm_fn_def_t *def, json_t *params,
+                                 void *fn_data)
+{
+    call->is_in_handler = 1;
+    def->handler(call, params, fn_data);
+    call->is_in_handler = 0;
+    if (!call->is_ended) return call;
+    free(call->id);
+    free(call->tenant_id);
+    free(call->function);
+    free(call);
+    return NULL;
+}
+
 realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const char *function,
                                   json_t *params, const char *tenant_id, void *scope,
                                   const realm_call_sink_t *sink, void *sink_data)
@@ -283,17 +298,7 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
     if (e == NULL && d->fallback) {
         /* Not a built-in: perhaps a deployed function; the fallback says. */
         call->entry = &d->fallback_entry;
-        call->is_in_handler = 1;
-        d->fallback->handler(call, params, d->fallback_data);
-        call->is_in_handler = 0;
-        if (call->is_ended) {
-            free(call->id);
-            free(call->tenant_id);
-            free(call->function);
-            free(call);
-            return NULL;
-        }
-        return call;
+        return run_handler(call, d->fallback, params, d->fallback_data);
     }
     if (e == NULL) {
         call->entry = &d->unknown;
@@ -310,17 +315,7 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
         realm_call_fail(call, REALM_ERR_INVALID_PARAMS, details, "%s", err);
         return NULL;
     }
-    call->is_in_handler = 1;
-    e->def->handler(call, params, e->fn_data);
-    call->is_in_handler = 0;
-    if (call->is_ended) {
-        free(call->id);
-        free(call->tenant_id);
-        free(call->function);
-        free(call);
-        return NULL;
-    }
-    return call;
+    return run_handler(call, e->def, params, e->fn_data);
 }
 
 void realm_dispatch_set_fallback(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data)

@@ -470,7 +470,6 @@ static void on_spawn_ready(realm_spawn_t *sp, int pid, void *data)
         return; /* it will fail to connect and exit; its invocation hears why */
     }
     env->private_listener = x->o.private_listen(env, fd, x->o.hook_data);
-    if (!env->private_listener) close(fd);
 }
 
 /* Kills the environment; its end comes through on_spawn_exit. */

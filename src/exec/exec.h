@@ -66,7 +66,8 @@ typedef struct {
      * 127.0.0.1:REALM_EXEC_PRIVATE_PORT inside its own namespace: exec makes
      * that listening socket and hands it over; the owner serves the runtime
      * API on it for that environment alone (every connection is env's) and
-     * returns a handle, released with private_close when the environment ends.
+     * returns a handle (or NULL), released with private_close when the
+     * environment ends. The fd is the owner's from then on, also on failure.
      */
     void *(*private_listen)(realm_env_t *env, int fd, void *data);
     void (*private_close)(void *handle, void *data);

@@ -9,6 +9,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define BACKLOG 1024
 
@@ -88,6 +89,37 @@ static void on_connection(uv_stream_t *server, int status)
     realm_conn_read_start(c);
 }
 
+static realm_listener_t *listener_alloc(uv_loop_t *loop, const char *name,
+                                        realm_listener_conn_cb on_conn, void *data)
+{
+    realm_listener_t *l = realm_calloc(1, sizeof(*l));
+    l->name = realm_strdup(name);
+    l->on_conn = on_conn;
+    l->data = data;
+    uv_tcp_init(loop, &l->tcp);
+    l->tcp.data = l;
+    return l;
+}
+
+/* Listens on the bound socket and learns the address it has. */
+static int listener_start(realm_listener_t *l, realm_listener_t **out)
+{
+    int rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, on_connection);
+    if (rc != 0) {
+        realm_listener_free(l);
+        return rc;
+    }
+    struct sockaddr_storage bound;
+    int len = sizeof(bound);
+    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
+    if (!l->host[0] && bound.ss_family == AF_INET)
+        uv_ip4_name((struct sockaddr_in *)&bound, l->host, sizeof(l->host));
+    l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                : ((struct sockaddr_in *)&bound)->sin_port);
+    *out = l;
+    return 0;
+}
+
 int realm_listener_new(uv_loop_t *loop, const char *name, const char *host, int port,
                        realm_listener_conn_cb on_conn, void *data, realm_listener_t **out)
 {
@@ -97,50 +129,26 @@ int realm_listener_new(uv_loop_t *loop, const char *name, const char *host, int 
     else rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (rc != 0) return rc;
 
-    realm_listener_t *l = realm_calloc(1, sizeof(*l));
-    l->name = realm_strdup(name);
-    l->on_conn = on_conn;
-    l->data = data;
+    realm_listener_t *l = listener_alloc(loop, name, on_conn, data);
     snprintf(l->host, sizeof(l->host), "%s", host);
-    uv_tcp_init(loop, &l->tcp);
-    l->tcp.data = l;
-    if ((rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, on_connection)) != 0) {
+    if ((rc = uv_tcp_bind(&l->tcp, (struct sockaddr *)&addr, 0)) != 0) {
         realm_listener_free(l);
         return rc;
     }
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
-    l->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
-                                                : ((struct sockaddr_in *)&bound)->sin_port);
-    *out = l;
-    return 0;
+    return listener_start(l, out);
 }
 
 int realm_listener_adopt(uv_loop_t *loop, const char *name, int fd, realm_listener_conn_cb on_conn,
                          void *data, realm_listener_t **out)
 {
-    realm_listener_t *l = realm_calloc(1, sizeof(*l));
-    l->name = realm_strdup(name);
-    l->on_conn = on_conn;
-    l->data = data;
-    uv_tcp_init(loop, &l->tcp);
-    l->tcp.data = l;
-    int rc;
-    if ((rc = uv_tcp_open(&l->tcp, (uv_os_sock_t)fd)) != 0 ||
-        (rc = uv_listen((uv_stream_t *)&l->tcp, BACKLOG, on_connection)) != 0) {
+    realm_listener_t *l = listener_alloc(loop, name, on_conn, data);
+    int rc = uv_tcp_open(&l->tcp, (uv_os_sock_t)fd);
+    if (rc != 0) {
+        close(fd);
         realm_listener_free(l);
         return rc;
     }
-    struct sockaddr_storage bound;
-    int len = sizeof(bound);
-    uv_tcp_getsockname(&l->tcp, (struct sockaddr *)&bound, &len);
-    if (bound.ss_family == AF_INET) {
-        uv_ip4_name((struct sockaddr_in *)&bound, l->host, sizeof(l->host));
-        l->port = ntohs(((struct sockaddr_in *)&bound)->sin_port);
-    }
-    *out = l;
+    return listener_start(l, out);
     return 0;
 }
 

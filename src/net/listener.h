@@ -31,7 +31,7 @@ int realm_listener_new(uv_loop_t *loop, const char *name, const char *host, int 
                        realm_listener_conn_cb on_conn, void *data, realm_listener_t **out);
 /*
  * Takes over a socket that is already bound and listening (e.g. one made in
- * another network namespace). On failure the caller still owns fd.
+ * another network namespace). The listener owns fd, also on failure.
  */
 int realm_listener_adopt(uv_loop_t *loop, const char *name, int fd, realm_listener_conn_cb on_conn,
                          void *data, realm_listener_t **out);
