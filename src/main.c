@@ -15,24 +15,26 @@
 
 static void usage(FILE *out)
 {
-    fprintf(out, "Usage: realm <command> [options]\n"
-                 "\n"
-                 "Realm runs functions and lets clients call them over WebSockets.\n"
-                 "\n"
-                 "Commands:\n"
-                 "  serve        start the server (realm serve --help for its options)\n"
-                 "  deploy       create or update a function from a directory or a .zip\n"
-                 "  functions    list the functions\n"
-                 "  delete       delete a function\n"
-                 "  invoke       invoke a function and print its answer\n"
-                 "  logs         print the end of a function's log\n"
-                 "\n"
-                 "deploy, functions, delete, invoke and logs talk to the control API at --endpoint URL,\n"
-                 "else $REALM_ENDPOINT, else http://127.0.0.1:9000 (realm CMD --help).\n"
-                 "\n"
-                 "Options:\n"
-                 "  -h, --help     show this help\n"
-                 "  -V, --version  print the version\n");
+    fprintf(
+        out,
+        "Usage: realm <command> [options]\n"
+        "\n"
+        "Realm runs functions and lets clients call them over WebSockets.\n"
+        "\n"
+        "Commands:\n"
+        "  serve        start the server (realm serve --help for its options)\n"
+        "  deploy       create or update a function from a directory or a .zip\n"
+        "  functions    list the functions\n"
+        "  delete       delete a function\n"
+        "  invoke       invoke a function and print its answer\n"
+        "  logs         print the end of a function's log\n"
+        "\n"
+        "deploy, functions, delete, invoke and logs talk to the control API at --endpoint URL,\n"
+        "else $REALM_ENDPOINT, else http://127.0.0.1:9000 (realm CMD --help).\n"
+        "\n"
+        "Options:\n"
+        "  -h, --help     show this help\n"
+        "  -V, --version  print the version\n");
 }
 
 static int cmd_serve(int argc, char **argv)

@@ -59,9 +59,9 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
     (void)inv;
     fcall_t *fc = data;
     realm_call_t *call = fc->call;
-    json_t *payload = r->payload_len
-                          ? json_loadb(r->payload, r->payload_len, JSON_DECODE_ANY, NULL)
-                          : NULL;
+    json_t *payload = r->payload_len ? json_loadb(r->payload, r->payload_len,
+                                                  JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL)
+                                     : NULL;
     if (!payload && r->payload_len) payload = json_stringn(r->payload, r->payload_len);
     json_t *tail = NULL;
     if (fc->want_tail) tail = json_stringn(r->log_tail, r->log_tail_len);
@@ -76,9 +76,9 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
     }
     case REALM_INV_FN_ERROR: {
         const char *msg = json_string_value(json_object_get(payload, "errorMessage"));
-        json_t *d = json_pack("{s:s, s:s, s:O}", "error_type",
-                              r->error_type ? r->error_type : "Unhandled", "request_id",
-                              r->request_id, "error", payload ? payload : json_null());
+        json_t *d =
+            json_pack("{s:s, s:s, s:O}", "error_type", r->error_type ? r->error_type : "Unhandled",
+                      "request_id", r->request_id, "error", payload ? payload : json_null());
         if (tail) json_object_set_new(d, "log_tail", tail);
         realm_call_fail(call, REALM_ERR_FUNCTION_ERROR, d, "%s",
                         msg ? msg : (r->error_type ? r->error_type : "the function failed"));
@@ -88,10 +88,10 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
     case REALM_INV_THROTTLED:
         json_decref(payload);
         json_decref(tail);
-        realm_call_fail(call, REALM_ERR_THROTTLED,
-                        json_pack("{s:s, s:i}", "reason", r->error_type ? r->error_type : "",
-                                  "retry_after", 1),
-                        "%s", r->error_message ? r->error_message : "Rate Exceeded.");
+        realm_call_fail(
+            call, REALM_ERR_THROTTLED,
+            json_pack("{s:s, s:i}", "reason", r->error_type ? r->error_type : "", "retry_after", 1),
+            "%s", r->error_message ? r->error_message : "Rate Exceeded.");
         break;
     default:
         json_decref(payload);

@@ -34,11 +34,11 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define TENANT "" /* until authentication (issue 5) */
-#define SYNC_LIMIT 6291456u        /* 6 MB: RequestResponse payloads */
-#define ASYNC_LIMIT 262144u        /* 256 KB: Event payloads */
-#define EVENT_BATCH 16             /* events taken from the queue at once */
-#define THROTTLED_RETRY_MS 1000    /* a throttled event waits this long */
+#define TENANT ""               /* until authentication (issue 5) */
+#define SYNC_LIMIT 6291456u     /* 6 MB: RequestResponse payloads */
+#define ASYNC_LIMIT 262144u     /* 256 KB: Event payloads */
+#define EVENT_BATCH 16          /* events taken from the queue at once */
+#define THROTTLED_RETRY_MS 1000 /* a throttled event waits this long */
 
 struct realm_invoker_s {
     realm_invoker_opts_t o;
@@ -100,8 +100,8 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
     int no_network = 0;
     realm_reg_err_t te;
     json_t *tags = realm_registry_list_tags(iv->o.reg, tenant, r->arn, &te);
-    const char *net = json_string_value(json_object_get(json_object_get(tags, "Tags"),
-                                                        "realm:network"));
+    const char *net =
+        json_string_value(json_object_get(json_object_get(tags, "Tags"), "realm:network"));
     if (net && (strcasecmp(net, "none") == 0 || strcasecmp(net, "off") == 0 ||
                 strcasecmp(net, "false") == 0))
         no_network = 1;
@@ -126,8 +126,8 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
 
 realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
                                  const char *qualifier, const realm_inv_req_t *req,
-                                 const realm_inv_sink_t *sink, void *data,
-                                 char *executed_version, realm_reg_err_t *e)
+                                 const realm_inv_sink_t *sink, void *data, char *executed_version,
+                                 realm_reg_err_t *e)
 {
     resolved_t r;
     e->status = 0;
@@ -135,8 +135,10 @@ realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const 
     if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
     /* The ARN as invoked: qualified when a qualifier was given. */
     char invoked[400];
-    if (qualifier && qualifier[0]) snprintf(invoked, sizeof(invoked), "%s:%s", r.arn, qualifier);
-    else snprintf(invoked, sizeof(invoked), "%s", r.arn);
+    if (qualifier && qualifier[0])
+        snprintf(invoked, sizeof(invoked), "%s:%s", r.arn, qualifier);
+    else
+        snprintf(invoked, sizeof(invoked), "%s", r.arn);
     realm_inv_req_t rq = *req;
     if (!rq.invoked_arn) rq.invoked_arn = invoked;
     realm_inv_t *inv = realm_exec_invoke(iv->o.exec, &r.fn, &rq, sink, data);
@@ -150,8 +152,8 @@ json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
     char marker[256] = "";
     for (;;) {
         realm_reg_err_t e;
-        json_t *page = realm_registry_list_functions(iv->o.reg, tenant, marker[0] ? marker : NULL,
-                                                     50, 0, &e);
+        json_t *page =
+            realm_registry_list_functions(iv->o.reg, tenant, marker[0] ? marker : NULL, 50, 0, &e);
         if (!page) break;
         size_t i;
         json_t *f;
@@ -159,21 +161,21 @@ json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
         {
             const char *name = json_string_value(json_object_get(f, "FunctionName"));
             const char *desc = json_string_value(json_object_get(f, "Description"));
-            json_t *params = json_pack(
-                "[{s:s, s:s, s:b, s:n, s:s}, {s:s, s:s, s:b, s:n, s:s}]", "name", "payload",
-                "type", "any", "required", 0, "default", "description",
-                "the event passed to the handler (the call's params when omitted)", "name",
-                "qualifier", "type", "string", "required", 0, "default", "description",
-                "a version number or alias name");
+            json_t *params =
+                json_pack("[{s:s, s:s, s:b, s:n, s:s}, {s:s, s:s, s:b, s:n, s:s}]", "name",
+                          "payload", "type", "any", "required", 0, "default", "description",
+                          "the event passed to the handler (the call's params when omitted)",
+                          "name", "qualifier", "type", "string", "required", 0, "default",
+                          "description", "a version number or alias name");
             json_array_append_new(
-                out, json_pack("{s:s, s:s, s:o, s:s, s:b, s:s, s:O*, s:O*, s:O*, s:O*}", "name",
-                               name ? name : "", "description",
-                               desc && desc[0] ? desc : "A deployed Lambda function", "params",
-                               params, "kind", "lambda", "streaming", 1, "result", "any",
-                               "runtime", json_object_get(f, "Runtime"), "handler",
-                               json_object_get(f, "Handler"), "memory_mb",
-                               json_object_get(f, "MemorySize"), "timeout_s",
-                               json_object_get(f, "Timeout")));
+                out,
+                json_pack("{s:s, s:s, s:o, s:s, s:b, s:s, s:O*, s:O*, s:O*, s:O*}", "name",
+                          name ? name : "", "description",
+                          desc && desc[0] ? desc : "A deployed Lambda function", "params", params,
+                          "kind", "lambda", "streaming", 1, "result", "any", "runtime",
+                          json_object_get(f, "Runtime"), "handler", json_object_get(f, "Handler"),
+                          "memory_mb", json_object_get(f, "MemorySize"), "timeout_s",
+                          json_object_get(f, "Timeout")));
         }
         const char *next = json_string_value(json_object_get(page, "NextMarker"));
         if (!next) {
@@ -263,9 +265,9 @@ static void throttled(realm_http_res_t *res, const char *reason, const char *msg
     realm_http_res_header(res, "x-amzn-RequestId", rid);
     realm_http_res_header(res, "x-amzn-ErrorType", "TooManyRequestsException");
     realm_http_res_header(res, "Retry-After", "1");
-    json_t *body = json_pack("{s:s, s:s, s:s, s:s}", "Type", "User", "message",
-                             msg ? msg : "Rate Exceeded.", "Reason", reason ? reason : "",
-                             "retryAfterSeconds", "1");
+    json_t *body =
+        json_pack("{s:s, s:s, s:s, s:s}", "Type", "User", "message", msg ? msg : "Rate Exceeded.",
+                  "Reason", reason ? reason : "", "retryAfterSeconds", "1");
     realm_http_res_send_json(res, 429, body);
 }
 
@@ -294,8 +296,8 @@ static int client_context(realm_http_req_t *req, realm_http_res_t *res, realm_bu
 }
 
 /* The body as the event: valid JSON, "{}" when empty. 0, or -1 after answering. */
-static int event_payload(realm_http_req_t *req, realm_http_res_t *res, size_t limit,
-                         const char *op, const char **payload, size_t *len)
+static int event_payload(realm_http_req_t *req, realm_http_res_t *res, size_t limit, const char *op,
+                         const char **payload, size_t *len)
 {
     if (req->body.len > limit) {
         char msg[160];
@@ -310,7 +312,7 @@ static int event_payload(realm_http_req_t *req, realm_http_res_t *res, size_t li
         return 0;
     }
     json_error_t jerr;
-    json_t *j = json_loadb(req->body.data, req->body.len, JSON_DECODE_ANY, &jerr);
+    json_t *j = json_loadb(req->body.data, req->body.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
     if (!j) {
         char msg[300];
         snprintf(msg, sizeof(msg), "Could not parse request body into json: %s", jerr.text);
@@ -355,8 +357,10 @@ static void add_tail(call_t *c, const realm_inv_result_t *r)
 
 static void answer_failed(realm_http_res_t *res, const realm_inv_result_t *r)
 {
-    if (r->status == REALM_INV_THROTTLED) throttled(res, r->error_type, r->error_message);
-    else amz_error(res, 500, "ServiceException", r->error_message ? r->error_message : "failed");
+    if (r->status == REALM_INV_THROTTLED)
+        throttled(res, r->error_type, r->error_message);
+    else
+        amz_error(res, 500, "ServiceException", r->error_message ? r->error_message : "failed");
 }
 
 static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
@@ -437,8 +441,8 @@ static void on_stream_done(realm_inv_t *inv, const realm_inv_result_t *r, void *
             }
             realm_buf_reset(&c->frame);
             realm_evstream_complete(&c->frame,
-                                    r->status == REALM_INV_FN_ERROR ? r->error_type : NULL,
-                                    details, c->want_tail ? (tail.data ? tail.data : "") : NULL);
+                                    r->status == REALM_INV_FN_ERROR ? r->error_type : NULL, details,
+                                    c->want_tail ? (tail.data ? tail.data : "") : NULL);
             realm_http_res_write(c->res, c->frame.data, c->frame.len);
             realm_http_res_end(c->res, NULL);
             free(details);
@@ -465,15 +469,14 @@ static int64_t wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void event_retry_or_fail(realm_invoker_t *iv, const realm_queue_item_t *it,
-                                const char *type, const char *msg)
+static void event_retry_or_fail(realm_invoker_t *iv, const realm_queue_item_t *it, const char *type,
+                                const char *msg)
 {
     uint64_t retries = iv->o.cfg->event_retries;
     if ((uint64_t)it->attempts < retries) {
         int64_t delay = (int64_t)iv->o.cfg->event_retry_base_ms << it->attempts;
         realm_queue_retry(iv->queue, it->id, wall_ms() + delay, msg);
-        realm_info("event %" PRId64 " of %s failed (%s); retry %d of %" PRIu64 " in %" PRId64
-                   " ms",
+        realm_info("event %" PRId64 " of %s failed (%s); retry %d of %" PRIu64 " in %" PRId64 " ms",
                    it->id, it->function, type, it->attempts + 1, retries, delay);
     } else {
         realm_queue_fail(iv->queue, it->id, type, msg, wall_ms());
@@ -506,9 +509,11 @@ static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *d
         break;
     }
     default:
-        if (iv->is_draining) realm_queue_release(iv->queue, ev->item.id);
-        else event_retry_or_fail(iv, &ev->item, "ServiceException",
-                                 r->error_message ? r->error_message : "");
+        if (iv->is_draining)
+            realm_queue_release(iv->queue, ev->item.id);
+        else
+            event_retry_or_fail(iv, &ev->item, "ServiceException",
+                                r->error_message ? r->error_message : "");
     }
     realm_queue_item_dispose(&ev->item);
     free(ev);
@@ -525,8 +530,8 @@ static void run_event(realm_invoker_t *iv, realm_queue_item_t *it)
     realm_reg_err_t e;
     iv->events_running++;
     realm_inv_t *inv = realm_invoker_start(iv, it->tenant, it->function,
-                                           it->qualifier && it->qualifier[0] ? it->qualifier : NULL, &req,
-                                           &sink, ev, NULL, &e);
+                                           it->qualifier && it->qualifier[0] ? it->qualifier : NULL,
+                                           &req, &sink, ev, NULL, &e);
     if (!inv && e.status != 0) {
         iv->events_running--;
         realm_queue_fail(iv->queue, it->id, e.type, e.message, wall_ms());
@@ -598,15 +603,16 @@ static int invoke_parse(realm_http_req_t *req, realm_http_res_t *res, int is_str
         return -1;
     }
     if (log_type && strcmp(log_type, "None") != 0 && strcmp(log_type, "Tail") != 0) {
-        amz_error(res, 400, "InvalidParameterValueException", "X-Amz-Log-Type must be None or Tail");
+        amz_error(res, 400, "InvalidParameterValueException",
+                  "X-Amz-Log-Type must be None or Tail");
         return -1;
     }
     ir->want_tail = log_type && strcmp(log_type, "Tail") == 0;
-    const char *op = is_stream ? "InvokeWithResponseStream"
+    const char *op = is_stream  ? "InvokeWithResponseStream"
                      : is_event ? "InvokeAsync"
                                 : "InvokeFunction";
-    if (event_payload(req, res, is_event ? ASYNC_LIMIT : SYNC_LIMIT, op, &ir->payload,
-                      &ir->len) != 0 ||
+    if (event_payload(req, res, is_event ? ASYNC_LIMIT : SYNC_LIMIT, op, &ir->payload, &ir->len) !=
+            0 ||
         client_context(req, res, &ir->cc) != 0) {
         realm_buf_dispose(&ir->cc);
         return -1;
@@ -668,9 +674,9 @@ static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invo
         .on_stream = on_stream_start, .on_chunk = on_stream_chunk, .on_done = on_stream_done};
     realm_reg_err_t e;
     realm_http_res_on_abort(res, call_aborted, c);
-    realm_inv_t *inv = realm_invoker_start(iv, TENANT, ir.fn, ir.qualifier, &rq,
-                                           is_stream ? &stream_sink : &sync_sink, c, c->version,
-                                           &e);
+    realm_inv_t *inv =
+        realm_invoker_start(iv, TENANT, ir.fn, ir.qualifier, &rq,
+                            is_stream ? &stream_sink : &sync_sink, c, c->version, &e);
     realm_buf_dispose(&ir.cc);
     if (!inv && e.status != 0) {
         realm_http_res_on_abort(res, NULL, NULL);
@@ -690,7 +696,8 @@ static void on_invoke_stream(realm_http_req_t *req, realm_http_res_t *res, void 
     invoke_http(req, res, data, 1);
 }
 
-/* InvokeAsync (deprecated): POST /2014-11-13/functions/{name}/invoke-async/ -> 202 {"Status":202}. */
+/* InvokeAsync (deprecated): POST /2014-11-13/functions/{name}/invoke-async/ -> 202 {"Status":202}.
+ */
 static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_invoker_t *iv = data;
@@ -775,8 +782,9 @@ static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void 
     char name[65];
     if (!plain_name(iv, req, res, name)) return;
     json_t *list = realm_queue_list_failed(iv->queue, TENANT, name, 100);
-    realm_http_res_send_json(res, 200, json_pack("{s:o, s:I}", "FailedEvents", list ? list : json_array(),
-                                                 "Pending", (json_int_t)realm_queue_pending(iv->queue)));
+    realm_http_res_send_json(res, 200,
+                             json_pack("{s:o, s:I}", "FailedEvents", list ? list : json_array(),
+                                       "Pending", (json_int_t)realm_queue_pending(iv->queue)));
 }
 
 void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *http)
@@ -790,8 +798,8 @@ void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *http)
                             body, on_invoke_stream, iv);
     realm_http_server_route(http, "POST", "/2014-11-13/functions/{FunctionName}/invoke-async/",
                             body, on_invoke_async, iv);
-    realm_http_server_route(http, "POST", "/2014-11-13/functions/{FunctionName}/invoke-async",
-                            body, on_invoke_async, iv);
+    realm_http_server_route(http, "POST", "/2014-11-13/functions/{FunctionName}/invoke-async", body,
+                            on_invoke_async, iv);
     realm_http_server_route(http, "GET", "/realm/v1/functions/{FunctionName}/logs", 1, on_logs, iv);
     realm_http_server_route(http, "GET", "/realm/v1/functions/{FunctionName}/failed-events", 1,
                             on_failed_events, iv);
@@ -819,7 +827,8 @@ void realm_invoker_begin(realm_invoker_t *iv)
 {
     realm_invoker_provision(iv, NULL);
     size_t pending = realm_queue_pending(iv->queue);
-    if (pending) realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
+    if (pending)
+        realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
     events_kick(iv);
 }
 

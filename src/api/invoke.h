@@ -47,8 +47,8 @@ void realm_invoker_drain(realm_invoker_t *iv);
  */
 realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
                                  const char *qualifier, const realm_inv_req_t *req,
-                                 const realm_inv_sink_t *sink, void *data,
-                                 char *executed_version, realm_reg_err_t *e);
+                                 const realm_inv_sink_t *sink, void *data, char *executed_version,
+                                 realm_reg_err_t *e);
 
 /* Checks --provisioned's syntax: 0, or -1 with a message. */
 int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len);

@@ -317,8 +317,8 @@ static void chan_send(chan_t *ch, json_t *o)
 
 static void chan_error(chan_t *ch, const char *code, const char *msg)
 {
-    chan_send(ch, json_pack("{s:s, s:s, s:s}", "type", "error_response", "message", msg, "code",
-                            code));
+    chan_send(ch,
+              json_pack("{s:s, s:s, s:s}", "type", "error_response", "message", msg, "code", code));
 }
 
 static void on_chan_work(realm_env_t *env, const realm_env_work_t *w, void *data)
@@ -326,7 +326,8 @@ static void on_chan_work(realm_env_t *env, const realm_env_work_t *w, void *data
     (void)env;
     chan_t *ch = data;
     ch->is_waiting = 0;
-    json_t *payload = json_loadb(w->payload, w->payload_len, JSON_DECODE_ANY, NULL);
+    json_t *payload =
+        json_loadb(w->payload, w->payload_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     if (!payload) payload = json_stringn_nocheck(w->payload, w->payload_len);
     json_t *cc = w->client_context ? json_loads(w->client_context, 0, NULL) : NULL;
     chan_send(ch, json_pack("{s:s, s:s, s:o, s:I, s:s, s:s, s:o, s:n}", "type", "invocation",
@@ -351,10 +352,12 @@ static void chan_next(chan_t *ch)
 static void chan_code(chan_t *ch, int rc)
 {
     if (rc == REALM_ENV_OK) return;
-    if (rc == REALM_ENV_BAD_ID) chan_error(ch, "INVALID_REQUEST_ID", "Invalid request ID");
+    if (rc == REALM_ENV_BAD_ID)
+        chan_error(ch, "INVALID_REQUEST_ID", "Invalid request ID");
     else if (rc == REALM_ENV_TOO_LARGE)
         chan_error(ch, "PAYLOAD_TOO_LARGE", "Exceeded maximum allowed payload size");
-    else chan_error(ch, "INVALID_STATE", "out of order for this environment");
+    else
+        chan_error(ch, "INVALID_STATE", "out of order for this environment");
 }
 
 static void chan_error_msg(chan_t *ch, json_t *m, const char *id)
@@ -378,7 +381,7 @@ static void on_chan_message(realm_ws_t *ws, int is_text, const char *data, size_
 {
     (void)ws;
     chan_t *ch = ud;
-    json_t *m = is_text ? json_loadb(data, len, 0, NULL) : NULL;
+    json_t *m = is_text ? json_loadb(data, len, JSON_ALLOW_NUL, NULL) : NULL;
     const char *type = json_string_value(json_object_get(m, "type"));
     if (!type) {
         chan_error(ch, "BAD_MESSAGE", "expected a JSON object with a \"type\"");

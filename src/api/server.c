@@ -142,9 +142,8 @@ static void collect_exec(realm_buf_t *out, void *data)
         {"realm_environment_crashes_total", "Environments that exited on their own"},
         {"realm_invocation_throttles_total", "Invocations refused with 429 (concurrency)"},
     };
-    uint64_t vals[] = {st.started_total,  st.stopped_total, st.invocations_total,
-                       st.timeouts_total, st.oom_total,     st.crashes_total,
-                       st.throttles_total};
+    uint64_t vals[] = {st.started_total, st.stopped_total, st.invocations_total, st.timeouts_total,
+                       st.oom_total,     st.crashes_total, st.throttles_total};
     for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
         realm_metrics_emit_header(out, fams[i].name, fams[i].help, REALM_METRIC_COUNTER);
         realm_metrics_emit_sample(out, fams[i].name, NULL, (double)vals[i]);

@@ -10,17 +10,17 @@
 #define REALM_BASE_ERR_H
 
 /*    name                    value  protocol code           http  default message */
-#define REALM_ERR_MAP(X)                                                                     \
-    X(INVALID_REQUEST, -1001, "INVALID_REQUEST", 400, "invalid request")                     \
-    X(FUNCTION_NOT_FOUND, -1002, "FUNCTION_NOT_FOUND", 404, "function not found")            \
-    X(INVALID_PARAMS, -1003, "INVALID_PARAMS", 400, "invalid params")                        \
-    X(INTERNAL_ERROR, -1004, "INTERNAL_ERROR", 500, "internal error")                        \
-    X(CALL_NOT_FOUND, -1005, "CALL_NOT_FOUND", 404, "no call in flight with that id")        \
-    X(TOO_MANY_CALLS, -1006, "TOO_MANY_CALLS", 429, "too many calls in flight")              \
-    X(SHUTTING_DOWN, -1007, "SHUTTING_DOWN", 503, "server is shutting down")                 \
-    X(BACKPRESSURE, -1008, "BACKPRESSURE", 503, "send queue full")                           \
-    X(CLOSED, -1009, "CLOSED", 500, "connection closed")                                     \
-    X(FUNCTION_ERROR, -1010, "FUNCTION_ERROR", 502, "the function failed")                   \
+#define REALM_ERR_MAP(X)                                                                           \
+    X(INVALID_REQUEST, -1001, "INVALID_REQUEST", 400, "invalid request")                           \
+    X(FUNCTION_NOT_FOUND, -1002, "FUNCTION_NOT_FOUND", 404, "function not found")                  \
+    X(INVALID_PARAMS, -1003, "INVALID_PARAMS", 400, "invalid params")                              \
+    X(INTERNAL_ERROR, -1004, "INTERNAL_ERROR", 500, "internal error")                              \
+    X(CALL_NOT_FOUND, -1005, "CALL_NOT_FOUND", 404, "no call in flight with that id")              \
+    X(TOO_MANY_CALLS, -1006, "TOO_MANY_CALLS", 429, "too many calls in flight")                    \
+    X(SHUTTING_DOWN, -1007, "SHUTTING_DOWN", 503, "server is shutting down")                       \
+    X(BACKPRESSURE, -1008, "BACKPRESSURE", 503, "send queue full")                                 \
+    X(CLOSED, -1009, "CLOSED", 500, "connection closed")                                           \
+    X(FUNCTION_ERROR, -1010, "FUNCTION_ERROR", 502, "the function failed")                         \
     X(THROTTLED, -1011, "THROTTLED", 429, "too many invocations of this function at once")
 
 typedef enum {

@@ -70,7 +70,8 @@ void realm_str_b64_encode(const void *in, size_t len, realm_buf_t *out)
 {
     size_t need = (len + 2) / 3 * 4;
     realm_buf_reserve(out, need + 1);
-    int n = EVP_EncodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)in, (int)len);
+    int n =
+        EVP_EncodeBlock((unsigned char *)out->data + out->len, (const unsigned char *)in, (int)len);
     out->len += (size_t)n;
     out->data[out->len] = '\0';
 }

@@ -853,8 +853,8 @@ static void usage_invoke(FILE *out)
 }
 
 /* A raw GET or POST of the control API; prints the body. want: the expected status. */
-static int raw_request(ctx_t *c, const char *method, const char *path, const char *body,
-                       int want, int *function_error)
+static int raw_request(ctx_t *c, const char *method, const char *path, const char *body, int want,
+                       int *function_error)
 {
     realm_cli_http_res_t res;
     char err[512];
@@ -950,11 +950,8 @@ typedef struct {
 } command_t;
 
 static const command_t commands[] = {
-    {"deploy", cmd_deploy},
-    {"functions", cmd_functions},
-    {"delete", cmd_delete},
-    {"logs", cmd_logs},
-    {"invoke", cmd_invoke},
+    {"deploy", cmd_deploy}, {"functions", cmd_functions}, {"delete", cmd_delete},
+    {"logs", cmd_logs},     {"invoke", cmd_invoke},
 };
 
 static const command_t *find_command(const char *cmd)

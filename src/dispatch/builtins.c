@@ -14,13 +14,20 @@
 static const char *param_type_json(realm_param_type_t t)
 {
     switch (t) {
-    case REALM_PARAM_STRING: return "string";
-    case REALM_PARAM_INTEGER: return "integer";
-    case REALM_PARAM_NUMBER: return "number";
-    case REALM_PARAM_BOOLEAN: return "boolean";
-    case REALM_PARAM_OBJECT: return "object";
-    case REALM_PARAM_ARRAY: return "array";
-    case REALM_PARAM_ANY: return "any";
+    case REALM_PARAM_STRING:
+        return "string";
+    case REALM_PARAM_INTEGER:
+        return "integer";
+    case REALM_PARAM_NUMBER:
+        return "number";
+    case REALM_PARAM_BOOLEAN:
+        return "boolean";
+    case REALM_PARAM_OBJECT:
+        return "object";
+    case REALM_PARAM_ARRAY:
+        return "array";
+    case REALM_PARAM_ANY:
+        return "any";
     }
     return "any";
 }
@@ -35,8 +42,8 @@ json_t *realm_builtins_metadata(const realm_dispatch_t *d)
             const realm_param_def_t *p = &def->params[j];
             json_t *pj = json_pack("{s:s, s:s, s:b}", "name", p->name, "type",
                                    param_type_json(p->type), "required", p->is_required);
-            json_t *dv = p->default_json ? json_loads(p->default_json, JSON_DECODE_ANY, NULL)
-                                         : NULL;
+            json_t *dv =
+                p->default_json ? json_loads(p->default_json, JSON_DECODE_ANY, NULL) : NULL;
             json_object_set_new(pj, "default", dv ? dv : json_null());
             json_object_set_new(pj, "description", json_string(p->description));
             const char *lo = p->type == REALM_PARAM_STRING ? "min_length" : "minimum";
@@ -49,8 +56,8 @@ json_t *realm_builtins_metadata(const realm_dispatch_t *d)
                 json_object_set_new(pj, hi, json_integer((json_int_t)p->max));
             json_array_append_new(params, pj);
         }
-        json_t *result = def->result_json ? json_loads(def->result_json, JSON_DECODE_ANY, NULL)
-                                          : NULL;
+        json_t *result =
+            def->result_json ? json_loads(def->result_json, JSON_DECODE_ANY, NULL) : NULL;
         json_array_append_new(fns, json_pack("{s:s, s:s, s:o, s:o, s:b}", "name", def->name,
                                              "description", def->description, "params", params,
                                              "result", result ? result : json_null(), "streaming",
@@ -125,7 +132,8 @@ static void echo_step(echo_t *e)
 {
     /* Streams `repeat` parts, then completes; each step after delay_ms. */
     if (e->sent < e->repeat) {
-        realm_call_stream(e->call, json_pack("{s:I, s:O}", "index", e->sent, "message", e->message));
+        realm_call_stream(e->call,
+                          json_pack("{s:I, s:O}", "index", e->sent, "message", e->message));
         e->sent++;
         return;
     }
@@ -174,14 +182,26 @@ static void fn_echo(realm_call_t *call, json_t *params, void *data)
 }
 
 static const realm_param_def_t echo_params[] = {
-    {.name = "message", .type = REALM_PARAM_ANY, .default_json = "null",
+    {.name = "message",
+     .type = REALM_PARAM_ANY,
+     .default_json = "null",
      .description = "Any JSON value; sent back as is."},
-    {.name = "repeat", .type = REALM_PARAM_INTEGER, .default_json = "0",
-     .description = "How many `streaming` replies to send before the final one.", .has_min = 1,
-     .min = 0, .has_max = 1, .max = 10000},
-    {.name = "delay_ms", .type = REALM_PARAM_INTEGER, .default_json = "0",
+    {.name = "repeat",
+     .type = REALM_PARAM_INTEGER,
+     .default_json = "0",
+     .description = "How many `streaming` replies to send before the final one.",
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 10000},
+    {.name = "delay_ms",
+     .type = REALM_PARAM_INTEGER,
+     .default_json = "0",
      .description = "Wait this long before each streaming reply and before the final one.",
-     .has_min = 1, .min = 0, .has_max = 1, .max = 600000},
+     .has_min = 1,
+     .min = 0,
+     .has_max = 1,
+     .max = 600000},
 };
 
 static const realm_fn_def_t echo_def = {

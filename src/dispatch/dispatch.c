@@ -32,7 +32,7 @@ struct realm_dispatch_s {
     realm_metrics_t *metrics;
     realm_metric_family_t *f_calls, *f_duration;
     realm_metric_t *m_in_flight;
-    entry_t unknown; /* metrics for calls to unregistered names */
+    entry_t unknown;                /* metrics for calls to unregistered names */
     const realm_fn_def_t *fallback; /* runs names not in the table (deployed functions) */
     void *fallback_data;
     entry_t fallback_entry;
@@ -79,11 +79,11 @@ realm_dispatch_t *realm_dispatch_new(realm_metrics_t *metrics)
                                       NULL, 0);
     d->f_duration = realm_metrics_family(
         metrics, REALM_METRIC_HISTOGRAM, "realm_call_duration_seconds",
-        "Time from a call's arrival to its final reply, by function", "function",
-        duration_buckets, sizeof(duration_buckets) / sizeof(duration_buckets[0]));
-    realm_metric_family_t *f = realm_metrics_family(
-        metrics, REALM_METRIC_GAUGE, "realm_calls_in_flight", "Calls started and not yet ended",
-        NULL, NULL, 0);
+        "Time from a call's arrival to its final reply, by function", "function", duration_buckets,
+        sizeof(duration_buckets) / sizeof(duration_buckets[0]));
+    realm_metric_family_t *f =
+        realm_metrics_family(metrics, REALM_METRIC_GAUGE, "realm_calls_in_flight",
+                             "Calls started and not yet ended", NULL, NULL, 0);
     d->m_in_flight = realm_metrics_child(f, NULL);
     entry_metrics(d, &d->unknown, "_unknown");
     return d;
@@ -144,13 +144,20 @@ size_t realm_dispatch_in_flight(const realm_dispatch_t *d)
 static const char *type_name(realm_param_type_t t)
 {
     switch (t) {
-    case REALM_PARAM_STRING: return "a string";
-    case REALM_PARAM_INTEGER: return "an integer";
-    case REALM_PARAM_NUMBER: return "a number";
-    case REALM_PARAM_BOOLEAN: return "a boolean";
-    case REALM_PARAM_OBJECT: return "an object";
-    case REALM_PARAM_ARRAY: return "an array";
-    case REALM_PARAM_ANY: return "any JSON value";
+    case REALM_PARAM_STRING:
+        return "a string";
+    case REALM_PARAM_INTEGER:
+        return "an integer";
+    case REALM_PARAM_NUMBER:
+        return "a number";
+    case REALM_PARAM_BOOLEAN:
+        return "a boolean";
+    case REALM_PARAM_OBJECT:
+        return "an object";
+    case REALM_PARAM_ARRAY:
+        return "an array";
+    case REALM_PARAM_ANY:
+        return "any JSON value";
     }
     return "?";
 }
@@ -158,24 +165,33 @@ static const char *type_name(realm_param_type_t t)
 static int type_ok(realm_param_type_t t, const json_t *v)
 {
     switch (t) {
-    case REALM_PARAM_STRING: return json_is_string(v);
+    case REALM_PARAM_STRING:
+        return json_is_string(v);
     case REALM_PARAM_INTEGER:
         /* 5.0 is accepted as 5: JSON has one number type. */
-        return json_is_integer(v) || (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
-                                      fabs(json_real_value(v)) < 9007199254740992.0);
-    case REALM_PARAM_NUMBER: return json_is_number(v);
-    case REALM_PARAM_BOOLEAN: return json_is_boolean(v);
-    case REALM_PARAM_OBJECT: return json_is_object(v);
-    case REALM_PARAM_ARRAY: return json_is_array(v);
-    case REALM_PARAM_ANY: return 1;
+        return json_is_integer(v) ||
+               (json_is_real(v) && json_real_value(v) == floor(json_real_value(v)) &&
+                fabs(json_real_value(v)) < 9007199254740992.0);
+    case REALM_PARAM_NUMBER:
+        return json_is_number(v);
+    case REALM_PARAM_BOOLEAN:
+        return json_is_boolean(v);
+    case REALM_PARAM_OBJECT:
+        return json_is_object(v);
+    case REALM_PARAM_ARRAY:
+        return json_is_array(v);
+    case REALM_PARAM_ANY:
+        return 1;
     }
     return 0;
 }
 
 static void fmt_num(char *buf, size_t len, double v)
 {
-    if (v == floor(v) && fabs(v) < 1e15) snprintf(buf, len, "%.0f", v);
-    else snprintf(buf, len, "%g", v);
+    if (v == floor(v) && fabs(v) < 1e15)
+        snprintf(buf, len, "%.0f", v);
+    else
+        snprintf(buf, len, "%g", v);
 }
 
 /* Validates params in place (defaults added, 5.0 made 5). 0 or INVALID_PARAMS. */
@@ -222,10 +238,14 @@ static int check_params(const realm_fn_def_t *def, json_t *params, char *err, si
         }
         double x;
         const char *what = "";
-        if (json_is_number(v)) x = json_number_value(v);
-        else if (json_is_string(v)) x = (double)json_string_length(v), what = " characters";
-        else if (json_is_array(v)) x = (double)json_array_size(v), what = " items";
-        else continue;
+        if (json_is_number(v))
+            x = json_number_value(v);
+        else if (json_is_string(v))
+            x = (double)json_string_length(v), what = " characters";
+        else if (json_is_array(v))
+            x = (double)json_array_size(v), what = " items";
+        else
+            continue;
         if ((p->has_min && x < p->min) || (p->has_max && x > p->max)) {
             char lo[32] = "", hi[32] = "";
             fmt_num(lo, sizeof(lo), p->min);
@@ -358,7 +378,8 @@ void *realm_call_scope(const realm_call_t *call)
 
 void realm_call_stream(realm_call_t *call, json_t *data)
 {
-    if (!call->is_ended && call->sink->on_stream) call->sink->on_stream(call, data, call->sink_data);
+    if (!call->is_ended && call->sink->on_stream)
+        call->sink->on_stream(call, data, call->sink_data);
     json_decref(data);
 }
 

@@ -118,7 +118,7 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
 
 /* ---- used by handlers ---- */
 const char *realm_call_id(const realm_call_t *call);
-const char *realm_call_tenant(const realm_call_t *call); /* NULL when none */
+const char *realm_call_tenant(const realm_call_t *call);   /* NULL when none */
 const char *realm_call_function(const realm_call_t *call); /* the name it was called by */
 void *realm_call_scope(const realm_call_t *call);
 /* Streams a partial result; takes ownership of data. */

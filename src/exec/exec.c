@@ -46,7 +46,7 @@ typedef struct pool_s pool_t;
 struct realm_inv_s {
     realm_exec_t *x;
     pool_t *pool;
-    realm_env_t *env; /* while bound */
+    realm_env_t *env;         /* while bound */
     realm_inv_t *prev, *next; /* the pool's queue */
     char request_id[64];
     char *payload;
@@ -66,7 +66,7 @@ struct realm_inv_s {
 struct realm_env_s {
     int refs;
     realm_exec_t *x;
-    pool_t *pool; /* NULL once stopping */
+    pool_t *pool;                     /* NULL once stopping */
     realm_env_t *prev, *next;         /* the pool's environments */
     realm_env_t *all_prev, *all_next; /* every environment of the engine */
     env_state_t state;
@@ -102,7 +102,7 @@ struct pool_s {
     size_t n_envs, n_starting, n_idle, n_busy, n_resting_fresh;
     size_t provisioned;
     int init_failures; /* environments in a row that died before asking for work */
-    int is_retired; /* code or configuration changed: no new work */
+    int is_retired;    /* code or configuration changed: no new work */
     FILE *log;
     uint64_t log_bytes;
     char log_path[4096];
@@ -184,7 +184,8 @@ static void pool_log_write(pool_t *p, const char *bytes, size_t len)
 static void inv_log(realm_inv_t *inv, const char *bytes, size_t len)
 {
     realm_buf_append(&inv->log, bytes, len);
-    if (inv->log.len > TAIL_KEEP) realm_buf_consume(&inv->log, inv->log.len - REALM_EXEC_TAIL_BYTES);
+    if (inv->log.len > TAIL_KEEP)
+        realm_buf_consume(&inv->log, inv->log.len - REALM_EXEC_TAIL_BYTES);
 }
 
 /* A platform line (START, END, REPORT...) to the invocation and the file. */
@@ -209,10 +210,14 @@ static void platform_line(pool_t *p, realm_inv_t *inv, const char *fmt, ...)
 static void q_remove(pool_t *p, realm_inv_t *inv)
 {
     if (!inv->is_queued) return;
-    if (inv->prev) inv->prev->next = inv->next;
-    else p->q_head = inv->next;
-    if (inv->next) inv->next->prev = inv->prev;
-    else p->q_tail = inv->prev;
+    if (inv->prev)
+        inv->prev->next = inv->next;
+    else
+        p->q_head = inv->next;
+    if (inv->next)
+        inv->next->prev = inv->prev;
+    else
+        p->q_tail = inv->prev;
     inv->prev = inv->next = NULL;
     inv->is_queued = 0;
     p->queued--;
@@ -222,8 +227,10 @@ static void q_push(pool_t *p, realm_inv_t *inv)
 {
     inv->prev = p->q_tail;
     inv->next = NULL;
-    if (p->q_tail) p->q_tail->next = inv;
-    else p->q_head = inv;
+    if (p->q_tail)
+        p->q_tail->next = inv;
+    else
+        p->q_head = inv;
     p->q_tail = inv;
     inv->is_queued = 1;
     p->queued++;
@@ -239,8 +246,8 @@ static void inv_free(realm_inv_t *inv)
 }
 
 /* Ends an invocation: its sink's last event, then it is freed. */
-static void inv_finish(realm_inv_t *inv, realm_inv_status_t status, const char *payload,
-                       size_t len, const char *error_type, const char *error_message)
+static void inv_finish(realm_inv_t *inv, realm_inv_status_t status, const char *payload, size_t len,
+                       const char *error_type, const char *error_message)
 {
     if (inv->pool) q_remove(inv->pool, inv);
     if (inv->env && inv->env->inv == inv) inv->env->inv = NULL;
@@ -354,8 +361,10 @@ static void env_detach(realm_env_t *env)
     pool_t *p = env->pool;
     if (!p) return;
     env_set_state(env, ENV_STOPPING);
-    if (env->prev) env->prev->next = env->next;
-    else p->envs = env->next;
+    if (env->prev)
+        env->prev->next = env->next;
+    else
+        p->envs = env->next;
     if (env->next) env->next->prev = env->prev;
     env->prev = env->next = NULL;
     p->n_envs--;
@@ -367,8 +376,10 @@ static void env_detach(realm_env_t *env)
 static void env_unlink_all(realm_env_t *env)
 {
     realm_exec_t *x = env->x;
-    if (env->all_prev) env->all_prev->all_next = env->all_next;
-    else if (x->all == env) x->all = env->all_next;
+    if (env->all_prev)
+        env->all_prev->all_next = env->all_next;
+    else if (x->all == env)
+        x->all = env->all_next;
     if (env->all_next) env->all_next->all_prev = env->all_prev;
     env->all_prev = env->all_next = NULL;
 }
@@ -383,8 +394,10 @@ static void exit_text(char *out, size_t n, int64_t status, int sig)
                            : sig == 6  ? "aborted"
                            : sig == 15 ? "terminated"
                                        : NULL;
-        if (name) snprintf(out, n, "Runtime exited with error: signal: %s", name);
-        else snprintf(out, n, "Runtime exited with error: signal: %d", sig);
+        if (name)
+            snprintf(out, n, "Runtime exited with error: signal: %s", name);
+        else
+            snprintf(out, n, "Runtime exited with error: signal: %d", sig);
     } else if (status == 0) {
         snprintf(out, n, "Runtime exited without providing a reason");
     } else {
@@ -408,15 +421,19 @@ static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, v
         inv->env = env;
         inv->started_ns = uv_hrtime();
     }
-    if (oom) x->st.oom_total++;
-    else if (!env->stop_reason[0]) x->st.crashes_total++;
+    if (oom)
+        x->st.oom_total++;
+    else if (!env->stop_reason[0])
+        x->st.crashes_total++;
     if (was_starting && p && !env->stop_reason[0] && ++p->init_failures == PROVISION_GIVE_UP)
         realm_warn("%s:%s: %d environments in a row died during init; provisioned ones are not "
                    "restarted until the function changes",
                    p->name, p->version, PROVISION_GIVE_UP);
-    if (env->stop_reason[0]) realm_debug("environment %s stopped (%s)", env->id, env->stop_reason);
-    else realm_info("environment %s of %s exited: %s%s", env->id, p ? p->name : "?", why,
-                    oom ? " (out of memory)" : "");
+    if (env->stop_reason[0])
+        realm_debug("environment %s stopped (%s)", env->id, env->stop_reason);
+    else
+        realm_info("environment %s of %s exited: %s%s", env->id, p ? p->name : "?", why,
+                   oom ? " (out of memory)" : "");
     if (p) platform_line(p, inv, "%s%s", why, oom ? " (memory limit)" : "");
     env_detach(env);
     uv_timer_stop(&env->timer);
@@ -536,7 +553,8 @@ static void on_env_timer(uv_timer_t *t)
     }
 }
 
-static void env_push(char ***v, size_t *n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void env_push(char ***v, size_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static void env_push(char ***v, size_t *n, const char *fmt, ...)
 {
     *v = realm_realloc(*v, (*n + 2) * sizeof(char *));
@@ -757,8 +775,8 @@ static char *pool_key(const realm_exec_fn_t *fn)
 {
     realm_buf_t b;
     realm_buf_init(&b);
-    realm_buf_appendf(&b, "%s\n%s\n%s\n%s\n%d", fn->tenant ? fn->tenant : "", fn->name,
-                      fn->version, fn->revision ? fn->revision : "", fn->no_network);
+    realm_buf_appendf(&b, "%s\n%s\n%s\n%s\n%d", fn->tenant ? fn->tenant : "", fn->name, fn->version,
+                      fn->revision ? fn->revision : "", fn->no_network);
     return realm_buf_steal(&b, NULL);
 }
 
@@ -846,8 +864,7 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
 /* ---- public: callers ---- */
 
 realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
-                               const realm_inv_req_t *req, const realm_inv_sink_t *sink,
-                               void *data)
+                               const realm_inv_req_t *req, const realm_inv_sink_t *sink, void *data)
 {
     pool_t *p = pool_get(x, fn);
     p->reserved = fn->reserved;
@@ -1116,9 +1133,12 @@ static void error_type_of(const void *body, size_t len, const char *header, char
     out[0] = '\0';
     json_t *j = json_loadb(body, len, 0, NULL);
     const char *t = json_string_value(json_object_get(j, "errorType"));
-    if (t && t[0]) snprintf(out, n, "%s", t);
-    else if (header && header[0]) snprintf(out, n, "%s", header);
-    else snprintf(out, n, "Unhandled");
+    if (t && t[0])
+        snprintf(out, n, "%s", t);
+    else if (header && header[0])
+        snprintf(out, n, "%s", header);
+    else
+        snprintf(out, n, "Unhandled");
     json_decref(j);
 }
 
@@ -1160,9 +1180,9 @@ int realm_env_stream_begin(realm_env_t *env, const char *request_id, const char 
     if (inv->is_streaming) return REALM_ENV_BAD_STATE;
     inv->is_streaming = 1;
     if (inv->sink.on_stream)
-        inv->sink.on_stream(inv, content_type && content_type[0] ? content_type
-                                                                 : "application/octet-stream",
-                            inv->data);
+        inv->sink.on_stream(
+            inv, content_type && content_type[0] ? content_type : "application/octet-stream",
+            inv->data);
     return REALM_ENV_OK;
 }
 
@@ -1239,8 +1259,9 @@ void realm_exec_shutdown(realm_exec_t *x)
                        "the server is shutting down");
         for (realm_env_t *e = p->envs, *n; e; e = n) {
             n = e->next;
-            if (e->inv) inv_finish(e->inv, REALM_INV_FAILED, NULL, 0, "ServiceException",
-                                   "the server is shutting down");
+            if (e->inv)
+                inv_finish(e->inv, REALM_INV_FAILED, NULL, 0, "ServiceException",
+                           "the server is shutting down");
             env_stop(e, "server stopping");
         }
     }

@@ -53,14 +53,14 @@ typedef struct {
     const char *logs_dir;               /* function logs: DIR/<tenant>/<name>.log */
     int runtime_port;                   /* AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT */
     const char *region;
-    uint64_t concurrency_limit;  /* environments at once, all functions */
-    uint64_t queue_depth;        /* invocations waiting per function before 429 */
-    uint64_t idle_ms;            /* an idle environment is stopped after this */
-    uint64_t init_timeout_ms;    /* from start to the first `next` */
-    uint64_t tmp_mb;             /* size of each environment's /tmp */
-    uint64_t pids_max;           /* processes and threads per environment */
-    uint64_t log_file_bytes;     /* per function log file, before rotation */
-    int has_network;             /* 0: no environment gets the host's network */
+    uint64_t concurrency_limit; /* environments at once, all functions */
+    uint64_t queue_depth;       /* invocations waiting per function before 429 */
+    uint64_t idle_ms;           /* an idle environment is stopped after this */
+    uint64_t init_timeout_ms;   /* from start to the first `next` */
+    uint64_t tmp_mb;            /* size of each environment's /tmp */
+    uint64_t pids_max;          /* processes and threads per environment */
+    uint64_t log_file_bytes;    /* per function log file, before rotation */
+    int has_network;            /* 0: no environment gets the host's network */
     /*
      * An environment without the host's network reaches the runtime API on
      * 127.0.0.1:REALM_EXEC_PRIVATE_PORT inside its own namespace: exec makes
@@ -85,7 +85,7 @@ typedef struct {
     const char *arn;      /* unqualified function ARN */
     const char *runtime;  /* "nodejs20.x", "python3.12", "provided.al2023" */
     const char *handler;
-    const char *code_dir; /* the unpacked package (host path) */
+    const char *code_dir;   /* the unpacked package (host path) */
     const char *const *env; /* the function's own "K=V" variables, NULL-terminated; or NULL */
     uint64_t memory_mb;
     uint64_t timeout_s;
@@ -103,10 +103,10 @@ typedef struct {
 } realm_inv_req_t;
 
 typedef enum {
-    REALM_INV_OK = 0,        /* payload is the function's response */
-    REALM_INV_FN_ERROR,      /* payload is the error JSON; X-Amz-Function-Error Unhandled */
-    REALM_INV_THROTTLED,     /* 429: error_type is the Reason */
-    REALM_INV_FAILED,        /* the service could not run it (error_message says why) */
+    REALM_INV_OK = 0,    /* payload is the function's response */
+    REALM_INV_FN_ERROR,  /* payload is the error JSON; X-Amz-Function-Error Unhandled */
+    REALM_INV_THROTTLED, /* 429: error_type is the Reason */
+    REALM_INV_FAILED,    /* the service could not run it (error_message says why) */
 } realm_inv_status_t;
 
 typedef struct {
@@ -220,8 +220,7 @@ int realm_env_fail(realm_env_t *env, const char *request_id, const char *type, c
 int realm_env_init_error(realm_env_t *env, const char *type, const void *body, size_t len);
 /* A streamed response: begin, chunks, end (error_body NULL when it went well). */
 int realm_env_stream_begin(realm_env_t *env, const char *request_id, const char *content_type);
-int realm_env_stream_write(realm_env_t *env, const char *request_id, const void *data,
-                           size_t len);
+int realm_env_stream_write(realm_env_t *env, const char *request_id, const void *data, size_t len);
 int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *error_type,
                          const void *error_body, size_t error_len);
 

@@ -94,8 +94,8 @@ static void on_info(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     free(buf->base);
     if (sp->is_ready || sp->is_freed) return;
     /* bwrap writes one JSON object: {"child-pid": N, ...namespaces}. */
-    json_t *j = sp->info_text.len ? json_loadb(sp->info_text.data, sp->info_text.len, 0, NULL)
-                                  : NULL;
+    json_t *j =
+        sp->info_text.len ? json_loadb(sp->info_text.data, sp->info_text.len, 0, NULL) : NULL;
     json_int_t pid = json_integer_value(json_object_get(j, "child-pid"));
     json_decref(j);
     if (pid > 0) {
@@ -316,8 +316,10 @@ void realm_spawn_free(realm_spawn_t *sp)
     sp->is_freed = 1;
     /* A running process is killed and reaped first (closing its handle now
      * would leave a zombie): on_exit_cb finishes. */
-    if (sp->is_running) realm_spawn_kill(sp);
-    else finish(sp);
+    if (sp->is_running)
+        realm_spawn_kill(sp);
+    else
+        finish(sp);
 }
 
 /* ---- trampoline ---- */

@@ -43,14 +43,14 @@ typedef struct {
 } realm_spawn_cb_t;
 
 typedef struct {
-    const char *self_exe;                /* this binary, for the trampoline (/proc/self/exe) */
-    const realm_sandbox_probe_t *probe;  /* borrowed; must outlive the spawn */
-    const void *bpf;                     /* the seccomp program (realm_sandbox_seccomp_build) */
-    size_t bpf_len;                      /* 0: no seccomp filter */
-    realm_sandbox_spec_t spec;           /* seccomp_fd is set by start */
+    const char *self_exe;               /* this binary, for the trampoline (/proc/self/exe) */
+    const realm_sandbox_probe_t *probe; /* borrowed; must outlive the spawn */
+    const void *bpf;                    /* the seccomp program (realm_sandbox_seccomp_build) */
+    size_t bpf_len;                     /* 0: no seccomp filter */
+    realm_sandbox_spec_t spec;          /* seccomp_fd is set by start */
     realm_sandbox_limits_t limits;
-    const char *name;                    /* cgroup name, one path segment, unique */
-    int wait_ready;                      /* hold the command until on_ready has run */
+    const char *name; /* cgroup name, one path segment, unique */
+    int wait_ready;   /* hold the command until on_ready has run */
 } realm_spawn_opts_t;
 
 /* Starts it. Returns 0 and *out, or -1 with a message in err (nothing left). */

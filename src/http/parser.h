@@ -51,7 +51,7 @@ typedef struct {
     /* Trailer fields of a chunked body, readable once the message is complete. */
     realm_http_header_t trailers[REALM_HTTP_MAX_TRAILERS];
     size_t trailers_cnt;
-    uint64_t body_len;             /* body bytes seen (also when discarded) */
+    uint64_t body_len; /* body bytes seen (also when discarded) */
     /* Route captures, filled by the router ({name} segments). */
     const char *param_names[REALM_HTTP_MAX_PARAMS];
     char *param_values[REALM_HTTP_MAX_PARAMS]; /* owned; percent-decoded */
@@ -69,18 +69,18 @@ typedef struct {
     llhttp_t llhttp;
     llhttp_settings_t settings;
     realm_http_req_t req;
-    realm_buf_t head;          /* header bytes: target, names, values, each NUL-terminated */
-    realm_buf_t trail;         /* trailer names and values, the same way */
+    realm_buf_t head;  /* header bytes: target, names, values, each NUL-terminated */
+    realm_buf_t trail; /* trailer names and values, the same way */
     size_t trail_offs[2 * REALM_HTTP_MAX_TRAILERS];
     size_t offs[2 + 2 * REALM_HTTP_MAX_HEADERS]; /* offsets into head */
     size_t max_header_bytes;
     uint64_t body_limit;
-    int in_message;            /* a message has begun and not completed */
-    int in_body;               /* headers done, message not complete */
-    int is_discarding;         /* count body bytes, keep none */
-    int in_field;              /* inside a header name */
-    int status;                /* HTTP status for FAILED */
-    const char *reason;        /* static text for FAILED */
+    int in_message;     /* a message has begun and not completed */
+    int in_body;        /* headers done, message not complete */
+    int is_discarding;  /* count body bytes, keep none */
+    int in_field;       /* inside a header name */
+    int status;         /* HTTP status for FAILED */
+    const char *reason; /* static text for FAILED */
     int is_failed;
 } realm_http_parser_t;
 
@@ -91,8 +91,7 @@ void realm_http_parser_dispose(realm_http_parser_t *p);
  * Parses up to len bytes; *consumed says how many were used. Returns one of
  * realm_http_parse_rc. After FAILED the parser is dead (answer and close).
  */
-int realm_http_parser_feed(realm_http_parser_t *p, const char *data, size_t len,
-                           size_t *consumed);
+int realm_http_parser_feed(realm_http_parser_t *p, const char *data, size_t len, size_t *consumed);
 
 /* After HEAD_DONE: body over limit fails with 413; is_discarding keeps none. */
 void realm_http_parser_set_body_limit(realm_http_parser_t *p, uint64_t limit, int is_discarding);

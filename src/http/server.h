@@ -69,7 +69,7 @@ void realm_http_server_route(realm_http_server_t *s, const char *method, const c
  * route). The handler runs at the end as usual, trailers readable.
  */
 typedef int (*realm_http_body_cb)(realm_http_req_t *req, realm_conn_t *c, const char *bytes,
-                                   size_t len, int is_first, void *data);
+                                  size_t len, int is_first, void *data);
 void realm_http_server_route_streamed(realm_http_server_t *s, const char *method,
                                       const char *pattern, uint64_t max_body,
                                       realm_http_body_cb on_body, realm_http_handler_cb handler,

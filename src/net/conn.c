@@ -98,8 +98,10 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     if (c->is_closing) return;
     if (nread < 0) {
-        if (c->handler && c->handler->on_eof) c->handler->on_eof(c, (int)nread);
-        else realm_conn_close(c, 0);
+        if (c->handler && c->handler->on_eof)
+            c->handler->on_eof(c, (int)nread);
+        else
+            realm_conn_close(c, 0);
         return;
     }
     if (c->handler && c->handler->on_read) c->handler->on_read(c, buf->base, (size_t)nread);
@@ -114,8 +116,10 @@ static void on_write(uv_write_t *req, int status)
     if (status < 0 && status != UV_ECANCELED) {
         /* The peer is gone; nothing queued after this can arrive either. */
         if (!c->is_closing) {
-            if (c->handler && c->handler->on_eof) c->handler->on_eof(c, status);
-            else realm_conn_close(c, 0);
+            if (c->handler && c->handler->on_eof)
+                c->handler->on_eof(c, status);
+            else
+                realm_conn_close(c, 0);
         } else {
             close_now(c);
         }
@@ -200,7 +204,8 @@ int realm_conn_writev(realm_conn_t *c, const uv_buf_t *bufs, size_t nbufs)
 {
     if (c->is_closing) return UV_EPIPE;
     size_t total = 0;
-    for (size_t i = 0; i < nbufs; i++) total += bufs[i].len;
+    for (size_t i = 0; i < nbufs; i++)
+        total += bufs[i].len;
     if (total == 0) return 0;
     write_req_t *w = realm_malloc(sizeof(*w) + total);
     w->conn = c;
@@ -243,8 +248,10 @@ void realm_conn_timer(realm_conn_t *c, uint64_t ms, realm_conn_timer_cb cb)
 {
     if (c->is_closing) return;
     c->timer_cb = cb;
-    if (ms == 0 || cb == NULL) uv_timer_stop(&c->timer);
-    else uv_timer_start(&c->timer, on_timer, ms, 0);
+    if (ms == 0 || cb == NULL)
+        uv_timer_stop(&c->timer);
+    else
+        uv_timer_start(&c->timer, on_timer, ms, 0);
 }
 
 void realm_conn_close(realm_conn_t *c, int is_graceful)
@@ -258,8 +265,10 @@ void realm_conn_close(realm_conn_t *c, int is_graceful)
         close_now(c);
         return;
     }
-    if (c->pending > 0) c->is_draining = 1;
-    else start_shutdown(c);
+    if (c->pending > 0)
+        c->is_draining = 1;
+    else
+        start_shutdown(c);
 }
 
 int realm_conn_is_closing(const realm_conn_t *c)

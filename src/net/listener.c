@@ -35,8 +35,10 @@ void realm_conn__unlink(realm_conn_t *c)
 {
     if (!c->in_list) return;
     realm_listener_t *l = c->listener;
-    if (c->prev) c->prev->next = c->next;
-    else l->conns = c->next;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
     if (c->next) c->next->prev = c->prev;
     c->in_list = 0;
     l->open_cnt--;
@@ -125,8 +127,10 @@ int realm_listener_new(uv_loop_t *loop, const char *name, const char *host, int 
 {
     struct sockaddr_storage addr;
     int rc;
-    if (strchr(host, ':')) rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-    else rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+    if (strchr(host, ':'))
+        rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+    else
+        rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
     if (rc != 0) return rc;
 
     realm_listener_t *l = listener_alloc(loop, name, on_conn, data);
@@ -163,7 +167,8 @@ static void on_listener_closed(uv_handle_t *h)
 static void free_listener(realm_listener_t *l)
 {
     /* Connections still open lose their back pointer; they are counted no more. */
-    for (realm_conn_t *c = l->conns; c; c = c->next) c->in_list = 0, c->listener = NULL;
+    for (realm_conn_t *c = l->conns; c; c = c->next)
+        c->in_list = 0, c->listener = NULL;
     free(l->name);
     free(l);
 }
@@ -177,7 +182,8 @@ void realm_listener_close(realm_listener_t *l, realm_listener_close_cb close_cb)
 
 void realm_listener_free(realm_listener_t *l)
 {
-    if (l->is_closed) free_listener(l);
+    if (l->is_closed)
+        free_listener(l);
     else {
         l->free_on_close = 1;
         realm_listener_close(l, l->close_cb);

@@ -192,7 +192,8 @@ static unsigned long long read_key(const char *dir, const char *file, const char
     unsigned long long v = 0;
     size_t klen = strlen(key);
     while (fgets(line, sizeof(line), f))
-        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') v = strtoull(line + klen + 1, NULL, 10);
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ')
+            v = strtoull(line + klen + 1, NULL, 10);
     fclose(f);
     return v;
 }

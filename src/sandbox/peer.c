@@ -33,8 +33,8 @@ static unsigned long find_inode(const struct sockaddr_in *local, const struct so
         unsigned int la, lp, ra, rp, st;
         unsigned long ino;
         /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-        if (sscanf(line, " %*d: %x:%x %x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &la, &lp, &ra,
-                   &rp, &st, &ino) != 6)
+        if (sscanf(line, " %*d: %x:%x %x:%x %x %*x:%*x %*x:%*x %*x %*u %*u %lu", &la, &lp, &ra, &rp,
+                   &st, &ino) != 6)
             continue;
         /* Addresses are the kernel's u32 as printed in host order. */
         if (la == local->sin_addr.s_addr && lp == ntohs(local->sin_port) &&

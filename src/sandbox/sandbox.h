@@ -232,7 +232,7 @@ typedef struct {
     size_t tmp_mb;           /* size limit of the private /tmp; 0: no --size */
     const char
         *runtime_socket; /* borrowed: host unix socket, at REALM_SANDBOX_RUNTIME_SOCKET; or NULL */
-    const char *const *env;  /* borrowed: NULL-terminated "NAME=value" list; or NULL */
+    const char *const *env; /* borrowed: NULL-terminated "NAME=value" list; or NULL */
     /* borrowed: more read-only binds, HOST, SANDBOX_PATH pairs, NULL-terminated;
      * or NULL. A sandbox path must not lie below another read-only bind. */
     const char *const *ro_binds;
