@@ -56,6 +56,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 
 # npm packages (pinned by package-lock.json) ---------------------------------
+# aws-lambda-ric compiles a native addon: node-gyp must use the headers of the
+# installed Node (nodejs ships them in /usr/include/node), not download them.
+[ -d /usr/include/node ] && export npm_config_nodedir=/usr
 stamp=node_modules/.realm-lock-stamp
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "setup: installing npm packages"
