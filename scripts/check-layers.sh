@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks that src/ includes only run one way (docs/architecture.md):
 #   base <- net <- {http, ws} <- api
-#   base <- {proto, metrics, config} ; metrics <- dispatch <- api
-# Domain code (dispatch, and later registry, sandbox, llm) never includes
+#   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
+#   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
+# Domain code (dispatch, registry, sandbox, exec, queue) never includes
 # http/ or ws/: it exposes callbacks that api/ adapts.
 set -euo pipefail
 cd "$(dirname "$0")/../src"

@@ -99,13 +99,13 @@ void realm_control_send_error(realm_http_res_t *res, int status, const char *typ
 }
 
 /* A function's code or configuration changed, or it is gone. */
-static void changed(realm_control_t *ctl, const char *fn_name)
+static void changed(realm_control_t *ctl, const char *fn_name, int is_deleted)
 {
     char name[65], q[129];
     realm_reg_err_t e;
     if (!ctl->on_change || realm_registry_parse_name(ctl->reg, fn_name, 1, name, q, &e) != 0)
         return;
-    ctl->on_change(TENANT, name, ctl->change_data);
+    ctl->on_change(TENANT, name, is_deleted, ctl->change_data);
 }
 
 static void send_reg_error(realm_http_res_t *res, const realm_reg_err_t *e)
@@ -297,11 +297,11 @@ static void job_done(uv_work_t *w, int status)
         snprintf(e.message, sizeof(e.message), "%s", j->err);
     } else if (j->kind == JOB_CREATE) {
         out = realm_registry_create_commit(ctl->reg, TENANT, j->req, &j->info, &e);
-        if (out) changed(ctl, j->name);
+        if (out) changed(ctl, j->name, 0);
         code = 201;
     } else {
         out = realm_registry_code_commit(ctl->reg, TENANT, j->name, j->req, &j->info, &e);
-        if (out) changed(ctl, j->name);
+        if (out) changed(ctl, j->name, 0);
     }
     /* A refused commit, a dry run or replaced code may leave a package nobody uses. */
     if (!out || j->kind == JOB_CODE) ctl->sweep_wanted = 1;
@@ -417,7 +417,7 @@ static void on_body_op(realm_http_req_t *req, realm_http_res_t *res, void *data)
     if (!body) return;
     realm_reg_err_t e;
     json_t *out = op->fn(op->ctl->reg, TENANT, fn_param(req), body, &e);
-    if (out && op == &op->ctl->ops[OP_UPDATE_CONFIGURATION]) changed(op->ctl, fn_param(req));
+    if (out && op == &op->ctl->ops[OP_UPDATE_CONFIGURATION]) changed(op->ctl, fn_param(req), 0);
     answer(res, op->status, out, &e);
     json_decref(body);
 }
@@ -449,7 +449,8 @@ static void on_delete_function(realm_http_req_t *req, realm_http_res_t *res, voi
     int rc = realm_registry_delete_function(ctl->reg, TENANT, fn_param(req),
                                             query(req, "Qualifier", q, sizeof(q)), &e);
     if (rc == 0) {
-        changed(ctl, fn_param(req));
+        /* Deleting one version (a qualifier) leaves the function. */
+        changed(ctl, fn_param(req), query(req, "Qualifier", q, sizeof(q)) == NULL);
         ctl->sweep_wanted = 1;
         maybe_sweep(ctl);
     }

@@ -27,8 +27,9 @@ realm_control_t *realm_control_new(uv_loop_t *loop, realm_http_server_t *http,
                                    const realm_config_t *cfg, char *err, size_t err_len);
 void realm_control_free(realm_control_t *ctl);
 
-/* Told when a function's code or configuration changes or it is deleted. */
-typedef void (*realm_control_change_cb)(const char *tenant, const char *name, void *data);
+/* Told when a function is created, its code or configuration changes, or it is deleted. */
+typedef void (*realm_control_change_cb)(const char *tenant, const char *name, int is_deleted,
+                                        void *data);
 void realm_control_set_change_cb(realm_control_t *ctl, realm_control_change_cb cb, void *data);
 
 realm_registry_t *realm_control_registry(realm_control_t *ctl);

@@ -134,9 +134,11 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     realm_call_on_cancel(call, NULL, NULL);
     free(fc);
     /* Called by name, anything that names no deployed function is "no such function". */
-    if (e.status == 404 || is_by_name) {
+    if (e.status == 404 || (is_by_name && e.status < 500)) {
         realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, json_pack("{s:s}", "function", name),
                         "%s", e.message);
+    } else if (e.status >= 500) {
+        realm_call_fail(call, REALM_ERR_INTERNAL_ERROR, NULL, "%s", e.message);
     } else {
         realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "name"), "%s",
                         e.message);

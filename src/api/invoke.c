@@ -96,7 +96,7 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
         char *colon = strrchr(r->arn, ':');
         if (colon && strcmp(colon + 1, r->v.version) == 0) *colon = '\0';
     }
-    /* The tag realm:network=none takes the network away (docs/invoke.md). */
+    /* The tag realm:network=none takes the network away (docs/execution.md). */
     int no_network = 0;
     realm_reg_err_t te;
     json_t *tags = realm_registry_list_tags(iv->o.reg, tenant, r->arn, &te);
@@ -161,21 +161,19 @@ json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
         {
             const char *name = json_string_value(json_object_get(f, "FunctionName"));
             const char *desc = json_string_value(json_object_get(f, "Description"));
-            json_t *params =
-                json_pack("[{s:s, s:s, s:b, s:n, s:s}, {s:s, s:s, s:b, s:n, s:s}]", "name",
-                          "payload", "type", "any", "required", 0, "default", "description",
-                          "the event passed to the handler (the call's params when omitted)",
-                          "name", "qualifier", "type", "string", "required", 0, "default",
-                          "description", "a version number or alias name");
+            /* Called by name, the call's params are the event ($LATEST; name it
+             * NAME:QUALIFIER, or use `invoke`, for a version or alias). */
+            json_t *params = json_array();
             json_array_append_new(
                 out,
-                json_pack("{s:s, s:s, s:o, s:s, s:b, s:s, s:O*, s:O*, s:O*, s:O*}", "name",
-                          name ? name : "", "description",
-                          desc && desc[0] ? desc : "A deployed Lambda function", "params", params,
-                          "kind", "lambda", "streaming", 1, "result", "any", "runtime",
-                          json_object_get(f, "Runtime"), "handler", json_object_get(f, "Handler"),
-                          "memory_mb", json_object_get(f, "MemorySize"), "timeout_s",
-                          json_object_get(f, "Timeout")));
+                json_pack(
+                    "{s:s, s:s, s:o, s:s, s:b, s:s, s:O*, s:O*, s:O*, s:O*}", "name",
+                    name ? name : "", "description",
+                    desc && desc[0] ? desc : "A deployed Lambda function: its params are its event",
+                    "params", params, "kind", "lambda", "streaming", 1, "result", "any", "runtime",
+                    json_object_get(f, "Runtime"), "handler", json_object_get(f, "Handler"),
+                    "memory_mb", json_object_get(f, "MemorySize"), "timeout_s",
+                    json_object_get(f, "Timeout")));
         }
         const char *next = json_string_value(json_object_get(page, "NextMarker"));
         if (!next) {
@@ -387,10 +385,11 @@ static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *da
 
 /* ---- InvokeWithResponseStream ---- */
 
-static void stream_begin(call_t *c, const char *content_type)
+static void stream_begin(call_t *c, const char *content_type, const char *request_id)
 {
     if (c->has_begun || !c->res) return;
     c->has_begun = 1;
+    realm_http_res_header(c->res, "x-amzn-RequestId", request_id);
     realm_http_res_header(c->res, "X-Amz-Executed-Version", c->version);
     realm_http_res_begin(c->res, 200, content_type);
 }
@@ -405,15 +404,13 @@ static void stream_frame_chunk(call_t *c, const void *bytes, size_t len)
 
 static void on_stream_start(realm_inv_t *inv, const char *content_type, void *data)
 {
-    (void)inv;
-    stream_begin(data, content_type);
+    stream_begin(data, content_type, realm_inv_request_id(inv));
 }
 
 static void on_stream_chunk(realm_inv_t *inv, const void *bytes, size_t len, void *data)
 {
-    (void)inv;
     call_t *c = data;
-    stream_begin(c, "application/octet-stream");
+    stream_begin(c, "application/octet-stream", realm_inv_request_id(inv));
     stream_frame_chunk(c, bytes, len);
 }
 
@@ -426,8 +423,7 @@ static void on_stream_done(realm_inv_t *inv, const realm_inv_result_t *r, void *
         if (!c->has_begun && r->status != REALM_INV_OK && r->status != REALM_INV_FN_ERROR) {
             answer_failed(c->res, r);
         } else {
-            if (!c->has_begun) realm_http_res_header(c->res, "x-amzn-RequestId", r->request_id);
-            stream_begin(c, "application/json");
+            stream_begin(c, "application/json", r->request_id);
             if (r->status == REALM_INV_OK) stream_frame_chunk(c, r->payload, r->payload_len);
             realm_buf_t tail;
             realm_buf_init(&tail);
@@ -629,9 +625,13 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
         reg_error(res, &e);
         return;
     }
-    char version[24];
+    char version[24], name[65], q[129];
     snprintf(version, sizeof(version), "%s", r.v.version);
+    snprintf(name, sizeof(name), "%s", r.v.name);
     resolved_dispose(&r);
+    /* Queued under the function's own name, with the qualifier however it was given. */
+    if (realm_registry_parse_name(iv->o.reg, ir->fn, 1, name, q, &e) != 0) q[0] = '\0';
+    const char *qualifier = ir->qualifier ? ir->qualifier : q;
     char rid[37];
     realm_str_uuid4(rid);
     realm_http_res_header(res, "x-amzn-RequestId", rid);
@@ -641,8 +641,8 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
         return;
     }
     char err[256];
-    int64_t id = realm_queue_push(iv->queue, TENANT, ir->fn, ir->qualifier ? ir->qualifier : "",
-                                  ir->payload, ir->len, wall_ms(), err, sizeof(err));
+    int64_t id = realm_queue_push(iv->queue, TENANT, name, qualifier, ir->payload, ir->len,
+                                  wall_ms(), err, sizeof(err));
     if (id < 0) {
         amz_error(res, 500, "ServiceException", err);
         return;
@@ -711,13 +711,17 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
         reg_error(res, &e);
         return;
     }
-    resolved_dispose(&r);
     char err[256];
-    if (realm_queue_push(iv->queue, TENANT, fn, "", payload, len, wall_ms(), err, sizeof(err)) <
-        0) {
+    int64_t id = realm_queue_push(iv->queue, TENANT, r.v.name, "", payload, len, wall_ms(), err,
+                                  sizeof(err));
+    resolved_dispose(&r);
+    if (id < 0) {
         amz_error(res, 500, "ServiceException", err);
         return;
     }
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(res, "x-amzn-RequestId", rid);
     realm_http_res_send_json(res, 202, json_pack("{s:i}", "Status", 202));
     events_kick(iv);
 }
@@ -739,6 +743,23 @@ static const char *plain_name(realm_invoker_t *iv, realm_http_req_t *req, realm_
     return name;
 }
 
+/* Appends the last `tail` bytes of a file (nothing if it is missing). */
+static void read_tail(const char *path, long tail, realm_buf_t *out)
+{
+    FILE *f = fopen(path, "re");
+    if (!f) return;
+    if (fseek(f, 0, SEEK_END) == 0) {
+        long size = ftell(f);
+        long from = size > tail ? size - tail : 0;
+        if (size > 0 && fseek(f, from, SEEK_SET) == 0) {
+            realm_buf_reserve(out, (size_t)(size - from));
+            out->len += fread(out->data + out->len, 1, (size_t)(size - from), f);
+            out->data[out->len] = '\0';
+        }
+    }
+    fclose(f);
+}
+
 /* GET /realm/v1/functions/{name}/logs[?tail=BYTES]: the function's log, text. */
 static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
@@ -758,19 +779,21 @@ static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
     char path[4200];
     snprintf(path, sizeof(path), "%s/logs/%s/%s.log", iv->o.cfg->data_dir, TENANT[0] ? TENANT : "_",
              name);
-    realm_buf_t out;
+    /* The older file first when the current one holds less than asked for. */
+    realm_buf_t cur, out;
+    realm_buf_init(&cur);
     realm_buf_init(&out);
-    FILE *f = fopen(path, "re");
-    if (f) {
-        if (fseek(f, 0, SEEK_END) == 0) {
-            long size = ftell(f);
-            long from = size > tail ? size - tail : 0;
-            fseek(f, from, SEEK_SET);
-            realm_buf_reserve(&out, (size_t)(size - from));
-            out.len = fread(out.data, 1, (size_t)(size - from), f);
-        }
-        fclose(f);
+    read_tail(path, tail, &cur);
+    if ((long)cur.len < tail) {
+        char old[4300];
+        snprintf(old, sizeof(old), "%s.1", path);
+        read_tail(old, tail - (long)cur.len, &out);
     }
+    realm_buf_append(&out, cur.data ? cur.data : "", cur.len);
+    realm_buf_dispose(&cur);
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(res, "x-amzn-RequestId", rid);
     realm_http_res_send(res, 200, "text/plain; charset=utf-8", out.data ? out.data : "", out.len);
     realm_buf_dispose(&out);
 }
@@ -782,6 +805,9 @@ static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void 
     char name[65];
     if (!plain_name(iv, req, res, name)) return;
     json_t *list = realm_queue_list_failed(iv->queue, TENANT, name, 100);
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(res, "x-amzn-RequestId", rid);
     realm_http_res_send_json(res, 200,
                              json_pack("{s:o, s:I}", "FailedEvents", list ? list : json_array(),
                                        "Pending", (json_int_t)realm_queue_pending(iv->queue)));
@@ -830,6 +856,11 @@ void realm_invoker_begin(realm_invoker_t *iv)
     if (pending)
         realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
     events_kick(iv);
+}
+
+void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name)
+{
+    realm_queue_forget(iv->queue, tenant, name);
 }
 
 void realm_invoker_drain(realm_invoker_t *iv)

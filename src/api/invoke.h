@@ -4,7 +4,7 @@
  * run, and handed to the execution engine. One invoker serves the control
  * API's Invoke, InvokeAsync and InvokeWithResponseStream, the client
  * WebSocket's `invoke`, and the durable queue of Event invocations
- * (retried with backoff, failures kept and listable; docs/invoke.md).
+ * (retried with backoff, failures kept and listable; docs/execution.md).
  *
  * THREADS: loop thread only.
  */
@@ -58,6 +58,9 @@ int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len)
  * changed).
  */
 void realm_invoker_provision(realm_invoker_t *iv, const char *only);
+
+/* A function was deleted: its queued and failed events go too. */
+void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name);
 
 /* Every deployed function of a tenant for `metadata` (a new array). */
 json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant);

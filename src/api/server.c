@@ -122,9 +122,11 @@ static void collect_exec(realm_buf_t *out, void *data)
     realm_exec_stats(s->exec, &st);
     realm_metrics_emit_header(out, "realm_environments", "Execution environments, by state",
                               REALM_METRIC_GAUGE);
-    static const char *const states[] = {"busy", "idle", "starting"};
-    double by_state[] = {(double)st.busy, (double)st.idle, (double)st.starting};
-    for (int i = 0; i < 3; i++) {
+    static const char *const states[] = {"busy", "idle", "starting", "resting"};
+    size_t known = st.busy + st.idle + st.starting;
+    double by_state[] = {(double)st.busy, (double)st.idle, (double)st.starting,
+                         (double)(st.environments > known ? st.environments - known : 0)};
+    for (int i = 0; i < 4; i++) {
         const char *labels[] = {"state", states[i], NULL};
         realm_metrics_emit_sample(out, "realm_environments", labels, by_state[i]);
     }
@@ -286,11 +288,15 @@ static void find_runtimes(realm_server_t *s)
     if (is_dir(nm) && realpath(nm, s->node_modules_dir) == NULL) s->node_modules_dir[0] = '\0';
 }
 
-static void on_function_changed(const char *tenant, const char *name, void *data)
+static void on_function_changed(const char *tenant, const char *name, int is_deleted, void *data)
 {
     realm_server_t *s = data;
     realm_exec_forget(s->exec, tenant, name);
-    if (s->invoker) realm_invoker_provision(s->invoker, name);
+    if (!s->invoker) return;
+    if (is_deleted)
+        realm_invoker_forget(s->invoker, tenant, name);
+    else
+        realm_invoker_provision(s->invoker, name);
 }
 
 static void *private_listen(realm_env_t *env, int fd, void *data)
@@ -314,8 +320,11 @@ static void setup_exec(realm_server_t *s)
         realm_warn("sandbox: bubblewrap cannot run here (%s): functions cannot be invoked",
                    s->probe.bwrap_error ? s->probe.bwrap_error : "not found");
     if (!s->probe.cg[REALM_SANDBOX_CG_MEMORY].dir)
-        realm_warn("sandbox: no memory cgroup: memory limits are not enforced and the runtime "
-                   "API cannot tell environments apart (every runtime connection is refused)");
+        realm_warn("sandbox: no memory cgroup: memory limits are not enforced");
+    if (!s->probe.cg[REALM_SANDBOX_CG_MEMORY].dir && !s->probe.cg[REALM_SANDBOX_CG_PIDS].dir &&
+        !s->probe.cg[REALM_SANDBOX_CG_CPU].dir)
+        realm_warn("sandbox: no usable cgroup: the runtime API cannot tell environments apart "
+                   "(every runtime connection is refused)");
     find_runtimes(s);
     snprintf(s->logs_dir, sizeof(s->logs_dir), "%s/logs", cfg->data_dir);
     realm_exec_opts_t xo = {
@@ -351,8 +360,9 @@ static void setup_exec(realm_server_t *s)
 static size_t open_connections(realm_server_t *s)
 {
     size_t n = 0;
+    /* Runtime connections serve the others' invocations; they go at the end. */
     for (int i = 0; i < L_COUNT; i++)
-        if (s->listeners[i]) n += realm_listener_open_cnt(s->listeners[i]);
+        if (s->listeners[i] && i != L_RUNTIME) n += realm_listener_open_cnt(s->listeners[i]);
     return n;
 }
 

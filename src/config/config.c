@@ -94,7 +94,7 @@ typedef struct {
 #define OPT_SIZE(n, f, d, lo, h) OPT_U64(n, REALM_CFG_SIZE, f, d, "SIZE", lo, h)
 #define OPT_MS(n, f, d, lo, h) OPT_U64(n, REALM_CFG_DURATION, f, d, "MS", lo, h)
 #define OPT_COUNT(n, f, d, lo, h) OPT_U64(n, REALM_CFG_COUNT, f, d, "N", lo, h)
-/* No option is a boolean yet; the first one only needs a row. */
+/* A bare --flag means true; --flag=false turns it off. */
 #define OPT_BOOL(n, f, d, h)                                                                       \
     {                                                                                              \
         .name = n, .type = REALM_CFG_BOOL, .offset = FIELD(f, int), .def = d, .help = h            \

@@ -4,8 +4,9 @@
  *
  * Metrics: realm_calls_total{function,outcome}, realm_call_duration_seconds
  * {function} and realm_calls_in_flight. Calls to names that are not
- * registered count under function="_unknown" so a client cannot grow the
- * label set without bound.
+ * registered count under function="_unknown", or under the fallback's name
+ * when one is set (deployed functions), so a client cannot grow the label
+ * set without bound.
  */
 #include "dispatch/dispatch.h"
 

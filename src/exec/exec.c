@@ -421,9 +421,10 @@ static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, v
         inv->env = env;
         inv->started_ns = uv_hrtime();
     }
-    if (oom)
+    /* An OOM already reported at the answer (oom_ends) is not counted again. */
+    if (oom && strcmp(env->stop_reason, "out of memory") != 0)
         x->st.oom_total++;
-    else if (!env->stop_reason[0])
+    else if (!oom && !env->stop_reason[0])
         x->st.crashes_total++;
     if (was_starting && p && !env->stop_reason[0] && ++p->init_failures == PROVISION_GIVE_UP)
         realm_warn("%s:%s: %d environments in a row died during init; provisioned ones are not "

@@ -49,7 +49,7 @@ typedef struct {
     const realm_sandbox_probe_t *probe; /* borrowed */
     const char *self_exe;               /* this binary (the spawn trampoline) */
     const char *runtimes_dir;           /* holds node/, python/ (our bootstraps) */
-    const char *node_modules_dir;       /* bound at /opt/node_modules for Node; or NULL */
+    const char *node_modules_dir;       /* bound at /var/runtime/node_modules for Node; or NULL */
     const char *logs_dir;               /* function logs: DIR/<tenant>/<name>.log */
     int runtime_port;                   /* AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT */
     const char *region;
