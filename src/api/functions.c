@@ -201,14 +201,46 @@ static const realm_fn_def_t by_name_def = {
     .handler = fn_by_name,
 };
 
+struct realm_functions_s {
+    realm_dispatch_t *d;
+    realm_invoker_t *iv;
+};
+
+/*
+ * Deployed functions for `metadata`. One named like a built-in (a Lambda
+ * may be called "echo") is listed as shadowed: by name the built-in
+ * answers; `invoke` reaches the function.
+ */
 static json_t *describe(const char *tenant, void *data)
 {
-    return realm_invoker_describe(data, tenant ? tenant : TENANT);
+    realm_functions_t *fs = data;
+    json_t *fns = realm_invoker_describe(fs->iv, tenant ? tenant : TENANT);
+    size_t i;
+    json_t *f;
+    json_array_foreach(fns, i, f)
+    {
+        const char *name = json_string_value(json_object_get(f, "name"));
+        if (!name || !realm_dispatch_lookup(fs->d, name)) continue;
+        json_object_set_new(f, "shadowed", json_true());
+        json_object_set_new(f, "description",
+                            json_string("A deployed Lambda function named like a built-in: "
+                                        "call it with invoke"));
+    }
+    return fns;
 }
 
-void realm_functions_register(realm_dispatch_t *d, realm_invoker_t *iv)
+realm_functions_t *realm_functions_new(realm_dispatch_t *d, realm_invoker_t *iv)
 {
+    realm_functions_t *fs = realm_calloc(1, sizeof(*fs));
+    fs->d = d;
+    fs->iv = iv;
     realm_dispatch_register(d, &invoke_def, iv);
     realm_dispatch_set_fallback(d, &by_name_def, iv);
-    realm_dispatch_set_describer(d, describe, iv);
+    realm_dispatch_set_describer(d, describe, fs);
+    return fs;
+}
+
+void realm_functions_free(realm_functions_t *fs)
+{
+    free(fs);
 }

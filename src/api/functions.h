@@ -11,7 +11,11 @@
 #include "api/invoke.h"
 #include "dispatch/dispatch.h"
 
+typedef struct realm_functions_s realm_functions_t;
+
 /* Registers `invoke`, the by-name fallback and the metadata describer. */
-void realm_functions_register(realm_dispatch_t *d, realm_invoker_t *iv);
+realm_functions_t *realm_functions_new(realm_dispatch_t *d, realm_invoker_t *iv);
+/* After the dispatcher is done with them. */
+void realm_functions_free(realm_functions_t *fs);
 
 #endif

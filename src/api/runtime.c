@@ -192,6 +192,14 @@ static void on_http_work(realm_env_t *env, const realm_env_work_t *w, void *data
 {
     (void)env;
     realm_http_res_t *res = data;
+    realm_http_res_on_abort(res, NULL, NULL);
+    if (!w) {
+        /* Stopped: say so and let the connection go with it. */
+        realm_conn_t *c = realm_http_res_conn(res);
+        if (c) realm_http_conn_close_when_idle(c);
+        send_rt_error(res, 410, "Realm.EnvironmentStopped", "The execution environment was stopped");
+        return;
+    }
     char deadline[32];
     snprintf(deadline, sizeof(deadline), "%lld", (long long)w->deadline_ms);
     realm_http_res_on_abort(res, NULL, NULL);
@@ -326,6 +334,10 @@ static void on_chan_work(realm_env_t *env, const realm_env_work_t *w, void *data
     (void)env;
     chan_t *ch = data;
     ch->is_waiting = 0;
+    if (!w) {
+        if (!ch->is_closed) realm_ws_close(ch->ws, 1001, "environment stopped");
+        return;
+    }
     json_t *payload =
         json_loadb(w->payload, w->payload_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
     if (!payload) payload = json_stringn_nocheck(w->payload, w->payload_len);

@@ -58,6 +58,7 @@ struct realm_server_s {
     realm_sandbox_probe_t probe;
     realm_exec_t *exec;
     realm_invoker_t *invoker;
+    realm_functions_t *functions;
     realm_runtime_t *runtime;
     char runtimes_dir[4096];
     char node_modules_dir[4096];
@@ -500,7 +501,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         return -1;
     }
     realm_invoker_routes(s->invoker, s->http[L_CONTROL]);
-    realm_functions_register(s->dispatch, s->invoker);
+    s->functions = realm_functions_new(s->dispatch, s->invoker);
     realm_http_server_route(s->http[L_METRICS], "GET", "/metrics", 1, on_metrics, s);
     realm_http_server_route(s->http[L_METRICS], "GET", "/health", 1, on_health, s);
 
@@ -577,6 +578,7 @@ void realm_server_free(realm_server_t *s)
     for (int i = 0; i < L_COUNT; i++)
         realm_http_server_free(s->http[i]);
     realm_dispatch_free(s->dispatch);
+    realm_functions_free(s->functions);
     realm_metrics_free(s->metrics);
     free(s);
 }

@@ -371,6 +371,12 @@ static void env_detach(realm_env_t *env)
     env->x->n_envs--;
     env->pool = NULL;
     env->x->st.stopped_total++;
+    /* A waiting `next` hears that no work will come (its connection can close). */
+    realm_env_next_cb cb = env->next_cb;
+    void *data = env->next_data;
+    env->next_cb = NULL;
+    env->next_data = NULL;
+    if (cb) cb(env, NULL, data);
 }
 
 static void env_unlink_all(realm_env_t *env)
@@ -449,7 +455,6 @@ static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, v
             inv_fail_platform(inv, "Runtime.ExitError", "%s", why);
         }
     }
-    if (env->next_cb) env->next_cb = NULL;
     if (env->private_listener) {
         x->o.private_close(env->private_listener, x->o.hook_data);
         env->private_listener = NULL;

@@ -205,7 +205,7 @@ typedef void (*realm_env_next_cb)(realm_env_t *env, const realm_env_work_t *w, v
 
 /*
  * The environment asks for work. cb runs now or later with the next
- * invocation (once). Returns REALM_ENV_OK, or BAD_STATE if an invocation is
+ * invocation (once), or with w NULL when the environment is stopped first. Returns REALM_ENV_OK, or BAD_STATE if an invocation is
  * open or a `next` is already waiting.
  */
 int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data);
