@@ -103,7 +103,7 @@ static void changed(realm_control_t *ctl, const char *fn_name, int is_deleted)
 {
     char name[65], q[129];
     realm_reg_err_t e;
-    if (!ctl->on_change || realm_registry_parse_name(ctl->reg, fn_name, 1, name, q, &e) != 0)
+    if (!ctl->on_change || realm_registry_parse_name(ctl->reg, TENANT, fn_name, 1, name, q, &e) != 0)
         return;
     ctl->on_change(TENANT, name, is_deleted, ctl->change_data);
 }

@@ -630,7 +630,7 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
     snprintf(name, sizeof(name), "%s", r.v.name);
     resolved_dispose(&r);
     /* Queued under the function's own name, with the qualifier however it was given. */
-    if (realm_registry_parse_name(iv->o.reg, ir->fn, 1, name, q, &e) != 0) q[0] = '\0';
+    if (realm_registry_parse_name(iv->o.reg, TENANT, ir->fn, 1, name, q, &e) != 0) q[0] = '\0';
     const char *qualifier = ir->qualifier ? ir->qualifier : q;
     char rid[37];
     realm_str_uuid4(rid);
@@ -734,7 +734,7 @@ static const char *plain_name(realm_invoker_t *iv, realm_http_req_t *req, realm_
     realm_reg_err_t e;
     resolved_t r;
     const char *fn = realm_http_req_param(req, "FunctionName");
-    if (realm_registry_parse_name(iv->o.reg, fn ? fn : "", 0, name, q, &e) != 0 ||
+    if (realm_registry_parse_name(iv->o.reg, TENANT, fn ? fn : "", 0, name, q, &e) != 0 ||
         resolve(iv, TENANT, name, NULL, &r, &e) != 0) {
         reg_error(res, &e);
         return NULL;

@@ -76,10 +76,13 @@ void reg_rollback(realm_registry_t *r);
 int reg_run(realm_registry_t *r, const char *sql, ...);
 json_t *reg_column_json(sqlite3_stmt *st, int col); /* never NULL */
 char *reg_dump(json_t *j);                          /* free() it */
-void reg_arn(const realm_registry_t *r, const char *name, const char *qualifier, char *out,
-             size_t out_len);
-int reg_name_and_qualifier(realm_registry_t *r, const char *fn_name, const char *qualifier,
-                           int allow_qualifier, char *name, char *q, realm_reg_err_t *e);
+/* The account in a tenant's ARNs: the tenant itself when it is 12 digits, else the server's. */
+const char *reg_account(const realm_registry_t *r, const char *tenant);
+void reg_arn(const realm_registry_t *r, const char *tenant, const char *name, const char *qualifier,
+             char *out, size_t out_len);
+int reg_name_and_qualifier(realm_registry_t *r, const char *tenant, const char *fn_name,
+                           const char *qualifier, int allow_qualifier, char *name, char *q,
+                           realm_reg_err_t *e);
 int reg_is_updating(realm_registry_t *r, const char *tenant, const char *name);
 /* The FunctionConfiguration of a stored version (num 0 = $LATEST). */
 json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, json_t *stored,
@@ -89,7 +92,8 @@ int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, 
 int reg_load_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
                    json_t **config);
 int reg_function_exists(realm_registry_t *r, const char *tenant, const char *name);
-int reg_not_found(realm_registry_t *r, const char *name, const char *q, realm_reg_err_t *e);
+int reg_not_found(realm_registry_t *r, const char *tenant, const char *name, const char *q,
+                  realm_reg_err_t *e);
 int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
                 double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e);
 long reg_page_size(long max_items);
@@ -98,7 +102,8 @@ int reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, 
 /* 412 unless req's RevisionId (when given) is stored's. Returns 0 or -1. */
 int reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e);
 /* 409: the function is being updated. Returns -1. */
-int reg_conflict_updating(realm_registry_t *r, const char *name, realm_reg_err_t *e);
+int reg_conflict_updating(realm_registry_t *r, const char *tenant, const char *name,
+                          realm_reg_err_t *e);
 
 /* ---- versions.c ---- */
 

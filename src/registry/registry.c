@@ -150,19 +150,26 @@ char *reg_dump(json_t *j)
 
 /* ---- ARNs and names ---- */
 
-void reg_arn(const realm_registry_t *r, const char *name, const char *qualifier, char *out,
-             size_t out_len)
-{
-    snprintf(out, out_len, "arn:aws:lambda:%s:%s:function:%s%s%s", r->region, r->account, name,
-             qualifier && *qualifier ? ":" : "", qualifier ? qualifier : "");
-}
-
 static int is_digits(const char *s, size_t n)
 {
     if (strlen(s) != n) return 0;
     for (size_t i = 0; i < n; i++)
         if (s[i] < '0' || s[i] > '9') return 0;
     return 1;
+}
+
+const char *reg_account(const realm_registry_t *r, const char *tenant)
+{
+    /* A tenant whose namespace is a 12-digit account id has its own ARNs. */
+    return tenant && is_digits(tenant, 12) ? tenant : r->account;
+}
+
+void reg_arn(const realm_registry_t *r, const char *tenant, const char *name, const char *qualifier,
+             char *out, size_t out_len)
+{
+    snprintf(out, out_len, "arn:aws:lambda:%s:%s:function:%s%s%s", r->region,
+             reg_account(r, tenant), name, qualifier && *qualifier ? ":" : "",
+             qualifier ? qualifier : "");
 }
 
 static int valid_region(const char *s)
@@ -175,8 +182,8 @@ static int valid_region(const char *s)
     return 1;
 }
 
-int realm_registry_parse_name(const realm_registry_t *r, const char *in, int allow_qualifier,
-                              char *name, char *qualifier, realm_reg_err_t *e)
+int realm_registry_parse_name(const realm_registry_t *r, const char *tenant, const char *in,
+                              int allow_qualifier, char *name, char *qualifier, realm_reg_err_t *e)
 {
     char buf[256];
     char *parts[9];
@@ -209,7 +216,8 @@ int realm_registry_parse_name(const realm_registry_t *r, const char *in, int all
     }
     if (!reg_valid_name(nm)) goto bad;
     if (q && (!allow_qualifier || (!reg_valid_version(q) && !reg_valid_alias(q)))) goto bad;
-    if ((region && strcmp(region, r->region) != 0) || (account && strcmp(account, r->account) != 0))
+    if ((region && strcmp(region, r->region) != 0) ||
+        (account && strcmp(account, reg_account(r, tenant)) != 0))
         return reg_err(e, 404, T_NOT_FOUND, "Function not found: %.200s", in);
     snprintf(name, NAME_MAX_LEN + 1, "%s", nm);
     snprintf(qualifier, ALIAS_MAX_LEN + 1, "%s", q ? q : "");
@@ -222,10 +230,11 @@ bad:
 }
 
 /* Parses fn_name and merges an explicit qualifier (which must agree). */
-int reg_name_and_qualifier(realm_registry_t *r, const char *fn_name, const char *qualifier,
-                           int allow_qualifier, char *name, char *q, realm_reg_err_t *e)
+int reg_name_and_qualifier(realm_registry_t *r, const char *tenant, const char *fn_name,
+                           const char *qualifier, int allow_qualifier, char *name, char *q,
+                           realm_reg_err_t *e)
 {
-    if (realm_registry_parse_name(r, fn_name, allow_qualifier, name, q, e) != 0) return -1;
+    if (realm_registry_parse_name(r, tenant, fn_name, allow_qualifier, name, q, e) != 0) return -1;
     if (qualifier && *qualifier) {
         if (!reg_valid_version(qualifier) && !reg_valid_alias(qualifier))
             return reg_invalid(e, "Qualifier '%.128s' is not a version or an alias name",
@@ -285,7 +294,7 @@ json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, js
         snprintf(version, sizeof(version), "$LATEST");
     else
         snprintf(version, sizeof(version), "%ld", num);
-    reg_arn(r, name, qualified_arn ? version : NULL, arn, sizeof(arn));
+    reg_arn(r, tenant, name, qualified_arn ? version : NULL, arn, sizeof(arn));
     json_object_set_new(c, "FunctionArn", json_string(arn));
     json_object_set_new(c, "Version", json_string(version));
     json_object_set_new(c, "State", json_string("Active"));
@@ -334,7 +343,7 @@ int reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, 
     int rc = reg_load_version(r, tenant, name, 0, cfg, NULL);
     if (rc == 0) return 0;
     reg_rollback(r);
-    return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, name, NULL, e);
+    return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, tenant, name, NULL, e);
 }
 
 /* Loads an alias's stored config: 0 found, 1 missing, -1 error. */
@@ -364,10 +373,11 @@ int reg_function_exists(realm_registry_t *r, const char *tenant, const char *nam
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-int reg_not_found(realm_registry_t *r, const char *name, const char *q, realm_reg_err_t *e)
+int reg_not_found(realm_registry_t *r, const char *tenant, const char *name, const char *q,
+                  realm_reg_err_t *e)
 {
     char arn[256];
-    reg_arn(r, name, q, arn, sizeof(arn));
+    reg_arn(r, tenant, name, q, arn, sizeof(arn));
     return reg_err(e, 404, T_NOT_FOUND, "Function not found: %s", arn);
 }
 
@@ -390,9 +400,9 @@ int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const
             if (rc == 1) {
                 rc = reg_function_exists(r, tenant, name);
                 if (rc < 0) return reg_db_fail(r, e);
-                if (rc == 0) return reg_not_found(r, name, NULL, e);
+                if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
                 char arn[256];
-                reg_arn(r, name, q, arn, sizeof(arn));
+                reg_arn(r, tenant, name, q, arn, sizeof(arn));
                 return reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
             }
             const char *fv = json_string_value(json_object_get(alias, "FunctionVersion"));
@@ -417,7 +427,7 @@ int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const
     }
     int rc = reg_load_version(r, tenant, name, n, config, code_hex);
     if (rc < 0) return reg_db_fail(r, e);
-    if (rc == 1) return reg_not_found(r, name, *q ? q : NULL, e);
+    if (rc == 1) return reg_not_found(r, tenant, name, *q ? q : NULL, e);
     *num = n;
     return 0;
 }
@@ -510,7 +520,7 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
         return NULL;
     }
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
-    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     /* Existence first: "it exists" is the answer that matters to a client
      * deciding between create and update (realm deploy does). */
     rc = reg_function_exists(r, tenant, name);
@@ -589,7 +599,7 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     const char *fn_name = json_string_value(json_object_get(req, "FunctionName"));
-    if (!fn_name || realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    if (!fn_name || realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     realm_registry_update_abort(r, tenant, name);
     json_t *cfg = new_config(r, name, req, pkg, e);
     if (!cfg) return NULL;
@@ -649,10 +659,11 @@ int reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
     return 0;
 }
 
-int reg_conflict_updating(realm_registry_t *r, const char *name, realm_reg_err_t *e)
+int reg_conflict_updating(realm_registry_t *r, const char *tenant, const char *name,
+                          realm_reg_err_t *e)
 {
     char arn[256];
-    reg_arn(r, name, NULL, arn, sizeof(arn));
+    reg_arn(r, tenant, name, NULL, arn, sizeof(arn));
     return reg_err(e, 409, T_CONFLICT,
                    "The operation cannot be performed at this time. An update is in progress for "
                    "resource: %s",
@@ -663,7 +674,7 @@ const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, c
                                       json_t *req, char *name, realm_reg_err_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
-    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     int b;
     if (reg_get_bool(req, "Publish", &b, e) < 0 || reg_get_bool(req, "DryRun", &b, e) < 0)
         return NULL;
@@ -680,14 +691,14 @@ const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, c
         return NULL;
     }
     if (rc == 1) {
-        reg_not_found(r, name, NULL, e);
+        reg_not_found(r, tenant, name, NULL, e);
         return NULL;
     }
     rc = reg_check_revision(req, cfg, e);
     json_decref(cfg);
     if (rc != 0) return NULL;
     if (pending_find(r, tenant, name)) {
-        reg_conflict_updating(r, name, e);
+        reg_conflict_updating(r, tenant, name, e);
         return NULL;
     }
     pending_add(r, tenant, name, 0);
@@ -739,14 +750,14 @@ static json_t *configuration(realm_registry_t *r, const char *tenant, const char
                              const char *qualifier, char *name, char *code_hex, realm_reg_err_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
-    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
+    if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
     long num;
     json_t *cfg;
     if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, code_hex, e) != 0) return NULL;
     json_t *out = reg_render(r, tenant, name, cfg, num, *q != '\0');
     if (*q && !reg_valid_version(q)) {
         char arn[256];
-        reg_arn(r, name, q, arn, sizeof(arn));
+        reg_arn(r, tenant, name, q, arn, sizeof(arn));
         json_object_set_new(out, "FunctionArn", json_string(arn));
     }
     json_decref(cfg);
@@ -795,7 +806,7 @@ json_t *realm_registry_update_configuration(realm_registry_t *r, const char *ten
                                             const char *fn_name, json_t *req, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
-    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     json_t *cfg = NULL, *out = NULL;
     if (reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
     int rc;
@@ -897,11 +908,11 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
                                    const char *qualifier, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
-    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return -1;
-    if (pending_find(r, tenant, name)) return reg_conflict_updating(r, name, e);
+    if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
+    if (pending_find(r, tenant, name)) return reg_conflict_updating(r, tenant, name, e);
     int rc = reg_function_exists(r, tenant, name);
     if (rc < 0) return reg_db_fail(r, e);
-    if (rc == 0) return reg_not_found(r, name, NULL, e);
+    if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
     if (!*q) {
         if (reg_run(r, "DELETE FROM functions WHERE tenant=?1 AND name=?2", tenant, name, NULL) !=
             0)
@@ -942,7 +953,7 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
     rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return reg_db_fail(r, e);
-    if (sqlite3_changes(r->db) == 0) return reg_not_found(r, name, q, e);
+    if (sqlite3_changes(r->db) == 0) return reg_not_found(r, tenant, name, q, e);
     return 0;
 }
 
@@ -954,7 +965,7 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     memset(out, 0, sizeof(*out));
-    if (reg_name_and_qualifier(r, fn_name, qualifier, 1, name, q, e) != 0) return -1;
+    if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
     long num;
     json_t *cfg;
     if (reg_resolve(r, tenant, name, q, pick < 0 ? 0 : pick, &num, &cfg, out->code_hex, e) != 0)

@@ -52,10 +52,10 @@ typedef struct {
 /* What a function version runs: returned by realm_registry_resolve. */
 typedef struct {
     char name[65];
-    char version[24];   /* "$LATEST" or "7" */
+    char version[24]; /* "$LATEST" or "7" */
     char code_hex[REALM_PKG_HEX_LEN + 1];
-    json_t *config;     /* owned reference: the rendered FunctionConfiguration */
-    int64_t reserved;   /* reserved concurrency, -1 when none */
+    json_t *config;   /* owned reference: the rendered FunctionConfiguration */
+    int64_t reserved; /* reserved concurrency, -1 when none */
 } realm_fn_version_t;
 
 /* Opens (creating) the database at path. NULL with a message in err. */
@@ -80,9 +80,8 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
 void realm_registry_update_abort(realm_registry_t *r, const char *tenant, const char *name);
 
 /* UpdateFunctionCode, step 1 (name from the path). Returns the base64 zip. */
-const char *realm_registry_code_check(realm_registry_t *r, const char *tenant,
-                                      const char *fn_name, json_t *req, char *name_out,
-                                      realm_reg_err_t *e);
+const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                      json_t *req, char *name_out, realm_reg_err_t *e);
 json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, const char *name,
                                    json_t *req, const realm_pkg_info_t *pkg, realm_reg_err_t *e);
 
@@ -104,8 +103,8 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
 
 /* ---- versions and aliases ---- */
 
-json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant,
-                                       const char *fn_name, json_t *req, realm_reg_err_t *e);
+json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                       json_t *req, realm_reg_err_t *e);
 json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, const char *fn_name,
                                      const char *marker, long max_items, realm_reg_err_t *e);
 json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
@@ -122,10 +121,10 @@ json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, con
 
 /* ---- concurrency, tags, account ---- */
 
-json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant,
-                                       const char *fn_name, json_t *req, realm_reg_err_t *e);
-json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant,
-                                       const char *fn_name, realm_reg_err_t *e);
+json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                       json_t *req, realm_reg_err_t *e);
+json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                       realm_reg_err_t *e);
 int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
                                       realm_reg_err_t *e);
 int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn, json_t *req,
@@ -160,7 +159,7 @@ int realm_registry_code_used(realm_registry_t *r, const char *hex);
  * none). Returns 0, or -1 with the error (400 for a malformed name, 404 for
  * an ARN naming another region or account).
  */
-int realm_registry_parse_name(const realm_registry_t *r, const char *in, int allow_qualifier,
-                              char *name, char *qualifier, realm_reg_err_t *e);
+int realm_registry_parse_name(const realm_registry_t *r, const char *tenant, const char *in,
+                              int allow_qualifier, char *name, char *qualifier, realm_reg_err_t *e);
 
 #endif

@@ -32,7 +32,7 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     json_t *latest = NULL, *last = NULL;
     char code[REALM_PKG_HEX_LEN + 1], last_code[REALM_PKG_HEX_LEN + 1];
     int rc = reg_load_version(r, tenant, name, 0, &latest, code);
-    if (rc != 0) return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, name, NULL, e);
+    if (rc != 0) return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, tenant, name, NULL, e);
     sqlite3_stmt *st =
         reg_prep(r, "SELECT num, config, code FROM versions WHERE tenant=?1 AND name=?2 AND num>0 "
                     "ORDER BY num DESC LIMIT 1");
@@ -87,7 +87,7 @@ json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, 
                                        json_t *req, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
-    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     const char *sha = NULL, *desc = NULL;
     if (reg_get_str(req, "CodeSha256", &sha, e) < 0 ||
         reg_get_str(req, "Description", &desc, e) < 0)
@@ -97,7 +97,7 @@ json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, 
         return NULL;
     }
     if (reg_is_updating(r, tenant, name)) {
-        reg_conflict_updating(r, name, e);
+        reg_conflict_updating(r, tenant, name, e);
         return NULL;
     }
     json_t *latest = NULL;
@@ -153,7 +153,7 @@ static int need_function(realm_registry_t *r, const char *tenant, const char *na
 {
     int rc = reg_function_exists(r, tenant, name);
     if (rc < 0) return reg_db_fail(r, e);
-    if (rc == 0) return reg_not_found(r, name, NULL, e);
+    if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
     return 0;
 }
 
@@ -161,7 +161,7 @@ json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, co
                                      const char *marker, long max_items, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
-    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return NULL;
+    if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     long after = parse_marker_num(marker, e);
     if (after == -2 || need_function(r, tenant, name, e) != 0) return NULL;
     long page = reg_page_size(max_items);
@@ -198,11 +198,11 @@ json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, co
 
 /* ---- aliases ---- */
 
-static json_t *render_alias(realm_registry_t *r, const char *name, const char *alias,
-                            json_t *stored)
+static json_t *render_alias(realm_registry_t *r, const char *tenant, const char *name,
+                            const char *alias, json_t *stored)
 {
     char arn[256];
-    reg_arn(r, name, alias, arn, sizeof(arn));
+    reg_arn(r, tenant, name, alias, arn, sizeof(arn));
     json_t *out = json_pack("{s:s, s:s}", "AliasArn", arn, "Name", alias);
     json_object_update(out, stored);
     return out;
@@ -235,7 +235,7 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
                                fv);
         rc = version_exists(r, tenant, name, fv);
         if (rc < 0) return reg_db_fail(r, e);
-        if (rc == 0) return reg_not_found(r, name, fv, e);
+        if (rc == 0) return reg_not_found(r, tenant, name, fv, e);
         json_object_set_new(cfg, "FunctionVersion", json_string(fv));
     }
     if ((rc = reg_get_str(req, "Description", &desc, e)) < 0) return -1;
@@ -271,7 +271,7 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
                                        k);
                 rc = version_exists(r, tenant, name, k);
                 if (rc < 0) return reg_db_fail(r, e);
-                if (rc == 0) return reg_not_found(r, name, k, e);
+                if (rc == 0) return reg_not_found(r, tenant, name, k, e);
             }
             json_object_set_new(cfg, "RoutingConfig",
                                 json_pack("{s:O}", "AdditionalVersionWeights", w));
@@ -295,11 +295,11 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
     return 0;
 }
 
-static int alias_args(realm_registry_t *r, const char *fn_name, const char *alias, char *name,
-                      realm_reg_err_t *e)
+static int alias_args(realm_registry_t *r, const char *tenant, const char *fn_name,
+                      const char *alias, char *name, realm_reg_err_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
-    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return -1;
+    if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return -1;
     if (alias && !reg_valid_alias(alias))
         return reg_invalid(e,
                            "Alias name '%.128s' is not valid: 1 to 128 of [a-zA-Z0-9-_], not "
@@ -308,11 +308,11 @@ static int alias_args(realm_registry_t *r, const char *fn_name, const char *alia
     return 0;
 }
 
-static int alias_missing(realm_registry_t *r, const char *name, const char *alias,
-                         realm_reg_err_t *e)
+static int alias_missing(realm_registry_t *r, const char *tenant, const char *name,
+                         const char *alias, realm_reg_err_t *e)
 {
     char arn[256];
-    reg_arn(r, name, alias, arn, sizeof(arn));
+    reg_arn(r, tenant, name, alias, arn, sizeof(arn));
     return reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
 }
 
@@ -341,7 +341,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
         reg_invalid(e, "Name is required (the alias name)");
         return NULL;
     }
-    if (alias_args(r, fn_name, alias, name, e) != 0) return NULL;
+    if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
     if (!json_is_string(json_object_get(req, "FunctionVersion"))) {
         reg_invalid(e, "FunctionVersion is required ($LATEST or a version number)");
         return NULL;
@@ -360,7 +360,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
     }
     if (rc == 0) {
         char arn[256];
-        reg_arn(r, name, alias, arn, sizeof(arn));
+        reg_arn(r, tenant, name, alias, arn, sizeof(arn));
         reg_err(e, 409, T_CONFLICT, "Alias already exists: %s", arn);
         goto fail;
     }
@@ -370,7 +370,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
         json_decref(cfg);
         return NULL;
     }
-    out = render_alias(r, name, alias, cfg);
+    out = render_alias(r, tenant, name, alias, cfg);
     json_decref(cfg);
     return out;
 fail:
@@ -383,7 +383,7 @@ json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const 
                                  const char *alias, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1];
-    if (alias_args(r, fn_name, alias, name, e) != 0) return NULL;
+    if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
     json_t *cfg = NULL;
     int rc = reg_load_alias(r, tenant, name, alias, &cfg);
     if (rc < 0) {
@@ -391,10 +391,10 @@ json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const 
         return NULL;
     }
     if (rc == 1) {
-        if (need_function(r, tenant, name, e) == 0) alias_missing(r, name, alias, e);
+        if (need_function(r, tenant, name, e) == 0) alias_missing(r, tenant, name, alias, e);
         return NULL;
     }
-    json_t *out = render_alias(r, name, alias, cfg);
+    json_t *out = render_alias(r, tenant, name, alias, cfg);
     json_decref(cfg);
     return out;
 }
@@ -403,7 +403,7 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
                                     const char *alias, json_t *req, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1];
-    if (alias_args(r, fn_name, alias, name, e) != 0) return NULL;
+    if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
     if (reg_begin(r) != 0) {
         reg_db_fail(r, e);
         return NULL;
@@ -415,7 +415,7 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
         if (rc < 0)
             reg_db_fail(r, e);
         else if (need_function(r, tenant, name, e) == 0)
-            alias_missing(r, name, alias, e);
+            alias_missing(r, tenant, name, alias, e);
         return NULL;
     }
     if (reg_check_revision(req, cfg, e) != 0 ||
@@ -429,7 +429,7 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
         json_decref(cfg);
         return NULL;
     }
-    json_t *out = render_alias(r, name, alias, cfg);
+    json_t *out = render_alias(r, tenant, name, alias, cfg);
     json_decref(cfg);
     return out;
 }
@@ -438,12 +438,12 @@ int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const c
                                 const char *alias, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1];
-    if (alias_args(r, fn_name, alias, name, e) != 0) return -1;
+    if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return -1;
     if (need_function(r, tenant, name, e) != 0) return -1;
     if (reg_run(r, "DELETE FROM aliases WHERE tenant=?1 AND name=?2 AND alias=?3", tenant, name,
                 alias, NULL) != 0)
         return reg_db_fail(r, e);
-    if (sqlite3_changes(r->db) == 0) return alias_missing(r, name, alias, e);
+    if (sqlite3_changes(r->db) == 0) return alias_missing(r, tenant, name, alias, e);
     return 0;
 }
 
@@ -452,7 +452,7 @@ json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, con
                                     long max_items, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1];
-    if (alias_args(r, fn_name, NULL, name, e) != 0) return NULL;
+    if (alias_args(r, tenant, fn_name, NULL, name, e) != 0) return NULL;
     if (function_version && *function_version && !reg_valid_version(function_version)) {
         reg_invalid(e, "FunctionVersion '%.64s' must be $LATEST or a version number",
                     function_version);
@@ -480,7 +480,7 @@ json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, con
         if ((long)json_array_size(list) == page) break;
         const char *alias = (const char *)sqlite3_column_text(st, 0);
         json_t *cfg = reg_column_json(st, 1);
-        json_array_append_new(list, render_alias(r, name, alias, cfg));
+        json_array_append_new(list, render_alias(r, tenant, name, alias, cfg));
         json_decref(cfg);
         snprintf(last, sizeof(last), "%s", alias);
     }
@@ -496,7 +496,7 @@ static int fn_args(realm_registry_t *r, const char *tenant, const char *fn_name,
                    realm_reg_err_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
-    if (realm_registry_parse_name(r, fn_name, 0, name, q, e) != 0) return -1;
+    if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return -1;
     return need_function(r, tenant, name, e);
 }
 
@@ -597,7 +597,7 @@ static int tag_target(realm_registry_t *r, const char *tenant, const char *arn, 
     char q[ALIAS_MAX_LEN + 1];
     if (strncmp(arn, "arn:", 4) != 0)
         return reg_invalid(e, "Resource '%.200s' must be a function ARN", arn);
-    if (realm_registry_parse_name(r, arn, 1, name, q, e) != 0) return -1;
+    if (realm_registry_parse_name(r, tenant, arn, 1, name, q, e) != 0) return -1;
     if (*q)
         return reg_invalid(e, "Tags apply to a function, not to a version or an alias: use the "
                               "unqualified function ARN");

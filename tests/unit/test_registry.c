@@ -95,29 +95,29 @@ static void test_names(void **state)
     fx_t *f = *state;
     char name[65], q[129];
     realm_reg_err_t e;
-    assert_int_equal(realm_registry_parse_name(f->r, "hello", 1, name, q, &e), 0);
+    assert_int_equal(realm_registry_parse_name(f->r, "", "hello", 1, name, q, &e), 0);
     assert_string_equal(name, "hello");
     assert_string_equal(q, "");
-    assert_int_equal(realm_registry_parse_name(f->r, "hello:$LATEST", 1, name, q, &e), 0);
+    assert_int_equal(realm_registry_parse_name(f->r, "", "hello:$LATEST", 1, name, q, &e), 0);
     assert_string_equal(q, "$LATEST");
     assert_int_equal(
-        realm_registry_parse_name(f->r, "123456789012:function:hello:prod", 1, name, q, &e), 0);
+        realm_registry_parse_name(f->r, "", "123456789012:function:hello:prod", 1, name, q, &e), 0);
     assert_string_equal(name, "hello");
     assert_string_equal(q, "prod");
     assert_int_equal(
-        realm_registry_parse_name(f->r, "arn:aws:lambda:us-east-1:123456789012:function:hello:7", 1,
-                                  name, q, &e),
+        realm_registry_parse_name(
+            f->r, "", "arn:aws:lambda:us-east-1:123456789012:function:hello:7", 1, name, q, &e),
         0);
     assert_string_equal(q, "7");
     /* Another account or region reads as a missing function. */
     assert_int_equal(
-        realm_registry_parse_name(f->r, "arn:aws:lambda:us-east-1:999999999999:function:hello", 1,
-                                  name, q, &e),
+        realm_registry_parse_name(f->r, "", "arn:aws:lambda:us-east-1:999999999999:function:hello",
+                                  1, name, q, &e),
         -1);
     assert_int_equal(e.status, 404);
     assert_int_equal(
-        realm_registry_parse_name(f->r, "arn:aws:lambda:eu-west-1:123456789012:function:hello", 1,
-                                  name, q, &e),
+        realm_registry_parse_name(f->r, "", "arn:aws:lambda:eu-west-1:123456789012:function:hello",
+                                  1, name, q, &e),
         -1);
     assert_int_equal(e.status, 404);
     static const char *const bad[] = {
@@ -130,12 +130,56 @@ static void test_names(void **state)
         "12345:function:x",
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-        assert_int_equal(realm_registry_parse_name(f->r, bad[i], 1, name, q, &e), -1);
+        assert_int_equal(realm_registry_parse_name(f->r, "", bad[i], 1, name, q, &e), -1);
         assert_int_equal(e.status, 400);
         assert_string_equal(e.type, "InvalidParameterValueException");
     }
     /* No qualifier where none is allowed. */
-    assert_int_equal(realm_registry_parse_name(f->r, "hello:1", 0, name, q, &e), -1);
+    assert_int_equal(realm_registry_parse_name(f->r, "", "hello:1", 0, name, q, &e), -1);
+    /* A tenant whose namespace is an account id owns that account's ARNs, and
+     * only those: the server's account reads as missing for it. */
+    assert_int_equal(realm_registry_parse_name(f->r, "111122223333",
+                                               "arn:aws:lambda:us-east-1:111122223333:function:hi",
+                                               1, name, q, &e),
+                     0);
+    assert_string_equal(name, "hi");
+    assert_int_equal(realm_registry_parse_name(f->r, "111122223333",
+                                               "arn:aws:lambda:us-east-1:123456789012:function:hi",
+                                               1, name, q, &e),
+                     -1);
+    assert_int_equal(e.status, 404);
+}
+
+/* A tenant's functions carry its account id in their ARNs and stay apart. */
+static void test_tenant_accounts(void **state)
+{
+    fx_t *f = *state;
+    realm_reg_err_t e;
+    static const char *req = "{\"FunctionName\":\"same\",\"Runtime\":\"nodejs20.x\","
+                             "\"Handler\":\"i.h\",\"Role\":\"arn:aws:iam::1:role/x\","
+                             "\"Code\":{\"ZipFile\":\"UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\"}}";
+    const char *tenants[] = {"111122223333", "444455556666"};
+    for (int i = 0; i < 2; i++) {
+        json_t *j = json_loads(req, 0, NULL);
+        char nm[65];
+        assert_non_null(realm_registry_create_check(f->r, tenants[i], j, nm, &e));
+        realm_pkg_info_t p = pkg((char)('a' + i));
+        json_t *out = realm_registry_create_commit(f->r, tenants[i], j, &p, &e);
+        assert_non_null(out);
+        char want[128];
+        snprintf(want, sizeof(want), "arn:aws:lambda:us-east-1:%s:function:same", tenants[i]);
+        assert_string_equal(json_string_value(json_object_get(out, "FunctionArn")), want);
+        json_decref(out);
+        json_decref(j);
+    }
+    /* Each sees only its own; the other's ARN is a missing function. */
+    json_t *got = realm_registry_get_configuration(
+        f->r, "111122223333", "arn:aws:lambda:us-east-1:444455556666:function:same", NULL, &e);
+    assert_null(got);
+    assert_int_equal(e.status, 404);
+    json_t *list = realm_registry_list_functions(f->r, "444455556666", NULL, 0, 0, &e);
+    assert_int_equal(json_array_size(json_object_get(list, "Functions")), 1);
+    json_decref(list);
 }
 
 static void test_create_validation(void **state)
@@ -394,6 +438,7 @@ static void test_paging_and_reopen(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_tenant_accounts, setup, teardown),
         cmocka_unit_test_setup_teardown(test_names, setup, teardown),
         cmocka_unit_test_setup_teardown(test_create_validation, setup, teardown),
         cmocka_unit_test_setup_teardown(test_seed_form, setup, teardown),
