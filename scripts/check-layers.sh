@@ -23,7 +23,8 @@ allowed() {
     sandbox) echo "base sandbox" ;;
     exec) echo "base sandbox exec" ;;
     queue) echo "base queue" ;;
-    cli) echo "base pkg cli" ;;
+    auth) echo "base auth" ;;
+    cli) echo "base pkg auth cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac

@@ -28,6 +28,7 @@ static void usage(FILE *out)
         "  delete       delete a function\n"
         "  invoke       invoke a function and print its answer\n"
         "  logs         print the end of a function's log\n"
+        "  keys         create, list and revoke tenants' keys (realm keys --help)\n"
         "\n"
         "deploy, functions, delete, invoke and logs talk to the control API at --endpoint URL,\n"
         "else $REALM_ENDPOINT, else http://127.0.0.1:9000 (realm CMD --help).\n"

@@ -17,11 +17,14 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "base/log.h"
+#include "net/listener.h"
 #include "proto/message.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 typedef struct session_s session_t;
 
@@ -35,10 +38,13 @@ typedef struct record_s {
 struct session_s {
     realm_client_t *cl;
     realm_ws_t *ws;
-    record_t *calls; /* in flight */
+    realm_principal_t who;  /* valid once is_authed */
+    uint64_t auth_deadline; /* uv_now() by which an auth message must come */
+    record_t *calls;        /* in flight */
     size_t calls_cnt;
     struct session_s *prev, *next;
     unsigned is_closing : 1;
+    unsigned is_authed : 1; /* always, when auth is off */
 };
 
 struct realm_client_s {
@@ -48,6 +54,9 @@ struct realm_client_s {
     size_t sessions_cnt;
     int is_draining;
     realm_metric_t *m_in, *m_out, *m_in_binary;
+    uv_timer_t sweep; /* auth deadlines, revoked keys */
+    uint64_t keys_version;
+    int sweep_closed;
 };
 
 /* ---- sending ---- */
@@ -180,6 +189,98 @@ static const realm_fn_def_t cancel_def = {
     .handler = fn_cancel,
 };
 
+/* ---- authentication ---- */
+
+static size_t tenant_connections(const realm_client_t *cl, const char *tenant)
+{
+    size_t n = 0;
+    for (const session_t *o = cl->sessions; o; o = o->next)
+        if (o->is_authed && strcmp(o->who.tenant, tenant) == 0) n++;
+    return n;
+}
+
+/* Whom a call acts for: the key's tenant, or (admin key) the tenant it names. */
+static int call_principal(session_t *s, const char *tenant_id, realm_principal_t *as)
+{
+    *as = s->who;
+    if (!tenant_id || !realm_authn_is_on(s->cl->cfg.authn)) return 1;
+    if (s->who.is_admin) return realm_authn_act_as(s->cl->cfg.authn, tenant_id, as);
+    return strcmp(tenant_id, s->who.tenant) == 0 || strcmp(tenant_id, s->who.ns) == 0;
+}
+
+static void send_welcome(session_t *s)
+{
+    size_t len;
+    char *text = realm_msg_welcome(REALM_VERSION, s->who.tenant[0] ? s->who.tenant : NULL, &len);
+    send_text(s, text, len);
+}
+
+static void auth_fail(session_t *s, const char *why)
+{
+    json_t *o = json_pack("{s:s, s:s}", "type", "auth_failed", "message", why);
+    char *text = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    send_text(s, text, strlen(text));
+    if (s->ws && !s->is_closing) {
+        s->is_closing = 1;
+        realm_ws_close(s->ws, 1008, "authentication failed");
+    }
+}
+
+/* Identifies a session; 0, or -1 after auth_fail. */
+static int auth_accept(session_t *s, const realm_principal_t *who)
+{
+    realm_client_t *cl = s->cl;
+    if (!who->is_admin && tenant_connections(cl, who->tenant) >= cl->cfg.max_tenant_connections) {
+        auth_fail(s, "too many connections for this tenant");
+        return -1;
+    }
+    s->who = *who;
+    s->is_authed = 1;
+    return 0;
+}
+
+/* The first message when auth is on: {"type":"auth","api_key":"..."}. */
+static void on_auth_message(session_t *s, const char *data, size_t len)
+{
+    json_t *m = json_loadb(data, len, 0, NULL);
+    const char *type = json_string_value(json_object_get(m, "type"));
+    const char *key = json_string_value(json_object_get(m, "api_key"));
+    realm_principal_t who;
+    if (!type || strcmp(type, "auth") != 0 || !key) {
+        auth_fail(s, "authenticate first: {\"type\":\"auth\",\"api_key\":\"...\"}");
+    } else if (!realm_authn_api_key(s->cl->cfg.authn, key, &who)) {
+        auth_fail(s, "invalid API key");
+    } else if (auth_accept(s, &who) == 0) {
+        json_t *o = json_pack("{s:s, s:s?}", "type", "auth_success", "tenant_id",
+                              who.tenant[0] ? who.tenant : NULL);
+        char *text = json_dumps(o, JSON_COMPACT);
+        json_decref(o);
+        send_text(s, text, strlen(text));
+        send_welcome(s);
+    }
+    json_decref(m);
+}
+
+/* Every second: sessions past their auth deadline, and keys revoked since. */
+static void on_sweep(uv_timer_t *t)
+{
+    realm_client_t *cl = t->data;
+    uint64_t now = uv_now(t->loop);
+    uint64_t v = realm_authn_version(cl->cfg.authn);
+    int changed = v != cl->keys_version;
+    cl->keys_version = v;
+    for (session_t *s = cl->sessions, *n; s; s = n) {
+        n = s->next;
+        if (s->is_closing) continue;
+        if (!s->is_authed && now >= s->auth_deadline) {
+            auth_fail(s, "no auth message in time");
+        } else if (s->is_authed && changed && !realm_authn_is_active(cl->cfg.authn, &s->who)) {
+            auth_fail(s, "the API key was revoked");
+        }
+    }
+}
+
 /* ---- WebSocket events ---- */
 
 static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t len, void *ud)
@@ -193,6 +294,10 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
                    "binary messages are not supported: send calls as JSON text", NULL);
         return;
     }
+    if (!s->is_authed) {
+        on_auth_message(s, data, len);
+        return;
+    }
     realm_msg_call_t msg;
     char err[512];
     if (realm_msg_parse_call(data, len, &msg, err, sizeof(err)) != 0) {
@@ -204,8 +309,19 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
      * limit nor a shutdown may keep a client from stopping its calls. */
     const realm_fn_def_t *def = realm_dispatch_lookup(cl->d, msg.function);
     int is_exempt = def && def->is_exempt;
+    realm_principal_t as = s->who;
+    double wait = 0;
     if (cl->is_draining && !is_exempt) {
         send_error(s, msg.id, REALM_ERR_SHUTTING_DOWN, "the server is shutting down", NULL);
+    } else if (!call_principal(s, msg.tenant_id, &as)) {
+        send_error(s, msg.id, REALM_ERR_UNAUTHORIZED,
+                   "this connection's key does not act for that tenant_id",
+                   json_pack("{s:s}", "tenant_id", msg.tenant_id));
+    } else if (!is_exempt && (wait = realm_authn_take(cl->cfg.authn, &as)) > 0) {
+        int secs = (int)ceil(wait);
+        snprintf(err, sizeof(err), "rate limit of this key exceeded: retry in %d s", secs);
+        send_error(s, msg.id, REALM_ERR_RATE_LIMIT_EXCEEDED, err,
+                   json_pack("{s:i}", "retry_after", secs < 1 ? 1 : secs));
     } else if (find_record(s, msg.id)) {
         snprintf(err, sizeof(err), "a call with id '%.256s' is already in flight", msg.id);
         send_error(s, msg.id, REALM_ERR_INVALID_REQUEST, err, NULL);
@@ -221,8 +337,8 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
         if (s->calls) s->calls->prev = r;
         s->calls = r;
         s->calls_cnt++;
-        realm_call_t *call = realm_dispatch_call(cl->d, msg.id, msg.function, msg.params,
-                                                 msg.tenant_id, s, &sink, r);
+        realm_call_t *call =
+            realm_dispatch_call(cl->d, msg.id, msg.function, msg.params, as.ns, s, &sink, r);
         /* If the call ended synchronously, r is already freed. */
         if (call) r->call = call;
     }
@@ -261,8 +377,34 @@ static void on_upgrade(realm_http_req_t *req, realm_http_res_t *res, void *data)
     realm_client_t *cl = data;
     const char *rest;
     size_t rest_len;
-    realm_conn_t *c = realm_api_ws_upgrade(req, res, cl->is_draining ? 503 : 0,
-                                           "the server is shutting down", &rest, &rest_len);
+    int refuse = cl->is_draining ? 503 : 0;
+    const char *why = "the server is shutting down";
+    if (!refuse && cl->sessions_cnt >= cl->cfg.max_connections) {
+        refuse = 503;
+        why = "too many connections";
+    }
+    /* A key on the upgrade itself: Authorization: Bearer KEY. */
+    realm_principal_t who;
+    memset(&who, 0, sizeof(who));
+    int is_on = realm_authn_is_on(cl->cfg.authn), has_key = 0;
+    const char *authz = realm_http_req_header(req, "Authorization");
+    if (!refuse && is_on && authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+        has_key = 1;
+        if (!realm_authn_api_key(cl->cfg.authn, authz + 7, &who)) {
+            refuse = 401;
+            why = "invalid API key";
+        } else if (!who.is_admin &&
+                   tenant_connections(cl, who.tenant) >= cl->cfg.max_tenant_connections) {
+            refuse = 503;
+            why = "too many connections for this tenant";
+        }
+    }
+    if (refuse == 503) {
+        realm_http_res_header(res, "Retry-After", "1");
+        realm_conn_t *rc = realm_http_res_conn(res);
+        if (rc && realm_conn_listener(rc)) realm_listener_count_rejected(realm_conn_listener(rc));
+    }
+    realm_conn_t *c = realm_api_ws_upgrade(req, res, refuse, why, &rest, &rest_len);
     if (c == NULL) return;
 
     session_t *s = realm_calloc(1, sizeof(*s));
@@ -273,17 +415,23 @@ static void on_upgrade(realm_http_req_t *req, realm_http_res_t *res, void *data)
     cl->sessions_cnt++;
     /* The welcome goes out before anything the peer pipelined is answered. */
     s->ws = realm_ws_new(c, &cl->cfg.ws, &ws_cbs, s, NULL, 0);
-    size_t len;
-    char *text = realm_msg_welcome(REALM_VERSION, NULL, &len);
-    send_text(s, text, len);
+    if (!is_on || has_key) {
+        s->who = who;
+        s->is_authed = 1;
+        send_welcome(s);
+    } else {
+        s->auth_deadline = uv_now(realm_conn_loop(c)) + cl->cfg.auth_timeout_ms;
+        static const char required[] = "{\"type\":\"auth_required\"}";
+        send_text(s, realm_strdup(required), sizeof(required) - 1);
+    }
     /* Frames the client sent right behind its handshake. */
     if (rest_len > 0) realm_ws_feed(s->ws, rest, rest_len);
 }
 
 /* ---- setup ---- */
 
-realm_client_t *realm_client_new(realm_dispatch_t *d, realm_metrics_t *m, realm_http_server_t *http,
-                                 const realm_client_config_t *cfg)
+realm_client_t *realm_client_new(uv_loop_t *loop, realm_dispatch_t *d, realm_metrics_t *m,
+                                 realm_http_server_t *http, const realm_client_config_t *cfg)
 {
     realm_client_t *cl = realm_calloc(1, sizeof(*cl));
     cl->d = d;
@@ -299,11 +447,28 @@ realm_client_t *realm_client_new(realm_dispatch_t *d, realm_metrics_t *m, realm_
     cl->m_out = realm_metrics_child(f, out_text);
     realm_http_server_route(http, "GET", "/", 1, on_upgrade, cl);
     realm_dispatch_register(d, &cancel_def, cl);
+    uv_timer_init(loop, &cl->sweep);
+    cl->sweep.data = cl;
+    if (realm_authn_is_on(cfg->authn)) {
+        cl->keys_version = realm_authn_version(cfg->authn);
+        uv_timer_start(&cl->sweep, on_sweep, 1000, 1000);
+        uv_unref((uv_handle_t *)&cl->sweep);
+    }
     return cl;
+}
+
+static void on_sweep_closed(uv_handle_t *h)
+{
+    realm_client_t *cl = h->data;
+    cl->sweep_closed = 1;
 }
 
 void realm_client_free(realm_client_t *cl)
 {
+    if (!cl) return;
+    uv_close((uv_handle_t *)&cl->sweep, on_sweep_closed);
+    while (!cl->sweep_closed)
+        uv_run(cl->sweep.loop, UV_RUN_ONCE);
     free(cl);
 }
 

@@ -13,6 +13,7 @@
 #ifndef REALM_API_CLIENT_H
 #define REALM_API_CLIENT_H
 
+#include "api/authn.h"
 #include "dispatch/dispatch.h"
 #include "http/server.h"
 #include "metrics/metrics.h"
@@ -23,11 +24,15 @@ typedef struct realm_client_s realm_client_t;
 typedef struct {
     realm_ws_config_t ws;            /* limits for each WebSocket */
     size_t max_calls_per_connection; /* TOO_MANY_CALLS above */
+    size_t max_connections;          /* WebSockets at once: 503 beyond */
+    size_t max_tenant_connections;   /* WebSockets of one tenant at once */
+    uint64_t auth_timeout_ms;        /* time to send {"type":"auth"} when auth is on */
+    realm_authn_t *authn;            /* borrowed; off: no authentication */
 } realm_client_config_t;
 
 /* Registers the upgrade route on http and the `cancel` function on d. */
-realm_client_t *realm_client_new(realm_dispatch_t *d, realm_metrics_t *m, realm_http_server_t *http,
-                                 const realm_client_config_t *cfg);
+realm_client_t *realm_client_new(uv_loop_t *loop, realm_dispatch_t *d, realm_metrics_t *m,
+                                 realm_http_server_t *http, const realm_client_config_t *cfg);
 void realm_client_free(realm_client_t *cl);
 
 /* Open client WebSockets. */

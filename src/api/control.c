@@ -32,8 +32,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define TENANT "" /* until authentication (issue 5) */
-
 /* A registry operation on a function with a JSON body (one handler serves all). */
 typedef json_t *(*body_op_fn)(realm_registry_t *r, const char *tenant, const char *fn_name,
                               json_t *req, realm_reg_err_t *e);
@@ -69,6 +67,7 @@ typedef struct {
     json_t *req;     /* owned */
     const char *b64; /* borrowed from req */
     char name[65];
+    char tenant[80]; /* the request's principal */
     char path[4096]; /* JOB_DOWNLOAD */
     /* results of the worker */
     int rc;
@@ -99,13 +98,14 @@ void realm_control_send_error(realm_http_res_t *res, int status, const char *typ
 }
 
 /* A function's code or configuration changed, or it is gone. */
-static void changed(realm_control_t *ctl, const char *fn_name, int is_deleted)
+static void changed(realm_control_t *ctl, const char *tenant, const char *fn_name, int is_deleted)
 {
     char name[65], q[129];
     realm_reg_err_t e;
-    if (!ctl->on_change || realm_registry_parse_name(ctl->reg, TENANT, fn_name, 1, name, q, &e) != 0)
+    if (!ctl->on_change ||
+        realm_registry_parse_name(ctl->reg, tenant, fn_name, 1, name, q, &e) != 0)
         return;
-    ctl->on_change(TENANT, name, is_deleted, ctl->change_data);
+    ctl->on_change(tenant, name, is_deleted, ctl->change_data);
 }
 
 static void send_reg_error(realm_http_res_t *res, const realm_reg_err_t *e)
@@ -291,17 +291,17 @@ static void job_done(uv_work_t *w, int status)
         goto done;
     }
     if (j->rc != 0) {
-        realm_registry_update_abort(ctl->reg, TENANT, j->name);
+        realm_registry_update_abort(ctl->reg, j->tenant, j->name);
         e.status = j->status;
         e.type = j->type;
         snprintf(e.message, sizeof(e.message), "%s", j->err);
     } else if (j->kind == JOB_CREATE) {
-        out = realm_registry_create_commit(ctl->reg, TENANT, j->req, &j->info, &e);
-        if (out) changed(ctl, j->name, 0);
+        out = realm_registry_create_commit(ctl->reg, j->tenant, j->req, &j->info, &e);
+        if (out) changed(ctl, j->tenant, j->name, 0);
         code = 201;
     } else {
-        out = realm_registry_code_commit(ctl->reg, TENANT, j->name, j->req, &j->info, &e);
-        if (out) changed(ctl, j->name, 0);
+        out = realm_registry_code_commit(ctl->reg, j->tenant, j->name, j->req, &j->info, &e);
+        if (out) changed(ctl, j->tenant, j->name, 0);
     }
     /* A refused commit, a dry run or replaced code may leave a package nobody uses. */
     if (!out || j->kind == JOB_CODE) ctl->sweep_wanted = 1;
@@ -354,9 +354,11 @@ static void on_package_request(realm_http_req_t *req, realm_http_res_t *res, rea
     }
     realm_reg_err_t e;
     job_t *j = realm_calloc(1, sizeof(*j));
-    j->b64 = kind == JOB_CREATE
-                 ? realm_registry_create_check(ctl->reg, TENANT, body, j->name, &e)
-                 : realm_registry_code_check(ctl->reg, TENANT, fn_param(req), body, j->name, &e);
+    snprintf(j->tenant, sizeof(j->tenant), "%s", req->principal);
+    j->b64 =
+        kind == JOB_CREATE
+            ? realm_registry_create_check(ctl->reg, req->principal, body, j->name, &e)
+            : realm_registry_code_check(ctl->reg, req->principal, fn_param(req), body, j->name, &e);
     if (!j->b64) {
         free(j);
         json_decref(body);
@@ -394,7 +396,7 @@ static void on_get_function(realm_http_req_t *req, realm_http_res_t *res, void *
     realm_reg_err_t e;
     code_url_base(req, ctl, base, sizeof(base));
     answer(res, 200,
-           realm_registry_get_function(ctl->reg, TENANT, fn_param(req),
+           realm_registry_get_function(ctl->reg, req->principal, fn_param(req),
                                        query(req, "Qualifier", q, sizeof(q)), base, &e),
            &e);
 }
@@ -405,7 +407,7 @@ static void on_get_configuration(realm_http_req_t *req, realm_http_res_t *res, v
     char q[160];
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_get_configuration(ctl->reg, TENANT, fn_param(req),
+           realm_registry_get_configuration(ctl->reg, req->principal, fn_param(req),
                                             query(req, "Qualifier", q, sizeof(q)), &e),
            &e);
 }
@@ -416,8 +418,9 @@ static void on_body_op(realm_http_req_t *req, realm_http_res_t *res, void *data)
     json_t *body = body_json(req, res);
     if (!body) return;
     realm_reg_err_t e;
-    json_t *out = op->fn(op->ctl->reg, TENANT, fn_param(req), body, &e);
-    if (out && op == &op->ctl->ops[OP_UPDATE_CONFIGURATION]) changed(op->ctl, fn_param(req), 0);
+    json_t *out = op->fn(op->ctl->reg, req->principal, fn_param(req), body, &e);
+    if (out && op == &op->ctl->ops[OP_UPDATE_CONFIGURATION])
+        changed(op->ctl, req->principal, fn_param(req), 0);
     answer(res, op->status, out, &e);
     json_decref(body);
 }
@@ -436,8 +439,9 @@ static void on_list_functions(realm_http_req_t *req, realm_http_res_t *res, void
     }
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_list_functions(
-               ctl->reg, TENANT, query(req, "Marker", marker, sizeof(marker)), max, v != NULL, &e),
+           realm_registry_list_functions(ctl->reg, req->principal,
+                                         query(req, "Marker", marker, sizeof(marker)), max,
+                                         v != NULL, &e),
            &e);
 }
 
@@ -446,11 +450,11 @@ static void on_delete_function(realm_http_req_t *req, realm_http_res_t *res, voi
     realm_control_t *ctl = data;
     char q[160];
     realm_reg_err_t e;
-    int rc = realm_registry_delete_function(ctl->reg, TENANT, fn_param(req),
+    int rc = realm_registry_delete_function(ctl->reg, req->principal, fn_param(req),
                                             query(req, "Qualifier", q, sizeof(q)), &e);
     if (rc == 0) {
         /* Deleting one version (a qualifier) leaves the function. */
-        changed(ctl, fn_param(req), query(req, "Qualifier", q, sizeof(q)) == NULL);
+        changed(ctl, req->principal, fn_param(req), query(req, "Qualifier", q, sizeof(q)) == NULL);
         ctl->sweep_wanted = 1;
         maybe_sweep(ctl);
     }
@@ -465,7 +469,7 @@ static void on_list_versions(realm_http_req_t *req, realm_http_res_t *res, void 
     if (max < 0) return;
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_list_versions(ctl->reg, TENANT, fn_param(req),
+           realm_registry_list_versions(ctl->reg, req->principal, fn_param(req),
                                         query(req, "Marker", marker, sizeof(marker)), max, &e),
            &e);
 }
@@ -478,7 +482,7 @@ static void on_list_aliases(realm_http_req_t *req, realm_http_res_t *res, void *
     if (max < 0) return;
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_list_aliases(ctl->reg, TENANT, fn_param(req),
+           realm_registry_list_aliases(ctl->reg, req->principal, fn_param(req),
                                        query(req, "FunctionVersion", fv, sizeof(fv)),
                                        query(req, "Marker", marker, sizeof(marker)), max, &e),
            &e);
@@ -495,7 +499,8 @@ static void on_get_alias(realm_http_req_t *req, realm_http_res_t *res, void *dat
     realm_control_t *ctl = data;
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_get_alias(ctl->reg, TENANT, fn_param(req), alias_param(req), &e), &e);
+           realm_registry_get_alias(ctl->reg, req->principal, fn_param(req), alias_param(req), &e),
+           &e);
 }
 
 static void on_update_alias(realm_http_req_t *req, realm_http_res_t *res, void *data)
@@ -505,7 +510,8 @@ static void on_update_alias(realm_http_req_t *req, realm_http_res_t *res, void *
     if (!body) return;
     realm_reg_err_t e;
     answer(res, 200,
-           realm_registry_update_alias(ctl->reg, TENANT, fn_param(req), alias_param(req), body, &e),
+           realm_registry_update_alias(ctl->reg, req->principal, fn_param(req), alias_param(req),
+                                       body, &e),
            &e);
     json_decref(body);
 }
@@ -514,23 +520,26 @@ static void on_delete_alias(realm_http_req_t *req, realm_http_res_t *res, void *
 {
     realm_control_t *ctl = data;
     realm_reg_err_t e;
-    answer_empty(res,
-                 realm_registry_delete_alias(ctl->reg, TENANT, fn_param(req), alias_param(req), &e),
-                 &e);
+    answer_empty(
+        res,
+        realm_registry_delete_alias(ctl->reg, req->principal, fn_param(req), alias_param(req), &e),
+        &e);
 }
 
 static void on_get_concurrency(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
     realm_reg_err_t e;
-    answer(res, 200, realm_registry_get_concurrency(ctl->reg, TENANT, fn_param(req), &e), &e);
+    answer(res, 200, realm_registry_get_concurrency(ctl->reg, req->principal, fn_param(req), &e),
+           &e);
 }
 
 static void on_delete_concurrency(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
     realm_reg_err_t e;
-    answer_empty(res, realm_registry_delete_concurrency(ctl->reg, TENANT, fn_param(req), &e), &e);
+    answer_empty(
+        res, realm_registry_delete_concurrency(ctl->reg, req->principal, fn_param(req), &e), &e);
 }
 
 static const char *arn_param(realm_http_req_t *req)
@@ -545,7 +554,7 @@ static void on_tag(realm_http_req_t *req, realm_http_res_t *res, void *data)
     json_t *body = body_json(req, res);
     if (!body) return;
     realm_reg_err_t e;
-    answer_empty(res, realm_registry_tag(ctl->reg, TENANT, arn_param(req), body, &e), &e);
+    answer_empty(res, realm_registry_tag(ctl->reg, req->principal, arn_param(req), body, &e), &e);
     json_decref(body);
 }
 
@@ -569,14 +578,14 @@ static void on_untag(realm_http_req_t *req, realm_http_res_t *res, void *data)
         return;
     }
     realm_reg_err_t e;
-    answer_empty(res, realm_registry_untag(ctl->reg, TENANT, arn_param(req), keys, &e), &e);
+    answer_empty(res, realm_registry_untag(ctl->reg, req->principal, arn_param(req), keys, &e), &e);
 }
 
 static void on_list_tags(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
     realm_reg_err_t e;
-    answer(res, 200, realm_registry_list_tags(ctl->reg, TENANT, arn_param(req), &e), &e);
+    answer(res, 200, realm_registry_list_tags(ctl->reg, req->principal, arn_param(req), &e), &e);
 }
 
 static void on_account(realm_http_req_t *req, realm_http_res_t *res, void *data)
@@ -584,7 +593,7 @@ static void on_account(realm_http_req_t *req, realm_http_res_t *res, void *data)
     (void)req;
     realm_control_t *ctl = data;
     realm_reg_err_t e;
-    answer(res, 200, realm_registry_account_settings(ctl->reg, TENANT, &e), &e);
+    answer(res, 200, realm_registry_account_settings(ctl->reg, req->principal, &e), &e);
 }
 
 static void on_package(realm_http_req_t *req, realm_http_res_t *res, void *data)

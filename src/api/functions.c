@@ -19,8 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define TENANT "" /* until authentication (issue 5) */
-
 typedef struct {
     realm_call_t *call;
     realm_inv_t *inv;
@@ -127,7 +125,8 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     /* Registered first: the call may end (and the hook be dropped) inside start. */
     realm_call_on_cancel(call, on_cancel, fc);
     realm_inv_t *inv =
-        realm_invoker_start(iv, TENANT, name, qualifier, &req, &sink, fc, fc->version, &e);
+        realm_invoker_start(iv, realm_call_tenant(call) ? realm_call_tenant(call) : "", name,
+                            qualifier, &req, &sink, fc, fc->version, &e);
     free(text);
     if (inv) fc->inv = inv;
     if (inv || e.status == 0) return; /* running, or already ended (fc is gone) */
@@ -214,7 +213,7 @@ struct realm_functions_s {
 static json_t *describe(const char *tenant, void *data)
 {
     realm_functions_t *fs = data;
-    json_t *fns = realm_invoker_describe(fs->iv, tenant ? tenant : TENANT);
+    json_t *fns = realm_invoker_describe(fs->iv, tenant ? tenant : "");
     size_t i;
     json_t *f;
     json_array_foreach(fns, i, f)

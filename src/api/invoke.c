@@ -34,7 +34,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define TENANT ""               /* until authentication (issue 5) */
+#define DEFAULT_TENANT ""       /* the namespace when authentication is off */
 #define SYNC_LIMIT 6291456u     /* 6 MB: RequestResponse payloads */
 #define ASYNC_LIMIT 262144u     /* 256 KB: Event payloads */
 #define EVENT_BATCH 16          /* events taken from the queue at once */
@@ -224,17 +224,26 @@ void realm_invoker_provision(realm_invoker_t *iv, const char *only)
         size_t count = (size_t)strtol(eq + 1, NULL, 10);
         p += n;
         if (*p == ',') p++;
-        char *colon = strchr(ref, ':');
+        /* [ACCOUNT/]NAME[:QUALIFIER]: a tenant's function is named with its account id. */
+        char *fn = ref;
+        const char *tenant = DEFAULT_TENANT;
+        char *slash = strchr(ref, '/');
+        if (slash) {
+            *slash = '\0';
+            tenant = ref;
+            fn = slash + 1;
+        }
+        char *colon = strchr(fn, ':');
         const char *qualifier = NULL;
         if (colon) {
             *colon = '\0';
             qualifier = colon + 1;
         }
-        if (only && strcmp(only, ref) != 0) continue;
+        if (only && strcmp(only, fn) != 0) continue;
         resolved_t r;
         realm_reg_err_t e;
-        if (resolve(iv, TENANT, ref, qualifier, &r, &e) != 0) {
-            if (!only) realm_info("provisioned: %s: %s (applied once it exists)", ref, e.message);
+        if (resolve(iv, tenant, fn, qualifier, &r, &e) != 0) {
+            if (!only) realm_info("provisioned: %s: %s (applied once it exists)", fn, e.message);
             continue;
         }
         realm_exec_provision(iv->o.exec, &r.fn, count);
@@ -568,6 +577,7 @@ static void events_kick(realm_invoker_t *iv)
 
 /* The parts of an Invoke or InvokeWithResponseStream request. */
 typedef struct {
+    const char *tenant; /* the request's principal */
     const char *fn;
     const char *qualifier; /* or NULL */
     char q[160];
@@ -584,6 +594,7 @@ static int invoke_parse(realm_http_req_t *req, realm_http_res_t *res, int is_str
 {
     memset(ir, 0, sizeof(*ir));
     realm_buf_init(&ir->cc);
+    ir->tenant = req->principal;
     ir->fn = realm_http_req_param(req, "FunctionName");
     ir->qualifier = req_query(req, "Qualifier", ir->q, sizeof(ir->q));
     ir->type = realm_http_req_header(req, "X-Amz-Invocation-Type");
@@ -621,7 +632,7 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
 {
     resolved_t r;
     realm_reg_err_t e;
-    if (resolve(iv, TENANT, ir->fn, ir->qualifier, &r, &e) != 0) {
+    if (resolve(iv, ir->tenant, ir->fn, ir->qualifier, &r, &e) != 0) {
         reg_error(res, &e);
         return;
     }
@@ -630,7 +641,7 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
     snprintf(name, sizeof(name), "%s", r.v.name);
     resolved_dispose(&r);
     /* Queued under the function's own name, with the qualifier however it was given. */
-    if (realm_registry_parse_name(iv->o.reg, TENANT, ir->fn, 1, name, q, &e) != 0) q[0] = '\0';
+    if (realm_registry_parse_name(iv->o.reg, ir->tenant, ir->fn, 1, name, q, &e) != 0) q[0] = '\0';
     const char *qualifier = ir->qualifier ? ir->qualifier : q;
     char rid[37];
     realm_str_uuid4(rid);
@@ -641,7 +652,7 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
         return;
     }
     char err[256];
-    int64_t id = realm_queue_push(iv->queue, TENANT, name, qualifier, ir->payload, ir->len,
+    int64_t id = realm_queue_push(iv->queue, ir->tenant, name, qualifier, ir->payload, ir->len,
                                   wall_ms(), err, sizeof(err));
     if (id < 0) {
         amz_error(res, 500, "ServiceException", err);
@@ -675,7 +686,7 @@ static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invo
     realm_reg_err_t e;
     realm_http_res_on_abort(res, call_aborted, c);
     realm_inv_t *inv =
-        realm_invoker_start(iv, TENANT, ir.fn, ir.qualifier, &rq,
+        realm_invoker_start(iv, ir.tenant, ir.fn, ir.qualifier, &rq,
                             is_stream ? &stream_sink : &sync_sink, c, c->version, &e);
     realm_buf_dispose(&ir.cc);
     if (!inv && e.status != 0) {
@@ -707,13 +718,13 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
     if (event_payload(req, res, ASYNC_LIMIT, "InvokeAsync", &payload, &len) != 0) return;
     resolved_t r;
     realm_reg_err_t e;
-    if (resolve(iv, TENANT, fn, NULL, &r, &e) != 0) {
+    if (resolve(iv, req->principal, fn, NULL, &r, &e) != 0) {
         reg_error(res, &e);
         return;
     }
     char err[256];
-    int64_t id = realm_queue_push(iv->queue, TENANT, r.v.name, "", payload, len, wall_ms(), err,
-                                  sizeof(err));
+    int64_t id = realm_queue_push(iv->queue, req->principal, r.v.name, "", payload, len, wall_ms(),
+                                  err, sizeof(err));
     resolved_dispose(&r);
     if (id < 0) {
         amz_error(res, 500, "ServiceException", err);
@@ -734,8 +745,8 @@ static const char *plain_name(realm_invoker_t *iv, realm_http_req_t *req, realm_
     realm_reg_err_t e;
     resolved_t r;
     const char *fn = realm_http_req_param(req, "FunctionName");
-    if (realm_registry_parse_name(iv->o.reg, TENANT, fn ? fn : "", 0, name, q, &e) != 0 ||
-        resolve(iv, TENANT, name, NULL, &r, &e) != 0) {
+    if (realm_registry_parse_name(iv->o.reg, req->principal, fn ? fn : "", 0, name, q, &e) != 0 ||
+        resolve(iv, req->principal, name, NULL, &r, &e) != 0) {
         reg_error(res, &e);
         return NULL;
     }
@@ -777,8 +788,8 @@ static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
         }
     }
     char path[4200];
-    snprintf(path, sizeof(path), "%s/logs/%s/%s.log", iv->o.cfg->data_dir, TENANT[0] ? TENANT : "_",
-             name);
+    snprintf(path, sizeof(path), "%s/logs/%s/%s.log", iv->o.cfg->data_dir,
+             req->principal[0] ? req->principal : "_", name);
     /* The older file first when the current one holds less than asked for. */
     realm_buf_t cur, out;
     realm_buf_init(&cur);
@@ -804,7 +815,7 @@ static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void 
     realm_invoker_t *iv = data;
     char name[65];
     if (!plain_name(iv, req, res, name)) return;
-    json_t *list = realm_queue_list_failed(iv->queue, TENANT, name, 100);
+    json_t *list = realm_queue_list_failed(iv->queue, req->principal, name, 100);
     char rid[37];
     realm_str_uuid4(rid);
     realm_http_res_header(res, "x-amzn-RequestId", rid);

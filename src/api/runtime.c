@@ -197,7 +197,8 @@ static void on_http_work(realm_env_t *env, const realm_env_work_t *w, void *data
         /* Stopped: say so and let the connection go with it. */
         realm_conn_t *c = realm_http_res_conn(res);
         if (c) realm_http_conn_close_when_idle(c);
-        send_rt_error(res, 410, "Realm.EnvironmentStopped", "The execution environment was stopped");
+        send_rt_error(res, 410, "Realm.EnvironmentStopped",
+                      "The execution environment was stopped");
         return;
     }
     char deadline[32];

@@ -13,6 +13,7 @@
  */
 #include "api/server.h"
 
+#include "api/authn.h"
 #include "api/client.h"
 #include "api/control.h"
 #include "api/functions.h"
@@ -40,6 +41,7 @@ static const char *const listener_names[L_COUNT] = {"client", "control", "runtim
 
 #define SHUTDOWN_POLL_MS 20
 #define CLOSE_HANDSHAKE_MS 5000
+#define AUTH_TIMEOUT_MS 10000 /* to send {"type":"auth"} on a new WebSocket */
 
 typedef struct {
     realm_server_t *s;
@@ -58,6 +60,7 @@ struct realm_server_s {
     realm_sandbox_probe_t probe;
     realm_exec_t *exec;
     realm_invoker_t *invoker;
+    realm_authn_t *authn;
     realm_functions_t *functions;
     realm_runtime_t *runtime;
     char runtimes_dir[4096];
@@ -114,6 +117,19 @@ static void collect_listeners(realm_buf_t *out, void *data)
                               (double)realm_client_connections(s->client));
 }
 
+static void emit_tenant(const char *tenant, uint64_t ok, uint64_t errors, uint64_t throttled,
+                        void *data)
+{
+    realm_buf_t *out = data;
+    static const char *const outcomes[] = {"ok", "error", "throttled"};
+    uint64_t v[] = {ok, errors, throttled};
+    for (int i = 0; i < 3; i++) {
+        const char *labels[] = {"tenant", tenant[0] ? tenant : "default", "outcome", outcomes[i],
+                                NULL};
+        realm_metrics_emit_sample(out, "realm_tenant_invocations_total", labels, (double)v[i]);
+    }
+}
+
 /* The execution engine's counters, read at scrape time. */
 static void collect_exec(realm_buf_t *out, void *data)
 {
@@ -151,6 +167,11 @@ static void collect_exec(realm_buf_t *out, void *data)
         realm_metrics_emit_header(out, fams[i].name, fams[i].help, REALM_METRIC_COUNTER);
         realm_metrics_emit_sample(out, fams[i].name, NULL, (double)vals[i]);
     }
+    /* Tenants are bounded by the keys an operator creates. */
+    realm_metrics_emit_header(out, "realm_tenant_invocations_total",
+                              "Invocations ended, by tenant (account id) and outcome",
+                              REALM_METRIC_COUNTER);
+    realm_exec_tenant_stats(s->exec, emit_tenant, out);
 }
 
 static void on_metrics(realm_http_req_t *req, realm_http_res_t *res, void *data)
@@ -472,11 +493,26 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
                .max_send_queue_bytes = cfg->max_send_queue_bytes,
                .ping_interval_ms = cfg->ws_ping_interval_ms},
         .max_calls_per_connection = cfg->max_calls_per_connection,
+        .max_connections = cfg->max_connections,
+        .max_tenant_connections = cfg->max_tenant_connections,
+        .auth_timeout_ms = AUTH_TIMEOUT_MS,
     };
     s->builtins = (realm_builtins_ctx_t){
         .loop = loop, .start_ns = uv_hrtime(), .connections = client_connections, .data = s};
     realm_builtins_register(s->dispatch, &s->builtins);
-    s->client = realm_client_new(s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
+    s->authn = realm_authn_new(cfg, err, err_len);
+    if (!s->authn) {
+        for (int i = 0; i < L_COUNT; i++)
+            realm_http_server_free(s->http[i]);
+        realm_dispatch_free(s->dispatch);
+        realm_metrics_free(s->metrics);
+        free(s);
+        return -1;
+    }
+    ccfg.authn = s->authn;
+    realm_http_server_set_guard(s->http[L_CONTROL], realm_authn_control_guard, s->authn);
+    realm_http_server_set_guard(s->http[L_METRICS], realm_authn_metrics_guard, s->authn);
+    s->client = realm_client_new(loop, s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
     s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, err, err_len);
     if (!s->control) {
         realm_client_free(s->client);
@@ -536,8 +572,16 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     if (strcmp(cfg->host, "127.0.0.1") != 0 && strcmp(cfg->host, "::1") != 0 &&
-        strcmp(cfg->host, "localhost") != 0)
+        strcmp(cfg->host, "localhost") != 0) {
         realm_warn("listening on %s: every surface is reachable from other machines", cfg->host);
+        if (!cfg->auth)
+            realm_warn("AUTHENTICATION IS OFF on a non-loopback address: anyone who can reach "
+                       "%s can deploy and run code here (start with --auth)",
+                       cfg->host);
+    }
+    if (cfg->auth)
+        realm_info("authentication on: API keys on the client WebSocket, SigV4 on "
+                   "the control API");
     *out = s;
     return 0;
 }
@@ -579,6 +623,7 @@ void realm_server_free(realm_server_t *s)
         realm_http_server_free(s->http[i]);
     realm_dispatch_free(s->dispatch);
     realm_functions_free(s->functions);
+    realm_authn_free(s->authn);
     realm_metrics_free(s->metrics);
     free(s);
 }

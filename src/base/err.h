@@ -21,7 +21,9 @@
     X(BACKPRESSURE, -1008, "BACKPRESSURE", 503, "send queue full")                                 \
     X(CLOSED, -1009, "CLOSED", 500, "connection closed")                                           \
     X(FUNCTION_ERROR, -1010, "FUNCTION_ERROR", 502, "the function failed")                         \
-    X(THROTTLED, -1011, "THROTTLED", 429, "too many invocations of this function at once")
+    X(THROTTLED, -1011, "THROTTLED", 429, "too many invocations of this function at once")         \
+    X(UNAUTHORIZED, -1012, "UNAUTHORIZED", 401, "not allowed for this key")                        \
+    X(RATE_LIMIT_EXCEEDED, -1013, "RATE_LIMIT_EXCEEDED", 429, "rate limit exceeded")
 
 typedef enum {
 #define REALM_ERR_ENUM(name, value, code, status, msg) REALM_ERR_##name = value,

@@ -23,4 +23,12 @@ int realm_cli_has_command(const char *cmd);
  */
 int realm_cli_main(const char *cmd, int argc, char **argv);
 
+/*
+ * `realm keys create|list|revoke` (cli/keys.c): argv[0] is the subcommand,
+ * argv[1..argc-1] its arguments (borrowed for the call). Works on the data
+ * dir's auth.db directly, not through the control API. Returns the exit
+ * code (0, 1 or 2, as above).
+ */
+int realm_cli_keys_main(int argc, char **argv);
+
 #endif

@@ -949,9 +949,14 @@ typedef struct {
     int (*run)(ctx_t *c, int argc, char **argv);
 } command_t;
 
+static int cmd_keys(ctx_t *c, int argc, char **argv)
+{
+    return realm_cli_keys_main(argc, argv); /* cli/keys.c */
+}
+
 static const command_t commands[] = {
     {"deploy", cmd_deploy}, {"functions", cmd_functions}, {"delete", cmd_delete},
-    {"logs", cmd_logs},     {"invoke", cmd_invoke},
+    {"logs", cmd_logs},     {"invoke", cmd_invoke},       {"keys", cmd_keys},
 };
 
 static const command_t *find_command(const char *cmd)

@@ -157,8 +157,17 @@ static const cfg_opt_t options[] = {
            "first Event retry delay (doubles each retry)"),
     OPT_SIZE("log-file-bytes", log_file_bytes, "1MiB", 4096,
              "per-function log file size (one older file is kept)"),
+    OPT_BOOL("auth", auth, "false", "require API keys (WebSocket) and SigV4 (control API)"),
+    OPT_STRING("admin-key", admin_key, "none", "KEY",
+               "a key that acts for any tenant (and reads /metrics); none: no admin"),
+    OPT_COUNT("rate-limit", rate_limit, "100", 1, "default requests per second per key"),
+    OPT_COUNT("rate-burst", rate_burst, "200", 1, "default burst per key"),
+    OPT_COUNT("max-connections", max_connections, "10000", 1,
+              "client WebSockets at once (503 beyond)"),
+    OPT_COUNT("max-tenant-connections", max_tenant_connections, "1000", 1,
+              "client WebSockets of one tenant at once"),
     OPT_STRING("provisioned", provisioned, "none", "LIST",
-               "warm environments kept per function: NAME[:QUALIFIER]=N,..."),
+               "warm environments kept per function: [ACCOUNT/]NAME[:QUALIFIER]=N,..."),
 };
 
 #define OPTIONS_CNT (sizeof(options) / sizeof(options[0]))

@@ -55,6 +55,12 @@ typedef struct {
     uint64_t event_retries;            /* retries of a failed Event invocation */
     uint64_t event_retry_base_ms;      /* first retry delay; doubles each time */
     uint64_t log_file_bytes;           /* per-function log file size before rotation */
+    int auth;                          /* API keys and SigV4 required on the public surfaces */
+    char *admin_key;                   /* owned; acts for any tenant; "none" for no admin key */
+    uint64_t rate_limit;               /* default requests per second per key */
+    uint64_t rate_burst;               /* default bucket size per key */
+    uint64_t max_connections;          /* client WebSockets at once (503 beyond) */
+    uint64_t max_tenant_connections;   /* client WebSockets of one tenant at once */
     char *provisioned; /* owned; "NAME[:QUALIFIER]=N,..." warm environments, or "none" */
 } realm_config_t;
 

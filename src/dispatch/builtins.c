@@ -32,7 +32,7 @@ static const char *param_type_json(realm_param_type_t t)
     return "any";
 }
 
-json_t *realm_builtins_metadata(const realm_dispatch_t *d)
+json_t *realm_builtins_metadata(const realm_dispatch_t *d, const char *tenant)
 {
     json_t *fns = json_array();
     for (size_t i = 0; i < realm_dispatch_count(d); i++) {
@@ -63,7 +63,7 @@ json_t *realm_builtins_metadata(const realm_dispatch_t *d)
                                              "result", result ? result : json_null(), "streaming",
                                              def->is_streaming));
     }
-    json_t *more = realm_dispatch_describe_more(d, NULL);
+    json_t *more = realm_dispatch_describe_more(d, tenant);
     if (more) json_array_extend(fns, more);
     json_decref(more);
     return json_pack("{s:{s:s, s:s}, s:o}", "runtime", "name", "realm", "version", REALM_VERSION,
@@ -99,7 +99,7 @@ static void fn_metadata(realm_call_t *call, json_t *params, void *data)
 {
     (void)params;
     realm_builtins_ctx_t *ctx = data;
-    realm_call_complete(call, realm_builtins_metadata(ctx->dispatch));
+    realm_call_complete(call, realm_builtins_metadata(ctx->dispatch, realm_call_tenant(call)));
 }
 
 static const realm_fn_def_t metadata_def = {

@@ -13,15 +13,15 @@
 
 typedef struct {
     uv_loop_t *loop;
-    uint64_t start_ns;                  /* uv_hrtime() at server start */
-    size_t (*connections)(void *data);  /* open client connections */
+    uint64_t start_ns;                 /* uv_hrtime() at server start */
+    size_t (*connections)(void *data); /* open client connections */
     void *data;
-    realm_dispatch_t *dispatch;         /* set by realm_builtins_register */
+    realm_dispatch_t *dispatch; /* set by realm_builtins_register */
 } realm_builtins_ctx_t;
 
 /* Registers health, metadata and echo. ctx is borrowed until d is freed. */
 void realm_builtins_register(realm_dispatch_t *d, realm_builtins_ctx_t *ctx);
-/* The metadata document for every registered function (new reference). */
-json_t *realm_builtins_metadata(const realm_dispatch_t *d);
+/* The metadata document for every function a tenant (NULL: none) can call (new reference). */
+json_t *realm_builtins_metadata(const realm_dispatch_t *d, const char *tenant);
 
 #endif

@@ -37,7 +37,7 @@
 #define PROVISION_GIVE_UP 3 /* init deaths in a row before provisioning stops */
 #define TAIL_KEEP (REALM_EXEC_TAIL_BYTES * 2)
 #define SANDBOX_UID 993 /* sbx_user1051, as on Lambda */
-#define SANDBOX_GID 990
+#define TENANT_UID_BASE 20000
 
 typedef enum { ENV_STARTING, ENV_IDLE, ENV_BUSY, ENV_RESTING, ENV_STOPPING } env_state_t;
 
@@ -96,6 +96,8 @@ struct pool_s {
     uint64_t memory_mb, timeout_s;
     int64_t reserved;
     int has_network;
+    uint32_t uid;                        /* inside the sandbox: one per tenant */
+    uint64_t n_ok, n_error, n_throttled; /* invocations ended, by outcome */
     realm_inv_t *q_head, *q_tail;
     size_t queued;
     realm_env_t *envs;
@@ -118,7 +120,8 @@ struct realm_exec_s {
     size_t n_envs; /* not stopping */
     uint64_t env_seq;
     realm_exec_stats_t st;
-    realm_inv_t *watch; /* see realm_exec_invoke */
+    uint32_t tenants_seen; /* tenants given a uid so far */
+    realm_inv_t *watch;    /* see realm_exec_invoke */
     int watch_ended;
     int is_freeing;
 };
@@ -270,6 +273,14 @@ static void inv_finish(realm_inv_t *inv, realm_inv_status_t status, const char *
         .was_streamed = inv->is_streaming,
     };
     if (status == REALM_INV_THROTTLED) inv->x->st.throttles_total++;
+    if (inv->pool) {
+        if (status == REALM_INV_OK)
+            inv->pool->n_ok++;
+        else if (status == REALM_INV_THROTTLED)
+            inv->pool->n_throttled++;
+        else
+            inv->pool->n_error++;
+    }
     if (inv->x->watch == inv) inv->x->watch_ended = 1;
     inv->sink.on_done(inv, &r, inv->data);
     inv_free(inv);
@@ -644,8 +655,8 @@ static int env_spawn(pool_t *p)
                 .ro_binds = binds[0] ? binds : NULL,
                 .has_network = p->has_network,
                 .argv = argv,
-                .uid = SANDBOX_UID,
-                .gid = SANDBOX_GID,
+                .uid = p->uid,
+                .gid = p->uid,
             },
         .limits =
             {
@@ -703,19 +714,28 @@ static int evict_one(realm_exec_t *x, const pool_t *except)
 {
     realm_env_t *best = NULL;
     for (realm_env_t *e = x->all; e; e = e->all_next)
-        if (e->pool && e->pool != except && e->state == ENV_IDLE &&
-            (!best || e->last_used < best->last_used))
+        if (e->pool && e->pool != except && strcmp(e->pool->tenant, except->tenant) == 0 &&
+            e->state == ENV_IDLE && (!best || e->last_used < best->last_used))
             best = e;
     if (!best) return 0;
     env_stop(best, "evicted for another function");
     return 1;
 }
 
+/* Environments of one tenant: each tenant is an account with its own limit. */
+static size_t tenant_envs(const realm_exec_t *x, const char *tenant)
+{
+    size_t n = 0;
+    for (const pool_t *q = x->pools; q; q = q->next)
+        if (strcmp(q->tenant, tenant) == 0) n += q->n_envs;
+    return n;
+}
+
 static int can_start(pool_t *p)
 {
     realm_exec_t *x = p->x;
     if (p->n_envs >= pool_cap(p)) return 0;
-    if (x->n_envs < x->o.concurrency_limit) return 1;
+    if (tenant_envs(x, p->tenant) < x->o.concurrency_limit) return 1;
     return evict_one(x, p);
 }
 
@@ -775,6 +795,19 @@ static void pump(pool_t *p)
     /* Provisioned environments stay up (unless they cannot even start). */
     while (p->n_envs < p->provisioned && p->init_failures < PROVISION_GIVE_UP && can_start(p))
         if (env_spawn(p) != 0) break;
+}
+
+/*
+ * The uid a tenant's environments run as: Lambda's 993 for the default
+ * namespace, and a uid of its own (from 20000, in order of first use) for
+ * each tenant, so no two tenants' processes share an identity.
+ */
+static uint32_t tenant_uid(realm_exec_t *x, const char *tenant)
+{
+    if (!tenant[0]) return SANDBOX_UID;
+    for (const pool_t *q = x->pools; q; q = q->next)
+        if (strcmp(q->tenant, tenant) == 0) return q->uid;
+    return TENANT_UID_BASE + (uint32_t)(++x->tenants_seen);
 }
 
 static char *pool_key(const realm_exec_fn_t *fn)
@@ -848,6 +881,7 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
     p->timeout_s = fn->timeout_s ? fn->timeout_s : 3;
     p->reserved = fn->reserved;
     p->has_network = x->o.has_network && !fn->no_network;
+    p->uid = tenant_uid(x, p->tenant);
     /* 2024/01/31/[$LATEST]<32 hex>, as Lambda names log streams. */
     char uuid[37], hex[33];
     realm_str_uuid4(uuid);
@@ -924,10 +958,11 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
     size_t coming = p->n_starting + p->n_resting_fresh;
     int room = has_idle || p->queued < coming;
     if (!room && p->n_envs < pool_cap(p)) {
-        room = x->n_envs < x->o.concurrency_limit;
-        /* Another function's idle environment can make room. */
+        room = tenant_envs(x, p->tenant) < x->o.concurrency_limit;
+        /* Another function's idle environment (same tenant) can make room. */
         for (realm_env_t *e = x->all; e && !room; e = e->all_next)
-            room = e->pool && e->pool != p && e->state == ENV_IDLE;
+            room = e->pool && e->pool != p && strcmp(e->pool->tenant, p->tenant) == 0 &&
+                   e->state == ENV_IDLE;
     }
     if (!room && p->queued - coming >= x->o.queue_depth) {
         int by_reserved = p->reserved >= 0 && (uint64_t)p->reserved < x->o.concurrency_limit;
@@ -996,6 +1031,24 @@ void realm_exec_stats(const realm_exec_t *x, realm_exec_stats_t *out)
         out->idle += p->n_idle;
         out->starting += p->n_starting;
         out->queued += p->queued;
+    }
+}
+
+void realm_exec_tenant_stats(const realm_exec_t *x, realm_exec_tenant_cb cb, void *data)
+{
+    for (const pool_t *p = x->pools; p; p = p->next) {
+        int seen = 0;
+        for (const pool_t *q = x->pools; q != p && !seen; q = q->next)
+            seen = strcmp(q->tenant, p->tenant) == 0;
+        if (seen) continue;
+        uint64_t ok = 0, err = 0, thr = 0;
+        for (const pool_t *q = p; q; q = q->next) {
+            if (strcmp(q->tenant, p->tenant) != 0) continue;
+            ok += q->n_ok;
+            err += q->n_error;
+            thr += q->n_throttled;
+        }
+        cb(p->tenant, ok, err, thr, data);
     }
 }
 

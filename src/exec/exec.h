@@ -167,6 +167,10 @@ typedef struct {
         throttles_total, invocations_total;
 } realm_exec_stats_t;
 void realm_exec_stats(const realm_exec_t *x, realm_exec_stats_t *out);
+/* Invocations ended per tenant (namespace), by outcome: for metrics. */
+typedef void (*realm_exec_tenant_cb)(const char *tenant, uint64_t ok, uint64_t errors,
+                                     uint64_t throttled, void *data);
+void realm_exec_tenant_stats(const realm_exec_t *x, realm_exec_tenant_cb cb, void *data);
 /* Environments of one function (for tests and `realm functions`). */
 size_t realm_exec_env_count(const realm_exec_t *x, const char *tenant, const char *name);
 
@@ -205,8 +209,8 @@ typedef void (*realm_env_next_cb)(realm_env_t *env, const realm_env_work_t *w, v
 
 /*
  * The environment asks for work. cb runs now or later with the next
- * invocation (once), or with w NULL when the environment is stopped first. Returns REALM_ENV_OK, or BAD_STATE if an invocation is
- * open or a `next` is already waiting.
+ * invocation (once), or with w NULL when the environment is stopped first. Returns REALM_ENV_OK, or
+ * BAD_STATE if an invocation is open or a `next` is already waiting.
  */
 int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data);
 /* The waiting `next` went away (its connection closed). */

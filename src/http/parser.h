@@ -52,6 +52,8 @@ typedef struct {
     realm_http_header_t trailers[REALM_HTTP_MAX_TRAILERS];
     size_t trailers_cnt;
     uint64_t body_len; /* body bytes seen (also when discarded) */
+    /* Who sent it, as the surface's guard established (a tenant); "" when none. */
+    char principal[80];
     /* Route captures, filled by the router ({name} segments). */
     const char *param_names[REALM_HTTP_MAX_PARAMS];
     char *param_values[REALM_HTTP_MAX_PARAMS]; /* owned; percent-decoded */

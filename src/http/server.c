@@ -52,6 +52,8 @@ struct realm_http_server_s {
     void *observe_data;
     int is_draining;
     struct http_conn_s *conns; /* attached, not upgraded */
+    realm_http_guard_cb guard; /* runs before every routed handler */
+    void *guard_data;
 };
 
 typedef enum { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLING } phase_t;
@@ -348,6 +350,12 @@ void realm_http_server_route_streamed(realm_http_server_t *s, const char *method
 {
     realm_http_server_route(s, method, pattern, max_body, handler, data);
     s->routes[s->routes_cnt - 1].on_body = on_body;
+}
+
+void realm_http_server_set_guard(realm_http_server_t *s, realm_http_guard_cb cb, void *data)
+{
+    s->guard = cb;
+    s->guard_data = data;
 }
 
 void realm_http_server_set_error_cb(realm_http_server_t *s, realm_http_error_cb cb, void *data)
@@ -679,6 +687,8 @@ static void on_message(http_conn_t *hc)
         answer_unrouted(hc, res);
         return;
     }
+    realm_http_server_t *srv = hc->srv;
+    if (srv->guard && srv->guard(req, res, srv->guard_data) != 0) return;
     hc->route->handler(req, res, hc->route->data);
 }
 

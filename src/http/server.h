@@ -75,6 +75,13 @@ void realm_http_server_route_streamed(realm_http_server_t *s, const char *method
                                       realm_http_body_cb on_body, realm_http_handler_cb handler,
                                       void *data);
 void realm_http_server_set_error_cb(realm_http_server_t *s, realm_http_error_cb cb, void *data);
+/*
+ * A check every routed request passes before its handler (authentication):
+ * it returns 0 to go on (having set req->principal, say), or non-zero
+ * after ending res itself.
+ */
+typedef int (*realm_http_guard_cb)(realm_http_req_t *req, realm_http_res_t *res, void *data);
+void realm_http_server_set_guard(realm_http_server_t *s, realm_http_guard_cb cb, void *data);
 void realm_http_server_set_observer(realm_http_server_t *s, realm_http_observe_cb cb, void *data);
 /* New requests get `Connection: close` from now on (graceful shutdown). */
 void realm_http_server_drain(realm_http_server_t *s);

@@ -68,8 +68,7 @@ static char *run(const char *data, size_t len, size_t step, size_t split, uint64
                 realm_buf_appendf(&out, "MSG body=%.*s", (int)r->body.len,
                                   r->body.data ? r->body.data : "");
                 for (size_t i = 0; i < r->trailers_cnt; i++)
-                    realm_buf_appendf(&out, " {%s=%s}", r->trailers[i].name,
-                                      r->trailers[i].value);
+                    realm_buf_appendf(&out, " {%s=%s}", r->trailers[i].name, r->trailers[i].value);
                 realm_buf_appends(&out, "|");
             }
         }

@@ -263,7 +263,7 @@ static void metadata_matches_table(void **state)
     realm_metrics_t *m = realm_metrics_new();
     realm_dispatch_t *d = realm_dispatch_new(m);
     realm_dispatch_register(d, &typed_def, NULL);
-    json_t *md = realm_builtins_metadata(d);
+    json_t *md = realm_builtins_metadata(d, NULL);
     json_t *fns = json_object_get(md, "functions");
     assert_int_equal(json_array_size(fns), 1);
     json_t *f = json_array_get(fns, 0);
