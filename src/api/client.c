@@ -69,10 +69,12 @@ static void send_text(session_t *s, char *text, size_t len)
     free(text);
 }
 
+/* details (may be NULL) is taken over. */
 static void send_error(session_t *s, const char *id, int err, const char *message, json_t *details)
 {
     size_t len;
     char *text = realm_msg_error(id, realm_err_code(err), message, details, &len);
+    json_decref(details);
     send_text(s, text, len);
 }
 
@@ -388,9 +390,13 @@ static void on_upgrade(realm_http_req_t *req, realm_http_res_t *res, void *data)
     memset(&who, 0, sizeof(who));
     int is_on = realm_authn_is_on(cl->cfg.authn), has_key = 0;
     const char *authz = realm_http_req_header(req, "Authorization");
-    if (!refuse && is_on && authz && strncasecmp(authz, "Bearer ", 7) == 0) {
+    if (!refuse && is_on && authz && strncasecmp(authz, "Bearer", 6) == 0 &&
+        (authz[6] == ' ' || authz[6] == '\0')) {
         has_key = 1;
-        if (!realm_authn_api_key(cl->cfg.authn, authz + 7, &who)) {
+        const char *key = authz + 6;
+        while (*key == ' ')
+            key++;
+        if (!realm_authn_api_key(cl->cfg.authn, key, &who)) {
             refuse = 401;
             why = "invalid API key";
         } else if (!who.is_admin &&
