@@ -11,6 +11,7 @@
 #include "auth/sigv4.h"
 #include "base/alloc.h"
 #include "base/log.h"
+#include "metrics/metrics.h"
 
 #include <math.h>
 #include <openssl/crypto.h>
@@ -26,8 +27,10 @@
 
 typedef struct {
     char key_id[32];
+    char ns[80]; /* the key's tenant, for metrics */
     double tokens;
     uint64_t at_ns;
+    uint64_t refused; /* requests over the limit */
 } bucket_t;
 
 struct realm_authn_s {
@@ -152,7 +155,9 @@ double realm_authn_take(realm_authn_t *a, const realm_principal_t *p)
         }
         b = &a->buckets[a->buckets_cnt++];
         snprintf(b->key_id, sizeof(b->key_id), "%s", p->key_id);
+        snprintf(b->ns, sizeof(b->ns), "%s", p->ns);
         b->tokens = burst;
+        b->refused = 0;
         b->at_ns = now;
     }
     b->tokens += (double)(now - b->at_ns) / 1e9 * rate;
@@ -162,6 +167,7 @@ double realm_authn_take(realm_authn_t *a, const realm_principal_t *p)
         b->tokens -= 1;
         return 0;
     }
+    b->refused++;
     return (1 - b->tokens) / rate;
 }
 
@@ -169,6 +175,26 @@ int realm_authn_is_active(realm_authn_t *a, const realm_principal_t *p)
 {
     if (!a->keys || p->is_admin || !p->key_id[0]) return 1;
     return realm_keys_is_active(a->keys, p->key_id) == 1;
+}
+
+void realm_authn_collect(realm_buf_t *out, void *data)
+{
+    realm_authn_t *a = data;
+    if (!a->keys) return;
+    realm_metrics_emit_header(out, "realm_rate_limited_total",
+                              "Requests refused by a key's rate limit, by tenant (account id)",
+                              REALM_METRIC_COUNTER);
+    for (size_t i = 0; i < a->buckets_cnt; i++) {
+        int seen = 0;
+        for (size_t j = 0; j < i && !seen; j++)
+            seen = strcmp(a->buckets[j].ns, a->buckets[i].ns) == 0;
+        if (seen) continue;
+        uint64_t n = 0;
+        for (size_t j = i; j < a->buckets_cnt; j++)
+            if (strcmp(a->buckets[j].ns, a->buckets[i].ns) == 0) n += a->buckets[j].refused;
+        const char *labels[] = {"tenant", a->buckets[i].ns, NULL};
+        realm_metrics_emit_sample(out, "realm_rate_limited_total", labels, (double)n);
+    }
 }
 
 uint64_t realm_authn_version(realm_authn_t *a)

@@ -13,6 +13,7 @@
 #define REALM_API_AUTHN_H
 
 #include "config/config.h"
+#include "base/buf.h"
 #include "http/server.h"
 
 #include <stdint.h>
@@ -43,6 +44,8 @@ int realm_authn_act_as(realm_authn_t *a, const char *tenant, realm_principal_t *
 double realm_authn_take(realm_authn_t *a, const realm_principal_t *p);
 /* 1 while the principal's key is still valid (revocation takes effect). */
 int realm_authn_is_active(realm_authn_t *a, const realm_principal_t *p);
+/* Metrics collector (realm_metrics_add_collector): realm_rate_limited_total{tenant}. */
+void realm_authn_collect(realm_buf_t *out, void *data);
 /* Changes whenever keys change (another process included). */
 uint64_t realm_authn_version(realm_authn_t *a);
 

@@ -543,6 +543,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
 
     realm_metrics_add_collector(s->metrics, collect_listeners, s);
     realm_metrics_add_collector(s->metrics, collect_exec, s);
+    realm_metrics_add_collector(s->metrics, realm_authn_collect, s->authn);
     realm_metrics_add_collector(s->metrics, realm_metrics_collect_process, NULL);
 
     uv_timer_init(loop, &s->shutdown_timer);
