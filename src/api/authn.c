@@ -22,7 +22,7 @@
 #include <time.h>
 #include <uv.h>
 
-#define ADMIN_ACCESS_KEY "admin" /* SigV4 access key id of the admin key */
+#define ADMIN_ACCESS_KEY "admin"       /* SigV4 access key id of the admin key */
 #define TENANT_HEADER "X-Realm-Tenant" /* whom an admin acts for on the control API */
 
 typedef struct {
@@ -229,6 +229,26 @@ int realm_authn_control_guard(realm_http_req_t *req, realm_http_res_t *res, void
         realm_control_send_error(res, 400, "IncompleteSignatureException", msg);
         return -1;
     }
+    if (strcmp(sa.service, "lambda") != 0) {
+        realm_control_send_error(res, 403, "InvalidSignatureException",
+                                 "Credential should be scoped to correct service: 'lambda'.");
+        return -1;
+    }
+    if (strcmp(sa.region, a->cfg->region) != 0) {
+        snprintf(msg, sizeof(msg), "Credential should be scoped to a valid region, not '%.60s'.",
+                 sa.region);
+        realm_control_send_error(res, 403, "InvalidSignatureException", msg);
+        return -1;
+    }
+    /* The signer normalizes dot segments; a path that has any is not ours to route. */
+    size_t plen = strlen(req->path);
+    if (strstr(req->path, "/./") || strstr(req->path, "/../") || strstr(req->path, "//") ||
+        (plen >= 2 && strcmp(req->path + plen - 2, "/.") == 0) ||
+        (plen >= 3 && strcmp(req->path + plen - 3, "/..") == 0)) {
+        realm_control_send_error(res, 400, "InvalidRequestContentException",
+                                 "The request path must not hold '.', '..' or empty segments");
+        return -1;
+    }
     realm_principal_t p;
     char secret[128] = "";
     int found = 0;
@@ -269,10 +289,10 @@ int realm_authn_control_guard(realm_http_req_t *req, realm_http_res_t *res, void
     int rc = realm_sigv4_verify(&sr, &sa, secret, now_ms, msg, sizeof(msg));
     OPENSSL_cleanse(secret, sizeof(secret));
     if (rc != REALM_SIGV4_OK) {
-        realm_control_send_error(res, 403,
-                                 rc == REALM_SIGV4_MALFORMED ? "IncompleteSignatureException"
-                                                             : "InvalidSignatureException",
-                                 msg);
+        if (rc == REALM_SIGV4_MALFORMED)
+            realm_control_send_error(res, 400, "IncompleteSignatureException", msg);
+        else
+            realm_control_send_error(res, 403, "InvalidSignatureException", msg);
         return -1;
     }
     if (p.is_admin) {

@@ -50,7 +50,7 @@
 #define SHA256_HEX_LEN 64
 
 #define MSG_MISMATCH                                                                               \
-    "The request signature we calculated does not match the signature you provided. Check your "  \
+    "The request signature we calculated does not match the signature you provided. Check your "   \
     "AWS Secret Access Key and signing method. Consult the service documentation for details."
 
 /* ---- small helpers ---- */
@@ -60,8 +60,7 @@ static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
 
 static void set_msg(char *msg, size_t msg_len, const char *fmt, ...)
 {
-    if (!msg || msg_len == 0)
-        return;
+    if (!msg || msg_len == 0) return;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, msg_len, fmt, ap);
@@ -77,18 +76,15 @@ static int is_ws(unsigned char c)
 /* RFC 3986 unreserved characters: the only ones SigV4 leaves unencoded. */
 static int is_unreserved(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '_' || c == '.' || c == '~';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
 }
 
 static int hex_val(unsigned char c)
 {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
 
@@ -115,8 +111,7 @@ static void hmac_sha256(const void *key, size_t key_len, const void *data, size_
                         unsigned char out[32])
 {
     unsigned int out_len = 0;
-    if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &out_len) || out_len != 32)
-        abort();
+    if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &out_len) || out_len != 32) abort();
 }
 
 /* Appends bytes percent-encoded: unreserved characters (and '/' when
@@ -127,8 +122,7 @@ static void uri_encode(realm_buf_t *out, const char *p, size_t n, int keep_slash
     size_t run = 0; /* start of the pending run of bytes kept as they are */
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)p[i];
-        if (is_unreserved(c) || (keep_slash && c == '/'))
-            continue;
+        if (is_unreserved(c) || (keep_slash && c == '/')) continue;
         realm_buf_append(out, p + run, i - run);
         char esc[3] = {'%', digits[c >> 4], digits[c & 15]};
         realm_buf_append(out, esc, sizeof(esc));
@@ -166,8 +160,7 @@ static void append_trimall(realm_buf_t *out, const char *v)
         const unsigned char *word = p;
         while (*p && !is_ws(*p))
             p++;
-        if (started)
-            realm_buf_append(out, " ", 1);
+        if (started) realm_buf_append(out, " ", 1);
         realm_buf_append(out, word, (size_t)(p - word));
         started = 1;
     }
@@ -192,10 +185,8 @@ static int list_has(const char *list, const char *name)
     for (const char *p = list;;) {
         const char *e = strchr(p, ';');
         size_t l = e ? (size_t)(e - p) : strlen(p);
-        if (l == nl && strncasecmp(p, name, nl) == 0)
-            return 1;
-        if (!e)
-            return 0;
+        if (l == nl && strncasecmp(p, name, nl) == 0) return 1;
+        if (!e) return 0;
         p = e + 1;
     }
 }
@@ -203,8 +194,7 @@ static int list_has(const char *list, const char *name)
 const char *realm_sigv4_header_get(const realm_sigv4_req_t *req, const char *name)
 {
     for (size_t i = 0; i < req->headers_cnt; i++)
-        if (strcasecmp(req->headers[i].name, name) == 0)
-            return req->headers[i].value;
+        if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
     return NULL;
 }
 
@@ -231,8 +221,8 @@ static int days_in_month(int y, int m)
 /* Seconds since the epoch of a UTC civil time; -1 if a field is out of range. */
 static int civil_to_epoch(int y, int mo, int d, int h, int mi, int s, int64_t *out)
 {
-    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) ||
-        h < 0 || h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59)
+    if (y < 1970 || y > 9999 || mo < 1 || mo > 12 || d < 1 || d > days_in_month(y, mo) || h < 0 ||
+        h > 23 || mi < 0 || mi > 59 || s < 0 || s > 59)
         return -1;
     *out = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + s;
     return 0;
@@ -242,8 +232,7 @@ static int digits(const char *p, size_t n)
 {
     int v = 0;
     for (size_t i = 0; i < n; i++) {
-        if (p[i] < '0' || p[i] > '9')
-            return -1;
+        if (p[i] < '0' || p[i] > '9') return -1;
         v = v * 10 + (p[i] - '0');
     }
     return v;
@@ -252,12 +241,10 @@ static int digits(const char *p, size_t n)
 /* X-Amz-Date: exactly YYYYMMDDTHHMMSSZ (ISO 8601 basic format, UTC). */
 static int parse_amz_date(const char *v, size_t n, int64_t *out)
 {
-    if (n != 16 || v[8] != 'T' || v[15] != 'Z')
-        return -1;
+    if (n != 16 || v[8] != 'T' || v[15] != 'Z') return -1;
     int y = digits(v, 4), mo = digits(v + 4, 2), d = digits(v + 6, 2);
     int h = digits(v + 9, 2), mi = digits(v + 11, 2), s = digits(v + 13, 2);
-    if (y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || s < 0)
-        return -1;
+    if (y < 0 || mo < 0 || d < 0 || h < 0 || mi < 0 || s < 0) return -1;
     return civil_to_epoch(y, mo, d, h, mi, s, out);
 }
 
@@ -268,8 +255,7 @@ static int parse_http_date(const char *v, size_t n, int64_t *out)
     static const char months[] = "JanFebMarAprMayJunJulAugSepOctNovDec";
     char s[64], mon[4], zone[8];
     int d, y, h, mi, sec, used = -1;
-    if (n >= sizeof(s))
-        return -1;
+    if (n >= sizeof(s)) return -1;
     memcpy(s, v, n);
     s[n] = '\0';
     const char *p = strchr(s, ',');
@@ -278,17 +264,14 @@ static int parse_http_date(const char *v, size_t n, int64_t *out)
         used < 0 || p[used] != '\0' || strlen(mon) != 3)
         return -1;
     const char *m = strstr(months, mon);
-    if (!m || (m - months) % 3 != 0)
-        return -1;
+    if (!m || (m - months) % 3 != 0) return -1;
     int64_t offset = 0;
     if (strcmp(zone, "GMT") && strcmp(zone, "UTC") && strcmp(zone, "UT") && strcmp(zone, "Z")) {
         int hhmm = strlen(zone) == 5 ? digits(zone + 1, 4) : -1;
-        if ((zone[0] != '+' && zone[0] != '-') || hhmm < 0 || hhmm % 100 > 59)
-            return -1;
+        if ((zone[0] != '+' && zone[0] != '-') || hhmm < 0 || hhmm % 100 > 59) return -1;
         offset = (int64_t)(hhmm / 100 * 3600 + hhmm % 100 * 60) * (zone[0] == '-' ? -1 : 1);
     }
-    if (civil_to_epoch(y, (int)(m - months) / 3 + 1, d, h, mi, sec, out) != 0)
-        return -1;
+    if (civil_to_epoch(y, (int)(m - months) / 3 + 1, d, h, mi, sec, out) != 0) return -1;
     *out -= offset;
     return 0;
 }
@@ -310,8 +293,7 @@ static int is_delim(char c)
 
 static int copy_field(char *dst, size_t cap, const char *src, size_t n)
 {
-    if (n == 0 || n >= cap)
-        return -1;
+    if (n == 0 || n >= cap) return -1;
     memcpy(dst, src, n);
     dst[n] = '\0';
     return 0;
@@ -325,10 +307,8 @@ static int parse_credential(const char *v, size_t n, realm_sigv4_auth_t *out, ch
     const char *slash[4]; /* the last four '/' from the right: slash[0] is the last */
     size_t found = 0;
     for (size_t i = n; i > 0 && found < 4; i--)
-        if (v[i - 1] == '/')
-            slash[found++] = v + i - 1;
-    if (found < 4)
-        goto malformed;
+        if (v[i - 1] == '/') slash[found++] = v + i - 1;
+    if (found < 4) goto malformed;
     const char *term = slash[0] + 1, *end = v + n;
     if ((size_t)(end - term) != strlen(TERMINATOR) ||
         memcmp(term, TERMINATOR, strlen(TERMINATOR)) != 0) {
@@ -359,11 +339,11 @@ static int parse_signed_headers(const char *v, size_t n, realm_sigv4_auth_t *out
 {
     int ok = copy_field(out->signed_headers, sizeof(out->signed_headers), v, n) == 0;
     for (size_t i = 0; ok && i <= n; i++) /* no empty entry: ";a", "a;;b", "a;" */
-        if ((i == n || v[i] == ';') && (i == 0 || v[i - 1] == ';'))
-            ok = 0;
+        if ((i == n || v[i] == ';') && (i == 0 || v[i - 1] == ';')) ok = 0;
     if (!ok) {
-        set_msg(msg, msg_len, "SignedHeaders must be a ';'-separated list of header names, not '%.*s'.",
-                (int)n, v);
+        set_msg(msg, msg_len,
+                "SignedHeaders must be a ';'-separated list of header names, not '%.*s'.", (int)n,
+                v);
         return REALM_SIGV4_MALFORMED;
     }
     return REALM_SIGV4_OK;
@@ -393,8 +373,7 @@ int realm_sigv4_parse(const char *authorization, realm_sigv4_auth_t *out, char *
     while (is_v4 && p < end) {
         while (p < end && is_delim(*p))
             p++;
-        if (p == end)
-            break;
+        if (p == end) break;
         tok = p;
         while (p < end && !is_delim(*p))
             p++;
@@ -432,15 +411,14 @@ int realm_sigv4_parse(const char *authorization, realm_sigv4_auth_t *out, char *
     }
 
     int rc = parse_credential(val[0], val_len[0], out, msg, msg_len);
-    if (rc == REALM_SIGV4_OK)
-        rc = parse_signed_headers(val[2], val_len[2], out, msg, msg_len);
-    if (rc == REALM_SIGV4_OK && copy_field(out->signature, sizeof(out->signature), val[1], val_len[1])) {
+    if (rc == REALM_SIGV4_OK) rc = parse_signed_headers(val[2], val_len[2], out, msg, msg_len);
+    if (rc == REALM_SIGV4_OK &&
+        copy_field(out->signature, sizeof(out->signature), val[1], val_len[1])) {
         set_msg(msg, msg_len, "Signature must be 64 hexadecimal characters, not '%.*s'.",
                 (int)val_len[1], val[1]);
         rc = REALM_SIGV4_MALFORMED;
     }
-    if (rc != REALM_SIGV4_OK)
-        memset(out, 0, sizeof(*out));
+    if (rc != REALM_SIGV4_OK) memset(out, 0, sizeof(*out));
     return rc;
 }
 
@@ -467,15 +445,13 @@ static char *reencode(const char *p, size_t n)
     uri_decode(&dec, p, n);
     uri_encode(&enc, dec.data ? dec.data : "", dec.len, 0);
     realm_buf_dispose(&dec);
-    if (!enc.data)
-        return realm_strdup("");
+    if (!enc.data) return realm_strdup("");
     return realm_buf_steal(&enc, NULL);
 }
 
 static void append_canonical_query(realm_buf_t *out, const char *query)
 {
-    if (!query || !*query)
-        return;
+    if (!query || !*query) return;
     size_t cnt = 1;
     for (const char *p = query; *p; p++)
         cnt += *p == '&';
@@ -525,19 +501,15 @@ static void append_canonical_uri(realm_buf_t *out, const char *path)
                 n--;
             }
         } else {
-            if (n++ > 0)
-                realm_buf_append(&segs, "/", 1);
+            if (n++ > 0) realm_buf_append(&segs, "/", 1);
             realm_buf_append(&segs, p, l);
         }
-        if (!slash)
-            break;
+        if (!slash) break;
         p = slash + 1;
     }
-    if (path[0] == '/')
-        realm_buf_append(out, "/", 1);
+    if (path[0] == '/') realm_buf_append(out, "/", 1);
     uri_encode(out, segs.data ? segs.data : "", segs.len, 1);
-    if (path[len - 1] == '/' && n > 0)
-        realm_buf_append(out, "/", 1);
+    if (path[len - 1] == '/' && n > 0) realm_buf_append(out, "/", 1);
     realm_buf_dispose(&segs);
 }
 
@@ -552,15 +524,12 @@ static void append_canonical_headers(realm_buf_t *out, const realm_sigv4_req_t *
         int cnt = 0;
         for (size_t i = 0; i < req->headers_cnt; i++) {
             const realm_sigv4_header_t *h = &req->headers[i];
-            if (strlen(h->name) != nl || strncasecmp(h->name, p, nl) != 0)
-                continue;
-            if (cnt++ > 0)
-                realm_buf_append(out, ",", 1);
+            if (strlen(h->name) != nl || strncasecmp(h->name, p, nl) != 0) continue;
+            if (cnt++ > 0) realm_buf_append(out, ",", 1);
             append_trimall(out, h->value ? h->value : "");
         }
         realm_buf_append(out, "\n", 1);
-        if (!e)
-            break;
+        if (!e) break;
         p = e + 1;
     }
 }
@@ -651,8 +620,9 @@ int realm_sigv4_verify(const realm_sigv4_req_t *req, const realm_sigv4_auth_t *a
             set_msg(msg, msg_len, "Signature expired: %s is now earlier than %s (%s - 5 min.)", ts,
                     bound, now_s);
         else
-            set_msg(msg, msg_len, "Signature not yet current: %s is still later than %s (%s + 5 min.)",
-                    ts, bound, now_s);
+            set_msg(msg, msg_len,
+                    "Signature not yet current: %s is still later than %s (%s + 5 min.)", ts, bound,
+                    now_s);
         return REALM_SIGV4_EXPIRED;
     }
 
@@ -660,7 +630,8 @@ int realm_sigv4_verify(const realm_sigv4_req_t *req, const realm_sigv4_auth_t *a
      * must be the body's (else any body would verify). */
     if ((v = realm_sigv4_header_get(req, "x-amz-content-sha256"))) {
         v = trim(v, &vl);
-        int unsigned_payload = vl == strlen(UNSIGNED_PAYLOAD) && memcmp(v, UNSIGNED_PAYLOAD, vl) == 0;
+        int unsigned_payload =
+            vl == strlen(UNSIGNED_PAYLOAD) && memcmp(v, UNSIGNED_PAYLOAD, vl) == 0;
         if (!unsigned_payload) {
             char hex[SHA256_HEX_LEN + 1];
             sha256_hex(req->body, req->body_len, hex);

@@ -60,9 +60,9 @@ typedef struct {
 
 /* One received request. Every pointer is borrowed for the duration of the call. */
 typedef struct {
-    const char *method;                 /* "POST" */
-    const char *path;                   /* request-target's path exactly as sent (percent-encoded) */
-    const char *query;                  /* after '?', raw; "" when none (NULL is taken as "") */
+    const char *method; /* "POST" */
+    const char *path;   /* request-target's path exactly as sent (percent-encoded) */
+    const char *query;  /* after '?', raw; "" when none (NULL is taken as "") */
     const realm_sigv4_header_t *headers; /* as received, in order; repeats allowed */
     size_t headers_cnt;
     const void *body; /* may be NULL when body_len is 0 */
@@ -115,7 +115,8 @@ const char *realm_sigv4_header_get(const realm_sigv4_req_t *req, const char *nam
  * parts ending in aws4_request with an 8-digit date, or an empty
  * SignedHeaders entry).
  */
-int realm_sigv4_parse(const char *authorization, realm_sigv4_auth_t *out, char *msg, size_t msg_len);
+int realm_sigv4_parse(const char *authorization, realm_sigv4_auth_t *out, char *msg,
+                      size_t msg_len);
 
 /*
  * Verifies req against a (from realm_sigv4_parse) and secret (the secret
