@@ -459,6 +459,16 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- life ---- */
 
+/* Frees what realm_server_new made before the listeners, on a failed start. */
+static void free_early(realm_server_t *s)
+{
+    for (int i = 0; i < L_COUNT; i++)
+        realm_http_server_free(s->http[i]);
+    realm_dispatch_free(s->dispatch);
+    realm_metrics_free(s->metrics);
+    free(s);
+}
+
 int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t **out, char *err,
                      size_t err_len)
 {
@@ -502,11 +512,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_builtins_register(s->dispatch, &s->builtins);
     s->authn = realm_authn_new(cfg, err, err_len);
     if (!s->authn) {
-        for (int i = 0; i < L_COUNT; i++)
-            realm_http_server_free(s->http[i]);
-        realm_dispatch_free(s->dispatch);
-        realm_metrics_free(s->metrics);
-        free(s);
+        free_early(s);
         return -1;
     }
     ccfg.authn = s->authn;
@@ -516,11 +522,8 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, err, err_len);
     if (!s->control) {
         realm_client_free(s->client);
-        for (int i = 0; i < L_COUNT; i++)
-            realm_http_server_free(s->http[i]);
-        realm_dispatch_free(s->dispatch);
-        realm_metrics_free(s->metrics);
-        free(s);
+        realm_authn_free(s->authn);
+        free_early(s);
         return -1;
     }
     setup_exec(s);

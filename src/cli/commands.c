@@ -24,6 +24,8 @@
  */
 #include "cli/cli.h"
 
+#include "cli/args.h"
+
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "cli/http.h"
@@ -116,46 +118,7 @@ static void usage_delete(FILE *out)
           out);
 }
 
-/* Prints "realm CMD: <message>" and the usage to stderr; returns 2 (the exit code). */
-__attribute__((format(printf, 3, 4))) static int usage_error(const char *cmd, void (*usage)(FILE *),
-                                                             const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "realm %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return 2;
-}
-
 /* ---- argument parsing ------------------------------------------------------------- */
-
-/*
- * Is argv[*i] the option `name` taking a value ("--name V" or "--name=V")?
- * Returns 1 and sets *val (advancing *i past a separate value), 0 if it is
- * another option, -1 if the value is missing.
- */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0) return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0') return 0;
-    if (*i + 1 >= argc) return -1;
-    *val = argv[++*i];
-    return 1;
-}
-
-static int is_help(const char *a)
-{
-    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
-}
 
 /* Parses a non-negative decimal int ("128"); 0 or -1. */
 static int parse_int(const char *s, int *out)
@@ -473,7 +436,7 @@ static int deploy_parse(ctx_t *c, int argc, char **argv, deploy_opts_t *o)
         const char *a = argv[i], *v = NULL;
         if (no_more_opts || a[0] != '-' || a[1] == '\0') {
             if (o->source != NULL)
-                return usage_error(c->cmd, usage_deploy, "unexpected argument '%s'", a);
+                return realm_cli_usage_error(c->cmd, usage_deploy, "unexpected argument '%s'", a);
             o->source = a;
             continue;
         }
@@ -481,7 +444,7 @@ static int deploy_parse(ctx_t *c, int argc, char **argv, deploy_opts_t *o)
             no_more_opts = 1;
             continue;
         }
-        if (is_help(a)) {
+        if (realm_cli_is_help(a)) {
             usage_deploy(stdout);
             return 1;
         }
@@ -495,9 +458,10 @@ static int deploy_parse(ctx_t *c, int argc, char **argv, deploy_opts_t *o)
         size_t k;
         int r = 0;
         for (k = 0; k < sizeof(valued) / sizeof(valued[0]); k++)
-            if ((r = opt_value(argc, argv, &i, valued[k], &v)) != 0) break;
-        if (r == 0) return usage_error(c->cmd, usage_deploy, "unknown option '%s'", a);
-        if (r < 0) return usage_error(c->cmd, usage_deploy, "option '%s' needs a value", a);
+            if ((r = realm_cli_opt_value(argc, argv, &i, valued[k], &v)) != 0) break;
+        if (r == 0) return realm_cli_usage_error(c->cmd, usage_deploy, "unknown option '%s'", a);
+        if (r < 0)
+            return realm_cli_usage_error(c->cmd, usage_deploy, "option '%s' needs a value", a);
         const char *opt = valued[k];
         if (strcmp(opt, "--name") == 0) {
             o->name = v;
@@ -512,39 +476,41 @@ static int deploy_parse(ctx_t *c, int argc, char **argv, deploy_opts_t *o)
         } else if (strcmp(opt, "--env") == 0) {
             const char *eq = strchr(v, '=');
             if (eq == NULL || eq == v)
-                return usage_error(c->cmd, usage_deploy,
-                                   "--env wants KEY=VALUE with a non-empty KEY, not '%s'", v);
+                return realm_cli_usage_error(c->cmd, usage_deploy,
+                                             "--env wants KEY=VALUE with a non-empty KEY, not '%s'",
+                                             v);
             if (o->env == NULL) o->env = json_object();
             char *key = realm_strndup(v, (size_t)(eq - v));
             json_t *val = json_string(eq + 1);
             if (val == NULL) {
                 free(key);
-                return usage_error(c->cmd, usage_deploy, "--env '%s' is not valid UTF-8", v);
+                return realm_cli_usage_error(c->cmd, usage_deploy, "--env '%s' is not valid UTF-8",
+                                             v);
             }
             json_object_set_new(o->env, key, val);
             free(key);
         } else if (strcmp(opt, "--memory") == 0) {
             if (parse_int(v, &o->memory) != 0)
-                return usage_error(c->cmd, usage_deploy, "--memory wants a number of MB, not '%s'",
-                                   v);
+                return realm_cli_usage_error(c->cmd, usage_deploy,
+                                             "--memory wants a number of MB, not '%s'", v);
         } else { /* --timeout */
             if (parse_int(v, &o->timeout) != 0)
-                return usage_error(c->cmd, usage_deploy,
-                                   "--timeout wants a number of seconds, not '%s'", v);
+                return realm_cli_usage_error(c->cmd, usage_deploy,
+                                             "--timeout wants a number of seconds, not '%s'", v);
         }
     }
     if (o->source == NULL)
-        return usage_error(c->cmd, usage_deploy, "missing the DIR or ZIP to deploy");
+        return realm_cli_usage_error(c->cmd, usage_deploy, "missing the DIR or ZIP to deploy");
     if (o->name == NULL || *o->name == '\0')
-        return usage_error(c->cmd, usage_deploy, "missing --name");
+        return realm_cli_usage_error(c->cmd, usage_deploy, "missing --name");
     if (o->runtime == NULL || *o->runtime == '\0')
-        return usage_error(c->cmd, usage_deploy, "missing --runtime");
+        return realm_cli_usage_error(c->cmd, usage_deploy, "missing --runtime");
     /* Strings reach jansson, which wants UTF-8: say so here rather than abort later. */
     const char *texts[] = {o->name, o->runtime, o->handler, o->description};
     for (size_t k = 0; k < sizeof(texts) / sizeof(texts[0]); k++) {
         json_t *t = texts[k] ? json_string(texts[k]) : NULL;
         if (texts[k] && t == NULL)
-            return usage_error(c->cmd, usage_deploy, "'%s' is not valid UTF-8", texts[k]);
+            return realm_cli_usage_error(c->cmd, usage_deploy, "'%s' is not valid UTF-8", texts[k]);
         json_decref(t);
     }
     return resolve_endpoint(c, endpoint);
@@ -693,18 +659,20 @@ static int cmd_functions(ctx_t *c, int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int r;
-        if (is_help(a)) {
+        if (realm_cli_is_help(a)) {
             usage_functions(stdout);
             return 0;
         }
         if (strcmp(a, "--json") == 0) {
             c->is_json = 1;
-        } else if ((r = opt_value(argc, argv, &i, "--endpoint", &endpoint)) != 0) {
-            if (r < 0) return usage_error(c->cmd, usage_functions, "option '%s' needs a value", a);
+        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--endpoint", &endpoint)) != 0) {
+            if (r < 0)
+                return realm_cli_usage_error(c->cmd, usage_functions, "option '%s' needs a value",
+                                             a);
         } else if (a[0] == '-') {
-            return usage_error(c->cmd, usage_functions, "unknown option '%s'", a);
+            return realm_cli_usage_error(c->cmd, usage_functions, "unknown option '%s'", a);
         } else {
-            return usage_error(c->cmd, usage_functions, "unexpected argument '%s'", a);
+            return realm_cli_usage_error(c->cmd, usage_functions, "unexpected argument '%s'", a);
         }
     }
     int rc = resolve_endpoint(c, endpoint);
@@ -779,25 +747,27 @@ static int cmd_delete(ctx_t *c, int argc, char **argv)
         int r;
         if (no_more_opts || a[0] != '-' || a[1] == '\0') {
             if (name != NULL)
-                return usage_error(c->cmd, usage_delete, "unexpected argument '%s'", a);
+                return realm_cli_usage_error(c->cmd, usage_delete, "unexpected argument '%s'", a);
             name = a;
         } else if (strcmp(a, "--") == 0) {
             no_more_opts = 1;
-        } else if (is_help(a)) {
+        } else if (realm_cli_is_help(a)) {
             usage_delete(stdout);
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             c->is_json = 1;
-        } else if ((r = opt_value(argc, argv, &i, "--endpoint", &endpoint)) != 0) {
-            if (r < 0) return usage_error(c->cmd, usage_delete, "option '%s' needs a value", a);
+        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--endpoint", &endpoint)) != 0) {
+            if (r < 0)
+                return realm_cli_usage_error(c->cmd, usage_delete, "option '%s' needs a value", a);
         } else {
-            return usage_error(c->cmd, usage_delete, "unknown option '%s'", a);
+            return realm_cli_usage_error(c->cmd, usage_delete, "unknown option '%s'", a);
         }
     }
     if (name == NULL || *name == '\0')
-        return usage_error(c->cmd, usage_delete, "missing the NAME of the function");
+        return realm_cli_usage_error(c->cmd, usage_delete, "missing the NAME of the function");
     json_t *jname = json_string(name);
-    if (jname == NULL) return usage_error(c->cmd, usage_delete, "'%s' is not valid UTF-8", name);
+    if (jname == NULL)
+        return realm_cli_usage_error(c->cmd, usage_delete, "'%s' is not valid UTF-8", name);
     int rc = resolve_endpoint(c, endpoint);
     if (rc != 0) {
         json_decref(jname);
@@ -891,24 +861,28 @@ static int cmd_logs_or_invoke(ctx_t *c, int argc, char **argv, int is_invoke)
         const char *a = argv[i];
         int r;
         if (a[0] != '-' || a[1] == '\0') {
-            if (name != NULL) return usage_error(c->cmd, usage, "unexpected argument '%s'", a);
+            if (name != NULL)
+                return realm_cli_usage_error(c->cmd, usage, "unexpected argument '%s'", a);
             name = a;
-        } else if (is_help(a)) {
+        } else if (realm_cli_is_help(a)) {
             usage(stdout);
             return 0;
-        } else if ((r = opt_value(argc, argv, &i, "--endpoint", &endpoint)) != 0 ||
-                   (!is_invoke && (r = opt_value(argc, argv, &i, "--tail", &tail)) != 0) ||
-                   (is_invoke && (r = opt_value(argc, argv, &i, "--payload", &payload)) != 0) ||
-                   (is_invoke && (r = opt_value(argc, argv, &i, "--qualifier", &qualifier)) != 0)) {
-            if (r < 0) return usage_error(c->cmd, usage, "option '%s' needs a value", a);
+        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--endpoint", &endpoint)) != 0 ||
+                   (!is_invoke &&
+                    (r = realm_cli_opt_value(argc, argv, &i, "--tail", &tail)) != 0) ||
+                   (is_invoke &&
+                    (r = realm_cli_opt_value(argc, argv, &i, "--payload", &payload)) != 0) ||
+                   (is_invoke &&
+                    (r = realm_cli_opt_value(argc, argv, &i, "--qualifier", &qualifier)) != 0)) {
+            if (r < 0) return realm_cli_usage_error(c->cmd, usage, "option '%s' needs a value", a);
         } else {
-            return usage_error(c->cmd, usage, "unknown option '%s'", a);
+            return realm_cli_usage_error(c->cmd, usage, "unknown option '%s'", a);
         }
     }
     if (name == NULL || *name == '\0')
-        return usage_error(c->cmd, usage, "missing the NAME of the function");
+        return realm_cli_usage_error(c->cmd, usage, "missing the NAME of the function");
     if (tail && strspn(tail, "0123456789") != strlen(tail))
-        return usage_error(c->cmd, usage, "--tail takes a number of bytes");
+        return realm_cli_usage_error(c->cmd, usage, "--tail takes a number of bytes");
     int rc = resolve_endpoint(c, endpoint);
     if (rc != 0) return rc;
     realm_buf_t path;

@@ -17,6 +17,8 @@
  */
 #include "cli/cli.h"
 
+#include "cli/args.h"
+
 #include "auth/keys.h"
 
 #include <errno.h>
@@ -105,43 +107,7 @@ static void usage_revoke(FILE *out)
           out);
 }
 
-/* Prints "realm CMD: <message>" and the usage to stderr; returns 2 (the exit code). */
-__attribute__((format(printf, 3, 4))) static int usage_error(const char *cmd, void (*usage)(FILE *),
-                                                             const char *fmt, ...)
-{
-    va_list ap;
-    fprintf(stderr, "realm %s: ", cmd);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n\n");
-    usage(stderr);
-    return 2;
-}
-
-/* ---- argument parsing (as in commands.c) ------------------------------------------ */
-
-/* Is argv[*i] the option `name` taking a value ("--name V" or "--name=V")? 1 (value in
- * *val, *i advanced past a separate value), 0 another option, -1 the value is missing. */
-static int opt_value(int argc, char **argv, int *i, const char *name, const char **val)
-{
-    const char *a = argv[*i];
-    size_t n = strlen(name);
-    if (strncmp(a, name, n) != 0) return 0;
-    if (a[n] == '=') {
-        *val = a + n + 1;
-        return 1;
-    }
-    if (a[n] != '\0') return 0;
-    if (*i + 1 >= argc) return -1;
-    *val = argv[++*i];
-    return 1;
-}
-
-static int is_help(const char *a)
-{
-    return strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0;
-}
+/* ---- argument parsing ------------------------------------------------------------- */
 
 /* A positive decimal number ("10", "2.5"), with suffix allowed after it; 0, or -1. */
 static int parse_positive(const char *s, const char *suffix, double *out)
@@ -204,35 +170,38 @@ static int keys_create(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int r;
-        if (is_help(a)) {
+        if (realm_cli_is_help(a)) {
             usage_create(stdout);
             return 0;
         }
         if (strcmp(a, "--json") == 0) {
             is_json = 1;
-        } else if ((r = opt_value(argc, argv, &i, "--tenant", &tenant)) != 0 ||
-                   (r = opt_value(argc, argv, &i, "--rate", &rate_s)) != 0 ||
-                   (r = opt_value(argc, argv, &i, "--burst", &burst_s)) != 0 ||
-                   (r = opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
-            if (r < 0) return usage_error(cmd, usage_create, "option '%s' needs a value", a);
+        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--tenant", &tenant)) != 0 ||
+                   (r = realm_cli_opt_value(argc, argv, &i, "--rate", &rate_s)) != 0 ||
+                   (r = realm_cli_opt_value(argc, argv, &i, "--burst", &burst_s)) != 0 ||
+                   (r = realm_cli_opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
+            if (r < 0)
+                return realm_cli_usage_error(cmd, usage_create, "option '%s' needs a value", a);
         } else if (a[0] == '-') {
-            return usage_error(cmd, usage_create, "unknown option '%s'", a);
+            return realm_cli_usage_error(cmd, usage_create, "unknown option '%s'", a);
         } else {
-            return usage_error(cmd, usage_create, "unexpected argument '%s'", a);
+            return realm_cli_usage_error(cmd, usage_create, "unexpected argument '%s'", a);
         }
     }
-    if (tenant == NULL) return usage_error(cmd, usage_create, "missing --tenant");
+    if (tenant == NULL) return realm_cli_usage_error(cmd, usage_create, "missing --tenant");
     if (!realm_keys_tenant_name_is_valid(tenant))
-        return usage_error(cmd, usage_create,
-                           "invalid tenant name '%.80s': use 1 to 64 of A-Z a-z 0-9 _ -", tenant);
+        return realm_cli_usage_error(cmd, usage_create,
+                                     "invalid tenant name '%.80s': use 1 to 64 of A-Z a-z 0-9 _ -",
+                                     tenant);
     double rate = 0, burst = 0;
     if (rate_s != NULL && parse_positive(rate_s, "/s", &rate) != 0)
-        return usage_error(cmd, usage_create,
-                           "--rate takes a positive number of requests per second "
-                           "(\"10\" or \"10/s\"), not '%.40s'",
-                           rate_s);
+        return realm_cli_usage_error(cmd, usage_create,
+                                     "--rate takes a positive number of requests per second "
+                                     "(\"10\" or \"10/s\"), not '%.40s'",
+                                     rate_s);
     if (burst_s != NULL && (parse_positive(burst_s, NULL, &burst) != 0 || burst < 1))
-        return usage_error(cmd, usage_create, "--burst takes a number >= 1, not '%.40s'", burst_s);
+        return realm_cli_usage_error(cmd, usage_create, "--burst takes a number >= 1, not '%.40s'",
+                                     burst_s);
 
     realm_keys_t *k = open_store(cmd, data_dir);
     if (k == NULL) return 1;
@@ -343,18 +312,19 @@ static int keys_list(int argc, char **argv)
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int r;
-        if (is_help(a)) {
+        if (realm_cli_is_help(a)) {
             usage_list(stdout);
             return 0;
         }
         if (strcmp(a, "--json") == 0) {
             is_json = 1;
-        } else if ((r = opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
-            if (r < 0) return usage_error(cmd, usage_list, "option '%s' needs a value", a);
+        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
+            if (r < 0)
+                return realm_cli_usage_error(cmd, usage_list, "option '%s' needs a value", a);
         } else if (a[0] == '-') {
-            return usage_error(cmd, usage_list, "unknown option '%s'", a);
+            return realm_cli_usage_error(cmd, usage_list, "unknown option '%s'", a);
         } else {
-            return usage_error(cmd, usage_list, "unexpected argument '%s'", a);
+            return realm_cli_usage_error(cmd, usage_list, "unexpected argument '%s'", a);
         }
     }
     realm_keys_t *k = open_store(cmd, data_dir);
@@ -386,22 +356,25 @@ static int keys_revoke(int argc, char **argv)
         const char *a = argv[i];
         int r;
         if (no_more_opts || a[0] != '-' || a[1] == '\0') {
-            if (id != NULL) return usage_error(cmd, usage_revoke, "unexpected argument '%s'", a);
+            if (id != NULL)
+                return realm_cli_usage_error(cmd, usage_revoke, "unexpected argument '%s'", a);
             id = a;
         } else if (strcmp(a, "--") == 0) {
             no_more_opts = 1;
-        } else if (is_help(a)) {
+        } else if (realm_cli_is_help(a)) {
             usage_revoke(stdout);
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             is_json = 1;
-        } else if ((r = opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
-            if (r < 0) return usage_error(cmd, usage_revoke, "option '%s' needs a value", a);
+        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
+            if (r < 0)
+                return realm_cli_usage_error(cmd, usage_revoke, "option '%s' needs a value", a);
         } else {
-            return usage_error(cmd, usage_revoke, "unknown option '%s'", a);
+            return realm_cli_usage_error(cmd, usage_revoke, "unknown option '%s'", a);
         }
     }
-    if (id == NULL || *id == '\0') return usage_error(cmd, usage_revoke, "missing the key ID");
+    if (id == NULL || *id == '\0')
+        return realm_cli_usage_error(cmd, usage_revoke, "missing the key ID");
 
     realm_keys_t *k = open_store(cmd, data_dir);
     if (k == NULL) return 1;
@@ -441,14 +414,14 @@ done:
 
 int realm_cli_keys_main(int argc, char **argv)
 {
-    if (argc < 1) return usage_error("keys", usage_keys, "missing a command");
+    if (argc < 1) return realm_cli_usage_error("keys", usage_keys, "missing a command");
     const char *sub = argv[0];
-    if (is_help(sub) || strcmp(sub, "help") == 0) {
+    if (realm_cli_is_help(sub) || strcmp(sub, "help") == 0) {
         usage_keys(stdout);
         return 0;
     }
     if (strcmp(sub, "create") == 0) return keys_create(argc - 1, argv + 1);
     if (strcmp(sub, "list") == 0) return keys_list(argc - 1, argv + 1);
     if (strcmp(sub, "revoke") == 0) return keys_revoke(argc - 1, argv + 1);
-    return usage_error("keys", usage_keys, "unknown command '%s'", sub);
+    return realm_cli_usage_error("keys", usage_keys, "unknown command '%s'", sub);
 }
