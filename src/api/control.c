@@ -606,7 +606,9 @@ static void on_package(realm_http_req_t *req, realm_http_res_t *res, void *data)
              strspn(file, "0123456789abcdef") == REALM_PKG_HEX_LEN;
     if (ok) {
         snprintf(hex, sizeof(hex), "%.*s", REALM_PKG_HEX_LEN, file);
-        ok = realm_registry_code_used(ctl->reg, hex) && realm_pkg_store_has(ctl->store, hex);
+        /* Only a package of the caller's own functions: another tenant's reads as missing. */
+        ok = realm_registry_code_owned(ctl->reg, req->principal, hex) &&
+             realm_pkg_store_has(ctl->store, hex);
     }
     if (!ok) {
         realm_control_send_error(res, 404, "ResourceNotFoundException", "No such code package");

@@ -995,6 +995,17 @@ void realm_fn_version_dispose(realm_fn_version_t *v)
     v->config = NULL;
 }
 
+int realm_registry_code_owned(realm_registry_t *r, const char *tenant, const char *hex)
+{
+    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM versions WHERE code=?1 AND tenant=?2 LIMIT 1");
+    if (!st) return 0;
+    reg_bind(st, 1, hex);
+    reg_bind(st, 2, tenant);
+    int rc = sqlite3_step(st);
+    sqlite3_finalize(st);
+    return rc == SQLITE_ROW;
+}
+
 int realm_registry_code_used(realm_registry_t *r, const char *hex)
 {
     /* A create or update in flight may be about to refer to any package. */

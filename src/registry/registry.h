@@ -149,6 +149,8 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
                            realm_reg_err_t *e);
 void realm_fn_version_dispose(realm_fn_version_t *v);
 
+/* 1 if a version of one of tenant's functions uses the package (errors: 0). */
+int realm_registry_code_owned(realm_registry_t *r, const char *tenant, const char *hex);
 /* 1 if any version of any function (or a create in progress) uses the package. */
 int realm_registry_code_used(realm_registry_t *r, const char *hex);
 

@@ -1061,3 +1061,16 @@ def test_without_auth_nothing_is_needed(make_server):
     assert re.search(r'^realm_tenant_invocations_total\{tenant="default",outcome="ok"\} [1-9]',
                      body.decode(), re.M), body
     lam.delete_function(FunctionName="hello")
+
+
+def test_code_packages_are_per_tenant(srv, ka, kb, la, hellos):
+    """GetFunction's Code.Location serves the caller's own package only: the
+    other tenant's package reads as missing, signed or not."""
+    loc = la.get_function(FunctionName="a-only")["Code"]["Location"]
+    path = urllib.parse.urlsplit(loc).path
+    status, _, body = signed(srv, ka, "GET", path)
+    assert status == 200 and body[:2] == b"PK", (status, body[:40])
+    status, headers, body = signed(srv, kb, "GET", path)
+    check_aws_error(status, headers, body, 404, "ResourceNotFoundException")
+    status, headers, body = send(srv, "GET", path)
+    check_aws_error(status, headers, body, 403, "MissingAuthenticationTokenException")
