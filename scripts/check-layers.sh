@@ -23,6 +23,7 @@ allowed() {
     sandbox) echo "base sandbox" ;;
     exec) echo "base sandbox exec" ;;
     queue) echo "base queue" ;;
+    model) echo "base model" ;;
     auth) echo "base auth" ;;
     cli) echo "base pkg auth cli" ;;
     api) echo "*" ;;

@@ -17,6 +17,7 @@
 #include "api/client.h"
 #include "api/control.h"
 #include "api/functions.h"
+#include "api/generate.h"
 #include "api/invoke.h"
 #include "api/runtime.h"
 #include "base/alloc.h"
@@ -62,6 +63,7 @@ struct realm_server_s {
     realm_invoker_t *invoker;
     realm_authn_t *authn;
     realm_functions_t *functions;
+    realm_generate_t *generate;
     realm_runtime_t *runtime;
     char runtimes_dir[4096];
     char node_modules_dir[4096];
@@ -527,6 +529,11 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         return -1;
     }
     setup_exec(s);
+    s->generate = realm_generate_new(cfg, s->exec, s->metrics, s->dispatch, err, err_len);
+    if (!s->generate) {
+        realm_server_free(s);
+        return -1;
+    }
     realm_invoker_opts_t io = {.loop = loop,
                                .cfg = cfg,
                                .reg = realm_control_registry(s->control),
@@ -627,6 +634,7 @@ void realm_server_free(realm_server_t *s)
         realm_http_server_free(s->http[i]);
     realm_dispatch_free(s->dispatch);
     realm_functions_free(s->functions);
+    realm_generate_free(s->generate);
     realm_authn_free(s->authn);
     realm_metrics_free(s->metrics);
     free(s);

@@ -49,7 +49,8 @@ typedef enum {
     REALM_CFG_SIZE,     /* uint64_t bytes; k/M/G suffixes (binary) */
     REALM_CFG_DURATION, /* uint64_t milliseconds */
     REALM_CFG_COUNT,    /* uint64_t plain count */
-    REALM_CFG_BOOL,     /* int, 0 or 1; a bare flag means 1 (no option uses it yet) */
+    REALM_CFG_BOOL,     /* int, 0 or 1; a bare flag means 1 */
+    REALM_CFG_LIST,     /* char *, owned; each use adds an item (','-joined), "none" when empty */
 } cfg_type_t;
 
 typedef struct {
@@ -95,6 +96,11 @@ typedef struct {
 #define OPT_MS(n, f, d, lo, h) OPT_U64(n, REALM_CFG_DURATION, f, d, "MS", lo, h)
 #define OPT_COUNT(n, f, d, lo, h) OPT_U64(n, REALM_CFG_COUNT, f, d, "N", lo, h)
 /* A bare --flag means true; --flag=false turns it off. */
+#define OPT_LIST(n, f, ph, h)                                                                      \
+    {                                                                                              \
+        .name = n, .type = REALM_CFG_LIST, .offset = FIELD(f, char *), .def = "none", .help = h,   \
+        .placeholder = ph                                                                          \
+    }
 #define OPT_BOOL(n, f, d, h)                                                                       \
     {                                                                                              \
         .name = n, .type = REALM_CFG_BOOL, .offset = FIELD(f, int), .def = d, .help = h            \
@@ -166,6 +172,12 @@ static const cfg_opt_t options[] = {
               "client WebSockets at once (503 beyond)"),
     OPT_COUNT("max-tenant-connections", max_tenant_connections, "1000", 1,
               "client WebSockets of one tenant at once"),
+    OPT_LIST("model", models, "NAME=PATH.gguf",
+             "a model for generate (repeatable; the first is the default)"),
+    OPT_MS("llm-timeout-ms", llm_timeout_ms, "300000", 1000, "longest generation"),
+    OPT_SIZE("llm-memory-bytes", llm_memory_bytes, "0", 0,
+             "memory limit of a model environment (0: twice the model file plus 1 GiB)"),
+    OPT_COUNT("llm-threads", llm_threads, "2", 1, "threads per generation"),
     OPT_STRING("provisioned", provisioned, "none", "LIST",
                "warm environments kept per function: [ACCOUNT/]NAME[:QUALIFIER]=N,..."),
 };
@@ -342,6 +354,23 @@ static int set_opt(realm_config_t *c, const cfg_opt_t *o, const char *v, char *e
     char *field = (char *)c + o->offset;
 
     switch (o->type) {
+    case REALM_CFG_LIST: {
+        if (*v == '\0' || strchr(v, ',')) {
+            return fail(err, err_len, "--%s: give one item per use, not '%s'", o->name, v);
+        }
+        char **s = (char **)(void *)field;
+        if (!*s || strcmp(*s, "none") == 0) {
+            free(*s);
+            *s = realm_strdup(v);
+        } else {
+            size_t n = strlen(*s) + strlen(v) + 2;
+            char *joined = realm_malloc(n);
+            snprintf(joined, n, "%s,%s", *s, v);
+            free(*s);
+            *s = joined;
+        }
+        return 0;
+    }
     case REALM_CFG_STRING:
     case REALM_CFG_ENUM: {
         if (o->type == REALM_CFG_STRING && *v == '\0') {
@@ -406,7 +435,9 @@ void realm_config_defaults(realm_config_t *c)
 void realm_config_dispose(realm_config_t *c)
 {
     for (size_t i = 0; i < OPTIONS_CNT; i++) {
-        if (options[i].type != REALM_CFG_STRING && options[i].type != REALM_CFG_ENUM) continue;
+        if (options[i].type != REALM_CFG_STRING && options[i].type != REALM_CFG_ENUM &&
+            options[i].type != REALM_CFG_LIST)
+            continue;
         char **s = (char **)(void *)((char *)c + options[i].offset);
         free(*s);
         *s = NULL;

@@ -61,6 +61,10 @@ typedef struct {
     uint64_t rate_burst;               /* default bucket size per key */
     uint64_t max_connections;          /* client WebSockets at once (503 beyond) */
     uint64_t max_tenant_connections;   /* client WebSockets of one tenant at once */
+    char *models;                 /* owned; "NAME=PATH,..." for generate, or "none" */
+    uint64_t llm_timeout_ms;      /* longest generation */
+    uint64_t llm_memory_bytes;    /* memory limit of a model environment; 0: from the model size */
+    uint64_t llm_threads;         /* threads per generation */
     char *provisioned; /* owned; "NAME[:QUALIFIER]=N,..." warm environments, or "none" */
 } realm_config_t;
 

@@ -66,8 +66,10 @@ json_t *realm_builtins_metadata(const realm_dispatch_t *d, const char *tenant)
     json_t *more = realm_dispatch_describe_more(d, tenant);
     if (more) json_array_extend(fns, more);
     json_decref(more);
-    return json_pack("{s:{s:s, s:s}, s:o}", "runtime", "name", "realm", "version", REALM_VERSION,
-                     "functions", fns);
+    json_t *doc = json_pack("{s:{s:s, s:s}, s:o}", "runtime", "name", "realm", "version",
+                            REALM_VERSION, "functions", fns);
+    realm_dispatch_annotate(d, doc);
+    return doc;
 }
 
 /* ---- health ---- */

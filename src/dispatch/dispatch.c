@@ -39,6 +39,8 @@ struct realm_dispatch_s {
     entry_t fallback_entry;
     realm_dispatch_describe_cb describe;
     void *describe_data;
+    realm_dispatch_annotate_cb annotate;
+    void *annotate_data;
 };
 
 struct realm_call_s {
@@ -350,6 +352,17 @@ void realm_dispatch_set_describer(realm_dispatch_t *d, realm_dispatch_describe_c
 {
     d->describe = cb;
     d->describe_data = data;
+}
+
+void realm_dispatch_set_annotator(realm_dispatch_t *d, realm_dispatch_annotate_cb cb, void *data)
+{
+    d->annotate = cb;
+    d->annotate_data = data;
+}
+
+void realm_dispatch_annotate(const realm_dispatch_t *d, json_t *doc)
+{
+    if (d->annotate) d->annotate(doc, d->annotate_data);
 }
 
 json_t *realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant)

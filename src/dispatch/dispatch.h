@@ -99,6 +99,10 @@ void realm_dispatch_set_fallback(realm_dispatch_t *d, const realm_fn_def_t *def,
 typedef json_t *(*realm_dispatch_describe_cb)(const char *tenant, void *data);
 void realm_dispatch_set_describer(realm_dispatch_t *d, realm_dispatch_describe_cb cb, void *data);
 json_t *realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant);
+/* A last touch to the metadata document (e.g. the loaded models). */
+typedef void (*realm_dispatch_annotate_cb)(json_t *doc, void *data);
+void realm_dispatch_set_annotator(realm_dispatch_t *d, realm_dispatch_annotate_cb cb, void *data);
+void realm_dispatch_annotate(const realm_dispatch_t *d, json_t *doc);
 /* Every function in registration order. */
 size_t realm_dispatch_count(const realm_dispatch_t *d);
 const realm_fn_def_t *realm_dispatch_at(const realm_dispatch_t *d, size_t i);

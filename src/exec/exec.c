@@ -38,6 +38,7 @@
 #define TAIL_KEEP (REALM_EXEC_TAIL_BYTES * 2)
 #define SANDBOX_UID 993 /* sbx_user1051, as on Lambda */
 #define TENANT_UID_BASE 20000
+#define MAX_BINDS 8 /* a function's own read-only binds */
 
 typedef enum { ENV_STARTING, ENV_IDLE, ENV_BUSY, ENV_RESTING, ENV_STOPPING } env_state_t;
 
@@ -97,6 +98,7 @@ struct pool_s {
     int64_t reserved;
     int has_network;
     uint32_t uid;                        /* inside the sandbox: one per tenant */
+    char **binds; /* more read-only binds (host, sandbox pairs), NULL-terminated; or NULL */
     uint64_t n_ok, n_error, n_throttled; /* invocations ended, by outcome */
     realm_inv_t *q_head, *q_tail;
     size_t queued;
@@ -593,14 +595,18 @@ static int env_spawn(pool_t *p)
     const char *argv_provided[] = {"/var/task/bootstrap", NULL};
     const char *const *argv;
     char rdir[4200] = "";
-    const char *binds[3] = {NULL, NULL, NULL};
+    /* The function's own binds, then the runtime's: pairs, NULL-terminated. */
+    const char *binds[2 * MAX_BINDS + 3] = {NULL};
+    size_t nb = 0;
+    for (size_t i = 0; p->binds && p->binds[i] && nb < 2 * MAX_BINDS; i++)
+        binds[nb++] = p->binds[i];
     int is_node = has_prefix(p->runtime, "nodejs");
     if (is_node) {
         argv = argv_node;
         snprintf(rdir, sizeof(rdir), "%s/node", x->runtimes_dir);
         if (x->node_modules_dir) {
-            binds[0] = x->node_modules_dir;
-            binds[1] = "/var/runtime/node_modules";
+            binds[nb++] = x->node_modules_dir;
+            binds[nb++] = "/var/runtime/node_modules";
         }
     } else if (has_prefix(p->runtime, "python")) {
         argv = argv_py;
@@ -833,6 +839,10 @@ static void pool_free(pool_t *p)
         for (char **e = p->env; *e; e++)
             free(*e);
     free(p->env);
+    if (p->binds)
+        for (char **b = p->binds; *b; b++)
+            free(*b);
+    free(p->binds);
     if (p->log) fclose(p->log);
     free(p);
 }
@@ -881,6 +891,14 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
     p->timeout_s = fn->timeout_s ? fn->timeout_s : 3;
     p->reserved = fn->reserved;
     p->has_network = x->o.has_network && !fn->no_network;
+    size_t nbinds = 0;
+    while (fn->ro_binds && fn->ro_binds[nbinds] && nbinds < 2 * MAX_BINDS)
+        nbinds++;
+    if (nbinds) {
+        p->binds = realm_calloc(nbinds + 1, sizeof(char *));
+        for (size_t i = 0; i < nbinds; i++)
+            p->binds[i] = realm_strdup(fn->ro_binds[i]);
+    }
     p->uid = tenant_uid(x, p->tenant);
     /* 2024/01/31/[$LATEST]<32 hex>, as Lambda names log streams. */
     char uuid[37], hex[33];

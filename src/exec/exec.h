@@ -91,6 +91,8 @@ typedef struct {
     uint64_t timeout_s;
     int64_t reserved; /* reserved concurrency, -1 when none */
     int no_network;   /* 1: no network but the runtime API, whatever the server allows */
+    /* More read-only binds: HOST, SANDBOX_PATH pairs, NULL-terminated (at most 8); or NULL. */
+    const char *const *ro_binds;
 } realm_exec_fn_t;
 
 typedef struct {
