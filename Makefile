@@ -2,7 +2,7 @@
 #   make run    install what is missing, build, start `build/realm serve`
 #   make test   install what is missing, build with ASan+UBSan, run every test
 #   make bench  install what is missing, build Release, compare with Node (BENCHMARKS.md)
-.PHONY: all setup setup-test setup-bench build build-asan build-bench run test unit integration fuzz fuzz-build bench format clean
+.PHONY: all setup setup-test setup-bench build build-asan build-bench run test test-model unit integration fuzz fuzz-build bench format clean
 
 JOBS ?= 2
 ARGS ?=
@@ -49,8 +49,19 @@ fuzz: fuzz-build
 	  $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/corpus/$$n fuzz/corpus/$$n >/dev/null 2>build/fuzz/$$n.log || { tail -40 build/fuzz/$$n.log; exit 1; }; \
 	done
 
+# The model generate's tests use (scripts/make_test_model.py: llama.cpp's
+# llama-spm vocabulary, random weights from a fixed seed; 9 MB, 2 s). Made
+# again only when the script or the pinned node-llama-cpp (its llama.cpp
+# tree, hence the vocabulary) changes.
+TEST_MODEL := build/models/tiny-test.gguf
+test-model: $(TEST_MODEL)
+
+$(TEST_MODEL): scripts/make_test_model.py package-lock.json
+	@scripts/setup.sh --test
+	@PYTHONPATH=build/llama.cpp/gguf-py /usr/bin/python3 scripts/make_test_model.py --out $@
+
 # The Release build is compiled too: -O2 finds warnings -O0 does not.
-test: build unit integration fuzz
+test: build test-model unit integration fuzz
 
 # The same configuration bench/run.sh builds (it rebuilds when run alone).
 build-bench: setup-bench

@@ -24,12 +24,13 @@ pkgs=(
   build-essential cmake pkg-config
   libuv1-dev node-llhttp libwslay-dev libjansson-dev libssl-dev
   libsqlite3-dev libzip-dev libseccomp-dev zlib1g-dev bubblewrap zip
-  nodejs npm
+  nodejs npm git
 )
 test_pkgs=(
   clang libclang-rt-14-dev libcmocka-dev
   python3-pytest python3-websockets python3-wsproto python3-boto3 awscli
   prometheus curl
+  python3-numpy python3-yaml
 )
 bench_pkgs=(
   wrk python3
@@ -59,11 +60,39 @@ fi
 # aws-lambda-ric compiles a native addon: node-gyp must use the headers of the
 # installed Node (nodejs ships them in /usr/include/node), not download them.
 [ -d /usr/include/node ] && export npm_config_nodedir=/usr
+# node-llama-cpp: only its CPU prebuilt. @node-llama-cpp/linux-x64 is a regular
+# dependency; --omit=optional leaves out the other prebuilts it lists (CUDA,
+# Vulkan, arm: 700 MB). Its postinstall would probe the binary and, if that
+# failed, build llama.cpp from source (downloading cmake): skipped, so nothing
+# is downloaded or compiled. package-lock.json also lists the mac/win/riscv64
+# prebuilts the registry does not serve at 3.22.1 (npm ci needs them listed;
+# they are never fetched here): keep them when regenerating the lock.
 stamp=node_modules/.realm-lock-stamp
 if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "setup: installing npm packages"
-  npm ci --no-audit --no-fund --loglevel=error
+  NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --omit=optional --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
+fi
+
+# llama.cpp sources (headers, gguf-py, vocab-only GGUFs) ----------------------
+# node-llama-cpp ships the llama.cpp tree its prebuilt libraries were built
+# from as a git bundle; extracted once into build/llama.cpp (CMakeLists.txt
+# takes the headers from there), again only when the bundle changes.
+bundle=node_modules/node-llama-cpp/llama/gitRelease.bundle
+llama_dir=build/llama.cpp
+if [ -f "$bundle" ]; then
+  llama_stamp="$llama_dir/.realm-bundle-stamp"
+  bundle_sum=$(sha256sum <"$bundle" | cut -d' ' -f1)
+  if [ ! -f "$llama_dir/include/llama.h" ] || [ "$(cat "$llama_stamp" 2>/dev/null)" != "$bundle_sum" ]; then
+    echo "setup: extracting the llama.cpp sources into $llama_dir"
+    mkdir -p build
+    rm -rf "$llama_dir.tmp"
+    git -c advice.detachedHead=false clone -q "$bundle" "$llama_dir.tmp"
+    rm -rf "$llama_dir.tmp/.git"
+    rm -rf "$llama_dir"
+    mv "$llama_dir.tmp" "$llama_dir"
+    echo "$bundle_sum" >"$llama_stamp"
+  fi
 fi
 
 # wscat on PATH for the README's tour (the same pinned version as node_modules).
