@@ -243,8 +243,12 @@ static void fn_generate(realm_call_t *call, json_t *params, void *data)
     json_decref(ev);
 
     char threads[48], model_env[128], libs_env[128], ld[160], name[80];
-    snprintf(threads, sizeof(threads), "REALM_LLM_THREADS=%llu",
-             (unsigned long long)g->cfg->llm_threads);
+    uint64_t nthreads = g->cfg->llm_threads;
+    if (!nthreads) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = cores > 1 ? (uint64_t)cores / 2 : 1;
+    }
+    snprintf(threads, sizeof(threads), "REALM_LLM_THREADS=%llu", (unsigned long long)nthreads);
     snprintf(model_env, sizeof(model_env), "REALM_LLM_MODEL=%s", SANDBOX_MODEL);
     snprintf(libs_env, sizeof(libs_env), "REALM_LLM_LIB_DIR=%s", SANDBOX_LIBS);
     snprintf(ld, sizeof(ld), "LD_LIBRARY_PATH=%s", SANDBOX_LIBS);

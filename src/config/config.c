@@ -177,7 +177,8 @@ static const cfg_opt_t options[] = {
     OPT_MS("llm-timeout-ms", llm_timeout_ms, "300000", 1000, "longest generation"),
     OPT_SIZE("llm-memory-bytes", llm_memory_bytes, "0", 0,
              "memory limit of a model environment (0: twice the model file plus 1 GiB)"),
-    OPT_COUNT("llm-threads", llm_threads, "2", 1, "threads per generation"),
+    OPT_COUNT("llm-threads", llm_threads, "0", 0,
+              "threads per generation (0: half the cores, at least 1)"),
     OPT_STRING("provisioned", provisioned, "none", "LIST",
                "warm environments kept per function: [ACCOUNT/]NAME[:QUALIFIER]=N,..."),
 };
