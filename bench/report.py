@@ -319,8 +319,42 @@ def render(src, dst):
             " sides, but those figures are noisier than a quiet machine would give.**",
             "",
         ]
+    out += llm_section(os.path.join(os.path.dirname(src), "llm.json"))
     with open(dst, "w") as f:
         f.write("\n".join(out))
+
+
+def llm_section(path):
+    """generate against llama.cpp called by node-llama-cpp (bench/llm.py), if it ran."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        r = json.load(f)
+    rows = [
+        ["Realm (client WebSocket, streaming)", fmt(r["realm"]["tokens_per_second_median"], 1),
+         fmt(r["realm"]["ttft_ms_median"], 1), "`llm.json: realm.*_median`"],
+        ["node-llama-cpp (llama.cpp directly)", fmt(r["peer"]["tokens_per_second_median"], 1),
+         fmt(r["peer"]["ttft_ms_median"], 1), "`llm.json: peer.*_median`"],
+        ["Ratio Realm/peer", fmt(r["throughput_ratio_realm_over_peer"], 2), "",
+         "`llm.json: throughput_ratio_realm_over_peer`"],
+    ]
+    out = [
+        "## generate: tokens per second",
+        "",
+        f"`bench/llm.py` ({r['date']}): model `{r['model']}` ({r['model_bytes'] >> 20} MiB, "
+        "made by `scripts/make_test_model.py --size-mb 300`), greedy, "
+        f"{r['tokens']} tokens, {r['threads']} thread(s), median of {r['runs']} alternating runs "
+        "after one warm-up each. Realm is timed by its client from the first to the last "
+        "streamed token (call to first token for TTFT); the peer by its own clock around "
+        "llama.cpp's evaluation. Realm emits each token one step late (so the last can say "
+        "`is_final`), which its TTFT includes. "
+        f"Same tokens as the peer: {'yes' if r['same_tokens_as_peer'] else 'no'} "
+        f"(`same_tokens_as_peer`; first {r['same_prefix_tokens']} agree).",
+        "",
+    ]
+    out += table(["Run", "tokens/s", "time to first token (ms)", "key"], rows)
+    out += [""]
+    return out
 
 
 def main(argv):

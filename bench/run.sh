@@ -295,5 +295,10 @@ metrics_bytes_end=$(body_bytes "$realm_metrics")
 mkdir -p "$(dirname "$RESULTS")"
 /usr/bin/python3 bench/report.py collect "$T" "$RESULTS"
 log "wrote $RESULTS"
+# generate against llama.cpp itself, when the worker was built (llama.cpp installed).
+if [ -x build/bench/realm-llm ] && command -v node >/dev/null; then
+    [ -f build/models/bench-300.gguf ] || PYTHONPATH=build/llama.cpp/gguf-py /usr/bin/python3 scripts/make_test_model.py --size-mb 300 --out build/models/bench-300.gguf
+    /usr/bin/python3 bench/llm.py --realm build/bench/realm && log "wrote bench/results/llm.json"
+fi
 /usr/bin/python3 bench/report.py render "$RESULTS" BENCHMARKS.md
 log "wrote BENCHMARKS.md"

@@ -191,6 +191,8 @@ int realm_llm_open(const realm_llm_opts_t *opts, realm_llm_t **out, char *err, s
     cp.n_ctx = (uint32_t)n_ctx;
     cp.n_threads = opts->n_threads;
     cp.n_threads_batch = opts->n_threads;
+    /* As node-llama-cpp runs it (the correctness peer): the same kernels, the same tokens. */
+    cp.flash_attn_type = LLAMA_FLASH_ATTN_TYPE_DISABLED;
     cp.no_perf = true;
     last_error[0] = '\0';
     is_capturing = 0;
