@@ -452,8 +452,8 @@ static int copy_file(const char *from, const char *to)
 {
     int in = open(from, O_RDONLY | O_CLOEXEC);
     if (in < 0) return -1;
-    char tmp[4200];
-    snprintf(tmp, sizeof(tmp), "%s.tmp", to);
+    char tmp[4400];
+    snprintf(tmp, sizeof(tmp), "%.4300s.tmp", to);
     int out = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
     if (out < 0) {
         close(in);

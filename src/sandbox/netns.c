@@ -6,23 +6,24 @@
  * runtime API on the host's loopback. Instead of a forwarding process in
  * every sandbox, Realm makes the runtime API's socket *inside* the
  * sandbox's namespace: setns(2) switches only the calling thread, so a
- * short-lived thread enters the namespace, brings `lo` up, and binds and
- * listens on 127.0.0.1:PORT there; the socket stays in that namespace and
- * the loop thread accepts on it like any other. Only processes of that
- * namespace (the environment's) can connect to it.
+ * short-lived thread enters the namespace and binds and listens on
+ * 127.0.0.1:PORT there; the socket stays in that namespace and the loop
+ * thread accepts on it like any other. Only processes of that namespace
+ * (the environment's) can connect to it. `lo` is bwrap's to set up (its
+ * child does it at the same time, and fails if the address is there
+ * already), so the socket is bound with IP_FREEBIND: it takes connections
+ * once bwrap has brought `lo` up, before the command runs.
  * THREADS: any thread; blocks while the helper thread runs.
  */
 #include "sandbox/sandbox.h"
 
 #include <errno.h>
 #include <fcntl.h>
-#include <net/if.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -33,35 +34,12 @@ typedef struct {
     int err; /* negative errno */
 } job_t;
 
-static int loopback_up(void)
-{
-    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (s < 0) return -errno;
-    struct ifreq ifr;
-    memset(&ifr, 0, sizeof(ifr));
-    snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "lo");
-    int rc = 0;
-    if (ioctl(s, SIOCGIFFLAGS, &ifr) != 0) {
-        rc = -errno;
-    } else if (!(ifr.ifr_flags & IFF_UP)) {
-        ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
-        if (ioctl(s, SIOCSIFFLAGS, &ifr) != 0) rc = -errno;
-    }
-    close(s);
-    return rc;
-}
-
 static void *run(void *arg)
 {
     job_t *j = arg;
     j->fd = -1;
     if (setns(j->ns_fd, CLONE_NEWNET) != 0) {
         j->err = -errno;
-        return NULL;
-    }
-    int rc = loopback_up();
-    if (rc != 0) {
-        j->err = rc;
         return NULL;
     }
     int s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -71,6 +49,7 @@ static void *run(void *arg)
     }
     int one = 1;
     setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    setsockopt(s, IPPROTO_IP, IP_FREEBIND, &one, sizeof(one));
     struct sockaddr_in a;
     memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;

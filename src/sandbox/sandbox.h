@@ -161,8 +161,8 @@ int realm_sandbox_group_holds(const realm_sandbox_group_t *g, unsigned long inod
 
 /*
  * A TCP socket listening on 127.0.0.1:port inside the network namespace of
- * process pid (a sandbox without the host's network), with that namespace's
- * loopback brought up. The namespace switch happens on a short-lived thread,
+ * process pid (a sandbox without the host's network), bound before that
+ * namespace's loopback is up (IP_FREEBIND; bwrap brings it up). The namespace switch happens on a short-lived thread,
  * so the caller's own namespace never changes. Returns 0 and the fd
  * (non-blocking, close-on-exec), or a negative errno. Blocking (a thread
  * start and join).
