@@ -19,6 +19,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#define SYNC_PAYLOAD_LIMIT 6291456u /* 6 MB */
+
 typedef struct {
     realm_call_t *call;
     realm_inv_t *inv;
@@ -111,10 +113,14 @@ static void on_cancel(realm_call_t *call, void *data)
 static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const char *qualifier,
                 json_t *payload, int want_tail, int is_by_name)
 {
-    char *text = json_dumps(payload ? payload : json_object(), JSON_COMPACT | JSON_ENCODE_ANY);
-    if (!payload) {
+    char *text = payload ? json_dumps(payload, JSON_COMPACT | JSON_ENCODE_ANY) : realm_strdup("{}");
+    if (strlen(text) > SYNC_PAYLOAD_LIMIT) {
+        /* Lambda's own limit on a synchronous event, as Invoke over HTTP has it. */
+        realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "payload"),
+                        "the event is %zu bytes; the limit is %u", strlen(text),
+                        SYNC_PAYLOAD_LIMIT);
         free(text);
-        text = realm_strdup("{}");
+        return;
     }
     fcall_t *fc = realm_calloc(1, sizeof(*fc));
     fc->call = call;

@@ -39,6 +39,7 @@
 #define ASYNC_LIMIT 262144u     /* 256 KB: Event payloads */
 #define EVENT_BATCH 16          /* events taken from the queue at once */
 #define THROTTLED_RETRY_MS 1000 /* a throttled event waits this long */
+#define EVENT_MAX_AGE_MS (6 * 3600 * 1000LL) /* Lambda keeps an event this long */
 
 struct realm_invoker_s {
     realm_invoker_opts_t o;
@@ -501,8 +502,13 @@ static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *d
         realm_queue_done(iv->queue, ev->item.id);
         break;
     case REALM_INV_THROTTLED:
-        /* Not the function's fault: try again later without counting it. */
-        realm_queue_defer(iv->queue, ev->item.id, wall_ms() + THROTTLED_RETRY_MS);
+        /* Not the function's fault: try again later without counting it, for
+         * as long as Lambda keeps an event (6 hours). */
+        if (wall_ms() - ev->item.enqueued_ms > EVENT_MAX_AGE_MS)
+            realm_queue_fail(iv->queue, ev->item.id, "TooManyRequestsException",
+                             "throttled for 6 hours: the event is dropped", wall_ms());
+        else
+            realm_queue_defer(iv->queue, ev->item.id, wall_ms() + THROTTLED_RETRY_MS);
         break;
     case REALM_INV_FN_ERROR: {
         realm_buf_t msg;
