@@ -352,6 +352,12 @@ def test_ws_function_error_and_throttle(ws, lam):
     ws.call({"id": "n", "function": "invoke", "params": {"name": "no-such-fn"}})
     [m] = recv_for(ws, "n")
     assert m["status"] == "error" and m["error"]["code"] == "FUNCTION_NOT_FOUND", m
+    # Lambda's 6 MB limit on a synchronous event holds here too.
+    ws.call({"id": "big", "function": "invoke",
+             "params": {"name": "ws-throws", "payload": {"x": "a" * (6 * 1024 * 1024)}}})
+    [m] = recv_for(ws, "big")
+    assert m["status"] == "error" and m["error"]["code"] == "INVALID_PARAMS", m
+    assert m["error"]["param"] == "payload", m
 
 
 def test_ws_cancel_stops_a_slow_invoke(ws, srv, lam):
