@@ -52,6 +52,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 (void)realm_http_req_header(r, "Content-Type");
                 (void)sink;
                 realm_http_parser_set_body_limit(&p, 1024, r->content_length > 512);
+            } else if (rc == REALM_HTTP_MSG_DONE) {
+                /* A handler reads the header block and the trailers at the end. */
+                realm_http_req_t *r = &p.req;
+                volatile size_t sink = strlen(r->target);
+                for (size_t i = 0; i < r->headers_cnt; i++)
+                    sink += strlen(r->headers[i].name) + strlen(r->headers[i].value);
+                for (size_t i = 0; i < r->trailers_cnt; i++)
+                    sink += strlen(r->trailers[i].name) + strlen(r->trailers[i].value);
+                (void)realm_http_req_trailer(r, "X-Error");
+                (void)sink;
             }
         }
     }
