@@ -11,6 +11,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 static void usage(FILE *out)
@@ -53,6 +54,14 @@ static int cmd_serve(int argc, char **argv)
         fprintf(stderr, "realm serve: %s\n(see realm serve --help)\n", err);
         realm_config_dispose(&cfg);
         return 2;
+    }
+    /* Sandboxes bind paths of the data dir: they must be absolute. */
+    if (cfg.data_dir[0] != '/') {
+        char cwd[4096], abs[8300];
+        if (getcwd(cwd, sizeof(cwd)) != NULL) {
+            snprintf(abs, sizeof(abs), "%s/%s", cwd, cfg.data_dir);
+            realm_config_set(&cfg, "data-dir", abs, err, sizeof(err));
+        }
     }
     realm_log_format_t fmt = REALM_LOG_TEXT;
     realm_log_level_t lvl = REALM_LOG_INFO;

@@ -564,6 +564,66 @@ void realm_sigv4_canonical_request(const realm_sigv4_req_t *req, const char *sig
 
 /* ---- verification ---- */
 
+/* The signature of req under the scope in a (date, region, service, signed headers). */
+static void signature_hex(const realm_sigv4_req_t *req, const realm_sigv4_auth_t *a, const char *ts,
+                          const char *secret, char sig_hex[SHA256_HEX_LEN + 1])
+{
+    realm_buf_t cr, sts, key;
+    realm_buf_init(&cr);
+    realm_buf_init(&sts);
+    realm_buf_init(&key);
+    realm_sigv4_canonical_request(req, a->signed_headers, &cr);
+    char cr_hex[SHA256_HEX_LEN + 1];
+    sha256_hex(cr.data, cr.len, cr_hex);
+    realm_buf_appendf(&sts, "%s\n%s\n%s/%s/%s/%s\n%s", ALGORITHM, ts, a->date, a->region,
+                      a->service, TERMINATOR, cr_hex);
+
+    /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" secret, date), region), service), "aws4_request") */
+    unsigned char k1[32], k2[32], sig[32];
+    realm_buf_appendf(&key, "AWS4%s", secret);
+    hmac_sha256(key.data, key.len, a->date, strlen(a->date), k1);
+    hmac_sha256(k1, sizeof(k1), a->region, strlen(a->region), k2);
+    hmac_sha256(k2, sizeof(k2), a->service, strlen(a->service), k1);
+    hmac_sha256(k1, sizeof(k1), TERMINATOR, strlen(TERMINATOR), k2);
+    hmac_sha256(k2, sizeof(k2), sts.data, sts.len, sig);
+    hex_encode(sig, sizeof(sig), sig_hex);
+    OPENSSL_cleanse(key.data, key.len);
+    OPENSSL_cleanse(k1, sizeof(k1));
+    OPENSSL_cleanse(k2, sizeof(k2));
+    realm_buf_dispose(&key);
+    realm_buf_dispose(&sts);
+    realm_buf_dispose(&cr);
+}
+
+int realm_sigv4_sign(const realm_sigv4_req_t *req, const char *access_key_id, const char *secret,
+                     const char *region, const char *service, const char *amz_date,
+                     char *authorization, size_t auth_len)
+{
+    realm_sigv4_auth_t a;
+    memset(&a, 0, sizeof(a));
+    if (strlen(amz_date) != 16 || strlen(access_key_id) >= sizeof(a.access_key_id) ||
+        strlen(region) >= sizeof(a.region) || strlen(service) >= sizeof(a.service))
+        return REALM_SIGV4_MALFORMED;
+    snprintf(a.access_key_id, sizeof(a.access_key_id), "%s", access_key_id);
+    snprintf(a.date, sizeof(a.date), "%.8s", amz_date);
+    snprintf(a.region, sizeof(a.region), "%s", region);
+    snprintf(a.service, sizeof(a.service), "%s", service);
+    snprintf(a.signed_headers, sizeof(a.signed_headers), "host;x-amz-date");
+    char sig_hex[SHA256_HEX_LEN + 1];
+    signature_hex(req, &a, amz_date, secret, sig_hex);
+    int n = snprintf(authorization, auth_len,
+                     "%s Credential=%s/%s/%s/%s/%s, SignedHeaders=%s, Signature=%s", ALGORITHM,
+                     a.access_key_id, a.date, a.region, a.service, TERMINATOR, a.signed_headers,
+                     sig_hex);
+    OPENSSL_cleanse(sig_hex, sizeof(sig_hex));
+    return n > 0 && (size_t)n < auth_len ? REALM_SIGV4_OK : REALM_SIGV4_MALFORMED;
+}
+
+void realm_sigv4_amz_date(int64_t now_ms, char out[17])
+{
+    format_amz_date(now_ms / 1000, out);
+}
+
 int realm_sigv4_verify(const realm_sigv4_req_t *req, const realm_sigv4_auth_t *a,
                        const char *secret, int64_t now_ms, char *msg, size_t msg_len)
 {
@@ -644,32 +704,8 @@ int realm_sigv4_verify(const realm_sigv4_req_t *req, const realm_sigv4_auth_t *a
         }
     }
 
-    realm_buf_t cr, sts, key;
-    realm_buf_init(&cr);
-    realm_buf_init(&sts);
-    realm_buf_init(&key);
-    realm_sigv4_canonical_request(req, a->signed_headers, &cr);
-    char cr_hex[SHA256_HEX_LEN + 1];
-    sha256_hex(cr.data, cr.len, cr_hex);
-    realm_buf_appendf(&sts, "%s\n%s\n%s/%s/%s/%s\n%s", ALGORITHM, ts, a->date, a->region,
-                      a->service, TERMINATOR, cr_hex);
-
-    /* kSigning = HMAC(HMAC(HMAC(HMAC("AWS4" secret, date), region), service), "aws4_request") */
-    unsigned char k1[32], k2[32], sig[32];
-    realm_buf_appendf(&key, "AWS4%s", secret);
-    hmac_sha256(key.data, key.len, a->date, strlen(a->date), k1);
-    hmac_sha256(k1, sizeof(k1), a->region, strlen(a->region), k2);
-    hmac_sha256(k2, sizeof(k2), a->service, strlen(a->service), k1);
-    hmac_sha256(k1, sizeof(k1), TERMINATOR, strlen(TERMINATOR), k2);
-    hmac_sha256(k2, sizeof(k2), sts.data, sts.len, sig);
     char sig_hex[SHA256_HEX_LEN + 1];
-    hex_encode(sig, sizeof(sig), sig_hex);
-    OPENSSL_cleanse(key.data, key.len);
-    OPENSSL_cleanse(k1, sizeof(k1));
-    OPENSSL_cleanse(k2, sizeof(k2));
-    realm_buf_dispose(&key);
-    realm_buf_dispose(&sts);
-    realm_buf_dispose(&cr);
+    signature_hex(req, a, ts, secret, sig_hex);
 
     /* The length is no secret; the bytes are compared in constant time. */
     int ok = strlen(a->signature) == SHA256_HEX_LEN &&

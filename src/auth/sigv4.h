@@ -151,4 +151,16 @@ int realm_sigv4_verify(const realm_sigv4_req_t *req, const realm_sigv4_auth_t *a
 void realm_sigv4_canonical_request(const realm_sigv4_req_t *req, const char *signed_headers,
                                    realm_buf_t *out);
 
+/*
+ * Signs req as AWS SigV4 with the headers `host` and `x-amz-date` (req must
+ * carry both, the latter equal to amz_date, "YYYYMMDDTHHMMSSZ"): writes the
+ * Authorization header's value. For Realm's own clients (the CLI). Returns
+ * REALM_SIGV4_OK, or REALM_SIGV4_MALFORMED if an argument does not fit.
+ */
+int realm_sigv4_sign(const realm_sigv4_req_t *req, const char *access_key_id, const char *secret,
+                     const char *region, const char *service, const char *amz_date,
+                     char *authorization, size_t auth_len);
+/* "YYYYMMDDTHHMMSSZ" of a Unix time in ms. */
+void realm_sigv4_amz_date(int64_t now_ms, char out[17]);
+
 #endif

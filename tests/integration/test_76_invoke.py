@@ -484,3 +484,17 @@ exports.handler = awslambda.streamifyResponse(async (event, stream) => {
     # (Which code AWS puts here for a mid-stream throw is not pinned down; there must be one.)
     assert done.get("ErrorCode"), done
     assert "mid-stream failure" in done.get("ErrorDetails", ""), done
+
+
+def test_a_relative_data_dir_runs_functions():
+    """The default --data-dir is relative (./realm-data): the code the
+    sandbox binds must still resolve (it is made absolute at start)."""
+    from conftest import Server  # pylint: disable=import-outside-toplevel
+    from fn_util import fn_client, ok  # pylint: disable=import-outside-toplevel
+    srv = Server(data_dir="rel-data")
+    try:
+        lam = fn_client(srv)
+        deploy_node(lam, "rel")
+        assert ok(lam, "rel", {"x": 1}) is not None
+    finally:
+        srv.stop()
