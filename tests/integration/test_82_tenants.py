@@ -1074,3 +1074,31 @@ def test_code_packages_are_per_tenant(srv, ka, kb, la, hellos):
     check_aws_error(status, headers, body, 404, "ResourceNotFoundException")
     status, headers, body = send(srv, "GET", path)
     check_aws_error(status, headers, body, 403, "MissingAuthenticationTokenException")
+
+
+def test_realm_cli_signs_with_the_tenants_credentials(srv, tmp_path):
+    """realm deploy/functions/invoke sign with AWS_ACCESS_KEY_ID/SECRET from the
+    environment; without them, or with a wrong secret, the server refuses."""
+    k = make_tenant(srv, "team-cli")
+    src = tmp_path / "fn"
+    src.mkdir()
+    (src / "index.js").write_text("exports.handler = async (e) => ({cli: e.n});\n")
+    endpoint = f"--endpoint={srv.url('control').rstrip('/')}"
+    base = {k2: v for k2, v in os.environ.items() if not k2.startswith("AWS_")}
+    env = dict(base, AWS_ACCESS_KEY_ID=k["access_key_id"],
+               AWS_SECRET_ACCESS_KEY=k["secret_access_key"], AWS_DEFAULT_REGION="us-east-1")
+
+    def cli(*args, environ=env):
+        return subprocess.run([realm_bin(), *args, endpoint], env=environ, capture_output=True,
+                              text=True, timeout=60)
+    r = cli("deploy", str(src), "--name", "clifn", "--runtime", "nodejs20.x",
+            "--handler", "index.handler")
+    assert r.returncode == 0, r.stderr
+    r = cli("functions", "--json")
+    assert r.returncode == 0 and "clifn" in r.stdout, (r.stdout, r.stderr)
+    r = cli("invoke", "clifn", "--payload", '{"n": 5}')
+    assert r.returncode == 0 and json.loads(r.stdout) == {"cli": 5}, (r.stdout, r.stderr)
+    r = cli("functions", environ=base)
+    assert r.returncode == 1 and "MissingAuthenticationToken" in r.stderr, r.stderr
+    r = cli("functions", environ=dict(env, AWS_SECRET_ACCESS_KEY="wrong"))
+    assert r.returncode == 1 and "InvalidSignatureException" in r.stderr, r.stderr
