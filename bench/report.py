@@ -319,9 +319,194 @@ def render(src, dst):
             " sides, but those figures are noisier than a quiet machine would give.**",
             "",
         ]
+    out += invoke_section(os.path.join(os.path.dirname(src), "invoke.json"))
     out += llm_section(os.path.join(os.path.dirname(src), "llm.json"))
     with open(dst, "w") as f:
         f.write("\n".join(out))
+
+
+# The seed's published tables (../shared/seeds/lambda-at-home-websocket-runtime.md,
+# "Performance Benefits"), quoted as they are: milliseconds and requests/s of an
+# unnamed setup, HTTP runtime API against WebSocket runtime channel.
+SEED_LATENCY = (("Cold Start", 150, 120, "20%"), ("Warm Start", 50, 35, "30%"), ("High Frequency", 30, 20, "33%"))
+SEED_TPUT = ((10, 100, 115, "15%"), (50, 400, 480, "20%"), (100, 700, 900, "29%"))
+INV_CONFIGS = (
+    ("node_http", "Node, HTTP runtime API"),
+    ("node_ws", "Node, WebSocket runtime channel"),
+    ("python_http", "Python, HTTP runtime API"),
+    ("python_ws", "Python, WebSocket runtime channel"),
+    ("provided_http", "provided (C), HTTP runtime API"),
+)
+INV_TRANSPORTS = (("http", "Invoke over HTTP"), ("ws", "client WebSocket"))
+INV_SCENARIOS = (("cold", "cold start"), ("warm", "warm (sequential)"), ("hf", "high frequency"))
+
+
+def invoke_section(path):
+    """Invocation latency, throughput and server cost (bench/invoke.py), if it ran."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        r = json.load(f)
+    c, fns = r["config"], r.get("functions", {})
+    K = "`invoke.json: "
+    out = [
+        "## Invocations: latency, throughput, server cost",
+        "",
+        f"`{r['command']}` ({r['date']}, {r['cores']} cores, {r['cpu_model']}; load average "
+        f"{' '.join(r['loadavg_at_start'])} at start, {' '.join(r.get('loadavg_at_end', []))} at end), "
+        f"writing `bench/results/invoke.json`; keys below are of that file (`invoke.json: KEY`). "
+        "One Realm server (`" + c["realm"] + "`), no-op functions (`bench/functions/`): Node "
+        "(`nodejs20.x`, `index.js`), Python (`python3.12`, `app.py`) and `provided.al2023` with a C "
+        "bootstrap (`bootstrap.c`, compiled with gcc at bench time, HTTP runtime API over one "
+        "keep-alive socket). The environment uses the WebSocket runtime channel (Realm's default) "
+        "or the HTTP runtime API (`LAMBDA_USE_WEBSOCKET=false`). Callers are Python asyncio "
+        f"clients (Python {c['python']}): Invoke over raw HTTP/1.1 keep-alive connections, or the "
+        f"client WebSocket `invoke` (websockets {c['websockets']}), one connection per caller.",
+        "",
+        f"- cold start: the first invocation of a newly created function, {c['cold_samples']} "
+        "functions per row (a new environment each; the create is not timed);",
+        f"- warm (sequential): {c['warm_samples']} invocations one after another with a "
+        f"{fmt(c['warm_pause_ms'])} ms pause, after one untimed invocation;",
+        f"- high frequency: back-to-back invocations from one caller for {c['hf_seconds']:g} s;",
+        f"- throughput: {', '.join(str(n) for n in c['concurrency'])} callers in a closed loop for "
+        f"{c['tput_seconds']:g} s, after every caller has completed one call and a further "
+        f"{c['tput_warmup_s']:g} s warm-up.",
+        "",
+        f"Client, server and environments share the machine's {r['cores']} cores. The client's CPU time "
+        "(`/proc/self/stat`) is recorded for every timed row; a row where it reached "
+        f"{fmt(c['client_bound_pct'])} % of a core is marked †: there the Python client, not "
+        "Realm, may set the pace.",
+        "",
+        "Each row is one timed round: no repetition and no alternation, unlike the sections "
+        "above. With the client, the server and up to 100 environments sharing the cores, "
+        "throughput rows have differed by up to 2x between two runs on this machine: read them "
+        "as orders of magnitude, and compare rows of one run only.",
+        "",
+        "### Against the seed's tables",
+        "",
+        "The seed (`lambda-at-home-websocket-runtime.md`, \"Performance Benefits\") publishes, "
+        "without saying how they were measured:",
+        "",
+    ]
+    out += table(["Scenario", "HTTP (ms)", "WebSocket (ms)", "Improvement"],
+                 [[a, str(b), str(d), e] for a, b, d, e in SEED_LATENCY])
+    out += [""]
+    out += table(["Concurrent Invocations", "HTTP (req/s)", "WebSocket (req/s)", "Improvement"],
+                 [[str(a), str(b), str(d), e] for a, b, d, e in SEED_TPUT])
+    out += ["", "Realm's numbers for the same rows: Node function, Invoke over HTTP, environment on "
+            "the HTTP runtime API (\"HTTP\") or the WebSocket runtime channel (\"WebSocket\"); "
+            "latency is the median (p50).", ""]
+    rows = []
+    if "node_http" in fns and "node_ws" in fns:
+        for (sc, label), seed in zip(INV_SCENARIOS, SEED_LATENCY):
+            h, w = fns["node_http"]["http"][sc], fns["node_ws"]["http"][sc]
+            imp = f"{100 * (h['p50_ms'] - w['p50_ms']) / h['p50_ms']:.0f}%"
+            rows.append([seed[0], str(seed[1]), str(seed[2]), seed[3], fmt(h["p50_ms"], 2), fmt(w["p50_ms"], 2),
+                         imp, f"{K}functions.{{node_http,node_ws}}.http.{sc}.p50_ms`"])
+        out += table(["Scenario", "seed HTTP (ms)", "seed WebSocket (ms)", "seed improvement", "Realm HTTP (ms)",
+                      "Realm WebSocket (ms)", "Realm improvement", "key"], rows)
+        out += [""]
+        rows = []
+        for n, sh, sw, seed_imp in SEED_TPUT:
+            h, w = fns["node_http"]["http"]["tput"][str(n)], fns["node_ws"]["http"]["tput"][str(n)]
+            imp = f"{100 * (w['per_s'] - h['per_s']) / h['per_s']:.0f}%"
+            rows.append([str(n), str(sh), str(sw), seed_imp, fmt(h["per_s"]), fmt(w["per_s"]), imp,
+                         f"{K}functions.{{node_http,node_ws}}.http.tput.{n}.per_s`"])
+        out += table(["Concurrent", "seed HTTP (req/s)", "seed WebSocket (req/s)", "seed improvement",
+                      "Realm HTTP (inv/s)", "Realm WebSocket (inv/s)", "Realm improvement", "key"], rows)
+        out += [""]
+    flagged, errored = [], []
+
+    def mark(cell, where):
+        if cell.get("client_bound"):
+            flagged.append(f"{where} ({fmt(cell['client_cpu_pct'])} %)")
+            return " †"
+        return ""
+
+    out += ["### Latency, ms", "", "![invocation latency](bench/results/invoke-latency.png)", ""]
+    rows = []
+    for k, label in INV_CONFIGS:
+        if k not in fns:
+            continue
+        for t, tl in INV_TRANSPORTS:
+            for sc, sl in INV_SCENARIOS:
+                x = fns[k][t][sc]
+                m = mark(x, f"{k}.{t}.{sc}") if sc != "cold" else ""
+                n_txt = str(x["n"]) + (f" ({x['errors']} errors)" if x.get("errors") else "")
+                if x.get("errors"):
+                    errored.append(f"`{k}.{t}.{sc}`: {x['first_errors'][0]}")
+                rows.append([label, tl, sl + m, n_txt, fmt(x["p50_ms"], 2), fmt(x["p90_ms"], 2),
+                             fmt(x["p99_ms"], 2), fmt(x["max_ms"], 2),
+                             f"{K}functions.{k}.{t}.{sc}.{{n,p50_ms,p90_ms,p99_ms,max_ms}}`"])
+    out += table(["Function", "Caller", "Scenario", "n", "p50", "p90", "p99", "max", "key"], rows)
+    out += ["", "### Throughput: invocations/s (p99 ms)", "",
+            "![invocation throughput](bench/results/invoke-throughput.png)", ""]
+    rows = []
+    conns = [str(x) for x in c["concurrency"]]
+    for k, label in INV_CONFIGS:
+        if k not in fns:
+            continue
+        for t, tl in INV_TRANSPORTS:
+            cells = []
+            for n in conns:
+                x = fns[k][t]["tput"][n]
+                err = f", {x['errors']} errors" if x.get("errors") else ""
+                if x.get("errors"):
+                    errored.append(f"`{k}.{t}.tput.{n}`: {x['first_errors'][0]}")
+                cells.append(f"{fmt(x['per_s'])} ({fmt(x['p99_ms'], 1)}{err}){mark(x, f'{k}.{t}.tput.{n}')}")
+            rows.append([label, tl] + cells + [f"{K}functions.{k}.{t}.tput.N.{{per_s,p99_ms}}`"])
+    out += table(["Function", "Caller"] + [f"{n} callers" for n in conns] + ["key"], rows)
+    out += [""]
+    if flagged:
+        out += ["† The client used " + f"{fmt(c['client_bound_pct'])} % of a core or more in: "
+                + "; ".join(flagged) + " (`client_cpu_pct`, `client_bound`).", ""]
+    else:
+        out += [f"The client stayed under {fmt(c['client_bound_pct'])} % of a core in every timed row "
+                "(`client_cpu_pct` of each row).", ""]
+    if errored:
+        out += ["Failed invocations (counted, not timed; the caller reconnects), first error of each "
+                "row (`errors`, `first_errors`):", ""] + [f"- {e}" for e in errored] + [""]
+        tail = [x for x in r.get("server_stderr_tail", []) if x.strip()]
+        if tail:
+            out += ["The server's stderr (`--log-level warn`), last lines (`server_stderr_tail`):", "",
+                    "```"] + tail[-10:] + ["```", ""]
+    im = r.get("idle_memory")
+    out += ["### Server memory with idle client WebSockets", ""]
+    if im:
+        rows = []
+        for n in sorted(im, key=int):
+            x = im[n]
+            rows.append([n, fmt(x.get("rss_kb")), fmt(x.get("per_connection_bytes")) if n != "0" else "",
+                         f"{K}idle_memory.{n}.rss_kb`" + (", `.per_connection_bytes`" if n != "0" else "")])
+        out += ["VmRSS of a freshly started server, then while N connections opened by "
+                "`realm-wsload --idle` (which waits for each welcome) stay idle, 1 s after the last opened.", ""]
+        out += table(["Idle connections", "server VmRSS (kB)", "bytes per connection", "key"], rows)
+        out += ["", "![server memory](bench/results/invoke-memory.png)", ""]
+    rows = []
+    for k, label in INV_CONFIGS:
+        if k not in fns or "environment" not in fns[k]:
+            continue
+        e = fns[k]["environment"]
+        procs = ", ".join(f"{p['comm']} {p['rss_kb']}" for p in e.get("processes", []))
+        rows.append([label, fmt(e["first_invoke_ms"], 1), fmt(fns[k]["http"]["cold"]["p50_ms"], 1),
+                     fmt(e["max_memory_used_mb"]), fmt(e.get("rss_kb_runtime")), procs,
+                     f"{K}functions.{k}.environment.{{first_invoke_ms,max_memory_used_mb,rss_kb_runtime,processes}}`, "
+                     f"`functions.{k}.http.cold.p50_ms`"])
+    if rows:
+        out += ["### One warm environment per runtime", "",
+                "Start: the first invocation of a new function over HTTP (environment start plus one "
+                "invocation; Realm logs no separate init duration), and the cold-start median above. "
+                "Memory: the largest `Max Memory Used` of the function's REPORT lines (the peak of the "
+                "environment's memory cgroup, whole MB), and the VmRSS of the processes below the "
+                "server with one warm environment (bubblewrap's and the runtime's).", ""]
+        out += table(["Function", "first invocation (ms)", "cold p50 (ms)", "Max Memory Used (MB)",
+                      "runtime VmRSS (kB)", "processes (VmRSS kB)", "key"], rows)
+        out += [""]
+    out += ["Not measured yet: a peer for the HTTP invoke rows. `serverless-offline` 14.x declares "
+            "`serverless` ^4 as a peer dependency, and Serverless Framework 4 needs an account login "
+            "or licence key at run time (beyond the npm registry); `serverless` 3 with "
+            "`serverless-offline` 13 was not tried.", ""]
+    return out
 
 
 def llm_section(path):

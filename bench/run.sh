@@ -10,6 +10,12 @@
 #   http    GET /health requests/s with wrk -t1 at 1 and 100 connections
 #           (the Node peer serves a body of the size of Realm's)
 #   ws      `health` calls/s with realm-wsload at 1 and 100 connections
+#   invoke  bench/invoke.py: invocation latency (cold, warm, high frequency) and
+#           throughput (1-100 callers) of no-op Node, Python and provided (C)
+#           functions over Invoke HTTP and the client WebSocket, with the HTTP
+#           and the WebSocket runtime channel; server memory with 0, 1000 and
+#           10000 idle client WebSockets; bench/results/invoke.json, and PNG
+#           plots by bench/plots.py (skipped with BENCH_INVOKE=0)
 #
 # Each load scenario starts with an unrecorded warm-up of BENCH_WARMUP seconds
 # per server, then BENCH_ROUNDS rounds of BENCH_SECONDS seconds that alternate
@@ -295,6 +301,18 @@ metrics_bytes_end=$(body_bytes "$realm_metrics")
 mkdir -p "$(dirname "$RESULTS")"
 /usr/bin/python3 bench/report.py collect "$T" "$RESULTS"
 log "wrote $RESULTS"
+# Invocations (issue 7): their own server, after the core scenarios.
+if [ "${BENCH_INVOKE:-1}" = 1 ]; then
+    command -v gcc >/dev/null || die "gcc is missing (it builds the provided bootstrap)"
+    /usr/bin/python3 bench/invoke.py --realm "$REALM" --wsload "$WSLOAD" --out bench/results/invoke.json ||
+        die "bench/invoke.py failed"
+    log "wrote bench/results/invoke.json"
+    if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
+        /usr/bin/python3 bench/plots.py bench/results/invoke.json && log "wrote bench/results/invoke-*.png"
+    else
+        log "python3-matplotlib is missing: no plots (scripts/setup.sh --bench installs it)"
+    fi
+fi
 # generate against llama.cpp itself, when the worker was built (llama.cpp installed).
 if [ -x build/bench/realm-llm ] && command -v node >/dev/null; then
     [ -f build/models/bench-300.gguf ] || PYTHONPATH=build/llama.cpp/gguf-py /usr/bin/python3 scripts/make_test_model.py --size-mb 300 --out build/models/bench-300.gguf

@@ -33,7 +33,7 @@ test_pkgs=(
   python3-numpy python3-yaml
 )
 bench_pkgs=(
-  wrk python3
+  wrk python3 python3-boto3 python3-websockets python3-matplotlib
 )
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
 [ "$want_bench" = 1 ] && pkgs+=("${bench_pkgs[@]}")

@@ -225,7 +225,7 @@ int reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e)
 int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg, int is_create,
                             realm_reg_err_t *e)
 {
-    const char *s;
+    const char *s = NULL;
     long long n;
     int rc;
     (void)r;
