@@ -97,7 +97,7 @@ struct pool_s {
     uint64_t memory_mb, timeout_s;
     int64_t reserved;
     int has_network;
-    uint32_t uid;                        /* inside the sandbox: one per tenant */
+    uint32_t uid; /* inside the sandbox: one per tenant */
     char **binds; /* more read-only binds (host, sandbox pairs), NULL-terminated; or NULL */
     uint64_t n_ok, n_error, n_throttled; /* invocations ended, by outcome */
     realm_inv_t *q_head, *q_tail;
@@ -587,7 +587,8 @@ static void env_push(char ***v, size_t *n, const char *fmt, ...)
     (*v)[*n] = NULL;
 }
 
-static int env_spawn(pool_t *p)
+/* Starts an environment of p; 0, or -1 with why in err (also logged). */
+static int env_spawn(pool_t *p, char *err, size_t err_len)
 {
     realm_exec_t *x = p->x;
     const char *argv_node[] = {"/usr/bin/node", "/opt/bootstrap.js", NULL};
@@ -676,8 +677,7 @@ static int env_spawn(pool_t *p)
     if (so.limits.cpu_weight > 10000) so.limits.cpu_weight = 10000;
     realm_spawn_cb_t cb = {
         .on_output = on_spawn_output, .on_exit = on_spawn_exit, .on_ready = on_spawn_ready};
-    char err[512];
-    int rc = realm_spawn_start(x->o.loop, &so, &cb, env, &env->sp, err, sizeof(err));
+    int rc = realm_spawn_start(x->o.loop, &so, &cb, env, &env->sp, err, err_len);
     for (size_t i = 0; i < en; i++)
         free(ev[i]);
     free(ev);
@@ -790,17 +790,20 @@ static void pump(pool_t *p)
     /* Then new ones, one per invocation nobody is about to take. */
     size_t coming = p->n_starting + p->n_resting_fresh;
     while (p->queued > coming && can_start(p)) {
-        if (env_spawn(p) != 0) {
+        char err[512], msg[600];
+        if (env_spawn(p, err, sizeof(err)) != 0) {
             realm_inv_t *inv = p->q_head;
-            inv_finish(inv, REALM_INV_FAILED, NULL, 0, "ServiceException",
-                       "could not start an execution environment (see the server log)");
+            snprintf(msg, sizeof(msg), "could not start an execution environment: %s", err);
+            inv_finish(inv, REALM_INV_FAILED, NULL, 0, "ServiceException", msg);
             continue;
         }
         coming++;
     }
     /* Provisioned environments stay up (unless they cannot even start). */
-    while (p->n_envs < p->provisioned && p->init_failures < PROVISION_GIVE_UP && can_start(p))
-        if (env_spawn(p) != 0) break;
+    while (p->n_envs < p->provisioned && p->init_failures < PROVISION_GIVE_UP && can_start(p)) {
+        char err[512];
+        if (env_spawn(p, err, sizeof(err)) != 0) break;
+    }
 }
 
 /*
