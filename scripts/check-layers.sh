@@ -24,7 +24,7 @@ allowed() {
     exec) echo "base sandbox exec" ;;
     queue) echo "base queue" ;;
     model) echo "base model" ;;
-    llm) echo "llm" ;;
+    llm) echo "base llm" ;;
     auth) echo "base auth" ;;
     cli) echo "base pkg auth cli" ;;
     api) echo "*" ;;

@@ -93,7 +93,7 @@ static int on_body(llhttp_t *p, const char *at, size_t len)
         r->is_too_large = 1;
         return -1;
     }
-    llm_buf_append(&r->body, at, len);
+    realm_buf_append(&r->body, at, len);
     return 0;
 }
 
@@ -101,7 +101,7 @@ static int on_message_complete(llhttp_t *p)
 {
     realm_rapi_t *r = p->data;
     if (r->status < 200) { /* an interim answer (100 Continue): the real one follows */
-        llm_buf_reset(&r->body);
+        realm_buf_reset(&r->body);
         r->request_id[0] = '\0';
         return 0;
     }
@@ -115,8 +115,8 @@ int realm_rapi_init(realm_rapi_t *r, const char *address)
 {
     memset(r, 0, sizeof(*r));
     r->fd = -1;
-    llm_buf_init(&r->body);
-    llm_buf_init(&r->head);
+    realm_buf_init(&r->body);
+    realm_buf_init(&r->head);
     llhttp_settings_init(&r->settings);
     r->settings.on_header_field = on_header_field;
     r->settings.on_header_value = on_header_value;
@@ -156,8 +156,8 @@ void realm_rapi_close(realm_rapi_t *r)
 void realm_rapi_dispose(realm_rapi_t *r)
 {
     realm_rapi_close(r);
-    llm_buf_dispose(&r->body);
-    llm_buf_dispose(&r->head);
+    realm_buf_dispose(&r->body);
+    realm_buf_dispose(&r->head);
 }
 
 static int open_conn(realm_rapi_t *r)
@@ -235,7 +235,7 @@ static int read_answer(realm_rapi_t *r, int *got_bytes)
     r->request_id[0] = '\0';
     r->field_len = r->value_len = 0;
     r->is_value_long = 0;
-    llm_buf_reset(&r->body);
+    realm_buf_reset(&r->body);
     *got_bytes = 0;
 
     char buf[16384];
@@ -295,47 +295,47 @@ static int is_good_id(const char *id)
 
 int realm_rapi_next(realm_rapi_t *r)
 {
-    llm_buf_reset(&r->head);
-    llm_buf_appendf(&r->head, "GET " BASE "/invocation/next HTTP/1.1\r\nHost: %s:%s\r\n\r\n",
-                    r->host, r->port);
+    realm_buf_reset(&r->head);
+    realm_buf_appendf(&r->head, "GET " BASE "/invocation/next HTTP/1.1\r\nHost: %s:%s\r\n\r\n",
+                      r->host, r->port);
     int rc = exchange(r, NULL, 0);
     if (rc != 0) return r->is_too_large ? REALM_RAPI_EPROTO : rc;
     if (r->status != 200) return REALM_RAPI_ESTATUS;
     if (!is_good_id(r->request_id)) return REALM_RAPI_EPROTO;
-    if (!r->body.data) llm_buf_append(&r->body, "", 0);
+    if (!r->body.data) realm_buf_append(&r->body, "", 0);
     return 0;
 }
 
-static void error_json(llm_buf_t *out, const char *type, const char *message)
+static void error_json(realm_buf_t *out, const char *type, const char *message)
 {
-    llm_buf_appends(out, "{\"errorMessage\":\"");
-    llm_buf_t clean;
-    llm_buf_init(&clean);
-    llm_utf8_sanitize(&clean, message, strlen(message));
+    realm_buf_appends(out, "{\"errorMessage\":\"");
+    realm_buf_t clean;
+    realm_buf_init(&clean);
+    realm_str_utf8_repair(message, strlen(message), &clean);
     llm_json_escape(out, clean.data, clean.len);
-    llm_buf_dispose(&clean);
-    llm_buf_appends(out, "\",\"errorType\":\"");
+    realm_buf_dispose(&clean);
+    realm_buf_appends(out, "\",\"errorType\":\"");
     llm_json_escape(out, type, strlen(type));
-    llm_buf_appends(out, "\"}");
+    realm_buf_appends(out, "\"}");
 }
 
 int realm_rapi_post_error(realm_rapi_t *r, const char *request_id, const char *type,
                           const char *message)
 {
-    llm_buf_t body;
-    llm_buf_init(&body);
+    realm_buf_t body;
+    realm_buf_init(&body);
     error_json(&body, type, message);
-    llm_buf_reset(&r->head);
+    realm_buf_reset(&r->head);
     if (request_id)
-        llm_buf_appendf(&r->head, "POST " BASE "/invocation/%s/error HTTP/1.1\r\n", request_id);
+        realm_buf_appendf(&r->head, "POST " BASE "/invocation/%s/error HTTP/1.1\r\n", request_id);
     else
-        llm_buf_appends(&r->head, "POST " BASE "/init/error HTTP/1.1\r\n");
-    llm_buf_appendf(&r->head,
-                    "Host: %s:%s\r\nContent-Type: application/json\r\n"
-                    "Lambda-Runtime-Function-Error-Type: %s\r\nContent-Length: %zu\r\n\r\n",
-                    r->host, r->port, type, body.len);
+        realm_buf_appends(&r->head, "POST " BASE "/init/error HTTP/1.1\r\n");
+    realm_buf_appendf(&r->head,
+                      "Host: %s:%s\r\nContent-Type: application/json\r\n"
+                      "Lambda-Runtime-Function-Error-Type: %s\r\nContent-Length: %zu\r\n\r\n",
+                      r->host, r->port, type, body.len);
     int rc = exchange(r, body.data, body.len);
-    llm_buf_dispose(&body);
+    realm_buf_dispose(&body);
     if (rc != 0) return rc;
     return r->status == 202 || r->status == 200 ? 0 : REALM_RAPI_ESTATUS;
 }
@@ -344,16 +344,16 @@ int realm_rapi_stream_begin(realm_rapi_t *r, const char *request_id, const char 
 {
     int rc = ensure_conn(r);
     if (rc != 0) return rc;
-    llm_buf_reset(&r->head);
-    llm_buf_appendf(&r->head,
-                    "POST " BASE "/invocation/%s/response HTTP/1.1\r\n"
-                    "Host: %s:%s\r\n"
-                    "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
-                    "Transfer-Encoding: chunked\r\n"
-                    "Content-Type: %s\r\n"
-                    "Trailer: Lambda-Runtime-Function-Error-Type, "
-                    "Lambda-Runtime-Function-Error-Body\r\n\r\n",
-                    request_id, r->host, r->port, content_type);
+    realm_buf_reset(&r->head);
+    realm_buf_appendf(&r->head,
+                      "POST " BASE "/invocation/%s/response HTTP/1.1\r\n"
+                      "Host: %s:%s\r\n"
+                      "Lambda-Runtime-Function-Response-Mode: streaming\r\n"
+                      "Transfer-Encoding: chunked\r\n"
+                      "Content-Type: %s\r\n"
+                      "Trailer: Lambda-Runtime-Function-Error-Type, "
+                      "Lambda-Runtime-Function-Error-Body\r\n\r\n",
+                      request_id, r->host, r->port, content_type);
     struct iovec iov = {r->head.data, r->head.len};
     return send_iov(r, &iov, 1);
 }
@@ -371,19 +371,19 @@ int realm_rapi_stream_chunk(realm_rapi_t *r, const char *data, size_t len)
 int realm_rapi_stream_end(realm_rapi_t *r, const char *error_type, const char *message)
 {
     if (r->fd < 0) return REALM_RAPI_EIO;
-    llm_buf_reset(&r->head);
-    llm_buf_appends(&r->head, "0\r\n");
+    realm_buf_reset(&r->head);
+    realm_buf_appends(&r->head, "0\r\n");
     if (error_type) {
-        llm_buf_t body;
-        llm_buf_init(&body);
+        realm_buf_t body;
+        realm_buf_init(&body);
         error_json(&body, error_type, message ? message : "");
-        llm_buf_appendf(&r->head, "Lambda-Runtime-Function-Error-Type: %s\r\n", error_type);
-        llm_buf_appends(&r->head, "Lambda-Runtime-Function-Error-Body: ");
-        llm_base64(&r->head, body.data, body.len);
-        llm_buf_appends(&r->head, "\r\n");
-        llm_buf_dispose(&body);
+        realm_buf_appendf(&r->head, "Lambda-Runtime-Function-Error-Type: %s\r\n", error_type);
+        realm_buf_appends(&r->head, "Lambda-Runtime-Function-Error-Body: ");
+        realm_str_b64_encode(body.data, body.len, &r->head);
+        realm_buf_appends(&r->head, "\r\n");
+        realm_buf_dispose(&body);
     }
-    llm_buf_appends(&r->head, "\r\n");
+    realm_buf_appends(&r->head, "\r\n");
     struct iovec iov = {r->head.data, r->head.len};
     int rc = send_iov(r, &iov, 1);
     int got = 0;

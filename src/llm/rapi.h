@@ -40,8 +40,8 @@ typedef struct {
     int status;       /* status of the last answer read */
     int is_complete;  /* the last answer was read to its end */
     int is_too_large; /* the last answer's body went over REALM_RAPI_MAX_BODY */
-    llm_buf_t body;   /* the last answer's body (NUL-terminated) */
-    llm_buf_t head;   /* scratch: a request head being written */
+    realm_buf_t body; /* the last answer's body (NUL-terminated) */
+    realm_buf_t head; /* scratch: a request head being written */
     char request_id[REALM_RAPI_ID_MAX]; /* Lambda-Runtime-Aws-Request-Id of the last answer */
     char field[64]; /* header name being read (truncated: only short names matter) */
     size_t field_len;
