@@ -84,6 +84,7 @@ struct realm_env_s {
     uint64_t last_used;
     void *private_listener; /* from opts.private_listen, or NULL */
     unsigned has_asked : 1; /* a `next` came at least once (init done) */
+    unsigned oom_reported : 1; /* an invocation already ended with Runtime.OutOfMemory */
     unsigned is_slow : 1;   /* RESTING past its grace */
     unsigned timer_closed : 1;
 };
@@ -441,7 +442,7 @@ static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, v
         inv->started_ns = uv_hrtime();
     }
     /* An OOM already reported at the answer (oom_ends) is not counted again. */
-    if (oom && strcmp(env->stop_reason, "out of memory") != 0)
+    if (oom && !env->oom_reported)
         x->st.oom_total++;
     else if (!oom && !env->stop_reason[0])
         x->st.crashes_total++;
@@ -1163,6 +1164,7 @@ static int oom_ends(realm_env_t *env, realm_inv_t *inv)
     inv->env = NULL;
     inv_fail_platform(inv, "Runtime.OutOfMemory",
                       "Runtime exited with error: signal: killed (memory limit)");
+    env->oom_reported = 1;
     env_stop(env, "out of memory");
     return 1;
 }
