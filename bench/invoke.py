@@ -60,11 +60,6 @@ CONFIGS = [
 TRANSPORTS = ["http", "ws"]
 
 
-def cpu_s():
-    f = open("/proc/self/stat").read().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / HZ
-
-
 def pct(xs, p):
     if not xs:
         return None
@@ -253,121 +248,97 @@ async def caller(realm, transport):
     return await c.open()
 
 
-def cell_cpu(wall, c0, c1):
-    pct_ = 100.0 * (c1 - c0) / wall if wall > 0 else 0.0
-    return {"wall_s": round(wall, 4), "client_cpu_s": round(c1 - c0, 4), "client_cpu_pct": round(pct_, 1),
-            "client_bound": pct_ >= CLIENT_BOUND_PCT}
+def tool_env():
+    e = dict(os.environ)
+    for k in ("WRK_METHOD", "WRK_BODY", "WRK_PAUSE_MS"):
+        e.pop(k, None)
+    return e
 
 
-async def reopen(c):
-    """A new connection for a caller whose call failed (retried: the server may be busy)."""
-    try:
-        await c.close()
-    except Exception:  # noqa: BLE001 - the old connection is gone either way
-        pass
-    for i in range(50):
-        try:
-            return await c.open()
-        except OSError as e:
-            if i == 49:
-                raise RuntimeError(f"cannot reconnect: {e!r}") from e
-            await asyncio.sleep(0.1)
+def proc_ticks(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
 
 
-async def timed(c, name, lat, errs=None):
-    t0 = time.perf_counter_ns()
-    try:
-        await c.call(name)
-    except Exception as e:  # noqa: BLE001 - counted and reported
-        if errs is None:
-            raise
-        errs.append(repr(e)[:300])
-        log(f"{name}: {e!r:.300}")
-        await reopen(c)
-        return
-    lat.append(time.perf_counter_ns() - t0)
+def machine_ticks():
+    with open("/proc/stat") as f:
+        v = f.readline().split()
+    return sum(int(x) for x in (v[1], v[2], v[3], v[6], v[7], v[8]))
 
 
-async def warm_cell(realm, transport, name, n, pause_s):
-    c = await caller(realm, transport)
-    await c.call(name)  # make sure an environment is warm
-    lat, errs = [], []
-    w0, c0 = time.perf_counter(), cpu_s()
-    for _ in range(n):
-        await timed(c, name, lat, errs)
-        await asyncio.sleep(pause_s)
-    r = stats_ms(lat)
-    r.update(cell_cpu(time.perf_counter() - w0, c0, cpu_s()))
-    r["errors"] = len(errs)
-    if errs:
-        r["first_errors"] = errs[:3]
-    r["pause_ms"] = pause_s * 1000
-    await c.close()
-    return r
+class Target:
+    """Where a load goes: Invoke over HTTP (wrk) or the client WebSocket `invoke` (realm-wsload)."""
+
+    def __init__(self, kind, url, pid, function=None):
+        self.kind, self.url, self.pid, self.function = kind, url, pid, function
 
 
-async def load_cell(realm, transport, name, conns, seconds, warmup_s):
-    cs = [await caller(realm, transport) for _ in range(conns)]
-    lat = []
-    errors = 0
-    first_errors = []
-
-    async def loop(c, until, record):
-        nonlocal errors
-        while time.perf_counter() < until:
-            t0 = time.perf_counter_ns()
-            try:
-                await c.call(name)
-            except Exception as e:  # noqa: BLE001 - counted and reported
-                errors += 1
-                if len(first_errors) < 3:
-                    first_errors.append(repr(e)[:300])
-                    log(f"{name} c{conns}: {e!r:.300}")
-                await reopen(c)
-                continue
-            if record:
-                lat.append(time.perf_counter_ns() - t0)
-
-    if warmup_s > 0:
-        # every caller completes one call first (environments start), then a timed warm-up.
-        await asyncio.gather(*(c.call(name) for c in cs))
-        until = time.perf_counter() + warmup_s
-        await asyncio.gather(*(loop(c, until, False) for c in cs))
-    errors = 0
-    w0, c0 = time.perf_counter(), cpu_s()
-    until = w0 + seconds
-    await asyncio.gather(*(loop(c, until, True) for c in cs))
+def run_load(a, t, conns, seconds, pause_ms=0):
+    """One run of the C load generator against t; latency in ms, CPU of client, server, machine."""
+    env = tool_env()
+    if t.kind == "http":
+        env.update(WRK_METHOD="POST", WRK_BODY="{}", WRK_PAUSE_MS=str(pause_ms))
+        cmd = ["wrk", "-t1", f"-c{conns}", f"-d{int(seconds)}s", "--timeout", "30s",
+               "-s", os.path.join(HERE, "wrk_report.lua"), t.url]
+    else:
+        cmd = [a.wsload, "-c", str(conns), "-d", str(seconds), "-w", "0", "-f", "invoke",
+               "-p", json.dumps({"name": t.function, "payload": {}})]
+        cmd += (["-P", str(pause_ms)] if pause_ms else []) + [t.url]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    s0, m0, w0 = proc_ticks(t.pid), machine_ticks(), time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=seconds + 300)
     wall = time.perf_counter() - w0
-    r = stats_ms(lat)
-    r.update(cell_cpu(wall, c0, cpu_s()))
-    r["connections"] = conns
-    r["per_s"] = round(len(lat) / wall, 1)
-    r["errors"] = errors
-    if first_errors:
-        r["first_errors"] = first_errors
-    for c in cs:
-        await c.close()
+    s1, m1 = proc_ticks(t.pid), machine_ticks()
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    server, machine = (s1 - s0) / HZ, (m1 - m0) / HZ
+    if t.kind == "http":
+        line = next((x[9:] for x in p.stdout.splitlines() if x.startswith("WRK_JSON ")), None)
+        if line is None:
+            raise RuntimeError(f"wrk printed no result ({p.returncode}): {p.stdout[-500:]} {p.stderr[-500:]}")
+        w = json.loads(line)
+        n, per_s, errors = w["requests"], w["requests_per_s"], sum(w["errors"].values())
+        first = [f"wrk errors {json.dumps(w['errors'])}"] if errors else []
+    else:
+        try:
+            w = json.loads(p.stdout.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise RuntimeError(f"realm-wsload printed no result ({p.returncode}): {p.stderr[-500:]}") from None
+        n, per_s, errors = w["calls"], w["calls_per_s"], w["errors"]
+        first = [p.stderr.strip()[-300:]] if errors else []
+    if n == 0:
+        raise RuntimeError(f"{' '.join(cmd)}: no call completed: {p.stdout[-300:]} {p.stderr[-300:]}")
+    r = {"n": n, "per_s": round(per_s, 1), "p50_ms": w["p50_us"] / 1e3, "p90_ms": w["p90_us"] / 1e3,
+         "p99_ms": w["p99_us"] / 1e3, "max_ms": w["max_us"] / 1e3, "errors": errors,
+         "wall_s": round(wall, 3), "client_cpu_s": round(client, 3),
+         "client_cpu_pct": round(100.0 * client / wall, 1), "server_cpu_pct": round(100.0 * server / wall, 1),
+         "other_cpu_cores": round(max(0.0, machine - server - client) / wall, 2)}
+    r["client_bound"] = r["client_cpu_pct"] >= CLIENT_BOUND_PCT
+    if first:
+        r["first_errors"] = first
     return r
 
 
-async def cold_cell(realm, transport, cfg, zips, n, seq):
-    key, runtime, handler, channel = cfg
-    c = await caller(realm, transport)
-    lat, errs = [], []
-    names = []
-    for i in range(n):
-        name = f"bench-cold-{key}-{transport}-{seq}-{i}".replace("_", "-")
-        realm.create(name, runtime, handler, channel, zips)
-        names.append(name)
-        await timed(c, name, lat, errs)
-    await c.close()
-    for name in names:
-        realm.delete(name)
-    r = stats_ms(lat)
-    r["errors"] = len(errs)
-    if errs:
-        r["first_errors"] = errs[:3]
-    return r
+def alternate(a, sides, conns, seconds, rounds, pause_ms=0, warmup_s=0, rank="per_s"):
+    """Rounds that alternate the sides (A, B, A, B, ...), after an unrecorded warm-up of each;
+    each side's figures are those of its median round (ranked by `rank`), every round kept."""
+    for _, t in sides:
+        if warmup_s > 0:
+            run_load(a, t, conns, warmup_s, pause_ms)
+    runs = {label: [] for label, _ in sides}
+    for _ in range(rounds):
+        for label, t in sides:
+            runs[label].append(run_load(a, t, conns, seconds, pause_ms))
+    out = {}
+    for label, rs in runs.items():
+        order = sorted(range(len(rs)), key=lambda i: rs[i][rank])
+        med = dict(rs[order[len(rs) // 2]])
+        med.update(connections=conns, median_round=order[len(rs) // 2] + 1, ranked_by=rank,
+                   errors=sum(x["errors"] for x in rs), rounds=rs)
+        med["client_bound"] = any(x["client_bound"] for x in rs)
+        med["client_cpu_pct_max"] = max(x["client_cpu_pct"] for x in rs)
+        out[label] = med
+    return out
 
 
 def env_cost(realm, name):
@@ -449,9 +420,116 @@ def idle_memory(realm_bin, wsload, tmp, counts):
     return out
 
 
-async def run_matrix(realm, zips, a):
+class Peer:
+    """The same Node function under serverless-offline (bench/peers/serverless/): its local
+    Lambda endpoint serves Invoke at /2015-03-31/functions/NAME/invocations."""
+
+    DIR = os.path.join(HERE, "peers", "serverless")
+    PREFIX = "realm-bench-peer-bench-"
+
+    def __init__(self, tmp, cold):
+        mods = os.path.join(self.DIR, "node_modules")
+        if not os.path.isdir(os.path.join(mods, "serverless-offline")):
+            sys.exit("bench/peers/serverless/node_modules is missing (scripts/setup.sh --bench installs it)")
+        self.versions = {m: json.load(open(os.path.join(mods, m, "package.json")))["version"]
+                         for m in ("serverless", "serverless-offline")}
+        env = dict(os.environ, REALM_BENCH_COLD=str(cold), SLS_TELEMETRY_DISABLED="1",
+                   SLS_NOTIFICATIONS_MODE="off", SLS_DEPRECATION_DISABLE="*")
+        self.out = open(os.path.join(tmp, "peer.out"), "w+")
+        self.proc = subprocess.Popen(
+            ["node", os.path.join(mods, "serverless", "bin", "serverless.js"), "offline", "start",
+             "--lambdaPort", "0", "--host", "127.0.0.1"],
+            cwd=self.DIR, env=env, stdout=self.out, stderr=subprocess.STDOUT)
+        self.port = None
+        for _ in range(300):
+            self.out.seek(0)
+            if "listening on" in self.out.read():
+                self.port = self.listening_port()
+            if self.port or self.proc.poll() is not None:
+                break
+            time.sleep(0.1)
+        if not self.port:
+            self.out.seek(0)
+            self.stop()
+            sys.exit("serverless-offline did not start: " + self.out.read()[-2000:])
+        self.rss_kb_start = self.rss_kb()
+
+    def listening_port(self):
+        """serverless-offline prints the port it was given (0): read the one it got from /proc."""
+        inodes = set()
+        for fd in os.listdir(f"/proc/{self.proc.pid}/fd"):
+            try:
+                link = os.readlink(f"/proc/{self.proc.pid}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("socket:["):
+                inodes.add(link[8:-1])
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            for line in open(table).read().splitlines()[1:]:
+                f = line.split()
+                if f[3] == "0A" and f[9] in inodes:
+                    return int(f[1].rsplit(":", 1)[1], 16)
+        return None
+
+    def url(self, fn):
+        return f"http://127.0.0.1:{self.port}/2015-03-31/functions/{self.PREFIX}{fn}/invocations"
+
+    def rss_kb(self):
+        return next(int(x.split()[1]) for x in open(f"/proc/{self.proc.pid}/status") if x.startswith("VmRSS:"))
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+async def cold_cell(realm, transport, cfg, zips, n, seq, peer=None, peer_first=0):
+    """n first invocations of new functions; with a peer, each followed by the first
+    invocation of one of its cold functions (serverless-offline loads a handler then)."""
+    key, runtime, handler, channel = cfg
+    c = await caller(realm, transport)
+    pc = await HttpCaller(peer.port).open() if peer else None
+    lat, plat, names = [], [], []
+    for i in range(n):
+        name = f"bench-cold-{key}-{transport}-{seq}-{i}".replace("_", "-")
+        realm.create(name, runtime, handler, channel, zips)
+        names.append(name)
+        t0 = time.perf_counter_ns()
+        await c.call(name)
+        lat.append(time.perf_counter_ns() - t0)
+        if pc:
+            t0 = time.perf_counter_ns()
+            await pc.call(f"{Peer.PREFIX}cold{peer_first + i}")
+            plat.append(time.perf_counter_ns() - t0)
+    await c.close()
+    if pc:
+        await pc.close()
+    for name in names:
+        realm.delete(name)
+    return stats_ms(lat), (stats_ms(plat) if pc else None)
+
+
+def measure(a, sides):
+    """warm, hf and throughput of one row (and of the peer, alternating, when sides has two)."""
+    res = {label: {"tput": {}} for label, _ in sides}
+    for sc, conns, secs, pause, warmup, rank in (("warm", 1, a.warm_s, a.warm_pause_ms, 0, "p50_ms"),
+                                                 ("hf", 1, a.hf_s, 0, 0, "per_s")):
+        for label, x in alternate(a, sides, conns, secs, a.rounds, pause, warmup, rank).items():
+            x["pause_ms"] = pause
+            res[label][sc] = x
+    for conns in a.conns:
+        for label, x in alternate(a, sides, conns, a.tput_s, a.rounds, 0, a.tput_warmup_s).items():
+            res[label]["tput"][str(conns)] = x
+    return res
+
+
+async def run_matrix(realm, zips, a, peer):
     res = {}
     seq = 0
+    peer_cold = 0
     for cfg in CONFIGS:
         key, runtime, handler, channel = cfg
         name = f"bench-{key}".replace("_", "-")
@@ -467,17 +545,31 @@ async def run_matrix(realm, zips, a):
         procs = env_processes(realm.proc.pid)
         for transport in TRANSPORTS:
             seq += 1
-            cell = {}
-            cell["cold"] = await cold_cell(realm, transport, cfg, zips, a.cold, seq)
-            cell["warm"] = await warm_cell(realm, transport, name, a.warm, a.warm_pause_ms / 1000)
-            cell["hf"] = await load_cell(realm, transport, name, 1, a.hf_s, 0)
-            cell["tput"] = {}
-            for conns in a.conns:
-                cell["tput"][str(conns)] = await load_cell(realm, transport, name, conns, a.tput_s, a.tput_warmup_s)
+            with_peer = peer if (transport == "http" and runtime.startswith("nodejs")) else None
+            cold, pcold = await cold_cell(realm, transport, cfg, zips, a.cold, seq, with_peer, peer_cold)
+            if transport == "http":
+                t = Target("http", f"{realm.control}/2015-03-31/functions/{name}/invocations", realm.proc.pid)
+            else:
+                t = Target("ws", realm.ws_url, realm.proc.pid, name)
+            sides = [("realm", t)]
+            if with_peer:
+                peer_cold += a.cold
+                sides.append(("peer", Target("http", with_peer.url("noop"), with_peer.proc.pid)))
+            m = measure(a, sides)
+            cell = m["realm"]
+            cell["cold"] = cold
+            if with_peer:
+                cell["peer"] = m["peer"]
+                cell["peer"]["cold"] = pcold
             res[key][transport] = cell
             tp = " ".join(f"c{k}={v['per_s']}/s" for k, v in cell["tput"].items())
             log(f"{key} via {transport}: cold p50 {cell['cold']['p50_ms']:.1f} ms, warm p50 "
-                f"{cell['warm']['p50_ms']:.2f} ms, hf p50 {cell['hf']['p50_ms']:.2f} ms; {tp}")
+                f"{cell['warm']['p50_ms']:.2f} ms, hf {cell['hf']['per_s']}/s; {tp}")
+            if with_peer:
+                pp = cell["peer"]
+                tp = " ".join(f"c{k}={v['per_s']}/s" for k, v in pp["tput"].items())
+                log(f"  peer: cold p50 {pp['cold']['p50_ms']:.1f} ms, warm p50 {pp['warm']['p50_ms']:.2f} ms, "
+                    f"hf {pp['hf']['per_s']}/s; {tp}")
         cost = env_cost(realm, name)
         cost["first_invoke_ms"] = round(first_ms, 2)
         cost.update(procs)
@@ -487,17 +579,28 @@ async def run_matrix(realm, zips, a):
     return res
 
 
+def wrk_version():
+    p = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
+    return (p.stdout + p.stderr).split()[1] if (p.stdout + p.stderr).split()[1:] else ""
+
+
+def node_version():
+    return subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--realm", default=os.path.join(ROOT, "build/bench/realm"))
     ap.add_argument("--wsload", default=os.path.join(ROOT, "build/bench/bench/realm-wsload"))
     ap.add_argument("--out", default=os.path.join(HERE, "results", "invoke.json"))
     ap.add_argument("--cold", type=int, default=5)
-    ap.add_argument("--warm", type=int, default=200)
-    ap.add_argument("--warm-pause-ms", type=float, default=5)
-    ap.add_argument("--hf-s", type=float, default=2)
-    ap.add_argument("--tput-s", type=float, default=3)
-    ap.add_argument("--tput-warmup-s", type=float, default=1)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--warm-s", type=int, default=1)
+    ap.add_argument("--warm-pause-ms", type=int, default=5)
+    ap.add_argument("--hf-s", type=int, default=1)
+    ap.add_argument("--tput-s", type=int, default=2)
+    ap.add_argument("--tput-warmup-s", type=int, default=1)
+    ap.add_argument("--no-peer", action="store_true", help="skip serverless-offline")
     ap.add_argument("--conns", default="1,10,50,100")
     ap.add_argument("--idle", default="1000,10000")
     ap.add_argument("--only", default="", help="comma-separated config keys (default: all)")
@@ -520,29 +623,39 @@ def main():
         "cores": os.cpu_count(),
         "cpu_model": next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), ""),
         "loadavg_at_start": open("/proc/loadavg").read().split()[:3],
-        "config": {"cold_samples": a.cold, "warm_samples": a.warm, "warm_pause_ms": a.warm_pause_ms,
-                   "hf_seconds": a.hf_s, "tput_seconds": a.tput_s, "tput_warmup_s": a.tput_warmup_s,
-                   "concurrency": a.conns, "client_bound_pct": CLIENT_BOUND_PCT,
-                   "realm": os.path.relpath(a.realm, ROOT), "python": sys.version.split()[0],
-                   "websockets": websockets.__version__, "boto3": boto3.__version__},
+        "config": {"cold_samples": a.cold, "rounds": a.rounds, "warm_seconds": a.warm_s,
+                   "warm_pause_ms": a.warm_pause_ms, "hf_seconds": a.hf_s, "tput_seconds": a.tput_s,
+                   "tput_warmup_s": a.tput_warmup_s, "concurrency": a.conns,
+                   "client_bound_pct": CLIENT_BOUND_PCT, "realm": os.path.relpath(a.realm, ROOT),
+                   "wsload": os.path.relpath(a.wsload, ROOT), "wrk": wrk_version(),
+                   "python": sys.version.split()[0], "websockets": websockets.__version__,
+                   "boto3": boto3.__version__, "node": node_version()},
     }
     try:
         if idle and os.path.exists(a.wsload):
             out["idle_memory"] = idle_memory(a.realm, a.wsload, tmp, idle)
         zips = build_zips(tmp)
         realm = Realm(a.realm, tempfile.mkdtemp(dir=tmp), [])
+        peer = None if a.no_peer else Peer(tmp, 2 * a.cold)
         try:
             out["server_rss_kb_start"] = realm.rss_kb()
+            if peer:
+                out["peer"] = {"name": "serverless-offline", "versions": peer.versions,
+                               "rss_kb_start": peer.rss_kb_start}
             try:
-                out["functions"] = asyncio.run(run_matrix(realm, zips, a))
+                out["functions"] = asyncio.run(run_matrix(realm, zips, a, peer))
             except Exception:
                 realm.err.seek(0)
                 log(f"failed; realm exit status {realm.proc.poll()}, its stderr ends:\n"
                     + realm.err.read()[-3000:])
                 raise
             out["server_rss_kb_end"] = realm.rss_kb()
+            if peer:
+                out["peer"]["rss_kb_end"] = peer.rss_kb()
         finally:
             realm.stop()
+            if peer:
+                peer.stop()
             realm.err.seek(0)
             # the server's own account of anything that went wrong (--log-level warn)
             out["server_stderr_tail"] = realm.err.read().splitlines()[-30:]

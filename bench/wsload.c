@@ -3,15 +3,18 @@
  *
  * Two modes, both against anything that speaks Realm's client protocol
  * (docs: src/proto/message.h): on connect the server sends one welcome text
- * message; a call {"id":..,"function":"health","params":{}} is answered with
- * {"id":..,"status":"complete","data":{"status":"ok",..}}.
+ * message; a call {"id":..,"function":F,"params":P} is answered with
+ * {"id":..,"status":"complete","data":{..}}, after any number of
+ * {"id":..,"status":"streaming",..} replies.
  *
- *   load (default)  N connections, closed loop: each sends one health call,
- *                   waits for its reply, sends the next. After --warmup
+ *   load (default)  N connections, closed loop: each sends one call
+ *                   (--function, default health; --params, default {}),
+ *                   waits for its complete reply, sends the next (after
+ *                   --pause-ms, with one connection). After --warmup
  *                   seconds the counters reset and the next --duration
  *                   seconds are measured. Prints one JSON object:
  *                   {connections, duration_s, calls, calls_per_s, p50_us,
- *                    p99_us, client_cpu_s, errors, ...}
+ *                    p90_us, p99_us, max_us, client_cpu_s, errors, ...}
  *   --idle          N connections that only take their welcome, then sit
  *                   there (answering the server's pings) until stdin, when
  *                   it is a pipe, reaches EOF, or SIGINT/SIGTERM arrives.
@@ -98,12 +101,13 @@ typedef struct {
     size_t out_len;
     size_t out_cap;
     int has_welcome;
-    int is_waiting;     /* a call is in flight */
-    int is_checked;     /* one reply has been checked in full */
-    int is_in_recv;     /* inside wslay_event_recv(): wslay must not be re-entered */
-    uint64_t seq;       /* id of the call in flight */
-    uint64_t sent_ns;   /* uv_hrtime() when it was queued */
-    char id_needle[40]; /* "id":"<seq>" of the call in flight */
+    int is_waiting;         /* a call is in flight */
+    int is_checked;         /* one reply has been checked in full */
+    int is_in_recv;         /* inside wslay_event_recv(): wslay must not be re-entered */
+    uint64_t seq;           /* id of the call in flight */
+    uint64_t sent_ns;       /* uv_hrtime() when it was queued */
+    char id_needle[40];     /* "id":"<seq>" of the call in flight */
+    uv_timer_t pause_timer; /* --pause-ms: the wait before the next call (one connection) */
     size_t id_needle_len;
 } conn_t;
 
@@ -119,7 +123,13 @@ struct load_s {
     char host[256];
     int port;
     char path[256];
-    int is_idle; /* --idle mode */
+    int is_idle;          /* --idle mode */
+    const char *function; /* the function called (argv, default "health") */
+    const char *params;   /* its params, a JSON text (argv, default "{}") */
+    char *msg;            /* owned: room for one call's text */
+    size_t msg_cap;
+    double pause_ms; /* --pause-ms */
+    int is_pausing;  /* the pause timer of conns[0] is initialised */
     size_t conn_cnt;
     size_t connect_concurrency;
     double duration_s;
@@ -305,17 +315,18 @@ static int genmask_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, voi
     return 0;
 }
 
-/* Queues the next health call on c. */
+/* Queues the next call on c. */
 static void conn_send_call(conn_t *c)
 {
-    char msg[96];
+    load_t *l = c->load;
     c->seq++;
-    int n = snprintf(msg, sizeof(msg),
-                     "{\"id\":\"%" PRIu64 "\",\"function\":\"health\",\"params\":{}}", c->seq);
+    int n =
+        snprintf(l->msg, l->msg_cap, "{\"id\":\"%" PRIu64 "\",\"function\":\"%s\",\"params\":%s}",
+                 c->seq, l->function, l->params);
     c->id_needle_len =
         (size_t)snprintf(c->id_needle, sizeof(c->id_needle), "\"id\":\"%" PRIu64 "\"", c->seq);
     struct wslay_event_msg m = {
-        .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)msg, .msg_length = (size_t)n};
+        .opcode = WSLAY_TEXT_FRAME, .msg = (const uint8_t *)l->msg, .msg_length = (size_t)n};
     if (wslay_event_queue_msg(c->ws, &m) != 0) {
         c->load->errors++;
         return;
@@ -335,15 +346,31 @@ static int reply_is_valid(const conn_t *c, const uint8_t *msg, size_t len)
     const char *id = json_string_value(json_object_get(root, "id"));
     const char *status = json_string_value(json_object_get(root, "status"));
     json_t *data = json_object_get(root, "data");
-    const char *data_status = json_string_value(json_object_get(data, "status"));
     int ok = id && strcmp(id, want_id) == 0 && status && strcmp(status, "complete") == 0 &&
-             json_is_object(data) && data_status && strcmp(data_status, "ok") == 0 &&
+             json_is_object(data);
+    if (ok && strcmp(c->load->function, "health") == 0) {
+        const char *data_status = json_string_value(json_object_get(data, "status"));
+        ok = data_status && strcmp(data_status, "ok") == 0 &&
              json_is_string(json_object_get(data, "version")) &&
              json_is_integer(json_object_get(data, "uptime_seconds")) &&
              json_is_integer(json_object_get(data, "connections")) &&
              json_is_integer(json_object_get(data, "in_flight"));
+    } else if (ok) {
+        /* a deployed function's answer (docs/protocol.md, "Deployed functions") */
+        ok = json_is_string(json_object_get(data, "request_id")) &&
+             json_object_get(data, "payload") != NULL;
+    }
     json_decref(root);
     return ok;
+}
+
+/* --pause-ms over: the next call (outside wslay's callbacks, so sent from here). */
+static void on_pause_end(uv_timer_t *t)
+{
+    conn_t *c = t->data;
+    if (c->state != CONN_OPEN || c->load->is_stopping) return;
+    conn_send_call(c);
+    if (wslay_event_send(c->ws) == 0) conn_flush(c);
 }
 
 static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on_msg_recv_arg *arg,
@@ -370,9 +397,11 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
         return;
     }
     uint64_t now = uv_hrtime();
+    int is_ours = memmem(arg->msg, arg->msg_length, c->id_needle, c->id_needle_len) != NULL;
+    if (is_ours && memmem(arg->msg, arg->msg_length, "\"status\":\"streaming\"", 20) != NULL)
+        return; /* a chunk of the answer; the call ends with its complete reply */
     c->is_waiting = 0;
-    int ok = memmem(arg->msg, arg->msg_length, c->id_needle, c->id_needle_len) != NULL &&
-             memmem(arg->msg, arg->msg_length, "\"status\":\"complete\"", 19) != NULL;
+    int ok = is_ours && memmem(arg->msg, arg->msg_length, "\"status\":\"complete\"", 19) != NULL;
     if (ok && !c->is_checked) {
         ok = reply_is_valid(c, arg->msg, arg->msg_length);
         c->is_checked = 1;
@@ -387,7 +416,11 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
         uint64_t us = (now - c->sent_ns) / 1000;
         samples_add(&l->lat, us > UINT32_MAX ? UINT32_MAX : (uint32_t)us);
     }
-    if (!l->is_stopping) conn_send_call(c);
+    if (l->is_stopping) return;
+    if (l->is_pausing)
+        uv_timer_start(&c->pause_timer, on_pause_end, (uint64_t)l->pause_ms, 0);
+    else
+        conn_send_call(c);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -628,6 +661,7 @@ static void load_shutdown(load_t *l)
         conn_close(c);
     }
     uv_close((uv_handle_t *)&l->timer, on_handle_closed);
+    if (l->is_pausing) uv_close((uv_handle_t *)&l->conns[0].pause_timer, on_handle_closed);
     uv_close((uv_handle_t *)&l->sigint, on_handle_closed);
     uv_close((uv_handle_t *)&l->sigterm, on_handle_closed);
     if (l->has_stdin_pipe) uv_close((uv_handle_t *)&l->stdin_pipe, on_handle_closed);
@@ -725,12 +759,15 @@ static void usage(FILE *out)
     fprintf(out,
             "Usage: realm-wsload [options] ws://HOST:PORT/PATH\n"
             "\n"
-            "Closed-loop `health` calls over N WebSocket connections (default), or N idle\n"
+            "Closed-loop calls over N WebSocket connections (default), or N idle\n"
             "connections held open (--idle). Prints one JSON object on stdout.\n"
             "\n"
             "  -c, --connections N          connections (default 1)\n"
             "  -d, --duration S             measured seconds (default 5)\n"
             "  -w, --warmup S               unmeasured seconds first (default 1)\n"
+            "  -f, --function NAME          the function called (default health)\n"
+            "  -p, --params JSON            its params, sent as given (default {})\n"
+            "  -P, --pause-ms MS            wait MS after each reply (only with -c 1)\n"
             "  -k, --connect-concurrency N  handshakes in progress at once (default 64)\n"
             "  -i, --idle                   hold N idle connections: print \"ready\" once all\n"
             "                               have their welcome, stop on SIGINT/SIGTERM or\n"
@@ -795,10 +832,12 @@ static void report(load_t *l)
             l->t_end_ns > l->t_measure_ns ? (double)(l->t_end_ns - l->t_measure_ns) / 1e9 : 0;
         double cpu = l->t_end_ns ? rusage_cpu_s(&l->ru_end) - rusage_cpu_s(&l->ru_start) : 0;
         if (l->lat.len > 0) qsort(l->lat.v, l->lat.len, sizeof(*l->lat.v), cmp_u32);
-        o = json_pack("{s:s, s:I, s:f, s:I, s:f, s:I, s:I, s:I, s:f, s:f, s:I, s:f}", "mode",
-                      "load", "connections", (json_int_t)l->conn_cnt, "duration_s", dur, "calls",
-                      (json_int_t)l->calls, "calls_per_s", dur > 0 ? (double)l->calls / dur : 0.0,
-                      "p50_us", (json_int_t)samples_pct(&l->lat, 50), "p99_us",
+        o = json_pack("{s:s, s:s, s:I, s:f, s:I, s:f, s:I, s:I, s:I, s:I, s:f, s:f, s:I, s:f}",
+                      "mode", "load", "function", l->function, "connections",
+                      (json_int_t)l->conn_cnt, "duration_s", dur, "calls", (json_int_t)l->calls,
+                      "calls_per_s", dur > 0 ? (double)l->calls / dur : 0.0, "p50_us",
+                      (json_int_t)samples_pct(&l->lat, 50), "p90_us",
+                      (json_int_t)samples_pct(&l->lat, 90), "p99_us",
                       (json_int_t)samples_pct(&l->lat, 99), "max_us",
                       (json_int_t)(l->lat.len ? l->lat.v[l->lat.len - 1] : 0), "client_cpu_s", cpu,
                       "client_cpu_pct", dur > 0 ? 100.0 * cpu / dur : 0.0, "errors",
@@ -819,6 +858,9 @@ int main(int argc, char **argv)
         {"warmup", required_argument, NULL, 'w'},
         {"connect-concurrency", required_argument, NULL, 'k'},
         {"idle", no_argument, NULL, 'i'},
+        {"function", required_argument, NULL, 'f'},
+        {"params", required_argument, NULL, 'p'},
+        {"pause-ms", required_argument, NULL, 'P'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -828,8 +870,10 @@ int main(int argc, char **argv)
     l.duration_s = 5;
     l.warmup_s = 1;
     l.connect_concurrency = 64;
+    l.function = "health";
+    l.params = "{}";
     int ch;
-    while ((ch = getopt_long(argc, argv, "c:d:w:k:ih", opts, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, "c:d:w:k:if:p:P:h", opts, NULL)) != -1) {
         switch (ch) {
         case 'c':
         case 'k':
@@ -856,6 +900,19 @@ int main(int argc, char **argv)
         case 'i':
             l.is_idle = 1;
             break;
+        case 'f':
+            l.function = optarg;
+            break;
+        case 'p':
+            l.params = optarg;
+            break;
+        case 'P':
+            if (parse_positive(optarg, &v) != 0 || v > 3600e3) {
+                fprintf(stderr, "realm-wsload: -P: '%s' is not a number of milliseconds\n", optarg);
+                return 2;
+            }
+            l.pause_ms = v;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -868,6 +925,23 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (l.pause_ms > 0 && l.conn_cnt != 1) {
+        fprintf(stderr, "realm-wsload: --pause-ms takes one connection (-c 1)\n");
+        return 2;
+    }
+    {
+        json_error_t jerr;
+        json_t *p = json_loads(l.params, JSON_DECODE_ANY, &jerr);
+        if (!p || strchr(l.function, '"') || strchr(l.function, '\\')) {
+            fprintf(stderr, "realm-wsload: --function/--params: not a name and a JSON text (%s)\n",
+                    p ? "name" : jerr.text);
+            json_decref(p);
+            return 2;
+        }
+        json_decref(p);
+    }
+    l.msg_cap = strlen(l.function) + strlen(l.params) + 64;
+    l.msg = xrealloc(NULL, l.msg_cap);
     if (parse_url(&l, argv[optind]) != 0) {
         fprintf(stderr, "realm-wsload: '%s' is not a ws://HOST:PORT/PATH URL\n", argv[optind]);
         return 2;
@@ -898,6 +972,11 @@ int main(int argc, char **argv)
             uv_close((uv_handle_t *)&l.stdin_pipe, NULL);
         }
     }
+    if (l.pause_ms > 0 && !l.is_idle) {
+        uv_timer_init(&loop, &l.conns[0].pause_timer);
+        l.conns[0].pause_timer.data = &l.conns[0];
+        l.is_pausing = 1;
+    }
     uv_timer_start(&l.timer, on_connect_timeout, CONNECT_TIMEOUT_MS, 0);
     l.t_connect_ns = uv_hrtime();
     conn_start(&l);
@@ -908,6 +987,7 @@ int main(int argc, char **argv)
     if (rc != 0) fprintf(stderr, "realm-wsload: loop closed with handles open\n");
     free(l.conns);
     free(l.lat.v);
+    free(l.msg);
     if (l.is_failed) return 1;
     if (!l.is_idle && l.calls == 0) return 1;
     return l.errors ? 1 : 0;
