@@ -3,8 +3,9 @@
 
     plots.py [RESULTS_JSON [OUT_DIR]]
 
-Writes invoke-latency.png, invoke-throughput.png and invoke-memory.png next
-to the results file (or in OUT_DIR). Every plotted value is a key of the
+Writes invoke-latency.png, invoke-throughput.png, invoke-peer.png (Realm
+against serverless-offline, when the peer ran) and invoke-memory.png next to
+the results file (or in OUT_DIR). Every plotted value is a key of the
 results file, the same keys BENCHMARKS.md names.
 """
 import json
@@ -87,6 +88,49 @@ def throughput(r, dst):
     plt.close(fig)
 
 
+def peer(r, dst):
+    """Node over Invoke HTTP: Realm's two runtime channels and the peer measured beside each."""
+    fns = r["functions"]
+    rows = [k for k in ("node_ws", "node_http") if k in fns and "peer" in fns[k]["http"]]
+    if not rows:
+        return False
+    label = {"node_ws": "WS runtime", "node_http": "HTTP runtime"}
+    conns = [str(c) for c in r["config"]["concurrency"]]
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8))
+    scen = (("cold", "cold p50"), ("warm", "warm p50"), ("hf", "high freq. p50"))
+    series = []
+    for k in rows:
+        series.append((f"Realm ({label[k]})", fns[k]["http"], "tab:blue" if k == "node_ws" else "tab:cyan"))
+        series.append((f"serverless-offline (beside {label[k]})", fns[k]["http"]["peer"],
+                       "tab:red" if k == "node_ws" else "tab:orange"))
+    w = 0.8 / len(series)
+    for i, (name, cell, color) in enumerate(series):
+        xs = [j + (i - (len(series) - 1) / 2) * w for j in range(len(scen))]
+        axes[0].bar(xs, [cell[sc]["p50_ms"] for sc, _ in scen], w, color=color, label=name)
+        axes[1].plot([int(c) for c in conns], [cell["tput"][c]["per_s"] for c in conns], "-o", color=color,
+                     label=name)
+    axes[0].set_xticks(range(len(scen)))
+    axes[0].set_xticklabels([t for _, t in scen])
+    axes[0].set_ylabel("ms (log)")
+    axes[0].set_yscale("log")
+    axes[0].yaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    axes[0].grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7)
+    axes[0].set_title("latency")
+    axes[1].set_xscale("log")
+    axes[1].set_xticks([int(c) for c in conns])
+    axes[1].set_xticklabels(conns)
+    axes[1].set_xlabel("concurrent callers")
+    axes[1].set_ylabel("invocations/s")
+    axes[1].grid(alpha=0.3)
+    axes[1].set_title("throughput")
+    fig.suptitle("Node no-op over Invoke HTTP: Realm against serverless-offline, alternating rounds")
+    fig.tight_layout()
+    fig.savefig(dst, dpi=90)
+    plt.close(fig)
+    return True
+
+
 def memory(r, dst):
     im = r.get("idle_memory") or {}
     ns = sorted((n for n in im if "rss_kb" in im[n]), key=int)
@@ -113,6 +157,7 @@ def main(argv):
     if r.get("functions"):
         latency(r, os.path.join(out, "invoke-latency.png"))
         throughput(r, os.path.join(out, "invoke-throughput.png"))
+        peer(r, os.path.join(out, "invoke-peer.png"))
     memory(r, os.path.join(out, "invoke-memory.png"))
     print("plots: wrote", out, file=sys.stderr)
 

@@ -349,6 +349,7 @@ def invoke_section(path):
         r = json.load(f)
     c, fns = r["config"], r.get("functions", {})
     K = "`invoke.json: "
+    peer = r.get("peer")
     out = [
         "## Invocations: latency, throughput, server cost",
         "",
@@ -359,29 +360,109 @@ def invoke_section(path):
         "(`nodejs20.x`, `index.js`), Python (`python3.12`, `app.py`) and `provided.al2023` with a C "
         "bootstrap (`bootstrap.c`, compiled with gcc at bench time, HTTP runtime API over one "
         "keep-alive socket). The environment uses the WebSocket runtime channel (Realm's default) "
-        "or the HTTP runtime API (`LAMBDA_USE_WEBSOCKET=false`). Callers are Python asyncio "
-        f"clients (Python {c['python']}): Invoke over raw HTTP/1.1 keep-alive connections, or the "
-        f"client WebSocket `invoke` (websockets {c['websockets']}), one connection per caller.",
+        "or the HTTP runtime API (`LAMBDA_USE_WEBSOCKET=false`).",
+        "",
+        "Callers: Invoke over HTTP/1.1 keep-alive is driven by `wrk` "
+        f"({c['wrk']}, one thread, `bench/wrk_report.lua` posting `{{}}`), the client WebSocket "
+        f"`invoke` by `realm-wsload` (`bench/wsload.c`, one thread, `--function invoke`); one "
+        "connection per caller, each in a closed loop. Cold starts are timed by a Python asyncio "
+        f"client (Python {c['python']}, websockets {c['websockets']}), one call at a time: there a "
+        "client's own microseconds are lost in the environment's start.",
         "",
         f"- cold start: the first invocation of a newly created function, {c['cold_samples']} "
         "functions per row (a new environment each; the create is not timed);",
-        f"- warm (sequential): {c['warm_samples']} invocations one after another with a "
-        f"{fmt(c['warm_pause_ms'])} ms pause, after one untimed invocation;",
-        f"- high frequency: back-to-back invocations from one caller for {c['hf_seconds']:g} s;",
+        f"- warm (sequential): one caller for {c['warm_seconds']} s, a {fmt(c['warm_pause_ms'])} ms "
+        "pause after each reply, the environment already warm;",
+        f"- high frequency: one caller back to back for {c['hf_seconds']} s;",
         f"- throughput: {', '.join(str(n) for n in c['concurrency'])} callers in a closed loop for "
-        f"{c['tput_seconds']:g} s, after every caller has completed one call and a further "
-        f"{c['tput_warmup_s']:g} s warm-up.",
+        f"{c['tput_seconds']} s, after an unrecorded {c['tput_warmup_s']} s warm-up at the same "
+        "concurrency (environments start then).",
         "",
-        f"Client, server and environments share the machine's {r['cores']} cores. The client's CPU time "
-        "(`/proc/self/stat`) is recorded for every timed row; a row where it reached "
-        f"{fmt(c['client_bound_pct'])} % of a core is marked †: there the Python client, not "
-        "Realm, may set the pace.",
+        f"Every warm, high-frequency and throughput figure is the median of {c['rounds']} rounds "
+        "(`rounds` of each row keeps them all; `median_round` says which one is shown; warm rounds "
+        "are ranked by p50, the others by invocations/s). Rows with a peer alternate Realm and the "
+        "peer round by round (Realm, peer, Realm, peer, ...), so a neighbour busy for a while on "
+        "this shared machine slows both alike. Client, server, environments and peer share the "
+        f"machine's {r['cores']} cores.",
         "",
-        "Each row is one timed round: no repetition and no alternation, unlike the sections "
-        "above. With the client, the server and up to 100 environments sharing the cores, "
-        "throughput rows have differed by up to 2x between two runs on this machine: read them "
-        "as orders of magnitude, and compare rows of one run only.",
-        "",
+    ]
+    flagged, errored = [], []
+
+    def mark(cell, where):
+        if cell.get("client_bound"):
+            flagged.append(f"{where} ({fmt(cell.get('client_cpu_pct_max', cell.get('client_cpu_pct')))} %)")
+            return " †"
+        return ""
+
+    def note_errors(cell, where):
+        if cell.get("errors"):
+            first = (cell.get("first_errors") or [""])[0]
+            if not first:
+                first = next((x["first_errors"][0] for x in cell.get("rounds", []) if x.get("first_errors")), "")
+            errored.append(f"`{where}`: {cell['errors']} errors; {first}")
+
+    if peer and "node_ws" in fns and "peer" in fns["node_ws"]["http"]:
+        v = peer["versions"]
+        out += [
+            "### Against a peer: serverless-offline",
+            "",
+            f"The same Node function (`bench/functions/index.js`) under `serverless-offline` "
+            f"{v['serverless-offline']} (Serverless Framework {v['serverless']}; "
+            "`bench/peers/serverless/`), whose local Lambda endpoint serves the same Invoke route, "
+            "driven by the same `wrk` with the same script, in rounds alternating with Realm's. "
+            "It runs handlers in worker threads of its own Node process: no sandbox, no process, "
+            "cgroup or network namespace per environment, where Realm starts a sandboxed process. "
+            "Its cold start is the first invocation of one of its functions (`cold0`..: it loads "
+            "the handler into a new worker then), interleaved with Realm's cold samples. It was "
+            "measured twice, each time alternating with one of Realm's two Node rows; ratios are "
+            "Realm over the peer of the same rounds (for latency, below 1 favours Realm; for "
+            "invocations/s, above 1 does).",
+            "",
+        ]
+        rows = []
+        for sc, label, fld, unit in (("cold", "cold start p50", "p50_ms", "ms"),
+                                     ("warm", "warm p50", "p50_ms", "ms"),
+                                     ("warm", "warm p99", "p99_ms", "ms"),
+                                     ("hf", "high frequency", "per_s", "inv/s"),
+                                     ("hf", "high frequency p50", "p50_ms", "ms")):
+            cells = [f"{label} ({unit})"]
+            for k in ("node_ws", "node_http"):
+                me, pe = fns[k]["http"][sc], fns[k]["http"]["peer"][sc]
+                cells += [fmt(me[fld], 2 if unit == "ms" else 0), fmt(pe[fld], 2 if unit == "ms" else 0),
+                          fmt(ratio(me[fld], pe[fld]), 2)]
+            rows.append(cells + [f"{K}functions.{{node_ws,node_http}}.http.{{{sc},peer.{sc}}}.{fld}`"])
+        for n in c["concurrency"]:
+            cells = [f"{n} callers (inv/s)"]
+            for k in ("node_ws", "node_http"):
+                me, pe = fns[k]["http"]["tput"][str(n)], fns[k]["http"]["peer"]["tput"][str(n)]
+                cells += [fmt(me["per_s"]), fmt(pe["per_s"]), fmt(ratio(me["per_s"], pe["per_s"]), 2)]
+            rows.append(cells + [f"{K}functions.{{node_ws,node_http}}.http.{{tput,peer.tput}}.{n}.per_s`"])
+            cells = [f"{n} callers p99 (ms)"]
+            for k in ("node_ws", "node_http"):
+                me, pe = fns[k]["http"]["tput"][str(n)], fns[k]["http"]["peer"]["tput"][str(n)]
+                cells += [fmt(me["p99_ms"], 1), fmt(pe["p99_ms"], 1), fmt(ratio(me["p99_ms"], pe["p99_ms"]), 2)]
+            rows.append(cells + [f"{K}functions.{{node_ws,node_http}}.http.{{tput,peer.tput}}.{n}.p99_ms`"])
+        out += table(["Invoke over HTTP, Node", "Realm, WS runtime", "peer", "Realm/peer",
+                      "Realm, HTTP runtime", "peer", "Realm/peer", "key"], rows)
+        for k in ("node_ws", "node_http"):
+            pc = fns[k]["http"]["peer"]
+            for sc in ("warm", "hf"):
+                mark(pc[sc], f"{k}.http.peer.{sc}")
+                note_errors(pc[sc], f"{k}.http.peer.{sc}")
+            for n, x in pc["tput"].items():
+                mark(x, f"{k}.http.peer.tput.{n}")
+                note_errors(x, f"{k}.http.peer.tput.{n}")
+        out += ["", "![Realm against serverless-offline](bench/results/invoke-peer.png)", "",
+                f"The peer's Node process held {fmt(peer['rss_kb_start'] / 1024)} MiB resident at start "
+                f"and {fmt(peer.get('rss_kb_end', 0) / 1024)} MiB at the end, after up to "
+                f"{max(c['concurrency'])} concurrent invocations (`{K[1:]}peer.rss_kb_start`, "
+                "`peer.rss_kb_end`); Realm's server, "
+                f"{fmt(r['server_rss_kb_start'] / 1024, 1)} and {fmt(r['server_rss_kb_end'] / 1024, 1)} MiB "
+                "(`server_rss_kb_start`, `server_rss_kb_end`), its environments apart (below).", ""]
+    elif not peer:
+        out += ["No peer in this run (`bench/invoke.py --no-peer`).", ""]
+
+    out += [
         "### Against the seed's tables",
         "",
         "The seed (`lambda-at-home-websocket-runtime.md`, \"Performance Benefits\") publishes, "
@@ -408,6 +489,8 @@ def invoke_section(path):
         out += [""]
         rows = []
         for n, sh, sw, seed_imp in SEED_TPUT:
+            if str(n) not in fns["node_http"]["http"]["tput"]:
+                continue
             h, w = fns["node_http"]["http"]["tput"][str(n)], fns["node_ws"]["http"]["tput"][str(n)]
             imp = f"{100 * (w['per_s'] - h['per_s']) / h['per_s']:.0f}%"
             rows.append([str(n), str(sh), str(sw), seed_imp, fmt(h["per_s"]), fmt(w["per_s"]), imp,
@@ -415,13 +498,6 @@ def invoke_section(path):
         out += table(["Concurrent", "seed HTTP (req/s)", "seed WebSocket (req/s)", "seed improvement",
                       "Realm HTTP (inv/s)", "Realm WebSocket (inv/s)", "Realm improvement", "key"], rows)
         out += [""]
-    flagged, errored = [], []
-
-    def mark(cell, where):
-        if cell.get("client_bound"):
-            flagged.append(f"{where} ({fmt(cell['client_cpu_pct'])} %)")
-            return " †"
-        return ""
 
     out += ["### Latency, ms", "", "![invocation latency](bench/results/invoke-latency.png)", ""]
     rows = []
@@ -432,10 +508,8 @@ def invoke_section(path):
             for sc, sl in INV_SCENARIOS:
                 x = fns[k][t][sc]
                 m = mark(x, f"{k}.{t}.{sc}") if sc != "cold" else ""
-                n_txt = str(x["n"]) + (f" ({x['errors']} errors)" if x.get("errors") else "")
-                if x.get("errors"):
-                    errored.append(f"`{k}.{t}.{sc}`: {x['first_errors'][0]}")
-                rows.append([label, tl, sl + m, n_txt, fmt(x["p50_ms"], 2), fmt(x["p90_ms"], 2),
+                note_errors(x, f"{k}.{t}.{sc}")
+                rows.append([label, tl, sl + m, str(x["n"]), fmt(x["p50_ms"], 2), fmt(x["p90_ms"], 2),
                              fmt(x["p99_ms"], 2), fmt(x["max_ms"], 2),
                              f"{K}functions.{k}.{t}.{sc}.{{n,p50_ms,p90_ms,p99_ms,max_ms}}`"])
     out += table(["Function", "Caller", "Scenario", "n", "p50", "p90", "p99", "max", "key"], rows)
@@ -450,26 +524,42 @@ def invoke_section(path):
             cells = []
             for n in conns:
                 x = fns[k][t]["tput"][n]
-                err = f", {x['errors']} errors" if x.get("errors") else ""
-                if x.get("errors"):
-                    errored.append(f"`{k}.{t}.tput.{n}`: {x['first_errors'][0]}")
-                cells.append(f"{fmt(x['per_s'])} ({fmt(x['p99_ms'], 1)}{err}){mark(x, f'{k}.{t}.tput.{n}')}")
+                note_errors(x, f"{k}.{t}.tput.{n}")
+                cells.append(f"{fmt(x['per_s'])} ({fmt(x['p99_ms'], 1)}){mark(x, f'{k}.{t}.tput.{n}')}")
             rows.append([label, tl] + cells + [f"{K}functions.{k}.{t}.tput.N.{{per_s,p99_ms}}`"])
     out += table(["Function", "Caller"] + [f"{n} callers" for n in conns] + ["key"], rows)
     out += [""]
+    rows = []
+    for k, label in INV_CONFIGS:
+        if k not in fns:
+            continue
+        for t, tl in INV_TRANSPORTS:
+            cells = []
+            for n in conns:
+                x = fns[k][t]["tput"][n]
+                cells.append(f"{fmt(x['server_cpu_pct'])} / {fmt(x['client_cpu_pct'])} / {fmt(x['other_cpu_cores'], 2)}")
+            rows.append([label, tl] + cells +
+                        [f"{K}functions.{k}.{t}.tput.N.{{server_cpu_pct,client_cpu_pct,other_cpu_cores}}`"])
+    out += ["CPU in the median throughput round: Realm's server process (% of a core), the load "
+            "generator (% of a core, `getrusage` of the child), and every other process in cores "
+            "(`/proc/stat` less those two: the environments, mostly).", ""]
+    out += table(["Function", "Caller"] + [f"{n} callers" for n in conns] + ["key"], rows)
+    out += [""]
     if flagged:
-        out += ["† The client used " + f"{fmt(c['client_bound_pct'])} % of a core or more in: "
-                + "; ".join(flagged) + " (`client_cpu_pct`, `client_bound`).", ""]
+        out += ["† The load generator used " + f"{fmt(c['client_bound_pct'])} % of a core or more in a round of: "
+                + "; ".join(flagged) + " (`client_cpu_pct_max`, `client_bound`): there it may set the pace.", ""]
     else:
-        out += [f"The client stayed under {fmt(c['client_bound_pct'])} % of a core in every timed row "
-                "(`client_cpu_pct` of each row).", ""]
+        out += [f"No load generator reached {fmt(c['client_bound_pct'])} % of a core in any round "
+                "(`client_cpu_pct_max` of each row).", ""]
     if errored:
-        out += ["Failed invocations (counted, not timed; the caller reconnects), first error of each "
-                "row (`errors`, `first_errors`):", ""] + [f"- {e}" for e in errored] + [""]
+        out += ["Failed invocations (counted, not timed), first error of each row (`errors`, "
+                "`first_errors`):", ""] + [f"- {e}" for e in errored] + [""]
         tail = [x for x in r.get("server_stderr_tail", []) if x.strip()]
         if tail:
             out += ["The server's stderr (`--log-level warn`), last lines (`server_stderr_tail`):", "",
                     "```"] + tail[-10:] + ["```", ""]
+    else:
+        out += ["No invocation failed (`errors` is 0 in every row).", ""]
     im = r.get("idle_memory")
     out += ["### Server memory with idle client WebSockets", ""]
     if im:
@@ -502,10 +592,6 @@ def invoke_section(path):
         out += table(["Function", "first invocation (ms)", "cold p50 (ms)", "Max Memory Used (MB)",
                       "runtime VmRSS (kB)", "processes (VmRSS kB)", "key"], rows)
         out += [""]
-    out += ["Not measured yet: a peer for the HTTP invoke rows. `serverless-offline` 14.x declares "
-            "`serverless` ^4 as a peer dependency, and Serverless Framework 4 needs an account login "
-            "or licence key at run time (beyond the npm registry); `serverless` 3 with "
-            "`serverless-offline` 13 was not tried.", ""]
     return out
 
 

@@ -74,6 +74,20 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   cp package-lock.json "$stamp"
 fi
 
+# The benchmark's peer for Invoke over HTTP: serverless-offline 13 under the
+# Serverless Framework 3 (4 wants an account login), pinned by its own lock in
+# bench/peers/serverless so the tests never install it. Its install scripts
+# (serverless's telemetry notice, aws-sdk's maintenance notice) are not needed.
+if [ "$want_bench" = 1 ]; then
+  peer=bench/peers/serverless
+  peer_stamp=$peer/node_modules/.realm-lock-stamp
+  if [ ! -f "$peer_stamp" ] || ! cmp -s "$peer/package-lock.json" "$peer_stamp"; then
+    echo "setup: installing the benchmark peer (serverless-offline) in $peer"
+    (cd "$peer" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp "$peer/package-lock.json" "$peer_stamp"
+  fi
+fi
+
 # llama.cpp sources (headers, gguf-py, vocab-only GGUFs) ----------------------
 # node-llama-cpp ships the llama.cpp tree its prebuilt libraries were built
 # from as a git bundle; extracted once into build/llama.cpp (CMakeLists.txt
