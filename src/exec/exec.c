@@ -82,10 +82,10 @@ struct realm_env_s {
     char init_error_type[64];
     char stop_reason[96]; /* why we stopped it, for the log */
     uint64_t last_used;
-    void *private_listener; /* from opts.private_listen, or NULL */
-    unsigned has_asked : 1; /* a `next` came at least once (init done) */
+    void *private_listener;    /* from opts.private_listen, or NULL */
+    unsigned has_asked : 1;    /* a `next` came at least once (init done) */
     unsigned oom_reported : 1; /* an invocation already ended with Runtime.OutOfMemory */
-    unsigned is_slow : 1;   /* RESTING past its grace */
+    unsigned is_slow : 1;      /* RESTING past its grace */
     unsigned timer_closed : 1;
 };
 
@@ -321,7 +321,7 @@ static void report(realm_env_t *env, realm_inv_t *inv)
                   "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: "
                   "%" PRIu64 " MB\tMax Memory Used: %" PRIu64 " MB",
                   inv->request_id, ms, ms < 1 ? 1 : ms + 0.5, p ? p->memory_mb : 0,
-                  peak / (1024 * 1024));
+                  (peak + (1024 * 1024) - 1) / (1024 * 1024)); /* whole MB, rounded up */
 }
 
 /* ---- environments ---- */

@@ -26,8 +26,19 @@ typedef struct {
     int is_create;
 } reg_pending_t;
 
+/* A prepared statement kept for reuse (reg_prep, reg_done). */
+typedef struct {
+    char *sql; /* owned */
+    sqlite3_stmt *st;
+    int in_use;
+} reg_stmt_t;
+
+#define REG_STMT_CACHE 48 /* more distinct statements than the registry has */
+
 struct realm_registry_s {
     sqlite3 *db;
+    reg_stmt_t stmts[REG_STMT_CACHE]; /* parsed once: an invocation's lookups skip the parser */
+    size_t stmt_cnt;
     char *region;
     char *account;
     uint64_t concurrency_limit;
@@ -67,7 +78,10 @@ int reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e);
 /* ---- registry.c helpers used by others ---- */
 
 int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e); /* logs; 500 ServiceException */
+/* A statement for sql: a cached one not in use (reset, unbound), else a new
+ * one; hand it back with reg_done, never sqlite3_finalize. NULL on error. */
 sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql);
+void reg_done(realm_registry_t *r, sqlite3_stmt *st);
 void reg_bind(sqlite3_stmt *st, int i, const char *s);
 int reg_begin(realm_registry_t *r); /* BEGIN IMMEDIATE */
 int reg_commit(realm_registry_t *r);

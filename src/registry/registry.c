@@ -79,12 +79,37 @@ int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e)
 
 sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql)
 {
+    for (size_t i = 0; i < r->stmt_cnt; i++) {
+        reg_stmt_t *c = &r->stmts[i];
+        if (!c->in_use && strcmp(c->sql, sql) == 0) {
+            c->in_use = 1;
+            return c->st;
+        }
+    }
+    int keep = r->stmt_cnt < REG_STMT_CACHE;
     sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v2(r->db, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v3(r->db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL) !=
+        SQLITE_OK) {
         realm_error("registry: prepare: %s: %s", sqlite3_errmsg(r->db), sql);
+        sqlite3_finalize(st);
         return NULL;
     }
+    if (keep) r->stmts[r->stmt_cnt++] = (reg_stmt_t){realm_strdup(sql), st, 1};
     return st;
+}
+
+void reg_done(realm_registry_t *r, sqlite3_stmt *st)
+{
+    if (!st) return;
+    for (size_t i = 0; i < r->stmt_cnt; i++) {
+        if (r->stmts[i].st == st) {
+            sqlite3_reset(st);
+            sqlite3_clear_bindings(st);
+            r->stmts[i].in_use = 0;
+            return;
+        }
+    }
+    sqlite3_finalize(st);
 }
 
 void reg_bind(sqlite3_stmt *st, int i, const char *s)
@@ -132,7 +157,7 @@ int reg_run(realm_registry_t *r, const char *sql, ...)
         reg_bind(st, i, a);
     va_end(ap);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
 }
 
@@ -325,10 +350,10 @@ int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, 
         if (code_hex)
             snprintf(code_hex, REALM_PKG_HEX_LEN + 1, "%s",
                      (const char *)sqlite3_column_text(st, 1));
-        sqlite3_finalize(st);
+        reg_done(r, st);
         return 0;
     }
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -358,7 +383,7 @@ int reg_load_alias(realm_registry_t *r, const char *tenant, const char *name, co
     reg_bind(st, 3, alias);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) *config = reg_column_json(st, 0);
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -369,7 +394,7 @@ int reg_function_exists(realm_registry_t *r, const char *tenant, const char *nam
     reg_bind(st, 1, tenant);
     reg_bind(st, 2, name);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -478,6 +503,10 @@ void realm_registry_close(realm_registry_t *r)
     for (size_t i = 0; i < r->pending_cnt; i++)
         free(r->pending[i].tenant);
     free(r->pending);
+    for (size_t i = 0; i < r->stmt_cnt; i++) {
+        sqlite3_finalize(r->stmts[i].st);
+        free(r->stmts[i].sql);
+    }
     sqlite3_close(r->db);
     free(r->region);
     free(r->account);
@@ -797,7 +826,7 @@ json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, con
                                     json_pack("{s:I}", "ReservedConcurrentExecutions",
                                               (json_int_t)sqlite3_column_int64(st, 1)));
         }
-        sqlite3_finalize(st);
+        reg_done(r, st);
     }
     return out;
 }
@@ -893,7 +922,7 @@ json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, c
         else
             snprintf(last, sizeof(last), "%s", name);
     }
-    sqlite3_finalize(st);
+    reg_done(r, st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
         json_decref(list);
         reg_db_fail(r, e);
@@ -937,13 +966,13 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
     if (rc == SQLITE_ROW) {
         char alias[ALIAS_MAX_LEN + 1];
         snprintf(alias, sizeof(alias), "%s", (const char *)sqlite3_column_text(st, 0));
-        sqlite3_finalize(st);
+        reg_done(r, st);
         return reg_err(e, 409, T_CONFLICT,
                        "Unable to delete version %s because alias %s uses it: update or delete "
                        "the alias first",
                        q, alias);
     }
-    sqlite3_finalize(st);
+    reg_done(r, st);
     if (rc != SQLITE_DONE) return reg_db_fail(r, e);
     st = reg_prep(r, "DELETE FROM versions WHERE tenant=?1 AND name=?2 AND num=?3");
     if (!st) return reg_db_fail(r, e);
@@ -951,7 +980,7 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
     reg_bind(st, 2, name);
     sqlite3_bind_int64(st, 3, strtol(q, NULL, 10));
     rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    reg_done(r, st);
     if (rc != SQLITE_DONE) return reg_db_fail(r, e);
     if (sqlite3_changes(r->db) == 0) return reg_not_found(r, tenant, name, q, e);
     return 0;
@@ -984,7 +1013,7 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
         reg_bind(st, 2, name);
         if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
             out->reserved = sqlite3_column_int64(st, 0);
-        sqlite3_finalize(st);
+        reg_done(r, st);
     }
     return 0;
 }
@@ -1002,7 +1031,7 @@ int realm_registry_code_owned(realm_registry_t *r, const char *tenant, const cha
     reg_bind(st, 1, hex);
     reg_bind(st, 2, tenant);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return rc == SQLITE_ROW;
 }
 
@@ -1014,6 +1043,6 @@ int realm_registry_code_used(realm_registry_t *r, const char *hex)
     if (!st) return 1;
     reg_bind(st, 1, hex);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return rc != SQLITE_DONE; /* errors keep the package */
 }

@@ -45,7 +45,7 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
         last = reg_column_json(st, 1);
         snprintf(last_code, sizeof(last_code), "%s", (const char *)sqlite3_column_text(st, 2));
     }
-    sqlite3_finalize(st);
+    reg_done(r, st);
     if (last && strcmp(last_code, code) == 0 && same_config(last, latest)) {
         *num = last_num; /* nothing changed since: AWS returns that version */
         json_decref(latest);
@@ -58,7 +58,7 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     reg_bind(st, 1, tenant);
     reg_bind(st, 2, name);
     long n = sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : 0;
-    sqlite3_finalize(st);
+    reg_done(r, st);
     if (n <= 0) goto fail;
     char nbuf[24];
     reg_stamp(latest, NULL);
@@ -186,7 +186,7 @@ json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, co
         json_decref(cfg);
         last = num;
     }
-    sqlite3_finalize(st);
+    reg_done(r, st);
     json_t *out = json_pack("{s:o}", "Versions", list);
     if (rc == SQLITE_ROW) {
         char m[24];
@@ -218,7 +218,7 @@ static int version_exists(realm_registry_t *r, const char *tenant, const char *n
     reg_bind(st, 2, name);
     reg_bind(st, 3, strcmp(version, "$LATEST") == 0 ? "0" : version);
     int rc = sqlite3_step(st);
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -484,7 +484,7 @@ json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, con
         json_decref(cfg);
         snprintf(last, sizeof(last), "%s", alias);
     }
-    sqlite3_finalize(st);
+    reg_done(r, st);
     json_t *out = json_pack("{s:o}", "Aliases", list);
     if (rc == SQLITE_ROW) json_object_set_new(out, "NextMarker", json_string(last));
     return out;
@@ -508,7 +508,7 @@ static long long sum_reserved(realm_registry_t *r, const char *tenant, const cha
     reg_bind(st, 1, tenant);
     reg_bind(st, 2, except ? except : "");
     long long n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return n;
 }
 
@@ -574,7 +574,7 @@ json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, 
     if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
         json_object_set_new(out, "ReservedConcurrentExecutions",
                             json_integer(sqlite3_column_int64(st, 0)));
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return out;
 }
 
@@ -611,7 +611,7 @@ static json_t *load_tags(realm_registry_t *r, const char *tenant, const char *na
     reg_bind(st, 1, tenant);
     reg_bind(st, 2, name);
     json_t *tags = sqlite3_step(st) == SQLITE_ROW ? reg_column_json(st, 0) : NULL;
-    sqlite3_finalize(st);
+    reg_done(r, st);
     return tags;
 }
 
@@ -697,7 +697,7 @@ json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
                     "(SELECT COALESCE(SUM(json_extract(config, '$.CodeSize')), 0) FROM versions "
                     "WHERE tenant=?1)");
     if (!st || reserved < 0) {
-        sqlite3_finalize(st);
+        reg_done(r, st);
         reg_db_fail(r, e);
         return NULL;
     }
@@ -707,7 +707,7 @@ json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
         count = sqlite3_column_int64(st, 0);
         size = sqlite3_column_int64(st, 1);
     }
-    sqlite3_finalize(st);
+    reg_done(r, st);
     long long limit = (long long)r->concurrency_limit;
     /* 75 GB: Lambda's default storage quota for all packages. */
     return json_pack(

@@ -40,6 +40,13 @@ static int write_file(const char *dir, const char *file, const char *value)
     return rc;
 }
 
+static int open_in(const char *dir, const char *file)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    return open(path, O_RDONLY | O_CLOEXEC);
+}
+
 static int exists(const char *dir, const char *file)
 {
     char path[4096];
@@ -113,6 +120,7 @@ int realm_sandbox_group_create(realm_sandbox_group_t *g, const realm_sandbox_pro
                                size_t err_len)
 {
     memset(g, 0, sizeof(*g));
+    g->oom_fd = g->peak_fd = -1;
     if (!*name || strchr(name, '/') || strcmp(name, ".") == 0 || strcmp(name, "..") == 0) {
         snprintf(err, err_len, "cgroup name '%s' is not one path segment", name);
         return -1;
@@ -139,6 +147,13 @@ int realm_sandbox_group_create(realm_sandbox_group_t *g, const realm_sandbox_pro
             realm_sandbox_group_destroy(g);
             return -1;
         }
+    }
+    const char *mem = g->dirs[REALM_SANDBOX_CG_MEMORY];
+    if (mem) {
+        g->oom_file = exists(mem, "memory.events") ? "memory.events" : "memory.oom_control";
+        g->peak_file = exists(mem, "memory.peak") ? "memory.peak" : "memory.max_usage_in_bytes";
+        g->oom_fd = open_in(mem, g->oom_file);
+        g->peak_fd = open_in(mem, g->peak_file);
     }
     return 0;
 }
@@ -182,50 +197,53 @@ int realm_sandbox_group_kill(const realm_sandbox_group_t *g)
     return n;
 }
 
-/* The value of key in a "key value" lines file, or 0. */
-static unsigned long long read_key(const char *dir, const char *file, const char *key)
+/*
+ * Reads a small cgroup file into buf (NUL-terminated) from its descriptor
+ * kept open (a read at offset 0 renders the file anew: no path walk per
+ * invocation), else by name. Returns its length or -1.
+ */
+static ssize_t read_small(int fd, const char *dir, const char *file, char *buf, size_t len)
 {
-    char path[4096], line[256];
-    snprintf(path, sizeof(path), "%s/%s", dir, file);
-    FILE *f = fopen(path, "re");
-    if (!f) return 0;
-    unsigned long long v = 0;
-    size_t klen = strlen(key);
-    while (fgets(line, sizeof(line), f))
-        if (strncmp(line, key, klen) == 0 && line[klen] == ' ')
-            v = strtoull(line + klen + 1, NULL, 10);
-    fclose(f);
-    return v;
+    ssize_t n;
+    if (fd >= 0) {
+        n = pread(fd, buf, len - 1, 0);
+    } else {
+        if ((fd = open_in(dir, file)) < 0) return -1;
+        n = read(fd, buf, len - 1);
+        close(fd);
+    }
+    if (n < 0) return -1;
+    buf[n] = '\0';
+    return n;
 }
 
 int realm_sandbox_group_oom(const realm_sandbox_group_t *g)
 {
     const char *dir = g->dirs[REALM_SANDBOX_CG_MEMORY];
-    if (!dir) return 0;
-    /* v2 memory.events, v1 memory.oom_control: both have "oom_kill N". */
-    return read_key(dir, exists(dir, "memory.events") ? "memory.events" : "memory.oom_control",
-                    "oom_kill") > 0;
+    char text[1024];
+    if (!dir || !g->oom_file || read_small(g->oom_fd, dir, g->oom_file, text, sizeof(text)) < 0)
+        return 0;
+    /* Both files are "key value" lines with "oom_kill N". */
+    for (const char *line = text; line; line = strchr(line, '\n') ? strchr(line, '\n') + 1 : NULL)
+        if (strncmp(line, "oom_kill ", 9) == 0) return strtoull(line + 9, NULL, 10) > 0;
+    return 0;
 }
 
 uint64_t realm_sandbox_group_memory_peak(const realm_sandbox_group_t *g)
 {
     const char *dir = g->dirs[REALM_SANDBOX_CG_MEMORY];
-    if (!dir) return 0;
-    char path[4096];
-    /* v2 memory.peak (5.19+), v1 memory.max_usage_in_bytes: one number. */
-    snprintf(path, sizeof(path), "%s/%s", dir,
-             exists(dir, "memory.peak") ? "memory.peak" : "memory.max_usage_in_bytes");
-    FILE *f = fopen(path, "re");
-    if (!f) return 0;
-    unsigned long long v = 0;
-    if (fscanf(f, "%llu", &v) != 1) v = 0;
-    fclose(f);
-    return v;
+    char text[64];
+    if (!dir || !g->peak_file || read_small(g->peak_fd, dir, g->peak_file, text, sizeof(text)) < 0)
+        return 0;
+    return strtoull(text, NULL, 10); /* one number of bytes */
 }
 
 int realm_sandbox_group_destroy(realm_sandbox_group_t *g)
 {
     realm_sandbox_group_kill(g);
+    if (g->oom_fd >= 0) close(g->oom_fd);
+    if (g->peak_fd >= 0) close(g->peak_fd);
+    g->oom_fd = g->peak_fd = -1; /* read by name while a retry waits (-EBUSY) */
     int busy = 0;
     for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
         if (!g->dirs[i] || seen_before(g, i, g->dirs[i])) continue;

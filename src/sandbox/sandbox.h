@@ -112,6 +112,11 @@ typedef struct {
      * there; NULL where the probe found no way to enforce it. Controllers
      * of one hierarchy share a directory. */
     char *dirs[REALM_SANDBOX_CG_COUNT];
+    /* Static names of the memory group's files, chosen once at create (each
+     * invocation reads them); NULL without a memory group. */
+    const char *oom_file;  /* v2 memory.events, v1 memory.oom_control */
+    const char *peak_file; /* v2 memory.peak (5.19+), v1 memory.max_usage_in_bytes */
+    int oom_fd, peak_fd;   /* owned: those files, open until destroy (pread at 0); or -1 */
 } realm_sandbox_group_t;
 
 /*
@@ -162,8 +167,8 @@ int realm_sandbox_group_holds(const realm_sandbox_group_t *g, unsigned long inod
 /*
  * A TCP socket listening on 127.0.0.1:port inside the network namespace of
  * process pid (a sandbox without the host's network), bound before that
- * namespace's loopback is up (IP_FREEBIND; bwrap brings it up). The namespace switch happens on a short-lived thread,
- * so the caller's own namespace never changes. Returns 0 and the fd
+ * namespace's loopback is up (IP_FREEBIND; bwrap brings it up). The namespace switch happens on a
+ * short-lived thread, so the caller's own namespace never changes. Returns 0 and the fd
  * (non-blocking, close-on-exec), or a negative errno. Blocking (a thread
  * start and join).
  */
