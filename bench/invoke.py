@@ -1,28 +1,36 @@
 #!/usr/bin/python3
 """bench/invoke.py - invocation latency, throughput and server cost (issue 7).
 
-Starts one Realm server (fresh data directory, ephemeral loopback ports),
-deploys no-op functions with boto3 and measures, for each function
+Starts one Realm server (fresh data directory, ephemeral loopback ports) and
+the peer, serverless-offline (bench/peers/serverless, its port read from
+/proc), deploys no-op functions with boto3 and measures, for each function
 configuration x caller transport:
 
-  cold   the first invocation of a newly created function (new environment)
-  warm   sequential invocations with a pause between them (warm environment)
-  hf     back-to-back invocations from one caller for a fixed time
+  cold   the first invocation of a newly created function (new environment),
+         one call at a time from a Python asyncio client
+  warm   one caller with a pause after each reply (warm environment)
+  hf     one caller back to back
   tput   invocations/s and latency at 1, 10, 50, 100 concurrent callers
+
+warm, hf and tput are driven by the C load generators: wrk (Invoke over
+HTTP/1.1 keep-alive, bench/wrk_report.lua posting {}) and realm-wsload (the
+client WebSocket `invoke`), --rounds rounds each; a row's figures are those
+of its median round, every round kept under "rounds". The Node rows over
+HTTP alternate Realm and the peer round by round (A, B, A, B, ...); the
+peer's figures sit under "peer" in the same row.
 
 Function configurations: Node (nodejs20.x) and Python (python3.12) with the
 environment on the HTTP runtime API (LAMBDA_USE_WEBSOCKET=false) and on the
 WebSocket runtime channel (the default), and `provided.al2023` with a C
 bootstrap (bench/functions/bootstrap.c, HTTP runtime API only).
-Caller transports: Invoke over HTTP/1.1 keep-alive (raw asyncio sockets) and
-the client WebSocket `invoke` (python3-websockets), one connection per caller.
 
 Server cost: VmRSS of the server with 0, 1000 and 10000 idle client
 WebSockets (realm-wsload --idle), and per runtime the memory peak of a warm
 environment (REPORT line, Max Memory Used) and its start time.
 
-The client's CPU (/proc/self/stat) is recorded for every timed cell; a cell
-where it reached 90 % of a core is flagged (client_bound).
+CPU per round: the load generator's (getrusage of the child), the server's
+(/proc/PID/stat) and the rest of the machine's (/proc/stat); a round where
+the load generator used 90 % of a core is flagged (client_bound).
 
 Writes bench/results/invoke.json (or --out).
 """
@@ -579,6 +587,63 @@ async def run_matrix(realm, zips, a, peer):
     return res
 
 
+def ratio(a, b):
+    return round(a / b, 3) if a is not None and b else None
+
+
+# The seed's published tables (../shared/seeds/lambda-at-home-websocket-runtime.md,
+# "Performance Benefits"), quoted as they are: milliseconds and requests/s of an
+# unnamed setup, HTTP runtime API against the WebSocket runtime channel. Written
+# into the results so that BENCHMARKS.md takes them from there like every figure.
+SEED_PUBLISHED = {
+    "source": "lambda-at-home-websocket-runtime.md, Performance Benefits",
+    "latency_ms": {"cold": {"label": "Cold Start", "http": 150, "ws": 120, "improvement": "20%"},
+                   "warm": {"label": "Warm Start", "http": 50, "ws": 35, "improvement": "30%"},
+                   "hf": {"label": "High Frequency", "http": 30, "ws": 20, "improvement": "33%"}},
+    "throughput_per_s": {"10": {"http": 100, "ws": 115, "improvement": "15%"},
+                         "50": {"http": 400, "ws": 480, "improvement": "20%"},
+                         "100": {"http": 700, "ws": 900, "improvement": "29%"}},
+}
+SEED_SCENARIOS = tuple(SEED_PUBLISHED["latency_ms"])
+SEED_CONCURRENCY = tuple(int(n) for n in SEED_PUBLISHED["throughput_per_s"])
+
+
+def comparisons(fns, conns):
+    """The derived figures BENCHMARKS.md shows, computed here so that each is a key of the file:
+    Realm over the peer measured in the same rounds, and the seed's HTTP-vs-WebSocket rows."""
+    out = {}
+    peer = {}
+    for k in ("node_ws", "node_http"):
+        row = fns.get(k, {}).get("http", {})
+        if "peer" not in row:
+            continue
+        me, pe = row, row["peer"]
+        c = {f"{sc}_{f}": ratio(me[sc][f], pe[sc][f])
+             for sc, f in (("cold", "p50_ms"), ("warm", "p50_ms"), ("warm", "p99_ms"), ("hf", "per_s"),
+                           ("hf", "p50_ms"))}
+        for n in conns:
+            c[f"tput_{n}_per_s"] = ratio(me["tput"][str(n)]["per_s"], pe["tput"][str(n)]["per_s"])
+            c[f"tput_{n}_p99_ms"] = ratio(me["tput"][str(n)]["p99_ms"], pe["tput"][str(n)]["p99_ms"])
+        peer[k] = c
+    if peer:
+        out["realm_over_peer"] = peer
+    if "node_http" in fns and "node_ws" in fns:
+        h, w = fns["node_http"]["http"], fns["node_ws"]["http"]
+        seed = {"latency": {}, "throughput": {}}
+        for sc in SEED_SCENARIOS:
+            seed["latency"][sc] = {"http_p50_ms": h[sc]["p50_ms"], "ws_p50_ms": w[sc]["p50_ms"],
+                                   "improvement_pct": round(100 * (h[sc]["p50_ms"] - w[sc]["p50_ms"])
+                                                            / h[sc]["p50_ms"])}
+        for n in SEED_CONCURRENCY:
+            if n in conns:
+                a, b = h["tput"][str(n)]["per_s"], w["tput"][str(n)]["per_s"]
+                seed["throughput"][str(n)] = {"http_per_s": a, "ws_per_s": b,
+                                              "improvement_pct": round(100 * (b - a) / a)}
+        out["seed_rows"] = seed
+    out["seed_published"] = SEED_PUBLISHED
+    return out
+
+
 def wrk_version():
     p = subprocess.run(["wrk", "-v"], capture_output=True, text=True)
     return (p.stdout + p.stderr).split()[1] if (p.stdout + p.stderr).split()[1:] else ""
@@ -649,6 +714,7 @@ def main():
                 log(f"failed; realm exit status {realm.proc.poll()}, its stderr ends:\n"
                     + realm.err.read()[-3000:])
                 raise
+            out["comparisons"] = comparisons(out["functions"], a.conns)
             out["server_rss_kb_end"] = realm.rss_kb()
             if peer:
                 out["peer"]["rss_kb_end"] = peer.rss_kb()

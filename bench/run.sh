@@ -12,10 +12,13 @@
 #   ws      `health` calls/s with realm-wsload at 1 and 100 connections
 #   invoke  bench/invoke.py: invocation latency (cold, warm, high frequency) and
 #           throughput (1-100 callers) of no-op Node, Python and provided (C)
-#           functions over Invoke HTTP and the client WebSocket, with the HTTP
-#           and the WebSocket runtime channel; server memory with 0, 1000 and
-#           10000 idle client WebSockets; bench/results/invoke.json, and PNG
-#           plots by bench/plots.py (skipped with BENCH_INVOKE=0)
+#           functions over Invoke HTTP (wrk) and the client WebSocket
+#           (realm-wsload), with the HTTP and the WebSocket runtime channel,
+#           the Node HTTP rows alternating with serverless-offline; server
+#           memory with 0, 1000 and 10000 idle client WebSockets;
+#           bench/results/invoke.json, and PNG plots by bench/plots.py
+#           (skipped with BENCH_INVOKE=0)
+#   llm     bench/llm.py: generate against node-llama-cpp (bench/results/llm.json)
 #
 # Each load scenario starts with an unrecorded warm-up of BENCH_WARMUP seconds
 # per server, then BENCH_ROUNDS rounds of BENCH_SECONDS seconds that alternate
@@ -307,11 +310,10 @@ if [ "${BENCH_INVOKE:-1}" = 1 ]; then
     /usr/bin/python3 bench/invoke.py --realm "$REALM" --wsload "$WSLOAD" --out bench/results/invoke.json ||
         die "bench/invoke.py failed"
     log "wrote bench/results/invoke.json"
-    if /usr/bin/python3 -c 'import matplotlib' 2>/dev/null; then
-        /usr/bin/python3 bench/plots.py bench/results/invoke.json && log "wrote bench/results/invoke-*.png"
-    else
-        log "python3-matplotlib is missing: no plots (scripts/setup.sh --bench installs it)"
-    fi
+    /usr/bin/python3 -c 'import matplotlib' 2>/dev/null ||
+        die "python3-matplotlib is missing (scripts/setup.sh --bench installs it)"
+    /usr/bin/python3 bench/plots.py bench/results/invoke.json || die "bench/plots.py failed"
+    log "wrote bench/results/invoke-*.png"
 fi
 # generate against llama.cpp itself, when the worker was built (llama.cpp installed).
 if [ -x build/bench/realm-llm ] && command -v node >/dev/null; then
