@@ -15,6 +15,12 @@
  *                   seconds are measured. Prints one JSON object:
  *                   {connections, duration_s, calls, calls_per_s, p50_us,
  *                    p90_us, p99_us, max_us, client_cpu_s, errors, ...}
+ *                   Then no new call goes out and the connections close once
+ *                   the calls in flight have their replies (at most
+ *                   DRAIN_TIMEOUT_MS): a server may rightly stop the work
+ *                   of a call whose connection goes away (Realm stops an
+ *                   invocation's environment), which would make the next
+ *                   run start cold.
  *   --idle          N connections that only take their welcome, then sit
  *                   there (answering the server's pings) until stdin, when
  *                   it is a pipe, reaches EOF, or SIGINT/SIGTERM arrives.
@@ -68,6 +74,7 @@
 #define HANDSHAKE_MAX 4096       /* bytes of a 101 response we accept */
 #define READ_BUF_LEN (64 * 1024) /* one shared read buffer (see on_alloc) */
 #define CONNECT_TIMEOUT_MS 30000 /* every connection must have its welcome by then */
+#define DRAIN_TIMEOUT_MS 30000   /* calls in flight at the end must be answered by then */
 #define WS_GUID "258EAFA5-E914-47DA-95CA-C5AB0DC85B11" /* RFC 6455 section 1.3 */
 
 /* ------------------------------------------------------------------------ */
@@ -146,6 +153,8 @@ struct load_s {
     int has_stdin_pipe;
     int is_measuring;
     int is_stopping;       /* no more calls; connections are closing */
+    int is_draining;       /* measured time is over: no more calls, replies still awaited */
+    size_t drain_cnt;      /* calls still in flight while draining */
     int is_failed;         /* a setup error: exit non-zero */
     uint64_t t_connect_ns; /* first connect issued */
     uint64_t t_ready_ns;   /* last welcome arrived */
@@ -170,6 +179,7 @@ static void conn_close(conn_t *c);
 static void load_stop(load_t *l);
 static void conn_start(load_t *l);
 static void on_run_start(uv_timer_t *t);
+static void on_duration_end(uv_timer_t *t);
 
 /* ------------------------------------------------------------------------ */
 /* Helpers                                                                  */
@@ -368,7 +378,7 @@ static int reply_is_valid(const conn_t *c, const uint8_t *msg, size_t len)
 static void on_pause_end(uv_timer_t *t)
 {
     conn_t *c = t->data;
-    if (c->state != CONN_OPEN || c->load->is_stopping) return;
+    if (c->state != CONN_OPEN || c->load->is_stopping || c->load->is_draining) return;
     conn_send_call(c);
     if (wslay_event_send(c->ws) == 0) conn_flush(c);
 }
@@ -417,6 +427,11 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
         samples_add(&l->lat, us > UINT32_MAX ? UINT32_MAX : (uint32_t)us);
     }
     if (l->is_stopping) return;
+    if (l->is_draining) {
+        /* Close everything from a fresh loop iteration (see load_stop). */
+        if (--l->drain_cnt == 0) uv_timer_start(&l->timer, on_duration_end, 0, 0);
+        return;
+    }
     if (l->is_pausing)
         uv_timer_start(&c->pause_timer, on_pause_end, (uint64_t)l->pause_ms, 0);
     else
@@ -672,6 +687,19 @@ static void on_duration_end(uv_timer_t *t)
     load_shutdown(t->data);
 }
 
+/* The measured time is over: stop the clock and the calls, await those in flight. */
+static void on_measure_end(uv_timer_t *t)
+{
+    load_t *l = t->data;
+    l->t_end_ns = uv_hrtime();
+    getrusage(RUSAGE_SELF, &l->ru_end);
+    l->is_measuring = 0;
+    l->is_draining = 1;
+    for (size_t i = 0; i < l->next_conn; i++)
+        if (l->conns[i].state == CONN_OPEN && l->conns[i].is_waiting) l->drain_cnt++;
+    uv_timer_start(&l->timer, on_duration_end, l->drain_cnt ? DRAIN_TIMEOUT_MS : 0, 0);
+}
+
 static void on_warmup_end(uv_timer_t *t)
 {
     load_t *l = t->data;
@@ -680,7 +708,7 @@ static void on_warmup_end(uv_timer_t *t)
     l->is_measuring = 1;
     l->t_measure_ns = uv_hrtime();
     getrusage(RUSAGE_SELF, &l->ru_start);
-    uv_timer_start(&l->timer, on_duration_end, (uint64_t)(l->duration_s * 1000.0), 0);
+    uv_timer_start(&l->timer, on_measure_end, (uint64_t)(l->duration_s * 1000.0), 0);
 }
 
 static void on_connect_timeout(uv_timer_t *t)
