@@ -435,12 +435,18 @@ class Peer:
     DIR = os.path.join(HERE, "peers", "serverless")
     PREFIX = "realm-bench-peer-bench-"
 
-    def __init__(self, tmp, cold):
-        mods = os.path.join(self.DIR, "node_modules")
-        if not os.path.isdir(os.path.join(mods, "serverless-offline")):
+    MODULES = os.path.join(DIR, "node_modules")
+
+    @classmethod
+    def versions(cls):
+        if not os.path.isdir(os.path.join(cls.MODULES, "serverless-offline")):
             sys.exit("bench/peers/serverless/node_modules is missing (scripts/setup.sh --bench installs it)")
-        self.versions = {m: json.load(open(os.path.join(mods, m, "package.json")))["version"]
-                         for m in ("serverless", "serverless-offline")}
+        return {m: json.load(open(os.path.join(cls.MODULES, m, "package.json")))["version"]
+                for m in ("serverless", "serverless-offline")}
+
+    def __init__(self, tmp, cold):
+        mods = self.MODULES
+        self.versions()
         env = dict(os.environ, REALM_BENCH_COLD=str(cold), SLS_TELEMETRY_DISABLED="1",
                    SLS_NOTIFICATIONS_MODE="off", SLS_DEPRECATION_DISABLE="*")
         self.out = open(os.path.join(tmp, "peer.out"), "w+")
@@ -494,7 +500,7 @@ class Peer:
             self.proc.wait()
 
 
-async def cold_cell(realm, transport, cfg, zips, n, seq, peer=None, peer_first=0):
+async def cold_cell(realm, transport, cfg, zips, n, seq, peer=None):
     """n first invocations of new functions; with a peer, each followed by the first
     invocation of one of its cold functions (serverless-offline loads a handler then)."""
     key, runtime, handler, channel = cfg
@@ -510,7 +516,7 @@ async def cold_cell(realm, transport, cfg, zips, n, seq, peer=None, peer_first=0
         lat.append(time.perf_counter_ns() - t0)
         if pc:
             t0 = time.perf_counter_ns()
-            await pc.call(f"{Peer.PREFIX}cold{peer_first + i}")
+            await pc.call(f"{Peer.PREFIX}cold{i}")
             plat.append(time.perf_counter_ns() - t0)
     await c.close()
     if pc:
@@ -534,10 +540,25 @@ def measure(a, sides):
     return res
 
 
-async def run_matrix(realm, zips, a, peer):
+def measure_row(a, realm, name, transport, peer):
+    """warm, hf and tput of Realm's row, alternating with the peer when there is one."""
+    if transport == "http":
+        t = Target("http", f"{realm.control}/2015-03-31/functions/{name}/invocations", realm.proc.pid)
+    else:
+        t = Target("ws", realm.ws_url, realm.proc.pid, name)
+    sides = [("realm", t)]
+    if peer:
+        sides.append(("peer", Target("http", peer.url("noop"), peer.proc.pid)))
+    m = measure(a, sides)
+    cell = m["realm"]
+    if peer:
+        cell["peer"] = m["peer"]
+    return cell
+
+
+async def run_matrix(realm, zips, a, tmp):
     res = {}
     seq = 0
-    peer_cold = 0
     for cfg in CONFIGS:
         key, runtime, handler, channel = cfg
         name = f"bench-{key}".replace("_", "-")
@@ -553,21 +574,22 @@ async def run_matrix(realm, zips, a, peer):
         procs = env_processes(realm.proc.pid)
         for transport in TRANSPORTS:
             seq += 1
-            with_peer = peer if (transport == "http" and runtime.startswith("nodejs")) else None
-            cold, pcold = await cold_cell(realm, transport, cfg, zips, a.cold, seq, with_peer, peer_cold)
-            if transport == "http":
-                t = Target("http", f"{realm.control}/2015-03-31/functions/{name}/invocations", realm.proc.pid)
-            else:
-                t = Target("ws", realm.ws_url, realm.proc.pid, name)
-            sides = [("realm", t)]
-            if with_peer:
-                peer_cold += a.cold
-                sides.append(("peer", Target("http", with_peer.url("noop"), with_peer.proc.pid)))
-            m = measure(a, sides)
-            cell = m["realm"]
+            # A fresh peer for each row it is measured beside: never slowed by its own history
+            # (a long-running serverless-offline keeps every worker thread it ever started).
+            with_peer = None
+            if transport == "http" and runtime.startswith("nodejs") and not a.no_peer:
+                with_peer = Peer(tmp, a.cold)
+            try:
+                cold, pcold = await cold_cell(realm, transport, cfg, zips, a.cold, seq, with_peer)
+                cell = measure_row(a, realm, name, transport, with_peer)
+                if with_peer:
+                    cell["peer"]["rss_kb_start"] = with_peer.rss_kb_start
+                    cell["peer"]["rss_kb_end"] = with_peer.rss_kb()
+            finally:
+                if with_peer:
+                    with_peer.stop()
             cell["cold"] = cold
             if with_peer:
-                cell["peer"] = m["peer"]
                 cell["peer"]["cold"] = pcold
             res[key][transport] = cell
             tp = " ".join(f"c{k}={v['per_s']}/s" for k, v in cell["tput"].items())
@@ -701,14 +723,12 @@ def main():
             out["idle_memory"] = idle_memory(a.realm, a.wsload, tmp, idle)
         zips = build_zips(tmp)
         realm = Realm(a.realm, tempfile.mkdtemp(dir=tmp), [])
-        peer = None if a.no_peer else Peer(tmp, 2 * a.cold)
         try:
             out["server_rss_kb_start"] = realm.rss_kb()
-            if peer:
-                out["peer"] = {"name": "serverless-offline", "versions": peer.versions,
-                               "rss_kb_start": peer.rss_kb_start}
+            if not a.no_peer:
+                out["peer"] = {"name": "serverless-offline", "versions": Peer.versions()}
             try:
-                out["functions"] = asyncio.run(run_matrix(realm, zips, a, peer))
+                out["functions"] = asyncio.run(run_matrix(realm, zips, a, tmp))
             except Exception:
                 realm.err.seek(0)
                 log(f"failed; realm exit status {realm.proc.poll()}, its stderr ends:\n"
@@ -716,12 +736,8 @@ def main():
                 raise
             out["comparisons"] = comparisons(out["functions"], a.conns)
             out["server_rss_kb_end"] = realm.rss_kb()
-            if peer:
-                out["peer"]["rss_kb_end"] = peer.rss_kb()
         finally:
             realm.stop()
-            if peer:
-                peer.stop()
             realm.err.seek(0)
             # the server's own account of anything that went wrong (--log-level warn)
             out["server_stderr_tail"] = realm.err.read().splitlines()[-30:]

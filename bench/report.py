@@ -401,7 +401,7 @@ def invoke_section(path):
                 first = next((x["first_errors"][0] for x in cell.get("rounds", []) if x.get("first_errors")), "")
             errored.append(f"`{where}`: {cell['errors']} errors; {first}")
 
-    if peer and "node_ws" in fns and "peer" in fns["node_ws"]["http"]:
+    if peer and all("peer" in fns.get(k, {}).get("http", {}) for k in ("node_ws", "node_http")):
         v = peer["versions"]
         out += [
             "### Against a peer: serverless-offline",
@@ -413,8 +413,10 @@ def invoke_section(path):
             "It runs handlers in worker threads of its own Node process: no sandbox, no process, "
             "cgroup or network namespace per environment, where Realm starts a sandboxed process. "
             "Its cold start is the first invocation of one of its functions (`cold0`..: it loads "
-            "the handler into a new worker then), interleaved with Realm's cold samples. It was "
-            "measured twice, each time alternating with one of Realm's two Node rows; ratios are "
+            "the handler into a new worker then), interleaved with Realm's cold samples. A fresh "
+            "peer is started for each of Realm's two Node rows and measured in rounds alternating "
+            "with that row (a long-running serverless-offline keeps every worker thread it ever "
+            "started, and slows down once it has served 100 callers); ratios are "
             "Realm over the peer of the same rounds (for latency, below 1 favours Realm; for "
             "invocations/s, above 1 does).",
             "",
@@ -453,11 +455,13 @@ def invoke_section(path):
                 mark(x, f"{k}.http.peer.tput.{n}")
                 note_errors(x, f"{k}.http.peer.tput.{n}")
         out += ["", "![Realm against serverless-offline](bench/results/invoke-peer.png)", "",
-                f"The peer's Node process held {fmt(peer['rss_kb_start'])} kB resident at start "
-                f"and {fmt(peer.get('rss_kb_end'))} kB at the end, after up to "
-                f"{max(c['concurrency'])} concurrent invocations ({K}peer.rss_kb_start`, "
-                "`peer.rss_kb_end`); Realm's server, "
-                f"{fmt(r['server_rss_kb_start'])} and {fmt(r['server_rss_kb_end'])} kB "
+                "Memory: the peer's Node process held "
+                + "; ".join(f"{fmt(fns[k]['http']['peer']['rss_kb_start'])} kB at start and "
+                            f"{fmt(fns[k]['http']['peer']['rss_kb_end'])} kB at the end of the rounds beside "
+                            f"`{k}` ({K}functions.{k}.http.peer.{{rss_kb_start,rss_kb_end}}`)"
+                            for k in ("node_ws", "node_http"))
+                + f", after up to {max(c['concurrency'])} concurrent invocations; Realm's server, "
+                f"{fmt(r['server_rss_kb_start'])} kB at start and {fmt(r['server_rss_kb_end'])} kB at the end "
                 "(`server_rss_kb_start`, `server_rss_kb_end`), its environments apart (below).", ""]
     elif not peer:
         out += ["No peer in this run (`bench/invoke.py --no-peer`).", ""]
