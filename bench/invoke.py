@@ -56,6 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 HZ = os.sysconf("SC_CLK_TCK")
 CLIENT_BOUND_PCT = 90.0
+WARMUP_RUNS = 10
 
 CONFIGS = [
     # key, runtime, handler, channel
@@ -120,7 +121,24 @@ def build_zips(tmp):
 # ---- server -----------------------------------------------------------------------
 
 
-class Realm:
+class Server:
+    """A server process the benchmark started (self.proc)."""
+
+    def rss_kb(self):
+        for line in open(f"/proc/{self.proc.pid}/status"):
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Realm(Server):
     def __init__(self, binary, data, extra):
         self.out = open(os.path.join(data, "realm.out"), "w+")
         self.err = open(os.path.join(data, "realm.err"), "w+")
@@ -147,19 +165,6 @@ class Realm:
         self.ws_url = f"ws://127.0.0.1:{self.ports['client']}/"
         self.lam = boto3.client("lambda", endpoint_url=self.control, region_name="us-east-1",
                                 aws_access_key_id="x", aws_secret_access_key="x")
-
-    def rss_kb(self):
-        for line in open(f"/proc/{self.proc.pid}/status"):
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
     def create(self, name, runtime, handler, channel, zips):
         env = {"LAMBDA_USE_WEBSOCKET": "false"} if channel == "http" else {}
@@ -281,7 +286,7 @@ class Target:
         self.kind, self.url, self.pid, self.function = kind, url, pid, function
 
 
-def run_load(a, t, conns, seconds, pause_ms=0):
+def run_load(a, t, conns, seconds, pause_ms=0, warmup=False):
     """One run of the C load generator against t; latency in ms, CPU of client, server, machine."""
     env = tool_env()
     if t.kind == "http":
@@ -314,7 +319,7 @@ def run_load(a, t, conns, seconds, pause_ms=0):
             raise RuntimeError(f"realm-wsload printed no result ({p.returncode}): {p.stderr[-500:]}") from None
         n, per_s, errors = w["calls"], w["calls_per_s"], w["errors"]
         first = [p.stderr.strip()[-300:]] if errors else []
-    if n == 0:
+    if n == 0 and not warmup:
         raise RuntimeError(f"{' '.join(cmd)}: no call completed: {p.stdout[-300:]} {p.stderr[-300:]}")
     r = {"n": n, "per_s": round(per_s, 1), "p50_ms": w["p50_us"] / 1e3, "p90_ms": w["p90_us"] / 1e3,
          "p99_ms": w["p99_us"] / 1e3, "max_ms": w["max_us"] / 1e3, "errors": errors,
@@ -329,10 +334,13 @@ def run_load(a, t, conns, seconds, pause_ms=0):
 
 def alternate(a, sides, conns, seconds, rounds, pause_ms=0, warmup_s=0, rank="per_s"):
     """Rounds that alternate the sides (A, B, A, B, ...), after an unrecorded warm-up of each;
-    each side's figures are those of its median round (ranked by `rank`), every round kept."""
+    each side's figures are those of its median round (ranked by `rank`), every round kept.
+    A warm-up is repeated (up to WARMUP_RUNS times) until it completes at least as many calls
+    as there are callers: the environments (or the peer's workers) have started by then."""
     for _, t in sides:
-        if warmup_s > 0:
-            run_load(a, t, conns, warmup_s, pause_ms)
+        for _ in range(WARMUP_RUNS if warmup_s > 0 else 0):
+            if run_load(a, t, conns, warmup_s, pause_ms, warmup=True)["n"] >= conns:
+                break
     runs = {label: [] for label, _ in sides}
     for _ in range(rounds):
         for label, t in sides:
@@ -428,7 +436,7 @@ def idle_memory(realm_bin, wsload, tmp, counts):
     return out
 
 
-class Peer:
+class Peer(Server):
     """The same Node function under serverless-offline (bench/peers/serverless/): its local
     Lambda endpoint serves Invoke at /2015-03-31/functions/NAME/invocations."""
 
@@ -488,16 +496,6 @@ class Peer:
     def url(self, fn):
         return f"http://127.0.0.1:{self.port}/2015-03-31/functions/{self.PREFIX}{fn}/invocations"
 
-    def rss_kb(self):
-        return next(int(x.split()[1]) for x in open(f"/proc/{self.proc.pid}/status") if x.startswith("VmRSS:"))
-
-    def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
 
 async def cold_cell(realm, transport, cfg, zips, n, seq, peer=None):

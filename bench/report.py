@@ -376,7 +376,8 @@ def invoke_section(path):
         f"- high frequency: one caller back to back for {c['hf_seconds']} s;",
         f"- throughput: {', '.join(str(n) for n in c['concurrency'])} callers in a closed loop for "
         f"{c['tput_seconds']} s, after an unrecorded {c['tput_warmup_s']} s warm-up at the same "
-        "concurrency (environments start then).",
+        "concurrency (environments, or the peer's workers, start then), repeated until one completes "
+        "at least as many calls as there are callers.",
         "",
         f"Every warm, high-frequency and throughput figure is the median of {c['rounds']} rounds "
         "(`rounds` of each row keeps them all; `median_round` says which one is shown; warm rounds "
@@ -524,35 +525,30 @@ def invoke_section(path):
     out += table(["Function", "Caller", "Scenario", "n", "p50", "p90", "p99", "max", "key"], rows)
     out += ["", "### Throughput: invocations/s (p99 ms)", "",
             "![invocation throughput](bench/results/invoke-throughput.png)", ""]
-    rows = []
     conns = [str(x) for x in c["concurrency"]]
-    for k, label in INV_CONFIGS:
-        if k not in fns:
-            continue
-        for t, tl in INV_TRANSPORTS:
-            cells = []
-            for n in conns:
-                x = fns[k][t]["tput"][n]
-                note_errors(x, f"{k}.{t}.tput.{n}")
-                cells.append(f"{fmt(x['per_s'])} ({fmt(x['p99_ms'], 1)}){mark(x, f'{k}.{t}.tput.{n}')}")
-            rows.append([label, tl] + cells + [f"{K}functions.{k}.{t}.tput.N.{{per_s,p99_ms}}`"])
-    out += table(["Function", "Caller"] + [f"{n} callers" for n in conns] + ["key"], rows)
+
+    def tput_rows(cell, fields):
+        """A row per function and caller, a cell per concurrency (cell(x, where) renders it)."""
+        rows = []
+        for k, label in INV_CONFIGS:
+            if k not in fns:
+                continue
+            for t, tl in INV_TRANSPORTS:
+                cells = [cell(fns[k][t]["tput"][n], f"{k}.{t}.tput.{n}") for n in conns]
+                rows.append([label, tl] + cells + [f"{K}functions.{k}.{t}.tput.N.{{{fields}}}`"])
+        return table(["Function", "Caller"] + [f"{n} callers" for n in conns] + ["key"], rows)
+
+    def rate_cell(x, where):
+        note_errors(x, where)
+        return f"{fmt(x['per_s'])} ({fmt(x['p99_ms'], 1)}){mark(x, where)}"
+
+    out += tput_rows(rate_cell, "per_s,p99_ms")
     out += [""]
-    rows = []
-    for k, label in INV_CONFIGS:
-        if k not in fns:
-            continue
-        for t, tl in INV_TRANSPORTS:
-            cells = []
-            for n in conns:
-                x = fns[k][t]["tput"][n]
-                cells.append(f"{fmt(x['server_cpu_pct'])} / {fmt(x['client_cpu_pct'])} / {fmt(x['other_cpu_cores'], 2)}")
-            rows.append([label, tl] + cells +
-                        [f"{K}functions.{k}.{t}.tput.N.{{server_cpu_pct,client_cpu_pct,other_cpu_cores}}`"])
     out += ["CPU in the median throughput round: Realm's server process (% of a core), the load "
             "generator (% of a core, `getrusage` of the child), and every other process in cores "
             "(`/proc/stat` less those two: the environments, mostly).", ""]
-    out += table(["Function", "Caller"] + [f"{n} callers" for n in conns] + ["key"], rows)
+    out += tput_rows(lambda x, where: f"{fmt(x['server_cpu_pct'])} / {fmt(x['client_cpu_pct'])} / "
+                     f"{fmt(x['other_cpu_cores'], 2)}", "server_cpu_pct,client_cpu_pct,other_cpu_cores")
     out += [""]
     if flagged:
         out += ["† The load generator used " + f"{fmt(c['client_bound_pct'])} % of a core or more in a round of: "
