@@ -87,7 +87,7 @@ int reg_begin(realm_registry_t *r); /* BEGIN IMMEDIATE */
 int reg_commit(realm_registry_t *r);
 void reg_rollback(realm_registry_t *r);
 /* Runs a statement with text arguments (NULL-terminated); returns 0 or -1. */
-int reg_run(realm_registry_t *r, const char *sql, ...);
+int reg_run(realm_registry_t *r, const char *sql, ...) __attribute__((sentinel));
 json_t *reg_column_json(sqlite3_stmt *st, int col); /* never NULL */
 char *reg_dump(json_t *j);                          /* free() it */
 /* The account in a tenant's ARNs: the tenant itself when it is 12 digits, else the server's. */

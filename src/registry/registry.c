@@ -650,10 +650,10 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
         goto done;
     }
     if (reg_run(r, "INSERT INTO functions(tenant, name, tags) VALUES(?1, ?2, ?3)", tenant, name,
-                tags_s, NULL) != 0 ||
+                tags_s, (char *)NULL) != 0 ||
         reg_run(r,
                 "INSERT INTO versions(tenant, name, num, code, config) VALUES(?1, ?2, 0, ?3, ?4)",
-                tenant, name, pkg->hex, cfg_s, NULL) != 0) {
+                tenant, name, pkg->hex, cfg_s, (char *)NULL) != 0) {
         reg_rollback(r);
         reg_db_fail(r, e);
         goto done;
@@ -756,7 +756,7 @@ json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, cons
     }
     char *cfg_s = reg_dump(cfg);
     rc = reg_run(r, "UPDATE versions SET code=?3, config=?4 WHERE tenant=?1 AND name=?2 AND num=0",
-                 tenant, name, pkg->hex, cfg_s, NULL);
+                 tenant, name, pkg->hex, cfg_s, (char *)NULL);
     free(cfg_s);
     if (rc != 0) {
         reg_rollback(r);
@@ -852,7 +852,7 @@ json_t *realm_registry_update_configuration(realm_registry_t *r, const char *ten
     reg_stamp(cfg, NULL);
     char *cfg_s = reg_dump(cfg);
     rc = reg_run(r, "UPDATE versions SET config=?3 WHERE tenant=?1 AND name=?2 AND num=0", tenant,
-                 name, cfg_s, NULL);
+                 name, cfg_s, (char *)NULL);
     free(cfg_s);
     if (rc != 0 || reg_commit(r) != 0) {
         if (rc != 0) reg_rollback(r);
@@ -943,8 +943,8 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
     if (rc < 0) return reg_db_fail(r, e);
     if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
     if (!*q) {
-        if (reg_run(r, "DELETE FROM functions WHERE tenant=?1 AND name=?2", tenant, name, NULL) !=
-            0)
+        if (reg_run(r, "DELETE FROM functions WHERE tenant=?1 AND name=?2", tenant, name,
+                    (char *)NULL) != 0)
             return reg_db_fail(r, e);
         realm_info("function %s deleted", name);
         return 0;

@@ -68,12 +68,12 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     rc = reg_run(r,
                  "INSERT INTO versions(tenant, name, num, code, config) "
                  "VALUES(?1, ?2, CAST(?3 AS INTEGER), ?4, ?5)",
-                 tenant, name, nbuf, code, cfg_s, NULL);
+                 tenant, name, nbuf, code, cfg_s, (char *)NULL);
     free(cfg_s);
     if (rc != 0 || reg_run(r,
                            "UPDATE functions SET next_version = next_version + 1 "
                            "WHERE tenant=?1 AND name=?2",
-                           tenant, name, NULL) != 0)
+                           tenant, name, (char *)NULL) != 0)
         goto fail;
     json_decref(latest);
     *num = n;
@@ -325,7 +325,7 @@ static int save_alias(realm_registry_t *r, const char *tenant, const char *name,
                                  "VALUES(?1, ?2, ?3, ?4)"
                                : "UPDATE aliases SET config=?4 WHERE tenant=?1 AND name=?2 AND "
                                  "alias=?3",
-                     tenant, name, alias, s, NULL);
+                     tenant, name, alias, s, (char *)NULL);
     free(s);
     return rc;
 }
@@ -441,7 +441,7 @@ int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const c
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return -1;
     if (need_function(r, tenant, name, e) != 0) return -1;
     if (reg_run(r, "DELETE FROM aliases WHERE tenant=?1 AND name=?2 AND alias=?3", tenant, name,
-                alias, NULL) != 0)
+                alias, (char *)NULL) != 0)
         return reg_db_fail(r, e);
     if (sqlite3_changes(r->db) == 0) return alias_missing(r, tenant, name, alias, e);
     return 0;
@@ -550,7 +550,7 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, 
     snprintf(nbuf, sizeof(nbuf), "%lld", n);
     if (reg_run(r,
                 "UPDATE functions SET reserved = CAST(?3 AS INTEGER) WHERE tenant=?1 AND name=?2",
-                tenant, name, nbuf, NULL) != 0 ||
+                tenant, name, nbuf, (char *)NULL) != 0 ||
         reg_commit(r) != 0) {
         reg_db_fail(r, e);
         return NULL;
@@ -584,7 +584,7 @@ int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, c
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return -1;
     if (reg_run(r, "UPDATE functions SET reserved = NULL WHERE tenant=?1 AND name=?2", tenant, name,
-                NULL) != 0)
+                (char *)NULL) != 0)
         return reg_db_fail(r, e);
     return 0;
 }
@@ -619,7 +619,7 @@ static int save_tags(realm_registry_t *r, const char *tenant, const char *name, 
 {
     char *s = reg_dump(tags);
     int rc = reg_run(r, "UPDATE functions SET tags=?3 WHERE tenant=?1 AND name=?2", tenant, name, s,
-                     NULL);
+                     (char *)NULL);
     free(s);
     return rc;
 }
