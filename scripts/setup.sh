@@ -34,6 +34,7 @@ test_pkgs=(
 )
 bench_pkgs=(
   wrk python3 python3-boto3 python3-websockets python3-matplotlib
+  python3-numpy python3-yaml # llama.cpp's gguf-py writes the benchmark's model
 )
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
 [ "$want_bench" = 1 ] && pkgs+=("${bench_pkgs[@]}")
