@@ -7,8 +7,10 @@
 #include "base/alloc.h"
 #include "base/log.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #define BACKLOG 1024
@@ -238,4 +240,19 @@ uint64_t realm_listener_rejected_cnt(const realm_listener_t *l)
 void realm_listener_count_rejected(realm_listener_t *l)
 {
     l->rejected_cnt++;
+}
+
+uint64_t realm_listener_raise_fd_limit(uint64_t want)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+    if (rl.rlim_cur == RLIM_INFINITY) return UINT64_MAX;
+    if ((uint64_t)rl.rlim_cur >= want) return (uint64_t)rl.rlim_cur;
+    rlim_t to =
+        rl.rlim_max == RLIM_INFINITY || (uint64_t)rl.rlim_max > want ? (rlim_t)want : rl.rlim_max;
+    if (to > rl.rlim_cur) {
+        rl.rlim_cur = to;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0) getrlimit(RLIMIT_NOFILE, &rl);
+    }
+    return (uint64_t)rl.rlim_cur;
 }

@@ -55,4 +55,11 @@ uint64_t realm_listener_rejected_cnt(const realm_listener_t *l);
 /* Protocols count connections they refuse (e.g. 503 over a limit). */
 void realm_listener_count_rejected(realm_listener_t *l);
 
+/*
+ * Raises the soft limit on open descriptors (RLIMIT_NOFILE) towards want,
+ * as far as the hard limit allows; never lowers it. Returns the soft limit
+ * in force afterwards (UINT64_MAX when unlimited).
+ */
+uint64_t realm_listener_raise_fd_limit(uint64_t want);
+
 #endif
