@@ -32,14 +32,14 @@ def realm_bin():
 class Server:
     """A running `realm serve` with ports[name] for client/control/runtime/metrics."""
 
-    def __init__(self, *args, data_dir=None):
+    def __init__(self, *args, data_dir=None, preexec_fn=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="realm-test-")
         self.data_dir = data_dir or os.path.join(self.tmp.name, "data")
         cmd = [realm_bin(), "serve", "--port", "0", "--control-port", "0",
                "--runtime-port", "0", "--metrics-port", "0",
                "--data-dir", self.data_dir, *args]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, cwd=self.tmp.name)
+                                     text=True, cwd=self.tmp.name, preexec_fn=preexec_fn)
         self.ports = {}
         self.stdout_lines = []
         self.killed = False  # set by kill(): teardown then expects no clean exit

@@ -5,6 +5,7 @@ past --max-send-queue-bytes that client is dropped, its calls are
 cancelled, and everyone else is unaffected.
 """
 import json
+import resource
 import socket
 
 from wsraw import RawWS
@@ -66,3 +67,39 @@ def test_slow_reader_gets_everything(make_server):
         got += 1
     assert got == 2000
     ws.close()
+
+
+# ---- open files ------------------------------------------------------------
+
+FD_HEADROOM = 4096  # what serve adds to --max-connections (src/main.c)
+
+
+def _nofile_of(pid):
+    for line in open(f"/proc/{pid}/limits"):
+        if line.startswith("Max open files"):
+            f = line.split()
+            return int(f[3]), int(f[4])
+    raise AssertionError("no open files line")
+
+
+def _with_nofile(soft, hard):
+    return lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def test_open_files_soft_limit_is_raised_for_max_connections(make_server):
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    hard = 6000 if hard == resource.RLIM_INFINITY else min(hard, 6000)
+    want = 100 + FD_HEADROOM
+    s = make_server("--max-connections", "100", preexec_fn=_with_nofile(256, hard))
+    assert _nofile_of(s.proc.pid) == (min(want, hard), hard)
+    s.stop()  # stderr whole
+    assert ("open files are limited" in s.stderr) == (hard < want), s.stderr
+
+
+def test_open_files_hard_limit_below_need_is_reported(make_server):
+    s = make_server("--max-connections", "100", preexec_fn=_with_nofile(256, 1000))
+    assert _nofile_of(s.proc.pid) == (1000, 1000)  # raised as far as allowed
+    conn = s.connect()  # and it serves
+    conn.close()
+    s.stop()
+    assert "open files are limited to 1000" in s.stderr and "--max-connections 100" in s.stderr, s.stderr
