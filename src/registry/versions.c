@@ -624,6 +624,29 @@ static int save_tags(realm_registry_t *r, const char *tenant, const char *name, 
     return rc;
 }
 
+/*
+ * Begins the write transaction of a tag change: the function's tags (new
+ * reference) and its name, or NULL with e set and the transaction rolled back.
+ */
+static json_t *tags_begin(realm_registry_t *r, const char *tenant, const char *arn, char *name,
+                          realm_reg_err_t *e)
+{
+    if (reg_begin(r) != 0) {
+        reg_db_fail(r, e);
+        return NULL;
+    }
+    if (tag_target(r, tenant, arn, name, e) != 0) {
+        reg_rollback(r);
+        return NULL;
+    }
+    json_t *tags = load_tags(r, tenant, name);
+    if (!tags) {
+        reg_rollback(r);
+        reg_db_fail(r, e);
+    }
+    return tags;
+}
+
 int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn, json_t *req,
                        realm_reg_err_t *e)
 {
@@ -631,16 +654,8 @@ int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn,
     json_t *add = json_object_get(req, "Tags");
     if (!add) return reg_invalid(e, "Tags is required");
     if (reg_check_tags(add, e) != 0) return -1;
-    if (reg_begin(r) != 0) return reg_db_fail(r, e);
-    if (tag_target(r, tenant, arn, name, e) != 0) {
-        reg_rollback(r);
-        return -1;
-    }
-    json_t *tags = load_tags(r, tenant, name);
-    if (!tags) {
-        reg_rollback(r);
-        return reg_db_fail(r, e);
-    }
+    json_t *tags = tags_begin(r, tenant, arn, name, e);
+    if (!tags) return -1;
     json_object_update(tags, add);
     int rc = 0;
     if (json_object_size(tags) > 50) {
@@ -657,16 +672,8 @@ int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *ar
                          const char *const *keys, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1];
-    if (reg_begin(r) != 0) return reg_db_fail(r, e);
-    if (tag_target(r, tenant, arn, name, e) != 0) {
-        reg_rollback(r);
-        return -1;
-    }
-    json_t *tags = load_tags(r, tenant, name);
-    if (!tags) {
-        reg_rollback(r);
-        return reg_db_fail(r, e);
-    }
+    json_t *tags = tags_begin(r, tenant, arn, name, e);
+    if (!tags) return -1;
     for (size_t i = 0; keys[i]; i++)
         json_object_del(tags, keys[i]);
     int rc = save_tags(r, tenant, name, tags) != 0 || reg_commit(r) != 0 ? reg_db_fail(r, e) : 0;
