@@ -34,12 +34,27 @@
 #include <sys/stat.h>
 #include <time.h>
 
-#define DEFAULT_TENANT ""       /* the namespace when authentication is off */
-#define SYNC_LIMIT 6291456u     /* 6 MB: RequestResponse payloads */
-#define ASYNC_LIMIT 262144u     /* 256 KB: Event payloads */
-#define EVENT_BATCH 16          /* events taken from the queue at once */
-#define THROTTLED_RETRY_MS 1000 /* a throttled event waits this long */
+#define DEFAULT_TENANT ""                    /* the namespace when authentication is off */
+#define SYNC_LIMIT 6291456u                  /* 6 MB: RequestResponse payloads */
+#define ASYNC_LIMIT 262144u                  /* 256 KB: Event payloads */
+#define EVENT_BATCH 16                       /* events taken from the queue at once */
+#define THROTTLED_RETRY_MS 1000              /* a throttled event waits this long */
 #define EVENT_MAX_AGE_MS (6 * 3600 * 1000LL) /* Lambda keeps an event this long */
+#define RCACHE_SLOTS 256                     /* resolutions kept (see rcache_t) */
+
+/*
+ * The last resolution of an unqualified function name ($LATEST) per slot,
+ * kept while the registry's generation stays the same: an invocation of a
+ * function nobody changed reads no SQL and parses no configuration. Direct-
+ * mapped by a hash of tenant and name; a collision replaces the entry.
+ * Versions and aliases (a weighted alias picks anew each time) are not kept.
+ */
+typedef struct {
+    char *key; /* owned: tenant "\n" name; NULL when the slot is empty */
+    uint64_t generation;
+    realm_fn_version_t v; /* config: an owned reference */
+    int no_network;
+} rcache_t;
 
 struct realm_invoker_s {
     realm_invoker_opts_t o;
@@ -48,6 +63,7 @@ struct realm_invoker_s {
     size_t events_running;
     int is_draining;
     int timer_closed;
+    rcache_t rcache[RCACHE_SLOTS];
 };
 
 /* ---- resolution ---- */
@@ -69,13 +85,62 @@ static void resolved_dispose(resolved_t *r)
     realm_fn_version_dispose(&r->v);
 }
 
+/* The cache slot of an unqualified name, with its key in key; NULL when not cached. */
+static rcache_t *rcache_slot(realm_invoker_t *iv, const char *tenant, const char *function,
+                             const char *qualifier, char *key, size_t key_len)
+{
+    if ((qualifier && *qualifier) || strchr(function, ':')) return NULL;
+    int n = snprintf(key, key_len, "%s\n%s", tenant, function);
+    if (n < 0 || (size_t)n >= key_len) return NULL;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (const char *p = key; *p; p++)
+        h = (h ^ (uint8_t)*p) * 16777619u;
+    return &iv->rcache[h % RCACHE_SLOTS];
+}
+
+static void rcache_clear(rcache_t *c)
+{
+    free(c->key);
+    c->key = NULL;
+    realm_fn_version_dispose(&c->v);
+}
+
+static int rcache_get(realm_invoker_t *iv, const rcache_t *c, const char *key,
+                      realm_fn_version_t *v, int *no_network)
+{
+    if (!c->key || c->generation != realm_registry_generation(iv->o.reg) ||
+        strcmp(c->key, key) != 0)
+        return 0;
+    *v = c->v;
+    v->config = json_incref(c->v.config);
+    *no_network = c->no_network;
+    return 1;
+}
+
+static void rcache_put(realm_invoker_t *iv, rcache_t *c, const char *key,
+                       const realm_fn_version_t *v, int no_network)
+{
+    rcache_clear(c);
+    c->key = realm_strdup(key);
+    c->generation = realm_registry_generation(iv->o.reg);
+    c->v = *v;
+    c->v.config = json_incref(v->config);
+    c->no_network = no_network;
+}
+
 static int resolve(realm_invoker_t *iv, const char *tenant, const char *function,
                    const char *qualifier, resolved_t *r, realm_reg_err_t *e)
 {
     memset(r, 0, sizeof(*r));
-    double pick = (double)(rand() % 1000000) / 1000000.0;
-    if (realm_registry_resolve(iv->o.reg, tenant, function, qualifier, pick, &r->v, e) != 0)
-        return -1;
+    char key[600];
+    int no_network = 0;
+    rcache_t *slot = rcache_slot(iv, tenant, function, qualifier, key, sizeof(key));
+    int is_cached = slot && rcache_get(iv, slot, key, &r->v, &no_network);
+    if (!is_cached) {
+        double pick = (double)(rand() % 1000000) / 1000000.0;
+        if (realm_registry_resolve(iv->o.reg, tenant, function, qualifier, pick, &r->v, e) != 0)
+            return -1;
+    }
     json_t *c = r->v.config;
     realm_pkg_store_tree_path(iv->o.store, r->v.code_hex, r->code_dir, sizeof(r->code_dir));
     json_t *vars = json_object_get(json_object_get(c, "Environment"), "Variables");
@@ -98,15 +163,17 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
         if (colon && strcmp(colon + 1, r->v.version) == 0) *colon = '\0';
     }
     /* The tag realm:network=none takes the network away (docs/execution.md). */
-    int no_network = 0;
-    realm_reg_err_t te;
-    json_t *tags = realm_registry_list_tags(iv->o.reg, tenant, r->arn, &te);
-    const char *net =
-        json_string_value(json_object_get(json_object_get(tags, "Tags"), "realm:network"));
-    if (net && (strcasecmp(net, "none") == 0 || strcasecmp(net, "off") == 0 ||
-                strcasecmp(net, "false") == 0))
-        no_network = 1;
-    json_decref(tags);
+    if (!is_cached) {
+        realm_reg_err_t te;
+        json_t *tags = realm_registry_list_tags(iv->o.reg, tenant, r->arn, &te);
+        const char *net =
+            json_string_value(json_object_get(json_object_get(tags, "Tags"), "realm:network"));
+        if (net && (strcasecmp(net, "none") == 0 || strcasecmp(net, "off") == 0 ||
+                    strcasecmp(net, "false") == 0))
+            no_network = 1;
+        json_decref(tags);
+        if (slot) rcache_put(iv, slot, key, &r->v, no_network);
+    }
     r->fn = (realm_exec_fn_t){
         .tenant = tenant,
         .name = r->v.name,
@@ -900,5 +967,7 @@ void realm_invoker_free(realm_invoker_t *iv)
     while (!iv->timer_closed)
         uv_run(iv->o.loop, UV_RUN_ONCE);
     realm_queue_close(iv->queue);
+    for (size_t i = 0; i < RCACHE_SLOTS; i++)
+        rcache_clear(&iv->rcache[i]);
     free(iv);
 }

@@ -39,6 +39,7 @@ struct realm_registry_s {
     sqlite3 *db;
     reg_stmt_t stmts[REG_STMT_CACHE]; /* parsed once: an invocation's lookups skip the parser */
     size_t stmt_cnt;
+    uint64_t generation; /* bumped by every statement that may write (reg_done) */
     char *region;
     char *account;
     uint64_t concurrency_limit;

@@ -101,6 +101,7 @@ sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql)
 void reg_done(realm_registry_t *r, sqlite3_stmt *st)
 {
     if (!st) return;
+    if (!sqlite3_stmt_readonly(st)) r->generation++;
     for (size_t i = 0; i < r->stmt_cnt; i++) {
         if (r->stmts[i].st == st) {
             sqlite3_reset(st);
@@ -1016,6 +1017,11 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
         reg_done(r, st);
     }
     return 0;
+}
+
+uint64_t realm_registry_generation(const realm_registry_t *r)
+{
+    return r->generation;
 }
 
 void realm_fn_version_dispose(realm_fn_version_t *v)

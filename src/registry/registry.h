@@ -148,6 +148,12 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
                            const char *qualifier, double pick, realm_fn_version_t *out,
                            realm_reg_err_t *e);
 void realm_fn_version_dispose(realm_fn_version_t *v);
+/*
+ * A number that changes with every statement that may write the registry
+ * (committed or not): what was read at one value still holds while it stays
+ * the same. Writes by other processes are not seen.
+ */
+uint64_t realm_registry_generation(const realm_registry_t *r);
 
 /* 1 if a version of one of tenant's functions uses the package (errors: 0). */
 int realm_registry_code_owned(realm_registry_t *r, const char *tenant, const char *hex);

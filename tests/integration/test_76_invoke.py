@@ -498,3 +498,29 @@ def test_a_relative_data_dir_runs_functions():
         assert ok(lam, "rel", {"x": 1}) is not None
     finally:
         srv.stop()
+
+
+def test_each_change_reaches_the_next_invocation(lam):
+    """Invocations of an unchanged function skip the registry (a cache kept while
+    nothing is written); every kind of change must still reach the very next call."""
+    name = "changes"
+    src = "exports.handler = async () => ({ v: process.env.V_ONE || null, code: 'A' });"
+    deploy_node(lam, name, src)
+    assert ok(lam, name) == {"v": None, "code": "A"}
+    assert ok(lam, name) == {"v": None, "code": "A"}  # the second from the cache
+    lam.update_function_configuration(FunctionName=name, Environment={"Variables": {"V_ONE": "x"}})
+    assert ok(lam, name) == {"v": "x", "code": "A"}
+    lam.update_function_code(FunctionName=name, ZipFile=build_zip(node_files(src.replace("'A'", "'B'"))))
+    poll_until(lambda: lam.get_function_configuration(FunctionName=name)["LastUpdateStatus"]
+               == "Successful", 10, what="the code update")
+    assert ok(lam, name) == {"v": "x", "code": "B"}
+    lam.put_function_concurrency(FunctionName=name, ReservedConcurrentExecutions=0)
+    code, status, resp = error_code(lam.invoke, FunctionName=name, Payload=b"{}")
+    assert (code, status) == ("TooManyRequestsException", 429), resp
+    lam.delete_function_concurrency(FunctionName=name)
+    assert ok(lam, name) == {"v": "x", "code": "B"}
+    lam.delete_function(FunctionName=name)
+    code, status, resp = error_code(lam.invoke, FunctionName=name, Payload=b"{}")
+    assert (code, status) == ("ResourceNotFoundException", 404), resp
+    deploy_node(lam, name, src.replace("'A'", "'C'"))
+    assert ok(lam, name) == {"v": None, "code": "C"}

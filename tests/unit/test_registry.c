@@ -371,6 +371,30 @@ static void test_versions_and_aliases(void **state)
     json_decref(empty);
 }
 
+/* Reads leave the generation alone; every write moves it. */
+static void test_generation(void **state)
+{
+    fx_t *f = *state;
+    realm_reg_err_t e;
+    json_decref(create(f->r, SIMPLE("g"), 'a', &e));
+    uint64_t g0 = realm_registry_generation(f->r);
+    realm_fn_version_t v;
+    assert_int_equal(realm_registry_resolve(f->r, "", "g", NULL, 0, &v, &e), 0);
+    realm_fn_version_dispose(&v);
+    json_decref(
+        realm_registry_list_tags(f->r, "", "arn:aws:lambda:us-east-1:123456789012:function:g", &e));
+    assert_true(realm_registry_generation(f->r) == g0);
+    json_t *tags = json_pack("{s:{s:s}}", "Tags", "realm:network", "none");
+    assert_int_equal(
+        realm_registry_tag(f->r, "", "arn:aws:lambda:us-east-1:123456789012:function:g", tags, &e),
+        0);
+    json_decref(tags);
+    uint64_t g1 = realm_registry_generation(f->r);
+    assert_true(g1 != g0);
+    assert_int_equal(realm_registry_delete_function(f->r, "", "g", NULL, &e), 0);
+    assert_true(realm_registry_generation(f->r) != g1);
+}
+
 static void test_paging_and_reopen(void **state)
 {
     fx_t *f = *state;
@@ -445,6 +469,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_pending_blocks_duplicate, setup, teardown),
         cmocka_unit_test_setup_teardown(test_versions_and_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging_and_reopen, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
