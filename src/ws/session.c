@@ -19,6 +19,13 @@
  * Output is gathered during one flush so a small frame's header and payload
  * leave in one write instead of two.
  *
+ * Idle sessions sleep: wslay's event context holds two fixed 4 KB buffers
+ * (frame input and output), most of an idle connection's memory. Whenever a
+ * feed or a send ends at a message boundary (no frame partly read, no
+ * fragmented message open, nothing queued, no close under way) the context
+ * is freed, and made anew by the next feed or send: between messages it
+ * holds nothing but its configuration.
+ *
  * THREADS: one session is used by one thread.
  */
 #include "ws/session.h"
@@ -48,6 +55,9 @@ struct realm_ws_session_s {
     realm_buf_t out;     /* output gathered during one flush */
     uint16_t code_sent;  /* our close code when the gate or a failure sent it */
     int is_fatal;
+    int in_message; /* a fragmented data message is being received (gate) */
+    int in_feed;    /* inside wslay_event_recv: its callbacks may send, the context stays */
+    uint64_t max_message_bytes;
 };
 
 /* ---- the gate: frame boundaries on the way into wslay ---- */
@@ -140,6 +150,11 @@ static ssize_t recv_cb(wslay_event_context_ptr ctx, uint8_t *buf, size_t len, in
             /* A control frame goes in one piece: wait for wslay's next read. */
             if (is_control && (uint64_t)size > len - given && given > 0) break;
             s->frame_left = (uint64_t)size;
+            if (!is_control) {
+                uint8_t h0;
+                peek(s, &h0, 1);
+                s->in_message = !(h0 >> 7); /* open until a data frame with FIN */
+            }
         }
         size_t n = len - given;
         if (n > s->frame_left) n = (size_t)s->frame_left;
@@ -189,27 +204,47 @@ static void on_msg_recv(wslay_event_context_ptr ctx, const struct wslay_event_on
     s->cbs->on_message(s->ud, arg->opcode, arg->msg, arg->msg_length);
 }
 
-realm_ws_session_t *realm_ws_session_new(const realm_ws_session_cbs_t *cbs, void *ud,
-                                         uint64_t max_message_bytes)
+/* ---- sleeping between messages ---- */
+
+static void wake(realm_ws_session_t *s)
 {
     static const struct wslay_event_callbacks wcbs = {
         .recv_callback = recv_cb,
         .send_callback = send_cb,
         .on_msg_recv_callback = on_msg_recv,
     };
+    if (s->ctx) return;
+    if (wslay_event_context_server_init(&s->ctx, &wcbs, s) != 0) abort(); /* only ENOMEM */
+    wslay_event_config_set_max_recv_msg_length(s->ctx, s->max_message_bytes);
+}
+
+/* Frees the context at a message boundary with nothing under way (see DESIGN). */
+static void sleep_if_idle(realm_ws_session_t *s)
+{
+    if (!s->ctx || s->in_feed || s->is_fatal || s->frame_left || s->hold_len || s->in_message)
+        return;
+    if (wslay_event_want_write(s->ctx) || !wslay_event_want_read(s->ctx) ||
+        wslay_event_get_close_sent(s->ctx) || wslay_event_get_close_received(s->ctx))
+        return;
+    wslay_event_context_free(s->ctx);
+    s->ctx = NULL;
+}
+
+realm_ws_session_t *realm_ws_session_new(const realm_ws_session_cbs_t *cbs, void *ud,
+                                         uint64_t max_message_bytes)
+{
     realm_ws_session_t *s = realm_calloc(1, sizeof(*s));
     s->cbs = cbs;
     s->ud = ud;
+    s->max_message_bytes = max_message_bytes;
     realm_buf_init(&s->out);
-    if (wslay_event_context_server_init(&s->ctx, &wcbs, s) != 0) abort(); /* only ENOMEM */
-    wslay_event_config_set_max_recv_msg_length(s->ctx, max_message_bytes);
-    return s;
+    return s; /* asleep until the first feed or send */
 }
 
 void realm_ws_session_free(realm_ws_session_t *s)
 {
     if (!s) return;
-    wslay_event_context_free(s->ctx);
+    if (s->ctx) wslay_event_context_free(s->ctx);
     realm_buf_dispose(&s->out);
     free(s);
 }
@@ -245,31 +280,43 @@ static void read_failed(realm_ws_session_t *s)
 int realm_ws_session_feed(realm_ws_session_t *s, const void *data, size_t len)
 {
     if (s->is_fatal) return -1;
+    wake(s);
     s->in = data;
     s->in_len = len;
     int rc = 0;
+    s->in_feed = 1;
     if (wslay_event_want_read(s->ctx) && wslay_event_recv(s->ctx) != 0) {
         read_failed(s);
         rc = -1;
     }
+    s->in_feed = 0;
     s->in = NULL;
     s->in_len = 0;
     if (rc == 0) rc = flush(s);
+    if (rc == 0) sleep_if_idle(s);
     return rc;
 }
 
 int realm_ws_session_send(realm_ws_session_t *s, int opcode, const void *data, size_t len)
 {
     struct wslay_event_msg msg = {(uint8_t)opcode, data, len};
-    if (s->is_fatal || wslay_event_queue_msg(s->ctx, &msg) != 0) return -1;
-    return flush(s);
+    if (s->is_fatal) return -1;
+    wake(s);
+    if (wslay_event_queue_msg(s->ctx, &msg) != 0) return -1;
+    int rc = flush(s);
+    if (rc == 0) sleep_if_idle(s);
+    return rc;
 }
 
 int realm_ws_session_ping(realm_ws_session_t *s)
 {
     struct wslay_event_msg msg = {WSLAY_PING, (const uint8_t *)"realm", 5};
-    if (s->is_fatal || wslay_event_queue_msg(s->ctx, &msg) != 0) return -1;
-    return flush(s);
+    if (s->is_fatal) return -1;
+    wake(s);
+    if (wslay_event_queue_msg(s->ctx, &msg) != 0) return -1;
+    int rc = flush(s);
+    if (rc == 0) sleep_if_idle(s);
+    return rc;
 }
 
 int realm_ws_session_close(realm_ws_session_t *s, uint16_t code, const char *reason)
@@ -277,6 +324,7 @@ int realm_ws_session_close(realm_ws_session_t *s, uint16_t code, const char *rea
     if (s->is_fatal) return -1;
     size_t rl = reason ? strlen(reason) : 0;
     if (rl > 123) rl = 123; /* control frame payload limit: 125 - 2 */
+    wake(s);
     if (wslay_event_queue_close(s->ctx, code, (const uint8_t *)reason, rl) != 0) return -1;
     return flush(s);
 }
@@ -284,22 +332,30 @@ int realm_ws_session_close(realm_ws_session_t *s, uint16_t code, const char *rea
 int realm_ws_session_is_done(const realm_ws_session_t *s)
 {
     if (s->is_fatal) return 1;
+    if (!s->ctx) return 0; /* asleep: open, nothing under way */
     return !wslay_event_want_read(s->ctx) && !wslay_event_want_write(s->ctx);
 }
 
 int realm_ws_session_close_sent(const realm_ws_session_t *s)
 {
-    return s->code_sent != 0 || wslay_event_get_close_sent(s->ctx);
+    return s->code_sent != 0 || (s->ctx && wslay_event_get_close_sent(s->ctx));
 }
 
 uint16_t realm_ws_session_close_code_sent(const realm_ws_session_t *s)
 {
     if (s->code_sent) return s->code_sent;
     /* wslay says 1006 until a close went out; the contract is 0. */
-    return wslay_event_get_close_sent(s->ctx) ? wslay_event_get_status_code_sent(s->ctx) : 0;
+    return s->ctx && wslay_event_get_close_sent(s->ctx) ? wslay_event_get_status_code_sent(s->ctx)
+                                                        : 0;
 }
 
 uint16_t realm_ws_session_close_code_received(const realm_ws_session_t *s)
 {
-    return wslay_event_get_status_code_received(s->ctx);
+    /* Asleep means no close came in; wslay says 1006 (none) then too. */
+    return s->ctx ? wslay_event_get_status_code_received(s->ctx) : WSLAY_CODE_ABNORMAL_CLOSURE;
+}
+
+int realm_ws_session_is_asleep(const realm_ws_session_t *s)
+{
+    return s->ctx == NULL;
 }

@@ -53,5 +53,7 @@ int realm_ws_session_close_sent(const realm_ws_session_t *s);
 /* The status code we sent in our close frame (0 if none). */
 uint16_t realm_ws_session_close_code_sent(const realm_ws_session_t *s);
 uint16_t realm_ws_session_close_code_received(const realm_ws_session_t *s);
+/* The session holds no wslay context (idle between messages; session.c DESIGN). */
+int realm_ws_session_is_asleep(const realm_ws_session_t *s);
 
 #endif

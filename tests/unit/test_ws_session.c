@@ -126,6 +126,39 @@ static void test_fragmentation_with_ping(void **state)
     realm_buf_dispose(&b);
 }
 
+/* Between messages the session holds no wslay context; inside one it does. */
+static void test_sleeps_between_messages(void **state)
+{
+    (void)state;
+    sink_t s;
+    realm_buf_init(&s.out);
+    realm_buf_init(&s.msgs);
+    realm_ws_session_t *ws = realm_ws_session_new(&cbs, &s, 1 << 20);
+    assert_true(realm_ws_session_is_asleep(ws));
+    realm_buf_t b;
+    realm_buf_init(&b);
+    frame(&b, 0, 0, 1, "ab", 2, 0);
+    frame(&b, 1, 0, 0, "cd", 2, 0);
+    size_t first = 8; /* the first frame: 2 header bytes, 4 mask, 2 payload */
+    assert_int_equal(realm_ws_session_feed(ws, b.data, 3), 0); /* part of a header */
+    assert_false(realm_ws_session_is_asleep(ws));
+    assert_int_equal(realm_ws_session_feed(ws, b.data + 3, first - 3), 0);
+    assert_false(realm_ws_session_is_asleep(ws)); /* a fragmented message is open */
+    assert_int_equal(realm_ws_session_feed(ws, b.data + first, b.len - first), 0);
+    assert_true(realm_ws_session_is_asleep(ws));
+    assert_int_equal(realm_ws_session_send(ws, 1, "reply", 5), 0);
+    assert_true(realm_ws_session_is_asleep(ws));
+    assert_string_equal(s.msgs.data, "1:abcd|");
+    assert_true(s.out.len == 7 && memcmp(s.out.data, "\x81\x05reply", 7) == 0);
+    assert_int_equal(realm_ws_session_close(ws, 1000, "bye"), 0);
+    assert_false(realm_ws_session_is_asleep(ws)); /* closing: awake until done */
+    assert_true(realm_ws_session_close_sent(ws));
+    realm_ws_session_free(ws);
+    realm_buf_dispose(&b);
+    realm_buf_dispose(&s.out);
+    realm_buf_dispose(&s.msgs);
+}
+
 static void test_protocol_errors(void **state)
 {
     (void)state;
@@ -199,7 +232,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_text_and_binary), cmocka_unit_test(test_fragmentation_with_ping),
         cmocka_unit_test(test_protocol_errors), cmocka_unit_test(test_too_big_and_close),
-        cmocka_unit_test(test_handshake),
+        cmocka_unit_test(test_handshake),       cmocka_unit_test(test_sleeps_between_messages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
