@@ -135,7 +135,11 @@ int realm_sandbox_group_create(realm_sandbox_group_t *g, const realm_sandbox_pro
         snprintf(dir, len, "%s/%s", cg->dir, name);
         g->dirs[i] = dir;
         if (!seen_before(g, i, dir)) {
-            if (mkdir(dir, 0755) != 0) {
+            /* EEXIST: a group of this name left by an earlier process that had
+             * our pid (killed before it removed its groups). An empty one is
+             * removed and made anew; one with processes in it stays an error. */
+            if (mkdir(dir, 0755) != 0 &&
+                !(errno == EEXIST && rmdir(dir) == 0 && mkdir(dir, 0755) == 0)) {
                 snprintf(err, err_len, "%s: %s", dir, strerror(errno));
                 g->dirs[i] = NULL;
                 free(dir);

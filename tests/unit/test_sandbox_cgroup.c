@@ -16,6 +16,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -213,6 +214,25 @@ static void test_peer_in_group(void **state)
     assert_int_equal(realm_sandbox_group_destroy(&g), 0);
 }
 
+/* A group left behind under our name (an earlier process with our pid was
+ * killed before removing it) is taken over when empty. */
+static void test_stale_group_is_replaced(void **state)
+{
+    (void)state;
+    need(REALM_SANDBOX_CG_PIDS);
+    char name[64], stale[4096];
+    snprintf(name, sizeof(name), "realm-test-stale-%d", (int)getpid());
+    snprintf(stale, sizeof(stale), "%s/%s", probe.cg[REALM_SANDBOX_CG_PIDS].dir, name);
+    assert_int_equal(mkdir(stale, 0755), 0);
+    realm_sandbox_group_t g;
+    make_group(&g, "stale", (realm_sandbox_limits_t){.pids_max = 8});
+    assert_int_equal(access(stale, F_OK), 0);
+    if (g.dirs[REALM_SANDBOX_CG_PIDS])
+        assert_int_equal(read_value(g.dirs[REALM_SANDBOX_CG_PIDS], "pids.max"), 8);
+    assert_int_equal(realm_sandbox_group_destroy(&g), 0);
+    assert_int_equal(access(stale, F_OK), -1);
+}
+
 static void test_bad_name(void **state)
 {
     (void)state;
@@ -228,10 +248,9 @@ static void test_bad_name(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_limits_add_kill_remove),
-        cmocka_unit_test(test_oom_kill_is_seen),
-        cmocka_unit_test(test_peer_in_group),
-        cmocka_unit_test(test_bad_name),
+        cmocka_unit_test(test_limits_add_kill_remove),  cmocka_unit_test(test_oom_kill_is_seen),
+        cmocka_unit_test(test_peer_in_group),           cmocka_unit_test(test_bad_name),
+        cmocka_unit_test(test_stale_group_is_replaced),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
