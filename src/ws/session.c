@@ -297,26 +297,27 @@ int realm_ws_session_feed(realm_ws_session_t *s, const void *data, size_t len)
     return rc;
 }
 
-int realm_ws_session_send(realm_ws_session_t *s, int opcode, const void *data, size_t len)
+/* Queues msg and writes it out, waking the context first and letting it sleep after. */
+static int send_msg(realm_ws_session_t *s, const struct wslay_event_msg *msg)
 {
-    struct wslay_event_msg msg = {(uint8_t)opcode, data, len};
     if (s->is_fatal) return -1;
     wake(s);
-    if (wslay_event_queue_msg(s->ctx, &msg) != 0) return -1;
+    if (wslay_event_queue_msg(s->ctx, msg) != 0) return -1;
     int rc = flush(s);
     if (rc == 0) sleep_if_idle(s);
     return rc;
 }
 
+int realm_ws_session_send(realm_ws_session_t *s, int opcode, const void *data, size_t len)
+{
+    struct wslay_event_msg msg = {(uint8_t)opcode, data, len};
+    return send_msg(s, &msg);
+}
+
 int realm_ws_session_ping(realm_ws_session_t *s)
 {
     struct wslay_event_msg msg = {WSLAY_PING, (const uint8_t *)"realm", 5};
-    if (s->is_fatal) return -1;
-    wake(s);
-    if (wslay_event_queue_msg(s->ctx, &msg) != 0) return -1;
-    int rc = flush(s);
-    if (rc == 0) sleep_if_idle(s);
-    return rc;
+    return send_msg(s, &msg);
 }
 
 int realm_ws_session_close(realm_ws_session_t *s, uint16_t code, const char *reason)
