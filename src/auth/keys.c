@@ -32,6 +32,7 @@
  */
 #include "auth/keys.h"
 
+#include "db/db.h"
 #include "base/alloc.h"
 #include "base/log.h"
 
@@ -440,7 +441,6 @@ realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len)
 {
     realm_keys_t *k = realm_calloc(1, sizeof(*k));
     char path[PATH_MAX_LEN];
-    char *msg = NULL;
     if (data_dir == NULL || *data_dir == '\0') {
         set_err(err, err_len, "no data dir");
         goto fail;
@@ -461,27 +461,10 @@ realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len)
         goto fail;
     }
     close(fd);
-    if (sqlite3_open_v2(path, &k->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, NULL) !=
-        SQLITE_OK) {
-        set_err(err, err_len, "%s: %s", path, k->db ? sqlite3_errmsg(k->db) : "cannot open");
+    /* The server and `realm keys` share the file (db.h: the busy timeout). */
+    k->db = realm_db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, schema, err, err_len);
+    if (!k->db || realm_db_prepare_all(k->db, path, sql, S_CNT, k->st, err, err_len) != 0)
         goto fail;
-    }
-    /* The server and `realm keys` share the file: wait a little for the other's write
-     * lock, then fail the operation rather than stall the loop. */
-    sqlite3_busy_timeout(k->db, 1000);
-    if (sqlite3_exec(k->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
-        sqlite3_exec(k->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        set_err(err, err_len, "%s: %s", path, msg ? msg : sqlite3_errmsg(k->db));
-        goto fail;
-    }
-    for (int s = 0; s < S_CNT; s++) {
-        if (sqlite3_prepare_v3(k->db, sql[s], -1, SQLITE_PREPARE_PERSISTENT, &k->st[s], NULL) !=
-            SQLITE_OK) {
-            set_err(err, err_len, "%s: %s: %s", path, sqlite3_errmsg(k->db), sql[s]);
-            goto fail;
-        }
-    }
     sqlite3_stmt *st = stmt(k, S_HAS_KEYS);
     if (sqlite3_step(st) != SQLITE_ROW) {
         set_err(err, err_len, "%s: %s", path, sqlite3_errmsg(k->db));
@@ -494,7 +477,6 @@ realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len)
     k->data_version = read_data_version(k);
     return k;
 fail:
-    sqlite3_free(msg);
     realm_keys_close(k);
     return NULL;
 }

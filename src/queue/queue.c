@@ -28,6 +28,7 @@
  */
 #include "queue/queue.h"
 
+#include "db/db.h"
 #include "base/alloc.h"
 #include "base/str.h"
 #include "base/log.h"
@@ -226,31 +227,11 @@ static char *column_dup(sqlite3_stmt *st, int col)
 realm_queue_t *realm_queue_open(const char *path, char *err, size_t err_len)
 {
     realm_queue_t *q = realm_calloc(1, sizeof(*q));
-    char *msg = NULL;
-    if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, err_len, "%s: %s", path, q->db ? sqlite3_errmsg(q->db) : "cannot open");
+    q->db = realm_db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, schema, err, err_len);
+    if (!q->db || realm_db_prepare_all(q->db, path, sql, S_CNT, q->st, err, err_len) != 0)
         goto fail;
-    }
-    /* Another process (sqlite3 by hand) may hold the write lock: wait a
-     * little, then fail the operation rather than stall the loop. */
-    sqlite3_busy_timeout(q->db, 1000);
-    if (sqlite3_exec(q->db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", NULL, NULL,
-                     &msg) != SQLITE_OK ||
-        sqlite3_exec(q->db, schema, NULL, NULL, &msg) != SQLITE_OK) {
-        snprintf(err, err_len, "%s: %s", path, msg ? msg : sqlite3_errmsg(q->db));
-        goto fail;
-    }
-    for (int s = 0; s < S_CNT; s++) {
-        if (sqlite3_prepare_v3(q->db, sql[s], -1, SQLITE_PREPARE_PERSISTENT, &q->st[s], NULL) !=
-            SQLITE_OK) {
-            snprintf(err, err_len, "%s: %s: %s", path, sqlite3_errmsg(q->db), sql[s]);
-            goto fail;
-        }
-    }
     return q;
 fail:
-    sqlite3_free(msg);
     realm_queue_close(q);
     return NULL;
 }

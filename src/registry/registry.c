@@ -15,6 +15,7 @@
  */
 #include "registry/internal.h"
 
+#include "db/db.h"
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/str.h"
@@ -27,6 +28,7 @@
 #define LIST_PAGE_MAX 50
 
 static const char schema[] =
+    "PRAGMA foreign_keys=ON;" /* versions and aliases go with their function */
     "CREATE TABLE IF NOT EXISTS functions("
     " tenant TEXT NOT NULL, name TEXT NOT NULL,"
     " next_version INTEGER NOT NULL DEFAULT 1,"
@@ -472,20 +474,10 @@ realm_registry_t *realm_registry_open(const char *path, const realm_registry_opt
         return NULL;
     }
     realm_registry_t *r = realm_calloc(1, sizeof(*r));
-    if (sqlite3_open_v2(path, &r->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) !=
-        SQLITE_OK) {
-        snprintf(err, err_len, "%s: %s", path, r->db ? sqlite3_errmsg(r->db) : "cannot open");
-        goto fail;
-    }
-    /* Another process (realm keys, sqlite3) may hold the write lock: wait a
-     * little, then fail the operation with a ServiceException rather than
-     * stall the loop. */
-    sqlite3_busy_timeout(r->db, 1000);
-    if (exec(r, "PRAGMA journal_mode=WAL") != 0 || exec(r, "PRAGMA synchronous=NORMAL") != 0 ||
-        exec(r, "PRAGMA foreign_keys=ON") != 0 || exec(r, schema) != 0) {
-        snprintf(err, err_len, "%s: %s", path, sqlite3_errmsg(r->db));
-        goto fail;
-    }
+    /* Another process (sqlite3) may hold the write lock: an operation then
+     * fails with a ServiceException after db.h's busy timeout. */
+    r->db = realm_db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, schema, err, err_len);
+    if (!r->db) goto fail;
     r->region = realm_strdup(opts->region);
     r->account = realm_strdup(opts->account_id);
     r->concurrency_limit = opts->concurrency_limit;
