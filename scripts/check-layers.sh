@@ -3,6 +3,7 @@
 #   base <- net <- {http, ws} <- api
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
+#   db (SQLite opening) <- {registry, queue, auth}
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
 # http/ or ws/: it exposes callbacks that api/ adapts.
 set -euo pipefail
@@ -19,13 +20,14 @@ allowed() {
     config) echo "base config" ;;
     dispatch) echo "base metrics dispatch" ;;
     pkg) echo "base pkg" ;;
-    registry) echo "base pkg registry" ;;
+    registry) echo "base db pkg registry" ;;
     sandbox) echo "base sandbox" ;;
     exec) echo "base sandbox exec" ;;
-    queue) echo "base queue" ;;
+    queue) echo "base db queue" ;;
+    db) echo "db" ;;
     model) echo "base model" ;;
     llm) echo "base llm" ;;
-    auth) echo "base auth" ;;
+    auth) echo "base db auth" ;;
     cli) echo "base pkg auth cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
