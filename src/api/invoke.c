@@ -186,6 +186,8 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
         .env = (const char *const *)r->env,
         .memory_mb = (uint64_t)json_integer_value(json_object_get(c, "MemorySize")),
         .timeout_s = (uint64_t)json_integer_value(json_object_get(c, "Timeout")),
+        .tmp_mb = (uint64_t)json_integer_value(
+            json_object_get(json_object_get(c, "EphemeralStorage"), "Size")),
         .reserved = r->v.reserved,
         .no_network = no_network,
     };

@@ -30,11 +30,16 @@
 /* Bodies above the buffered limit are still read, so the caller can be told. */
 #define MAX_RUNTIME_BODY (21u * 1024u * 1024u) /* streamed responses: 20 MiB, as Lambda */
 
+typedef struct private_s private_t;
+
 struct realm_runtime_s {
     realm_exec_t *x;
     realm_http_server_t *http;
     uv_loop_t *loop;
     realm_ws_config_t ws;
+    private_t *privates;          /* the environments' private listeners */
+    uint64_t private_accepted;    /* by private listeners already closed */
+    uint64_t private_rejected;
 };
 
 typedef struct {
@@ -135,11 +140,12 @@ void realm_runtime_accept(realm_runtime_t *rt, realm_conn_t *c)
 
 /* ---- a private door (environments without the host's network) ---- */
 
-typedef struct {
+struct private_s {
     realm_runtime_t *rt;
     realm_env_t *env;
     realm_listener_t *l;
-} private_t;
+    private_t *prev, *next;
+};
 
 static void on_private_conn(realm_listener_t *l, realm_conn_t *c, void *data)
 {
@@ -164,7 +170,23 @@ void *realm_runtime_private_listen(realm_env_t *env, int fd, void *data)
         free(pv);
         return NULL;
     }
+    pv->next = rt->privates;
+    if (rt->privates) rt->privates->prev = pv;
+    rt->privates = pv;
     return pv;
+}
+
+void realm_runtime_private_counts(const realm_runtime_t *rt, uint64_t *open, uint64_t *accepted,
+                                  uint64_t *rejected)
+{
+    *open = 0;
+    *accepted = rt->private_accepted;
+    *rejected = rt->private_rejected;
+    for (const private_t *pv = rt->privates; pv; pv = pv->next) {
+        *open += realm_listener_open_cnt(pv->l);
+        *accepted += realm_listener_accepted_cnt(pv->l);
+        *rejected += realm_listener_rejected_cnt(pv->l);
+    }
 }
 
 static void on_private_closed(realm_listener_t *l, void *data)
@@ -177,6 +199,14 @@ void realm_runtime_private_close(void *handle, void *data)
 {
     (void)data;
     private_t *pv = handle;
+    realm_runtime_t *rt = pv->rt;
+    rt->private_accepted += realm_listener_accepted_cnt(pv->l);
+    rt->private_rejected += realm_listener_rejected_cnt(pv->l);
+    if (pv->prev)
+        pv->prev->next = pv->next;
+    else
+        rt->privates = pv->next;
+    if (pv->next) pv->next->prev = pv->prev;
     realm_listener_close(pv->l, on_private_closed);
     realm_listener_free(pv->l);
 }

@@ -35,5 +35,9 @@ void realm_runtime_accept(realm_runtime_t *rt, realm_conn_t *c);
  */
 void *realm_runtime_private_listen(realm_env_t *env, int fd, void *data);
 void realm_runtime_private_close(void *handle, void *data);
+/* Connections of the environments' private listeners: open now, accepted
+ * and rejected so far (they count as the runtime listener's in metrics). */
+void realm_runtime_private_counts(const realm_runtime_t *rt, uint64_t *open, uint64_t *accepted,
+                                  uint64_t *rejected);
 
 #endif

@@ -30,6 +30,7 @@
 #include "net/listener.h"
 #include "sandbox/sandbox.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -68,6 +69,7 @@ struct realm_server_s {
     char runtimes_dir[4096];
     char node_modules_dir[4096];
     char logs_dir[4096];
+    char scratch_dir[4096]; /* environments' /tmp disks; "" for tmpfs */
     realm_http_server_t *http[L_COUNT];
     realm_listener_t *listeners[L_COUNT];
     surface_t surfaces[L_COUNT];
@@ -110,6 +112,13 @@ static void collect_listeners(realm_buf_t *out, void *data)
             double v = f == 0   ? (double)realm_listener_open_cnt(l)
                        : f == 1 ? (double)realm_listener_accepted_cnt(l)
                                 : (double)realm_listener_rejected_cnt(l);
+            if (i == L_RUNTIME && s->runtime) {
+                /* Environments with a namespace of their own connect to their
+                 * private listeners: they are the runtime listener's too. */
+                uint64_t po, pa, pr;
+                realm_runtime_private_counts(s->runtime, &po, &pa, &pr);
+                v += (double)(f == 0 ? po : f == 1 ? pa : pr);
+            }
             realm_metrics_emit_sample(out, fams[f].name, labels, v);
         }
     }
@@ -264,6 +273,24 @@ static int mkdir_p(const char *path)
 
 /* ---- execution ---- */
 
+/* Disk images left by environments of an earlier process; the empty ext4
+ * images made once per size (ext4-MB.img) stay. */
+static void clean_scratch(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.' ||
+            (strncmp(e->d_name, "ext4-", 5) == 0 && !strstr(e->d_name, ".img.")))
+            continue;
+        char path[4400];
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        unlink(path);
+    }
+    closedir(d);
+}
+
 static int is_dir(const char *path)
 {
     struct stat st;
@@ -351,6 +378,39 @@ static void setup_exec(realm_server_t *s)
                    "(every runtime connection is refused)");
     find_runtimes(s);
     snprintf(s->logs_dir, sizeof(s->logs_dir), "%s/logs", cfg->data_dir);
+    realm_exec_net_t net = strcmp(cfg->env_network, "none") == 0   ? REALM_EXEC_NET_NONE
+                           : strcmp(cfg->env_network, "host") == 0 ? REALM_EXEC_NET_HOST
+                                                                   : REALM_EXEC_NET_PRIVATE;
+    const char *slirp = access("/usr/bin/slirp4netns", X_OK) == 0 ? "/usr/bin/slirp4netns" : NULL;
+    if (net == REALM_EXEC_NET_PRIVATE && !slirp)
+        realm_warn("sandbox: slirp4netns not found: functions get no outbound network");
+    if (net == REALM_EXEC_NET_HOST)
+        realm_warn("sandbox: --env-network=host: functions share the host's network and can "
+                   "reach its loopback services (local development only)");
+    unsigned long uid_first = 0, uid_last = 0;
+    if (sscanf(cfg->env_host_uids, "%lu-%lu", &uid_first, &uid_last) != 2 || uid_first == 0 ||
+        uid_last < uid_first || uid_last > 0xfffffffeul) {
+        realm_warn("sandbox: --env-host-uids %s is not FIRST-LAST (1 and up): using "
+                   "1000000-1999999",
+                   cfg->env_host_uids);
+        uid_first = 1000000;
+        uid_last = 1999999;
+    }
+    s->scratch_dir[0] = '\0';
+    if (cfg->env_tmp_disk && realm_sandbox_scratch_usable()) {
+        char dir[4096];
+        snprintf(dir, sizeof(dir), "%s/scratch", cfg->data_dir);
+        if (mkdir_p(dir) == 0 && realpath(dir, s->scratch_dir)) {
+            clean_scratch(s->scratch_dir);
+        } else {
+            s->scratch_dir[0] = '\0';
+        }
+    }
+    if (geteuid() == 0 && !s->scratch_dir[0])
+        realm_warn("sandbox: /tmp of environments is a tmpfs: it counts toward their memory");
+    if (geteuid() == 0)
+        realm_info("sandbox: environments run as host uids %lu-%lu, network %s, /tmp on %s",
+                   uid_first, uid_last, cfg->env_network, s->scratch_dir[0] ? "disk" : "tmpfs");
     realm_exec_opts_t xo = {
         .loop = s->loop,
         .probe = &s->probe,
@@ -366,7 +426,11 @@ static void setup_exec(realm_server_t *s)
         .tmp_mb = cfg->env_tmp_bytes / (1024 * 1024),
         .pids_max = cfg->env_pids_max,
         .log_file_bytes = cfg->log_file_bytes,
-        .has_network = cfg->env_network,
+        .network = net,
+        .slirp_path = slirp,
+        .host_uid_first = (uint32_t)uid_first,
+        .host_uid_last = (uint32_t)uid_last,
+        .scratch_dir = s->scratch_dir[0] ? s->scratch_dir : NULL,
         .private_listen = private_listen,
         .private_close = private_close,
         .hook_data = s,

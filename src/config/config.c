@@ -155,7 +155,14 @@ static const cfg_opt_t options[] = {
     OPT_SIZE("env-tmp-bytes", env_tmp_bytes, "512MiB", 1048576,
              "size of each environment's private /tmp"),
     OPT_COUNT("env-pids-max", env_pids_max, "1024", 8, "processes and threads in one environment"),
-    OPT_BOOL("env-network", env_network, "true", "functions may reach the network"),
+    OPT_ENUM("env-network", env_network, "private", "private|none|host",
+             "environments' network: private (own namespace, outbound through slirp4netns, "
+             "host loopback unreachable), none (only the runtime API), host (the host's own: "
+             "local development only)"),
+    OPT_STRING("env-host-uids", env_host_uids, "1000000-1999999", "FIRST-LAST",
+               "when root: unprivileged host uids environments run as, one per tenant"),
+    OPT_BOOL("env-tmp-disk", env_tmp_disk, "true",
+             "when root: /tmp is a disk of its own (loop-mounted ext4), not memory"),
     OPT_COUNT("invoke-queue-depth", invoke_queue_depth, "100", 0,
               "invocations that wait per function when all may run (429 beyond)"),
     OPT_COUNT("event-retries", event_retries, "2", 0, "retries of a failed Event invocation"),

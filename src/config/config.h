@@ -50,7 +50,9 @@ typedef struct {
     uint64_t env_init_timeout_ms;      /* from start to the runtime's first `next` */
     uint64_t env_tmp_bytes;            /* size of each environment's /tmp */
     uint64_t env_pids_max;             /* processes and threads in one environment */
-    int env_network;                   /* functions may reach the network */
+    char *env_network;                 /* owned; "private" | "none" | "host" */
+    char *env_host_uids;               /* owned; "FIRST-LAST" host uids of environments */
+    int env_tmp_disk;                  /* /tmp on a loop-mounted disk when root */
     uint64_t invoke_queue_depth;       /* invocations waiting per function before 429 */
     uint64_t event_retries;            /* retries of a failed Event invocation */
     uint64_t event_retry_base_ms;      /* first retry delay; doubles each time */

@@ -20,6 +20,7 @@
 #include "base/buf.h"
 #include "base/log.h"
 #include "base/str.h"
+#include "exec/netstack.h"
 #include "exec/spawn.h"
 
 #include <errno.h>
@@ -83,6 +84,7 @@ struct realm_env_s {
     char stop_reason[96]; /* why we stopped it, for the log */
     uint64_t last_used;
     void *private_listener;    /* from opts.private_listen, or NULL */
+    realm_netstack_t *netstack; /* slirp4netns of a private network, or NULL */
     unsigned has_asked : 1;    /* a `next` came at least once (init done) */
     unsigned oom_reported : 1; /* an invocation already ended with Runtime.OutOfMemory */
     unsigned is_slow : 1;      /* RESTING past its grace */
@@ -97,8 +99,10 @@ struct pool_s {
     char **env;
     uint64_t memory_mb, timeout_s;
     int64_t reserved;
-    int has_network;
-    uint32_t uid; /* inside the sandbox: one per tenant */
+    realm_exec_net_t network;
+    uint64_t tmp_mb;   /* its /tmp */
+    uint32_t uid;      /* inside the sandbox: one per tenant */
+    uint32_t host_uid; /* on the host: one per tenant (0: as the server) */
     char **binds; /* more read-only binds (host, sandbox pairs), NULL-terminated; or NULL */
     uint64_t n_ok, n_error, n_throttled; /* invocations ended, by outcome */
     realm_inv_t *q_head, *q_tail;
@@ -124,6 +128,7 @@ struct realm_exec_s {
     uint64_t env_seq;
     realm_exec_stats_t st;
     uint32_t tenants_seen; /* tenants given a uid so far */
+    int warned_uids;
     realm_inv_t *watch;    /* see realm_exec_invoke */
     int watch_ended;
     int is_freeing;
@@ -473,6 +478,8 @@ static void on_spawn_exit(realm_spawn_t *sp, int64_t status, int sig, int oom, v
         x->o.private_close(env->private_listener, x->o.hook_data);
         env->private_listener = NULL;
     }
+    realm_netstack_free(env->netstack);
+    env->netstack = NULL;
     realm_spawn_free(sp);
     env->sp = NULL;
     env_unlink_all(env);
@@ -493,8 +500,17 @@ static void on_spawn_output(realm_spawn_t *sp, int stream, const char *bytes, si
     if (env->pool) pool_log_write(env->pool, bytes, len);
 }
 
-/* The sandbox is up and waits: its runtime API goes inside its namespace. */
-static void on_spawn_ready(realm_spawn_t *sp, int pid, void *data)
+static void on_netstack_ready(realm_netstack_t *ns, int ok, void *data)
+{
+    (void)ns;
+    realm_env_t *env = data;
+    if (!ok) realm_error("environment %s: its network stack failed: no network", env->id);
+    if (env->sp) realm_spawn_go(env->sp);
+}
+
+/* The sandbox is up and waits: its runtime API goes inside its namespace,
+ * and with a private network, slirp4netns is attached before it runs. */
+static int on_spawn_ready(realm_spawn_t *sp, int pid, void *data)
 {
     (void)sp;
     realm_env_t *env = data;
@@ -504,9 +520,23 @@ static void on_spawn_ready(realm_spawn_t *sp, int pid, void *data)
     if (rc != 0) {
         realm_error("environment %s: runtime API in its network namespace: %s", env->id,
                     strerror(-rc));
-        return; /* it will fail to connect and exit; its invocation hears why */
+        return 0; /* it will fail to connect and exit; its invocation hears why */
     }
     env->private_listener = x->o.private_listen(env, fd, x->o.hook_data);
+    pool_t *p = env->pool;
+    if (!p || p->network != REALM_EXEC_NET_PRIVATE || !x->o.slirp_path) return 0;
+    realm_netstack_opts_t no = {.self_exe = x->self_exe,
+                                .slirp_path = x->o.slirp_path,
+                                .pid = pid,
+                                .uid = p->host_uid,
+                                .gid = p->host_uid};
+    char err[256];
+    if (realm_netstack_start(x->o.loop, &no, on_netstack_ready, env, &env->netstack, err,
+                             sizeof(err)) != 0) {
+        realm_error("environment %s: network stack: %s", env->id, err);
+        return 0;
+    }
+    return 1; /* on_netstack_ready lets it go */
 }
 
 /* Kills the environment; its end comes through on_spawn_exit. */
@@ -628,7 +658,8 @@ static int env_spawn(pool_t *p, char *err, size_t err_len)
     env_push(&ev, &en, "LANG=C.UTF-8");
     env_push(&ev, &en, "TZ=:UTC");
     env_push(&ev, &en, "LD_LIBRARY_PATH=/var/task:/var/task/lib:/opt/lib");
-    int is_private = !p->has_network && x->o.private_listen;
+    int is_private = p->network != REALM_EXEC_NET_HOST && x->o.private_listen;
+    int has_stack = is_private && p->network == REALM_EXEC_NET_PRIVATE && x->o.slirp_path;
     env_push(&ev, &en, "AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d",
              is_private ? REALM_EXEC_PRIVATE_PORT : x->o.runtime_port);
     env_push(&ev, &en, "_HANDLER=%s", p->handler ? p->handler : "");
@@ -658,10 +689,11 @@ static int env_spawn(pool_t *p, char *err, size_t err_len)
                 .bwrap_features = x->o.probe->bwrap_features,
                 .code_dir = p->code_dir,
                 .runtime_dir = rdir[0] ? rdir : NULL,
-                .tmp_mb = x->o.tmp_mb,
+                .tmp_mb = p->tmp_mb,
                 .env = (const char *const *)ev,
                 .ro_binds = binds[0] ? binds : NULL,
-                .has_network = p->has_network,
+                /* HOST shares ours; the others get their own namespace. */
+                .has_network = p->network == REALM_EXEC_NET_HOST || !is_private,
                 .argv = argv,
                 .uid = p->uid,
                 .gid = p->uid,
@@ -674,6 +706,10 @@ static int env_spawn(pool_t *p, char *err, size_t err_len)
             },
         .name = env->id,
         .wait_ready = is_private,
+        .host_uid = p->host_uid,
+        .host_gid = p->host_uid,
+        .scratch_dir = x->o.scratch_dir,
+        .resolv_text = has_stack ? REALM_NETSTACK_RESOLV_CONF : NULL,
     };
     if (so.limits.cpu_weight > 10000) so.limits.cpu_weight = 10000;
     realm_spawn_cb_t cb = {
@@ -820,12 +856,32 @@ static uint32_t tenant_uid(realm_exec_t *x, const char *tenant)
     return TENANT_UID_BASE + (uint32_t)(++x->tenants_seen);
 }
 
+/*
+ * Its host uid (and gid): the first of the configured range for the
+ * default namespace, then first + (tenant uid - 20000), so each tenant is
+ * a host user of its own; tenants beyond the range share its last uid
+ * (logged once). 0 when the server is not root: bwrap then maps the
+ * sandbox to the server's own unprivileged user.
+ */
+static uint32_t tenant_host_uid(realm_exec_t *x, uint32_t uid)
+{
+    if (!x->o.host_uid_first || geteuid() != 0) return 0;
+    uint64_t off = uid == SANDBOX_UID ? 0 : (uint64_t)(uid - TENANT_UID_BASE);
+    uint64_t h = (uint64_t)x->o.host_uid_first + off;
+    if (h > x->o.host_uid_last) {
+        if (!x->warned_uids) realm_warn("more tenants than host uids: the last one is shared");
+        x->warned_uids = 1;
+        h = x->o.host_uid_last;
+    }
+    return (uint32_t)h;
+}
+
 static char *pool_key(const realm_exec_fn_t *fn)
 {
     realm_buf_t b;
     realm_buf_init(&b);
-    realm_buf_appendf(&b, "%s\n%s\n%s\n%s\n%d", fn->tenant ? fn->tenant : "", fn->name, fn->version,
-                      fn->revision ? fn->revision : "", fn->no_network);
+    realm_buf_appendf(&b, "%s\n%s\n%s\n%s\n%d\n%" PRIu64, fn->tenant ? fn->tenant : "", fn->name,
+                      fn->version, fn->revision ? fn->revision : "", fn->no_network, fn->tmp_mb);
     return realm_buf_steal(&b, NULL);
 }
 
@@ -894,7 +950,8 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
     p->memory_mb = fn->memory_mb ? fn->memory_mb : 128;
     p->timeout_s = fn->timeout_s ? fn->timeout_s : 3;
     p->reserved = fn->reserved;
-    p->has_network = x->o.has_network && !fn->no_network;
+    p->network = fn->no_network ? REALM_EXEC_NET_NONE : x->o.network;
+    p->tmp_mb = fn->tmp_mb ? fn->tmp_mb : x->o.tmp_mb;
     size_t nbinds = 0;
     while (fn->ro_binds && fn->ro_binds[nbinds] && nbinds < 2 * MAX_BINDS)
         nbinds++;
@@ -904,6 +961,7 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
             p->binds[i] = realm_strdup(fn->ro_binds[i]);
     }
     p->uid = tenant_uid(x, p->tenant);
+    p->host_uid = tenant_host_uid(x, p->uid);
     /* 2024/01/31/[$LATEST]<32 hex>, as Lambda names log streams. */
     char uuid[37], hex[33];
     realm_str_uuid4(uuid);

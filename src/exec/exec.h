@@ -44,6 +44,14 @@ typedef struct realm_inv_s realm_inv_t;
 /* The Tail of Invoke: the last 4 KB of an invocation's log. */
 #define REALM_EXEC_TAIL_BYTES 4096u
 
+/* An environment's network. Every one but HOST has a namespace of its own
+ * whose loopback holds only its runtime API. */
+typedef enum {
+    REALM_EXEC_NET_PRIVATE = 0, /* outbound through slirp4netns; host loopback unreachable */
+    REALM_EXEC_NET_NONE = 1,    /* nothing but the runtime API */
+    REALM_EXEC_NET_HOST = 2,    /* the host's own network (local development only) */
+} realm_exec_net_t;
+
 typedef struct {
     uv_loop_t *loop;
     const realm_sandbox_probe_t *probe; /* borrowed */
@@ -60,7 +68,11 @@ typedef struct {
     uint64_t tmp_mb;            /* size of each environment's /tmp */
     uint64_t pids_max;          /* processes and threads per environment */
     uint64_t log_file_bytes;    /* per function log file, before rotation */
-    int has_network;            /* 0: no environment gets the host's network */
+    realm_exec_net_t network;   /* what environments' network is (each has its own) */
+    const char *slirp_path;     /* slirp4netns, for REALM_EXEC_NET_PRIVATE; NULL: none */
+    uint32_t host_uid_first;    /* when root: host uids of environments, one per tenant, */
+    uint32_t host_uid_last;     /* from first (no tenant) up; 0: bwrap runs as we do */
+    const char *scratch_dir;    /* when root: /tmp is a disk made here (NULL: a tmpfs) */
     /*
      * An environment without the host's network reaches the runtime API on
      * 127.0.0.1:REALM_EXEC_PRIVATE_PORT inside its own namespace: exec makes
@@ -89,6 +101,7 @@ typedef struct {
     const char *const *env; /* the function's own "K=V" variables, NULL-terminated; or NULL */
     uint64_t memory_mb;
     uint64_t timeout_s;
+    uint64_t tmp_mb;  /* EphemeralStorage: size of /tmp (0: the server's default) */
     int64_t reserved; /* reserved concurrency, -1 when none */
     int no_network;   /* 1: no network but the runtime API, whatever the server allows */
     /* More read-only binds: HOST, SANDBOX_PATH pairs, NULL-terminated (at most 8); or NULL. */

@@ -35,6 +35,7 @@ struct realm_spawn_s {
     unsigned has_group : 1;
     unsigned has_ready_pipes : 1;
     unsigned is_ready : 1;
+    unsigned is_gone : 1; /* the go-ahead was given (or the pipes closed) */
 };
 
 static void maybe_release(realm_spawn_t *sp)
@@ -83,6 +84,7 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 
 static void ready_done(realm_spawn_t *sp)
 {
+    sp->is_gone = 1;
     close_handle(sp, (uv_handle_t *)&sp->info);
     close_handle(sp, (uv_handle_t *)&sp->block);
 }
@@ -101,17 +103,24 @@ static void on_info(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (pid > 0) {
         sp->is_ready = 1;
         uv_read_stop(s);
-        if (sp->cb.on_ready) sp->cb.on_ready(sp, (int)pid, sp->data);
-        if (!sp->is_freed) {
-            uv_buf_t go = uv_buf_init("1", 1);
-            uv_try_write((uv_stream_t *)&sp->block, &go, 1);
-        }
-        ready_done(sp);
+        int hold = sp->cb.on_ready ? sp->cb.on_ready(sp, (int)pid, sp->data) : 0;
+        if (!hold) realm_spawn_go(sp);
     } else if (n < 0) {
         /* No info: bwrap failed; its exit says why. */
         uv_read_stop(s);
         ready_done(sp);
     }
+}
+
+void realm_spawn_go(realm_spawn_t *sp)
+{
+    if (!sp->has_ready_pipes || sp->is_gone || !sp->is_ready) return;
+    sp->is_gone = 1;
+    if (!sp->is_freed) {
+        uv_buf_t go = uv_buf_init("1", 1);
+        uv_try_write((uv_stream_t *)&sp->block, &go, 1);
+    }
+    ready_done(sp);
 }
 
 /* ---- the end ---- */
@@ -165,10 +174,54 @@ static void dispose_cmd_fds(realm_sandbox_cmd_t *cmd, int fd1, int fd2)
     if (fd2 >= 0) close(fd2);
 }
 
+/* Staged paths: what the trampoline binds where (see stage.c). */
+typedef struct {
+    char dst[REALM_SANDBOX_STAGE_MAX_BINDS][64];
+    const char *src[REALM_SANDBOX_STAGE_MAX_BINDS];
+    size_t n;
+    const char *binds[2 * REALM_SANDBOX_STAGE_MAX_BINDS + 1];
+    char scratch_mb[24];
+} stage_t;
+
+static const char *stage_path(stage_t *st, const char *src)
+{
+    if (!src || st->n >= REALM_SANDBOX_STAGE_MAX_BINDS) return src;
+    snprintf(st->dst[st->n], sizeof(st->dst[0]), "%s/%zu", REALM_SANDBOX_STAGE_DIR, st->n);
+    st->src[st->n] = src;
+    return st->dst[st->n++];
+}
+
+/* Rewrites the spec's host paths to staged ones, for an unprivileged bwrap. */
+static void stage_spec(stage_t *st, realm_sandbox_spec_t *spec, const realm_spawn_opts_t *o)
+{
+    spec->code_dir = stage_path(st, spec->code_dir);
+    spec->runtime_dir = stage_path(st, spec->runtime_dir);
+    size_t nb = 0;
+    if (spec->ro_binds) {
+        for (const char *const *b = spec->ro_binds; *b && nb + 2 < sizeof(st->binds) / sizeof(char *);
+             b += 2) {
+            st->binds[nb++] = stage_path(st, b[0]);
+            st->binds[nb++] = b[1];
+        }
+        st->binds[nb] = NULL;
+        spec->ro_binds = st->binds;
+    }
+    if (o->scratch_dir) {
+        spec->tmp_dir = REALM_SANDBOX_STAGE_DIR "/tmp";
+        snprintf(st->scratch_mb, sizeof(st->scratch_mb), "%zu", spec->tmp_mb ? spec->tmp_mb : 512);
+    }
+    if (o->resolv_text) spec->resolv_conf = REALM_SANDBOX_STAGE_DIR "/resolv.conf";
+}
+
 int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_spawn_cb_t *cb,
                       void *data, realm_spawn_t **out, char *err, size_t err_len)
 {
     realm_sandbox_spec_t spec = o->spec;
+    int is_root = geteuid() == 0;
+    int staged = is_root && (o->host_uid || o->scratch_dir || o->resolv_text);
+    stage_t st;
+    memset(&st, 0, sizeof(st));
+    if (staged) stage_spec(&st, &spec, o);
     /* The trampoline execs without a PATH search. */
     if (!spec.bwrap_path) spec.bwrap_path = o->probe->bwrap_path;
     if (!spec.bwrap_path) {
@@ -203,9 +256,12 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
     }
     sp->has_group = 1;
 
-    /* argv: [self __spawn procs... --] bwrap --args 4 -- command... */
+    /* argv: [self __spawn --cgroup procs... stage... --] bwrap --args 4 -- command... */
     size_t cmd_argc = cmd.argc - cmd.command_at;
-    const char **argv = realm_calloc(REALM_SANDBOX_CG_COUNT + 8 + cmd_argc, sizeof(char *));
+    const char **argv = realm_calloc(2 * REALM_SANDBOX_CG_COUNT + 3 * st.n + 24 + cmd_argc,
+                                     sizeof(char *));
+    char user[48];
+    snprintf(user, sizeof(user), "%u:%u", (unsigned)o->host_uid, (unsigned)o->host_gid);
     char procs[REALM_SANDBOX_CG_COUNT][4200];
     size_t n = 0, groups = 0;
     for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
@@ -217,11 +273,33 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
         snprintf(procs[groups], sizeof(procs[groups]), "%s/cgroup.procs", sp->group.dirs[i]);
         groups++;
     }
-    if (groups) {
+    if (groups || staged) {
         argv[n++] = o->self_exe;
         argv[n++] = "__spawn";
-        for (size_t i = 0; i < groups; i++)
+        for (size_t i = 0; i < groups; i++) {
+            argv[n++] = "--cgroup";
             argv[n++] = procs[i];
+        }
+        for (size_t i = 0; i < st.n; i++) {
+            argv[n++] = "--bind";
+            argv[n++] = st.src[i];
+            argv[n++] = st.dst[i];
+        }
+        if (staged && o->scratch_dir) {
+            argv[n++] = "--scratch";
+            argv[n++] = o->scratch_dir;
+            argv[n++] = st.scratch_mb;
+            argv[n++] = spec.tmp_dir;
+        }
+        if (staged && o->resolv_text) {
+            argv[n++] = "--file";
+            argv[n++] = spec.resolv_conf;
+            argv[n++] = o->resolv_text;
+        }
+        if (staged && o->host_uid) {
+            argv[n++] = "--user";
+            argv[n++] = user;
+        }
         argv[n++] = "--";
     }
     char args_num[16];
@@ -324,25 +402,75 @@ void realm_spawn_free(realm_spawn_t *sp)
 
 /* ---- trampoline ---- */
 
+static int parse_u32(const char *s, char stop, uint32_t *out, const char **end)
+{
+    char *e;
+    errno = 0;
+    unsigned long v = strtoul(s, &e, 10);
+    if (errno || e == s || *e != stop || v > UINT32_MAX) return -1;
+    *out = (uint32_t)v;
+    if (end) *end = e;
+    return 0;
+}
+
 int realm_spawn_trampoline_main(int argc, char **argv)
 {
     char pid[24];
     snprintf(pid, sizeof(pid), "%d", (int)getpid());
+    realm_sandbox_stage_bind_t binds[REALM_SANDBOX_STAGE_MAX_BINDS];
+    realm_sandbox_stage_t st;
+    memset(&st, 0, sizeof(st));
+    st.binds = binds;
     int i = 0;
     for (; i < argc && strcmp(argv[i], "--") != 0; i++) {
-        int fd = open(argv[i], O_WRONLY | O_CLOEXEC);
-        if (fd < 0 || write(fd, pid, strlen(pid)) < 0) {
-            fprintf(stderr, "realm __spawn: %s: %s\n", argv[i], strerror(errno));
-            return 127;
+        const char *a = argv[i];
+        int left = argc - i - 1;
+        if (strcmp(a, "--cgroup") == 0 && left >= 1) {
+            const char *f = argv[++i];
+            int fd = open(f, O_WRONLY | O_CLOEXEC);
+            if (fd < 0 || write(fd, pid, strlen(pid)) < 0) {
+                fprintf(stderr, "realm __spawn: %s: %s\n", f, strerror(errno));
+                return 127;
+            }
+            close(fd);
+        } else if (strcmp(a, "--bind") == 0 && left >= 2 &&
+                   st.n_binds < REALM_SANDBOX_STAGE_MAX_BINDS) {
+            binds[st.n_binds].src = argv[++i];
+            binds[st.n_binds++].dst = argv[++i];
+        } else if (strcmp(a, "--scratch") == 0 && left >= 3) {
+            uint32_t mb;
+            st.scratch_dir = argv[++i];
+            if (parse_u32(argv[++i], '\0', &mb, NULL) != 0 || mb == 0) goto usage;
+            st.scratch_mb = mb;
+            st.scratch_dst = argv[++i];
+        } else if (strcmp(a, "--file") == 0 && left >= 2) {
+            st.file_dst = argv[++i];
+            st.file_text = argv[++i];
+        } else if (strcmp(a, "--tun") == 0) {
+            st.tun = 1;
+        } else if (strcmp(a, "--user") == 0 && left >= 1) {
+            const char *e;
+            if (parse_u32(argv[++i], ':', &st.uid, &e) != 0 ||
+                parse_u32(e + 1, '\0', &st.gid, NULL) != 0 || st.uid == 0 || st.gid == 0)
+                goto usage;
+        } else {
+            goto usage;
         }
-        close(fd);
     }
     if (i + 1 >= argc) {
         fprintf(stderr, "realm __spawn: no program after --\n");
         return 127;
     }
+    char err[512];
+    if (realm_sandbox_stage_apply(&st, err, sizeof(err)) != 0) {
+        fprintf(stderr, "realm __spawn: %s\n", err);
+        return 127;
+    }
     char *no_env[] = {NULL};
     execve(argv[i + 1], argv + i + 1, no_env);
     fprintf(stderr, "realm __spawn: %s: %s\n", argv[i + 1], strerror(errno));
+    return 127;
+usage:
+    fprintf(stderr, "realm __spawn: bad argument near '%s'\n", i < argc ? argv[i] : "");
     return 127;
 }

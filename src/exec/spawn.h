@@ -38,8 +38,9 @@ typedef struct {
     /* It ended: exit_status, or term_signal > 0; oom 1 if the memory limit killed it. */
     void (*on_exit)(realm_spawn_t *sp, int64_t exit_status, int term_signal, int oom, void *data);
     /* With opts.wait_ready: the sandbox exists (pid: its first process, in the
-     * host's pid namespace) and waits; it runs the command once this returns. */
-    void (*on_ready)(realm_spawn_t *sp, int pid, void *data);
+     * host's pid namespace) and waits. Return 0 to run the command at once,
+     * or 1 to hold it until realm_spawn_go. */
+    int (*on_ready)(realm_spawn_t *sp, int pid, void *data);
 } realm_spawn_cb_t;
 
 typedef struct {
@@ -51,11 +52,19 @@ typedef struct {
     realm_sandbox_limits_t limits;
     const char *name; /* cgroup name, one path segment, unique */
     int wait_ready;   /* hold the command until on_ready has run */
+    /* Only when we are root (ignored otherwise): bwrap runs as this
+     * unprivileged host user, its bind sources staged by the trampoline
+     * (realm_sandbox_stage_apply); 0: bwrap runs as we do. */
+    uint32_t host_uid, host_gid;
+    const char *scratch_dir; /* root only: /tmp is a disk of spec.tmp_mb made here; NULL: tmpfs */
+    const char *resolv_text; /* root only: the sandbox's resolv.conf; NULL: the host's */
 } realm_spawn_opts_t;
 
 /* Starts it. Returns 0 and *out, or -1 with a message in err (nothing left). */
 int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_spawn_cb_t *cb,
                       void *data, realm_spawn_t **out, char *err, size_t err_len);
+/* Lets a sandbox held by on_ready run its command (once; later calls do nothing). */
+void realm_spawn_go(realm_spawn_t *sp);
 /* SIGKILLs the process and everything in its cgroups (on_exit follows). */
 void realm_spawn_kill(realm_spawn_t *sp);
 /* Host pid of the spawned trampoline/bwrap. */
@@ -66,9 +75,12 @@ const realm_sandbox_group_t *realm_spawn_group(const realm_spawn_t *sp);
 void realm_spawn_free(realm_spawn_t *sp);
 
 /*
- * `realm __spawn PROCS_FILE... -- PROGRAM ARG...`: writes this process's
- * pid to each cgroup.procs file, then execs PROGRAM. Returns only on error
- * (exit code 127).
+ * `realm __spawn [--cgroup PROCS_FILE]... [--bind SRC DST]... [--scratch DIR
+ * MB DST] [--file DST TEXT] [--tun] [--user UID:GID] -- PROGRAM ARG...`:
+ * writes this process's pid to each cgroup.procs file, applies the stage
+ * (realm_sandbox_stage_apply: binds, scratch disk, file, tun node, then the
+ * unprivileged user), then execs PROGRAM with an empty environment.
+ * Returns only on error (exit code 127).
  */
 int realm_spawn_trampoline_main(int argc, char **argv);
 

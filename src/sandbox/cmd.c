@@ -56,6 +56,20 @@ static const char *const etc_paths[] = {
     "/etc/mime.types",
 };
 
+/* procfs entries that change the machine (sysctls, SysRq, IRQ affinity,
+ * PCI/USB, file system tunables, pressure triggers): bound read-only over
+ * the sandbox's /proc, each only if the host has it. */
+static const char *const proc_ro_paths[] = {
+    "/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs", "/proc/pressure",
+};
+
+/* procfs files that show other processes or the kernel's memory: covered
+ * with /dev/null. */
+static const char *const proc_hidden_paths[] = {
+    "/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/sched_debug",
+    "/proc/latency_stats", "/proc/kallsyms",
+};
+
 static realm_sandbox_path_kind_t host_lookup(const char *path, int follow, char *target,
                                              size_t target_len, void *data)
 {
@@ -112,6 +126,8 @@ static int check_spec(const realm_sandbox_spec_t *spec)
     if (!spec->code_dir || spec->code_dir[0] != '/') return -EINVAL;
     if (spec->runtime_dir && spec->runtime_dir[0] != '/') return -EINVAL;
     if (spec->runtime_socket && spec->runtime_socket[0] != '/') return -EINVAL;
+    if (spec->tmp_dir && spec->tmp_dir[0] != '/') return -EINVAL;
+    if (spec->resolv_conf && spec->resolv_conf[0] != '/') return -EINVAL;
     if (spec->ro_binds)
         for (const char *const *b = spec->ro_binds; *b; b += 2)
             if ((*b)[0] != '/' || !b[1] || b[1][0] != '/') return -EINVAL;
@@ -183,18 +199,39 @@ int realm_sandbox_cmd_init(realm_sandbox_cmd_t *cmd, const realm_sandbox_spec_t 
     }
     for (size_t i = 0; i < sizeof(etc_paths) / sizeof(etc_paths[0]); i++) {
         const char *p = etc_paths[i];
+        if (spec->resolv_conf && strcmp(p, "/etc/resolv.conf") == 0) {
+            push3(&a, "--ro-bind", spec->resolv_conf, p);
+            continue;
+        }
         if (lookup(p, 1, target, sizeof(target), spec->lookup_data) != REALM_SANDBOX_PATH_MISSING)
             push3(&a, "--ro-bind", p, p);
     }
     push2(&a, "--proc", "/proc");
+    /* The parts of procfs that act on the whole machine, read-only; the
+     * timer list (other processes' names and pids) hidden. */
+    for (size_t i = 0; i < sizeof(proc_ro_paths) / sizeof(proc_ro_paths[0]); i++) {
+        const char *p = proc_ro_paths[i];
+        if (lookup(p, 1, target, sizeof(target), spec->lookup_data) != REALM_SANDBOX_PATH_MISSING)
+            push3(&a, "--ro-bind", p, p);
+    }
+    for (size_t i = 0; i < sizeof(proc_hidden_paths) / sizeof(proc_hidden_paths[0]); i++) {
+        const char *p = proc_hidden_paths[i];
+        if (lookup(p, 1, target, sizeof(target), spec->lookup_data) == REALM_SANDBOX_PATH_FILE)
+            push3(&a, "--ro-bind", "/dev/null", p);
+    }
     push2(&a, "--dev", "/dev");
 
-    /* Private /tmp. */
-    if (spec->tmp_mb && (feat & REALM_SANDBOX_BWRAP_SIZE)) {
-        snprintf(num, sizeof(num), "%llu", (unsigned long long)spec->tmp_mb * 1024ull * 1024ull);
-        push2(&a, "--size", num);
+    /* Private /tmp: a disk of its own, or a size-limited tmpfs. */
+    if (spec->tmp_dir) {
+        push3(&a, "--bind", spec->tmp_dir, "/tmp");
+    } else {
+        if (spec->tmp_mb && (feat & REALM_SANDBOX_BWRAP_SIZE)) {
+            snprintf(num, sizeof(num), "%llu",
+                     (unsigned long long)spec->tmp_mb * 1024ull * 1024ull);
+            push2(&a, "--size", num);
+        }
+        push2(&a, "--tmpfs", "/tmp");
     }
-    push2(&a, "--tmpfs", "/tmp");
 
     /* The function. */
     push3(&a, "--ro-bind", spec->code_dir, REALM_SANDBOX_TASK_DIR);

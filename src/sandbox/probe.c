@@ -30,6 +30,7 @@
 #include "base/buf.h"
 
 #include <errno.h>
+#include <grp.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
@@ -54,6 +55,9 @@ static const char *const controller_names[REALM_SANDBOX_CG_COUNT] = {"memory", "
 /* ------------------------------------------------------------------------ */
 
 /* Is token one of the sep-separated words of the first len bytes of list? */
+/* The nobody user: the probe's unprivileged bwrap run. */
+#define PROBE_UNPRIVILEGED_UID 65534
+
 static int has_word(const char *list, size_t len, const char *token, char sep)
 {
     size_t tlen = strlen(token);
@@ -103,18 +107,35 @@ static long now_ms(void)
  * waitpid status, or a negative errno if it could not be started. Killed
  * after PROBE_TIMEOUT_MS.
  */
-static int run_capture(char *const argv[], realm_buf_t *out)
+static int run_capture_as(char *const argv[], realm_buf_t *out, uid_t uid)
 {
     int pipefd[2];
     if (pipe2(pipefd, O_CLOEXEC) < 0) return -errno;
-    posix_spawn_file_actions_t fa;
-    posix_spawn_file_actions_init(&fa);
-    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
     pid_t pid;
-    int rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
-    posix_spawn_file_actions_destroy(&fa);
+    int rc = 0;
+    if (uid == 0) {
+        posix_spawn_file_actions_t fa;
+        posix_spawn_file_actions_init(&fa);
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 1);
+        posix_spawn_file_actions_adddup2(&fa, pipefd[1], 2);
+        rc = posix_spawn(&pid, argv[0], &fa, NULL, argv, environ);
+        posix_spawn_file_actions_destroy(&fa);
+    } else {
+        /* As an unprivileged user, the way environments' bwrap runs. */
+        pid = fork();
+        if (pid < 0) rc = errno;
+        if (pid == 0) {
+            int null = open("/dev/null", O_RDONLY);
+            if (null < 0 || dup2(null, 0) < 0 || dup2(pipefd[1], 1) < 0 || dup2(pipefd[1], 2) < 0 ||
+                setgroups(0, NULL) != 0 || setresgid(uid, uid, uid) != 0 ||
+                setresuid(uid, uid, uid) != 0)
+                _exit(126);
+            char *no_env[] = {NULL};
+            execve(argv[0], argv, no_env);
+            _exit(127);
+        }
+    }
     close(pipefd[1]);
     if (rc != 0) {
         close(pipefd[0]);
@@ -150,6 +171,11 @@ static int run_capture(char *const argv[], realm_buf_t *out)
     }
     if (!out->data) realm_buf_appends(out, "");
     return status;
+}
+
+static int run_capture(char *const argv[], realm_buf_t *out)
+{
+    return run_capture_as(argv, out, 0);
 }
 
 /* A new string: the first non-empty line of s, without "bwrap: ". */
@@ -245,6 +271,29 @@ static void probe_bwrap(realm_sandbox_probe_t *p)
         p->bwrap_error = realm_buf_steal(&e, NULL);
     } else if (WIFEXITED(st) && WEXITSTATUS(st) == 0) {
         p->is_bwrap_usable = 1;
+        /* As root, environments' bwrap runs as an unprivileged host user:
+         * that needs unprivileged user namespaces. */
+        if (geteuid() == 0) {
+            realm_buf_reset(&out);
+            st = run_capture_as(test_argv, &out, PROBE_UNPRIVILEGED_UID);
+            if (st >= 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0) {
+                p->is_unprivileged_usable = 1;
+            } else {
+                p->is_bwrap_usable = 0;
+                realm_buf_t e;
+                realm_buf_init(&e);
+                realm_buf_appendf(&e,
+                                  "bwrap cannot run as an unprivileged user (%s): enable "
+                                  "unprivileged user namespaces (sysctl user.max_user_namespaces, "
+                                  "kernel.unprivileged_userns_clone)",
+                                  out.len ? out.data : "no output");
+                while (e.len && e.data[e.len - 1] == '\n')
+                    e.data[--e.len] = '\0';
+                p->bwrap_error = realm_buf_steal(&e, NULL);
+            }
+        } else {
+            p->is_unprivileged_usable = 1;
+        }
     } else if (out.len > 0) {
         p->bwrap_error = first_line(out.data);
     } else {

@@ -56,7 +56,8 @@ typedef struct {
     char *bwrap_path;          /* owned: absolute path of bwrap; NULL if not found */
     char *bwrap_version;       /* owned: "0.8.0"; NULL if unknown */
     unsigned bwrap_features;   /* REALM_SANDBOX_BWRAP_* its --help lists */
-    int is_bwrap_usable;       /* the namespace test run exited 0 */
+    int is_bwrap_usable;       /* the namespace test run exited 0 (as root: also as nobody) */
+    int is_unprivileged_usable; /* bwrap runs as an unprivileged host user (always when we are not root) */
     char *bwrap_error;         /* owned: why not (first stderr line or exit status); or NULL */
     int has_cgroup_ns;         /* the kernel has cgroup namespaces (/proc/self/ns/cgroup) */
     int has_seccomp;           /* libseccomp built and exported our filter */
@@ -175,6 +176,50 @@ int realm_sandbox_group_holds(const realm_sandbox_group_t *g, unsigned long inod
 int realm_sandbox_netns_listen(int pid, int port, int *fd_out);
 
 /* ------------------------------------------------------------------------ */
+/* The stage: root's preparation in a spawned child (stage.c)               */
+/* ------------------------------------------------------------------------ */
+
+/* Where staged paths live, in the child's own mount namespace (a tmpfs
+ * mounted over /tmp there; bwrap's own working directory goes there too). */
+#define REALM_SANDBOX_STAGE_DIR "/tmp/.realm"
+#define REALM_SANDBOX_STAGE_MAX_BINDS 16
+
+typedef struct {
+    const char *src; /* host path, resolved with root's rights */
+    const char *dst; /* where it appears, below REALM_SANDBOX_STAGE_DIR */
+} realm_sandbox_stage_bind_t;
+
+typedef struct {
+    const realm_sandbox_stage_bind_t *binds; /* borrowed */
+    size_t n_binds;                          /* at most REALM_SANDBOX_STAGE_MAX_BINDS */
+    /* A disk for /tmp: a copy of an empty ext4 image of scratch_mb MiB
+     * (made once per size in scratch_dir with mkfs.ext4), loop-mounted at
+     * scratch_dst, owned by uid:gid, mode 1777. NULL: none. */
+    const char *scratch_dir;
+    uint64_t scratch_mb;
+    const char *scratch_dst;
+    const char *file_dst;  /* a small file to write (resolv.conf); or NULL */
+    const char *file_text; /* its text */
+    int tun;               /* a /dev/net/tun node the unprivileged user can open */
+    uint32_t uid, gid;     /* become this host user at the end; 0: stay */
+} realm_sandbox_stage_t;
+
+/*
+ * Run in a spawned child, as root, just before exec: makes a private mount
+ * namespace (slave of the host's, so nothing mounted here is seen outside),
+ * covers /tmp with a small tmpfs, binds each source at its staged path (so
+ * that an unprivileged bwrap can reach sources below directories only
+ * root may enter), mounts the scratch disk, writes the file, makes the tun
+ * node, then drops to uid:gid for good (no supplementary groups). Nothing
+ * is done in the namespace when the stage has nothing to mount. Returns 0,
+ * or -1 with a message in err.
+ */
+int realm_sandbox_stage_apply(const realm_sandbox_stage_t *st, char *err, size_t err_len);
+/* 1 if this process can give environments a scratch disk: it is root, and
+ * mkfs.ext4 and /dev/loop-control are there. */
+int realm_sandbox_scratch_usable(void);
+
+/* ------------------------------------------------------------------------ */
 /* Seccomp                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -235,6 +280,10 @@ typedef struct {
     const char *code_dir;    /* borrowed: host dir, read-only at /var/task (required) */
     const char *runtime_dir; /* borrowed: host dir, read-only at /opt; or NULL */
     size_t tmp_mb;           /* size limit of the private /tmp; 0: no --size */
+    const char *tmp_dir;     /* borrowed: host dir bound writable at /tmp instead of a tmpfs;
+                                or NULL */
+    const char *resolv_conf; /* borrowed: host file at /etc/resolv.conf instead of the host's;
+                                or NULL */
     const char
         *runtime_socket; /* borrowed: host unix socket, at REALM_SANDBOX_RUNTIME_SOCKET; or NULL */
     const char *const *env; /* borrowed: NULL-terminated "NAME=value" list; or NULL */

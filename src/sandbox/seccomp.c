@@ -93,6 +93,12 @@ static const char *const denied_syscalls[] = {
     "nfsservctl",
     "uselib",
     "_sysctl",
+    /* io_uring: a large kernel surface with a history of privilege
+     * escalations (Docker's default profile denies it too); libuv falls
+     * back to its thread pool on EPERM. */
+    "io_uring_setup",
+    "io_uring_enter",
+    "io_uring_register",
 };
 
 /* Any of these in clone's flags means a new namespace. */

@@ -407,14 +407,24 @@ exports.handler = async (event) => new Promise((resolve) => {
 """
 
 
-def test_network_is_shared_by_default(srv, lam):
-    deploy_node(lam, "net-on", CONNECT_NODE)
-    assert ok(lam, "net-on", {"port": srv.ports["control"]}) == "connected"
+def test_host_loopback_is_unreachable_by_default(srv, lam):
+    """Every environment has a network namespace of its own: the host's
+    loopback services (here the control port) are out of reach."""
+    deploy_node(lam, "net-private", CONNECT_NODE)
+    assert ok(lam, "net-private", {"port": srv.ports["control"]}) == "ECONNREFUSED"
+
+
+def test_env_network_host_shares_the_hosts_network():
+    """The explicit opt-in for local development: the host's own network."""
+    with fn_server("--env-network=host") as s:
+        lam = fn_client(s)
+        deploy_node(lam, "net-host", CONNECT_NODE)
+        assert ok(lam, "net-host", {"port": s.ports["control"]}) == "connected"
 
 
 @pytest.mark.parametrize("runtime", ["node", "python"])
 def test_env_network_false_isolates_functions_but_keeps_the_runtime_api(runtime):
-    with fn_server("--env-network=false") as s:
+    with fn_server("--env-network=none") as s:
         lam = fn_client(s)
         if runtime == "node":
             deploy_node(lam, "net-off", CONNECT_NODE)

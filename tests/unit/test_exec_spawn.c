@@ -37,12 +37,13 @@ typedef struct {
     int ready_fd; /* the listener made inside the sandbox's namespace */
 } run_t;
 
-static void on_ready(realm_spawn_t *sp, int pid, void *ud)
+static int on_ready(realm_spawn_t *sp, int pid, void *ud)
 {
     (void)sp;
     run_t *r = ud;
     r->ready_pid = pid;
     assert_int_equal(realm_sandbox_netns_listen(pid, 9001, &r->ready_fd), 0);
+    return 0;
 }
 
 static void on_output(realm_spawn_t *sp, int stream, const char *data, size_t len, void *ud)
