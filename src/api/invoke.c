@@ -74,14 +74,14 @@ typedef struct {
 struct realm_invoker_s {
     realm_invoker_opts_t o;
     realm_queue_t *queue;
-    uv_timer_t timer;     /* the next due event (or the next parked check) */
-    uv_idle_t kick_idle;  /* a kick on the next loop turn */
+    uv_timer_t timer;    /* the next due event (or the next parked check) */
+    uv_idle_t kick_idle; /* a kick on the next loop turn */
     size_t events_running;
-    uint64_t parked_gen;  /* the registry generation parked functions were checked at */
-    int has_parked;       /* some function has parked events */
+    uint64_t parked_gen;   /* the registry generation parked functions were checked at */
+    int has_parked;        /* some function has parked events */
     int is_parked_checked; /* parked_gen is meaningful */
     int is_draining;
-    int handles_open;     /* timer and kick_idle until they are closed */
+    int handles_open; /* timer and kick_idle until they are closed */
     rcache_t rcache[RCACHE_SLOTS];
 };
 

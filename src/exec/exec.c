@@ -72,12 +72,12 @@ struct realm_inv_s {
     realm_buf_t log; /* the tail of this invocation's log */
     /* On the engine's later list (is_ending): how it ends, and the links. */
     realm_inv_t *later_prev, *later_next;
-    uint64_t later_seq;        /* order on the later list */
+    uint64_t later_seq; /* order on the later list */
     realm_inv_status_t later_status;
-    char *later_type;          /* owned, or NULL */
-    char *later_msg;           /* owned, or NULL */
+    char *later_type; /* owned, or NULL */
+    char *later_msg;  /* owned, or NULL */
     unsigned is_queued : 1;
-    unsigned is_ending : 1;    /* on the later list */
+    unsigned is_ending : 1; /* on the later list */
     unsigned is_streaming : 1;
 };
 
@@ -140,8 +140,8 @@ struct realm_exec_s {
     size_t n_envs; /* not stopping */
     uint64_t env_seq;
     realm_exec_stats_t st;
-    uint32_t tenants_seen; /* tenants given a uid so far */
-    uv_idle_t later_idle;  /* runs while the later list is not empty */
+    uint32_t tenants_seen;                /* tenants given a uid so far */
+    uv_idle_t later_idle;                 /* runs while the later list is not empty */
     realm_inv_t *later_head, *later_tail; /* invocations to end on a later turn */
     uint64_t later_seq;                   /* the last seq given on the later list */
     int is_freeing;
@@ -1046,8 +1046,7 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
         return inv;
     }
     if (p->reserved == 0) {
-        inv_end_later(inv, REALM_INV_THROTTLED,
-                      "ReservedFunctionConcurrentInvocationLimitExceeded",
+        inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
                       "Rate Exceeded. The function's reserved concurrency is 0.");
         return inv;
     }

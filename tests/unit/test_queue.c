@@ -743,12 +743,13 @@ static void large_backlog_costs_nothing(void **state)
     enum { N = 100000 };
     realm_queue_close(f->q);
     f->q = NULL;
-    exec_sql(f->db, "BEGIN;"
-                    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000)"
-                    " INSERT INTO events(tenant, function, qualifier, enqueued_ms, due_ms)"
-                    " SELECT '', 'flood', '', x, x FROM c;"
-                    "INSERT INTO payloads(id, payload) SELECT id, zeroblob(1024) FROM events;"
-                    "COMMIT;");
+    exec_sql(f->db,
+             "BEGIN;"
+             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000)"
+             " INSERT INTO events(tenant, function, qualifier, enqueued_ms, due_ms)"
+             " SELECT '', 'flood', '', x, x FROM c;"
+             "INSERT INTO payloads(id, payload) SELECT id, zeroblob(1024) FROM events;"
+             "COMMIT;");
     f->q = open_q(f);
     realm_queue_set_limits(f->q, 200000, 200000);
     realm_queue_stats_t st;
