@@ -287,7 +287,7 @@ static void fn_generate(realm_call_t *call, json_t *params, void *data)
     realm_call_on_cancel(call, on_cancel, gc);
     realm_inv_t *inv = realm_exec_invoke(g->x, &fn, &req, &sink, gc);
     free(payload);
-    if (inv) gc->inv = inv; /* else it ended already, and gc with it */
+    gc->inv = inv; /* it ends in on_done, on a later turn (or is cancelled first) */
 }
 
 static const realm_param_def_t generate_params[] = {

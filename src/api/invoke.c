@@ -15,6 +15,19 @@
  * reschedules (retry_base_ms, doubling, --event-retries times) or moves
  * them to the failed list. Leases live in memory, so after a crash every
  * unfinished event is due again: at least once, as on Lambda.
+ *
+ * The dispatcher (events_kick) does bounded work per loop turn, whatever
+ * the backlog: it takes at most EVENT_KICK_BUDGET events, then yields (an
+ * idle handle brings it back on the next turn, after I/O was polled). A
+ * push or an ending event only asks for a kick on a later turn, so 6,000
+ * requests in a burst cost one kick per turn, not one each, and an event's
+ * end never starts the next one inside its own call stack. An event is
+ * resolved before its payload is read: one whose function has reserved
+ * concurrency 0 is parked (queue/queue.h) without reading it, and costs
+ * nothing more until its function changes (parked_check, at most once a
+ * second and only when the registry's generation moved) or it is 6 hours
+ * old. An event older than that is dropped to the failed list
+ * (EventAgeExceeded), as Lambda drops it.
  */
 #include "api/invoke.h"
 
@@ -40,6 +53,8 @@
 #define EVENT_BATCH 16                       /* events taken from the queue at once */
 #define THROTTLED_RETRY_MS 1000              /* a throttled event waits this long */
 #define EVENT_MAX_AGE_MS (6 * 3600 * 1000LL) /* Lambda keeps an event this long */
+#define EVENT_KICK_BUDGET 64                 /* events taken per loop turn at most */
+#define PARK_CHECK_MS 1000                   /* parked functions are looked at this often */
 #define RCACHE_SLOTS 256                     /* resolutions kept (see rcache_t) */
 
 /*
@@ -59,10 +74,14 @@ typedef struct {
 struct realm_invoker_s {
     realm_invoker_opts_t o;
     realm_queue_t *queue;
-    uv_timer_t timer; /* the next due event */
+    uv_timer_t timer;    /* the next due event (or the next parked check) */
+    uv_idle_t kick_idle; /* a kick on the next loop turn */
     size_t events_running;
+    uint64_t parked_gen;   /* the registry generation parked functions were checked at */
+    int has_parked;        /* some function has parked events */
+    int is_parked_checked; /* parked_gen is meaningful */
     int is_draining;
-    int timer_closed;
+    int handles_open; /* timer and kick_idle until they are closed */
     rcache_t rcache[RCACHE_SLOTS];
 };
 
@@ -194,6 +213,22 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
     return 0;
 }
 
+/* Runs what resolve found; the sink's on_done comes later (exec.h). */
+static realm_inv_t *start_resolved(realm_invoker_t *iv, resolved_t *r, const char *qualifier,
+                                   const realm_inv_req_t *req, const realm_inv_sink_t *sink,
+                                   void *data)
+{
+    /* The ARN as invoked: qualified when a qualifier was given. */
+    char invoked[400];
+    if (qualifier && qualifier[0])
+        snprintf(invoked, sizeof(invoked), "%s:%s", r->arn, qualifier);
+    else
+        snprintf(invoked, sizeof(invoked), "%s", r->arn);
+    realm_inv_req_t rq = *req;
+    if (!rq.invoked_arn) rq.invoked_arn = invoked;
+    return realm_exec_invoke(iv->o.exec, &r->fn, &rq, sink, data);
+}
+
 realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
                                  const char *qualifier, const realm_inv_req_t *req,
                                  const realm_inv_sink_t *sink, void *data, char *executed_version,
@@ -203,15 +238,7 @@ realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const 
     e->status = 0;
     if (resolve(iv, tenant, function, qualifier, &r, e) != 0) return NULL;
     if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
-    /* The ARN as invoked: qualified when a qualifier was given. */
-    char invoked[400];
-    if (qualifier && qualifier[0])
-        snprintf(invoked, sizeof(invoked), "%s:%s", r.arn, qualifier);
-    else
-        snprintf(invoked, sizeof(invoked), "%s", r.arn);
-    realm_inv_req_t rq = *req;
-    if (!rq.invoked_arn) rq.invoked_arn = invoked;
-    realm_inv_t *inv = realm_exec_invoke(iv->o.exec, &r.fn, &rq, sink, data);
+    realm_inv_t *inv = start_resolved(iv, &r, qualifier, req, sink, data);
     resolved_dispose(&r);
     return inv;
 }
@@ -531,6 +558,7 @@ static void on_stream_done(realm_inv_t *inv, const realm_inv_result_t *r, void *
 /* ---- Event ---- */
 
 static void events_kick(realm_invoker_t *iv);
+static void events_kick_soon(realm_invoker_t *iv);
 
 typedef struct {
     realm_invoker_t *iv;
@@ -560,6 +588,17 @@ static void event_retry_or_fail(realm_invoker_t *iv, const realm_queue_item_t *i
     }
 }
 
+/* An event past Lambda's maximum age is dropped to the failed list. 1 if it was. */
+static int event_expired(realm_invoker_t *iv, const realm_queue_item_t *it, int64_t now)
+{
+    if (now - it->enqueued_ms < EVENT_MAX_AGE_MS) return 0;
+    realm_queue_fail(iv->queue, it->id, "EventAgeExceeded",
+                     "The event was not run within 6 hours (throttled or reserved concurrency 0).",
+                     now);
+    realm_warn("event %" PRId64 " of %s dropped: older than 6 hours", it->id, it->function);
+    return 1;
+}
+
 static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
 {
     (void)inv;
@@ -573,10 +612,7 @@ static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *d
     case REALM_INV_THROTTLED:
         /* Not the function's fault: try again later without counting it, for
          * as long as Lambda keeps an event (6 hours). */
-        if (wall_ms() - ev->item.enqueued_ms > EVENT_MAX_AGE_MS)
-            realm_queue_fail(iv->queue, ev->item.id, "TooManyRequestsException",
-                             "throttled for 6 hours: the event is dropped", wall_ms());
-        else
+        if (!event_expired(iv, &ev->item, wall_ms()))
             realm_queue_defer(iv->queue, ev->item.id, wall_ms() + THROTTLED_RETRY_MS);
         break;
     case REALM_INV_FN_ERROR: {
@@ -597,27 +633,88 @@ static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *d
     }
     realm_queue_item_dispose(&ev->item);
     free(ev);
-    if (!iv->is_draining) events_kick(iv);
+    if (!iv->is_draining) events_kick_soon(iv);
 }
 
-static void run_event(realm_invoker_t *iv, realm_queue_item_t *it)
+/*
+ * Runs one taken event, or parks, fails or defers it. The payload is read
+ * only once the event is about to run.
+ */
+static void run_event(realm_invoker_t *iv, realm_queue_item_t *it, int64_t now)
 {
+    if (event_expired(iv, it, now)) {
+        realm_queue_item_dispose(it);
+        return;
+    }
+    const char *qualifier = it->qualifier && it->qualifier[0] ? it->qualifier : NULL;
+    resolved_t r;
+    realm_reg_err_t e;
+    if (resolve(iv, it->tenant, it->function, qualifier, &r, &e) != 0) {
+        realm_queue_fail(iv->queue, it->id, e.type, e.message, now);
+        realm_queue_item_dispose(it);
+        return;
+    }
+    if (r.v.reserved == 0) {
+        /* It may not run at all: asleep until its function changes or it expires. */
+        realm_queue_park(iv->queue, it->id, it->enqueued_ms + EVENT_MAX_AGE_MS);
+        iv->has_parked = 1;
+        resolved_dispose(&r);
+        realm_queue_item_dispose(it);
+        return;
+    }
+    if (realm_queue_load_payload(iv->queue, it) != 0) {
+        /* Gone meanwhile (forgotten: a no-op) or a storage error: later, not in a loop. */
+        realm_queue_defer(iv->queue, it->id, now + THROTTLED_RETRY_MS);
+        resolved_dispose(&r);
+        realm_queue_item_dispose(it);
+        return;
+    }
     event_t *ev = realm_calloc(1, sizeof(*ev));
     ev->iv = iv;
     ev->item = *it;
     realm_inv_req_t req = {.payload = it->payload, .payload_len = it->payload_len};
     static const realm_inv_sink_t sink = {.on_done = on_event_done};
-    realm_reg_err_t e;
     iv->events_running++;
-    realm_inv_t *inv = realm_invoker_start(iv, it->tenant, it->function,
-                                           it->qualifier && it->qualifier[0] ? it->qualifier : NULL,
-                                           &req, &sink, ev, NULL, &e);
-    if (!inv && e.status != 0) {
-        iv->events_running--;
-        realm_queue_fail(iv->queue, it->id, e.type, e.message, wall_ms());
-        realm_queue_item_dispose(&ev->item);
-        free(ev);
+    start_resolved(iv, &r, qualifier, &req, &sink, ev); /* ends in on_event_done, later */
+    resolved_dispose(&r);
+}
+
+/*
+ * Wakes the parked events of functions that may run again (their reserved
+ * concurrency changed, or they are gone). Reads the short list of parked
+ * functions only when the registry changed since the last look.
+ */
+static void parked_check(realm_invoker_t *iv, int64_t now)
+{
+    uint64_t gen = realm_registry_generation(iv->o.reg);
+    if (iv->is_parked_checked && gen == iv->parked_gen) return;
+    json_t *list = realm_queue_parked(iv->queue);
+    if (!list) return; /* a storage error (logged): look again next time */
+    iv->is_parked_checked = 1;
+    iv->parked_gen = gen;
+    iv->has_parked = 0;
+    size_t i;
+    json_t *pair;
+    json_array_foreach(list, i, pair)
+    {
+        const char *tenant = json_string_value(json_array_get(pair, 0));
+        const char *fn = json_string_value(json_array_get(pair, 1));
+        resolved_t r;
+        realm_reg_err_t e;
+        int is_still = 0;
+        if (resolve(iv, tenant, fn, NULL, &r, &e) == 0) {
+            is_still = r.v.reserved == 0;
+            resolved_dispose(&r);
+        }
+        if (is_still) {
+            iv->has_parked = 1;
+            continue;
+        }
+        int64_t n = realm_queue_unpark(iv->queue, tenant, fn, now);
+        if (n > 0)
+            realm_info("%" PRId64 " parked event%s of %s may run again", n, n == 1 ? "" : "s", fn);
     }
+    json_decref(list);
 }
 
 static void on_event_timer(uv_timer_t *t)
@@ -625,27 +722,69 @@ static void on_event_timer(uv_timer_t *t)
     events_kick(t->data);
 }
 
-/* Runs what is due (a bounded number at once) and sets the timer for the rest. */
+static void on_kick_idle(uv_idle_t *h)
+{
+    realm_invoker_t *iv = h->data;
+    uv_idle_stop(&iv->kick_idle);
+    events_kick(iv);
+}
+
+/* A kick on the next loop turn (many requests in one turn share it). */
+static void events_kick_soon(realm_invoker_t *iv)
+{
+    if (!iv->is_draining) uv_idle_start(&iv->kick_idle, on_kick_idle);
+}
+
+/*
+ * Runs what is due, EVENT_KICK_BUDGET events at most (the rest on the next
+ * turn), and sets the timer for the next due event, or for the next look at
+ * parked functions.
+ */
 static void events_kick(realm_invoker_t *iv)
 {
     if (iv->is_draining) return;
+    int64_t now = wall_ms();
+    parked_check(iv, now);
     size_t cap = (size_t)iv->o.cfg->concurrency_limit;
+    size_t budget = EVENT_KICK_BUDGET;
+    int is_more = 0;
     while (iv->events_running < cap) {
+        if (budget == 0) {
+            is_more = 1;
+            break;
+        }
         realm_queue_item_t items[EVENT_BATCH];
         size_t want = cap - iv->events_running;
         if (want > EVENT_BATCH) want = EVENT_BATCH;
-        size_t n = realm_queue_take_due(iv->queue, wall_ms(), items, want);
+        if (want > budget) want = budget;
+        size_t n = realm_queue_take_due(iv->queue, now, items, want);
+        budget -= n;
         for (size_t i = 0; i < n; i++)
-            run_event(iv, &items[i]);
+            run_event(iv, &items[i], now);
         if (n < want) break;
     }
-    int64_t next = realm_queue_next_due(iv->queue);
-    if (next < 0 || iv->events_running >= cap) {
-        uv_timer_stop(&iv->timer);
+    if (iv->events_running >= cap) {
+        uv_timer_stop(&iv->timer); /* an ending event kicks again */
         return;
     }
-    int64_t wait = next - wall_ms();
-    uv_timer_start(&iv->timer, on_event_timer, wait > 0 ? (uint64_t)wait : 0, 0);
+    if (is_more) {
+        uv_timer_stop(&iv->timer);
+        events_kick_soon(iv);
+        return;
+    }
+    int64_t next = realm_queue_next_due(iv->queue);
+    int64_t wait = next < 0 ? -1 : next - wall_ms(); /* -1: nothing pending */
+    if (next >= 0 && wait < 0) wait = 0;
+    if (iv->has_parked && (wait < 0 || wait > PARK_CHECK_MS)) wait = PARK_CHECK_MS;
+    if (wait < 0) {
+        uv_timer_stop(&iv->timer);
+    } else if (wait == 0) {
+        /* Due already (time moved on): a turn later, not a 0 ms timer run in this pass. */
+        uv_timer_stop(&iv->timer);
+        events_kick_soon(iv);
+    } else {
+        uv_timer_start(&iv->timer, on_event_timer, (uint64_t)wait, 0);
+    }
 }
 
 /* ---- routes ---- */
@@ -729,12 +868,16 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
     char err[256];
     int64_t id = realm_queue_push(iv->queue, ir->tenant, name, qualifier, ir->payload, ir->len,
                                   wall_ms(), err, sizeof(err));
+    if (id == REALM_QUEUE_FULL) {
+        throttled(res, "EventQueueFull", err);
+        return;
+    }
     if (id < 0) {
         amz_error(res, 500, "ServiceException", err);
         return;
     }
     realm_http_res_send(res, 202, NULL, NULL, 0);
-    events_kick(iv);
+    events_kick_soon(iv);
 }
 
 static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invoker_t *iv,
@@ -764,7 +907,7 @@ static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invo
         realm_invoker_start(iv, ir.tenant, ir.fn, ir.qualifier, &rq,
                             is_stream ? &stream_sink : &sync_sink, c, c->version, &e);
     realm_buf_dispose(&ir.cc);
-    if (!inv && e.status != 0) {
+    if (!inv) { /* nothing to run; else it answers in its sink, later */
         realm_http_res_on_abort(res, NULL, NULL);
         realm_buf_dispose(&c->frame);
         free(c);
@@ -801,6 +944,10 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
     int64_t id = realm_queue_push(iv->queue, req->principal, r.v.name, "", payload, len, wall_ms(),
                                   err, sizeof(err));
     resolved_dispose(&r);
+    if (id == REALM_QUEUE_FULL) {
+        throttled(res, "EventQueueFull", err);
+        return;
+    }
     if (id < 0) {
         amz_error(res, 500, "ServiceException", err);
         return;
@@ -809,7 +956,7 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
     realm_str_uuid4(rid);
     realm_http_res_header(res, "x-amzn-RequestId", rid);
     realm_http_res_send_json(res, 202, json_pack("{s:i}", "Status", 202));
-    events_kick(iv);
+    events_kick_soon(iv);
 }
 
 /* The function's name (no qualifier) from the path, or NULL after answering. */
@@ -930,18 +1077,24 @@ realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, siz
         free(iv);
         return NULL;
     }
+    realm_queue_set_limits(iv->queue, o->cfg->event_queue_max_per_function,
+                           o->cfg->event_queue_max_per_tenant);
     uv_timer_init(o->loop, &iv->timer);
     iv->timer.data = iv;
+    uv_idle_init(o->loop, &iv->kick_idle);
+    iv->kick_idle.data = iv;
+    iv->handles_open = 2;
     return iv;
 }
 
 void realm_invoker_begin(realm_invoker_t *iv)
 {
     realm_invoker_provision(iv, NULL);
+    /* Reads the counts, not the events; the first kick comes on the loop's first turn. */
     size_t pending = realm_queue_pending(iv->queue);
     if (pending)
         realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
-    events_kick(iv);
+    events_kick_soon(iv);
 }
 
 void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name)
@@ -953,20 +1106,22 @@ void realm_invoker_drain(realm_invoker_t *iv)
 {
     iv->is_draining = 1;
     uv_timer_stop(&iv->timer);
+    uv_idle_stop(&iv->kick_idle);
 }
 
-static void on_timer_closed(uv_handle_t *h)
+static void on_handle_closed(uv_handle_t *h)
 {
     realm_invoker_t *iv = h->data;
-    iv->timer_closed = 1;
+    iv->handles_open--;
 }
 
 void realm_invoker_free(realm_invoker_t *iv)
 {
     if (!iv) return;
     iv->is_draining = 1;
-    uv_close((uv_handle_t *)&iv->timer, on_timer_closed);
-    while (!iv->timer_closed)
+    uv_close((uv_handle_t *)&iv->timer, on_handle_closed);
+    uv_close((uv_handle_t *)&iv->kick_idle, on_handle_closed);
+    while (iv->handles_open > 0)
         uv_run(iv->o.loop, UV_RUN_ONCE);
     realm_queue_close(iv->queue);
     for (size_t i = 0; i < RCACHE_SLOTS; i++)

@@ -40,9 +40,10 @@ void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *control);
 void realm_invoker_drain(realm_invoker_t *iv);
 
 /*
- * Starts an invocation of a deployed function. Returns it; or NULL when it
- * already ended (the sink had on_done, e.g. throttled) with e->status 0;
- * or NULL with e filled (404, 400...) when there is nothing to run.
+ * Starts an invocation of a deployed function. Returns it, and the sink's
+ * on_done comes exactly once on a later loop turn (also when it is
+ * throttled: exec.h); or NULL with e filled (404, 400...) when there is
+ * nothing to run, and then the sink is never called.
  * executed_version (24 bytes) gets the version that runs.
  */
 realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,

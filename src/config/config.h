@@ -56,6 +56,8 @@ typedef struct {
     uint64_t invoke_queue_depth;       /* invocations waiting per function before 429 */
     uint64_t event_retries;            /* retries of a failed Event invocation */
     uint64_t event_retry_base_ms;      /* first retry delay; doubles each time */
+    uint64_t event_queue_max_per_function; /* queued Events of one function (429 beyond) */
+    uint64_t event_queue_max_per_tenant;   /* queued Events of one tenant (429 beyond) */
     uint64_t log_file_bytes;           /* per-function log file size before rotation */
     int auth;                          /* API keys and SigV4 required on the public surfaces */
     char *admin_key;                   /* owned; acts for any tenant; "none" for no admin key */

@@ -13,6 +13,16 @@
  *   STOPPING  killed or exited; off its pool, waiting to be reaped
  * An environment leaves its pool's counts the moment it stops, so the
  * replacement can start before the old process is reaped.
+ *
+ * LATER: realm_exec_invoke never ends an invocation inside its own call
+ * (libuv's callback rule). An invocation refused at once (reserved
+ * concurrency 0, a full queue) or one pump could not start an environment
+ * for is put on the engine's `later` list and ended from an idle handle on
+ * a later loop turn. Each turn ends only what was on the list when the turn
+ * began, so a caller that invokes again from on_done (the Event queue does)
+ * gets its answer on the next turn, not in a deeper stack frame: the stack
+ * stays flat and I/O is polled between turns. A later invocation can still
+ * be cancelled; then nothing is reported.
  */
 #include "exec/exec.h"
 
@@ -61,7 +71,14 @@ struct realm_inv_s {
     int64_t deadline_ms;
     uint64_t queued_at, started_ns;
     realm_buf_t log; /* the tail of this invocation's log */
+    /* On the engine's later list (is_ending): how it ends, and the links. */
+    realm_inv_t *later_prev, *later_next;
+    uint64_t later_seq; /* order on the later list */
+    realm_inv_status_t later_status;
+    char *later_type; /* owned, or NULL */
+    char *later_msg;  /* owned, or NULL */
     unsigned is_queued : 1;
+    unsigned is_ending : 1; /* on the later list */
     unsigned is_streaming : 1;
 };
 
@@ -127,11 +144,13 @@ struct realm_exec_s {
     size_t n_envs; /* not stopping */
     uint64_t env_seq;
     realm_exec_stats_t st;
-    uint32_t tenants_seen; /* tenants given a uid so far */
-    int warned_uids;
-    realm_inv_t *watch;    /* see realm_exec_invoke */
-    int watch_ended;
+    uint32_t tenants_seen;                /* tenants given a uid so far */
+    int warned_uids;                      /* more tenants than host uids, said once */
+    uv_idle_t later_idle;                 /* runs while the later list is not empty */
+    realm_inv_t *later_head, *later_tail; /* invocations to end on a later turn */
+    uint64_t later_seq;                   /* the last seq given on the later list */
     int is_freeing;
+    unsigned later_closed : 1;
 };
 
 static void pump(pool_t *p);
@@ -249,6 +268,8 @@ static void q_push(pool_t *p, realm_inv_t *inv)
 
 static void inv_free(realm_inv_t *inv)
 {
+    free(inv->later_type);
+    free(inv->later_msg);
     free(inv->payload);
     free(inv->invoked_arn);
     free(inv->client_context);
@@ -289,9 +310,61 @@ static void inv_finish(realm_inv_t *inv, realm_inv_status_t status, const char *
         else
             inv->pool->n_error++;
     }
-    if (inv->x->watch == inv) inv->x->watch_ended = 1;
     inv->sink.on_done(inv, &r, inv->data);
     inv_free(inv);
+}
+
+/* ---- ending later (see LATER above) ---- */
+
+static void later_unlink(realm_exec_t *x, realm_inv_t *inv)
+{
+    if (inv->later_prev)
+        inv->later_prev->later_next = inv->later_next;
+    else
+        x->later_head = inv->later_next;
+    if (inv->later_next)
+        inv->later_next->later_prev = inv->later_prev;
+    else
+        x->later_tail = inv->later_prev;
+    inv->later_prev = inv->later_next = NULL;
+    inv->is_ending = 0;
+}
+
+static void on_later(uv_idle_t *h)
+{
+    realm_exec_t *x = h->data;
+    /* Only what was there when this turn began: what on_done adds waits a turn. */
+    uint64_t last = x->later_seq;
+    while (x->later_head && x->later_head->later_seq <= last) {
+        realm_inv_t *inv = x->later_head;
+        later_unlink(x, inv);
+        inv_finish(inv, inv->later_status, NULL, 0, inv->later_type, inv->later_msg);
+    }
+    if (!x->later_head) uv_idle_stop(&x->later_idle);
+}
+
+/*
+ * Ends an invocation that has no environment on a later loop turn (with
+ * no payload): off its pool's queue now, its sink's on_done later.
+ */
+static void inv_end_later(realm_inv_t *inv, realm_inv_status_t status, const char *error_type,
+                          const char *error_message)
+{
+    realm_exec_t *x = inv->x;
+    if (inv->pool) q_remove(inv->pool, inv);
+    inv->later_status = status;
+    inv->later_type = dup_or_null(error_type);
+    inv->later_msg = dup_or_null(error_message);
+    inv->later_seq = ++x->later_seq;
+    inv->later_prev = x->later_tail;
+    inv->later_next = NULL;
+    if (x->later_tail)
+        x->later_tail->later_next = inv;
+    else
+        x->later_head = inv;
+    x->later_tail = inv;
+    inv->is_ending = 1;
+    uv_idle_start(&x->later_idle, on_later);
 }
 
 /* A function error in AWS's shape: {"errorType","errorMessage"}. */
@@ -831,7 +904,7 @@ static void pump(pool_t *p)
         if (env_spawn(p, err, sizeof(err)) != 0) {
             realm_inv_t *inv = p->q_head;
             snprintf(msg, sizeof(msg), "could not start an execution environment: %s", err);
-            inv_finish(inv, REALM_INV_FAILED, NULL, 0, "ServiceException", msg);
+            inv_end_later(inv, REALM_INV_FAILED, "ServiceException", msg);
             continue;
         }
         coming++;
@@ -1026,11 +1099,14 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
     realm_buf_init(&inv->log);
     inv->queued_at = uv_now(x->o.loop);
 
+    if (x->is_freeing) {
+        inv_end_later(inv, REALM_INV_FAILED, "ServiceException", "the server is shutting down");
+        return inv;
+    }
     if (p->reserved == 0) {
-        inv_finish(inv, REALM_INV_THROTTLED, NULL, 0,
-                   "ReservedFunctionConcurrentInvocationLimitExceeded",
-                   "Rate Exceeded. The function's reserved concurrency is 0.");
-        return NULL;
+        inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
+                      "Rate Exceeded. The function's reserved concurrency is 0.");
+        return inv;
     }
     int has_idle = 0;
     for (realm_env_t *e = p->envs; e && !has_idle; e = e->next)
@@ -1046,26 +1122,22 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
     }
     if (!room && p->queued - coming >= x->o.queue_depth) {
         int by_reserved = p->reserved >= 0 && (uint64_t)p->reserved < x->o.concurrency_limit;
-        inv_finish(inv, REALM_INV_THROTTLED, NULL, 0,
-                   by_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
-                               : "ConcurrentInvocationLimitExceeded",
-                   "Rate Exceeded.");
-        return NULL;
+        inv_end_later(inv, REALM_INV_THROTTLED,
+                      by_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
+                                  : "ConcurrentInvocationLimitExceeded",
+                      "Rate Exceeded.");
+        return inv;
     }
     q_push(p, inv);
-    /* pump may end it at once (no environment could start). */
-    x->watch = inv;
-    x->watch_ended = 0;
-    pump(p);
-    int ended = x->watch_ended;
-    x->watch = NULL;
-    return ended ? NULL : inv;
+    pump(p); /* ends nothing now: an environment that cannot start fails it later */
+    return inv;
 }
 
 void realm_inv_cancel(realm_inv_t *inv)
 {
     realm_env_t *env = inv->env;
     pool_t *p = inv->pool;
+    if (inv->is_ending) later_unlink(inv->x, inv);
     if (inv->is_queued) q_remove(p, inv);
     if (env) {
         env->inv = NULL;
@@ -1373,6 +1445,8 @@ realm_exec_t *realm_exec_new(const realm_exec_opts_t *opts)
     if (!x->o.init_timeout_ms) x->o.init_timeout_ms = 10000;
     if (!x->o.log_file_bytes) x->o.log_file_bytes = 1024 * 1024;
     if (!x->o.pids_max) x->o.pids_max = 1024;
+    uv_idle_init(x->o.loop, &x->later_idle);
+    x->later_idle.data = x;
     realm_buf_init(&x->bpf);
     if (opts->probe && opts->probe->has_seccomp) {
         const char *err = NULL;
@@ -1407,12 +1481,22 @@ void realm_exec_shutdown(realm_exec_t *x)
     }
 }
 
+static void on_later_closed(uv_handle_t *h)
+{
+    realm_exec_t *x = h->data;
+    x->later_closed = 1;
+}
+
 void realm_exec_free(realm_exec_t *x)
 {
     if (!x) return;
     realm_exec_shutdown(x);
-    /* Reap them: their exits close the timers and drop the last references. */
-    while (x->all)
+    /* Reap them: their exits close the timers and drop the last references;
+     * invocations on the later list get their end (the idle keeps the loop going). */
+    while (x->all || x->later_head)
+        uv_run(x->o.loop, UV_RUN_ONCE);
+    uv_close((uv_handle_t *)&x->later_idle, on_later_closed);
+    while (!x->later_closed)
         uv_run(x->o.loop, UV_RUN_ONCE);
     uv_run(x->o.loop, UV_RUN_NOWAIT);
     for (pool_t *p = x->pools, *n; p; p = n) {

@@ -16,7 +16,8 @@
  * Every invocation ends exactly once through its sink: a result, a
  * function error, a throttle, or a platform error (timeout, out of memory,
  * crash), unless the caller cancels it first (then nothing is reported and
- * the environment running it is stopped and replaced).
+ * the environment running it is stopped and replaced). It never ends inside
+ * realm_exec_invoke: a refusal is reported on a later loop turn.
  *
  * The runtime side identifies an environment by the connection it comes
  * from (realm_exec_env_for_fd): a process Realm did not start in an
@@ -157,8 +158,12 @@ void realm_exec_shutdown(realm_exec_t *x);
 void realm_exec_free(realm_exec_t *x);
 
 /*
- * Starts an invocation of fn. Returns it, or NULL when it has already ended
- * (on_done ran: e.g. throttled).
+ * Starts an invocation of fn and returns it (never NULL). The sink's on_done
+ * comes exactly once, always on a later loop turn, never from inside this
+ * call (libuv's callback rule): also when the invocation is refused at once
+ * (throttled: reserved concurrency 0, a full queue) or no environment can
+ * start. The invocation is the caller's to cancel until on_done. fn and req
+ * are borrowed for the call (copied); sink is copied; data is passed back.
  */
 realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
                                const realm_inv_req_t *req, const realm_inv_sink_t *sink,

@@ -1,8 +1,11 @@
 /*
  * test_queue.c - the durable event queue: push/take/done, order, due times
  * and retries, leases (not re-taken, forgotten by a reopen or a SIGKILL),
- * the failed list (shape, order, bound), forget, binary payloads, and a
- * clean refusal to open in a missing directory.
+ * the failed list (shape, order, bound), forget, binary payloads, a clean
+ * refusal to open in a missing directory; the bounds per function and per
+ * tenant, payloads read only when asked, parking, a version 1 file moved to
+ * version 2, and a backlog of 100,000 events that costs nothing to open,
+ * count, take from or push to (measured in SQLite steps, not in time).
  */
 #include "queue/queue.h"
 
@@ -18,6 +21,7 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sqlite3.h>
 
 typedef struct {
     char dir[64];
@@ -99,6 +103,8 @@ static void push_take_done(void **state)
     assert_string_equal(it.tenant, "t1");
     assert_string_equal(it.function, "fn");
     assert_string_equal(it.qualifier, "prod");
+    assert_null(it.payload); /* read only when asked */
+    assert_int_equal(realm_queue_load_payload(f->q, &it), 0);
     assert_int_equal(it.payload_len, 7);
     assert_string_equal(it.payload, "{\"a\":1}");
     assert_int_equal(it.attempts, 0);
@@ -139,10 +145,10 @@ static void push_refuses_missing_names(void **state)
     assert_int_equal(realm_queue_pending(f->q), 0);
 }
 
-static void oldest_first(void **state)
+static void earliest_due_first(void **state)
 {
     fx_t *f = *state;
-    int64_t a = push(f->q, "fn", "a", 30); /* pushed first, even if due last */
+    int64_t a = push(f->q, "fn", "a", 30); /* pushed first, but due last */
     int64_t b = push(f->q, "fn", "b", 10);
     int64_t c = push(f->q, "fn", "c", 20);
     assert_true(a < b && b < c);
@@ -158,15 +164,23 @@ static void oldest_first(void **state)
 
     assert_int_equal(realm_queue_release(f->q, b), 0);
     assert_int_equal(realm_queue_release(f->q, c), 0);
-    /* All due: by id, and max is honoured. */
+    /* All due: by due time, and max is honoured. */
     assert_int_equal(realm_queue_take_due(f->q, 100, it, 2), 2);
-    assert_int_equal(it[0].id, a);
-    assert_int_equal(it[1].id, b);
-    assert_string_equal(it[0].payload, "a");
+    assert_int_equal(it[0].id, b);
+    assert_int_equal(it[1].id, c);
     dispose_all(it, 2);
     assert_int_equal(realm_queue_take_due(f->q, 100, it, 3), 1);
-    assert_int_equal(it[0].id, c);
+    assert_int_equal(it[0].id, a);
+    assert_int_equal(realm_queue_load_payload(f->q, &it[0]), 0);
+    assert_string_equal(it[0].payload, "a");
     dispose_all(it, 1);
+    /* Equal due times: first pushed first. */
+    int64_t d = push(f->q, "fn", "d", 200);
+    int64_t e = push(f->q, "fn", "e", 200);
+    assert_int_equal(realm_queue_take_due(f->q, 300, it, 3), 2);
+    assert_int_equal(it[0].id, d);
+    assert_int_equal(it[1].id, e);
+    dispose_all(it, 2);
     assert_int_equal(realm_queue_take_due(f->q, 100, it, 0), 0);
 }
 
@@ -188,6 +202,7 @@ static void due_times_and_retry(void **state)
     assert_int_equal(it.id, id);
     assert_int_equal(it.attempts, 1);
     assert_int_equal(it.enqueued_ms, 100); /* unchanged by retries */
+    assert_int_equal(realm_queue_load_payload(f->q, &it), 0);
     assert_string_equal(it.payload, "p");
     realm_queue_item_dispose(&it);
     assert_int_equal(realm_queue_retry(f->q, id, 3100, NULL), 0);
@@ -314,6 +329,7 @@ static void survives_sigkill(void **state)
     for (size_t i = 0; i < 5; i++) {
         assert_int_equal(it[i].id, (int64_t)i + 1);
         assert_int_equal(it[i].attempts, 0);
+        assert_int_equal(realm_queue_load_payload(f->q, &it[i]), 0);
         assert_string_equal(it[i].payload, "k");
     }
     dispose_all(it, 5);
@@ -443,6 +459,8 @@ static void binary_payload(void **state)
 
     realm_queue_item_t it[2];
     assert_int_equal(realm_queue_take_due(f->q, 1, it, 2), 2);
+    assert_int_equal(realm_queue_load_payload(f->q, &it[0]), 0);
+    assert_int_equal(realm_queue_load_payload(f->q, &it[1]), 0);
     assert_int_equal(it[0].payload_len, sizeof(bin));
     assert_memory_equal(it[0].payload, bin, sizeof(bin));
     assert_int_equal(it[0].payload[sizeof(bin)], '\0');
@@ -512,6 +530,263 @@ static void failed_list_is_bounded(void **state)
     free(ids);
 }
 
+static void bounds_per_function_and_tenant(void **state)
+{
+    fx_t *f = *state;
+    char err[256] = "";
+    realm_queue_set_limits(f->q, 3, 5);
+    for (int i = 0; i < 3; i++)
+        assert_true(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)) > 0);
+    err[0] = '\0';
+    assert_int_equal(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)),
+                     REALM_QUEUE_FULL);
+    assert_non_null(strstr(err, "function"));
+    assert_int_equal(realm_queue_pending(f->q), 3);
+    /* Another function of the tenant: two more fill the tenant's 5. */
+    for (int i = 0; i < 2; i++)
+        assert_true(realm_queue_push(f->q, "t", "b", NULL, "x", 1, 1, err, sizeof(err)) > 0);
+    err[0] = '\0';
+    assert_int_equal(realm_queue_push(f->q, "t", "c", NULL, "x", 1, 1, err, sizeof(err)),
+                     REALM_QUEUE_FULL);
+    assert_non_null(strstr(err, "account"));
+    /* Another tenant is not affected. */
+    assert_true(realm_queue_push(f->q, "u", "a", NULL, "x", 1, 1, err, sizeof(err)) > 0);
+    assert_int_equal(realm_queue_pending(f->q), 6);
+
+    /* Leased and parked events still count; done, fail and forget free room. */
+    realm_queue_item_t it[8];
+    assert_int_equal(realm_queue_take_due(f->q, 1, it, 8), 6);
+    assert_string_equal(it[0].function, "a");
+    assert_int_equal(realm_queue_park(f->q, it[1].id, 1000), 0);
+    assert_int_equal(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)),
+                     REALM_QUEUE_FULL);
+    assert_int_equal(realm_queue_done(f->q, it[0].id), 0);
+    assert_true(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)) > 0);
+    assert_int_equal(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)),
+                     REALM_QUEUE_FULL);
+    assert_int_equal(realm_queue_fail(f->q, it[2].id, "E", "m", 2), 0);
+    dispose_all(it, 6);
+
+    /* The counts are in the file: a reopened queue holds the same bound. */
+    reopen(f);
+    realm_queue_set_limits(f->q, 3, 5);
+    assert_int_equal(realm_queue_pending(f->q), 5);
+    assert_true(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)) > 0);
+    assert_int_equal(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)),
+                     REALM_QUEUE_FULL);
+    assert_int_equal(realm_queue_forget(f->q, "t", "a"), 0);
+    assert_int_equal(realm_queue_pending(f->q), 3); /* b, b and u's a */
+    for (int i = 0; i < 3; i++)
+        assert_true(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)) > 0);
+    /* 0 lifts a bound. */
+    realm_queue_set_limits(f->q, 0, 0);
+    assert_true(realm_queue_push(f->q, "t", "a", NULL, "x", 1, 1, err, sizeof(err)) > 0);
+}
+
+static void payloads_are_read_only_when_asked(void **state)
+{
+    fx_t *f = *state;
+    static char big[4096];
+    memset(big, 'p', sizeof(big));
+    char err[256] = "";
+    for (int i = 0; i < 10; i++)
+        assert_true(realm_queue_push(f->q, "", "fn", NULL, big, sizeof(big), 1, err, sizeof(err)) >
+                    0);
+    realm_queue_stats_t st;
+    realm_queue_item_t it[10];
+    assert_int_equal(realm_queue_take_due(f->q, 1, it, 10), 10);
+    /* Taken, deferred, taken again, parked: not one payload byte read. */
+    for (int i = 0; i < 10; i++) {
+        assert_null(it[i].payload);
+        assert_int_equal(realm_queue_defer(f->q, it[i].id, 2), 0);
+    }
+    dispose_all(it, 10);
+    assert_int_equal(realm_queue_take_due(f->q, 2, it, 10), 10);
+    for (int i = 1; i < 10; i++)
+        assert_int_equal(realm_queue_park(f->q, it[i].id, 100), 0);
+    realm_queue_stats(f->q, &st);
+    assert_int_equal(st.payload_reads, 0);
+    assert_int_equal(st.payload_bytes, 0);
+
+    /* The one about to run is read, once. */
+    assert_int_equal(realm_queue_load_payload(f->q, &it[0]), 0);
+    assert_int_equal(it[0].payload_len, sizeof(big));
+    assert_memory_equal(it[0].payload, big, sizeof(big));
+    realm_queue_stats(f->q, &st);
+    assert_int_equal(st.payload_reads, 1);
+    assert_int_equal(st.payload_bytes, sizeof(big));
+    assert_int_equal(realm_queue_done(f->q, it[0].id), 0);
+    /* Its payload went with it. */
+    assert_int_equal(realm_queue_load_payload(f->q, &it[0]), -1);
+    dispose_all(it, 10);
+}
+
+static void parked_events_wait_for_unpark_or_expiry(void **state)
+{
+    fx_t *f = *state;
+    int64_t a = push(f->q, "zero", "a", 10);
+    int64_t b = push(f->q, "zero", "b", 11);
+    int64_t o = push(f->q, "other", "o", 12);
+    realm_queue_item_t it[4];
+    assert_int_equal(realm_queue_take_due(f->q, 20, it, 4), 3);
+    assert_int_equal(realm_queue_park(f->q, a, 10 + 5000), 0);
+    assert_int_equal(realm_queue_park(f->q, b, 11 + 5000), 0);
+    assert_int_equal(realm_queue_defer(f->q, o, 40), 0);
+    dispose_all(it, 3);
+
+    json_t *parked = realm_queue_parked(f->q);
+    assert_int_equal(json_array_size(parked), 1); /* one row per function */
+    assert_string_equal(json_string_value(json_array_get(json_array_get(parked, 0), 0)), "");
+    assert_string_equal(json_string_value(json_array_get(json_array_get(parked, 0), 1)), "zero");
+    json_decref(parked);
+
+    /* Not due, not walked: only the deferred one comes. */
+    assert_int_equal(realm_queue_next_due(f->q), 40);
+    assert_int_equal(realm_queue_take_due(f->q, 1000, it, 4), 1);
+    assert_int_equal(it[0].id, o);
+    assert_int_equal(realm_queue_done(f->q, o), 0);
+    dispose_all(it, 1);
+    assert_int_equal(realm_queue_next_due(f->q), 5010); /* the first expiry */
+
+    /* Unpark wakes the function's events, due now, oldest first, attempts unchanged. */
+    assert_int_equal(realm_queue_unpark(f->q, "", "zero", 2000), 2);
+    assert_int_equal(realm_queue_unpark(f->q, "", "zero", 2000), 0);
+    parked = realm_queue_parked(f->q);
+    assert_int_equal(json_array_size(parked), 0);
+    json_decref(parked);
+    assert_int_equal(realm_queue_take_due(f->q, 2000, it, 4), 2);
+    assert_int_equal(it[0].id, a);
+    assert_int_equal(it[1].id, b);
+    assert_int_equal(it[0].attempts, 0);
+
+    /* Parked again, they come back at their expiry, even after a reopen. */
+    assert_int_equal(realm_queue_park(f->q, a, 10 + 5000), 0);
+    assert_int_equal(realm_queue_park(f->q, b, 11 + 5000), 0);
+    dispose_all(it, 2);
+    reopen(f);
+    assert_int_equal(realm_queue_take_due(f->q, 5009, it, 4), 0);
+    assert_int_equal(realm_queue_take_due(f->q, 5010, it, 4), 1);
+    assert_int_equal(it[0].id, a);
+    dispose_all(it, 1);
+    /* Forget drops the parked list too. */
+    assert_int_equal(realm_queue_forget(f->q, "", "zero"), 0);
+    parked = realm_queue_parked(f->q);
+    assert_int_equal(json_array_size(parked), 0);
+    json_decref(parked);
+}
+
+/* Runs SQL on the queue's file behind its back (it must be closed). */
+static void exec_sql(const char *path, const char *text)
+{
+    sqlite3 *db = NULL;
+    assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+    char *msg = NULL;
+    int rc = sqlite3_exec(db, text, NULL, NULL, &msg);
+    if (rc != SQLITE_OK) fail_msg("%s: %s", text, msg ? msg : "?");
+    sqlite3_close(db);
+}
+
+static void version_1_file_is_moved(void **state)
+{
+    fx_t *f = *state;
+    realm_queue_close(f->q);
+    f->q = NULL;
+    assert_int_equal(unlink(f->db), 0);
+    /* The version 1 schema, as it was, with two events and a removed newer one. */
+    exec_sql(f->db,
+             "CREATE TABLE pending(id INTEGER PRIMARY KEY AUTOINCREMENT,"
+             " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
+             " payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+             " enqueued_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL, last_error TEXT);"
+             "CREATE INDEX pending_due ON pending(due_ms, id);"
+             "CREATE TABLE failed(seq INTEGER PRIMARY KEY AUTOINCREMENT, id INTEGER NOT NULL,"
+             " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
+             " payload BLOB NOT NULL, attempts INTEGER NOT NULL, error_type TEXT,"
+             " error_message TEXT, enqueued_ms INTEGER NOT NULL, failed_ms INTEGER NOT NULL);"
+             "INSERT INTO pending(tenant, function, qualifier, payload, attempts, enqueued_ms,"
+             " due_ms) VALUES('t', 'fn', 'prod', 'one', 1, 5, 6), ('t', 'fn', '', 'two', 0, 7, 7),"
+             " ('t', 'fn', '', 'gone', 0, 8, 8);"
+             "DELETE FROM pending WHERE payload = 'gone';"
+             "PRAGMA user_version = 1;");
+    f->q = open_q(f);
+    realm_queue_set_limits(f->q, 2, 0);
+    assert_int_equal(realm_queue_pending(f->q), 2);
+    char err[256] = "";
+    assert_int_equal(realm_queue_push(f->q, "t", "fn", NULL, "x", 1, 1, err, sizeof(err)),
+                     REALM_QUEUE_FULL); /* counted */
+    realm_queue_item_t it[3];
+    assert_int_equal(realm_queue_take_due(f->q, 10, it, 3), 2);
+    assert_int_equal(it[0].id, 1);
+    assert_string_equal(it[0].qualifier, "prod");
+    assert_int_equal(it[0].attempts, 1);
+    assert_int_equal(realm_queue_load_payload(f->q, &it[0]), 0);
+    assert_string_equal(it[0].payload, "one");
+    assert_int_equal(realm_queue_load_payload(f->q, &it[1]), 0);
+    assert_string_equal(it[1].payload, "two");
+    assert_int_equal(realm_queue_done(f->q, it[1].id), 0);
+    dispose_all(it, 2);
+    /* Ids go on after the removed one (3), never reused. */
+    assert_int_equal(realm_queue_push(f->q, "t", "fn", NULL, "x", 1, 1, err, sizeof(err)), 4);
+    reopen(f); /* and a version 2 file opens as it is */
+    assert_int_equal(realm_queue_pending(f->q), 2);
+}
+
+/*
+ * 100,000 events put in the file in one transaction (as a flood leaves it):
+ * opening, counting, taking a batch, the next due time and a bounded push
+ * each touch a few rows, not the backlog. The measure is SQLite's virtual
+ * machine steps (a walk over the backlog costs at least one per event).
+ */
+static void large_backlog_costs_nothing(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 100000 };
+    realm_queue_close(f->q);
+    f->q = NULL;
+    exec_sql(f->db,
+             "BEGIN;"
+             "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100000)"
+             " INSERT INTO events(tenant, function, qualifier, enqueued_ms, due_ms)"
+             " SELECT '', 'flood', '', x, x FROM c;"
+             "INSERT INTO payloads(id, payload) SELECT id, zeroblob(1024) FROM events;"
+             "COMMIT;");
+    f->q = open_q(f);
+    realm_queue_set_limits(f->q, 200000, 200000);
+    realm_queue_stats_t st;
+    realm_queue_stats(f->q, &st);
+    assert_int_equal(st.vm_steps, 0); /* opening read no events */
+
+    assert_int_equal(realm_queue_pending(f->q), N);
+    assert_int_equal(realm_queue_next_due(f->q), 1);
+    realm_queue_item_t it[16];
+    assert_int_equal(realm_queue_take_due(f->q, 200000, it, 16), 16);
+    assert_int_equal(it[0].id, 1);
+    assert_int_equal(realm_queue_next_due(f->q), 17);
+    char err[256] = "";
+    assert_true(realm_queue_push(f->q, "", "flood", NULL, "x", 1, 300000, err, sizeof(err)) > 0);
+    /* Another batch skips the 16 leased events, no more. */
+    realm_queue_item_t more[16];
+    assert_int_equal(realm_queue_take_due(f->q, 200000, more, 16), 16);
+    assert_int_equal(more[0].id, 17);
+    realm_queue_stats(f->q, &st);
+    print_message("backlog of %d: %llu SQLite steps for count, take 2x16, next due x2, push\n", N,
+                  (unsigned long long)st.vm_steps);
+    assert_true(st.vm_steps < 5000);
+    assert_int_equal(st.payload_reads, 0);
+
+    /* Parking a batch and taking again: still a few rows each. */
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(realm_queue_park(f->q, it[i].id, 1000000), 0);
+    dispose_all(it, 16);
+    dispose_all(more, 16);
+    uint64_t before = st.vm_steps;
+    assert_int_equal(realm_queue_take_due(f->q, 200000, it, 16), 16);
+    assert_int_equal(it[0].id, 33);
+    realm_queue_stats(f->q, &st);
+    assert_true(st.vm_steps - before < 2000);
+    dispose_all(it, 16);
+}
+
 static void missing_directory(void **state)
 {
     fx_t *f = *state;
@@ -528,7 +803,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(push_take_done, setup, teardown),
         cmocka_unit_test_setup_teardown(push_refuses_missing_names, setup, teardown),
-        cmocka_unit_test_setup_teardown(oldest_first, setup, teardown),
+        cmocka_unit_test_setup_teardown(earliest_due_first, setup, teardown),
         cmocka_unit_test_setup_teardown(due_times_and_retry, setup, teardown),
         cmocka_unit_test_setup_teardown(leases_not_retaken, setup, teardown),
         cmocka_unit_test_setup_teardown(defer_waits_without_counting, setup, teardown),
@@ -539,6 +814,11 @@ int main(void)
         cmocka_unit_test_setup_teardown(binary_payload, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_list_is_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(missing_directory, setup, teardown),
+        cmocka_unit_test_setup_teardown(bounds_per_function_and_tenant, setup, teardown),
+        cmocka_unit_test_setup_teardown(payloads_are_read_only_when_asked, setup, teardown),
+        cmocka_unit_test_setup_teardown(parked_events_wait_for_unpark_or_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(version_1_file_is_moved, setup, teardown),
+        cmocka_unit_test_setup_teardown(large_backlog_costs_nothing, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
