@@ -24,6 +24,7 @@ pkgs=(
   build-essential cmake pkg-config
   libuv1-dev node-llhttp libwslay-dev libjansson-dev libssl-dev
   libsqlite3-dev libzip-dev libseccomp-dev zlib1g-dev bubblewrap zip
+  slirp4netns e2fsprogs # environments' network stack and /tmp disks (docs/sandbox.md)
   nodejs npm git
 )
 test_pkgs=(
@@ -31,6 +32,7 @@ test_pkgs=(
   python3-pytest python3-websockets python3-wsproto python3-boto3 awscli
   prometheus curl
   python3-numpy python3-yaml
+  iproute2 # the escape suite's outside test host (a network namespace)
 )
 bench_pkgs=(
   wrk python3 python3-boto3 python3-websockets python3-matplotlib

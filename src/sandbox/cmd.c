@@ -242,7 +242,9 @@ int realm_sandbox_cmd_init(realm_sandbox_cmd_t *cmd, const realm_sandbox_spec_t 
         for (const char *const *b = spec->ro_binds; *b; b += 2)
             push3(&a, "--ro-bind", b[0], b[1]);
 
-    /* Everything is mounted: nothing but /tmp stays writable. */
+    /* Everything is mounted: nothing but /tmp stays writable (bwrap's /dev
+     * is a tmpfs of its own; there is no /dev/shm on Lambda either). */
+    push2(&a, "--remount-ro", "/dev");
     push2(&a, "--remount-ro", "/");
     push2(&a, "--chdir", REALM_SANDBOX_TASK_DIR);
     if (spec->seccomp_fd >= 0) {
