@@ -89,6 +89,18 @@ def read_host_sysctls():
     return out
 
 
+@pytest.fixture
+def host_sysctls():
+    """The host's sysctls before the attempts; should a sandbox ever fail,
+    the values are put back afterwards (the test still fails)."""
+    before = read_host_sysctls()
+    yield before
+    for path, value in before.items():
+        if not value.startswith("<") and read_host_sysctls().get(path) != value:
+            with contextlib.suppress(OSError), open(path, "w") as f:
+                f.write(value)
+
+
 # ---- the host side: an unrelated listener, a test host outside -----------------------------
 
 
@@ -235,9 +247,9 @@ def descendants(pid):
 
 
 @pytest.mark.parametrize("runtime", ["node", "python", "provided"])
-def test_no_escape(deployed, runtime, outside, unrelated):
+def test_no_escape(deployed, runtime, outside, unrelated, host_sysctls):
     s, lam, mode = deployed
-    before = read_host_sysctls()
+    before = host_sysctls
     ports = [s.ports[n] for n in ("client", "control", "runtime", "metrics")] + [unrelated.port]
     targets = [[h, p] for h in ("127.0.0.1", "127.0.0.2", "10.0.2.2", "::1") for p in ports]
     event = {"targets": targets, "outbound": [list(outside)],
@@ -285,3 +297,55 @@ def test_no_escape(deployed, runtime, outside, unrelated):
     assert not any(r["host_paths"].values()), (where, r["host_paths"])
     assert all(v != "ok" for v in r["ro_writes"].values()), (where, r["ro_writes"])
     assert all(v != "ok" for v in r["syscalls"].values()), (where, r["syscalls"])
+
+
+# ---- /tmp is a disk of its own ----------------------------------------------------------------
+
+TMP_WRITER = """
+import os
+def handler(event, context):
+    out = {}
+    st = os.statvfs("/tmp")
+    out["free_mb"] = st.f_bavail * st.f_frsize // 2**20
+    chunk = b"x" * (1 << 20)
+    try:
+        with open("/tmp/big", "wb") as f:
+            for _ in range(event["mb"]):
+                f.write(chunk)
+            f.flush()
+            os.fsync(f.fileno())
+        out["written"] = os.path.getsize("/tmp/big")
+    except OSError as e:
+        out["error"] = e.strerror
+    finally:
+        if os.path.exists("/tmp/big"):
+            os.unlink("/tmp/big")
+    return out
+"""
+
+
+def test_tmp_is_a_disk_of_ephemeral_storage_size_not_memory():
+    """A 128 MB function writes 300 MB into its 512 MB /tmp (a tmpfs would be
+    charged to its memory and OOM-kill it); /tmp holds at least what
+    EphemeralStorage says, and no more."""
+    with fn_server() as s:
+        lam = fn_client(s, read_timeout=120)
+        for name, size in (("tmp-512", 512), ("tmp-1024", 1024)):
+            lam.create_function(FunctionName=name, Runtime="python3.11", Handler="app.handler",
+                                Role=ROLE, Code={"ZipFile": build_zip({"app.py": TMP_WRITER})},
+                                MemorySize=128, Timeout=120, EphemeralStorage={"Size": size})
+            lam.get_waiter("function_active_v2").wait(FunctionName=name)
+
+        def call(name, mb):
+            resp = lam.invoke(FunctionName=name, Payload=json.dumps({"mb": mb}).encode())
+            body = resp["Payload"].read()
+            assert "FunctionError" not in resp, body
+            return json.loads(body)
+
+        r = call("tmp-512", 300)
+        assert r.get("written") == 300 * 2**20, r
+        assert 512 <= r["free_mb"] < 600, r
+        r = call("tmp-512", 700)
+        assert r.get("error") == "No space left on device", r
+        r = call("tmp-1024", 900)
+        assert r.get("written") == 900 * 2**20 and 1024 <= r["free_mb"] < 1100, r
