@@ -121,7 +121,9 @@ int realm_netstack_start(uv_loop_t *loop, const realm_netstack_opts_t *o,
     size_t n = 0;
     argv[n++] = o->self_exe;
     argv[n++] = "__spawn";
-    argv[n++] = "--tun";
+    /* As root, a tun node the unprivileged user may open (the host's may be
+     * 0600); otherwise the host's own must do. */
+    if (geteuid() == 0) argv[n++] = "--tun";
     if (o->uid) {
         argv[n++] = "--user";
         argv[n++] = user;
