@@ -34,6 +34,7 @@
 #include "exec/spawn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -595,17 +596,26 @@ static int on_spawn_ready(realm_spawn_t *sp, int pid, void *data)
                     strerror(-rc));
         return 0; /* it will fail to connect and exit; its invocation hears why */
     }
-    env->private_listener = x->o.private_listen(env, fd, x->o.hook_data);
     pool_t *p = env->pool;
-    if (!p || p->network != REALM_EXEC_NET_PRIVATE || !x->o.slirp_path) return 0;
+    int wants_stack = p && p->network == REALM_EXEC_NET_PRIVATE && x->o.slirp_path;
+    /* A socket in the namespace, for the stack to see when `lo` is up. */
+    int lo_fd = wants_stack ? fcntl(fd, F_DUPFD_CLOEXEC, 0) : -1;
+    env->private_listener = x->o.private_listen(env, fd, x->o.hook_data);
+    if (!wants_stack) return 0;
+    if (lo_fd < 0) {
+        realm_error("environment %s: network stack: %s", env->id, strerror(errno));
+        return 0;
+    }
     realm_netstack_opts_t no = {.self_exe = x->self_exe,
                                 .slirp_path = x->o.slirp_path,
                                 .pid = pid,
                                 .uid = p->host_uid,
-                                .gid = p->host_uid};
+                                .gid = p->host_uid,
+                                .lo_fd = lo_fd};
     char err[256];
     if (realm_netstack_start(x->o.loop, &no, on_netstack_ready, env, &env->netstack, err,
                              sizeof(err)) != 0) {
+        close(lo_fd);
         realm_error("environment %s: network stack: %s", env->id, err);
         return 0;
     }

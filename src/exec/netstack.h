@@ -15,6 +15,9 @@
  * namespace (NS_GET_USERNS on the network namespace: bwrap nests a second
  * user namespace for the sandbox's uid). It stops when we close the write
  * end of its --exit-fd pipe, or when the server dies (the pipe closes).
+ * bwrap's child brings the namespace's `lo` up itself and fails if
+ * something else did first (slirp4netns does), so the stack starts only
+ * once `lo` is up (polled every millisecond on a socket in the namespace).
  * LIFETIME: start -> on_ready exactly once, later (ok or not) unless freed
  * first -> free. THREADS: loop thread only.
  */
@@ -34,6 +37,8 @@ typedef struct {
     const char *slirp_path; /* slirp4netns */
     int pid;                /* a process in the target network namespace (host pid) */
     uint32_t uid, gid;      /* host user it runs as (0: as we are) */
+    int lo_fd; /* a socket in that namespace, owned by the stack from start on: it waits
+                  until bwrap has brought `lo` up before it starts slirp4netns */
 } realm_netstack_opts_t;
 
 /* Starts it. Returns 0 and *out, or -1 with a message in err (no callback). */
