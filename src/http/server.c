@@ -276,7 +276,28 @@ no:
     return 0;
 }
 
-/* Finds the route; on failure sets hc->route_status to 404 or 405. */
+/*
+ * Does s hold a percent-escape of a control character (%00-%1F, %7F)? Raw
+ * ones never get here (llhttp refuses them); escaped, a NUL would cut a
+ * decoded name short ("victim%00junk" read as "victim").
+ */
+static int has_escaped_ctl(const char *s)
+{
+    for (; s && *s; s++) {
+        int h, l;
+        if (s[0] != '%' || (h = hexval((unsigned char)s[1])) < 0 ||
+            (l = hexval((unsigned char)s[2])) < 0)
+            continue;
+        int c = h * 16 + l;
+        if (c < 0x20 || c == 0x7f) return 1;
+        s += 2;
+    }
+    return 0;
+}
+
+const char realm_http_msg_ctl[] = "the request path or query holds a control character";
+
+/* Finds the route; on failure sets hc->route_status to 400, 404 or 405. */
 static void route_request(http_conn_t *hc)
 {
     realm_http_server_t *srv = hc->srv;
@@ -286,6 +307,10 @@ static void route_request(http_conn_t *hc)
     hc->route = NULL;
     hc->route_status = 404;
     hc->allow[0] = '\0';
+    if (has_escaped_ctl(req->path) || has_escaped_ctl(req->query)) {
+        hc->route_status = 400;
+        return;
+    }
     for (size_t i = 0; i < srv->routes_cnt; i++) {
         const route_t *r = &srv->routes[i];
         if (!route_match(r->pattern, req->path, req)) continue;
@@ -633,9 +658,13 @@ static void set_phase_timer(http_conn_t *hc, phase_t before)
     }
 }
 
-/* Answers a request that matched no route: 405 with Allow, or 404. */
+/* Answers a request that matched no route: 400, 405 with Allow, or 404. */
 static void answer_unrouted(http_conn_t *hc, realm_http_res_t *res)
 {
+    if (hc->route_status == 400) {
+        realm_http_res_error(res, 400, realm_http_msg_ctl);
+        return;
+    }
     if (hc->route_status == 405) {
         realm_http_res_header(res, "Allow", hc->allow);
         realm_http_res_error(res, 405, "method not allowed on this path");

@@ -139,6 +139,13 @@ size_t realm_http_res_pending(const realm_http_res_t *res);
 realm_conn_t *realm_http_res_upgrade(realm_http_res_t *res, const char *extra_headers,
                                      const char **rest, size_t *rest_len);
 
+/*
+ * The message of the 400 every server answers, before routing, to a path or
+ * query holding a percent-escaped control character (%00-%1F, %7F); error
+ * callbacks may compare with it to answer in their own terms.
+ */
+extern const char realm_http_msg_ctl[];
+
 /* Reason phrase for a status ("Not Found"). */
 const char *realm_http_status_text(int status);
 
