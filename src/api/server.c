@@ -44,6 +44,8 @@ static const char *const listener_names[L_COUNT] = {"client", "control", "runtim
 #define SHUTDOWN_POLL_MS 20
 #define CLOSE_HANDSHAKE_MS 5000
 #define AUTH_TIMEOUT_MS 10000 /* to send {"type":"auth"} on a new WebSocket */
+#define TRIM_TICK_MS 1000     /* how often memory use is looked at (base/alloc.h) */
+#define TRIM_BUSY_TICKS 30    /* trim at least this often (in ticks) while busy */
 
 typedef struct {
     realm_server_t *s;
@@ -75,6 +77,9 @@ struct realm_server_s {
     surface_t surfaces[L_COUNT];
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
+    uv_timer_t trim_timer; /* gives memory back after bursts */
+    realm_mem_idle_t mem;  /* when to trim */
+    uint64_t responses;    /* HTTP responses sent, all listeners */
     uint64_t shutdown_started;
     int signals;
     int is_shutting_down;
@@ -88,6 +93,7 @@ static void on_http_observe(int status, void *data)
     surface_t *sf = data;
     int cls = status / 100;
     if (cls >= 1 && cls <= 5) realm_metric_inc(sf->by_class[cls]);
+    sf->s->responses++;
 }
 
 static void collect_listeners(realm_buf_t *out, void *data)
@@ -130,6 +136,10 @@ static void collect_listeners(realm_buf_t *out, void *data)
             realm_metrics_emit_sample(out, name, labels, v);
         }
     }
+    realm_metrics_emit_header(out, "realm_memory_trims_total",
+                              "Times free memory was given back to the system after a burst",
+                              REALM_METRIC_COUNTER);
+    realm_metrics_emit_sample(out, "realm_memory_trims_total", NULL, (double)s->mem.trims_cnt);
     realm_metrics_emit_header(out, "realm_websocket_connections",
                               "Open client WebSocket connections", REALM_METRIC_GAUGE);
     realm_metrics_emit_sample(out, "realm_websocket_connections", NULL,
@@ -366,6 +376,29 @@ static void limit_listener(realm_server_t *s, int i)
     realm_listener_set_room_cb(s->listeners[i], make_room, s->http[i]);
 }
 
+/* ---- memory ---- */
+
+/*
+ * Work done so far, as one number that changes whenever a connection opens
+ * or closes, a response goes out or calls are in flight; the trim policy
+ * (base/alloc.h) only compares it from one tick to the next.
+ */
+static uint64_t activity(realm_server_t *s)
+{
+    uint64_t n = s->responses + realm_dispatch_in_flight(s->dispatch);
+    for (int i = 0; i < L_COUNT; i++)
+        if (s->listeners[i])
+            n += realm_listener_accepted_cnt(s->listeners[i]) * 2 +
+                 realm_listener_open_cnt(s->listeners[i]);
+    return n;
+}
+
+static void on_trim_tick(uv_timer_t *t)
+{
+    realm_server_t *s = t->data;
+    realm_mem_idle_tick(&s->mem, activity(s));
+}
+
 /* ---- execution ---- */
 
 static int is_dir(const char *path)
@@ -512,6 +545,7 @@ static void finish_shutdown(realm_server_t *s)
         realm_listener_each(s->listeners[i], close_now, NULL);
     uv_timer_stop(&s->shutdown_timer);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&s->trim_timer, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     /* Environments go too, or their handles would keep the loop running. */
@@ -686,6 +720,12 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     }
     realm_exec_set_runtime_port(s->exec, realm_listener_port(s->listeners[L_RUNTIME]));
     realm_invoker_begin(s->invoker);
+    /* The trim timer never keeps the loop alive on its own. */
+    realm_mem_idle_init(&s->mem, TRIM_BUSY_TICKS);
+    uv_timer_init(loop, &s->trim_timer);
+    s->trim_timer.data = s;
+    uv_timer_start(&s->trim_timer, on_trim_tick, TRIM_TICK_MS, TRIM_TICK_MS);
+    uv_unref((uv_handle_t *)&s->trim_timer);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     if (strcmp(cfg->host, "127.0.0.1") != 0 && strcmp(cfg->host, "::1") != 0 &&
