@@ -236,6 +236,8 @@ def test_listener_at_its_limit_answers_503_and_recovers(make_server):
         c.sendall(b"GET /2015-03-31/functions/ HTTP/1.1\r\n")
         busy.append(c)
     poll_until(lambda: metric(s, "realm_connections_open", '{listener="control"}') == 3, 10)
+    poll_until(lambda: metric(s, "realm_connections_idle", '{listener="control"}') == 0, 10,
+               what="the three to be read from (busy, not idle)")
     extra = socket.create_connection(("127.0.0.1", s.ports["control"]), timeout=10)
     status, headers, body = read_response(extra)
     assert status == 503 and headers["retry-after"] == "1", (status, headers)
