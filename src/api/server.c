@@ -46,6 +46,7 @@ static const char *const listener_names[L_COUNT] = {"client", "control", "runtim
 #define AUTH_TIMEOUT_MS 10000 /* to send {"type":"auth"} on a new WebSocket */
 #define TRIM_TICK_MS 1000     /* how often memory use is looked at (base/alloc.h) */
 #define TRIM_BUSY_TICKS 30    /* trim at least this often (in ticks) while busy */
+#define IDLE_GRACE_MS 1000    /* a new idle connection is safe from the idle cap this long */
 
 typedef struct {
     realm_server_t *s;
@@ -77,7 +78,7 @@ struct realm_server_s {
     surface_t surfaces[L_COUNT];
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
-    uv_timer_t trim_timer; /* gives memory back after bursts */
+    uv_timer_t trim_timer; /* each second: the idle cap, giving memory back */
     realm_mem_idle_t mem;  /* when to trim */
     uint64_t responses;    /* HTTP responses sent, all listeners */
     uint64_t shutdown_started;
@@ -259,6 +260,7 @@ static void setup_surface(realm_server_t *s, int i)
      * stay (the runtime listener has its own limit and takes only
      * environments). */
     limits.max_idle_conns = i == L_RUNTIME ? 0 : (size_t)cfg->max_idle_http_connections;
+    limits.idle_grace_ms = IDLE_GRACE_MS;
     surface_t *sf = &s->surfaces[i];
     sf->s = s;
     sf->index = i;
@@ -393,9 +395,12 @@ static uint64_t activity(realm_server_t *s)
     return n;
 }
 
-static void on_trim_tick(uv_timer_t *t)
+/* Each second: idle connections over the cap that have aged go, then memory. */
+static void on_tick(uv_timer_t *t)
 {
     realm_server_t *s = t->data;
+    for (int i = 0; i < L_COUNT; i++)
+        realm_http_server_sweep_idle(s->http[i]);
     realm_mem_idle_tick(&s->mem, activity(s));
 }
 
@@ -724,7 +729,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_mem_idle_init(&s->mem, TRIM_BUSY_TICKS);
     uv_timer_init(loop, &s->trim_timer);
     s->trim_timer.data = s;
-    uv_timer_start(&s->trim_timer, on_trim_tick, TRIM_TICK_MS, TRIM_TICK_MS);
+    uv_timer_start(&s->trim_timer, on_tick, TRIM_TICK_MS, TRIM_TICK_MS);
     uv_unref((uv_handle_t *)&s->trim_timer);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);

@@ -15,10 +15,13 @@
  * IDLE CONNECTIONS: connections waiting for a request (a keep-alive
  * connection between requests, or a new one that has sent nothing yet) are
  * kept in a list in the order they became idle. Past limits.max_idle_conns
- * the oldest is closed, and the listener asks for the oldest to be closed
- * when it is at its connection limit: a flood of idle connections costs the
- * flood its oldest ones, not the server its descriptors (nginx and HAProxy
- * close idle keep-alive connections the same way).
+ * the oldest is closed once it has been idle for limits.idle_grace_ms (a
+ * burst of new connections is idle for the moment between accept and the
+ * first read of its request, and must not close itself), and the listener
+ * asks for the oldest to be closed, however young, when it is at its
+ * connection limit: a flood of idle connections costs the flood its oldest
+ * ones, not the server its descriptors (nginx and HAProxy close idle
+ * keep-alive connections the same way).
  *
  * LIFETIME: the http_conn_t is the connection's handler data and is freed in
  * its on_close. A response is a separate allocation so that a handler that
@@ -100,6 +103,7 @@ struct http_conn_s {
     unsigned close_when_idle : 1;
     unsigned is_eof : 1;                       /* the peer will send nothing more */
     unsigned is_idle : 1;                      /* in the server's idle list */
+    uint64_t idle_since;                       /* loop time it joined the idle list */
     struct http_conn_s *prev, *next;           /* the server's list */
     struct http_conn_s *idle_prev, *idle_next; /* the server's idle list */
 };
@@ -636,8 +640,12 @@ static void idle_leave(http_conn_t *hc)
     s->idle_cnt--;
 }
 
-/* Closes the oldest idle connection other than keep; 1 if there was one. */
-static int close_oldest_idle(realm_http_server_t *s, http_conn_t *keep)
+/*
+ * Closes the oldest idle connection other than keep that has been idle for
+ * at least min_age_ms; 1 if there was one. The list is in idle_since order,
+ * so the first one too young ends the search.
+ */
+static int close_oldest_idle(realm_http_server_t *s, http_conn_t *keep, uint64_t min_age_ms)
 {
     http_conn_t *hc = s->idle_head;
     while (hc && (hc == keep || hc->in_process || realm_conn_is_closing(hc->conn))) {
@@ -646,6 +654,7 @@ static int close_oldest_idle(realm_http_server_t *s, http_conn_t *keep)
         hc = next;
     }
     if (!hc) return 0;
+    if (min_age_ms && uv_now(realm_conn_loop(hc->conn)) - hc->idle_since < min_age_ms) return 0;
     idle_leave(hc);
     realm_debug("%s: closing idle connection from %s to make room", s->name,
                 realm_conn_peer(hc->conn));
@@ -661,6 +670,7 @@ static void idle_enter(http_conn_t *hc)
     if (hc->is_idle) return;
     realm_http_server_t *s = hc->srv;
     hc->is_idle = 1;
+    hc->idle_since = uv_now(realm_conn_loop(hc->conn));
     hc->idle_next = NULL;
     hc->idle_prev = s->idle_tail;
     if (s->idle_tail)
@@ -670,13 +680,20 @@ static void idle_enter(http_conn_t *hc)
     s->idle_tail = hc;
     s->idle_cnt++;
     size_t cap = s->limits.max_idle_conns;
-    while (cap && s->idle_cnt > cap && close_oldest_idle(s, hc))
+    while (cap && s->idle_cnt > cap && close_oldest_idle(s, hc, s->limits.idle_grace_ms))
         ;
 }
 
 int realm_http_server_close_oldest_idle(realm_http_server_t *s)
 {
-    return close_oldest_idle(s, NULL);
+    return close_oldest_idle(s, NULL, 0);
+}
+
+void realm_http_server_sweep_idle(realm_http_server_t *s)
+{
+    size_t cap = s->limits.max_idle_conns;
+    while (cap && s->idle_cnt > cap && close_oldest_idle(s, NULL, s->limits.idle_grace_ms))
+        ;
 }
 
 size_t realm_http_server_idle_cnt(const realm_http_server_t *s)

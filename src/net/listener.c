@@ -295,8 +295,6 @@ static void on_listener_closed(uv_handle_t *h)
 {
     realm_listener_t *l = h->data;
     if (--l->handles_open > 0) return;
-    if (l->fd >= 0) close(l->fd);
-    l->fd = -1;
     l->is_closed = 1;
     if (l->close_cb) l->close_cb(l, l->data);
     if (l->free_on_close) free_listener(l);
@@ -319,6 +317,10 @@ void realm_listener_close(realm_listener_t *l, realm_listener_close_cb close_cb)
     l->close_cb = close_cb;
     uv_close((uv_handle_t *)&l->pause, on_listener_closed);
     if (l->handles_open == 2) uv_close((uv_handle_t *)&l->poll, on_listener_closed);
+    /* uv_close() has taken the socket out of the loop's poll set: it can go
+     * now, so a connect right after this is refused, not left in a backlog. */
+    if (l->fd >= 0) close(l->fd);
+    l->fd = -1;
 }
 
 void realm_listener_free(realm_listener_t *l)

@@ -200,7 +200,10 @@ def test_22000_idle_control_connections_leave_room_for_an_environment():
             flood.open(seen, seen())
             assert flood.connected >= 21990, flood.connected
             assert metric(s, "realm_connections_open", '{listener="control"}') <= 1024
-            assert metric(s, "realm_connections_idle", '{listener="control"}') <= 256
+            # Idle ones over the cap go once a second has passed (the grace
+            # a burst gets between accept and its first request).
+            poll_until(lambda: metric(s, "realm_connections_idle", '{listener="control"}') <= 256,
+                       10, 0.2, "idle connections to fall to the cap")
             fds = open_fds(pid)
             assert fds < limit - 2048, (fds, limit)
             # The monitoring surface answers.
