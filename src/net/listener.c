@@ -156,7 +156,6 @@ static void pause_accepting(realm_listener_t *l, int err)
     l->paused_cnt++;
     uv_poll_stop(&l->poll);
     uv_timer_start(&l->pause, on_resume, PAUSE_MS, 0);
-    l->warned_at = 0; /* always say so the first time */
     warn_refused(l, err == EMFILE || err == ENFILE ? "out of file descriptors: accepting pauses"
                                                    : "accept failed: accepting pauses");
 }
