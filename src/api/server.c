@@ -322,6 +322,10 @@ static void plan_fds(realm_server_t *s)
     for (int i = 0; i < L_COUNT; i++)
         conns += want[i];
     uint64_t total = conns + cfg->reserved_fds;
+    if (cfg->max_runtime_connections < cfg->concurrency_limit)
+        realm_warn("--max-runtime-connections %" PRIu64 " is below --concurrency-limit %" PRIu64
+                   ": environments beyond it cannot reach the runtime API",
+                   cfg->max_runtime_connections, cfg->concurrency_limit);
     uint64_t have = realm_listener_raise_fd_limit(total);
     for (int i = 0; i < L_COUNT; i++)
         s->max_conns[i] = (size_t)want[i];
