@@ -7,9 +7,7 @@
 #include "cli/cli.h"
 #include "config/config.h"
 #include "exec/spawn.h"
-#include "net/listener.h"
 
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,8 +39,6 @@ static void usage(FILE *out)
         "  -V, --version  print the version\n");
 }
 
-#define FD_HEADROOM 4096 /* descriptors beyond --max-connections (environments, files) */
-
 static int cmd_serve(int argc, char **argv)
 {
     realm_config_t cfg;
@@ -72,16 +68,6 @@ static int cmd_serve(int argc, char **argv)
     realm_log_format_parse(cfg.log_format, &fmt);
     realm_log_level_parse(cfg.log_level, &lvl);
     realm_log_init(fmt, lvl);
-
-    /* Descriptors: every client connection, plus environments (pipes, the
-     * runtime connection, cgroup files), listeners and data files. The soft
-     * limit is often 1024; raise it as far as the hard limit allows. */
-    uint64_t want_fds = cfg.max_connections + FD_HEADROOM;
-    uint64_t fds = realm_listener_raise_fd_limit(want_fds);
-    if (fds < want_fds)
-        realm_warn("open files are limited to %" PRIu64 " (ulimit -n, hard limit): fewer than "
-                   "--max-connections %" PRIu64 " plus %d for environments and files",
-                   fds, cfg.max_connections, FD_HEADROOM);
 
     /* A peer that resets its connection must cost only that connection:
      * writes then fail with EPIPE instead of killing the process. */

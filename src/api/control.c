@@ -155,7 +155,11 @@ static void on_http_error(realm_http_res_t *res, int status, const char *message
         snprintf(msg, sizeof(msg), "%s", message);
         break;
     default:
-        type = status >= 500 ? "ServiceException" : "InvalidRequestContentException";
+        /* A name with a control character in it is a bad parameter, as AWS
+         * calls a FunctionName that fails its pattern. */
+        type = status >= 500                              ? "ServiceException"
+               : strcmp(message, realm_http_msg_ctl) == 0 ? "InvalidParameterValueException"
+                                                          : "InvalidRequestContentException";
         snprintf(msg, sizeof(msg), "%s", message);
     }
     realm_control_send_error(res, status, type, msg);

@@ -151,10 +151,24 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     }
 }
 
+/* A string param holding a control character: refused before any lookup. */
+static int has_ctl_param(json_t *params, const char *key)
+{
+    json_t *v = json_object_get(params, key);
+    return json_is_string(v) && realm_str_has_ctl(json_string_value(v), json_string_length(v));
+}
+
 static void fn_invoke(realm_call_t *call, json_t *params, void *data)
 {
     const char *q = json_string_value(json_object_get(params, "qualifier"));
     const char *lt = json_string_value(json_object_get(params, "log_type"));
+    static const char *const names[] = {"name", "qualifier"};
+    for (size_t i = 0; i < 2; i++) {
+        if (!has_ctl_param(params, names[i])) continue;
+        realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", names[i]),
+                        "'%s' must not contain control characters", names[i]);
+        return;
+    }
     run(call, data, json_string_value(json_object_get(params, "name")), q && q[0] ? q : NULL,
         json_object_get(params, "payload"), lt && strcmp(lt, "Tail") == 0, 0);
 }

@@ -140,6 +140,9 @@ void realm_runtime_accept(realm_runtime_t *rt, realm_conn_t *c)
 
 /* ---- a private door (environments without the host's network) ---- */
 
+/* Connections one environment may hold to its private runtime listener. */
+#define PRIVATE_MAX_CONNS 16
+
 struct private_s {
     realm_runtime_t *rt;
     realm_env_t *env;
@@ -170,6 +173,11 @@ void *realm_runtime_private_listen(realm_env_t *env, int fd, void *data)
         free(pv);
         return NULL;
     }
+    /* A runtime needs one or two connections; a function that opens
+     * thousands must not take the server's descriptors. */
+    static const char refusal[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
+                                  "Retry-After: 1\r\nConnection: close\r\n\r\n";
+    realm_listener_set_limit(pv->l, PRIVATE_MAX_CONNS, refusal, sizeof(refusal) - 1);
     pv->next = rt->privates;
     if (rt->privates) rt->privates->prev = pv;
     rt->privates = pv;

@@ -32,6 +32,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -44,6 +45,9 @@ static const char *const listener_names[L_COUNT] = {"client", "control", "runtim
 #define SHUTDOWN_POLL_MS 20
 #define CLOSE_HANDSHAKE_MS 5000
 #define AUTH_TIMEOUT_MS 10000 /* to send {"type":"auth"} on a new WebSocket */
+#define TRIM_TICK_MS 1000     /* how often memory use is looked at (base/alloc.h) */
+#define TRIM_BUSY_TICKS 30    /* trim at least this often (in ticks) while busy */
+#define IDLE_GRACE_MS 1000    /* a new idle connection is safe from the idle cap this long */
 
 typedef struct {
     realm_server_t *s;
@@ -72,9 +76,13 @@ struct realm_server_s {
     char scratch_dir[4096]; /* environments' /tmp disks; "" for tmpfs */
     realm_http_server_t *http[L_COUNT];
     realm_listener_t *listeners[L_COUNT];
+    size_t max_conns[L_COUNT]; /* each listener's connection limit (plan_fds) */
     surface_t surfaces[L_COUNT];
     uv_signal_t sigint, sigterm;
     uv_timer_t shutdown_timer;
+    uv_timer_t trim_timer; /* each second: the idle cap, giving memory back */
+    realm_mem_idle_t mem;  /* when to trim */
+    uint64_t responses;    /* HTTP responses sent, all listeners */
     uint64_t shutdown_started;
     int signals;
     int is_shutting_down;
@@ -88,6 +96,7 @@ static void on_http_observe(int status, void *data)
     surface_t *sf = data;
     int cls = status / 100;
     if (cls >= 1 && cls <= 5) realm_metric_inc(sf->by_class[cls]);
+    sf->s->responses++;
 }
 
 static void collect_listeners(realm_buf_t *out, void *data)
@@ -103,25 +112,44 @@ static void collect_listeners(realm_buf_t *out, void *data)
         {"realm_connections_rejected_total", "Connections refused or failed at accept, by listener",
          REALM_METRIC_COUNTER},
     };
-    for (size_t f = 0; f < 3; f++) {
-        realm_metrics_emit_header(out, fams[f].name, fams[f].help, fams[f].type);
+    static const struct {
+        const char *name, *help;
+        realm_metric_type_t type;
+    } more[] = {
+        {"realm_connections_max", "Connection limit, by listener", REALM_METRIC_GAUGE},
+        {"realm_connections_idle", "HTTP connections waiting for a request, by listener",
+         REALM_METRIC_GAUGE},
+        {"realm_accept_pauses_total",
+         "Times accepting paused for want of file descriptors, by listener", REALM_METRIC_COUNTER},
+    };
+    for (size_t f = 0; f < 6; f++) {
+        const char *name = f < 3 ? fams[f].name : more[f - 3].name;
+        realm_metrics_emit_header(out, name, f < 3 ? fams[f].help : more[f - 3].help,
+                                  f < 3 ? fams[f].type : more[f - 3].type);
         for (int i = 0; i < L_COUNT; i++) {
             realm_listener_t *l = s->listeners[i];
             if (!l) continue;
             const char *labels[] = {"listener", listener_names[i], NULL};
             double v = f == 0   ? (double)realm_listener_open_cnt(l)
                        : f == 1 ? (double)realm_listener_accepted_cnt(l)
-                                : (double)realm_listener_rejected_cnt(l);
-            if (i == L_RUNTIME && s->runtime) {
+                       : f == 2 ? (double)realm_listener_rejected_cnt(l)
+                       : f == 3 ? (double)realm_listener_max_conns(l)
+                       : f == 4 ? (double)realm_http_server_idle_cnt(s->http[i])
+                                : (double)realm_listener_paused_cnt(l);
+            if (i == L_RUNTIME && s->runtime && f < 3) {
                 /* Environments with a namespace of their own connect to their
                  * private listeners: they are the runtime listener's too. */
                 uint64_t po, pa, pr;
                 realm_runtime_private_counts(s->runtime, &po, &pa, &pr);
                 v += (double)(f == 0 ? po : f == 1 ? pa : pr);
             }
-            realm_metrics_emit_sample(out, fams[f].name, labels, v);
+            realm_metrics_emit_sample(out, name, labels, v);
         }
     }
+    realm_metrics_emit_header(out, "realm_memory_trims_total",
+                              "Times free memory was given back to the system after a burst",
+                              REALM_METRIC_COUNTER);
+    realm_metrics_emit_sample(out, "realm_memory_trims_total", NULL, (double)s->mem.trims_cnt);
     realm_metrics_emit_header(out, "realm_websocket_connections",
                               "Open client WebSocket connections", REALM_METRIC_GAUGE);
     realm_metrics_emit_sample(out, "realm_websocket_connections", NULL,
@@ -236,6 +264,12 @@ static void setup_surface(realm_server_t *s, int i)
     /* Runtimes keep their connection while the environment idles. */
     if (i == L_RUNTIME && limits.idle_timeout_ms < cfg->env_idle_ms + 60000)
         limits.idle_timeout_ms = cfg->env_idle_ms + 60000;
+    /* Idle connections are capped, oldest closed first, except an
+     * environment's: its connection is idle between invocations and must
+     * stay (the runtime listener has its own limit and takes only
+     * environments). */
+    limits.max_idle_conns = i == L_RUNTIME ? 0 : (size_t)cfg->max_idle_http_connections;
+    limits.idle_grace_ms = IDLE_GRACE_MS;
     surface_t *sf = &s->surfaces[i];
     sf->s = s;
     sf->index = i;
@@ -269,6 +303,118 @@ static int mkdir_p(const char *path)
     }
     if (mkdir(tmp, 0700) != 0 && errno != EEXIST) return -1;
     return 0;
+}
+
+/* ---- file descriptors ---- */
+
+/*
+ * Every connection is a descriptor, and so is much of the server's own work:
+ * an environment's pipes and cgroup files, SQLite's files, log files,
+ * packages being unpacked. Each listener gets a connection limit, and
+ * --reserved-fds descriptors are kept beyond all of them, so that no flood
+ * of connections can leave an environment unable to start. The soft
+ * RLIMIT_NOFILE is raised to cover the whole plan; when the hard limit does
+ * not allow it, the reserve is kept (at most half of what there is) and the
+ * listeners' limits shrink in proportion.
+ */
+static void plan_fds(realm_server_t *s)
+{
+    const realm_config_t *cfg = s->cfg;
+    uint64_t want[L_COUNT];
+    /* The client listener: the WebSockets, plus HTTP connections not yet
+     * upgraded (capped as idle ones are). */
+    want[L_CLIENT] = cfg->max_connections + cfg->max_idle_http_connections;
+    want[L_CONTROL] = cfg->max_control_connections;
+    want[L_RUNTIME] = cfg->max_runtime_connections;
+    want[L_METRICS] = cfg->max_metrics_connections;
+    uint64_t conns = 0;
+    for (int i = 0; i < L_COUNT; i++)
+        conns += want[i];
+    uint64_t total = conns + cfg->reserved_fds;
+    if (cfg->max_runtime_connections < cfg->concurrency_limit)
+        realm_warn("--max-runtime-connections %" PRIu64 " is below --concurrency-limit %" PRIu64
+                   ": environments beyond it cannot reach the runtime API",
+                   cfg->max_runtime_connections, cfg->concurrency_limit);
+    uint64_t have = realm_listener_raise_fd_limit(total);
+    for (int i = 0; i < L_COUNT; i++)
+        s->max_conns[i] = (size_t)want[i];
+    if (have >= total) return;
+    uint64_t reserve = cfg->reserved_fds < have / 2 ? cfg->reserved_fds : have / 2;
+    uint64_t room = have - reserve;
+    for (int i = 0; i < L_COUNT; i++) {
+        uint64_t n = want[i] * room / conns;
+        s->max_conns[i] = (size_t)(n ? n : 1);
+    }
+    realm_warn("open files are limited to %" PRIu64
+               " (ulimit -n, hard limit): fewer than the %" PRIu64
+               " planned (--max-connections %" PRIu64 " and the other listeners' limits, plus "
+               "--reserved-fds %" PRIu64 "); connection limits lowered to client %zu, control "
+               "%zu, runtime %zu, metrics %zu, with %" PRIu64 " reserved",
+               have, total, cfg->max_connections, cfg->reserved_fds, s->max_conns[L_CLIENT],
+               s->max_conns[L_CONTROL], s->max_conns[L_RUNTIME], s->max_conns[L_METRICS], reserve);
+}
+
+/* What a connection over a listener's limit is sent before it is closed. */
+static void refusal_text(int i, realm_buf_t *out)
+{
+    const char *body, *extra = "";
+    if (i == L_CONTROL) {
+        body = "{\"Type\":\"Service\",\"message\":\"Too many connections; retry later\"}";
+        extra = "x-amzn-ErrorType: ServiceException\r\n";
+    } else if (i == L_RUNTIME) {
+        body = "{\"errorMessage\":\"Too many connections\",\"errorType\":"
+               "\"ServiceUnavailable\"}";
+    } else {
+        body = "{\"error\":{\"status\":503,\"code\":\"Service Unavailable\",\"message\":"
+               "\"too many connections\"}}";
+    }
+    realm_buf_appendf(out,
+                      "HTTP/1.1 503 Service Unavailable\r\nServer: realm/" REALM_VERSION
+                      "\r\nRetry-After: 1\r\n%sContent-Type: application/json\r\n"
+                      "Content-Length: %zu\r\nConnection: close\r\n\r\n%s",
+                      extra, strlen(body), body);
+}
+
+static int make_room(realm_listener_t *l, void *data)
+{
+    (void)l;
+    return realm_http_server_close_oldest_idle(data);
+}
+
+static void limit_listener(realm_server_t *s, int i)
+{
+    realm_buf_t text;
+    realm_buf_init(&text);
+    refusal_text(i, &text);
+    realm_listener_set_limit(s->listeners[i], s->max_conns[i], text.data, text.len);
+    realm_buf_dispose(&text);
+    realm_listener_set_room_cb(s->listeners[i], make_room, s->http[i]);
+}
+
+/* ---- memory ---- */
+
+/*
+ * Work done so far, as one number that changes whenever a connection opens
+ * or closes, a response goes out or calls are in flight; the trim policy
+ * (base/alloc.h) only compares it from one tick to the next.
+ */
+static uint64_t activity(realm_server_t *s)
+{
+    uint64_t n = s->responses + realm_dispatch_in_flight(s->dispatch);
+    for (int i = 0; i < L_COUNT; i++)
+        if (s->listeners[i])
+            n += realm_listener_accepted_cnt(s->listeners[i]) * 2 +
+                 realm_listener_open_cnt(s->listeners[i]);
+    return n;
+}
+
+/* Each second: idle connections over the cap that have aged go, then memory. */
+static void on_tick(uv_timer_t *t)
+{
+    realm_server_t *s = t->data;
+    for (int i = 0; i < L_COUNT; i++)
+        realm_http_server_sweep_idle(s->http[i]);
+    realm_mem_idle_tick(&s->mem, activity(s));
 }
 
 /* ---- execution ---- */
@@ -472,6 +618,7 @@ static void finish_shutdown(realm_server_t *s)
         realm_listener_each(s->listeners[i], close_now, NULL);
     uv_timer_stop(&s->shutdown_timer);
     uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
+    uv_close((uv_handle_t *)&s->trim_timer, NULL);
     uv_close((uv_handle_t *)&s->sigint, NULL);
     uv_close((uv_handle_t *)&s->sigterm, NULL);
     /* Environments go too, or their handles would keep the loop running. */
@@ -545,6 +692,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_server_t *s = realm_calloc(1, sizeof(*s));
     s->loop = loop;
     s->cfg = cfg;
+    plan_fds(s);
     s->metrics = realm_metrics_new();
     realm_metric_family_t *bi =
         realm_metrics_family(s->metrics, REALM_METRIC_GAUGE, "realm_build_info",
@@ -631,6 +779,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         const char *host = i == L_RUNTIME ? "127.0.0.1" : cfg->host;
         int rc = realm_listener_new(loop, listener_names[i], host, listener_port(cfg, i), on_conn,
                                     &s->surfaces[i], &s->listeners[i]);
+        if (rc == 0) limit_listener(s, i);
         if (rc != 0) {
             snprintf(err, err_len, "%s listener: %s:%d: %s", listener_names[i], host,
                      listener_port(cfg, i), uv_strerror(rc));
@@ -644,6 +793,12 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     }
     realm_exec_set_runtime_port(s->exec, realm_listener_port(s->listeners[L_RUNTIME]));
     realm_invoker_begin(s->invoker);
+    /* The trim timer never keeps the loop alive on its own. */
+    realm_mem_idle_init(&s->mem, TRIM_BUSY_TICKS);
+    uv_timer_init(loop, &s->trim_timer);
+    s->trim_timer.data = s;
+    uv_timer_start(&s->trim_timer, on_tick, TRIM_TICK_MS, TRIM_TICK_MS);
+    uv_unref((uv_handle_t *)&s->trim_timer);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     if (strcmp(cfg->host, "127.0.0.1") != 0 && strcmp(cfg->host, "::1") != 0 &&

@@ -20,7 +20,9 @@
  *    cuts at any ASCII whitespace, not only spaces.
  *  - the hashed payload is the x-amz-content-sha256 header itself whenever
  *    it is present (botocore reads it back from the request), which is why
- *    the verifier also checks that header against the body.
+ *    the verifier also checks that header against the body, and refuses
+ *    UNSIGNED-PAYLOAD (S3's escape hatch, not the Lambda API's); without
+ *    the header it is the SHA-256 of the body received.
  *
  * Bytes above 0x7f in header values are taken as they arrive. (botocore
  * sends its str header values Latin-1 encoded but hashes them UTF-8
@@ -687,20 +689,25 @@ int realm_sigv4_verify(const realm_sigv4_req_t *req, const realm_sigv4_auth_t *a
     }
 
     /* A claimed payload hash goes into the canonical request as it is, so it
-     * must be the body's (else any body would verify). */
+     * must be the body's (else any body would verify). UNSIGNED-PAYLOAD is
+     * S3's alone: AWS refuses it for Lambda, and accepting it would let a
+     * captured request be replayed with another body. Without the header the
+     * hash in the canonical request is the body's own (as botocore signs). */
     if ((v = realm_sigv4_header_get(req, "x-amz-content-sha256"))) {
         v = trim(v, &vl);
-        int unsigned_payload =
-            vl == strlen(UNSIGNED_PAYLOAD) && memcmp(v, UNSIGNED_PAYLOAD, vl) == 0;
-        if (!unsigned_payload) {
-            char hex[SHA256_HEX_LEN + 1];
-            sha256_hex(req->body, req->body_len, hex);
-            if (vl != SHA256_HEX_LEN || strncasecmp(v, hex, SHA256_HEX_LEN) != 0) {
-                set_msg(msg, msg_len,
-                        "The provided 'x-amz-content-sha256' header does not match what was "
-                        "computed.");
-                return REALM_SIGV4_MISMATCH;
-            }
+        if (vl == strlen(UNSIGNED_PAYLOAD) && memcmp(v, UNSIGNED_PAYLOAD, vl) == 0) {
+            set_msg(msg, msg_len,
+                    "UNSIGNED-PAYLOAD is not accepted: the payload must be signed "
+                    "(x-amz-content-sha256).");
+            return REALM_SIGV4_MISMATCH;
+        }
+        char hex[SHA256_HEX_LEN + 1];
+        sha256_hex(req->body, req->body_len, hex);
+        if (vl != SHA256_HEX_LEN || strncasecmp(v, hex, SHA256_HEX_LEN) != 0) {
+            set_msg(msg, msg_len,
+                    "The provided 'x-amz-content-sha256' header does not match what was "
+                    "computed.");
+            return REALM_SIGV4_MISMATCH;
         }
     }
 

@@ -131,8 +131,10 @@ int realm_sigv4_parse(const char *authorization, realm_sigv4_auth_t *out, char *
  *  - that time must be within REALM_SIGV4_MAX_SKEW_MS of now_ms:
  *    REALM_SIGV4_EXPIRED ("Signature expired: ..." or "Signature not yet
  *    current: ...");
- *  - x-amz-content-sha256, when present and not UNSIGNED-PAYLOAD, must be
- *    the body's SHA-256: REALM_SIGV4_MISMATCH;
+ *  - x-amz-content-sha256, when present, must be the body's SHA-256
+ *    (UNSIGNED-PAYLOAD and the streaming forms are refused: only S3 takes
+ *    them): REALM_SIGV4_MISMATCH; when absent, the body's SHA-256 is what
+ *    the canonical request holds;
  *  - the signature must equal the one computed (compared in constant
  *    time): REALM_SIGV4_MISMATCH.
  *

@@ -3,6 +3,9 @@
  */
 #include "base/alloc.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,4 +48,37 @@ char *realm_strndup(const char *s, size_t len)
     memcpy(p, s, len);
     p[len] = '\0';
     return p;
+}
+
+/* ---- giving memory back ---- */
+
+int realm_mem_trim(void)
+{
+#ifdef __GLIBC__
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
+
+void realm_mem_idle_init(realm_mem_idle_t *m, unsigned busy_trim_ticks)
+{
+    memset(m, 0, sizeof(*m));
+    m->busy_trim_ticks = busy_trim_ticks;
+}
+
+int realm_mem_idle_tick(realm_mem_idle_t *m, uint64_t activity)
+{
+    int is_busy = activity != m->last_activity;
+    m->last_activity = activity;
+    if (is_busy) {
+        m->busy_ticks++;
+        if (!m->busy_trim_ticks || m->busy_ticks < m->busy_trim_ticks) return 0;
+    } else if (m->busy_ticks == 0) {
+        return 0; /* quiet, and nothing happened since the last trim */
+    }
+    m->busy_ticks = 0;
+    m->trims_cnt++;
+    realm_mem_trim();
+    return 1;
 }

@@ -121,3 +121,12 @@ int realm_str_utf8_repair(const void *data, size_t len, realm_buf_t *out)
     }
     return bad;
 }
+
+int realm_str_has_ctl(const char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x20 || c == 0x7f) return 1;
+    }
+    return 0;
+}

@@ -20,5 +20,11 @@ int realm_str_b64_decode(const char *in, size_t len, realm_buf_t *out);
 int realm_str_utf8_repair(const void *data, size_t len, realm_buf_t *out);
 /* Appends the base64 (no line breaks) of len bytes. */
 void realm_str_b64_encode(const void *in, size_t len, realm_buf_t *out);
+/*
+ * Does the text hold a control character (0x00-0x1f or 0x7f)? No name Realm
+ * knows (functions, aliases, versions, tenants) may: such a name is refused
+ * before any lookup, so "victim\0junk" can never be taken for "victim".
+ */
+int realm_str_has_ctl(const char *s, size_t len);
 
 #endif

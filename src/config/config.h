@@ -65,6 +65,11 @@ typedef struct {
     uint64_t rate_burst;               /* default bucket size per key */
     uint64_t max_connections;          /* client WebSockets at once (503 beyond) */
     uint64_t max_tenant_connections;   /* client WebSockets of one tenant at once */
+    uint64_t max_control_connections;   /* control API connections at once (503 beyond) */
+    uint64_t max_metrics_connections;   /* metrics listener connections at once */
+    uint64_t max_runtime_connections;   /* runtime API connections at once */
+    uint64_t max_idle_http_connections; /* idle HTTP connections per listener; oldest close */
+    uint64_t reserved_fds;              /* descriptors kept for environments, storage, logs */
     char *models;                 /* owned; "NAME=PATH,..." for generate, or "none" */
     uint64_t llm_timeout_ms;      /* longest generation */
     uint64_t llm_memory_bytes;    /* memory limit of a model environment; 0: from the model size */

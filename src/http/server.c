@@ -12,6 +12,17 @@
  * timeout re-armed on every read, then 408) and handling (no timer: the
  * handler owns the deadline).
  *
+ * IDLE CONNECTIONS: connections waiting for a request (a keep-alive
+ * connection between requests, or a new one that has sent nothing yet) are
+ * kept in a list in the order they became idle. Past limits.max_idle_conns
+ * the oldest is closed once it has been idle for limits.idle_grace_ms (a
+ * burst of new connections is idle for the moment between accept and the
+ * first read of its request, and must not close itself), and the listener
+ * asks for the oldest to be closed, however young, when it is at its
+ * connection limit: a flood of idle connections costs the flood its oldest
+ * ones, not the server its descriptors (nginx and HAProxy close idle
+ * keep-alive connections the same way).
+ *
  * LIFETIME: the http_conn_t is the connection's handler data and is freed in
  * its on_close. A response is a separate allocation so that a handler that
  * set no abort callback can still end a response whose connection died
@@ -54,6 +65,8 @@ struct realm_http_server_s {
     struct http_conn_s *conns; /* attached, not upgraded */
     realm_http_guard_cb guard; /* runs before every routed handler */
     void *guard_data;
+    struct http_conn_s *idle_head, *idle_tail; /* idle connections, oldest first */
+    size_t idle_cnt;
 };
 
 typedef enum { PHASE_IDLE, PHASE_HEAD, PHASE_BODY, PHASE_HANDLING } phase_t;
@@ -88,8 +101,11 @@ struct http_conn_s {
     unsigned in_process : 1;  /* process() is on the stack */
     unsigned is_upgraded : 1; /* handed to another protocol */
     unsigned close_when_idle : 1;
-    unsigned is_eof : 1;             /* the peer will send nothing more */
-    struct http_conn_s *prev, *next; /* the server's list */
+    unsigned is_eof : 1;                       /* the peer will send nothing more */
+    unsigned is_idle : 1;                      /* in the server's idle list */
+    uint64_t idle_since;                       /* loop time it joined the idle list */
+    struct http_conn_s *prev, *next;           /* the server's list */
+    struct http_conn_s *idle_prev, *idle_next; /* the server's idle list */
 };
 
 static const realm_conn_handler_t http_handler;
@@ -276,7 +292,28 @@ no:
     return 0;
 }
 
-/* Finds the route; on failure sets hc->route_status to 404 or 405. */
+/*
+ * Does s hold a percent-escape of a control character (%00-%1F, %7F)? Raw
+ * ones never get here (llhttp refuses them); escaped, a NUL would cut a
+ * decoded name short ("victim%00junk" read as "victim").
+ */
+static int has_escaped_ctl(const char *s)
+{
+    for (; s && *s; s++) {
+        int h, l;
+        if (s[0] != '%' || (h = hexval((unsigned char)s[1])) < 0 ||
+            (l = hexval((unsigned char)s[2])) < 0)
+            continue;
+        int c = h * 16 + l;
+        if (c < 0x20 || c == 0x7f) return 1;
+        s += 2;
+    }
+    return 0;
+}
+
+const char realm_http_msg_ctl[] = "the request path or query holds a control character";
+
+/* Finds the route; on failure sets hc->route_status to 400, 404 or 405. */
 static void route_request(http_conn_t *hc)
 {
     realm_http_server_t *srv = hc->srv;
@@ -286,6 +323,10 @@ static void route_request(http_conn_t *hc)
     hc->route = NULL;
     hc->route_status = 404;
     hc->allow[0] = '\0';
+    if (has_escaped_ctl(req->path) || has_escaped_ctl(req->query)) {
+        hc->route_status = 400;
+        return;
+    }
     for (size_t i = 0; i < srv->routes_cnt; i++) {
         const route_t *r = &srv->routes[i];
         if (!route_match(r->pattern, req->path, req)) continue;
@@ -582,8 +623,87 @@ realm_conn_t *realm_http_res_upgrade(realm_http_res_t *res, const char *extra_he
 
 /* ---- the connection ----------------------------------------------------- */
 
+static void idle_leave(http_conn_t *hc)
+{
+    if (!hc->is_idle) return;
+    realm_http_server_t *s = hc->srv;
+    if (hc->idle_prev)
+        hc->idle_prev->idle_next = hc->idle_next;
+    else
+        s->idle_head = hc->idle_next;
+    if (hc->idle_next)
+        hc->idle_next->idle_prev = hc->idle_prev;
+    else
+        s->idle_tail = hc->idle_prev;
+    hc->idle_prev = hc->idle_next = NULL;
+    hc->is_idle = 0;
+    s->idle_cnt--;
+}
+
+/*
+ * Closes the oldest idle connection other than keep that has been idle for
+ * at least min_age_ms; 1 if there was one. The list is in idle_since order,
+ * so the first one too young ends the search.
+ */
+static int close_oldest_idle(realm_http_server_t *s, http_conn_t *keep, uint64_t min_age_ms)
+{
+    http_conn_t *hc = s->idle_head;
+    while (hc && (hc == keep || hc->in_process || realm_conn_is_closing(hc->conn))) {
+        http_conn_t *next = hc->idle_next;
+        if (realm_conn_is_closing(hc->conn)) idle_leave(hc); /* closing already */
+        hc = next;
+    }
+    if (!hc) return 0;
+    if (min_age_ms && uv_now(realm_conn_loop(hc->conn)) - hc->idle_since < min_age_ms) return 0;
+    idle_leave(hc);
+    realm_debug("%s: closing idle connection from %s to make room", s->name,
+                realm_conn_peer(hc->conn));
+    /* Nothing unread or unsent: a plain close is a clean FIN, and frees the
+     * descriptor now. */
+    realm_conn_close(hc->conn, 0);
+    return 1;
+}
+
+/* hc now waits for a request: it joins the idle list at the young end. */
+static void idle_enter(http_conn_t *hc)
+{
+    if (hc->is_idle) return;
+    realm_http_server_t *s = hc->srv;
+    hc->is_idle = 1;
+    hc->idle_since = uv_now(realm_conn_loop(hc->conn));
+    hc->idle_next = NULL;
+    hc->idle_prev = s->idle_tail;
+    if (s->idle_tail)
+        s->idle_tail->idle_next = hc;
+    else
+        s->idle_head = hc;
+    s->idle_tail = hc;
+    s->idle_cnt++;
+    size_t cap = s->limits.max_idle_conns;
+    while (cap && s->idle_cnt > cap && close_oldest_idle(s, hc, s->limits.idle_grace_ms))
+        ;
+}
+
+int realm_http_server_close_oldest_idle(realm_http_server_t *s)
+{
+    return close_oldest_idle(s, NULL, 0);
+}
+
+void realm_http_server_sweep_idle(realm_http_server_t *s)
+{
+    size_t cap = s->limits.max_idle_conns;
+    while (cap && s->idle_cnt > cap && close_oldest_idle(s, NULL, s->limits.idle_grace_ms))
+        ;
+}
+
+size_t realm_http_server_idle_cnt(const realm_http_server_t *s)
+{
+    return s->idle_cnt;
+}
+
 static void http_conn_free(http_conn_t *hc)
 {
+    idle_leave(hc);
     if (hc->prev)
         hc->prev->next = hc->next;
     else
@@ -609,6 +729,7 @@ static void on_timeout(realm_conn_t *c)
         realm_debug("%s: request timeout from %s", hc->srv->name, realm_conn_peer(c));
         fail_request(hc, 408, "request not received in time");
     } else if (hc->phase == PHASE_IDLE) {
+        idle_leave(hc);
         realm_conn_close(c, 1);
     }
 }
@@ -633,9 +754,13 @@ static void set_phase_timer(http_conn_t *hc, phase_t before)
     }
 }
 
-/* Answers a request that matched no route: 405 with Allow, or 404. */
+/* Answers a request that matched no route: 400, 405 with Allow, or 404. */
 static void answer_unrouted(http_conn_t *hc, realm_http_res_t *res)
 {
+    if (hc->route_status == 400) {
+        realm_http_res_error(res, 400, realm_http_msg_ctl);
+        return;
+    }
     if (hc->route_status == 405) {
         realm_http_res_header(res, "Allow", hc->allow);
         realm_http_res_error(res, 405, "method not allowed on this path");
@@ -760,16 +885,24 @@ static void process(http_conn_t *hc)
     }
     realm_buf_consume(&hc->inbuf, off);
     hc->in_process = 0;
-    if (realm_conn_is_closing(hc->conn)) return;
+    if (realm_conn_is_closing(hc->conn)) {
+        idle_leave(hc);
+        return;
+    }
     if (hc->res)
         hc->phase = PHASE_HANDLING;
     else if (hc->phase == PHASE_HANDLING)
         hc->phase = PHASE_IDLE;
     if (hc->is_eof) {
         /* Answer what was complete, then close: nothing more can come. */
+        idle_leave(hc);
         if (!hc->res) realm_conn_close(hc->conn, 1);
         return;
     }
+    if (hc->phase == PHASE_IDLE && hc->inbuf.len == 0 && realm_conn_pending(hc->conn) == 0)
+        idle_enter(hc);
+    else
+        idle_leave(hc);
     set_phase_timer(hc, before);
     /* Hold back a peer that pipelines faster than we answer. */
     if (hc->inbuf.len > MAX_BUFFERED_INPUT)
@@ -813,10 +946,18 @@ static void on_close(realm_conn_t *c)
     http_conn_free(hc);
 }
 
+/* A response's last bytes left: a keep-alive connection is idle from now. */
+static void on_drain(realm_conn_t *c)
+{
+    http_conn_t *hc = realm_conn_data(c);
+    if (!hc->in_process && !hc->res && !hc->is_eof && hc->phase == PHASE_IDLE && hc->inbuf.len == 0)
+        idle_enter(hc);
+}
+
 static const realm_conn_handler_t http_handler = {
     .on_read = on_read,
     .on_eof = on_eof,
-    .on_drain = NULL,
+    .on_drain = on_drain,
     .on_close = on_close,
 };
 

@@ -47,6 +47,8 @@ typedef struct {
     uint64_t max_body_bytes;    /* default route body limit (413 above) */
     uint64_t header_timeout_ms; /* first byte of a request to end of headers (408) */
     uint64_t idle_timeout_ms;   /* between requests, and body progress (408) */
+    size_t max_idle_conns;      /* idle keep-alive connections kept; the oldest close (0: any) */
+    uint64_t idle_grace_ms;     /* idle this long before the cap may close it (0: at once) */
 } realm_http_limits_t;
 
 /* New server; limits copied. Free with realm_http_server_free(). */
@@ -90,6 +92,21 @@ void realm_http_server_attach(realm_http_server_t *s, realm_conn_t *c);
 /* Calls cb for every HTTP connection of this server (not upgraded ones). */
 void realm_http_server_each(realm_http_server_t *s, void (*cb)(realm_conn_t *c, void *data),
                             void *data);
+/*
+ * Closes the server's oldest idle connection (one waiting for a request,
+ * with nothing unread or unsent), however young, to make room for another.
+ * Returns 1 if it closed one, 0 if none is idle. Fits realm_listener_room_cb.
+ */
+int realm_http_server_close_oldest_idle(realm_http_server_t *s);
+/*
+ * Closes the oldest idle connections, those idle for at least
+ * limits.idle_grace_ms, while more than limits.max_idle_conns are idle.
+ * Call it now and then (each second): a burst leaves young idle
+ * connections over the cap that only age later.
+ */
+void realm_http_server_sweep_idle(realm_http_server_t *s);
+/* Idle connections (waiting for a request) of this server now. */
+size_t realm_http_server_idle_cnt(const realm_http_server_t *s);
 /* Closes an idle keep-alive connection now, or the busy one after its response. */
 void realm_http_conn_close_when_idle(realm_conn_t *c);
 
@@ -138,6 +155,13 @@ size_t realm_http_res_pending(const realm_http_res_t *res);
  */
 realm_conn_t *realm_http_res_upgrade(realm_http_res_t *res, const char *extra_headers,
                                      const char **rest, size_t *rest_len);
+
+/*
+ * The message of the 400 every server answers, before routing, to a path or
+ * query holding a percent-escaped control character (%00-%1F, %7F); error
+ * callbacks may compare with it to answer in their own terms.
+ */
+extern const char realm_http_msg_ctl[];
 
 /* Reason phrase for a status ("Not Found"). */
 const char *realm_http_status_text(int status);

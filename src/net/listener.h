@@ -1,6 +1,12 @@
 /*
  * listener.h - a named TCP listener and the set of its live connections.
  *
+ * DESIGN: accepting pauses for a short while when the process is out of
+ * descriptors (EMFILE) instead of spinning, and a listener may have a
+ * connection limit (realm_listener_set_limit): past it, the oldest idle
+ * connection makes room, or the newcomer gets a canned refusal and is
+ * closed at once.
+ *
  * LIFETIME: realm_listener_new() binds and listens synchronously (so errors
  * such as EADDRINUSE come back at once); realm_listener_close() stops
  * accepting and calls close_cb once the handle is closed; existing
@@ -54,6 +60,28 @@ uint64_t realm_listener_accepted_cnt(const realm_listener_t *l);
 uint64_t realm_listener_rejected_cnt(const realm_listener_t *l);
 /* Protocols count connections they refuse (e.g. 503 over a limit). */
 void realm_listener_count_rejected(realm_listener_t *l);
+
+/*
+ * Makes room for one more connection by closing one (the protocol's oldest
+ * idle connection, say) with realm_conn_close(). Returns 1 if it closed
+ * one, 0 if it had none to give.
+ */
+typedef int (*realm_listener_room_cb)(realm_listener_t *l, void *data);
+
+/*
+ * Limits the listener to max_conns open connections (0: no limit). A
+ * connection arriving at the limit first gets room made for it (room_cb);
+ * failing that it is accepted, sent refusal (copied; e.g. an HTTP 503 with
+ * Retry-After; NULL or empty: nothing) without waiting, and closed. It is
+ * counted in realm_listener_rejected_cnt and never reaches on_conn.
+ */
+void realm_listener_set_limit(realm_listener_t *l, size_t max_conns, const char *refusal,
+                              size_t refusal_len);
+/* cb (may be NULL) is called to make room at the limit; data is borrowed. */
+void realm_listener_set_room_cb(realm_listener_t *l, realm_listener_room_cb cb, void *data);
+size_t realm_listener_max_conns(const realm_listener_t *l);
+/* Times accepting paused for want of descriptors (EMFILE, ENFILE) or memory. */
+uint64_t realm_listener_paused_cnt(const realm_listener_t *l);
 
 /*
  * Raises the soft limit on open descriptors (RLIMIT_NOFILE) towards want,

@@ -4,6 +4,7 @@
 #include "proto/message.h"
 
 #include "base/err.h"
+#include "base/str.h"
 
 #include <stdarg.h>
 #include <stdio.h>
@@ -72,6 +73,8 @@ int realm_msg_parse_call(const char *data, size_t len, realm_msg_call_t *out, ch
         return invalid(err, err_len, "'function' must be a non-empty string, not %s",
                        json_is_string(fn) ? "an empty string" : json_type_name(fn));
     out->function = json_string_value(fn);
+    if (realm_str_has_ctl(out->function, json_string_length(fn)))
+        return invalid(err, err_len, "'function' must not contain control characters");
 
     json_t *params = json_object_get(out->root, "params");
     if (params == NULL || json_is_null(params)) {

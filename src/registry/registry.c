@@ -217,6 +217,8 @@ int realm_registry_parse_name(const realm_registry_t *r, const char *tenant, con
     char *parts[9];
     size_t n = 0;
     if (strlen(in) < 1 || strlen(in) > 170) goto bad;
+    if (realm_str_has_ctl(in, strlen(in)))
+        return reg_invalid(e, "FunctionName must not contain control characters");
     snprintf(buf, sizeof(buf), "%s", in);
     for (char *p = buf, *tok; n < 9 && (tok = strsep(&p, ":")) != NULL;)
         parts[n++] = tok;

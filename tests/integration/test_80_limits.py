@@ -71,7 +71,10 @@ def test_slow_reader_gets_everything(make_server):
 
 # ---- open files ------------------------------------------------------------
 
-FD_HEADROOM = 4096  # what serve adds to --max-connections (src/main.c)
+# What serve plans beside --max-connections (src/api/server.c, plan_fds): the
+# client listener's idle HTTP connections, the control, runtime and metrics
+# listeners' limits and the reserve, at their defaults.
+FD_HEADROOM = 256 + 1024 + 1024 + 128 + 2048
 
 
 def _nofile_of(pid):

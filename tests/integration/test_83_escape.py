@@ -349,3 +349,58 @@ def test_tmp_is_a_disk_of_ephemeral_storage_size_not_memory():
         assert r.get("error") == "No space left on device", r
         r = call("tmp-1024", 900)
         assert r.get("written") == 900 * 2**20 and 1024 <= r["free_mb"] < 1100, r
+
+
+CONN_HOG = """
+import os, socket
+def handler(event, context):
+    host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].split(":")
+    socks, failed = [], 0
+    for _ in range(event["n"]):
+        s = socket.socket()
+        s.settimeout(2)
+        try:
+            s.connect((host, int(port)))
+            socks.append(s)
+        except OSError:
+            failed += 1
+            s.close()
+    # A refused connection is answered 503 and closed at once; the others
+    # stay open and silent (no request was sent).
+    held = 0
+    for s in socks:
+        s.settimeout(0.2)
+        try:
+            data = s.recv(64)
+            if not data:
+                continue
+            if data.startswith(b"HTTP/1.1 503"):
+                continue
+            held += 1
+        except socket.timeout:
+            held += 1
+        except OSError:
+            pass
+    for s in socks:
+        s.close()
+    return {"held": held, "failed": failed, "opened": len(socks)}
+"""
+
+
+def test_a_function_cannot_take_the_servers_descriptors_through_its_runtime_api():
+    """Its private runtime listener takes a handful of connections; the rest
+    are refused at once, so a function opening hundreds costs the server
+    nothing lasting."""
+    with fn_server() as s:
+        lam = fn_client(s, read_timeout=120)
+        lam.create_function(FunctionName="hog", Runtime="python3.11", Handler="app.handler",
+                            Role=ROLE, Code={"ZipFile": build_zip({"app.py": CONN_HOG})},
+                            Timeout=60)
+        lam.get_waiter("function_active_v2").wait(FunctionName="hog")
+        resp = lam.invoke(FunctionName="hog", Payload=json.dumps({"n": 300}).encode())
+        body = resp["Payload"].read()
+        assert "FunctionError" not in resp, body
+        r = json.loads(body)
+        assert r["opened"] + r["failed"] == 300, r
+        # The runtime's own connection is one of the 16.
+        assert 0 < r["held"] <= 16, r

@@ -59,6 +59,17 @@ static void parse_refusals(void **state)
          "'tenant_id' must be a string or null"},
         {"{\"id\":\"a\",\"function\":\"f\",\"extra\":1}", "a", "unknown field 'extra'"},
         {"{\"id\":\"a\",\"id\":\"b\",\"function\":\"f\"}", NULL, "message is not valid JSON"},
+        /* Control characters in a function's name: refused before any lookup. */
+        {"{\"id\":\"a\",\"function\":\"vic\\u0001tim\"}", "a",
+         "'function' must not contain control characters"},
+        {"{\"id\":\"a\",\"function\":\"victim\\n\"}", "a",
+         "'function' must not contain control characters"},
+        {"{\"id\":\"a\",\"function\":\"\\u007fvictim\"}", "a",
+         "'function' must not contain control characters"},
+        {"{\"id\":\"a\",\"function\":\"victim\\u001f\"}", "a",
+         "'function' must not contain control characters"},
+        /* NUL: not JSON the server reads at all (jansson without JSON_ALLOW_NUL). */
+        {"{\"id\":\"a\",\"function\":\"victim\\u0000junk\"}", NULL, "message is not valid JSON"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         realm_msg_call_t c;

@@ -134,6 +134,15 @@ static void test_names(void **state)
         assert_int_equal(e.status, 400);
         assert_string_equal(e.type, "InvalidParameterValueException");
     }
+    /* Control characters anywhere (a name, a qualifier, an ARN), before any lookup. */
+    static const char *const ctl[] = {"hel\001lo", "hello\n", "\177hello", "hello:\037",
+                                      "arn:aws:lambda:us-east-1:123456789012:function:he\tllo"};
+    for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++) {
+        assert_int_equal(realm_registry_parse_name(f->r, "", ctl[i], 1, name, q, &e), -1);
+        assert_int_equal(e.status, 400);
+        assert_string_equal(e.type, "InvalidParameterValueException");
+        assert_string_equal(e.message, "FunctionName must not contain control characters");
+    }
     /* No qualifier where none is allowed. */
     assert_int_equal(realm_registry_parse_name(f->r, "", "hello:1", 0, name, q, &e), -1);
     /* A tenant whose namespace is an account id owns that account's ARNs, and
