@@ -276,32 +276,52 @@ no:
     return 0;
 }
 
-/* Finds the route; on failure sets hc->route_status to 404 or 405. */
-static void route_request(http_conn_t *hc)
+/*
+ * The route for req (params filled), or NULL with *status 404 or 405 (the
+ * methods the path allows then in allow, when given).
+ */
+static const route_t *find_route(const realm_http_server_t *srv, realm_http_req_t *req, int *status,
+                                 char *allow, size_t allow_len)
 {
-    realm_http_server_t *srv = hc->srv;
-    realm_http_req_t *req = &hc->parser.req;
     const char *method = req->method_name;
     if (strcmp(method, "HEAD") == 0) method = "GET";
-    hc->route = NULL;
-    hc->route_status = 404;
-    hc->allow[0] = '\0';
+    *status = 404;
+    if (allow) allow[0] = '\0';
     for (size_t i = 0; i < srv->routes_cnt; i++) {
         const route_t *r = &srv->routes[i];
         if (!route_match(r->pattern, req->path, req)) continue;
         if (strcmp(r->method, method) == 0) {
-            hc->route = r;
-            hc->route_status = 0;
-            return;
+            *status = 0;
+            return r;
         }
-        hc->route_status = 405;
-        size_t n = strlen(hc->allow);
-        if (!strstr(hc->allow, r->method) && n + strlen(r->method) + 8 < sizeof(hc->allow)) {
-            snprintf(hc->allow + n, sizeof(hc->allow) - n, "%s%s%s", n ? ", " : "", r->method,
+        *status = 405;
+        if (!allow) continue;
+        size_t n = strlen(allow);
+        if (!strstr(allow, r->method) && n + strlen(r->method) + 8 < allow_len) {
+            snprintf(allow + n, allow_len - n, "%s%s%s", n ? ", " : "", r->method,
                      strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
         }
     }
     clear_params(req);
+    return NULL;
+}
+
+/* Finds the route; on failure sets hc->route_status to 404 or 405. */
+static void route_request(http_conn_t *hc)
+{
+    hc->route =
+        find_route(hc->srv, &hc->parser.req, &hc->route_status, hc->allow, sizeof(hc->allow));
+}
+
+int realm_http_server_match(const realm_http_server_t *s, realm_http_req_t *req,
+                            const char **pattern, uint64_t *max_body)
+{
+    int status;
+    const route_t *r = find_route(s, req, &status, NULL, 0);
+    if (!r) return status;
+    if (pattern) *pattern = r->pattern;
+    if (max_body) *max_body = r->max_body ? r->max_body : s->limits.max_body_bytes;
+    return 0;
 }
 
 /* ---- server ------------------------------------------------------------- */

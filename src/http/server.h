@@ -85,6 +85,14 @@ void realm_http_server_set_guard(realm_http_server_t *s, realm_http_guard_cb cb,
 void realm_http_server_set_observer(realm_http_server_t *s, realm_http_observe_cb cb, void *data);
 /* New requests get `Connection: close` from now on (graceful shutdown). */
 void realm_http_server_drain(realm_http_server_t *s);
+/*
+ * Routes a parsed request without a connection, as a request on one would
+ * be (for fuzzers and tests): 0 with the route's pattern (borrowed) and body
+ * limit, req's params filled (freed by the parser's dispose or the next
+ * match); or 404 (no such path) or 405 (not with this method).
+ */
+int realm_http_server_match(const realm_http_server_t *s, realm_http_req_t *req,
+                            const char **pattern, uint64_t *max_body);
 /* Starts speaking HTTP on a newly accepted connection. */
 void realm_http_server_attach(realm_http_server_t *s, realm_conn_t *c);
 /* Calls cb for every HTTP connection of this server (not upgraded ones). */
