@@ -182,7 +182,9 @@ static int hexval(int c)
     return -1;
 }
 
-static char *percent_decode(const char *s, size_t len)
+/* A new string of s's len bytes decoded; its length (which a %00 makes
+ * longer than strlen) in *out_len when given. */
+static char *percent_decode(const char *s, size_t len, size_t *out_len)
 {
     char *out = realm_malloc(len + 1);
     size_t o = 0;
@@ -197,6 +199,7 @@ static char *percent_decode(const char *s, size_t len)
         out[o++] = s[i];
     }
     out[o] = '\0';
+    if (out_len) *out_len = o;
     return out;
 }
 
@@ -213,7 +216,7 @@ long realm_http_query_param(const char *query, const char *name, size_t nth, cha
         if ((size_t)(kend - p) == nlen && strncmp(p, name, nlen) == 0 && nth-- == 0) {
             const char *v = eq ? eq + 1 : end;
             if ((size_t)(end - v) >= out_len) return -1;
-            char *dec = percent_decode(v, (size_t)(end - v));
+            char *dec = percent_decode(v, (size_t)(end - v), NULL);
             size_t dlen = strlen(dec);
             memcpy(out, dec, dlen + 1);
             free(dec);
@@ -260,8 +263,16 @@ static int route_match(const char *pattern, const char *path, realm_http_req_t *
                 name = names[names_cnt++];
             }
             if (!name) goto no;
+            /* A segment that decodes to a NUL (%00) would name something
+             * shorter than it says (f%00x as f): it matches nothing. */
+            size_t dlen;
+            char *value = percent_decode(s, (size_t)(seg_end - s), &dlen);
+            if (strlen(value) != dlen) {
+                free(value);
+                goto no;
+            }
             req->param_names[req->params_cnt] = name;
-            req->param_values[req->params_cnt++] = percent_decode(s, (size_t)(seg_end - s));
+            req->param_values[req->params_cnt++] = value;
             p = close + 1;
             s = seg_end;
             continue;

@@ -56,7 +56,8 @@ void realm_http_server_free(realm_http_server_t *s);
 /*
  * Adds a route. method is "GET", "POST", ... (HEAD is served by GET routes).
  * pattern is a path; a segment "{name}" captures one segment (percent-
- * decoded, read with realm_http_req_param); a final "*" matches any rest.
+ * decoded, read with realm_http_req_param; a segment holding %00 matches
+ * nothing); a final "*" matches any rest.
  * max_body 0 means the server default. Strings are borrowed (use literals).
  */
 void realm_http_server_route(realm_http_server_t *s, const char *method, const char *pattern,
