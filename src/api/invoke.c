@@ -380,8 +380,15 @@ static const char *req_query(realm_http_req_t *req, const char *name, char *buf,
     return realm_http_query_param(req->query, name, 0, buf, len) >= 0 ? buf : NULL;
 }
 
-/* The decoded X-Amz-Client-Context into out; -1 after answering 400. */
-static int client_context(realm_http_req_t *req, realm_http_res_t *res, realm_buf_t *out)
+static void set_err(realm_reg_err_t *e, int status, const char *type, const char *msg)
+{
+    e->status = status;
+    e->type = type;
+    snprintf(e->message, sizeof(e->message), "%s", msg);
+}
+
+/* The decoded X-Amz-Client-Context into out: 0, or -1 with e (400). */
+static int client_context(const realm_http_req_t *req, realm_buf_t *out, realm_reg_err_t *e)
 {
     const char *cc = realm_http_req_header(req, "X-Amz-Client-Context");
     if (!cc || !cc[0]) return 0;
@@ -390,24 +397,24 @@ static int client_context(realm_http_req_t *req, realm_http_res_t *res, realm_bu
         j = json_loadb(out->data ? out->data : "", out->len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
-        amz_error(res, 400, "InvalidRequestContentException",
-                  "Client context must be a valid Base64-encoded JSON object of at most 3583 "
-                  "bytes encoded.");
+        set_err(e, 400, "InvalidRequestContentException",
+                "Client context must be a valid Base64-encoded JSON object of at most 3583 "
+                "bytes encoded.");
         return -1;
     }
     json_decref(j);
     return 0;
 }
 
-/* The body as the event: valid JSON, "{}" when empty. 0, or -1 after answering. */
-static int event_payload(realm_http_req_t *req, realm_http_res_t *res, size_t limit, const char *op,
-                         const char **payload, size_t *len)
+/* The body as the event: valid JSON, "{}" when empty. 0, or -1 with e (413, 400). */
+static int event_payload(const realm_http_req_t *req, size_t limit, const char *op,
+                         const char **payload, size_t *len, realm_reg_err_t *e)
 {
     if (req->body.len > limit) {
         char msg[160];
         snprintf(msg, sizeof(msg), "Request must be smaller than %zu bytes for the %s operation",
                  limit, op);
-        amz_error(res, 413, "RequestTooLargeException", msg);
+        set_err(e, 413, "RequestTooLargeException", msg);
         return -1;
     }
     if (req->body.len == 0) {
@@ -420,7 +427,7 @@ static int event_payload(realm_http_req_t *req, realm_http_res_t *res, size_t li
     if (!j) {
         char msg[300];
         snprintf(msg, sizeof(msg), "Could not parse request body into json: %s", jerr.text);
-        amz_error(res, 400, "InvalidRequestContentException", msg);
+        set_err(e, 400, "InvalidRequestContentException", msg);
         return -1;
     }
     json_decref(j);
@@ -789,28 +796,16 @@ static void events_kick(realm_invoker_t *iv)
 
 /* ---- routes ---- */
 
-/* The parts of an Invoke or InvokeWithResponseStream request. */
-typedef struct {
-    const char *tenant; /* the request's principal */
-    const char *fn;
-    const char *qualifier; /* or NULL */
-    char q[160];
-    const char *type; /* RequestResponse, Event or DryRun */
-    int want_tail;
-    const char *payload;
-    size_t len;
-    realm_buf_t cc; /* the decoded client context */
-} invoke_req_t;
-
-/* Parses and checks the request; 0, or -1 after answering (ir->cc is then disposed). */
-static int invoke_parse(realm_http_req_t *req, realm_http_res_t *res, int is_stream,
-                        invoke_req_t *ir)
+int realm_invoker_parse(const realm_http_req_t *req, int is_stream, realm_invoke_req_t *ir,
+                        realm_reg_err_t *e)
 {
     memset(ir, 0, sizeof(*ir));
     realm_buf_init(&ir->cc);
     ir->tenant = req->principal;
     ir->fn = realm_http_req_param(req, "FunctionName");
-    ir->qualifier = req_query(req, "Qualifier", ir->q, sizeof(ir->q));
+    ir->qualifier = realm_http_query_param(req->query, "Qualifier", 0, ir->q, sizeof(ir->q)) >= 0
+                        ? ir->q
+                        : NULL;
     ir->type = realm_http_req_header(req, "X-Amz-Invocation-Type");
     const char *log_type = realm_http_req_header(req, "X-Amz-Log-Type");
     if (!ir->type || !ir->type[0]) ir->type = "RequestResponse";
@@ -818,45 +813,74 @@ static int invoke_parse(realm_http_req_t *req, realm_http_res_t *res, int is_str
     if ((strcmp(ir->type, "RequestResponse") != 0 && strcmp(ir->type, "DryRun") != 0 &&
          !is_event) ||
         (is_event && is_stream)) {
-        amz_error(res, 400, "InvalidParameterValueException",
-                  is_stream ? "X-Amz-Invocation-Type must be RequestResponse or DryRun"
-                            : "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun");
+        set_err(e, 400, "InvalidParameterValueException",
+                is_stream ? "X-Amz-Invocation-Type must be RequestResponse or DryRun"
+                          : "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun");
         return -1;
     }
     if (log_type && strcmp(log_type, "None") != 0 && strcmp(log_type, "Tail") != 0) {
-        amz_error(res, 400, "InvalidParameterValueException",
-                  "X-Amz-Log-Type must be None or Tail");
+        set_err(e, 400, "InvalidParameterValueException", "X-Amz-Log-Type must be None or Tail");
         return -1;
     }
     ir->want_tail = log_type && strcmp(log_type, "Tail") == 0;
     const char *op = is_stream  ? "InvokeWithResponseStream"
                      : is_event ? "InvokeAsync"
                                 : "InvokeFunction";
-    if (event_payload(req, res, is_event ? ASYNC_LIMIT : SYNC_LIMIT, op, &ir->payload, &ir->len) !=
+    if (event_payload(req, is_event ? ASYNC_LIMIT : SYNC_LIMIT, op, &ir->payload, &ir->len, e) !=
             0 ||
-        client_context(req, res, &ir->cc) != 0) {
+        client_context(req, &ir->cc, e) != 0) {
         realm_buf_dispose(&ir->cc);
         return -1;
     }
     return 0;
 }
 
-/* DryRun and Event only need the function to exist: answers 204 or queues (202). */
-static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, invoke_req_t *ir)
+void realm_invoke_req_dispose(realm_invoke_req_t *ir)
+{
+    realm_buf_dispose(&ir->cc);
+}
+
+int realm_invoker_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
+                         realm_reg_err_t *e)
 {
     resolved_t r;
-    realm_reg_err_t e;
-    if (resolve(iv, ir->tenant, ir->fn, ir->qualifier, &r, &e) != 0) {
-        reg_error(res, &e);
-        return;
-    }
-    char version[24], name[65], q[129];
-    snprintf(version, sizeof(version), "%s", r.v.version);
+    if (resolve(iv, ir->tenant, ir->fn, ir->qualifier, &r, e) != 0) return -1;
+    char name[65], q[129];
+    snprintf(version, 24, "%s", r.v.version);
     snprintf(name, sizeof(name), "%s", r.v.name);
     resolved_dispose(&r);
+    if (strcmp(ir->type, "DryRun") == 0) return 0;
     /* Queued under the function's own name, with the qualifier however it was given. */
-    if (realm_registry_parse_name(iv->o.reg, ir->tenant, ir->fn, 1, name, q, &e) != 0) q[0] = '\0';
+    if (realm_registry_parse_name(iv->o.reg, ir->tenant, ir->fn, 1, name, q, e) != 0) q[0] = '\0';
     const char *qualifier = ir->qualifier ? ir->qualifier : q;
+    char err[256];
+    int64_t id = realm_queue_push(iv->queue, ir->tenant, name, qualifier, ir->payload, ir->len,
+                                  wall_ms(), err, sizeof(err));
+    if (id == REALM_QUEUE_FULL) {
+        set_err(e, 429, "EventQueueFull", err);
+        return -1;
+    }
+    if (id < 0) {
+        set_err(e, 500, "ServiceException", err);
+        return -1;
+    }
+    events_kick_soon(iv);
+    return 0;
+}
+
+/* DryRun and Event only need the function to exist: answers 204 or queues (202). */
+static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res,
+                                   const realm_invoke_req_t *ir)
+{
+    char version[24];
+    realm_reg_err_t e;
+    if (realm_invoker_submit(iv, ir, version, &e) != 0) {
+        if (e.status == 429)
+            throttled(res, e.type, e.message);
+        else
+            reg_error(res, &e);
+        return;
+    }
     char rid[37];
     realm_str_uuid4(rid);
     realm_http_res_header(res, "x-amzn-RequestId", rid);
@@ -865,26 +889,18 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res, i
         realm_http_res_send(res, 204, NULL, NULL, 0);
         return;
     }
-    char err[256];
-    int64_t id = realm_queue_push(iv->queue, ir->tenant, name, qualifier, ir->payload, ir->len,
-                                  wall_ms(), err, sizeof(err));
-    if (id == REALM_QUEUE_FULL) {
-        throttled(res, "EventQueueFull", err);
-        return;
-    }
-    if (id < 0) {
-        amz_error(res, 500, "ServiceException", err);
-        return;
-    }
     realm_http_res_send(res, 202, NULL, NULL, 0);
-    events_kick_soon(iv);
 }
 
 static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invoker_t *iv,
                         int is_stream)
 {
-    invoke_req_t ir;
-    if (invoke_parse(req, res, is_stream, &ir) != 0) return;
+    realm_invoke_req_t ir;
+    realm_reg_err_t e;
+    if (realm_invoker_parse(req, is_stream, &ir, &e) != 0) {
+        reg_error(res, &e);
+        return;
+    }
     if (strcmp(ir.type, "RequestResponse") != 0) {
         invoke_without_running(iv, res, &ir);
         realm_buf_dispose(&ir.cc);
@@ -901,7 +917,6 @@ static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invo
     static const realm_inv_sink_t sync_sink = {.on_done = on_sync_done};
     static const realm_inv_sink_t stream_sink = {
         .on_stream = on_stream_start, .on_chunk = on_stream_chunk, .on_done = on_stream_done};
-    realm_reg_err_t e;
     realm_http_res_on_abort(res, call_aborted, c);
     realm_inv_t *inv =
         realm_invoker_start(iv, ir.tenant, ir.fn, ir.qualifier, &rq,
@@ -933,9 +948,12 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
     const char *fn = realm_http_req_param(req, "FunctionName");
     const char *payload;
     size_t len;
-    if (event_payload(req, res, ASYNC_LIMIT, "InvokeAsync", &payload, &len) != 0) return;
     resolved_t r;
     realm_reg_err_t e;
+    if (event_payload(req, ASYNC_LIMIT, "InvokeAsync", &payload, &len, &e) != 0) {
+        reg_error(res, &e);
+        return;
+    }
     if (resolve(iv, req->principal, fn, NULL, &r, &e) != 0) {
         reg_error(res, &e);
         return;
@@ -1095,6 +1113,11 @@ void realm_invoker_begin(realm_invoker_t *iv)
     if (pending)
         realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
     events_kick_soon(iv);
+}
+
+realm_queue_t *realm_invoker_queue(realm_invoker_t *iv)
+{
+    return iv->queue;
 }
 
 void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name)

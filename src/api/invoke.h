@@ -15,6 +15,7 @@
 #include "exec/exec.h"
 #include "http/server.h"
 #include "pkg/pkg.h"
+#include "queue/queue.h"
 #include "registry/registry.h"
 
 #include <uv.h>
@@ -50,6 +51,43 @@ realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const 
                                  const char *qualifier, const realm_inv_req_t *req,
                                  const realm_inv_sink_t *sink, void *data, char *executed_version,
                                  realm_reg_err_t *e);
+
+/* ---- Invoke's request, without a connection (also for fuzz/fuzz_invoke.c) ---- */
+
+/* An Invoke or InvokeWithResponseStream request, decoded and checked. */
+typedef struct {
+    const char *tenant;    /* borrowed from the request: its principal */
+    const char *fn;        /* borrowed: the path's FunctionName (percent-decoded); or NULL */
+    const char *qualifier; /* the Qualifier query parameter (in q), or NULL */
+    char q[160];
+    const char *type;    /* RequestResponse, Event or DryRun (borrowed, or static) */
+    int want_tail;       /* X-Amz-Log-Type: Tail */
+    const char *payload; /* the event (borrowed from the body, or static "{}") */
+    size_t len;
+    realm_buf_t cc; /* owned: the decoded X-Amz-Client-Context (JSON object), or empty */
+} realm_invoke_req_t;
+
+/*
+ * Reads the headers, query and body of an Invoke (is_stream: of an
+ * InvokeWithResponseStream) as routed: the invocation type, the log type,
+ * the payload (JSON; 6 MB, 256 KB for an Event) and the client context
+ * (base64 of a JSON object). Returns 0 (dispose ir), or -1 with e (400,
+ * 413) and nothing to dispose. req is borrowed for as long as ir is used.
+ */
+int realm_invoker_parse(const realm_http_req_t *req, int is_stream, realm_invoke_req_t *ir,
+                        realm_reg_err_t *e);
+void realm_invoke_req_dispose(realm_invoke_req_t *ir);
+/*
+ * An Event or DryRun request (not RequestResponse): resolves the function
+ * and, for an Event, puts it in the durable queue (it runs later). Returns 0
+ * with the version that would run in version; or -1 with e: the
+ * registry's error (404, 400...), 429 when the queue is full (e->type is
+ * then the throttle's Reason, EventQueueFull) or 500 on a storage error.
+ */
+int realm_invoker_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
+                         realm_reg_err_t *e);
+/* The Event queue (borrowed until realm_invoker_free; for tests and fuzzers). */
+realm_queue_t *realm_invoker_queue(realm_invoker_t *iv);
 
 /* Checks --provisioned's syntax: 0, or -1 with a message. */
 int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len);

@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "net/listener.h"
+#include "proto/rtmsg.h"
 
 #include <jansson.h>
 #include <stdio.h>
@@ -37,8 +38,8 @@ struct realm_runtime_s {
     realm_http_server_t *http;
     uv_loop_t *loop;
     realm_ws_config_t ws;
-    private_t *privates;          /* the environments' private listeners */
-    uint64_t private_accepted;    /* by private listeners already closed */
+    private_t *privates;       /* the environments' private listeners */
+    uint64_t private_accepted; /* by private listeners already closed */
     uint64_t private_rejected;
 };
 
@@ -59,15 +60,19 @@ static void send_rt_error(realm_http_res_t *res, int status, const char *type, c
     realm_http_res_send_json(res, status, o);
 }
 
+const char *realm_runtime_error_type(int status)
+{
+    return status == 413   ? "RequestEntityTooLarge"
+           : status == 404 ? "NotFound"
+           : status == 405 ? "MethodNotAllowed"
+           : status >= 500 ? "InternalServerError"
+                           : "InvalidRequest";
+}
+
 static void on_http_error(realm_http_res_t *res, int status, const char *message, void *data)
 {
     (void)data;
-    const char *type = status == 413   ? "RequestEntityTooLarge"
-                       : status == 404 ? "NotFound"
-                       : status == 405 ? "MethodNotAllowed"
-                       : status >= 500 ? "InternalServerError"
-                                       : "InvalidRequest";
-    send_rt_error(res, status, type, message);
+    send_rt_error(res, status, realm_runtime_error_type(status), message);
 }
 
 /* Answers an engine code; 1 if it was an error (answered). */
@@ -271,10 +276,24 @@ static const char *body_of(realm_http_req_t *req)
     return req->body.data ? req->body.data : "";
 }
 
-static int is_streamed(realm_http_req_t *req)
+int realm_runtime_response_mode(const realm_http_req_t *req)
 {
     const char *mode = realm_http_req_header(req, "Lambda-Runtime-Function-Response-Mode");
-    return mode && strcasecmp(mode, "streaming") == 0;
+    if (!mode) return 0;
+    return strcasecmp(mode, "streaming") == 0 ? 1 : -1;
+}
+
+int realm_runtime_stream_error(const realm_http_req_t *req, const char **type, realm_buf_t *body)
+{
+    /* The error of a failed stream comes in the trailers (a header is taken too). */
+    const char *et = realm_http_req_trailer(req, "Lambda-Runtime-Function-Error-Type");
+    const char *eb = realm_http_req_trailer(req, "Lambda-Runtime-Function-Error-Body");
+    if (!et) et = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Type");
+    if (!eb) eb = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Body");
+    *type = et;
+    if (!eb) return 0;
+    realm_str_b64_decode(eb, strlen(eb), body);
+    return 1;
 }
 
 /*
@@ -287,7 +306,7 @@ static int on_response_body(realm_http_req_t *req, realm_conn_t *c, const char *
 {
     (void)data;
     realm_env_t *env = realm_conn_tag(c);
-    if (!env || !is_streamed(req)) return 0;
+    if (!env || realm_runtime_response_mode(req) != 1) return 0;
     const char *id = realm_http_req_param(req, "id");
     if (is_first) realm_env_stream_begin(env, id, realm_http_req_header(req, "Content-Type"));
     if (len) realm_env_stream_write(env, id, bytes, len);
@@ -300,12 +319,12 @@ static void on_response(realm_http_req_t *req, realm_http_res_t *res, void *data
     realm_env_t *env = env_of(res);
     if (!env) return;
     const char *id = realm_http_req_param(req, "id");
-    const char *mode = realm_http_req_header(req, "Lambda-Runtime-Function-Response-Mode");
-    if (mode && strcasecmp(mode, "streaming") != 0) {
+    int mode = realm_runtime_response_mode(req);
+    if (mode < 0) {
         send_rt_error(res, 400, "InvalidFunctionResponseMode", "Invalid function response mode");
         return;
     }
-    if (!mode) {
+    if (mode == 0) {
         if (answer_code(res, realm_env_respond(env, id, body_of(req), req->body.len))) return;
         send_ok(res);
         return;
@@ -316,15 +335,11 @@ static void on_response(realm_http_req_t *req, realm_http_res_t *res, void *data
     int rc = realm_env_stream_write(env, id, "", 0);
     if (rc == REALM_ENV_BAD_STATE) rc = realm_env_stream_begin(env, id, NULL);
     if (answer_code(res, rc)) return;
-    /* The error of a failed stream comes in the trailers (a header is taken too). */
-    const char *et = realm_http_req_trailer(req, "Lambda-Runtime-Function-Error-Type");
-    const char *eb = realm_http_req_trailer(req, "Lambda-Runtime-Function-Error-Body");
-    if (!et) et = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Type");
-    if (!eb) eb = realm_http_req_header(req, "Lambda-Runtime-Function-Error-Body");
+    const char *et;
     realm_buf_t err;
     realm_buf_init(&err);
-    if (eb) realm_str_b64_decode(eb, strlen(eb), &err);
-    rc = realm_env_stream_end(env, id, et, eb ? (err.data ? err.data : "") : NULL, err.len);
+    int has_body = realm_runtime_stream_error(req, &et, &err);
+    rc = realm_env_stream_end(env, id, et, has_body ? (err.data ? err.data : "") : NULL, err.len);
     realm_buf_dispose(&err);
     if (answer_code(res, rc)) return;
     send_ok(res);
@@ -354,18 +369,17 @@ static void on_init_error(realm_http_req_t *req, realm_http_res_t *res, void *da
 
 /* ---- WebSocket channel ---- */
 
-static void chan_send(chan_t *ch, json_t *o)
+static void chan_send(chan_t *ch, char *text, size_t len)
 {
-    char *text = json_dumps(o, JSON_COMPACT);
-    json_decref(o);
-    if (!ch->is_closed) realm_ws_send_text(ch->ws, text, strlen(text));
+    if (!ch->is_closed) realm_ws_send_text(ch->ws, text, len);
     free(text);
 }
 
 static void chan_error(chan_t *ch, const char *code, const char *msg)
 {
-    chan_send(ch,
-              json_pack("{s:s, s:s, s:s}", "type", "error_response", "message", msg, "code", code));
+    size_t len;
+    char *text = realm_rtmsg_error_response(code, msg, &len);
+    chan_send(ch, text, len);
 }
 
 static void on_chan_work(realm_env_t *env, const realm_env_work_t *w, void *data)
@@ -377,15 +391,16 @@ static void on_chan_work(realm_env_t *env, const realm_env_work_t *w, void *data
         if (!ch->is_closed) realm_ws_close(ch->ws, 1001, "environment stopped");
         return;
     }
-    json_t *payload =
-        json_loadb(w->payload, w->payload_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    if (!payload) payload = json_stringn_nocheck(w->payload, w->payload_len);
-    json_t *cc = w->client_context ? json_loads(w->client_context, 0, NULL) : NULL;
-    chan_send(ch, json_pack("{s:s, s:s, s:o, s:I, s:s, s:s, s:o, s:n}", "type", "invocation",
-                            "request_id", w->request_id, "payload", payload, "deadline_ms",
-                            (json_int_t)w->deadline_ms, "invoked_function_arn", w->invoked_arn,
-                            "trace_id", w->trace_id, "client_context", cc ? cc : json_null(),
-                            "cognito_identity"));
+    const realm_rtmsg_invocation_t inv = {.request_id = w->request_id,
+                                          .payload = w->payload,
+                                          .payload_len = w->payload_len,
+                                          .deadline_ms = w->deadline_ms,
+                                          .invoked_arn = w->invoked_arn,
+                                          .trace_id = w->trace_id,
+                                          .client_context = w->client_context};
+    size_t len;
+    char *text = realm_rtmsg_invocation(&inv, &len);
+    chan_send(ch, text, len);
 }
 
 static void chan_next(chan_t *ch)
@@ -411,98 +426,78 @@ static void chan_code(chan_t *ch, int rc)
         chan_error(ch, "INVALID_STATE", "out of order for this environment");
 }
 
-static void chan_error_msg(chan_t *ch, json_t *m, const char *id)
+/* One decoded message (proto/rtmsg.h) applied to the environment. */
+static void chan_apply(chan_t *ch, const realm_rtmsg_t *m)
 {
-    json_t *st = json_object_get(m, "stack_trace");
-    const char *et = json_string_value(json_object_get(m, "error_type"));
-    const char *em = json_string_value(json_object_get(m, "error_message"));
-    json_t *body = json_pack("{s:s, s:s, s:O}", "errorMessage", em ? em : "", "errorType",
-                             et && et[0] ? et : "Unhandled", "stackTrace",
-                             json_is_array(st) ? st : json_array());
-    if (json_is_array(st)) json_object_set(body, "stackTrace", st);
-    char *text = json_dumps(body, JSON_COMPACT);
-    json_decref(body);
-    int rc = realm_env_fail(ch->env, id, et, text, strlen(text));
-    free(text);
-    chan_code(ch, rc);
-    if (rc == REALM_ENV_OK) chan_next(ch);
+    const char *id = m->request_id;
+    int rc;
+    switch (m->kind) {
+    case REALM_RTMSG_BAD:
+        chan_error(ch, "BAD_MESSAGE", m->bad);
+        return;
+    case REALM_RTMSG_PING: {
+        size_t len;
+        char *text = realm_rtmsg_pong(&len);
+        chan_send(ch, text, len);
+        return;
+    }
+    case REALM_RTMSG_PONG:
+        return; /* keep-alive answer */
+    case REALM_RTMSG_REGISTER:
+        if (ch->is_registered) {
+            chan_error(ch, "INVALID_STATE", "already registered");
+            return;
+        }
+        ch->is_registered = 1;
+        realm_debug("environment %s registered on the WebSocket channel", realm_env_id(ch->env));
+        chan_next(ch);
+        return;
+    default:
+        break;
+    }
+    if (!ch->is_registered) {
+        chan_error(ch, "NOT_REGISTERED", "send register first");
+        return;
+    }
+    switch (m->kind) {
+    case REALM_RTMSG_RESPONSE:
+        rc = realm_env_respond(ch->env, id, m->data, m->data_len);
+        chan_code(ch, rc == REALM_ENV_TOO_LARGE ? REALM_ENV_OK : rc);
+        if (rc == REALM_ENV_OK || rc == REALM_ENV_TOO_LARGE) chan_next(ch);
+        break;
+    case REALM_RTMSG_ERROR:
+        rc = realm_env_fail(ch->env, id, m->error_type, m->data, m->data_len);
+        chan_code(ch, rc);
+        if (rc == REALM_ENV_OK) chan_next(ch);
+        break;
+    case REALM_RTMSG_STREAM_START:
+        chan_code(ch, realm_env_stream_begin(ch->env, id, m->content_type));
+        break;
+    case REALM_RTMSG_CHUNK:
+        if (m->bad)
+            chan_error(ch, "BAD_MESSAGE", m->bad);
+        else
+            chan_code(ch, realm_env_stream_write(ch->env, id, m->data, m->data_len));
+        break;
+    case REALM_RTMSG_STREAM_END:
+        rc = realm_env_stream_end(ch->env, id, m->error_type, m->is_failed ? m->data : NULL,
+                                  m->is_failed ? m->data_len : 0);
+        chan_code(ch, rc);
+        if (rc == REALM_ENV_OK) chan_next(ch);
+        break;
+    default:
+        chan_error(ch, "BAD_MESSAGE", m->bad ? m->bad : "unknown message type");
+        break;
+    }
 }
 
 static void on_chan_message(realm_ws_t *ws, int is_text, const char *data, size_t len, void *ud)
 {
     (void)ws;
-    chan_t *ch = ud;
-    json_t *m = is_text ? json_loadb(data, len, JSON_ALLOW_NUL, NULL) : NULL;
-    const char *type = json_string_value(json_object_get(m, "type"));
-    if (!type) {
-        chan_error(ch, "BAD_MESSAGE", "expected a JSON object with a \"type\"");
-        json_decref(m);
-        return;
-    }
-    const char *id = json_string_value(json_object_get(m, "request_id"));
-    if (strcmp(type, "ping") == 0) {
-        chan_send(ch, json_pack("{s:s}", "type", "pong"));
-    } else if (strcmp(type, "pong") == 0) {
-        /* keep-alive answer */
-    } else if (strcmp(type, "register") == 0) {
-        if (ch->is_registered) {
-            chan_error(ch, "INVALID_STATE", "already registered");
-        } else {
-            ch->is_registered = 1;
-            realm_debug("environment %s registered on the WebSocket channel",
-                        realm_env_id(ch->env));
-            chan_next(ch);
-        }
-    } else if (!ch->is_registered) {
-        chan_error(ch, "NOT_REGISTERED", "send register first");
-    } else if (strcmp(type, "response") == 0) {
-        json_t *p = json_object_get(m, "payload");
-        char *text = p ? json_dumps(p, JSON_COMPACT | JSON_ENCODE_ANY) : realm_strdup("null");
-        int rc = realm_env_respond(ch->env, id, text, strlen(text));
-        free(text);
-        chan_code(ch, rc == REALM_ENV_TOO_LARGE ? REALM_ENV_OK : rc);
-        if (rc == REALM_ENV_OK || rc == REALM_ENV_TOO_LARGE) chan_next(ch);
-    } else if (strcmp(type, "error") == 0) {
-        chan_error_msg(ch, m, id);
-    } else if (strcmp(type, "stream_start") == 0) {
-        chan_code(ch, realm_env_stream_begin(
-                          ch->env, id, json_string_value(json_object_get(m, "content_type"))));
-    } else if (strcmp(type, "chunk") == 0) {
-        const char *text = json_string_value(json_object_get(m, "data"));
-        const char *b64 = json_string_value(json_object_get(m, "data_b64"));
-        if (text) {
-            chan_code(ch, realm_env_stream_write(ch->env, id, text,
-                                                 json_string_length(json_object_get(m, "data"))));
-        } else if (b64) {
-            realm_buf_t b;
-            realm_buf_init(&b);
-            if (realm_str_b64_decode(b64, strlen(b64), &b) != 0) {
-                chan_error(ch, "BAD_MESSAGE", "data_b64 is not base64");
-            } else {
-                chan_code(ch, realm_env_stream_write(ch->env, id, b.data ? b.data : "", b.len));
-            }
-            realm_buf_dispose(&b);
-        } else {
-            chan_error(ch, "BAD_MESSAGE", "a chunk needs \"data\" or \"data_b64\"");
-        }
-    } else if (strcmp(type, "stream_end") == 0) {
-        const char *et = json_string_value(json_object_get(m, "error_type"));
-        const char *em = json_string_value(json_object_get(m, "error_message"));
-        char *body = NULL;
-        if (et || em) {
-            json_t *b = json_pack("{s:s, s:s}", "errorMessage", em ? em : "", "errorType",
-                                  et ? et : "Unhandled");
-            body = json_dumps(b, JSON_COMPACT);
-            json_decref(b);
-        }
-        int rc = realm_env_stream_end(ch->env, id, et, body, body ? strlen(body) : 0);
-        free(body);
-        chan_code(ch, rc);
-        if (rc == REALM_ENV_OK) chan_next(ch);
-    } else {
-        chan_error(ch, "BAD_MESSAGE", "unknown message type");
-    }
-    json_decref(m);
+    realm_rtmsg_t m;
+    realm_rtmsg_parse(data, len, is_text, &m);
+    chan_apply(ud, &m);
+    realm_rtmsg_dispose(&m);
 }
 
 static void on_chan_close(realm_ws_t *ws, void *ud)

@@ -40,4 +40,22 @@ void realm_runtime_private_close(void *handle, void *data);
 void realm_runtime_private_counts(const realm_runtime_t *rt, uint64_t *open, uint64_t *accepted,
                                   uint64_t *rejected);
 
+/* ---- the HTTP routes' decoding, without a connection (also for fuzz/fuzz_runtime.c) ---- */
+
+/* The errorType of an HTTP-level refusal on this surface (413 RequestEntityTooLarge...). */
+const char *realm_runtime_error_type(int status);
+/*
+ * A POST .../response's Lambda-Runtime-Function-Response-Mode: 0 buffered
+ * (absent), 1 streaming, -1 anything else (400 InvalidFunctionResponseMode).
+ */
+int realm_runtime_response_mode(const realm_http_req_t *req);
+/*
+ * The error of a streamed response that failed midway: the
+ * Lambda-Runtime-Function-Error-Type and -Error-Body trailers, else headers.
+ * *type is borrowed from req (NULL when absent). Returns 1 when there is an
+ * error body, its base64 decoded into body (what decodes of it when it is
+ * not base64); 0 when none.
+ */
+int realm_runtime_stream_error(const realm_http_req_t *req, const char **type, realm_buf_t *body);
+
 #endif

@@ -198,7 +198,9 @@ static int hexval(int c)
     return -1;
 }
 
-static char *percent_decode(const char *s, size_t len)
+/* A new string of s's len bytes decoded; its length (which a %00 makes
+ * longer than strlen) in *out_len when given. */
+static char *percent_decode(const char *s, size_t len, size_t *out_len)
 {
     char *out = realm_malloc(len + 1);
     size_t o = 0;
@@ -213,6 +215,7 @@ static char *percent_decode(const char *s, size_t len)
         out[o++] = s[i];
     }
     out[o] = '\0';
+    if (out_len) *out_len = o;
     return out;
 }
 
@@ -229,7 +232,7 @@ long realm_http_query_param(const char *query, const char *name, size_t nth, cha
         if ((size_t)(kend - p) == nlen && strncmp(p, name, nlen) == 0 && nth-- == 0) {
             const char *v = eq ? eq + 1 : end;
             if ((size_t)(end - v) >= out_len) return -1;
-            char *dec = percent_decode(v, (size_t)(end - v));
+            char *dec = percent_decode(v, (size_t)(end - v), NULL);
             size_t dlen = strlen(dec);
             memcpy(out, dec, dlen + 1);
             free(dec);
@@ -276,8 +279,16 @@ static int route_match(const char *pattern, const char *path, realm_http_req_t *
                 name = names[names_cnt++];
             }
             if (!name) goto no;
+            /* A segment that decodes to a NUL (%00) would name something
+             * shorter than it says (f%00x as f): it matches nothing. */
+            size_t dlen;
+            char *value = percent_decode(s, (size_t)(seg_end - s), &dlen);
+            if (strlen(value) != dlen) {
+                free(value);
+                goto no;
+            }
             req->param_names[req->params_cnt] = name;
-            req->param_values[req->params_cnt++] = percent_decode(s, (size_t)(seg_end - s));
+            req->param_values[req->params_cnt++] = value;
             p = close + 1;
             s = seg_end;
             continue;
@@ -313,36 +324,57 @@ static int has_escaped_ctl(const char *s)
 
 const char realm_http_msg_ctl[] = "the request path or query holds a control character";
 
-/* Finds the route; on failure sets hc->route_status to 400, 404 or 405. */
-static void route_request(http_conn_t *hc)
+/*
+ * The route for req (params filled), or NULL with *status 400 (an escaped
+ * control character in the path or query), 404 or 405 (the methods the
+ * path allows then in allow, when given).
+ */
+static const route_t *find_route(const realm_http_server_t *srv, realm_http_req_t *req, int *status,
+                                 char *allow, size_t allow_len)
 {
-    realm_http_server_t *srv = hc->srv;
-    realm_http_req_t *req = &hc->parser.req;
     const char *method = req->method_name;
     if (strcmp(method, "HEAD") == 0) method = "GET";
-    hc->route = NULL;
-    hc->route_status = 404;
-    hc->allow[0] = '\0';
+    *status = 404;
+    if (allow) allow[0] = '\0';
     if (has_escaped_ctl(req->path) || has_escaped_ctl(req->query)) {
-        hc->route_status = 400;
-        return;
+        *status = 400;
+        return NULL;
     }
     for (size_t i = 0; i < srv->routes_cnt; i++) {
         const route_t *r = &srv->routes[i];
         if (!route_match(r->pattern, req->path, req)) continue;
         if (strcmp(r->method, method) == 0) {
-            hc->route = r;
-            hc->route_status = 0;
-            return;
+            *status = 0;
+            return r;
         }
-        hc->route_status = 405;
-        size_t n = strlen(hc->allow);
-        if (!strstr(hc->allow, r->method) && n + strlen(r->method) + 8 < sizeof(hc->allow)) {
-            snprintf(hc->allow + n, sizeof(hc->allow) - n, "%s%s%s", n ? ", " : "", r->method,
+        *status = 405;
+        if (!allow) continue;
+        size_t n = strlen(allow);
+        if (!strstr(allow, r->method) && n + strlen(r->method) + 8 < allow_len) {
+            snprintf(allow + n, allow_len - n, "%s%s%s", n ? ", " : "", r->method,
                      strcmp(r->method, "GET") == 0 ? ", HEAD" : "");
         }
     }
     clear_params(req);
+    return NULL;
+}
+
+/* Finds the route; on failure sets hc->route_status to 400, 404 or 405. */
+static void route_request(http_conn_t *hc)
+{
+    hc->route =
+        find_route(hc->srv, &hc->parser.req, &hc->route_status, hc->allow, sizeof(hc->allow));
+}
+
+int realm_http_server_match(const realm_http_server_t *s, realm_http_req_t *req,
+                            const char **pattern, uint64_t *max_body)
+{
+    int status;
+    const route_t *r = find_route(s, req, &status, NULL, 0);
+    if (!r) return status;
+    if (pattern) *pattern = r->pattern;
+    if (max_body) *max_body = r->max_body ? r->max_body : s->limits.max_body_bytes;
+    return 0;
 }
 
 /* ---- server ------------------------------------------------------------- */

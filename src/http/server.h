@@ -58,7 +58,8 @@ void realm_http_server_free(realm_http_server_t *s);
 /*
  * Adds a route. method is "GET", "POST", ... (HEAD is served by GET routes).
  * pattern is a path; a segment "{name}" captures one segment (percent-
- * decoded, read with realm_http_req_param); a final "*" matches any rest.
+ * decoded, read with realm_http_req_param; a segment holding %00 matches
+ * nothing); a final "*" matches any rest.
  * max_body 0 means the server default. Strings are borrowed (use literals).
  */
 void realm_http_server_route(realm_http_server_t *s, const char *method, const char *pattern,
@@ -87,6 +88,14 @@ void realm_http_server_set_guard(realm_http_server_t *s, realm_http_guard_cb cb,
 void realm_http_server_set_observer(realm_http_server_t *s, realm_http_observe_cb cb, void *data);
 /* New requests get `Connection: close` from now on (graceful shutdown). */
 void realm_http_server_drain(realm_http_server_t *s);
+/*
+ * Routes a parsed request without a connection, as a request on one would
+ * be (for fuzzers and tests): 0 with the route's pattern (borrowed) and body
+ * limit, req's params filled (freed by the parser's dispose or the next
+ * match); or 404 (no such path) or 405 (not with this method).
+ */
+int realm_http_server_match(const realm_http_server_t *s, realm_http_req_t *req,
+                            const char **pattern, uint64_t *max_body);
 /* Starts speaking HTTP on a newly accepted connection. */
 void realm_http_server_attach(realm_http_server_t *s, realm_conn_t *c);
 /* Calls cb for every HTTP connection of this server (not upgraded ones). */
