@@ -395,6 +395,15 @@ static void report(realm_env_t *env, realm_inv_t *inv)
     pool_t *p = env->pool ? env->pool : inv->pool;
     double ms = (double)(uv_hrtime() - inv->started_ns) / 1e6;
     uint64_t peak = env->sp ? realm_sandbox_group_memory_peak(realm_spawn_group(env->sp)) : 0;
+    /* What the runtime wrote before it answered may still wait in the pipes
+     * (the answer's socket can be read first in the same loop turn): it
+     * belongs before END. */
+    if (env->sp) {
+        realm_inv_t *was = env->inv;
+        env->inv = inv; /* on_spawn_output logs to env->inv */
+        realm_spawn_drain(env->sp);
+        env->inv = was;
+    }
     platform_line(p, inv, "END RequestId: %s", inv->request_id);
     platform_line(p, inv,
                   "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %.0f ms\tMemory Size: "

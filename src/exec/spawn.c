@@ -80,6 +80,26 @@ static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
     if (n < 0) uv_read_stop(s);
 }
 
+void realm_spawn_drain(realm_spawn_t *sp)
+{
+    if (sp->is_freed || !sp->is_running) return;
+    uv_pipe_t *pipes[2] = {&sp->out, &sp->err};
+    char chunk[READ_CHUNK];
+    for (int i = 0; i < 2; i++) {
+        uv_os_fd_t fd;
+        if (uv_is_closing((uv_handle_t *)pipes[i]) || uv_fileno((uv_handle_t *)pipes[i], &fd) != 0)
+            continue;
+        /* libuv's pipe is non-blocking: this stops at EAGAIN, and the
+         * loop's own read later finds nothing or what came after. */
+        for (int rounds = 0; rounds < 64; rounds++) {
+            ssize_t n = read(fd, chunk, sizeof(chunk));
+            if (n <= 0) break;
+            if (sp->cb.on_output) sp->cb.on_output(sp, i + 1, chunk, (size_t)n, sp->data);
+            if (sp->is_freed) return;
+        }
+    }
+}
+
 /* ---- ready (bwrap's info, then the go-ahead) ---- */
 
 static void ready_done(realm_spawn_t *sp)

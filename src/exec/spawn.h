@@ -65,6 +65,9 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
                       void *data, realm_spawn_t **out, char *err, size_t err_len);
 /* Lets a sandbox held by on_ready run its command (once; later calls do nothing). */
 void realm_spawn_go(realm_spawn_t *sp);
+/* Reads what its stdout and stderr hold right now (without waiting) and
+ * hands it to on_output at once. */
+void realm_spawn_drain(realm_spawn_t *sp);
 /* SIGKILLs the process and everything in its cgroups (on_exit follows). */
 void realm_spawn_kill(realm_spawn_t *sp);
 /* Host pid of the spawned trampoline/bwrap. */

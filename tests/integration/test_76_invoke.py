@@ -130,6 +130,27 @@ def test_tail_log_is_at_most_4_kb_and_ends_with_report(lam):
     assert log.rstrip("\n").splitlines()[-1].startswith("REPORT RequestId: "), log
 
 
+def test_output_written_just_before_the_answer_is_in_the_tail(lam):
+    """A Python function that writes 256 KB and answers at once: what is
+    still in the output pipe when the answer arrives belongs before END."""
+    deploy_python(lam, "burst-py", """
+import sys
+def handler(event, context):
+    for i in range(4096):
+        sys.stdout.write("filler %d %s\\n" % (i, "y" * 50))
+    print("last-line " + event["marker"])
+    return "done"
+""")
+    for _ in range(5):
+        marker = uuid.uuid4().hex
+        r, p = invoke(lam, "burst-py", {"marker": marker}, LogType="Tail")
+        assert p == "done", p
+        log = tail_log(r)
+        lines = log.splitlines()
+        end = [i for i, l in enumerate(lines) if l.startswith("END RequestId: ")]
+        assert len(end) == 1 and f"last-line {marker}" in lines[end[0] - 1], log
+
+
 def test_versions_aliases_and_qualifier(lam):
     src = "exports.handler = async (e, ctx) => ({ code: 'CODE', version: ctx.functionVersion, " \
           "arn: ctx.invokedFunctionArn });\n"
