@@ -95,6 +95,14 @@ exports.handler = async (event) => {
   for (const [p, v] of Object.entries(SYSCTLS)) r.sysctl_writes[p] = tryWrite(p, v);
   r.connects = {};
   for (const [h, p] of event.targets || []) r.connects[`${h}:${p}`] = await connect(h, p, 2000);
+  for (const name of event.abstract || []) {
+    r.connects[`@${name}`] = await new Promise((resolve) => {
+      const s = net.connect({ path: `\0${name}` });
+      s.setTimeout(2000, () => { s.destroy(); resolve('timeout'); });
+      s.on('connect', () => { s.destroy(); resolve('connected'); });
+      s.on('error', (e) => resolve(e.code || String(e)));
+    });
+  }
   r.outbound = {};
   for (const [h, p] of event.outbound || []) r.outbound[`${h}:${p}`] = await connect(h, p, 5000);
   r.listening = listening();

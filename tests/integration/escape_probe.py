@@ -89,6 +89,19 @@ def connect(host, port, timeout=2.0):
         s.close()
 
 
+def connect_abstract(name):
+    """A Unix socket in the abstract namespace (per network namespace)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(2)
+    try:
+        s.connect("\0" + name)
+        return "connected"
+    except OSError as e:
+        return err_name(e)
+    finally:
+        s.close()
+
+
 def listening_ports():
     """Local ports in LISTEN state in /proc/net/tcp{,6}: what this network
     namespace shows."""
@@ -196,6 +209,8 @@ def probe(event):
     r["sysctl_writes"] = sysctl_writes()
     r["connects"] = {f"{h}:{p}": connect(h, p) for h, p in event.get("targets", [])}
     r["outbound"] = {f"{h}:{p}": connect(h, p, 5.0) for h, p in event.get("outbound", [])}
+    for name in event.get("abstract", []):
+        r["connects"]["@" + name] = connect_abstract(name)
     r["listening"] = listening_ports()
     r["host_paths"] = {p: os.path.lexists(p) for p in HOST_PATHS + event.get("host_paths", [])}
     r["ro_writes"] = ro_writes()

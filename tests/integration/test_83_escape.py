@@ -6,7 +6,8 @@ Each function runs the same attempts (escape_probe.py, escape_probe.js): its
 identity, writes anywhere under /proc (sysctls such as core_pattern, which a
 crash would run as real root), TCP connections to every host loopback port
 Realm and an unrelated listener have (directly, through the user-mode
-stack's gateway, over IPv6), the host's sockets in /proc/net, host paths,
+stack's gateway, over IPv6), a Unix socket in the host's abstract
+namespace, the host's sockets in /proc/net, host paths,
 writes outside /tmp, and the syscalls the sandbox denies (unshare, mount,
 ptrace, bpf, keyrings, io_uring, raw sockets...). The test then checks from
 the host: every process the server started runs as an unprivileged host
@@ -105,13 +106,20 @@ def host_sysctls():
 
 
 class Listener:
-    """A TCP listener on the host's loopback that counts what it accepts."""
+    """A TCP listener on the host's loopback, or a Unix socket in the host's
+    abstract namespace, that counts what it accepts."""
 
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
+    def __init__(self, abstract=None):
+        if abstract:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.bind("\0" + abstract)
+            self.port = None
+        else:
+            self.sock = socket.socket()
+            self.sock.bind(("127.0.0.1", 0))
+            self.port = self.sock.getsockname()[1]
+        self.abstract = abstract
         self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.accepted = 0
         self.closed = False
         self.t = threading.Thread(target=self._run, daemon=True)
@@ -131,7 +139,12 @@ class Listener:
         self.closed = True
         # Wake accept() so the thread ends.
         with contextlib.suppress(OSError):
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+            if self.abstract:
+                c = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                c.connect("\0" + self.abstract)
+                c.close()
+            else:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
         self.sock.close()
         self.t.join(timeout=5)
 
@@ -187,6 +200,13 @@ def outside():
 @pytest.fixture(scope="module")
 def unrelated():
     l = Listener()
+    yield l
+    l.close()
+
+
+@pytest.fixture(scope="module")
+def abstract():
+    l = Listener(abstract=f"realm-escape-{os.getpid()}")
     yield l
     l.close()
 
@@ -247,12 +267,12 @@ def descendants(pid):
 
 
 @pytest.mark.parametrize("runtime", ["node", "python", "provided"])
-def test_no_escape(deployed, runtime, outside, unrelated, host_sysctls):
+def test_no_escape(deployed, runtime, outside, unrelated, abstract, host_sysctls):
     s, lam, mode = deployed
     before = host_sysctls
     ports = [s.ports[n] for n in ("client", "control", "runtime", "metrics")] + [unrelated.port]
     targets = [[h, p] for h in ("127.0.0.1", "127.0.0.2", "10.0.2.2", "::1") for p in ports]
-    event = {"targets": targets, "outbound": [list(outside)],
+    event = {"targets": targets, "outbound": [list(outside)], "abstract": [abstract.abstract],
              "host_paths": [s.data_dir, os.path.dirname(s.data_dir), HERE]}
     resp = lam.invoke(FunctionName=f"esc-{runtime}", Payload=json.dumps(event).encode())
     body = resp["Payload"].read()
@@ -291,7 +311,8 @@ def test_no_escape(deployed, runtime, outside, unrelated, host_sysctls):
     # The host's loopback services are out of reach, and out of sight.
     assert all(v != "connected" for v in r["connects"].values()), (where, r["connects"])
     assert not set(ports) & set(r["listening"]), (where, r["listening"])
-    assert unrelated.accepted == 0, where
+    assert unrelated.accepted == 0 and abstract.accepted == 0, where
+    assert f"@{abstract.abstract}" in r["connects"], r["connects"]
 
     # Host files invisible; nothing writable but /tmp; the kernel's admin surface refused.
     assert not any(r["host_paths"].values()), (where, r["host_paths"])
