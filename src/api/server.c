@@ -419,6 +419,19 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- execution ---- */
 
+/* "FIRST-LAST", 1 <= FIRST <= LAST < 2^32 - 1. */
+static int parse_uid_range(const char *s, unsigned long *first, unsigned long *last)
+{
+    char *e;
+    errno = 0;
+    *first = strtoul(s, &e, 10);
+    if (errno || e == s || *e != '-' || *first == 0) return -1;
+    const char *t = e + 1;
+    *last = strtoul(t, &e, 10);
+    if (errno || e == t || *e || *last < *first || *last > 0xfffffffeul) return -1;
+    return 0;
+}
+
 /* Disk images left by environments of an earlier process; the empty ext4
  * images made once per size (ext4-MB.img) stay. */
 static void clean_scratch(const char *dir)
@@ -534,14 +547,7 @@ static void setup_exec(realm_server_t *s)
         realm_warn("sandbox: --env-network=host: functions share the host's network and can "
                    "reach its loopback services (local development only)");
     unsigned long uid_first = 0, uid_last = 0;
-    if (sscanf(cfg->env_host_uids, "%lu-%lu", &uid_first, &uid_last) != 2 || uid_first == 0 ||
-        uid_last < uid_first || uid_last > 0xfffffffeul) {
-        realm_warn("sandbox: --env-host-uids %s is not FIRST-LAST (1 and up): using "
-                   "1000000-1999999",
-                   cfg->env_host_uids);
-        uid_first = 1000000;
-        uid_last = 1999999;
-    }
+    parse_uid_range(cfg->env_host_uids, &uid_first, &uid_last); /* checked at start */
     s->scratch_dir[0] = '\0';
     if (cfg->env_tmp_disk && realm_sandbox_scratch_usable()) {
         char dir[4096];
@@ -685,6 +691,13 @@ static void free_early(realm_server_t *s)
 int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t **out, char *err,
                      size_t err_len)
 {
+    unsigned long uid_first, uid_last;
+    if (parse_uid_range(cfg->env_host_uids, &uid_first, &uid_last) != 0) {
+        snprintf(err, err_len,
+                 "--env-host-uids: '%s' is not FIRST-LAST (1 <= FIRST <= LAST <= 4294967294)",
+                 cfg->env_host_uids);
+        return -1;
+    }
     if (mkdir_p(cfg->data_dir) != 0) {
         snprintf(err, err_len, "data dir %s: %s", cfg->data_dir, strerror(errno));
         return -1;

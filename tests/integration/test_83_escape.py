@@ -425,3 +425,12 @@ def test_a_function_cannot_take_the_servers_descriptors_through_its_runtime_api(
         assert r["opened"] + r["failed"] == 300, r
         # The runtime's own connection is one of the 16.
         assert 0 < r["held"] <= 16, r
+
+
+@pytest.mark.parametrize("value", ["0-9", "5-2", "abc", "100-", "1-4294967295"])
+def test_a_bad_host_uid_range_stops_the_server_at_start(value, tmp_path):
+    p = subprocess.run([realm_bin(), "serve", "--port", "0", "--control-port", "0",
+                        "--runtime-port", "0", "--metrics-port", "0",
+                        "--data-dir", str(tmp_path / "d"), "--env-host-uids", value],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0 and "--env-host-uids" in p.stderr, (p.returncode, p.stderr)
