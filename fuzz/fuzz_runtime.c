@@ -246,7 +246,8 @@ static size_t http(const uint8_t *data, size_t size, size_t step)
             if (rc == REALM_HTTP_HEAD_DONE) {
                 uint64_t limit = 1024 * 1024;
                 int st = realm_http_server_match(server, r, &pattern, &limit);
-                if (st != 0 && st != 404 && st != 405) __builtin_trap();
+                /* 400: an escaped control character in the path or query. */
+                if (st != 0 && st != 400 && st != 404 && st != 405) __builtin_trap();
                 if (st != 0) {
                     pattern = NULL;
                     if (!realm_runtime_error_type(st)) __builtin_trap();
