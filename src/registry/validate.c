@@ -111,8 +111,11 @@ int reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_err_t *e
         *out = json_integer_value(v);
         return 1;
     }
-    if (json_is_real(v) && json_real_value(v) == (double)(long long)json_real_value(v)) {
-        *out = (long long)json_real_value(v);
+    /* 3.0 is 3; a real outside long long's range is no integer of ours
+     * (and converting it would be undefined). */
+    double d = json_is_real(v) ? json_real_value(v) : 0.5;
+    if (d >= -9223372036854775808.0 && d < 9223372036854775808.0 && d == (double)(long long)d) {
+        *out = (long long)d;
         return 1;
     }
     return reg_invalid(e, "%s must be an integer", key);

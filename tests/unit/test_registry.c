@@ -227,6 +227,13 @@ static void test_create_validation(void **state)
         {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Timeout\":\"3\","
          "\"Code\":{\"ZipFile\":\"AA==\"}}",
          "integer"},
+        /* A real beyond long long (converting it was undefined; fuzz_registry). */
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\","
+         "\"Timeout\":8.8e67,\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "integer"},
+        {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\","
+         "\"MemorySize\":-1e300,\"Code\":{\"ZipFile\":\"AA==\"}}",
+         "integer"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *out = create(f->r, cases[i].json, 'a', &e);
