@@ -74,6 +74,7 @@ struct realm_server_s {
     char node_modules_dir[4096];
     char logs_dir[4096];
     char scratch_dir[4096]; /* environments' /tmp disks; "" for tmpfs */
+    char spawn_exe[4096];   /* the trampoline: realm-spawn beside us, or ourselves */
     realm_http_server_t *http[L_COUNT];
     realm_listener_t *listeners[L_COUNT];
     size_t max_conns[L_COUNT]; /* each listener's connection limit (plan_fds) */
@@ -419,6 +420,24 @@ static void on_tick(uv_timer_t *t)
 
 /* ---- execution ---- */
 
+/* realm-spawn in our own directory (it loads faster than we do), else
+ * ourselves: both take `__spawn ARGS...`. */
+static void find_spawn_exe(char *out, size_t len)
+{
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        self[n] = '\0';
+        char *slash = strrchr(self, '/');
+        if (slash) {
+            *slash = '\0';
+            snprintf(out, len, "%.4000s/realm-spawn", self);
+            if (access(out, X_OK) == 0) return;
+        }
+    }
+    snprintf(out, len, "/proc/self/exe");
+}
+
 /* "FIRST-LAST", 1 <= FIRST <= LAST < 2^32 - 1. */
 static int parse_uid_range(const char *s, unsigned long *first, unsigned long *last)
 {
@@ -536,6 +555,7 @@ static void setup_exec(realm_server_t *s)
         realm_warn("sandbox: no usable cgroup: the runtime API cannot tell environments apart "
                    "(every runtime connection is refused)");
     find_runtimes(s);
+    find_spawn_exe(s->spawn_exe, sizeof(s->spawn_exe));
     snprintf(s->logs_dir, sizeof(s->logs_dir), "%s/logs", cfg->data_dir);
     realm_exec_net_t net = strcmp(cfg->env_network, "none") == 0   ? REALM_EXEC_NET_NONE
                            : strcmp(cfg->env_network, "host") == 0 ? REALM_EXEC_NET_HOST
@@ -566,7 +586,7 @@ static void setup_exec(realm_server_t *s)
     realm_exec_opts_t xo = {
         .loop = s->loop,
         .probe = &s->probe,
-        .self_exe = "/proc/self/exe",
+        .self_exe = s->spawn_exe,
         .runtimes_dir = s->runtimes_dir,
         .node_modules_dir = s->node_modules_dir[0] ? s->node_modules_dir : NULL,
         .logs_dir = s->logs_dir,
