@@ -1049,6 +1049,11 @@ static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
     realm_buf_dispose(&out);
 }
 
+size_t realm_invoker_events_pending(realm_invoker_t *iv)
+{
+    return iv->queue ? realm_queue_pending(iv->queue) : 0;
+}
+
 /* GET /realm/v1/functions/{name}/failed-events: Event invocations that failed for good. */
 static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
@@ -1061,7 +1066,9 @@ static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void 
     realm_http_res_header(res, "x-amzn-RequestId", rid);
     realm_http_res_send_json(res, 200,
                              json_pack("{s:o, s:I}", "FailedEvents", list ? list : json_array(),
-                                       "Pending", (json_int_t)realm_queue_pending(iv->queue)));
+                                       "Pending",
+                                       (json_int_t)realm_queue_pending_of(iv->queue,
+                                                                          req->principal, name)));
 }
 
 void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *http)

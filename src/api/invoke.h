@@ -39,6 +39,8 @@ void realm_invoker_begin(realm_invoker_t *iv);
 void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *control);
 /* Stops taking queued events (shutdown); what is leased stays queued. */
 void realm_invoker_drain(realm_invoker_t *iv);
+/* Event invocations queued, all tenants and functions (the metric). */
+size_t realm_invoker_events_pending(realm_invoker_t *iv);
 
 /*
  * Starts an invocation of a deployed function. Returns it, and the sink's

@@ -151,6 +151,11 @@ static void collect_listeners(realm_buf_t *out, void *data)
                               "Times free memory was given back to the system after a burst",
                               REALM_METRIC_COUNTER);
     realm_metrics_emit_sample(out, "realm_memory_trims_total", NULL, (double)s->mem.trims_cnt);
+    realm_metrics_emit_header(out, "realm_event_queue_pending",
+                              "Event invocations queued (all tenants), leased or not",
+                              REALM_METRIC_GAUGE);
+    realm_metrics_emit_sample(out, "realm_event_queue_pending", NULL,
+                              s->invoker ? (double)realm_invoker_events_pending(s->invoker) : 0);
     realm_metrics_emit_header(out, "realm_websocket_connections",
                               "Open client WebSocket connections", REALM_METRIC_GAUGE);
     realm_metrics_emit_sample(out, "realm_websocket_connections", NULL,

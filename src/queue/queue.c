@@ -643,6 +643,20 @@ size_t realm_queue_pending(realm_queue_t *q)
     return n;
 }
 
+size_t realm_queue_pending_of(realm_queue_t *q, const char *tenant, const char *function)
+{
+    sqlite3_stmt *st = stmt(q, S_COUNTS);
+    bind_text(st, 1, tenant);
+    bind_text(st, 2, function);
+    size_t n = 0;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        n = (size_t)sqlite3_column_int64(st, 0);
+    else
+        db_fail(q, sql[S_COUNTS]);
+    sqlite3_reset(st);
+    return n;
+}
+
 void realm_queue_stats(realm_queue_t *q, realm_queue_stats_t *out)
 {
     memset(out, 0, sizeof(*out));

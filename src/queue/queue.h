@@ -173,6 +173,8 @@ json_t *realm_queue_parked(realm_queue_t *q);
 int64_t realm_queue_next_due(realm_queue_t *q);
 /* Pending events, leased or not (0 on error); reads the counts, not the events. */
 size_t realm_queue_pending(realm_queue_t *q);
+/* The same for one tenant's function. */
+size_t realm_queue_pending_of(realm_queue_t *q, const char *tenant, const char *function);
 /* Work done since open (see realm_queue_stats_t). */
 void realm_queue_stats(realm_queue_t *q, realm_queue_stats_t *out);
 

@@ -9,7 +9,7 @@ import uuid
 import pytest
 
 from fn_util import (NODE_ECHO, deploy_node, error_code, failed_events, fn_client, fn_logs,
-                     fn_server, ok, poll_until)
+                     fn_server, metric, ok, poll_until)
 
 ISO_MS = "%Y-%m-%dT%H:%M:%S.%fZ"
 
@@ -183,9 +183,12 @@ def test_events_waiting_for_a_deleted_function_do_not_stay_queued(srv, lam):
     lam.put_function_concurrency(FunctionName="deleted-later", ReservedConcurrentExecutions=1)
     for i in range(3):
         send_event(lam, "deleted-later", {"marker": f"w{i}", "sleep_ms": 500})
-    assert failed_events(srv, "witness")["Pending"] >= 1
+    assert failed_events(srv, "deleted-later")["Pending"] >= 1
+    assert metric(srv, "realm_event_queue_pending") >= 1
+    # Pending is the function's own: another function's events are not counted.
+    assert failed_events(srv, "witness")["Pending"] == 0
     lam.delete_function(FunctionName="deleted-later")
-    poll_until(lambda: failed_events(srv, "witness")["Pending"] == 0, 15,
+    poll_until(lambda: metric(srv, "realm_event_queue_pending") == 0, 15,
                what="the deleted function's events to leave the queue")
     # The queue still serves other functions.
     marker = uuid.uuid4().hex
