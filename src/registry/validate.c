@@ -229,7 +229,7 @@ int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
                             realm_reg_err_t *e)
 {
     const char *s = NULL;
-    long long n;
+    long long n = 0;
     int rc;
     (void)r;
     if ((rc = reg_get_str(req, "Runtime", &s, e)) < 0) return -1;
