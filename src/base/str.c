@@ -130,3 +130,15 @@ int realm_str_has_ctl(const char *s, size_t len)
     }
     return 0;
 }
+
+json_t *realm_str_json(const void *data, size_t len)
+{
+    json_t *j = json_stringn(len ? (const char *)data : "", len);
+    if (j) return j;
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_str_utf8_repair(data, len, &b);
+    j = json_stringn(b.data ? b.data : "", b.len);
+    realm_buf_dispose(&b);
+    return j;
+}

@@ -6,6 +6,8 @@
 
 #include "base/buf.h"
 
+#include <jansson.h>
+
 #include <stddef.h>
 
 /* Does a comma-separated list (an HTTP header value) hold token, ignoring case? */
@@ -18,6 +20,9 @@ int realm_str_b64_decode(const char *in, size_t len, realm_buf_t *out);
 /* Appends len bytes with every byte that is not well-formed UTF-8 replaced
  * by U+FFFD; returns 1 if any was replaced. */
 int realm_str_utf8_repair(const void *data, size_t len, realm_buf_t *out);
+/* len bytes as a new JSON string, bytes that are not well-formed UTF-8
+ * replaced by U+FFFD (jansson refuses them); NULL only when out of memory. */
+json_t *realm_str_json(const void *data, size_t len);
 /* Appends the base64 (no line breaks) of len bytes. */
 void realm_str_b64_encode(const void *in, size_t len, realm_buf_t *out);
 /*

@@ -87,14 +87,7 @@ void realm_evstream_chunk(realm_buf_t *out, const void *data, size_t len)
  * output) become U+FFFD rather than losing the field. */
 static json_t *text(const char *s)
 {
-    json_t *j = json_string(s);
-    if (j) return j;
-    realm_buf_t b;
-    realm_buf_init(&b);
-    realm_str_utf8_repair(s, strlen(s), &b);
-    j = json_stringn(b.data ? b.data : "", b.len);
-    realm_buf_dispose(&b);
-    return j;
+    return realm_str_json(s, strlen(s));
 }
 
 void realm_evstream_complete(realm_buf_t *out, const char *error_code, const char *error_details,

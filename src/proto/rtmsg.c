@@ -128,13 +128,7 @@ void realm_rtmsg_dispose(realm_rtmsg_t *m)
 static json_t *text_or_null(const char *s)
 {
     if (!s) return json_null();
-    json_t *j = json_string(s);
-    if (j) return j;
-    realm_buf_t b;
-    realm_buf_init(&b);
-    realm_str_utf8_repair(s, strlen(s), &b);
-    j = json_stringn(b.data ? b.data : "", b.len);
-    realm_buf_dispose(&b);
+    json_t *j = realm_str_json(s, strlen(s));
     return j ? j : json_string("");
 }
 
@@ -152,14 +146,8 @@ char *realm_rtmsg_invocation(const realm_rtmsg_invocation_t *inv, size_t *len)
 {
     json_t *payload =
         json_loadb(inv->payload, inv->payload_len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-    if (!payload) {
-        /* Not JSON (it always is from Invoke): the bytes as a string. */
-        realm_buf_t b;
-        realm_buf_init(&b);
-        realm_str_utf8_repair(inv->payload, inv->payload_len, &b);
-        payload = json_stringn(b.data ? b.data : "", b.len);
-        realm_buf_dispose(&b);
-    }
+    /* Not JSON (it always is from Invoke): the bytes as a string. */
+    if (!payload) payload = realm_str_json(inv->payload, inv->payload_len);
     json_t *cc = inv->client_context ? json_loads(inv->client_context, 0, NULL) : NULL;
     json_t *o = json_object();
     json_object_set_new(o, "type", json_string("invocation"));

@@ -686,14 +686,7 @@ static json_t *iso_time(int64_t ms)
 /* Bytes as a JSON string, invalid UTF-8 replaced by U+FFFD per byte. */
 static json_t *payload_text(const void *data, size_t len)
 {
-    json_t *j = json_stringn(len ? (const char *)data : "", len);
-    if (j) return j;
-    realm_buf_t b;
-    realm_buf_init(&b);
-    realm_str_utf8_repair(data, len, &b);
-    j = json_stringn(b.data ? b.data : "", b.len);
-    realm_buf_dispose(&b);
-    return j;
+    return realm_str_json(data, len);
 }
 
 /* A text column as a JSON string (NULL: null); callers' text may be cut mid-character. */
