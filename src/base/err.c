@@ -8,7 +8,7 @@
 const char *realm_err_code(int err)
 {
     switch (err) {
-#define X(name, value, code, status, msg)                                                    \
+#define X(name, value, code, status, aws, msg)                                                    \
     case value:                                                                              \
         return code;
         REALM_ERR_MAP(X)
@@ -20,7 +20,7 @@ const char *realm_err_code(int err)
 const char *realm_err_message(int err)
 {
     switch (err) {
-#define X(name, value, code, status, msg)                                                    \
+#define X(name, value, code, status, aws, msg)                                                    \
     case value:                                                                              \
         return msg;
         REALM_ERR_MAP(X)
@@ -32,11 +32,23 @@ const char *realm_err_message(int err)
 int realm_err_http_status(int err)
 {
     switch (err) {
-#define X(name, value, code, status, msg)                                                    \
+#define X(name, value, code, status, aws, msg)                                                    \
     case value:                                                                              \
         return status;
         REALM_ERR_MAP(X)
 #undef X
     }
     return 500;
+}
+
+const char *realm_err_aws_type(int err)
+{
+    switch (err) {
+#define X(name, value, code, status, aws, msg)                                               \
+    case value:                                                                              \
+        return aws;
+        REALM_ERR_MAP(X)
+#undef X
+    }
+    return "ServiceException";
 }

@@ -1,32 +1,45 @@
 /*
- * err.h - Realm's own error codes.
+ * err.h - Realm's one error vocabulary.
  *
  * 0 is success and failures are negative, as in libuv; libuv/errno codes pass
  * through unchanged (they are small negatives), ours start at -1000. One
- * X-macro table generates the enum, the protocol code string, a default
- * message and the HTTP status each maps to. Append only; never renumber.
+ * X-macro table generates the enum and, per error, the three faces it shows:
+ * the WebSocket protocol code, the HTTP status and the AWS error type (the
+ * `X-Amz-Errortype` / `__type` of the Lambda APIs), plus a default message.
+ * Every layer returns these codes; only the wire adapters pick a column.
+ * Append only; never renumber. Ranges: -1001.. protocol and engine,
+ * -1100.. control plane (registry, store), -1150.. runtime API and execution,
+ * -1200.. admission and HTTP surfaces.
  */
 #ifndef REALM_BASE_ERR_H
 #define REALM_BASE_ERR_H
 
-/*    name                    value  protocol code           http  default message */
+/*  name, value, protocol code, http, AWS error type, default message */
 #define REALM_ERR_MAP(X)                                                                           \
-    X(INVALID_REQUEST, -1001, "INVALID_REQUEST", 400, "invalid request")                           \
-    X(FUNCTION_NOT_FOUND, -1002, "FUNCTION_NOT_FOUND", 404, "function not found")                  \
-    X(INVALID_PARAMS, -1003, "INVALID_PARAMS", 400, "invalid params")                              \
-    X(INTERNAL_ERROR, -1004, "INTERNAL_ERROR", 500, "internal error")                              \
-    X(CALL_NOT_FOUND, -1005, "CALL_NOT_FOUND", 404, "no call in flight with that id")              \
-    X(TOO_MANY_CALLS, -1006, "TOO_MANY_CALLS", 429, "too many calls in flight")                    \
-    X(SHUTTING_DOWN, -1007, "SHUTTING_DOWN", 503, "server is shutting down")                       \
-    X(BACKPRESSURE, -1008, "BACKPRESSURE", 503, "send queue full")                                 \
-    X(CLOSED, -1009, "CLOSED", 500, "connection closed")                                           \
-    X(FUNCTION_ERROR, -1010, "FUNCTION_ERROR", 502, "the function failed")                         \
-    X(THROTTLED, -1011, "THROTTLED", 429, "too many invocations of this function at once")         \
-    X(UNAUTHORIZED, -1012, "UNAUTHORIZED", 401, "not allowed for this key")                        \
-    X(RATE_LIMIT_EXCEEDED, -1013, "RATE_LIMIT_EXCEEDED", 429, "rate limit exceeded")
+    X(INVALID_REQUEST, -1001, "INVALID_REQUEST", 400, "InvalidRequestContentException",            \
+      "invalid request")                                                                           \
+    X(FUNCTION_NOT_FOUND, -1002, "FUNCTION_NOT_FOUND", 404, "ResourceNotFoundException",           \
+      "function not found")                                                                        \
+    X(INVALID_PARAMS, -1003, "INVALID_PARAMS", 400, "InvalidParameterValueException",              \
+      "invalid params")                                                                            \
+    X(INTERNAL_ERROR, -1004, "INTERNAL_ERROR", 500, "ServiceException", "internal error")          \
+    X(CALL_NOT_FOUND, -1005, "CALL_NOT_FOUND", 404, "ResourceNotFoundException",                   \
+      "no call in flight with that id")                                                            \
+    X(TOO_MANY_CALLS, -1006, "TOO_MANY_CALLS", 429, "TooManyRequestsException",                    \
+      "too many calls in flight")                                                                  \
+    X(SHUTTING_DOWN, -1007, "SHUTTING_DOWN", 503, "ServiceException", "server is shutting down")   \
+    X(BACKPRESSURE, -1008, "BACKPRESSURE", 503, "ServiceException", "send queue full")             \
+    X(CLOSED, -1009, "CLOSED", 500, "ServiceException", "connection closed")                       \
+    X(FUNCTION_ERROR, -1010, "FUNCTION_ERROR", 502, "ServiceException", "the function failed")     \
+    X(THROTTLED, -1011, "THROTTLED", 429, "TooManyRequestsException",                              \
+      "too many invocations of this function at once")                                             \
+    X(UNAUTHORIZED, -1012, "UNAUTHORIZED", 401, "UnrecognizedClientException",                     \
+      "not allowed for this key")                                                                  \
+    X(RATE_LIMIT_EXCEEDED, -1013, "RATE_LIMIT_EXCEEDED", 429, "TooManyRequestsException",          \
+      "rate limit exceeded")
 
 typedef enum {
-#define REALM_ERR_ENUM(name, value, code, status, msg) REALM_ERR_##name = value,
+#define REALM_ERR_ENUM(name, value, code, status, aws, msg) REALM_ERR_##name = value,
     REALM_ERR_MAP(REALM_ERR_ENUM)
 #undef REALM_ERR_ENUM
 } realm_err_t;
@@ -37,5 +50,7 @@ const char *realm_err_code(int err);
 const char *realm_err_message(int err);
 /* HTTP status the error maps to (500 for unknown codes). */
 int realm_err_http_status(int err);
+/* AWS error type ("ResourceNotFoundException"); "ServiceException" for unknown codes. */
+const char *realm_err_aws_type(int err);
 
 #endif
