@@ -3,7 +3,9 @@
 #   base <- net <- {http, ws} <- api
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
-#   db (SQLite opening) <- {registry, queue, auth}
+#   base <- store (the storage interface and its backends) <- {registry, queue, auth}
+# SQL lives only in src/store/: no other file includes sqlite3.h or holds a
+# SQL statement (checked below).
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
 # http/ or ws/: it exposes callbacks that api/ adapts.
 set -euo pipefail
@@ -20,14 +22,14 @@ allowed() {
     config) echo "base config" ;;
     dispatch) echo "base metrics dispatch" ;;
     pkg) echo "base pkg" ;;
-    registry) echo "base db pkg registry" ;;
+    registry) echo "base store pkg registry" ;;
     sandbox) echo "base sandbox" ;;
     exec) echo "base sandbox exec" ;;
-    queue) echo "base db queue" ;;
-    db) echo "db" ;;
+    queue) echo "base store queue" ;;
+    store) echo "base store" ;;
     model) echo "base model" ;;
     llm) echo "base llm" ;;
-    auth) echo "base db auth" ;;
+    auth) echo "base store auth" ;;
     cli) echo "base pkg auth cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
@@ -46,6 +48,13 @@ for f in $(find . -name '*.[ch]' | sed 's|^\./||' | sort); do
   for inc in $(grep -oE '^#include "[a-z_]+/' "$f" | sed -E 's/#include "([a-z_]+)\//\1/' | sort -u); do
     case " $ok " in *" $inc "*) ;; *) echo "layers: $f includes $inc/ (allowed: $ok)"; bad=1 ;; esac
   done
+done
+# No SQL outside the storage backends: no sqlite3.h, no statement in a string.
+sql_re='#include <sqlite3\.h>|sqlite3_|"[^"]*\b(SELECT [^"]* FROM|INSERT (OR [A-Z]+ )?INTO|UPDATE [A-Za-z_]+ SET|DELETE FROM|CREATE (TABLE|INDEX|TRIGGER)|BEGIN (IMMEDIATE|EXCLUSIVE|DEFERRED)|PRAGMA [a-z_]+)'
+for f in $(find . -name '*.[ch]' -not -path './store/*' | sed 's|^\./||' | sort); do
+  if grep -nE "$sql_re" "$f" >/dev/null; then
+    grep -nE "$sql_re" "$f" | sed "s|^|layers: $f: SQL outside src/store/: |"; bad=1
+  fi
 done
 [ "$bad" = 0 ] && echo "layers: ok"
 exit "$bad"

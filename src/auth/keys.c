@@ -1,12 +1,11 @@
 /*
  * keys.c - the tenant and key store (see keys.h).
  *
- * SCHEMA (auth.db, PRAGMA user_version 1):
- *   tenants(name PK, account_id UNIQUE, created)
- *   keys(key_id PK, tenant, api_key_salt, api_key_hash, access_key_id UNIQUE,
- *        secret_enc, rate, burst, revoked_at NULL, created)
- * Times are Unix epoch milliseconds. Keys are never deleted: a revoked row
- * keeps its key id and access key id taken, so neither is ever reissued.
+ * STORAGE: tenants and keys are rows of a store (store/store.h; the SQLite
+ * backend's schema is in store/sqlite_auth.c). Keys are never deleted: a
+ * revoked row keeps its key id and access key id taken, so neither is ever
+ * reissued. A data dir "memory:" keeps the rows and the server key in this
+ * process's memory (tests; no file is made).
  *
  * DESIGN: every random identifier (account id, key id, access key id) is
  * drawn, then inserted; a UNIQUE collision (practically never: 10^12, 2^48
@@ -19,9 +18,9 @@
  * and comparing with CRYPTO_memcmp. An unknown key id still costs one hash,
  * so answering "no such key" takes about as long as "wrong secret".
  *
- * realm_keys_version: PRAGMA data_version changes when another connection
- * commits, never for this connection's own commits, which are counted
- * separately (own_writes). Both feed one counter that only grows.
+ * realm_keys_version: the store's realm_store_auth_version changes when
+ * another connection commits, never for this connection's own commits,
+ * which are counted separately. Both feed one counter that only grows.
  *
  * server.key is created under a temporary name (O_CREAT|O_EXCL, 0600),
  * filled, fsynced, then link()ed into place: two processes starting at once
@@ -32,7 +31,7 @@
  */
 #include "auth/keys.h"
 
-#include "db/db.h"
+#include "store/store.h"
 #include "base/alloc.h"
 #include "base/log.h"
 
@@ -42,7 +41,6 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -63,80 +61,10 @@
 #define ID_TRIES 8 /* draws of a random identifier before giving up on collisions */
 #define PATH_MAX_LEN 4096
 
-static const char schema[] = "CREATE TABLE IF NOT EXISTS tenants("
-                             " name TEXT PRIMARY KEY,"
-                             " account_id TEXT NOT NULL UNIQUE CHECK(length(account_id) = 12),"
-                             " created INTEGER NOT NULL);"
-                             "CREATE TABLE IF NOT EXISTS keys("
-                             " key_id TEXT PRIMARY KEY,"
-                             " tenant TEXT NOT NULL REFERENCES tenants(name),"
-                             " api_key_salt BLOB NOT NULL, api_key_hash BLOB NOT NULL,"
-                             " access_key_id TEXT NOT NULL UNIQUE, secret_enc BLOB NOT NULL,"
-                             " rate REAL NOT NULL DEFAULT 0, burst REAL NOT NULL DEFAULT 0,"
-                             " revoked_at INTEGER, created INTEGER NOT NULL);"
-                             "CREATE INDEX IF NOT EXISTS keys_tenant ON keys(tenant, created);"
-                             "PRAGMA user_version = 1;";
-
-#define KEY_COLS                                                                                   \
-    "k.key_id, k.tenant, t.account_id, k.access_key_id, k.rate, k.burst, k.revoked_at,"            \
-    " k.created, k.api_key_salt, k.api_key_hash, k.secret_enc"                                     \
-    " FROM keys k JOIN tenants t ON t.name = k.tenant"
-
-/* Columns of KEY_COLS, by position. */
-enum {
-    C_KEY_ID,
-    C_TENANT,
-    C_ACCOUNT,
-    C_AKID,
-    C_RATE,
-    C_BURST,
-    C_REVOKED,
-    C_CREATED,
-    C_SALT,
-    C_HASH,
-    C_SECRET_ENC
-};
-
-/* The prepared statements, by purpose; sql[] below is in the same order. */
-enum {
-    S_TENANT_GET,
-    S_TENANT_ADD,
-    S_KEY_ADD,
-    S_KEY_BY_ID,
-    S_KEY_BY_AKID,
-    S_LIST,
-    S_REVOKE,
-    S_KEY_EXISTS,
-    S_HAS_KEYS,
-    S_DATA_VERSION,
-    S_BEGIN,
-    S_COMMIT,
-    S_ROLLBACK,
-    S_CNT
-};
-
-static const char *const sql[S_CNT] = {
-    "SELECT account_id FROM tenants WHERE name = ?1",
-    "INSERT INTO tenants(name, account_id, created) VALUES(?1, ?2, ?3)",
-    "INSERT INTO keys(key_id, tenant, api_key_salt, api_key_hash, access_key_id, secret_enc,"
-    " rate, burst, revoked_at, created) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)",
-    "SELECT " KEY_COLS " WHERE k.key_id = ?1",
-    "SELECT " KEY_COLS " WHERE k.access_key_id = ?1",
-    "SELECT " KEY_COLS " ORDER BY k.tenant, k.created, k.key_id",
-    "UPDATE keys SET revoked_at = ?2 WHERE key_id = ?1 AND revoked_at IS NULL",
-    "SELECT 1 FROM keys WHERE key_id = ?1",
-    "SELECT EXISTS(SELECT 1 FROM keys)",
-    "PRAGMA data_version",
-    "BEGIN IMMEDIATE",
-    "COMMIT",
-    "ROLLBACK",
-};
-
 struct realm_keys_s {
-    sqlite3 *db;
-    sqlite3_stmt *st[S_CNT];
+    realm_store_t *store;
     unsigned char server_key[SERVER_KEY_LEN];
-    int64_t data_version; /* PRAGMA data_version when last looked at */
+    int64_t data_version; /* realm_store_auth_version when last looked at */
     uint64_t version;     /* what realm_keys_version answers */
 };
 
@@ -269,42 +197,17 @@ static int open_sealed(const unsigned char key[SERVER_KEY_LEN], const char *aad,
     return rc;
 }
 
-/* ---- statements ------------------------------------------------------------------- */
-
-static sqlite3_stmt *stmt(realm_keys_t *k, int s)
-{
-    sqlite3_stmt *st = k->st[s];
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
-    return st;
-}
-
-/* Runs a statement with no result rows. SQLITE_DONE, or the failing code. */
-static int run(sqlite3_stmt *st)
-{
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) rc = SQLITE_DONE;
-    sqlite3_reset(st);
-    return rc;
-}
-
-static void copy_col(char *out, size_t out_len, sqlite3_stmt *st, int col)
-{
-    const unsigned char *s = sqlite3_column_text(st, col);
-    snprintf(out, out_len, "%s", s ? (const char *)s : "");
-}
-
-static void read_info(sqlite3_stmt *st, realm_key_info_t *info)
+static void read_info(const realm_store_key_t *row, realm_key_info_t *info)
 {
     memset(info, 0, sizeof(*info));
-    copy_col(info->key_id, sizeof(info->key_id), st, C_KEY_ID);
-    copy_col(info->tenant, sizeof(info->tenant), st, C_TENANT);
-    copy_col(info->account_id, sizeof(info->account_id), st, C_ACCOUNT);
-    copy_col(info->access_key_id, sizeof(info->access_key_id), st, C_AKID);
-    info->rate = sqlite3_column_double(st, C_RATE);
-    info->burst = sqlite3_column_double(st, C_BURST);
-    info->is_revoked = sqlite3_column_type(st, C_REVOKED) != SQLITE_NULL;
-    info->created_ms = sqlite3_column_int64(st, C_CREATED);
+    snprintf(info->key_id, sizeof(info->key_id), "%s", row->key_id);
+    snprintf(info->tenant, sizeof(info->tenant), "%s", row->tenant);
+    snprintf(info->account_id, sizeof(info->account_id), "%s", row->account_id);
+    snprintf(info->access_key_id, sizeof(info->access_key_id), "%s", row->access_key_id);
+    info->rate = row->rate;
+    info->burst = row->burst;
+    info->is_revoked = row->revoked_ms != 0;
+    info->created_ms = row->created_ms;
 }
 
 /* ---- open / close ----------------------------------------------------------------- */
@@ -428,15 +331,6 @@ static int load_server_key(realm_keys_t *k, const char *dir, int may_create, cha
     return rc;
 }
 
-static int64_t read_data_version(realm_keys_t *k)
-{
-    sqlite3_stmt *st = stmt(k, S_DATA_VERSION);
-    int64_t v = k->data_version;
-    if (sqlite3_step(st) == SQLITE_ROW) v = sqlite3_column_int64(st, 0);
-    sqlite3_reset(st);
-    return v;
-}
-
 realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len)
 {
     realm_keys_t *k = realm_calloc(1, sizeof(*k));
@@ -445,36 +339,38 @@ realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len)
         set_err(err, err_len, "no data dir");
         goto fail;
     }
-    if (mkdir_p(data_dir) != 0) {
-        set_err(err, err_len, "data dir %s: %s", data_dir, strerror(errno));
+    int memory = realm_store_is_memory(data_dir);
+    if (!memory) {
+        if (mkdir_p(data_dir) != 0) {
+            set_err(err, err_len, "data dir %s: %s", data_dir, strerror(errno));
+            goto fail;
+        }
+        if (snprintf(path, sizeof(path), "%s/auth.db", data_dir) >= (int)sizeof(path)) {
+            set_err(err, err_len, "data dir %s: path too long", data_dir);
+            goto fail;
+        }
+        /* Create the file 0600 before SQLite does (it would use 0644 & ~umask); the -wal
+         * and -shm files SQLite makes next to it copy its mode. */
+        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            set_err(err, err_len, "%s: %s", path, strerror(errno));
+            goto fail;
+        }
+        close(fd);
+    }
+    /* The server and `realm keys` share the file (the store's busy timeout). */
+    k->store = realm_store_open(REALM_STORE_AUTH, memory ? data_dir : path, err, err_len);
+    if (!k->store) goto fail;
+    int has_keys = realm_store_key_any(k->store);
+    if (has_keys < 0) {
+        set_err(err, err_len, "%s: cannot read the keys", memory ? data_dir : path);
         goto fail;
     }
-    if (snprintf(path, sizeof(path), "%s/auth.db", data_dir) >= (int)sizeof(path)) {
-        set_err(err, err_len, "data dir %s: path too long", data_dir);
+    if (memory)
+        random_bytes(k->server_key, sizeof(k->server_key));
+    else if (load_server_key(k, data_dir, !has_keys, err, err_len) != 0)
         goto fail;
-    }
-    /* Create the file 0600 before SQLite does (it would use 0644 & ~umask); the -wal and
-     * -shm files SQLite makes next to it copy its mode. */
-    int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        set_err(err, err_len, "%s: %s", path, strerror(errno));
-        goto fail;
-    }
-    close(fd);
-    /* The server and `realm keys` share the file (db.h: the busy timeout). */
-    k->db = realm_db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOFOLLOW, schema, err, err_len);
-    if (!k->db || realm_db_prepare_all(k->db, path, sql, S_CNT, k->st, err, err_len) != 0)
-        goto fail;
-    sqlite3_stmt *st = stmt(k, S_HAS_KEYS);
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        set_err(err, err_len, "%s: %s", path, sqlite3_errmsg(k->db));
-        sqlite3_reset(st);
-        goto fail;
-    }
-    int has_keys = sqlite3_column_int(st, 0) != 0;
-    sqlite3_reset(st);
-    if (load_server_key(k, data_dir, !has_keys, err, err_len) != 0) goto fail;
-    k->data_version = read_data_version(k);
+    k->data_version = realm_store_auth_version(k->store);
     return k;
 fail:
     realm_keys_close(k);
@@ -484,9 +380,7 @@ fail:
 void realm_keys_close(realm_keys_t *k)
 {
     if (k == NULL) return;
-    for (int s = 0; s < S_CNT; s++)
-        sqlite3_finalize(k->st[s]);
-    sqlite3_close(k->db);
+    realm_store_close(k->store);
     OPENSSL_cleanse(k->server_key, sizeof(k->server_key));
     free(k);
 }
@@ -497,25 +391,14 @@ void realm_keys_close(realm_keys_t *k)
 static int ensure_tenant(realm_keys_t *k, const char *tenant, int64_t now, char account_id[13],
                          char *err, size_t err_len)
 {
-    sqlite3_stmt *st = stmt(k, S_TENANT_GET);
-    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) copy_col(account_id, 13, st, 0);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW) return 0;
-    if (rc != SQLITE_DONE) goto fail;
-    for (int i = 0; i < ID_TRIES; i++) {
+    int rc = realm_store_tenant_get(k->store, tenant, account_id);
+    if (rc == 0) return 0;
+    for (int i = 0; rc == 1 && i < ID_TRIES; i++) {
         random_account_id(account_id);
-        st = stmt(k, S_TENANT_ADD);
-        sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, account_id, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 3, now);
-        rc = run(st);
-        if (rc == SQLITE_DONE) return 0;
-        if ((rc & 0xff) != SQLITE_CONSTRAINT) goto fail;
+        rc = realm_store_tenant_add(k->store, tenant, account_id, now);
+        if (rc == 0) return 0;
     }
-fail:
-    set_err(err, err_len, "auth.db: adding tenant %s: %s", tenant, sqlite3_errmsg(k->db));
+    set_err(err, err_len, "auth.db: adding tenant %s: storage error", tenant);
     return -1;
 }
 
@@ -544,12 +427,23 @@ int realm_keys_create(realm_keys_t *k, const char *tenant, double rate, double b
     random_bytes(salt, sizeof(salt));
     sha256_salted(salt, api_secret, API_SECRET_LEN, hash);
 
-    if (run(stmt(k, S_BEGIN)) != SQLITE_DONE) {
-        set_err(err, err_len, "auth.db: %s", sqlite3_errmsg(k->db));
+    if (realm_store_begin(k->store) != 0) {
+        set_err(err, err_len, "auth.db: cannot begin a transaction");
         goto done;
     }
     if (ensure_tenant(k, tenant, now, account_id, err, err_len) != 0) goto rollback;
-    int step = SQLITE_ERROR;
+    realm_store_key_t row;
+    memset(&row, 0, sizeof(row));
+    snprintf(row.tenant, sizeof(row.tenant), "%s", tenant);
+    memcpy(row.salt, salt, SALT_LEN);
+    row.salt_len = SALT_LEN;
+    memcpy(row.hash, hash, HASH_LEN);
+    row.hash_len = HASH_LEN;
+    row.secret_enc_len = sizeof(sealed);
+    row.rate = rate;
+    row.burst = burst;
+    row.created_ms = now;
+    int step = -1;
     for (int i = 0; i < ID_TRIES; i++) {
         key_id[0] = 'k';
         random_chars(key_id + 1, KEY_ID_HEX, hex_lower);
@@ -557,27 +451,20 @@ int realm_keys_create(realm_keys_t *k, const char *tenant, double rate, double b
         random_chars(akid + 4, AKID_RAND_LEN, b32_upper);
         /* The access key id is the AAD: a ciphertext copied to another row will not open. */
         seal(k->server_key, akid, sigv4, SIGV4_SECRET_LEN, sealed);
-        sqlite3_stmt *st = stmt(k, S_KEY_ADD);
-        sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-        sqlite3_bind_text(st, 2, tenant, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 3, salt, SALT_LEN, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 4, hash, HASH_LEN, SQLITE_STATIC);
-        sqlite3_bind_text(st, 5, akid, -1, SQLITE_STATIC);
-        sqlite3_bind_blob(st, 6, sealed, sizeof(sealed), SQLITE_STATIC);
-        sqlite3_bind_double(st, 7, rate);
-        sqlite3_bind_double(st, 8, burst);
-        sqlite3_bind_int64(st, 9, now);
-        step = run(st);
-        sqlite3_clear_bindings(st); /* drop the pointers to our stack */
-        if (step == SQLITE_DONE || (step & 0xff) != SQLITE_CONSTRAINT) break;
+        snprintf(row.key_id, sizeof(row.key_id), "%s", key_id);
+        snprintf(row.access_key_id, sizeof(row.access_key_id), "%s", akid);
+        memcpy(row.secret_enc, sealed, sizeof(sealed));
+        step = realm_store_key_add(k->store, &row);
+        if (step != 1) break; /* 1: an id collided, draw again */
     }
-    if (step != SQLITE_DONE) {
-        set_err(err, err_len, "auth.db: adding a key: %s", sqlite3_errmsg(k->db));
+    OPENSSL_cleanse(&row, sizeof(row));
+    if (step != 0) {
+        set_err(err, err_len, "auth.db: adding a key: storage error");
         goto rollback;
     }
-    if (run(stmt(k, S_COMMIT)) != SQLITE_DONE) {
-        set_err(err, err_len, "auth.db: commit: %s", sqlite3_errmsg(k->db));
-        goto rollback;
+    if (realm_store_commit(k->store) != 0) {
+        set_err(err, err_len, "auth.db: commit failed");
+        goto done;
     }
     k->version++;
     snprintf(api_key, REALM_KEYS_API_KEY_LEN, "rk_%s_%s", key_id, api_secret);
@@ -595,7 +482,7 @@ int realm_keys_create(realm_keys_t *k, const char *tenant, double rate, double b
     rc = 0;
     goto done;
 rollback:
-    run(stmt(k, S_ROLLBACK));
+    realm_store_rollback(k->store);
 done:
     OPENSSL_cleanse(api_secret, sizeof(api_secret));
     OPENSSL_cleanse(sigv4, sizeof(sigv4));
@@ -606,50 +493,40 @@ done:
 
 json_t *realm_keys_list(realm_keys_t *k)
 {
+    realm_store_key_t *rows = NULL;
+    size_t n = 0;
+    if (realm_store_key_list(k->store, &rows, &n) != 0) {
+        realm_error("auth.db: listing keys failed");
+        return NULL;
+    }
     json_t *arr = json_array();
-    sqlite3_stmt *st = stmt(k, S_LIST);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    for (size_t r = 0; r < n; r++) {
         realm_key_info_t i;
-        read_info(st, &i);
+        read_info(&rows[r], &i);
         json_array_append_new(arr, json_pack("{s:s, s:s, s:s, s:s, s:f, s:f, s:b, s:I}", "key_id",
                                              i.key_id, "tenant", i.tenant, "account_id",
                                              i.account_id, "access_key_id", i.access_key_id, "rate",
                                              i.rate, "burst", i.burst, "revoked", i.is_revoked,
                                              "created", (json_int_t)i.created_ms));
     }
-    sqlite3_reset(st);
-    if (rc != SQLITE_DONE) {
-        realm_error("auth.db: listing keys: %s", sqlite3_errmsg(k->db));
-        json_decref(arr);
-        return NULL;
-    }
+    OPENSSL_cleanse(rows, n * sizeof(*rows));
+    free(rows);
     return arr;
 }
 
 int realm_keys_revoke(realm_keys_t *k, const char *key_id, char *err, size_t err_len)
 {
     if (key_id == NULL) key_id = "";
-    sqlite3_stmt *st = stmt(k, S_REVOKE);
-    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 2, now_ms());
-    if (run(st) != SQLITE_DONE) {
-        set_err(err, err_len, "auth.db: revoking %.40s: %s", key_id, sqlite3_errmsg(k->db));
-        return -1;
-    }
-    if (sqlite3_changes(k->db) > 0) {
+    int rc = realm_store_key_revoke(k->store, key_id, now_ms());
+    if (rc == 0) {
         k->version++;
         return 0;
     }
-    st = stmt(k, S_KEY_EXISTS);
-    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    sqlite3_reset(st);
-    if (rc == SQLITE_ROW) return 0; /* already revoked */
-    if (rc == SQLITE_DONE)
+    if (rc == 1) return 0; /* already revoked */
+    if (rc == 2)
         set_err(err, err_len, "no key with id '%.40s'", key_id);
     else
-        set_err(err, err_len, "auth.db: revoking %.40s: %s", key_id, sqlite3_errmsg(k->db));
+        set_err(err, err_len, "auth.db: revoking %.40s: storage error", key_id);
     return -1;
 }
 
@@ -668,25 +545,20 @@ int realm_keys_check_api_key(realm_keys_t *k, const char *api_key, realm_key_inf
     memcpy(key_id, id, id_len);
     key_id[id_len] = '\0';
 
-    sqlite3_stmt *st = stmt(k, S_KEY_BY_ID);
-    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
+    realm_store_key_t row;
+    int rc = realm_store_key_get(k->store, key_id, 0, &row);
     unsigned char hash[HASH_LEN];
     int ok = 0;
-    if (rc == SQLITE_ROW && sqlite3_column_bytes(st, C_SALT) == SALT_LEN &&
-        sqlite3_column_bytes(st, C_HASH) == HASH_LEN) {
-        sha256_salted(sqlite3_column_blob(st, C_SALT), sec, API_SECRET_LEN, hash);
-        ok = CRYPTO_memcmp(hash, sqlite3_column_blob(st, C_HASH), HASH_LEN) == 0 &&
-             sqlite3_column_type(st, C_REVOKED) == SQLITE_NULL;
-        if (ok && out != NULL) read_info(st, out);
+    if (rc == 0 && row.salt_len == SALT_LEN && row.hash_len == HASH_LEN) {
+        sha256_salted(row.salt, sec, API_SECRET_LEN, hash);
+        ok = CRYPTO_memcmp(hash, row.hash, HASH_LEN) == 0 && row.revoked_ms == 0;
+        if (ok && out != NULL) read_info(&row, out);
     } else {
         /* No such key: spend the same hash so timing does not tell. */
         static const unsigned char zero_salt[SALT_LEN];
         sha256_salted(zero_salt, sec, API_SECRET_LEN, hash);
-        if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-            realm_error("auth.db: checking an API key: %s", sqlite3_errmsg(k->db));
     }
-    sqlite3_reset(st);
+    if (rc == 0) OPENSSL_cleanse(&row, sizeof(row));
     return ok;
 }
 
@@ -695,64 +567,50 @@ int realm_keys_find_access_key(realm_keys_t *k, const char *access_key_id, realm
 {
     if (secret != NULL && secret_len > 0) secret[0] = '\0';
     if (access_key_id == NULL || secret == NULL || secret_len < SIGV4_SECRET_LEN + 1) return 0;
-    sqlite3_stmt *st = stmt(k, S_KEY_BY_AKID);
-    sqlite3_bind_text(st, 1, access_key_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st), ok = 0;
-    if (rc == SQLITE_ROW && sqlite3_column_type(st, C_REVOKED) == SQLITE_NULL) {
+    realm_store_key_t row;
+    int rc = realm_store_key_get(k->store, access_key_id, 1, &row), ok = 0;
+    if (rc == 0 && row.revoked_ms == 0) {
         unsigned char plain[SIGV4_SECRET_LEN];
-        const unsigned char *blob = sqlite3_column_blob(st, C_SECRET_ENC);
-        size_t blob_len = (size_t)sqlite3_column_bytes(st, C_SECRET_ENC);
-        char akid[24];
-        copy_col(akid, sizeof(akid), st, C_AKID);
-        if (blob_len == NONCE_LEN + SIGV4_SECRET_LEN + TAG_LEN &&
-            open_sealed(k->server_key, akid, blob, blob_len, plain, sizeof(plain)) == 0) {
+        if (row.secret_enc_len == NONCE_LEN + SIGV4_SECRET_LEN + TAG_LEN &&
+            open_sealed(k->server_key, row.access_key_id, row.secret_enc, row.secret_enc_len, plain,
+                        sizeof(plain)) == 0) {
             memcpy(secret, plain, SIGV4_SECRET_LEN);
             secret[SIGV4_SECRET_LEN] = '\0';
             OPENSSL_cleanse(plain, sizeof(plain));
-            if (out != NULL) read_info(st, out);
+            if (out != NULL) read_info(&row, out);
             ok = 1;
         } else {
             realm_error("auth.db: the secret of access key %s does not decrypt: server.key "
                         "is not the key it was created with, or auth.db was altered",
-                        akid);
+                        row.access_key_id);
         }
-    } else if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        realm_error("auth.db: finding an access key: %s", sqlite3_errmsg(k->db));
     }
-    sqlite3_reset(st);
+    if (rc == 0) OPENSSL_cleanse(&row, sizeof(row));
     return ok;
 }
 
 int realm_keys_is_active(realm_keys_t *k, const char *key_id)
 {
     if (key_id == NULL) return 0;
-    sqlite3_stmt *st = stmt(k, S_KEY_BY_ID);
-    sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    int ok = rc == SQLITE_ROW && sqlite3_column_type(st, C_REVOKED) == SQLITE_NULL;
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        realm_error("auth.db: looking up key %.40s: %s", key_id, sqlite3_errmsg(k->db));
-    sqlite3_reset(st);
+    realm_store_key_t row;
+    int rc = realm_store_key_get(k->store, key_id, 0, &row);
+    int ok = rc == 0 && row.revoked_ms == 0;
+    if (rc == 0) OPENSSL_cleanse(&row, sizeof(row));
     return ok;
 }
 
 int realm_keys_tenant_account(realm_keys_t *k, const char *tenant, char account_id[13])
 {
     if (tenant == NULL) return 0;
-    sqlite3_stmt *st = stmt(k, S_TENANT_GET);
-    sqlite3_bind_text(st, 1, tenant, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW)
-        copy_col(account_id, 13, st, 0);
-    else if (rc != SQLITE_DONE)
-        realm_error("auth.db: looking up tenant %.64s: %s", tenant, sqlite3_errmsg(k->db));
-    sqlite3_reset(st);
-    return rc == SQLITE_ROW;
+    char acc[13];
+    if (realm_store_tenant_get(k->store, tenant, acc) != 0) return 0;
+    memcpy(account_id, acc, 13);
+    return 1;
 }
 
 uint64_t realm_keys_version(realm_keys_t *k)
 {
-    int64_t dv = read_data_version(k);
+    int64_t dv = realm_store_auth_version(k->store);
     if (dv != k->data_version) {
         k->data_version = dv;
         k->version++;

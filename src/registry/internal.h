@@ -1,6 +1,6 @@
 /*
  * internal.h - shared between the registry's files (not a public header):
- * the registry struct, errors, SQLite helpers, and the field validators of
+ * the registry struct, errors, storage helpers, and the field validators of
  * validate.c.
  */
 #ifndef REALM_REGISTRY_INTERNAL_H
@@ -8,7 +8,7 @@
 
 #include "registry/registry.h"
 
-#include <sqlite3.h>
+#include "store/store.h"
 
 #define T_INVALID "InvalidParameterValueException"
 #define T_NOT_FOUND "ResourceNotFoundException"
@@ -19,34 +19,13 @@
 #define NAME_MAX_LEN 64
 #define ALIAS_MAX_LEN 128
 
-/* A create or code update between its _check and its _commit/_abort. */
-typedef struct {
-    char *tenant;
-    char name[NAME_MAX_LEN + 1];
-    int is_create;
-} reg_pending_t;
-
-/* A prepared statement kept for reuse (reg_prep, reg_done). */
-typedef struct {
-    char *sql; /* owned */
-    sqlite3_stmt *st;
-    int in_use;
-} reg_stmt_t;
-
-#define REG_STMT_CACHE 48 /* more distinct statements than the registry has */
-
 struct realm_registry_s {
-    sqlite3 *db;
-    reg_stmt_t stmts[REG_STMT_CACHE]; /* parsed once: an invocation's lookups skip the parser */
-    size_t stmt_cnt;
-    uint64_t generation; /* bumped by every statement that may write (reg_done) */
+    realm_store_t *store; /* every row and the creates/updates in flight */
     char *region;
     char *account;
     uint64_t concurrency_limit;
     uint64_t max_zip_bytes;
     uint64_t max_unzipped_bytes;
-    reg_pending_t *pending;
-    size_t pending_cnt, pending_cap;
 };
 
 /* Sets e and returns -1 (so `return reg_err(...)` reads well). */
@@ -78,19 +57,7 @@ int reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e);
 
 /* ---- registry.c helpers used by others ---- */
 
-int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e); /* logs; 500 ServiceException */
-/* A statement for sql: a cached one not in use (reset, unbound), else a new
- * one; hand it back with reg_done, never sqlite3_finalize. NULL on error. */
-sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql);
-void reg_done(realm_registry_t *r, sqlite3_stmt *st);
-void reg_bind(sqlite3_stmt *st, int i, const char *s);
-int reg_begin(realm_registry_t *r); /* BEGIN IMMEDIATE */
-int reg_commit(realm_registry_t *r);
-void reg_rollback(realm_registry_t *r);
-/* Runs a statement with text arguments (NULL-terminated); returns 0 or -1. */
-int reg_run(realm_registry_t *r, const char *sql, ...) __attribute__((sentinel));
-json_t *reg_column_json(sqlite3_stmt *st, int col); /* never NULL */
-char *reg_dump(json_t *j);                          /* free() it */
+int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e); /* 500 ServiceException */
 /* The account in a tenant's ARNs: the tenant itself when it is 12 digits, else the server's. */
 const char *reg_account(const realm_registry_t *r, const char *tenant);
 void reg_arn(const realm_registry_t *r, const char *tenant, const char *name, const char *qualifier,

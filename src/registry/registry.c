@@ -2,50 +2,23 @@
  * registry.c - the registry's storage and its function operations (see
  * registry.h). Versions, aliases, concurrency and tags are in versions.c.
  *
- * SCHEMA (PRAGMA user_version 1):
- *   functions(tenant, name, next_version, reserved, tags)    one per function
- *   versions(tenant, name, num, code, config)                num 0 is $LATEST
- *   aliases(tenant, name, alias, config)
- * `config` columns hold JSON: for versions the stored FunctionConfiguration
- * fields, for aliases {FunctionVersion, Description, RoutingConfig,
- * RevisionId}. Deleting a function cascades to its versions and aliases.
- *
- * Durability: WAL with synchronous=NORMAL, which survives a killed process
- * (the acceptance test) but may lose the last commits on power loss.
+ * STORAGE: every row (functions, versions, aliases, reservations, tags)
+ * and the creates/updates in flight live in a store (store/store.h); this
+ * file keeps the Lambda rules. A function's configuration is stored as JSON
+ * (the fields a user set plus the code's identity); an alias's as
+ * {FunctionVersion, Description, RoutingConfig, RevisionId}.
  */
 #include "registry/internal.h"
 
-#include "db/db.h"
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/str.h"
 
-#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define LIST_PAGE_MAX 50
-
-static const char schema[] =
-    "PRAGMA foreign_keys=ON;" /* versions and aliases go with their function */
-    "CREATE TABLE IF NOT EXISTS functions("
-    " tenant TEXT NOT NULL, name TEXT NOT NULL,"
-    " next_version INTEGER NOT NULL DEFAULT 1,"
-    " reserved INTEGER,"
-    " tags TEXT NOT NULL DEFAULT '{}',"
-    " PRIMARY KEY(tenant, name));"
-    "CREATE TABLE IF NOT EXISTS versions("
-    " tenant TEXT NOT NULL, name TEXT NOT NULL, num INTEGER NOT NULL,"
-    " code TEXT NOT NULL, config TEXT NOT NULL,"
-    " PRIMARY KEY(tenant, name, num),"
-    " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
-    "CREATE INDEX IF NOT EXISTS versions_code ON versions(code);"
-    "CREATE TABLE IF NOT EXISTS aliases("
-    " tenant TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, config TEXT NOT NULL,"
-    " PRIMARY KEY(tenant, name, alias),"
-    " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
-    "PRAGMA user_version = 1;";
 
 /* ---- small things ---- */
 
@@ -74,106 +47,9 @@ void reg_now(char out[32])
 
 int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e)
 {
-    realm_error("registry: sqlite: %s", sqlite3_errmsg(r->db));
+    (void)r; /* the store logged the cause */
     return reg_err(e, 500, T_SERVICE,
                    "The registry could not complete the operation (storage error)");
-}
-
-sqlite3_stmt *reg_prep(realm_registry_t *r, const char *sql)
-{
-    for (size_t i = 0; i < r->stmt_cnt; i++) {
-        reg_stmt_t *c = &r->stmts[i];
-        if (!c->in_use && strcmp(c->sql, sql) == 0) {
-            c->in_use = 1;
-            return c->st;
-        }
-    }
-    int keep = r->stmt_cnt < REG_STMT_CACHE;
-    sqlite3_stmt *st = NULL;
-    if (sqlite3_prepare_v3(r->db, sql, -1, keep ? SQLITE_PREPARE_PERSISTENT : 0, &st, NULL) !=
-        SQLITE_OK) {
-        realm_error("registry: prepare: %s: %s", sqlite3_errmsg(r->db), sql);
-        sqlite3_finalize(st);
-        return NULL;
-    }
-    if (keep) r->stmts[r->stmt_cnt++] = (reg_stmt_t){realm_strdup(sql), st, 1};
-    return st;
-}
-
-void reg_done(realm_registry_t *r, sqlite3_stmt *st)
-{
-    if (!st) return;
-    if (!sqlite3_stmt_readonly(st)) r->generation++;
-    for (size_t i = 0; i < r->stmt_cnt; i++) {
-        if (r->stmts[i].st == st) {
-            sqlite3_reset(st);
-            sqlite3_clear_bindings(st);
-            r->stmts[i].in_use = 0;
-            return;
-        }
-    }
-    sqlite3_finalize(st);
-}
-
-void reg_bind(sqlite3_stmt *st, int i, const char *s)
-{
-    sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
-}
-
-static int exec(realm_registry_t *r, const char *sql)
-{
-    char *msg = NULL;
-    if (sqlite3_exec(r->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        realm_error("registry: %s: %s", sql, msg ? msg : "?");
-        sqlite3_free(msg);
-        return -1;
-    }
-    return 0;
-}
-
-int reg_begin(realm_registry_t *r)
-{
-    return exec(r, "BEGIN IMMEDIATE");
-}
-
-int reg_commit(realm_registry_t *r)
-{
-    if (exec(r, "COMMIT") == 0) return 0;
-    exec(r, "ROLLBACK");
-    return -1;
-}
-
-void reg_rollback(realm_registry_t *r)
-{
-    exec(r, "ROLLBACK");
-}
-
-/* Runs a statement with text arguments (NULL-terminated); returns 0 or -1. */
-int reg_run(realm_registry_t *r, const char *sql, ...)
-{
-    sqlite3_stmt *st = reg_prep(r, sql);
-    if (!st) return -1;
-    va_list ap;
-    va_start(ap, sql);
-    const char *a;
-    for (int i = 1; (a = va_arg(ap, const char *)) != NULL; i++)
-        reg_bind(st, i, a);
-    va_end(ap);
-    int rc = sqlite3_step(st);
-    reg_done(r, st);
-    return rc == SQLITE_DONE || rc == SQLITE_ROW ? 0 : -1;
-}
-
-json_t *reg_column_json(sqlite3_stmt *st, int col)
-{
-    const char *s = (const char *)sqlite3_column_text(st, col);
-    json_t *j = s ? json_loads(s, 0, NULL) : NULL;
-    return j ? j : json_object();
-}
-
-char *reg_dump(json_t *j)
-{
-    return json_dumps(j, JSON_COMPACT);
 }
 
 /* ---- ARNs and names ---- */
@@ -279,38 +155,24 @@ int reg_name_and_qualifier(realm_registry_t *r, const char *tenant, const char *
 
 /* ---- pending creates and updates ---- */
 
-static reg_pending_t *pending_find(realm_registry_t *r, const char *tenant, const char *name)
+static int pending_find(realm_registry_t *r, const char *tenant, const char *name)
 {
-    for (size_t i = 0; i < r->pending_cnt; i++)
-        if (strcmp(r->pending[i].tenant, tenant) == 0 && strcmp(r->pending[i].name, name) == 0)
-            return &r->pending[i];
-    return NULL;
+    return realm_store_pending_get(r->store, tenant, name) != 0;
 }
 
 static void pending_add(realm_registry_t *r, const char *tenant, const char *name, int is_create)
 {
-    if (r->pending_cnt == r->pending_cap) {
-        r->pending_cap = r->pending_cap ? r->pending_cap * 2 : 8;
-        r->pending = realm_realloc(r->pending, r->pending_cap * sizeof(*r->pending));
-    }
-    reg_pending_t *p = &r->pending[r->pending_cnt++];
-    p->tenant = realm_strdup(tenant);
-    snprintf(p->name, sizeof(p->name), "%s", name);
-    p->is_create = is_create;
+    realm_store_pending_add(r->store, tenant, name, is_create);
 }
 
 void realm_registry_update_abort(realm_registry_t *r, const char *tenant, const char *name)
 {
-    reg_pending_t *p = pending_find(r, tenant, name);
-    if (!p) return;
-    free(p->tenant);
-    *p = r->pending[--r->pending_cnt];
+    realm_store_pending_remove(r->store, tenant, name);
 }
 
 int reg_is_updating(realm_registry_t *r, const char *tenant, const char *name)
 {
-    reg_pending_t *p = pending_find(r, tenant, name);
-    return p && !p->is_create;
+    return realm_store_pending_get(r->store, tenant, name) == 1;
 }
 
 /* ---- rendering ---- */
@@ -343,23 +205,7 @@ json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, js
 int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, long num,
                      json_t **config, char *code_hex)
 {
-    sqlite3_stmt *st =
-        reg_prep(r, "SELECT config, code FROM versions WHERE tenant=?1 AND name=?2 AND num=?3");
-    if (!st) return -1;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    sqlite3_bind_int64(st, 3, num);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        *config = reg_column_json(st, 0);
-        if (code_hex)
-            snprintf(code_hex, REALM_PKG_HEX_LEN + 1, "%s",
-                     (const char *)sqlite3_column_text(st, 1));
-        reg_done(r, st);
-        return 0;
-    }
-    reg_done(r, st);
-    return rc == SQLITE_DONE ? 1 : -1;
+    return realm_store_ver_get(r->store, tenant, name, num, config, code_hex);
 }
 
 /*
@@ -369,10 +215,10 @@ int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, 
 int reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, json_t **cfg,
                      realm_reg_err_t *e)
 {
-    if (reg_begin(r) != 0) return reg_db_fail(r, e);
+    if (realm_store_begin(r->store) != 0) return reg_db_fail(r, e);
     int rc = reg_load_version(r, tenant, name, 0, cfg, NULL);
     if (rc == 0) return 0;
-    reg_rollback(r);
+    realm_store_rollback(r->store);
     return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, tenant, name, NULL, e);
 }
 
@@ -380,27 +226,13 @@ int reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, 
 int reg_load_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
                    json_t **config)
 {
-    sqlite3_stmt *st =
-        reg_prep(r, "SELECT config FROM aliases WHERE tenant=?1 AND name=?2 AND alias=?3");
-    if (!st) return -1;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    reg_bind(st, 3, alias);
-    int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) *config = reg_column_json(st, 0);
-    reg_done(r, st);
-    return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
+    return realm_store_alias_get(r->store, tenant, name, alias, config);
 }
 
 int reg_function_exists(realm_registry_t *r, const char *tenant, const char *name)
 {
-    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM functions WHERE tenant=?1 AND name=?2");
-    if (!st) return -1;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    int rc = sqlite3_step(st);
-    reg_done(r, st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    int rc = realm_store_fn_get(r->store, tenant, name, NULL);
+    return rc < 0 ? -1 : rc == 0;
 }
 
 int reg_not_found(realm_registry_t *r, const char *tenant, const char *name, const char *q,
@@ -476,10 +308,10 @@ realm_registry_t *realm_registry_open(const char *path, const realm_registry_opt
         return NULL;
     }
     realm_registry_t *r = realm_calloc(1, sizeof(*r));
-    /* Another process (sqlite3) may hold the write lock: an operation then
-     * fails with a ServiceException after db.h's busy timeout. */
-    r->db = realm_db_open(path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, schema, err, err_len);
-    if (!r->db) goto fail;
+    /* Another process may hold the write lock: an operation then fails with a
+     * ServiceException after the store's busy timeout. */
+    r->store = realm_store_open(REALM_STORE_REGISTRY, path, err, err_len);
+    if (!r->store) goto fail;
     r->region = realm_strdup(opts->region);
     r->account = realm_strdup(opts->account_id);
     r->concurrency_limit = opts->concurrency_limit;
@@ -487,7 +319,6 @@ realm_registry_t *realm_registry_open(const char *path, const realm_registry_opt
     r->max_unzipped_bytes = opts->max_unzipped_bytes;
     return r;
 fail:
-    sqlite3_close(r->db);
     free(r);
     return NULL;
 }
@@ -495,14 +326,7 @@ fail:
 void realm_registry_close(realm_registry_t *r)
 {
     if (!r) return;
-    for (size_t i = 0; i < r->pending_cnt; i++)
-        free(r->pending[i].tenant);
-    free(r->pending);
-    for (size_t i = 0; i < r->stmt_cnt; i++) {
-        sqlite3_finalize(r->stmts[i].st);
-        free(r->stmts[i].sql);
-    }
-    sqlite3_close(r->db);
+    realm_store_close(r->store);
     free(r->region);
     free(r->account);
     free(r);
@@ -600,10 +424,10 @@ static json_t *publish_and_commit(realm_registry_t *r, const char *tenant, const
 {
     long num = 0;
     if (publish && reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         return NULL;
     }
-    if (reg_commit(r) != 0) {
+    if (realm_store_commit(r->store) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
@@ -628,28 +452,22 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
     json_t *cfg = new_config(r, name, req, pkg, e);
     if (!cfg) return NULL;
     json_t *tags = json_object_get(req, "Tags");
-    char *tags_s = json_is_object(tags) ? reg_dump(tags) : realm_strdup("{}");
-    char *cfg_s = reg_dump(cfg);
     json_t *out = NULL;
-    if (reg_begin(r) != 0) {
+    if (realm_store_begin(r->store) != 0) {
         reg_db_fail(r, e);
         goto done;
     }
-    int rc = reg_function_exists(r, tenant, name);
+    int rc = realm_store_fn_insert(r->store, tenant, name, json_is_object(tags) ? tags : NULL);
     if (rc != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         if (rc < 0)
             reg_db_fail(r, e);
         else
             reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
         goto done;
     }
-    if (reg_run(r, "INSERT INTO functions(tenant, name, tags) VALUES(?1, ?2, ?3)", tenant, name,
-                tags_s, (char *)NULL) != 0 ||
-        reg_run(r,
-                "INSERT INTO versions(tenant, name, num, code, config) VALUES(?1, ?2, 0, ?3, ?4)",
-                tenant, name, pkg->hex, cfg_s, (char *)NULL) != 0) {
-        reg_rollback(r);
+    if (realm_store_ver_insert(r->store, tenant, name, 0, pkg->hex, cfg) != 0) {
+        realm_store_rollback(r->store);
         reg_db_fail(r, e);
         goto done;
     }
@@ -662,8 +480,6 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
                *tenant ? "/" : "", name, json_string_value(json_object_get(cfg, "Runtime")),
                (unsigned long long)pkg->zip_bytes);
 done:
-    free(tags_s);
-    free(cfg_s);
     json_decref(cfg);
     return out;
 }
@@ -740,21 +556,18 @@ json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, cons
     if (reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
     int rc;
     if (reg_check_revision(req, cfg, e) != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         goto done;
     }
     reg_stamp(cfg, pkg);
     if (dry) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         out = reg_render(r, tenant, name, cfg, 0, 0);
         goto done;
     }
-    char *cfg_s = reg_dump(cfg);
-    rc = reg_run(r, "UPDATE versions SET code=?3, config=?4 WHERE tenant=?1 AND name=?2 AND num=0",
-                 tenant, name, pkg->hex, cfg_s, (char *)NULL);
-    free(cfg_s);
+    rc = realm_store_ver_update(r->store, tenant, name, 0, pkg->hex, cfg);
     if (rc != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         reg_db_fail(r, e);
         goto done;
     }
@@ -807,21 +620,14 @@ json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, con
     snprintf(url, sizeof(url), "%s/realm/packages/%s.zip", code_url_base, hex);
     json_t *out = json_pack("{s:o, s:{s:s, s:s}}", "Configuration", conf, "Code", "RepositoryType",
                             "S3", "Location", url);
-    sqlite3_stmt *st =
-        reg_prep(r, "SELECT tags, reserved FROM functions WHERE tenant=?1 AND name=?2");
-    if (st) {
-        reg_bind(st, 1, tenant);
-        reg_bind(st, 2, name);
-        if (sqlite3_step(st) == SQLITE_ROW) {
-            json_t *tags = reg_column_json(st, 0);
-            if (json_object_size(tags)) json_object_set(out, "Tags", tags);
-            json_decref(tags);
-            if (sqlite3_column_type(st, 1) != SQLITE_NULL)
-                json_object_set_new(out, "Concurrency",
-                                    json_pack("{s:I}", "ReservedConcurrentExecutions",
-                                              (json_int_t)sqlite3_column_int64(st, 1)));
-        }
-        reg_done(r, st);
+    realm_store_fn_t fn;
+    if (realm_store_fn_get(r->store, tenant, name, &fn) == 0) {
+        if (json_object_size(fn.tags)) json_object_set(out, "Tags", fn.tags);
+        if (fn.reserved >= 0)
+            json_object_set_new(
+                out, "Concurrency",
+                json_pack("{s:I}", "ReservedConcurrentExecutions", (json_int_t)fn.reserved));
+        realm_store_fn_dispose(&fn);
     }
     return out;
 }
@@ -835,22 +641,19 @@ json_t *realm_registry_update_configuration(realm_registry_t *r, const char *ten
     if (reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
     int rc;
     if (reg_check_revision(req, cfg, e) != 0 || reg_check_config_fields(r, req, cfg, 0, e) != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         goto done;
     }
     const char *rt = json_string_value(json_object_get(cfg, "Runtime"));
     if (rt && !reg_runtime_is_provided(rt) && !json_object_get(cfg, "Handler")) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         reg_invalid(e, "Handler is required for runtime %s", rt);
         goto done;
     }
     reg_stamp(cfg, NULL);
-    char *cfg_s = reg_dump(cfg);
-    rc = reg_run(r, "UPDATE versions SET config=?3 WHERE tenant=?1 AND name=?2 AND num=0", tenant,
-                 name, cfg_s, (char *)NULL);
-    free(cfg_s);
-    if (rc != 0 || reg_commit(r) != 0) {
-        if (rc != 0) reg_rollback(r);
+    rc = realm_store_ver_update(r->store, tenant, name, 0, NULL, cfg);
+    if (rc != 0 || realm_store_commit(r->store) != 0) {
+        if (rc != 0) realm_store_rollback(r->store);
         reg_db_fail(r, e);
         goto done;
     }
@@ -888,43 +691,32 @@ json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, c
         }
         snprintf(mname, sizeof(mname), "%.64s", buf);
     }
-    sqlite3_stmt *st = reg_prep(
-        r, all_versions
-               ? "SELECT name, num, config FROM versions WHERE tenant=?1 AND "
-                 "(name > ?2 OR (name = ?2 AND num > ?3)) ORDER BY name, num LIMIT ?4"
-               : "SELECT name, num, config FROM versions WHERE tenant=?1 AND num=0 AND name > ?2 "
-                 "ORDER BY name LIMIT ?4");
-    if (!st) {
+    json_t *rows =
+        realm_store_ver_list(r->store, tenant, NULL, mname, mnum, !all_versions, (size_t)page + 1);
+    if (!rows) {
         reg_db_fail(r, e);
         return NULL;
     }
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, mname);
-    sqlite3_bind_int64(st, 3, mnum);
-    sqlite3_bind_int64(st, 4, page + 1);
     json_t *list = json_array();
     char last[NAME_MAX_LEN + 32] = "";
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *name = (const char *)sqlite3_column_text(st, 0);
-        long num = (long)sqlite3_column_int64(st, 1);
-        if ((long)json_array_size(list) == page) break;
-        json_t *cfg = reg_column_json(st, 2);
-        json_array_append_new(list, reg_render(r, tenant, name, cfg, num, all_versions));
-        json_decref(cfg);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        if ((long)i == page) break;
+        const char *name = json_string_value(json_object_get(row, "name"));
+        long num = (long)json_integer_value(json_object_get(row, "num"));
+        json_array_append_new(
+            list, reg_render(r, tenant, name, json_object_get(row, "config"), num, all_versions));
         if (all_versions)
             snprintf(last, sizeof(last), "%s:%ld", name, num);
         else
             snprintf(last, sizeof(last), "%s", name);
     }
-    reg_done(r, st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) {
-        json_decref(list);
-        reg_db_fail(r, e);
-        return NULL;
-    }
+    int more = (long)json_array_size(rows) > page;
+    json_decref(rows);
     json_t *out = json_pack("{s:o}", "Functions", list);
-    if (rc == SQLITE_ROW) json_object_set_new(out, "NextMarker", json_string(last));
+    if (more) json_object_set_new(out, "NextMarker", json_string(last));
     return out;
 }
 
@@ -938,9 +730,7 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
     if (rc < 0) return reg_db_fail(r, e);
     if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
     if (!*q) {
-        if (reg_run(r, "DELETE FROM functions WHERE tenant=?1 AND name=?2", tenant, name,
-                    (char *)NULL) != 0)
-            return reg_db_fail(r, e);
+        if (realm_store_fn_delete(r->store, tenant, name) < 0) return reg_db_fail(r, e);
         realm_info("function %s deleted", name);
         return 0;
     }
@@ -948,36 +738,17 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
         return reg_invalid(e, "$LATEST cannot be deleted on its own: delete the function instead");
     if (!reg_valid_version(q))
         return reg_invalid(e, "Qualifier '%s' is an alias: delete it with DeleteAlias", q);
-    sqlite3_stmt *st =
-        reg_prep(r, "SELECT alias FROM aliases WHERE tenant=?1 AND name=?2 AND "
-                    "(json_extract(config, '$.FunctionVersion') = ?3 OR "
-                    "json_type(config, '$.RoutingConfig.AdditionalVersionWeights.\"' "
-                    "|| ?3 || '\"') IS NOT NULL)");
-    if (!st) return reg_db_fail(r, e);
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    reg_bind(st, 3, q);
-    rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) {
-        char alias[ALIAS_MAX_LEN + 1];
-        snprintf(alias, sizeof(alias), "%s", (const char *)sqlite3_column_text(st, 0));
-        reg_done(r, st);
+    char alias[ALIAS_MAX_LEN + 1];
+    rc = realm_store_alias_using(r->store, tenant, name, q, alias);
+    if (rc < 0) return reg_db_fail(r, e);
+    if (rc == 1)
         return reg_err(e, 409, T_CONFLICT,
                        "Unable to delete version %s because alias %s uses it: update or delete "
                        "the alias first",
                        q, alias);
-    }
-    reg_done(r, st);
-    if (rc != SQLITE_DONE) return reg_db_fail(r, e);
-    st = reg_prep(r, "DELETE FROM versions WHERE tenant=?1 AND name=?2 AND num=?3");
-    if (!st) return reg_db_fail(r, e);
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    sqlite3_bind_int64(st, 3, strtol(q, NULL, 10));
-    rc = sqlite3_step(st);
-    reg_done(r, st);
-    if (rc != SQLITE_DONE) return reg_db_fail(r, e);
-    if (sqlite3_changes(r->db) == 0) return reg_not_found(r, tenant, name, q, e);
+    rc = realm_store_ver_delete(r->store, tenant, name, strtol(q, NULL, 10));
+    if (rc < 0) return reg_db_fail(r, e);
+    if (rc == 1) return reg_not_found(r, tenant, name, q, e);
     return 0;
 }
 
@@ -1002,20 +773,17 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
     out->config = reg_render(r, tenant, name, cfg, num, num != 0);
     json_decref(cfg);
     out->reserved = -1;
-    sqlite3_stmt *st = reg_prep(r, "SELECT reserved FROM functions WHERE tenant=?1 AND name=?2");
-    if (st) {
-        reg_bind(st, 1, tenant);
-        reg_bind(st, 2, name);
-        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-            out->reserved = sqlite3_column_int64(st, 0);
-        reg_done(r, st);
+    realm_store_fn_t fn;
+    if (realm_store_fn_get(r->store, tenant, name, &fn) == 0) {
+        out->reserved = fn.reserved;
+        realm_store_fn_dispose(&fn);
     }
     return 0;
 }
 
 uint64_t realm_registry_generation(const realm_registry_t *r)
 {
-    return r->generation;
+    return realm_store_generation(r->store);
 }
 
 void realm_fn_version_dispose(realm_fn_version_t *v)
@@ -1026,23 +794,12 @@ void realm_fn_version_dispose(realm_fn_version_t *v)
 
 int realm_registry_code_owned(realm_registry_t *r, const char *tenant, const char *hex)
 {
-    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM versions WHERE code=?1 AND tenant=?2 LIMIT 1");
-    if (!st) return 0;
-    reg_bind(st, 1, hex);
-    reg_bind(st, 2, tenant);
-    int rc = sqlite3_step(st);
-    reg_done(r, st);
-    return rc == SQLITE_ROW;
+    return realm_store_code_used(r->store, tenant, hex) == 1;
 }
 
 int realm_registry_code_used(realm_registry_t *r, const char *hex)
 {
     /* A create or update in flight may be about to refer to any package. */
-    if (r->pending_cnt > 0) return 1;
-    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM versions WHERE code=?1 LIMIT 1");
-    if (!st) return 1;
-    reg_bind(st, 1, hex);
-    int rc = sqlite3_step(st);
-    reg_done(r, st);
-    return rc != SQLITE_DONE; /* errors keep the package */
+    if (realm_store_pending_count(r->store) > 0) return 1;
+    return realm_store_code_used(r->store, NULL, hex) != 0; /* errors keep the package */
 }

@@ -33,48 +33,21 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     char code[REALM_PKG_HEX_LEN + 1], last_code[REALM_PKG_HEX_LEN + 1];
     int rc = reg_load_version(r, tenant, name, 0, &latest, code);
     if (rc != 0) return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, tenant, name, NULL, e);
-    sqlite3_stmt *st =
-        reg_prep(r, "SELECT num, config, code FROM versions WHERE tenant=?1 AND name=?2 AND num>0 "
-                    "ORDER BY num DESC LIMIT 1");
-    if (!st) goto fail;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    long last_num = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        last_num = (long)sqlite3_column_int64(st, 0);
-        last = reg_column_json(st, 1);
-        snprintf(last_code, sizeof(last_code), "%s", (const char *)sqlite3_column_text(st, 2));
-    }
-    reg_done(r, st);
+    int64_t last_num = 0;
+    rc = realm_store_ver_last(r->store, tenant, name, &last_num, &last, last_code);
+    if (rc < 0) goto fail;
     if (last && strcmp(last_code, code) == 0 && same_config(last, latest)) {
-        *num = last_num; /* nothing changed since: AWS returns that version */
+        *num = (long)last_num; /* nothing changed since: AWS returns that version */
         json_decref(latest);
         json_decref(last);
         return 0;
     }
     json_decref(last);
-    st = reg_prep(r, "SELECT next_version FROM functions WHERE tenant=?1 AND name=?2");
-    if (!st) goto fail;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    long n = sqlite3_step(st) == SQLITE_ROW ? (long)sqlite3_column_int64(st, 0) : 0;
-    reg_done(r, st);
+    long n = (long)realm_store_fn_take_version(r->store, tenant, name);
     if (n <= 0) goto fail;
-    char nbuf[24];
     reg_stamp(latest, NULL);
     if (description) json_object_set_new(latest, "Description", json_string(description));
-    char *cfg_s = reg_dump(latest);
-    snprintf(nbuf, sizeof(nbuf), "%ld", n);
-    rc = reg_run(r,
-                 "INSERT INTO versions(tenant, name, num, code, config) "
-                 "VALUES(?1, ?2, CAST(?3 AS INTEGER), ?4, ?5)",
-                 tenant, name, nbuf, code, cfg_s, (char *)NULL);
-    free(cfg_s);
-    if (rc != 0 || reg_run(r,
-                           "UPDATE functions SET next_version = next_version + 1 "
-                           "WHERE tenant=?1 AND name=?2",
-                           tenant, name, (char *)NULL) != 0)
-        goto fail;
+    if (realm_store_ver_insert(r->store, tenant, name, n, code, latest) != 0) goto fail;
     json_decref(latest);
     *num = n;
     return 0;
@@ -118,10 +91,10 @@ json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, 
     }
     json_decref(latest);
     if (rc != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         return NULL;
     }
-    if (reg_commit(r) != 0) {
+    if (realm_store_commit(r->store) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
@@ -165,30 +138,27 @@ json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, co
     long after = parse_marker_num(marker, e);
     if (after == -2 || need_function(r, tenant, name, e) != 0) return NULL;
     long page = reg_page_size(max_items);
-    sqlite3_stmt *st = reg_prep(r, "SELECT num, config FROM versions WHERE tenant=?1 AND name=?2 "
-                                   "AND num > ?3 ORDER BY num LIMIT ?4");
-    if (!st) {
+    json_t *rows = realm_store_ver_list(r->store, tenant, name, NULL, after, 0, (size_t)page + 1);
+    if (!rows) {
         reg_db_fail(r, e);
         return NULL;
     }
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    sqlite3_bind_int64(st, 3, after);
-    sqlite3_bind_int64(st, 4, page + 1);
     json_t *list = json_array();
     long last = -1;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((long)json_array_size(list) == page) break;
-        long num = (long)sqlite3_column_int64(st, 0);
-        json_t *cfg = reg_column_json(st, 1);
-        json_array_append_new(list, reg_render(r, tenant, name, cfg, num, 1));
-        json_decref(cfg);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        if ((long)i == page) break;
+        long num = (long)json_integer_value(json_object_get(row, "num"));
+        json_array_append_new(list,
+                              reg_render(r, tenant, name, json_object_get(row, "config"), num, 1));
         last = num;
     }
-    reg_done(r, st);
+    int more = (long)json_array_size(rows) > page;
+    json_decref(rows);
     json_t *out = json_pack("{s:o}", "Versions", list);
-    if (rc == SQLITE_ROW) {
+    if (more) {
         char m[24];
         snprintf(m, sizeof(m), "%ld", last);
         json_object_set_new(out, "NextMarker", json_string(m));
@@ -211,15 +181,9 @@ static json_t *render_alias(realm_registry_t *r, const char *tenant, const char 
 static int version_exists(realm_registry_t *r, const char *tenant, const char *name,
                           const char *version)
 {
-    sqlite3_stmt *st = reg_prep(r, "SELECT 1 FROM versions WHERE tenant=?1 AND name=?2 AND "
-                                   "num = CAST(?3 AS INTEGER)");
-    if (!st) return -1;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    reg_bind(st, 3, strcmp(version, "$LATEST") == 0 ? "0" : version);
-    int rc = sqlite3_step(st);
-    reg_done(r, st);
-    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+    long num = strcmp(version, "$LATEST") == 0 ? 0 : strtol(version, NULL, 10);
+    int rc = realm_store_ver_get(r->store, tenant, name, num, NULL, NULL);
+    return rc < 0 ? -1 : rc == 0;
 }
 
 /* Applies FunctionVersion, Description and RoutingConfig from req to cfg. */
@@ -319,15 +283,7 @@ static int alias_missing(realm_registry_t *r, const char *tenant, const char *na
 static int save_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
                       json_t *cfg, int is_insert)
 {
-    char *s = reg_dump(cfg);
-    int rc = reg_run(r,
-                     is_insert ? "INSERT INTO aliases(tenant, name, alias, config) "
-                                 "VALUES(?1, ?2, ?3, ?4)"
-                               : "UPDATE aliases SET config=?4 WHERE tenant=?1 AND name=?2 AND "
-                                 "alias=?3",
-                     tenant, name, alias, s, (char *)NULL);
-    free(s);
-    return rc;
+    return realm_store_alias_put(r->store, tenant, name, alias, cfg, is_insert);
 }
 
 json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
@@ -346,7 +302,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
         reg_invalid(e, "FunctionVersion is required ($LATEST or a version number)");
         return NULL;
     }
-    if (reg_begin(r) != 0) {
+    if (realm_store_begin(r->store) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
@@ -365,7 +321,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
         goto fail;
     }
     if (apply_alias_fields(r, tenant, name, req, cfg, e) != 0) goto fail;
-    if (save_alias(r, tenant, name, alias, cfg, 1) != 0 || reg_commit(r) != 0) {
+    if (save_alias(r, tenant, name, alias, cfg, 1) != 0 || realm_store_commit(r->store) != 0) {
         reg_db_fail(r, e);
         json_decref(cfg);
         return NULL;
@@ -374,7 +330,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
     json_decref(cfg);
     return out;
 fail:
-    reg_rollback(r);
+    realm_store_rollback(r->store);
     json_decref(cfg);
     return NULL;
 }
@@ -404,14 +360,14 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
 {
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
-    if (reg_begin(r) != 0) {
+    if (realm_store_begin(r->store) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
     json_t *cfg = NULL;
     int rc = reg_load_alias(r, tenant, name, alias, &cfg);
     if (rc != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         if (rc < 0)
             reg_db_fail(r, e);
         else if (need_function(r, tenant, name, e) == 0)
@@ -420,11 +376,11 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
     }
     if (reg_check_revision(req, cfg, e) != 0 ||
         apply_alias_fields(r, tenant, name, req, cfg, e) != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         json_decref(cfg);
         return NULL;
     }
-    if (save_alias(r, tenant, name, alias, cfg, 0) != 0 || reg_commit(r) != 0) {
+    if (save_alias(r, tenant, name, alias, cfg, 0) != 0 || realm_store_commit(r->store) != 0) {
         reg_db_fail(r, e);
         json_decref(cfg);
         return NULL;
@@ -440,10 +396,9 @@ int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const c
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return -1;
     if (need_function(r, tenant, name, e) != 0) return -1;
-    if (reg_run(r, "DELETE FROM aliases WHERE tenant=?1 AND name=?2 AND alias=?3", tenant, name,
-                alias, (char *)NULL) != 0)
-        return reg_db_fail(r, e);
-    if (sqlite3_changes(r->db) == 0) return alias_missing(r, tenant, name, alias, e);
+    int rc = realm_store_alias_delete(r->store, tenant, name, alias);
+    if (rc < 0) return reg_db_fail(r, e);
+    if (rc == 1) return alias_missing(r, tenant, name, alias, e);
     return 0;
 }
 
@@ -460,33 +415,28 @@ json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, con
     }
     if (need_function(r, tenant, name, e) != 0) return NULL;
     long page = reg_page_size(max_items);
-    sqlite3_stmt *st =
-        reg_prep(r, "SELECT alias, config FROM aliases WHERE tenant=?1 AND name=?2 AND alias > ?3 "
-                    "AND (?4 = '' OR json_extract(config, '$.FunctionVersion') = ?4) "
-                    "ORDER BY alias LIMIT ?5");
-    if (!st) {
+    json_t *rows =
+        realm_store_alias_list(r->store, tenant, name, marker, function_version, (size_t)page + 1);
+    if (!rows) {
         reg_db_fail(r, e);
         return NULL;
     }
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    reg_bind(st, 3, marker ? marker : "");
-    reg_bind(st, 4, function_version ? function_version : "");
-    sqlite3_bind_int64(st, 5, page + 1);
     json_t *list = json_array();
     char last[ALIAS_MAX_LEN + 1] = "";
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if ((long)json_array_size(list) == page) break;
-        const char *alias = (const char *)sqlite3_column_text(st, 0);
-        json_t *cfg = reg_column_json(st, 1);
-        json_array_append_new(list, render_alias(r, tenant, name, alias, cfg));
-        json_decref(cfg);
+    size_t i;
+    json_t *row;
+    json_array_foreach(rows, i, row)
+    {
+        if ((long)i == page) break;
+        const char *alias = json_string_value(json_object_get(row, "alias"));
+        json_array_append_new(list,
+                              render_alias(r, tenant, name, alias, json_object_get(row, "config")));
         snprintf(last, sizeof(last), "%s", alias);
     }
-    reg_done(r, st);
+    int more = (long)json_array_size(rows) > page;
+    json_decref(rows);
     json_t *out = json_pack("{s:o}", "Aliases", list);
-    if (rc == SQLITE_ROW) json_object_set_new(out, "NextMarker", json_string(last));
+    if (more) json_object_set_new(out, "NextMarker", json_string(last));
     return out;
 }
 
@@ -502,14 +452,7 @@ static int fn_args(realm_registry_t *r, const char *tenant, const char *fn_name,
 
 static long long sum_reserved(realm_registry_t *r, const char *tenant, const char *except)
 {
-    sqlite3_stmt *st = reg_prep(r, "SELECT COALESCE(SUM(reserved), 0) FROM functions "
-                                   "WHERE tenant=?1 AND name != ?2");
-    if (!st) return -1;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, except ? except : "");
-    long long n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : -1;
-    reg_done(r, st);
-    return n;
+    return realm_store_fn_sum_reserved(r->store, tenant, except);
 }
 
 json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
@@ -523,22 +466,22 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, 
         reg_invalid(e, "ReservedConcurrentExecutions is required: an integer >= 0");
         return NULL;
     }
-    if (reg_begin(r) != 0) {
+    if (realm_store_begin(r->store) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
     if (fn_args(r, tenant, fn_name, name, e) != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         return NULL;
     }
     long long others = sum_reserved(r, tenant, name);
     if (others < 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         reg_db_fail(r, e);
         return NULL;
     }
     if ((unsigned long long)(others + n) > r->concurrency_limit) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         reg_invalid(e,
                     "Specified ReservedConcurrentExecutions for function decreases account's "
                     "UnreservedConcurrentExecution below its minimum value of [0]: the account "
@@ -546,12 +489,8 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, 
                     (unsigned long long)r->concurrency_limit, others);
         return NULL;
     }
-    char nbuf[24];
-    snprintf(nbuf, sizeof(nbuf), "%lld", n);
-    if (reg_run(r,
-                "UPDATE functions SET reserved = CAST(?3 AS INTEGER) WHERE tenant=?1 AND name=?2",
-                tenant, name, nbuf, (char *)NULL) != 0 ||
-        reg_commit(r) != 0) {
+    if (realm_store_fn_set_reserved(r->store, tenant, name, n) != 0 ||
+        realm_store_commit(r->store) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
@@ -563,18 +502,16 @@ json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, 
 {
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return NULL;
-    sqlite3_stmt *st = reg_prep(r, "SELECT reserved FROM functions WHERE tenant=?1 AND name=?2");
-    if (!st) {
+    realm_store_fn_t fn;
+    int rc = realm_store_fn_get(r->store, tenant, name, &fn);
+    if (rc < 0) {
         reg_db_fail(r, e);
         return NULL;
     }
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
     json_t *out = json_object();
-    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_type(st, 0) != SQLITE_NULL)
-        json_object_set_new(out, "ReservedConcurrentExecutions",
-                            json_integer(sqlite3_column_int64(st, 0)));
-    reg_done(r, st);
+    if (rc == 0 && fn.reserved >= 0)
+        json_object_set_new(out, "ReservedConcurrentExecutions", json_integer(fn.reserved));
+    if (rc == 0) realm_store_fn_dispose(&fn);
     return out;
 }
 
@@ -583,9 +520,7 @@ int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, c
 {
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return -1;
-    if (reg_run(r, "UPDATE functions SET reserved = NULL WHERE tenant=?1 AND name=?2", tenant, name,
-                (char *)NULL) != 0)
-        return reg_db_fail(r, e);
+    if (realm_store_fn_set_reserved(r->store, tenant, name, -1) != 0) return reg_db_fail(r, e);
     return 0;
 }
 
@@ -606,22 +541,14 @@ static int tag_target(realm_registry_t *r, const char *tenant, const char *arn, 
 
 static json_t *load_tags(realm_registry_t *r, const char *tenant, const char *name)
 {
-    sqlite3_stmt *st = reg_prep(r, "SELECT tags FROM functions WHERE tenant=?1 AND name=?2");
-    if (!st) return NULL;
-    reg_bind(st, 1, tenant);
-    reg_bind(st, 2, name);
-    json_t *tags = sqlite3_step(st) == SQLITE_ROW ? reg_column_json(st, 0) : NULL;
-    reg_done(r, st);
-    return tags;
+    realm_store_fn_t fn;
+    if (realm_store_fn_get(r->store, tenant, name, &fn) != 0) return NULL;
+    return fn.tags;
 }
 
 static int save_tags(realm_registry_t *r, const char *tenant, const char *name, json_t *tags)
 {
-    char *s = reg_dump(tags);
-    int rc = reg_run(r, "UPDATE functions SET tags=?3 WHERE tenant=?1 AND name=?2", tenant, name, s,
-                     (char *)NULL);
-    free(s);
-    return rc;
+    return realm_store_fn_set_tags(r->store, tenant, name, tags);
 }
 
 /*
@@ -631,17 +558,17 @@ static int save_tags(realm_registry_t *r, const char *tenant, const char *name, 
 static json_t *tags_begin(realm_registry_t *r, const char *tenant, const char *arn, char *name,
                           realm_reg_err_t *e)
 {
-    if (reg_begin(r) != 0) {
+    if (realm_store_begin(r->store) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
     if (tag_target(r, tenant, arn, name, e) != 0) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         return NULL;
     }
     json_t *tags = load_tags(r, tenant, name);
     if (!tags) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         reg_db_fail(r, e);
     }
     return tags;
@@ -659,9 +586,9 @@ int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn,
     json_object_update(tags, add);
     int rc = 0;
     if (json_object_size(tags) > 50) {
-        reg_rollback(r);
+        realm_store_rollback(r->store);
         rc = reg_invalid(e, "A function can have at most 50 tags");
-    } else if (save_tags(r, tenant, name, tags) != 0 || reg_commit(r) != 0) {
+    } else if (save_tags(r, tenant, name, tags) != 0 || realm_store_commit(r->store) != 0) {
         rc = reg_db_fail(r, e);
     }
     json_decref(tags);
@@ -676,7 +603,9 @@ int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *ar
     if (!tags) return -1;
     for (size_t i = 0; keys[i]; i++)
         json_object_del(tags, keys[i]);
-    int rc = save_tags(r, tenant, name, tags) != 0 || reg_commit(r) != 0 ? reg_db_fail(r, e) : 0;
+    int rc = save_tags(r, tenant, name, tags) != 0 || realm_store_commit(r->store) != 0
+                 ? reg_db_fail(r, e)
+                 : 0;
     json_decref(tags);
     return rc;
 }
@@ -699,22 +628,11 @@ json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const 
 json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant, realm_reg_err_t *e)
 {
     long long reserved = sum_reserved(r, tenant, NULL);
-    sqlite3_stmt *st =
-        reg_prep(r, "SELECT (SELECT COUNT(*) FROM functions WHERE tenant=?1), "
-                    "(SELECT COALESCE(SUM(json_extract(config, '$.CodeSize')), 0) FROM versions "
-                    "WHERE tenant=?1)");
-    if (!st || reserved < 0) {
-        reg_done(r, st);
+    int64_t count = 0, size = 0;
+    if (reserved < 0 || realm_store_fn_usage(r->store, tenant, &count, &size) != 0) {
         reg_db_fail(r, e);
         return NULL;
     }
-    reg_bind(st, 1, tenant);
-    long long count = 0, size = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        count = sqlite3_column_int64(st, 0);
-        size = sqlite3_column_int64(st, 1);
-    }
-    reg_done(r, st);
     long long limit = (long long)r->concurrency_limit;
     /* 75 GB: Lambda's default storage quota for all packages. */
     return json_pack(

@@ -1,0 +1,66 @@
+/*
+ * sqlite.h - the SQLite backend's shared parts (not a public header): the
+ * store struct, opening a file, the statement cache. The SQL of each kind
+ * is in sqlite_registry.c, sqlite_queue.c and sqlite_auth.c.
+ */
+#ifndef REALM_STORE_SQLITE_H
+#define REALM_STORE_SQLITE_H
+
+#include "store/internal.h"
+
+#include <sqlite3.h>
+
+/* A prepared statement kept for reuse (sq_prep, sq_done). */
+typedef struct {
+    const char *sql; /* a string literal of the backend */
+    sqlite3_stmt *st;
+    int in_use;
+} sq_stmt_t;
+
+#define SQ_STMT_CACHE 64 /* more distinct statements than any kind has */
+
+typedef struct {
+    int64_t id;
+    uint64_t token;
+    int64_t until_ms;
+} sq_lease_t;
+
+typedef struct {
+    realm_store_t base;
+    sqlite3 *db;
+    char *path;
+    sq_stmt_t stmts[SQ_STMT_CACHE]; /* parsed once: an invocation's lookups skip the parser */
+    size_t stmt_cnt;
+    /* queue: leases live in this process's memory (a reopened file has none) */
+    sq_lease_t *leases; /* sorted by id */
+    size_t lease_cnt, lease_cap;
+    uint64_t next_token;
+    uint64_t payload_reads, payload_bytes;
+    /* auth */
+    int64_t data_version;
+} sq_t;
+
+/* A statement for sql (a literal): a cached one not in use, else a new one;
+ * hand it back with sq_done, never sqlite3_finalize. NULL on error (logged). */
+sqlite3_stmt *sq_prep(sq_t *q, const char *sql);
+/* Resets, unbinds and hands back st (NULL is fine); bumps the generation
+ * when st may write. */
+void sq_done(sq_t *q, sqlite3_stmt *st);
+/* Steps st once and hands it back: the sqlite3_step code. */
+int sq_step_done(sq_t *q, sqlite3_stmt *st);
+void sq_text(sqlite3_stmt *st, int i, const char *s); /* NULL binds NULL */
+int sq_fail(sq_t *q, const char *what);               /* logs; returns -1 */
+json_t *sq_column_json(sqlite3_stmt *st, int col);    /* never NULL */
+char *sq_column_dup(sqlite3_stmt *st, int col);       /* "" for NULL */
+void sq_column_copy(char *out, size_t len, sqlite3_stmt *st, int col);
+int sq_exec(sq_t *q, const char *sql); /* 0 or -1 (logged) */
+
+extern const char sq_registry_schema[];
+extern const char sq_queue_schema[];
+extern const char sq_auth_schema[];
+int sq_queue_migrate(sq_t *q, char *err, size_t err_len);
+void sq_registry_ops(realm_store_ops_t *ops);
+void sq_queue_ops(realm_store_ops_t *ops);
+void sq_auth_ops(realm_store_ops_t *ops);
+
+#endif

@@ -1,0 +1,286 @@
+/*
+ * store.h - Realm's storage interface: every byte of durable (or shared)
+ * state goes through it, and the SQL lives only behind it (src/store/).
+ *
+ * DESIGN: a store is opened for one kind of state (REALM_STORE_REGISTRY:
+ * functions, versions, aliases, reserved concurrency, tags, the packages
+ * they name and the creates/updates in flight; REALM_STORE_QUEUE: the Event
+ * queue; REALM_STORE_AUTH: tenants and keys) at a location. The location
+ * picks the backend:
+ *   "memory:" or "memory:NAME"   everything in this process's memory (tests;
+ *                                nothing survives close)
+ *   anything else                a SQLite file at that path (WAL,
+ *                                synchronous=NORMAL, busy timeout 1 s)
+ * Each backend is a table of operations (store/internal.h,
+ * realm_store_ops_t) behind the realm_store_* calls below; a backend
+ * implements the operations of every kind. The modules above (registry/,
+ * queue/, auth/keys.c) keep every Lambda rule (validation, errors, ARNs,
+ * rendering, retries); the store only keeps rows and answers questions
+ * about them, each in bounded work.
+ *
+ * Shared state: what several server processes would have to agree on lives
+ * here, not in the modules: the write generation (realm_store_generation),
+ * the functions being created or updated (realm_store_pending_*), the
+ * queue's leases (claim hands out a lease token; every outcome names it and
+ * a stale token is a no-op), the keys' change counter (realm_store_auth_version).
+ *
+ * Return codes: int calls answer 0 (done / found), 1 (not found / already
+ * there, as documented per call) or -1 (storage error, logged by the
+ * backend). JSON results are new references; json_t arguments are borrowed.
+ *
+ * Transactions: begin/commit/rollback group writes of one kind's store
+ * (SQLite: BEGIN IMMEDIATE; memory: a snapshot restored on rollback). Calls
+ * outside a transaction are each atomic.
+ *
+ * LIFETIME: a store owns its connection (or memory) until realm_store_close.
+ * THREADS: a store is used by one thread, the loop thread in the server.
+ * Each call is one short prepared statement or transaction on the calling
+ * thread (measured in docs/storage.md: tens of microseconds for a resolve,
+ * a create or an enqueue+claim), so no worker thread is used; a backend
+ * whose calls may wait on a network (PostgreSQL) must not be called on the
+ * loop as is (docs/storage.md).
+ */
+#ifndef REALM_STORE_STORE_H
+#define REALM_STORE_STORE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct realm_store_s realm_store_t;
+
+typedef enum {
+    REALM_STORE_REGISTRY = 0,
+    REALM_STORE_QUEUE = 1,
+    REALM_STORE_AUTH = 2,
+} realm_store_kind_t;
+
+/* Bytes of a package hash in hex, plus the NUL. */
+#define REALM_STORE_HEX_LEN 64
+
+/*
+ * Opens (creating) the store of kind at location (see DESIGN). For SQLite,
+ * the file's directory must exist; the schema is created or migrated.
+ * Returns the store, or NULL with "LOCATION: reason" in err.
+ */
+realm_store_t *realm_store_open(realm_store_kind_t kind, const char *location, char *err,
+                                size_t err_len);
+void realm_store_close(realm_store_t *s); /* NULL is fine */
+/* "sqlite" or "memory". */
+const char *realm_store_backend(const realm_store_t *s);
+/* 1 if location names the in-memory backend. */
+int realm_store_is_memory(const char *location);
+
+/* ---- transactions (any kind) ---- */
+
+int realm_store_begin(realm_store_t *s);
+int realm_store_commit(realm_store_t *s); /* a failed commit is rolled back */
+void realm_store_rollback(realm_store_t *s);
+/*
+ * The write generation: grows with every call that may write (committed or
+ * not). What was read at one value still holds while it stays the same.
+ */
+uint64_t realm_store_generation(const realm_store_t *s);
+
+/* ---- registry: functions ---- */
+
+typedef struct {
+    int64_t next_version; /* the number the next published version gets */
+    int64_t reserved;     /* reserved concurrency, -1 when none */
+    json_t *tags;         /* owned: {"key": "value"} */
+} realm_store_fn_t;
+
+/* 0 and *out (may be NULL; dispose with realm_store_fn_dispose), 1 missing, -1. */
+int realm_store_fn_get(realm_store_t *s, const char *tenant, const char *name,
+                       realm_store_fn_t *out);
+void realm_store_fn_dispose(realm_store_fn_t *f);
+/* A new function (next version 1, no reservation). 0, 1 if it exists, -1. */
+int realm_store_fn_insert(realm_store_t *s, const char *tenant, const char *name, json_t *tags);
+/* Deletes the function with its versions and aliases. 0, 1 missing, -1. */
+int realm_store_fn_delete(realm_store_t *s, const char *tenant, const char *name);
+int realm_store_fn_set_reserved(realm_store_t *s, const char *tenant, const char *name,
+                                int64_t reserved /* -1: none */);
+int realm_store_fn_set_tags(realm_store_t *s, const char *tenant, const char *name, json_t *tags);
+/* Returns the function's next version number and counts it as used; -1 on error. */
+int64_t realm_store_fn_take_version(realm_store_t *s, const char *tenant, const char *name);
+/* The sum of the reservations of tenant's functions but except (may be NULL); -1 on error. */
+int64_t realm_store_fn_sum_reserved(realm_store_t *s, const char *tenant, const char *except);
+/* Tenant's function count and the sum of CodeSize over all its versions. 0 or -1. */
+int realm_store_fn_usage(realm_store_t *s, const char *tenant, int64_t *count, int64_t *code_size);
+
+/* ---- registry: versions (num 0 is $LATEST) ---- */
+
+/* 0 with *config (owned; may be NULL) and code (may be NULL), 1 missing, -1. */
+int realm_store_ver_get(realm_store_t *s, const char *tenant, const char *name, int64_t num,
+                        json_t **config, char *code);
+/* The highest published version (num > 0): 0 with its fields, 1 none, -1. */
+int realm_store_ver_last(realm_store_t *s, const char *tenant, const char *name, int64_t *num,
+                         json_t **config, char *code);
+/* A new version row of an existing function. 0 or -1. */
+int realm_store_ver_insert(realm_store_t *s, const char *tenant, const char *name, int64_t num,
+                           const char *code, json_t *config);
+/* Rewrites a version's config and, when code is not NULL, its code. 0 or -1. */
+int realm_store_ver_update(realm_store_t *s, const char *tenant, const char *name, int64_t num,
+                           const char *code, json_t *config);
+/* 0 deleted, 1 missing, -1. */
+int realm_store_ver_delete(realm_store_t *s, const char *tenant, const char *name, int64_t num);
+/*
+ * A page of version rows as [{"name", "num", "config"}], at most limit:
+ *   name != NULL: that function's versions with num > after_num, by num;
+ *   name == NULL, latest_only: tenant's $LATEST rows with name > after_name, by name;
+ *   name == NULL: tenant's rows after (after_name, after_num), by (name, num).
+ * NULL on error.
+ */
+json_t *realm_store_ver_list(realm_store_t *s, const char *tenant, const char *name,
+                             const char *after_name, int64_t after_num, int latest_only,
+                             size_t limit);
+/* 1 if a version uses package hex (tenant NULL: any tenant's), 0 if none, -1. */
+int realm_store_code_used(realm_store_t *s, const char *tenant, const char *hex);
+
+/* ---- registry: aliases ---- */
+
+/* 0 with *config (owned), 1 missing, -1. */
+int realm_store_alias_get(realm_store_t *s, const char *tenant, const char *name, const char *alias,
+                          json_t **config);
+/* Inserts (is_insert) or rewrites an alias's config. 0 or -1. */
+int realm_store_alias_put(realm_store_t *s, const char *tenant, const char *name, const char *alias,
+                          json_t *config, int is_insert);
+/* 0 deleted, 1 missing, -1. */
+int realm_store_alias_delete(realm_store_t *s, const char *tenant, const char *name,
+                             const char *alias);
+/* [{"alias", "config"}] with alias > after, FunctionVersion == version (when
+ * not "" / NULL), by alias, at most limit; NULL on error. */
+json_t *realm_store_alias_list(realm_store_t *s, const char *tenant, const char *name,
+                               const char *after, const char *version, size_t limit);
+/* 1 and alias_out (129 bytes) if an alias routes to version (primary or
+ * additional), 0 if none, -1. */
+int realm_store_alias_using(realm_store_t *s, const char *tenant, const char *name,
+                            const char *version, char *alias_out);
+
+/* ---- registry: creates and code updates in flight ---- */
+
+/* 0 recorded, 1 if the function already has one. */
+int realm_store_pending_add(realm_store_t *s, const char *tenant, const char *name, int is_create);
+/* 0 none, 1 a code update, 2 a create. */
+int realm_store_pending_get(realm_store_t *s, const char *tenant, const char *name);
+void realm_store_pending_remove(realm_store_t *s, const char *tenant, const char *name);
+/* How many are in flight. */
+size_t realm_store_pending_count(realm_store_t *s);
+
+/* ---- queue ---- */
+
+/* An event handed out by realm_store_q_claim. */
+typedef struct {
+    int64_t id;                          /* > 0, never reused within one store */
+    char *tenant, *function, *qualifier; /* owned */
+    int attempts;
+    int64_t enqueued_ms;
+    uint64_t lease; /* the token its outcome must name */
+} realm_store_event_t;
+
+typedef struct {
+    uint64_t rows;          /* rows touched by every call since open (SQLite: VM steps) */
+    uint64_t payload_reads; /* realm_store_q_payload calls that found one */
+    uint64_t payload_bytes;
+} realm_store_q_stats_t;
+
+/*
+ * Enqueues an event due at now_ms (attempts 0), unless tenant's function
+ * already has max_fn pending events or tenant max_tenant (0: no cap).
+ * Returns the id (> 0); -2 with *which 'f' or 't' when a cap is reached;
+ * -1 on error.
+ */
+int64_t realm_store_q_push(realm_store_t *s, const char *tenant, const char *function,
+                           const char *qualifier, const void *payload, size_t len, int64_t now_ms,
+                           uint64_t max_fn, uint64_t max_tenant, char *which);
+/*
+ * Claims up to max due (due <= now_ms), unleased events, earliest due first
+ * (ties: lower id), leasing each until lease_until_ms (after it, an event
+ * may be claimed again). Returns how many (0 on error); dispose each with
+ * realm_store_event_dispose.
+ */
+size_t realm_store_q_claim(realm_store_t *s, int64_t now_ms, int64_t lease_until_ms,
+                           realm_store_event_t *out, size_t max);
+void realm_store_event_dispose(realm_store_event_t *ev);
+/* The payload of a pending event: 0 with *data (malloc'd, len + NUL) and *len, 1 gone, -1. */
+int realm_store_q_payload(realm_store_t *s, int64_t id, char **data, size_t *len);
+/*
+ * Outcomes, each fenced by the lease token: when lease is not the event's
+ * current lease (stale, or the event is gone) nothing changes and 0 is
+ * returned. complete removes the event; retry makes it due at due_ms with
+ * attempts + 1 and error kept; defer makes it due at due_ms; release only
+ * drops the lease; fail moves it to the failed list (attempts + 1), keeping
+ * the newest `keep` failures of its function; park makes it wait until
+ * unpark or until_ms.
+ */
+int realm_store_q_complete(realm_store_t *s, int64_t id, uint64_t lease);
+int realm_store_q_retry(realm_store_t *s, int64_t id, uint64_t lease, int64_t due_ms,
+                        const char *error);
+int realm_store_q_defer(realm_store_t *s, int64_t id, uint64_t lease, int64_t due_ms);
+int realm_store_q_release(realm_store_t *s, int64_t id, uint64_t lease);
+int realm_store_q_fail(realm_store_t *s, int64_t id, uint64_t lease, const char *error_type,
+                       const char *error_message, int64_t now_ms, int64_t keep);
+int realm_store_q_park(realm_store_t *s, int64_t id, uint64_t lease, int64_t until_ms);
+/* Wakes tenant's function's parked events (due at now_ms): how many, or -1. */
+int64_t realm_store_q_unpark(realm_store_t *s, const char *tenant, const char *function,
+                             int64_t now_ms);
+/* [["tenant", "function"], ...] of functions with parked events; NULL on error. */
+json_t *realm_store_q_parked(realm_store_t *s);
+/* Earliest due time of an unleased pending event, -1 if none or on error. */
+int64_t realm_store_q_next_due(realm_store_t *s);
+/* Pending events of all (function NULL: tenant NULL) or of tenant's function. */
+size_t realm_store_q_pending(realm_store_t *s, const char *tenant, const char *function);
+void realm_store_q_stats(realm_store_t *s, realm_store_q_stats_t *out);
+/*
+ * Tenant's failed events (function NULL: all its functions), newest first,
+ * at most limit: [{"Id", "FunctionName", "Qualifier", "Payload" (text,
+ * invalid UTF-8 replaced), "Attempts", "ErrorType", "ErrorMessage" (string
+ * or null), "EnqueuedMs", "FailedMs"}]; NULL on error.
+ */
+json_t *realm_store_q_failed(realm_store_t *s, const char *tenant, const char *function,
+                             size_t limit);
+/* Drops tenant's function's pending and failed events. 0 or -1. */
+int realm_store_q_forget(realm_store_t *s, const char *tenant, const char *function);
+
+/* ---- auth: tenants and keys ---- */
+
+/* A key row. Blobs are sized by the caller's layout (auth/keys.c). */
+typedef struct {
+    char key_id[32];
+    char tenant[65];
+    char account_id[13];
+    char access_key_id[24];
+    double rate, burst;
+    int64_t revoked_ms; /* 0 when not revoked */
+    int64_t created_ms;
+    unsigned char salt[16];
+    size_t salt_len;
+    unsigned char hash[32];
+    size_t hash_len;
+    unsigned char secret_enc[128];
+    size_t secret_enc_len;
+} realm_store_key_t;
+
+/* 0 and account_id (13 bytes), 1 unknown, -1. */
+int realm_store_tenant_get(realm_store_t *s, const char *tenant, char *account_id);
+/* 0, 1 if the name or the account id is taken, -1. */
+int realm_store_tenant_add(realm_store_t *s, const char *tenant, const char *account_id,
+                           int64_t now_ms);
+/* 0, 1 if the key id or access key id is taken, -1. Uses key's fields but account_id. */
+int realm_store_key_add(realm_store_t *s, const realm_store_key_t *key);
+/* By key id (by_access_key 0) or access key id: 0 and *out, 1 unknown, -1. */
+int realm_store_key_get(realm_store_t *s, const char *id, int by_access_key,
+                        realm_store_key_t *out);
+/* Every key, by tenant then creation then key id: *out (malloc'd) and *n. 0 or -1. */
+int realm_store_key_list(realm_store_t *s, realm_store_key_t **out, size_t *n);
+/* 0 revoked now, 1 already revoked, 2 unknown, -1. */
+int realm_store_key_revoke(realm_store_t *s, const char *key_id, int64_t now_ms);
+/* 1 if any key exists, 0 if none, -1. */
+int realm_store_key_any(realm_store_t *s);
+/*
+ * A number that moves when another connection or process changed the
+ * store (SQLite: PRAGMA data_version); writes through s are not counted.
+ */
+int64_t realm_store_auth_version(realm_store_t *s);
+
+#endif
