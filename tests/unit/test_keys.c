@@ -6,6 +6,8 @@
  * server.key failing lookups cleanly, a missing server.key refused while
  * keys exist, realm_keys_version seeing another connection's write, account
  * ids (12 digits, unique, stable per tenant), tenant name and limit checks.
+ * Built twice: test_keys over SQLite, test_keys_memory (REALM_TEST_MEMORY)
+ * over the in-memory store, without the tests about files.
  */
 #include "auth/keys.h"
 
@@ -41,7 +43,11 @@ static int setup(void **state)
     fx_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/realm-keys-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
+#ifdef REALM_TEST_MEMORY
+    f->k = open_k("memory:");
+#else
     f->k = open_k(f->dir);
+#endif
     *state = f;
     return 0;
 }
@@ -470,8 +476,10 @@ static void test_account_ids(void **state)
     /* Stable: a second key for a tenant, and a reopen, keep its account id. */
     made_t again = make(f->k, names[7]);
     assert_string_equal(again.info.account_id, ids[7]);
+#ifndef REALM_TEST_MEMORY /* memory keeps nothing across a close */
     realm_keys_close(f->k);
     f->k = open_k(f->dir);
+#endif
     char acct[13] = "";
     assert_int_equal(realm_keys_tenant_account(f->k, names[12], acct), 1);
     assert_string_equal(acct, ids[12]);
@@ -533,15 +541,29 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_create_list_check_revoke, setup, teardown),
         cmocka_unit_test_setup_teardown(test_wrong_keys_refused, setup, teardown),
+#ifndef REALM_TEST_MEMORY /* files: SQLite only */
         cmocka_unit_test_setup_teardown(test_no_secret_in_db, setup, teardown),
+#endif
+#ifndef REALM_TEST_MEMORY /* files: SQLite only */
         cmocka_unit_test_setup_teardown(test_hash_not_key, setup, teardown),
+#endif
+#ifndef REALM_TEST_MEMORY /* files: SQLite only */
         cmocka_unit_test_setup_teardown(test_server_key_mode, setup, teardown),
+#endif
+#ifndef REALM_TEST_MEMORY /* files: SQLite only */
         cmocka_unit_test_setup_teardown(test_replaced_server_key, setup, teardown),
+#endif
+#ifndef REALM_TEST_MEMORY /* files: SQLite only */
         cmocka_unit_test_setup_teardown(test_moved_ciphertext_refused, setup, teardown),
+#endif
+#ifndef REALM_TEST_MEMORY /* files: SQLite only */
         cmocka_unit_test_setup_teardown(test_version_sees_other_connection, setup, teardown),
+#endif
         cmocka_unit_test_setup_teardown(test_account_ids, setup, teardown),
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
+#ifndef REALM_TEST_MEMORY
         cmocka_unit_test(test_open_errors),
+#endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
