@@ -67,7 +67,9 @@ typedef struct {
  * Opens the store in data_dir (borrowed for the call), creating the
  * directory, auth.db and server.key as needed (see FILES). Returns a new
  * store (close with realm_keys_close), or NULL with a message in err (an
- * unusable server.key, an unreadable database...).
+ * unusable server.key, an unreadable database...). A data_dir of
+ * "memory:" keeps tenants, keys and a random server key in memory (tests;
+ * store/store.h's in-memory backend): no file is made.
  */
 realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len);
 /* Closes the database and wipes the server key from memory. NULL is fine. */

@@ -1,6 +1,7 @@
 /*
  * queue.h - the durable queue of asynchronous (InvocationType=Event) Lambda
- * invocations, in one SQLite file (e.g. DATA_DIR/events.db).
+ * invocations, in one store (store/store.h): a SQLite file (e.g.
+ * DATA_DIR/events.db), or memory when the path is "memory:...".
  *
  * DESIGN: an event is pushed once the invoke request is accepted (202) and
  * stays pending until the dispatcher reports its outcome: done (removed),
@@ -24,9 +25,11 @@
  * a file reads no events. realm_queue_stats counts the work done, for tests.
  *
  * Leases: take_due hands an event out and marks it leased so it is not
- * handed out twice while it runs. Leases live in memory only: after a crash
- * (or any close and reopen) nothing is leased and every pending event is due
- * again at its stored due time, so an event is delivered at least once.
+ * handed out twice while it runs (the store's lease token, which every
+ * outcome names: an outcome for a lease lost meanwhile changes nothing).
+ * With SQLite, leases live in memory only: after a crash (or any close and
+ * reopen) nothing is leased and every pending event is due again at its
+ * stored due time, so an event is delivered at least once.
  *
  * Durability: each operation is one small transaction in WAL mode with
  * synchronous=NORMAL: an event whose push returned survives a SIGKILL of the
@@ -41,7 +44,7 @@
  * was forgotten while the event ran) is not an error for done, retry, fail,
  * release, defer or park: the lease is dropped and 0 returned.
  *
- * THREADS: loop thread only (one SQLite connection). Every call blocks on
+ * THREADS: loop thread only (one store connection). Every call blocks on
  * a small transaction; busy_timeout is 1000 ms if another process holds the
  * write lock.
  */

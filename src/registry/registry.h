@@ -5,8 +5,9 @@
  * DESIGN: the registry is the Lambda control plane without HTTP. Each
  * operation takes the parsed request (jansson, the botocore shapes) and
  * answers the response object or an AWS error (type, status, message); the
- * HTTP adapter (api/control.c) only routes and renders. State lives in
- * SQLite (WAL) and every operation is one transaction, so a kill -9 leaves
+ * HTTP adapter (api/control.c) only routes and renders. State lives in a
+ * store (store/store.h: SQLite by default, "memory:..." as the path keeps it
+ * in memory) and every operation is one transaction, so a kill -9 leaves
  * either the old or the new state. A function's configuration is stored as
  * the JSON of the fields a user set plus the code's identity; the fields
  * that derive from the server (ARNs, State, Version) are added when
@@ -21,7 +22,7 @@
  * Tenants: every name lives in a tenant's namespace (tenant "" until
  * authentication exists).
  *
- * THREADS: loop thread only (one SQLite connection).
+ * THREADS: loop thread only (one store connection).
  */
 #ifndef REALM_REGISTRY_REGISTRY_H
 #define REALM_REGISTRY_REGISTRY_H
