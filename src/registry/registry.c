@@ -588,8 +588,8 @@ static json_t *configuration(realm_registry_t *r, const char *tenant, const char
 {
     char q[ALIAS_MAX_LEN + 1];
     if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
-    long num;
-    json_t *cfg;
+    long num = 0;
+    json_t *cfg = NULL;
     if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, code_hex, e) != 0) return NULL;
     json_t *out = reg_render(r, tenant, name, cfg, num, *q != '\0');
     if (*q && !reg_valid_version(q)) {
@@ -761,8 +761,8 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     memset(out, 0, sizeof(*out));
     if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
-    long num;
-    json_t *cfg;
+    long num = 0;
+    json_t *cfg = NULL;
     if (reg_resolve(r, tenant, name, q, pick < 0 ? 0 : pick, &num, &cfg, out->code_hex, e) != 0)
         return -1;
     snprintf(out->name, sizeof(out->name), "%s", name);
