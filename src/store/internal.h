@@ -75,7 +75,7 @@ typedef struct {
     int64_t (*auth_version)(realm_store_t *s);
 } realm_store_ops_t;
 
-/* A creates or code update in flight (kept by store.c for every backend of
+/* A create or code update in flight (kept by store.c for every backend of
  * one process; a shared backend would keep them in its database). */
 typedef struct {
     char *tenant, *name;

@@ -140,30 +140,21 @@ static void sq_close(realm_store_t *s)
     free(q);
 }
 
-static realm_store_ops_t ops_of[3];
-
-static const realm_store_ops_t *ops_for(realm_store_kind_t kind)
-{
-    realm_store_ops_t *o = &ops_of[kind];
-    if (!o->name) {
-        o->name = "sqlite";
-        o->close = sq_close;
-        o->begin = sq_begin;
-        o->commit = sq_commit;
-        o->rollback = sq_rollback;
-        sq_registry_ops(o);
-        sq_queue_ops(o);
-        sq_auth_ops(o);
-    }
-    return o;
-}
-
 realm_store_t *store_sqlite_open(realm_store_kind_t kind, const char *path, char *err,
                                  size_t err_len)
 {
     static const char *const schemas[] = {sq_registry_schema, sq_queue_schema, sq_auth_schema};
     sq_t *q = realm_calloc(1, sizeof(*q));
-    q->base.ops = ops_for(kind);
+    /* The table is filled per store: no global state to initialize once. */
+    q->ops.name = "sqlite";
+    q->ops.close = sq_close;
+    q->ops.begin = sq_begin;
+    q->ops.commit = sq_commit;
+    q->ops.rollback = sq_rollback;
+    sq_registry_ops(&q->ops);
+    sq_queue_ops(&q->ops);
+    sq_auth_ops(&q->ops);
+    q->base.ops = &q->ops;
     q->path = realm_strdup(path);
     q->next_token = 1;
     /* The keys' file is made 0600 by auth/keys.c before it is opened here. */

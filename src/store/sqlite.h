@@ -27,6 +27,7 @@ typedef struct {
 
 typedef struct {
     realm_store_t base;
+    realm_store_ops_t ops; /* base.ops points here */
     sqlite3 *db;
     char *path;
     sq_stmt_t stmts[SQ_STMT_CACHE]; /* parsed once: an invocation's lookups skip the parser */

@@ -36,9 +36,9 @@
  * THREADS: a store is used by one thread, the loop thread in the server.
  * Each call is one short prepared statement or transaction on the calling
  * thread (measured in docs/storage.md: tens of microseconds for a resolve,
- * a create or an enqueue+claim), so no worker thread is used; a backend
- * whose calls may wait on a network (PostgreSQL) must not be called on the
- * loop as is (docs/storage.md).
+ * a few hundred for a create or an enqueue + claim + complete), so no
+ * worker thread is used; a backend whose calls may wait on a network
+ * (PostgreSQL) must not be called on the loop as is (docs/storage.md).
  */
 #ifndef REALM_STORE_STORE_H
 #define REALM_STORE_STORE_H
