@@ -40,7 +40,7 @@
  * namespace ("" without authentication).
  *
  * Errors: functions returning int answer 0, or -1 on a storage error (the
- * SQLite message is logged). An id that is no longer pending (its function
+ * store logs the cause). An id that is no longer pending (its function
  * was forgotten while the event ran) is not an error for done, retry, fail,
  * release, defer or park: the lease is dropped and 0 returned.
  *
