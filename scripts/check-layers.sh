@@ -3,6 +3,7 @@
 #   base <- net <- {http, ws} <- api
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
+#   base <- httpc (the blocking HTTP client) <- {cli, llm}
 #   db (SQLite opening) <- {registry, queue, auth}
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
 # http/ or ws/: it exposes callbacks that api/ adapts.
@@ -26,9 +27,10 @@ allowed() {
     queue) echo "base db queue" ;;
     db) echo "db" ;;
     model) echo "base model" ;;
-    llm) echo "base llm" ;;
+    httpc) echo "base httpc" ;;
+    llm) echo "base httpc llm" ;;
     auth) echo "base db auth" ;;
-    cli) echo "base pkg auth cli" ;;
+    cli) echo "base pkg auth httpc cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac
