@@ -75,7 +75,7 @@ int realm_rapi_post_error(realm_rapi_t *r, const char *request_id, const char *t
  */
 int realm_rapi_stream_begin(realm_rapi_t *r, const char *request_id, const char *content_type);
 
-/* Sends data[0..len) (len > 0) as one chunk, with one writev. Returns 0 or REALM_RAPI_EIO. */
+/* Sends data[0..len) (len > 0) as one chunk, with one sendmsg. Returns 0 or REALM_RAPI_EIO. */
 int realm_rapi_stream_chunk(realm_rapi_t *r, const char *data, size_t len);
 
 /*
