@@ -4,6 +4,7 @@
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
+#   base <- httpc (the blocking HTTP client) <- {cli, llm}
 # SQL lives only in src/store/: no other file includes sqlite3.h or holds a
 # SQL statement (checked below).
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
@@ -28,9 +29,10 @@ allowed() {
     queue) echo "base store queue" ;;
     store) echo "base store" ;;
     model) echo "base model" ;;
-    llm) echo "base llm" ;;
+    httpc) echo "base httpc" ;;
+    llm) echo "base httpc llm" ;;
     auth) echo "base store auth" ;;
-    cli) echo "base pkg auth cli" ;;
+    cli) echo "base pkg auth httpc cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac

@@ -1,12 +1,12 @@
 /*
  * http.h - a small blocking HTTP/1.1 client for the `realm` CLI commands.
  *
- * DESIGN: one request per connection. realm_cli_http_request resolves the
- * endpoint's host (getaddrinfo), connects to each address in turn, writes
- * the whole request (with Content-Length and `Connection: close`), then
- * reads and feeds llhttp (HTTP_RESPONSE mode) until the response is
- * complete or the peer closes, all under one total deadline (poll). Only
- * plain http:// is supported; an https:// endpoint is refused by
+ * DESIGN: one request per connection, over the shared blocking client
+ * (httpc/httpc.h): it resolves the endpoint's host (getaddrinfo), connects
+ * to each address in turn, writes the whole request (with Content-Length
+ * and `Connection: close`), then reads the response until it is complete
+ * or the peer closes, all under one total deadline (poll). Only plain
+ * http:// is supported; an https:// endpoint is refused by
  * realm_cli_endpoint_parse with a message saying so.
  *
  * The response keeps what the control API's callers need: the status, the

@@ -4,14 +4,14 @@
  * streamed (chunked) response, report an init error.
  * See docs/runtime-channel.md for the routes.
  *
- * DESIGN: one keep-alive TCP connection (TCP_NODELAY), reopened when the
- * server closed it between requests. Requests are written with send/writev;
- * responses are read with llhttp (HTTP_RESPONSE mode). Every call blocks
- * the calling thread; GET .../next waits without a timeout (the server
- * holds it until there is work). SIGPIPE is avoided with MSG_NOSIGNAL.
+ * DESIGN: the routes over the shared blocking client (httpc/httpc.h): one
+ * keep-alive TCP connection (TCP_NODELAY), reopened when the server closed
+ * it between requests. Every call blocks the calling thread; GET .../next
+ * waits without a timeout (the server holds it until there is work).
+ * SIGPIPE is avoided with MSG_NOSIGNAL.
  *
  * A streamed response: realm_rapi_stream_begin() sends the request head,
- * realm_rapi_stream_chunk() sends one chunk per call (a single writev), and
+ * realm_rapi_stream_chunk() sends one chunk per call (a single sendmsg), and
  * realm_rapi_stream_end() sends the last chunk, with the error trailers
  * (declared in the head's Trailer header) when the stream failed, then
  * reads the server's answer.
@@ -21,9 +21,8 @@
 #ifndef REALM_LLM_RAPI_H
 #define REALM_LLM_RAPI_H
 
+#include "httpc/httpc.h"
 #include "llm/text.h"
-
-#include <llhttp.h>
 
 #define REALM_RAPI_MAX_BODY ((size_t)8 << 20) /* bytes of an event we accept */
 #define REALM_RAPI_ID_MAX 128                 /* bytes of a request id, with its NUL */
@@ -36,20 +35,11 @@
 typedef struct {
     char host[64];    /* numeric IPv4/IPv6 address or name from AWS_LAMBDA_RUNTIME_API */
     char port[8];     /* decimal */
-    int fd;           /* the keep-alive connection, -1 when closed */
     int status;       /* status of the last answer read */
-    int is_complete;  /* the last answer was read to its end */
-    int is_too_large; /* the last answer's body went over REALM_RAPI_MAX_BODY */
     realm_buf_t body; /* the last answer's body (NUL-terminated) */
     realm_buf_t head; /* scratch: a request head being written */
     char request_id[REALM_RAPI_ID_MAX]; /* Lambda-Runtime-Aws-Request-Id of the last answer */
-    char field[64]; /* header name being read (truncated: only short names matter) */
-    size_t field_len;
-    char value[REALM_RAPI_ID_MAX]; /* its value so far */
-    size_t value_len;
-    int is_value_long; /* the value did not fit in value[] */
-    llhttp_t parser;
-    llhttp_settings_t settings;
+    realm_httpc_t *http;                /* the connection */
 } realm_rapi_t;
 
 /*
@@ -85,7 +75,7 @@ int realm_rapi_post_error(realm_rapi_t *r, const char *request_id, const char *t
  */
 int realm_rapi_stream_begin(realm_rapi_t *r, const char *request_id, const char *content_type);
 
-/* Sends data[0..len) (len > 0) as one chunk, with one writev. Returns 0 or REALM_RAPI_EIO. */
+/* Sends data[0..len) (len > 0) as one chunk, with one sendmsg. Returns 0 or REALM_RAPI_EIO. */
 int realm_rapi_stream_chunk(realm_rapi_t *r, const char *data, size_t len);
 
 /*

@@ -3,7 +3,18 @@
 The binary is $REALM_BIN (make test points it at the sanitizer build), or
 build/asan/realm, or build/realm. Each server gets its own temporary data
 dir; its listening lines ("listening <name> <url>") tell us the ports.
+
+What every test file shares lives here, once:
+- Proc: a child process whose output is read line by line as it comes
+  (Server below, test_90's bootstraps and test_92's model worker);
+- Server, the `server` and `make_server` fixtures, and for module-scoped
+  fixtures running() / finish(), all with the same teardown checks (a clean
+  exit, no sanitizer report);
+- lambda_client(): the one boto3 Lambda client factory (closed before its
+  server stops);
+- assert_no_sanitizer_report() for the output of a `realm` command.
 """
+import contextlib
 import os
 import re
 import signal
@@ -12,7 +23,9 @@ import subprocess
 import tempfile
 import threading
 
+import boto3
 import pytest
+from botocore.config import Config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LISTEN_RE = re.compile(r"^listening (\w+) \w+://(?:\[[^\]]+\]|[^:]+):(\d+)")
@@ -29,7 +42,66 @@ def realm_bin():
     raise RuntimeError("no realm binary: run make first or set REALM_BIN")
 
 
-class Server:
+SANITIZER_REPORTS = ("AddressSanitizer", "LeakSanitizer", "runtime error:")
+
+
+def assert_no_sanitizer_report(text):
+    """text (a `realm` command's stderr) holds no ASan/LSan/UBSan report."""
+    for report in SANITIZER_REPORTS:
+        assert report not in text, text
+
+
+class Proc:
+    """A child process whose stdout and stderr (when piped) are read by
+    threads, line by line as they come, so a full pipe never blocks it.
+    lines[name] holds the decoded lines (newline kept), then None at EOF."""
+
+    def __init__(self, cmd, env=None, cwd=None, stdin=None, stdout=True, preexec_fn=None):
+        self.cond = threading.Condition()
+        self.lines = {}
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdin=stdin,
+                                     stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, preexec_fn=preexec_fn)
+        names = ("stdout", "stderr") if stdout else ("stderr",)
+        self.threads = []
+        for name in names:
+            self.lines[name] = []
+            t = threading.Thread(target=self._drain, args=(name,), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _drain(self, name):
+        for raw in getattr(self.proc, name):
+            with self.cond:
+                self.lines[name].append(raw.decode("utf-8", "replace"))
+                self.cond.notify_all()
+        with self.cond:
+            self.lines[name].append(None)  # end of stream
+            self.cond.notify_all()
+
+    def output(self, name="stdout"):
+        """The lines so far (newline kept)."""
+        with self.cond:
+            return [line for line in self.lines[name] if line is not None]
+
+    def text(self, name="stderr"):
+        return "".join(self.output(name))
+
+    def find_line(self, pred, name="stdout", timeout=30, start=0):
+        """The first line from index start on for which pred is true, waiting
+        up to timeout seconds for it; None when the stream ends or time runs out."""
+        def find():
+            return next((l for l in self.lines[name][start:] if l is not None and pred(l)), None)
+        with self.cond:
+            self.cond.wait_for(lambda: find() or None in self.lines[name], timeout)
+            return find()
+
+    def join(self, timeout=5):
+        for t in self.threads:
+            t.join(timeout)
+
+
+class Server(Proc):
     """A running `realm serve` with ports[name] for client/control/runtime/metrics."""
 
     def __init__(self, *args, data_dir=None, preexec_fn=None):
@@ -38,33 +110,26 @@ class Server:
         cmd = [realm_bin(), "serve", "--port", "0", "--control-port", "0",
                "--runtime-port", "0", "--metrics-port", "0",
                "--data-dir", self.data_dir, *args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, cwd=self.tmp.name, preexec_fn=preexec_fn)
+        super().__init__(cmd, cwd=self.tmp.name, preexec_fn=preexec_fn)
         self.ports = {}
         self.stdout_lines = []
         self.killed = False  # set by kill(): teardown then expects no clean exit
-        # Read listening lines until all four are known (blocking reads, no sleeps).
+        # Read listening lines until all four are known (no sleeps).
         while len(self.ports) < 4:
-            line = self.proc.stdout.readline()
-            if not line:
-                err = self.proc.stderr.read()
-                raise RuntimeError(f"realm exited early ({self.proc.wait()}): {err}")
+            n = len(self.stdout_lines)
+            line = self.find_line(lambda _: True, "stdout", timeout=None, start=n)
+            if line is None:
+                rc = self.proc.wait()
+                self.join()
+                raise RuntimeError(f"realm exited early ({rc}): {self.stderr}")
             self.stdout_lines.append(line)
             m = LISTEN_RE.match(line)
             if m:
                 self.ports[m.group(1)] = int(m.group(2))
-        # Drain stderr in the background so the server never blocks on a full pipe.
-        self.stderr_chunks = []
-        self._t = threading.Thread(target=self._drain, daemon=True)
-        self._t.start()
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            self.stderr_chunks.append(line)
 
     @property
     def stderr(self):
-        return "".join(self.stderr_chunks)
+        return self.text("stderr")
 
     @property
     def ws_url(self):
@@ -86,12 +151,12 @@ class Server:
         self.killed = True
         self.proc.send_signal(signal.SIGKILL)
         rc = self.proc.wait(timeout=30)
-        self._t.join(timeout=5)
+        self.join(timeout=5)
         return rc
 
     def wait(self, timeout=30):
         rc = self.proc.wait(timeout=timeout)
-        self._t.join(timeout=5)
+        self.join(timeout=5)
         return rc
 
     def stop(self):
@@ -102,20 +167,37 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-        self._t.join(timeout=5)
+        self.join(timeout=5)
         self.tmp.cleanup()
         return self.proc.returncode
+
+
+def finish(s):
+    """Stops s and asserts what every server fixture asserts: a clean exit
+    (sanitizer reports make the exit code non-zero) unless the test killed it,
+    and no sanitizer report."""
+    rc = s.stop()
+    assert rc == 0 or s.killed, f"realm exited with {rc}\n{s.stderr}"
+    assert "ERROR: AddressSanitizer" not in s.stderr, s.stderr
+    assert "runtime error:" not in s.stderr, s.stderr
+
+
+@contextlib.contextmanager
+def running(*flags, **kw):
+    """A server for a module-scoped fixture: yields it, then stops and checks it."""
+    s = Server(*flags, **kw)
+    try:
+        yield s
+    finally:
+        finish(s)
 
 
 @pytest.fixture
 def server():
     s = Server()
     yield s
-    rc = s.stop()
     # A clean exit is part of every test: sanitizer reports make the exit code non-zero.
-    assert rc == 0 or s.killed, f"realm exited with {rc}\n{s.stderr}"
-    assert "ERROR: AddressSanitizer" not in s.stderr, s.stderr
-    assert "runtime error:" not in s.stderr, s.stderr
+    finish(s)
 
 
 @pytest.fixture
@@ -130,7 +212,51 @@ def make_server():
 
     yield make
     for s in started:
-        rc = s.stop()
-        assert rc == 0 or s.killed, f"realm exited with {rc}\n{s.stderr}"
-        assert "ERROR: AddressSanitizer" not in s.stderr, s.stderr
-        assert "runtime error:" not in s.stderr, s.stderr
+        finish(s)
+
+
+# ---- boto3 -----------------------------------------------------------------------------
+
+REGION = "us-east-1"
+
+
+def lambda_client(server, validate=True, *, akid="test", secret="test", retries=None,
+                  connect_timeout=5, read_timeout=30, max_pool_connections=None):
+    """A boto3 Lambda client for server's control port, closed before the
+    server stops. validate=False lets values botocore itself refuses
+    (Timeout 0, MemorySize 127) reach the server. retries defaults to
+    {"max_attempts": 1}; {"total_max_attempts": 1} makes exactly one attempt
+    per call (a 429 is seen as it is, not retried). connect_timeout None is
+    botocore's default."""
+    config = {"retries": retries or {"max_attempts": 1}, "read_timeout": read_timeout,
+              "parameter_validation": validate}
+    if connect_timeout is not None:
+        config["connect_timeout"] = connect_timeout
+    if max_pool_connections is not None:
+        config["max_pool_connections"] = max_pool_connections
+    client = boto3.session.Session().client(
+        "lambda",
+        endpoint_url=f"http://127.0.0.1:{server.ports['control']}",
+        region_name=REGION,
+        aws_access_key_id=akid,
+        aws_secret_access_key=secret,
+        config=Config(**config),
+    )
+    close_before_stop(server, client)
+    return client
+
+
+def close_before_stop(server, client):
+    """Closes the server's clients before it stops: an idle keep-alive connection
+    left in boto3's pool holds the server's graceful shutdown for ~2 s."""
+    clients = server.__dict__.setdefault("_lambda_clients", [])
+    if not clients:
+        stop = server.stop
+
+        def close_then_stop():
+            for c in server._lambda_clients:
+                c.close()
+            return stop()
+
+        server.stop = close_then_stop
+    clients.append(client)

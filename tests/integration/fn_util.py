@@ -19,13 +19,11 @@ import urllib.parse
 import urllib.request
 import zipfile
 
-import boto3
-from botocore.config import Config
 from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import ClientError
 
-from conftest import Server
-from lambda_util import REGION, ROLE, _close_before_stop, finish, lambda_client
+from conftest import Server, finish, lambda_client
+from lambda_util import ROLE
 
 FIXED_TIME = (2024, 1, 1, 0, 0, 0)
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -128,17 +126,8 @@ def py_files(src=PY_ECHO, name="app.py"):
 def fn_client(server, read_timeout=30):
     """A boto3 Lambda client that makes exactly one attempt per call (a 429 is
     seen as it is, not retried) and closes before the server stops."""
-    client = boto3.session.Session().client(
-        "lambda",
-        endpoint_url=f"http://127.0.0.1:{server.ports['control']}",
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5,
-                      read_timeout=read_timeout, max_pool_connections=4),
-    )
-    _close_before_stop(server, client)
-    return client
+    return lambda_client(server, retries={"total_max_attempts": 1}, read_timeout=read_timeout,
+                         max_pool_connections=4)
 
 
 # ---- deploy ---------------------------------------------------------------------------

@@ -1,10 +1,9 @@
 """Helpers for the control API tests (test_70..test_73): code packages built in
 memory, good and hostile; a boto3 Lambda client and an /usr/bin/aws runner
-pointed at a server's control port; error assertions; a module-scoped server
-with the same teardown checks as conftest's fixtures.
+pointed at a server's control port (the client and the module-scoped server,
+running(), are conftest's, re-exported here); error assertions.
 """
 import base64
-import contextlib
 import hashlib
 import io
 import json
@@ -15,14 +14,11 @@ import tempfile
 import warnings
 import zipfile
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from conftest import Server
+from conftest import REGION, finish, lambda_client, running  # noqa: F401 (re-exported)
 
-REGION = "us-east-1"
 ACCOUNT = "000000000000"
 ROLE = "arn:aws:iam::000000000000:role/test"
 AWS_BIN = "/usr/bin/aws"
@@ -162,38 +158,6 @@ def write_zip(data, directory=None):
 # ---- clients ------------------------------------------------------------------------
 
 
-def lambda_client(server, validate=True):
-    """A boto3 Lambda client for server's control port. validate=False lets
-    values botocore itself refuses (Timeout 0, MemorySize 127) reach the server."""
-    client = boto3.session.Session().client(
-        "lambda",
-        endpoint_url=f"http://127.0.0.1:{server.ports['control']}",
-        region_name=REGION,
-        aws_access_key_id="test",
-        aws_secret_access_key="test",
-        config=Config(retries={"max_attempts": 1}, connect_timeout=5, read_timeout=30,
-                      parameter_validation=validate),
-    )
-    _close_before_stop(server, client)
-    return client
-
-
-def _close_before_stop(server, client):
-    """Closes the server's clients before it stops: an idle keep-alive connection
-    left in boto3's pool holds the server's graceful shutdown for ~2 s."""
-    clients = server.__dict__.setdefault("_lambda_clients", [])
-    if not clients:
-        stop = server.stop
-
-        def close_then_stop():
-            for c in server._lambda_clients:
-                c.close()
-            return stop()
-
-        server.stop = close_then_stop
-    clients.append(client)
-
-
 def aws(server, *args, timeout=60):
     """Runs /usr/bin/aws against the server's control port: (rc, parsed JSON or
     None, stderr)."""
@@ -268,24 +232,3 @@ def package_listing(data_dir):
         elif os.path.isdir(path):
             dirs.append(name)
     return zips, dirs, staging
-
-
-# ---- servers ------------------------------------------------------------------------
-
-
-def finish(s):
-    """Stops s and asserts what conftest's fixtures assert."""
-    rc = s.stop()
-    assert rc == 0 or s.killed, f"realm exited with {rc}\n{s.stderr}"
-    assert "ERROR: AddressSanitizer" not in s.stderr, s.stderr
-    assert "runtime error:" not in s.stderr, s.stderr
-
-
-@contextlib.contextmanager
-def running(*flags, **kw):
-    """A server for a module-scoped fixture: yields it, then stops and checks it."""
-    s = Server(*flags, **kw)
-    try:
-        yield s
-    finally:
-        finish(s)

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import realm_bin
+from conftest import assert_no_sanitizer_report, realm_bin
 
 ALL_FLAGS = ["--config", "--host", "--port", "--control-port", "--runtime-port",
              "--metrics-port", "--data-dir", "--log-format", "--log-level",
@@ -25,10 +25,6 @@ def serve_args(tmp_path, *args):
     """`serve` on ephemeral ports with a temp data dir, plus args."""
     return ["serve", "--port", "0", "--control-port", "0", "--runtime-port", "0",
             "--metrics-port", "0", "--data-dir", str(tmp_path / "data"), *args]
-
-
-def no_sanitizer_report(text):
-    assert "AddressSanitizer" not in text and "runtime error:" not in text, text
 
 
 def http_status(port, header_bytes=0):
@@ -133,7 +129,7 @@ def test_bad_flag_exits_2_naming_it(tmp_path, args, flag):
     assert flag in p.stderr, p.stderr
     assert p.stderr.startswith("realm serve: "), p.stderr
     assert "listening" not in p.stdout
-    no_sanitizer_report(p.stderr)
+    assert_no_sanitizer_report(p.stderr)
 
 
 def test_missing_config_file_exits_2(tmp_path):
@@ -230,7 +226,7 @@ def test_port_in_use_exits_1_naming_listener(tmp_path, listener, flag):
     assert f"{listener} listener" in p.stderr, p.stderr
     assert str(port) in p.stderr, p.stderr
     assert "in use" in p.stderr, p.stderr
-    no_sanitizer_report(p.stderr)
+    assert_no_sanitizer_report(p.stderr)
     # No listening line may claim success for the listener that failed.
     assert f"listening {listener} " not in p.stdout
 

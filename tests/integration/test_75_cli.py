@@ -12,7 +12,7 @@ import zipfile
 
 import pytest
 
-from conftest import realm_bin
+from conftest import assert_no_sanitizer_report, realm_bin
 
 BOOTSTRAP = "#!/bin/sh\nset -eu\necho bootstrap\n"
 CREATED_RE = re.compile(
@@ -27,8 +27,7 @@ def run(*args, env_endpoint=None, timeout=60):
         env["REALM_ENDPOINT"] = env_endpoint
     p = subprocess.run([realm_bin(), *args], capture_output=True, text=True, timeout=timeout,
                        env=env)
-    for report in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
-        assert report not in p.stderr, p.stderr
+    assert_no_sanitizer_report(p.stderr)
     return p
 
 

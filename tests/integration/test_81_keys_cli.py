@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import realm_bin
+from conftest import assert_no_sanitizer_report, realm_bin
 
 API_KEY_RE = re.compile(r"^rk_(k[0-9a-f]{12})_[a-z2-7]{32}$")
 AKID_RE = re.compile(r"^AKIA[A-Z2-7]{16}$")
@@ -25,8 +25,7 @@ def run(*args, env_data_dir=None, cwd=None, timeout=30):
         env["REALM_DATA_DIR"] = env_data_dir
     p = subprocess.run([realm_bin(), "keys", *args], capture_output=True, text=True,
                        timeout=timeout, env=env, cwd=cwd)
-    for report in ("AddressSanitizer", "LeakSanitizer", "runtime error:"):
-        assert report not in p.stderr, p.stderr
+    assert_no_sanitizer_report(p.stderr)
     return p
 
 

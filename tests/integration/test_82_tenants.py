@@ -29,11 +29,9 @@ import urllib.parse
 import uuid
 from unittest import mock
 
-import boto3
 import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.config import Config
 from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 from wsproto import ConnectionType, WSConnection
@@ -41,7 +39,7 @@ from wsproto.events import AcceptConnection, RejectConnection, RejectData, Reque
 
 from conftest import Server, realm_bin
 from fn_util import build_zip, fn_client, http_request, invoke_path, poll_until
-from lambda_util import AWS_BIN, REGION, ROLE, _close_before_stop, finish, write_zip
+from lambda_util import AWS_BIN, REGION, ROLE, finish, lambda_client, write_zip
 from wsclient import Ws
 
 ADMIN_KEY = "adm-" + secrets.token_hex(16)
@@ -107,12 +105,7 @@ def keys_revoke(srv, key_id):
 def client_for(srv, akid, secret):
     """A boto3 Lambda client with these credentials that makes exactly one
     attempt per call (a 429 is seen, not retried)."""
-    c = boto3.session.Session().client(
-        "lambda", endpoint_url=srv.url("control", ""), region_name=REGION,
-        aws_access_key_id=akid, aws_secret_access_key=secret,
-        config=Config(retries={"total_max_attempts": 1}, connect_timeout=5, read_timeout=30))
-    _close_before_stop(srv, c)
-    return c
+    return lambda_client(srv, akid=akid, secret=secret, retries={"total_max_attempts": 1})
 
 
 def tenant_client(srv, key):

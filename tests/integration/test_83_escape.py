@@ -28,9 +28,9 @@ import threading
 
 import pytest
 
-from conftest import realm_bin
+from conftest import lambda_client, realm_bin
 from fn_util import build_zip, fn_client, fn_server, poll_until
-from lambda_util import REGION, ROLE
+from lambda_util import ROLE
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ADMIN_KEY = "adm-" + secrets.token_hex(16)
@@ -225,13 +225,10 @@ def deployed(request):
     flags = ("--auth", "--admin-key", ADMIN_KEY) if request.param == "auth" else ()
     with fn_server(*flags) as s:
         if request.param == "auth":
-            import boto3  # pylint: disable=import-outside-toplevel
-            from botocore.config import Config  # pylint: disable=import-outside-toplevel
             k = tenant_key(s)
-            lam = boto3.session.Session().client(
-                "lambda", endpoint_url=s.url("control", ""), region_name=REGION,
-                aws_access_key_id=k["access_key_id"], aws_secret_access_key=k["secret_access_key"],
-                config=Config(retries={"total_max_attempts": 1}, read_timeout=120))
+            lam = lambda_client(s, akid=k["access_key_id"], secret=k["secret_access_key"],
+                                retries={"total_max_attempts": 1}, connect_timeout=None,
+                                read_timeout=120)
         else:
             lam = fn_client(s, read_timeout=120)
         for name, (runtime, handler, files) in PACKAGES.items():

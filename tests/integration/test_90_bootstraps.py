@@ -12,11 +12,11 @@ import os
 import re
 import subprocess
 import textwrap
-import threading
 import time
 
 import pytest
 
+from conftest import Proc
 from fake_runtime import FakeRuntime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -252,40 +252,18 @@ class Bootstrap:
             cmd = ["/usr/bin/python3", os.path.join(PYTHON_DIR, "bootstrap.py")]
         if not ws:
             env["LAMBDA_USE_WEBSOCKET"] = "false"
-        self.cond = threading.Condition()
-        self.lines = {"stdout": [], "stderr": []}
-        self.proc = subprocess.Popen(cmd, cwd=str(task_root), env=env, stdin=subprocess.DEVNULL,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        self.threads = [threading.Thread(target=self._drain, args=(name,), daemon=True)
-                        for name in ("stdout", "stderr")]
-        for t in self.threads:
-            t.start()
-
-    def _drain(self, name):
-        for raw in getattr(self.proc, name):
-            with self.cond:
-                self.lines[name].append(raw.decode("utf-8", "replace").rstrip("\n"))
-                self.cond.notify_all()
-        with self.cond:
-            self.lines[name].append(None)  # end of stream
-            self.cond.notify_all()
+        self.p = Proc(cmd, cwd=str(task_root), env=env, stdin=subprocess.DEVNULL)
+        self.proc = self.p.proc
 
     def output(self, name="stdout"):
-        with self.cond:
-            return [line for line in self.lines[name] if line is not None]
+        return [line.rstrip("\n") for line in self.p.output(name)]
 
     def wait_line(self, pattern, name="stdout", timeout=TIMEOUT):
         regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while True:
-                for line in self.lines[name]:
-                    if line is not None and regex.search(line):
-                        return line
-                left = deadline - time.monotonic()
-                if left <= 0 or None in self.lines[name]:
-                    raise AssertionError("no %s line matches %r:\n%s" % (name, pattern, self.describe()))
-                self.cond.wait(left)
+        line = self.p.find_line(lambda l: regex.search(l.rstrip("\n")), name, timeout)
+        if line is None:
+            raise AssertionError("no %s line matches %r:\n%s" % (name, pattern, self.describe()))
+        return line.rstrip("\n")
 
     def describe(self):
         return "stdout:\n%s\nstderr:\n%s" % ("\n".join(self.output("stdout")), "\n".join(self.output("stderr")))
@@ -300,8 +278,7 @@ class Bootstrap:
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait(TIMEOUT)
-        for t in self.threads:
-            t.join(TIMEOUT)
+        self.p.join(TIMEOUT)
 
 
 class Harness:

@@ -11,10 +11,10 @@ conditions with timeouts, never sleeps.
 import json
 import os
 import subprocess
-import threading
 
 import pytest
 
+from conftest import Proc
 from fake_runtime import FakeRuntime
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -59,35 +59,18 @@ class Worker:
             "REALM_LLM_THREADS": "2",
         }
         e.update(env)
-        self.proc = subprocess.Popen([BIN], env=e, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                     text=True, errors="replace")
-        self.stderr_lines = []
-        self._cond = threading.Condition()
-        self._t = threading.Thread(target=self._drain, daemon=True)
-        self._t.start()
-
-    def _drain(self):
-        for line in self.proc.stderr:
-            with self._cond:
-                self.stderr_lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self.stderr_lines.append(None)  # EOF
-            self._cond.notify_all()
+        self.p = Proc([BIN], env=e, stdout=False)
+        self.proc = self.p.proc
 
     def wait_log(self, pred, timeout=TIMEOUT):
         """The first stderr line for which pred is true (waits for it)."""
-        def find():
-            return next((l for l in self.stderr_lines if l is not None and pred(l)), None)
-        with self._cond:
-            self._cond.wait_for(lambda: find() or None in self.stderr_lines, timeout)
-            line = find()
+        line = self.p.find_line(pred, "stderr", timeout)
         assert line, "no such line in stderr: %s" % self.stderr
         return line
 
     @property
     def stderr(self):
-        return "".join(l for l in self.stderr_lines if l is not None)
+        return self.p.text("stderr")
 
     def call(self, event):
         """Invokes with event; returns the fake's Result."""

@@ -16,7 +16,7 @@ import urllib.request
 import pytest
 import websockets
 
-from conftest import ROOT, Server, realm_bin
+from conftest import ROOT, realm_bin, running
 
 MODEL = os.path.join(ROOT, "build", "models", "tiny-test.gguf")
 PEER = os.path.join(ROOT, "tests", "integration", "llm_peer.mjs")
@@ -38,9 +38,8 @@ def _missing():
 def srv():
     if _missing():
         pytest.skip(_missing())
-    s = Server("--model", f"tiny={MODEL}", "--env-idle-ms", "60000")
-    yield s
-    s.stop()
+    with running("--model", f"tiny={MODEL}", "--env-idle-ms", "60000") as s:
+        yield s
 
 
 async def _calls(port, msgs, until_ids):

@@ -19,6 +19,8 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
+
 static realm_sandbox_probe_t probe;
 static realm_buf_t bpf;
 static char self[4096];
@@ -72,15 +74,14 @@ static int setup(void **state)
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n < 0) return -1;
     self[n] = '\0';
-    snprintf(code_dir, sizeof(code_dir), "/tmp/realm-spawn-XXXXXX");
-    if (!mkdtemp(code_dir)) return -1;
+    if (fx_tmpdir_make(code_dir, sizeof(code_dir), "spawn") != 0) return -1;
     return 0;
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    rmdir(code_dir);
+    fx_tmpdir_remove(code_dir);
     realm_buf_dispose(&bpf);
     realm_sandbox_probe_dispose(&probe);
     return 0;

@@ -12,6 +12,8 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
+
 #include "base/alloc.h"
 #include "base/str.h"
 #include "http/server.h"
@@ -148,7 +150,7 @@ static void run_until_seen(fixture_t *f, uint64_t n)
 static int client(fixture_t *f)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    assert_true(fd >= 0);
+    assert_cmp_int(fd, >=, 0);
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_port = htons((uint16_t)realm_listener_port(f->l))};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
 #include "pkg/pkg.h"
 
 #include <dirent.h>
@@ -52,8 +53,7 @@ static const realm_pkg_limits_t default_limits = {
 static int setup(void **state)
 {
     fx_t *fx = calloc(1, sizeof(*fx));
-    strcpy(fx->tmp, "/tmp/realm-test-pkg-XXXXXX");
-    if (!mkdtemp(fx->tmp)) return -1;
+    if (fx_tmpdir_make(fx->tmp, sizeof(fx->tmp), "pkg") != 0) return -1;
     snprintf(fx->root, sizeof(fx->root), "%s/store", fx->tmp);
     char err[256] = "";
     fx->st = realm_pkg_store_open(fx->root, err, sizeof(err));
@@ -69,9 +69,7 @@ static int teardown(void **state)
 {
     fx_t *fx = *state;
     realm_pkg_store_close(fx->st);
-    char cmd[256];
-    snprintf(cmd, sizeof(cmd), "chmod -R u+w '%s' && rm -rf '%s'", fx->tmp, fx->tmp);
-    int rc = system(cmd);
+    int rc = fx_tmpdir_remove(fx->tmp);
     free(fx);
     return rc == 0 ? 0 : -1;
 }
@@ -114,7 +112,7 @@ static void make_zip(const zent_t *ents, size_t n, realm_buf_t *out)
             if (idx < 0) print_error("zip_file_add %s: %s\n", e->name, zip_strerror(za));
             mode = e->kind == 'l' ? S_IFLNK | 0777 : S_IFREG | (e->mode ? e->mode : 0644);
         }
-        assert_true(idx >= 0);
+        assert_cmp_int(idx, >=, 0);
         assert_int_equal(zip_file_set_external_attributes(za, (zip_uint64_t)idx, 0, ZIP_OPSYS_UNIX,
                                                           (zip_uint32_t)mode << 16),
                          0);
@@ -294,7 +292,7 @@ static void assert_link(const fx_t *fx, const char *hex, const char *rel, const 
     char p[512], buf[4096];
     snprintf(p, sizeof(p), "%s/%s/%s", fx->root, hex, rel);
     ssize_t n = readlink(p, buf, sizeof(buf) - 1);
-    assert_true(n >= 0);
+    assert_cmp_int(n, >=, 0);
     buf[n] = '\0';
     assert_string_equal(buf, target);
 }
@@ -555,7 +553,7 @@ static void test_zip_bomb(void **state)
     realm_buf_t z;
     realm_buf_init(&z);
     make_zip(ents, 1, &z);
-    assert_true(z.len < 100 * 1024); /* it is a bomb: deflate shrinks it >100x */
+    assert_cmp_size(z.len, <, 100 * 1024); /* it is a bomb: deflate shrinks it >100x */
     realm_pkg_limits_t lim = default_limits;
     lim.max_unzipped_bytes = 1024 * 1024;
     refused_with(fx, &z, &lim, "Code package unzips to more than 1048576 bytes");
@@ -616,7 +614,7 @@ static void test_encrypted(void **state)
     zip_source_keep(src);
     zip_source_t *fs = zip_source_buffer_create("secret data", 11, 0, &ze);
     zip_int64_t idx = zip_file_add(za, "secret.txt", fs, 0);
-    assert_true(idx >= 0);
+    assert_cmp_int(idx, >=, 0);
     if (zip_file_set_encryption(za, (zip_uint64_t)idx, ZIP_EM_AES_256, "password") != 0) {
         zip_discard(za);
         zip_source_free(src);

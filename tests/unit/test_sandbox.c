@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
+
 #include "sandbox/sandbox.h"
 
 #include <errno.h>
@@ -140,25 +142,27 @@ static void test_cmd_network_on(void **state)
                                    "--unshare-uts", "--unshare-cgroup-try", "--disable-userns",
                                    "--die-with-parent", "--new-session", "--clearenv", NULL};
          *f; f++)
-        assert_true(SEQ(&cmd, *f) > 0);
+        assert_cmp_int(SEQ(&cmd, *f), >, 0);
     assert_int_equal(SEQ(&cmd, "--unshare-net"), -1);
     assert_int_equal(SEQ(&cmd, "--share-net"), -1);
-    assert_true(SEQ(&cmd, "--cap-drop", "ALL") > 0);
-    assert_true(SEQ(&cmd, "--uid", "993") > 0);
-    assert_true(SEQ(&cmd, "--gid", "994") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/usr", "/usr") > 0);
-    assert_true(SEQ(&cmd, "--proc", "/proc") > 0);
-    assert_true(SEQ(&cmd, "--dev", "/dev") > 0);
-    assert_true(SEQ(&cmd, "--size", "67108864", "--tmpfs", "/tmp") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/data/packages/abc", "/var/task") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/data/runtimes/node20", "/opt") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/data/run/env-1.sock", REALM_SANDBOX_RUNTIME_SOCKET) > 0);
-    assert_true(SEQ(&cmd, "--chdir", "/var/task") > 0);
-    assert_true(SEQ(&cmd, "--seccomp", "3") > 0);
+    assert_cmp_int(SEQ(&cmd, "--cap-drop", "ALL"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--uid", "993"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--gid", "994"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/usr", "/usr"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--proc", "/proc"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--dev", "/dev"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--size", "67108864", "--tmpfs", "/tmp"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/data/packages/abc", "/var/task"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/data/runtimes/node20", "/opt"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/data/run/env-1.sock", REALM_SANDBOX_RUNTIME_SOCKET), >,
+                   0);
+    assert_cmp_int(SEQ(&cmd, "--chdir", "/var/task"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--seccomp", "3"), >, 0);
     /* The root goes read-only after everything below it is mounted. */
     long ro = SEQ(&cmd, "--remount-ro", "/");
-    assert_true(ro > SEQ(&cmd, "--ro-bind", "/data/run/env-1.sock", REALM_SANDBOX_RUNTIME_SOCKET));
-    assert_true(ro > SEQ(&cmd, "--tmpfs", "/tmp"));
+    assert_cmp_int(ro, >,
+                   SEQ(&cmd, "--ro-bind", "/data/run/env-1.sock", REALM_SANDBOX_RUNTIME_SOCKET));
+    assert_cmp_int(ro, >, SEQ(&cmd, "--tmpfs", "/tmp"));
     /* The command comes last, after "--". */
     long dd = SEQ(&cmd, "--", "/var/task/bootstrap", "--flag");
     assert_int_equal(dd, (long)cmd.argc - 3);
@@ -172,8 +176,8 @@ static void test_cmd_network_off(void **state)
     spec.has_network = 0;
     realm_sandbox_cmd_t cmd;
     assert_int_equal(realm_sandbox_cmd_init(&cmd, &spec), 0);
-    assert_true(SEQ(&cmd, "--unshare-net") > 0);
-    assert_true(SEQ(&cmd, "--unshare-net") < SEQ(&cmd, "--"));
+    assert_cmp_int(SEQ(&cmd, "--unshare-net"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--unshare-net"), <, SEQ(&cmd, "--"));
     realm_sandbox_cmd_dispose(&cmd);
 }
 
@@ -182,9 +186,9 @@ static void test_cmd_merged_usr_and_missing_paths(void **state)
     realm_sandbox_spec_t spec = base_spec(merged_host);
     realm_sandbox_cmd_t cmd;
     assert_int_equal(realm_sandbox_cmd_init(&cmd, &spec), 0);
-    assert_true(SEQ(&cmd, "--symlink", "usr/bin", "/bin") > 0);
-    assert_true(SEQ(&cmd, "--symlink", "usr/sbin", "/sbin") > 0);
-    assert_true(SEQ(&cmd, "--symlink", "usr/lib", "/lib") > 0);
+    assert_cmp_int(SEQ(&cmd, "--symlink", "usr/bin", "/bin"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--symlink", "usr/sbin", "/sbin"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--symlink", "usr/lib", "/lib"), >, 0);
     assert_int_equal(SEQ(&cmd, "--ro-bind", "/bin", "/bin"), -1);
     /* Missing on the host: not mentioned at all. */
     assert_false(mentions(&cmd, "/lib64"));
@@ -194,9 +198,9 @@ static void test_cmd_merged_usr_and_missing_paths(void **state)
     /* A dangling symlink counts as missing. */
     assert_false(mentions(&cmd, "/etc/nsswitch.conf"));
     /* Present: bound read-only (a symlink through to its target). */
-    assert_true(SEQ(&cmd, "--ro-bind", "/etc/hosts", "/etc/hosts") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/etc/localtime", "/etc/localtime") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache") > 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/etc/hosts", "/etc/hosts"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/etc/localtime", "/etc/localtime"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/etc/ld.so.cache", "/etc/ld.so.cache"), >, 0);
     /* Nothing else of /etc. */
     assert_false(mentions(&cmd, "/etc/passwd"));
     assert_int_equal(SEQ(&cmd, "--ro-bind", "/etc", "/etc"), -1);
@@ -214,17 +218,17 @@ static void test_cmd_split_usr_old_bwrap(void **state)
     realm_sandbox_cmd_t cmd;
     assert_int_equal(realm_sandbox_cmd_init(&cmd, &spec), 0);
     assert_string_equal(cmd.argv[0], "bwrap");
-    assert_true(SEQ(&cmd, "--ro-bind", "/bin", "/bin") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/lib64", "/lib64") > 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/bin", "/bin"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/lib64", "/lib64"), >, 0);
     assert_int_equal(SEQ(&cmd, "--symlink"), -1);
     assert_false(mentions(&cmd, "/sbin"));
-    assert_true(SEQ(&cmd, "--ro-bind", "/etc/ssl", "/etc/ssl") > 0);
-    assert_true(SEQ(&cmd, "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf") > 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/etc/ssl", "/etc/ssl"), >, 0);
+    assert_cmp_int(SEQ(&cmd, "--ro-bind", "/etc/resolv.conf", "/etc/resolv.conf"), >, 0);
     /* Features the bwrap lacks are not used. */
     assert_int_equal(SEQ(&cmd, "--size"), -1);
     assert_int_equal(SEQ(&cmd, "--unshare-cgroup-try"), -1);
     assert_int_equal(SEQ(&cmd, "--disable-userns"), -1);
-    assert_true(SEQ(&cmd, "--tmpfs", "/tmp") > 0);
+    assert_cmp_int(SEQ(&cmd, "--tmpfs", "/tmp"), >, 0);
     /* Optional parts left out. */
     assert_int_equal(SEQ(&cmd, "--seccomp"), -1);
     assert_false(mentions(&cmd, "/opt"));
@@ -238,11 +242,13 @@ static void test_cmd_env_only_via_setenv(void **state)
     realm_sandbox_cmd_t cmd;
     assert_int_equal(realm_sandbox_cmd_init(&cmd, &spec), 0);
     long clear = SEQ(&cmd, "--clearenv");
-    assert_true(clear > 0);
+    assert_cmp_int(clear, >, 0);
     long a = SEQ(&cmd, "--setenv", "AWS_REGION", "eu-west-1");
     long b = SEQ(&cmd, "--setenv", "SECRET", "a=b c");
     long c = SEQ(&cmd, "--setenv", "EMPTY", "");
-    assert_true(a > clear && b > a && c > b);
+    assert_cmp_int(a, >, clear);
+    assert_cmp_int(b, >, a);
+    assert_cmp_int(c, >, b);
     size_t setenvs = 0;
     for (size_t i = 0; i < cmd.argc; i++) {
         if (strcmp(cmd.argv[i], "--setenv") == 0) setenvs++;
@@ -255,7 +261,7 @@ static void test_cmd_env_only_via_setenv(void **state)
 
     spec.env = NULL;
     assert_int_equal(realm_sandbox_cmd_init(&cmd, &spec), 0);
-    assert_true(SEQ(&cmd, "--clearenv") > 0);
+    assert_cmp_int(SEQ(&cmd, "--clearenv"), >, 0);
     assert_int_equal(SEQ(&cmd, "--setenv"), -1);
     realm_sandbox_cmd_dispose(&cmd);
 }
@@ -295,18 +301,18 @@ static void test_cmd_args_memfd(void **state)
     assert_int_equal(realm_sandbox_cmd_init(&cmd, &spec), 0);
     int fd = -1;
     assert_int_equal(realm_sandbox_cmd_args_memfd(&cmd, &fd), 0);
-    assert_true(fd >= 0);
+    assert_cmp_int(fd, >=, 0);
     assert_int_equal(fcntl(fd, F_GETFD) & FD_CLOEXEC, FD_CLOEXEC);
     char buf[8192];
     ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
-    assert_true(n > 0);
+    assert_cmp_int(n, >, 0);
     /* The options, argv[1..] up to "--", NUL-separated, each with its NUL. */
     assert_string_equal(cmd.argv[cmd.command_at - 1], "--");
     assert_string_equal(cmd.argv[cmd.command_at], "/var/task/bootstrap");
     size_t off = 0;
     for (size_t i = 1; i + 1 < cmd.command_at; i++) {
-        assert_true(off < (size_t)n);
+        assert_cmp_size(off, <, (size_t)n);
         assert_string_equal(buf + off, cmd.argv[i]);
         off += strlen(cmd.argv[i]) + 1;
     }
@@ -430,8 +436,8 @@ static void test_probe_this_machine(void **state)
     realm_sandbox_probe_t p;
     realm_sandbox_probe_init(&p);
     assert_non_null(p.summary);
-    assert_true(strncmp(p.summary, "sandbox: ", 9) == 0);
-    assert_true(strlen(p.summary) > 20);
+    assert_prefix(p.summary, "sandbox: ");
+    assert_cmp_size(strlen(p.summary), >, 20);
     assert_null(strchr(p.summary, '\n'));
     fprintf(stderr, "    probe: %s\n", p.summary);
     for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++)
@@ -454,7 +460,7 @@ static void test_seccomp_build(void **state)
     if (rc != 0) fail_msg("seccomp_build: %d %s", rc, err ? err : "");
     /* struct sock_filter is 8 bytes; a deny list is tens of instructions. */
     assert_int_equal(bpf.len % 8, 0);
-    assert_true(bpf.len / 8 > 30);
+    assert_cmp_size(bpf.len / 8, >, 30);
 
     int fd = -1;
     assert_int_equal(realm_sandbox_seccomp_memfd(bpf.data, bpf.len, &fd), 0);
@@ -487,8 +493,7 @@ static int e2e_setup(void **state)
     realm_sandbox_probe_init(&e->probe);
     realm_buf_init(&e->bpf);
     e->listen_fd = -1;
-    strcpy(e->tmp, "/tmp/realm-test-sandbox-XXXXXX");
-    if (!mkdtemp(e->tmp)) return -1;
+    if (fx_tmpdir_make(e->tmp, sizeof(e->tmp), "sandbox") != 0) return -1;
     chmod(e->tmp, 0755);
     snprintf(e->code, sizeof(e->code), "%s/code", e->tmp);
     snprintf(e->opt, sizeof(e->opt), "%s/opt", e->tmp);
@@ -496,10 +501,7 @@ static int e2e_setup(void **state)
     if (mkdir(e->code, 0755) < 0 || mkdir(e->opt, 0755) < 0) return -1;
     char path[160];
     snprintf(path, sizeof(path), "%s/handler.js", e->code);
-    FILE *f = fopen(path, "w");
-    if (!f) return -1;
-    fputs("exports.handler = async () => 1;\n", f);
-    fclose(f);
+    if (fx_write_file(path, "exports.handler = async () => 1;\n") != 0) return -1;
     e->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     struct sockaddr_un sa = {.sun_family = AF_UNIX};
     snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", e->sock);
@@ -512,16 +514,8 @@ static int e2e_setup(void **state)
 static int e2e_teardown(void **state)
 {
     e2e_t *e = *state;
-    char path[160];
-    snprintf(path, sizeof(path), "%s/handler.js", e->code);
-    unlink(path);
-    snprintf(path, sizeof(path), "%s/y", e->code); /* only if the sandbox leaked a write */
-    unlink(path);
-    rmdir(e->code);
-    rmdir(e->opt);
     if (e->listen_fd >= 0) close(e->listen_fd);
-    unlink(e->sock);
-    rmdir(e->tmp);
+    fx_tmpdir_remove(e->tmp); /* code/, opt/, rt.sock, and whatever a sandbox leaked */
     realm_buf_dispose(&e->bpf);
     realm_sandbox_probe_dispose(&e->probe);
     free(e);

@@ -7,6 +7,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include "fixture.h"
+
 #include "base/buf.h"
 #include "ws/handshake.h"
 #include "ws/session.h"
@@ -149,7 +151,7 @@ static void test_sleeps_between_messages(void **state)
     assert_int_equal(realm_ws_session_send(ws, 1, "reply", 5), 0);
     assert_true(realm_ws_session_is_asleep(ws));
     assert_string_equal(s.msgs.data, "1:abcd|");
-    assert_true(s.out.len == 7 && memcmp(s.out.data, "\x81\x05reply", 7) == 0);
+    assert_bytes_equal(s.out.data, s.out.len, "\x81\x05reply", 7);
     assert_int_equal(realm_ws_session_close(ws, 1000, "bye"), 0);
     assert_false(realm_ws_session_is_asleep(ws)); /* closing: awake until done */
     assert_true(realm_ws_session_close_sent(ws));
