@@ -3,7 +3,7 @@
 #   base <- net <- {http, ws} <- api
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
-#   db (SQLite opening) <- {registry, queue, auth}
+#   db (SQLite opening) <- {registry, queue, auth} ; {auth, metrics} <- admit <- api
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
 # http/ or ws/: it exposes callbacks that api/ adapts.
 set -euo pipefail
@@ -29,6 +29,7 @@ allowed() {
     llm) echo "base llm" ;;
     auth) echo "base db auth" ;;
     cli) echo "base pkg auth cli" ;;
+    admit) echo "base auth metrics admit" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac
