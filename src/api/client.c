@@ -24,7 +24,6 @@
 #include "net/listener.h"
 #include "proto/message.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
