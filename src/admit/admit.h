@@ -134,7 +134,8 @@ int realm_admit_api_key(realm_admit_t *ad, const char *api_key, realm_admit_prin
                         realm_admit_verdict_t *v);
 /*
  * A SigV4 access key id ("admin" for the admin key): 0, *who and its secret
- * (NUL-terminated; secret_len >= 41; wipe it after use) for the caller to
+ * (NUL-terminated; secret_len >= 41 and longer than the admin key, 128 in
+ * the control guard; wipe it after use) for the caller to
  * verify the signature with (auth/sigv4.h); else UNAUTHORIZED ("The security
  * token included in the request is invalid.") and secret "". The identity
  * counts only once the signature verified.
