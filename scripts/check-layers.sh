@@ -4,7 +4,7 @@
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
-#   base <- httpc (the blocking HTTP client) <- {cli, llm}
+#   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
 # SQL lives only in src/store/: no other file includes sqlite3.h or holds a
 # SQL statement (checked below).
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
@@ -33,6 +33,7 @@ allowed() {
     llm) echo "base httpc llm" ;;
     auth) echo "base store auth" ;;
     cli) echo "base pkg auth httpc cli" ;;
+    admit) echo "base auth metrics admit" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac

@@ -8,6 +8,10 @@
  * realm_dispatch_call() itself. When the socket goes away every call still in
  * flight is cancelled silently, so no work outlives the peer that wanted it.
  *
+ * Admission (keys, tenants, connection and rate limits, draining) is
+ * admit/'s: this file extracts the credentials (a Bearer key on the upgrade,
+ * else the first {"type":"auth"} message) and renders the verdicts.
+ *
  * LIFETIME: a session is freed in the WebSocket's on_close.
  */
 #include "api/client.h"
@@ -20,7 +24,6 @@
 #include "net/listener.h"
 #include "proto/message.h"
 
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +41,7 @@ typedef struct record_s {
 struct session_s {
     realm_client_t *cl;
     realm_ws_t *ws;
-    realm_principal_t who;  /* valid once is_authed */
+    realm_admit_conn_t adm; /* admission; adm.who valid once is_authed */
     uint64_t auth_deadline; /* uv_now() by which an auth message must come */
     record_t *calls;        /* in flight */
     size_t calls_cnt;
@@ -50,6 +53,7 @@ struct session_s {
 struct realm_client_s {
     realm_dispatch_t *d;
     realm_client_config_t cfg;
+    realm_admit_t *ad; /* the authn's */
     session_t *sessions;
     size_t sessions_cnt;
     int is_draining;
@@ -193,27 +197,11 @@ static const realm_fn_def_t cancel_def = {
 
 /* ---- authentication ---- */
 
-static size_t tenant_connections(const realm_client_t *cl, const char *tenant)
-{
-    size_t n = 0;
-    for (const session_t *o = cl->sessions; o; o = o->next)
-        if (o->is_authed && strcmp(o->who.tenant, tenant) == 0) n++;
-    return n;
-}
-
-/* Whom a call acts for: the key's tenant, or (admin key) the tenant it names. */
-static int call_principal(session_t *s, const char *tenant_id, realm_principal_t *as)
-{
-    *as = s->who;
-    if (!tenant_id || !realm_authn_is_on(s->cl->cfg.authn)) return 1;
-    if (s->who.is_admin) return realm_authn_act_as(s->cl->cfg.authn, tenant_id, as);
-    return strcmp(tenant_id, s->who.tenant) == 0 || strcmp(tenant_id, s->who.ns) == 0;
-}
-
 static void send_welcome(session_t *s)
 {
     size_t len;
-    char *text = realm_msg_welcome(REALM_VERSION, s->who.tenant[0] ? s->who.tenant : NULL, &len);
+    const char *tenant = s->adm.who.tenant;
+    char *text = realm_msg_welcome(REALM_VERSION, tenant[0] ? tenant : NULL, &len);
     send_text(s, text, len);
 }
 
@@ -229,33 +217,22 @@ static void auth_fail(session_t *s, const char *why)
     }
 }
 
-/* Identifies a session; 0, or -1 after auth_fail. */
-static int auth_accept(session_t *s, const realm_principal_t *who)
-{
-    realm_client_t *cl = s->cl;
-    if (!who->is_admin && tenant_connections(cl, who->tenant) >= cl->cfg.max_tenant_connections) {
-        auth_fail(s, "too many connections for this tenant");
-        return -1;
-    }
-    s->who = *who;
-    s->is_authed = 1;
-    return 0;
-}
-
 /* The first message when auth is on: {"type":"auth","api_key":"..."}. */
 static void on_auth_message(session_t *s, const char *data, size_t len)
 {
     json_t *m = json_loadb(data, len, 0, NULL);
     const char *type = json_string_value(json_object_get(m, "type"));
     const char *key = json_string_value(json_object_get(m, "api_key"));
-    realm_principal_t who;
+    realm_admit_verdict_t v;
     if (!type || strcmp(type, "auth") != 0 || !key) {
         auth_fail(s, "authenticate first: {\"type\":\"auth\",\"api_key\":\"...\"}");
-    } else if (!realm_authn_api_key(s->cl->cfg.authn, key, &who)) {
-        auth_fail(s, "invalid API key");
-    } else if (auth_accept(s, &who) == 0) {
+    } else if (realm_admit_conn_identify(s->cl->ad, &s->adm, key, &v) != 0) {
+        auth_fail(s, v.message);
+    } else {
+        s->is_authed = 1;
+        const char *tenant = s->adm.who.tenant;
         json_t *o = json_pack("{s:s, s:s?}", "type", "auth_success", "tenant_id",
-                              who.tenant[0] ? who.tenant : NULL);
+                              tenant[0] ? tenant : NULL);
         char *text = json_dumps(o, JSON_COMPACT);
         json_decref(o);
         send_text(s, text, strlen(text));
@@ -269,7 +246,7 @@ static void on_sweep(uv_timer_t *t)
 {
     realm_client_t *cl = t->data;
     uint64_t now = uv_now(t->loop);
-    uint64_t v = realm_authn_version(cl->cfg.authn);
+    uint64_t v = realm_admit_version(cl->ad);
     int changed = v != cl->keys_version;
     cl->keys_version = v;
     for (session_t *s = cl->sessions, *n; s; s = n) {
@@ -277,7 +254,7 @@ static void on_sweep(uv_timer_t *t)
         if (s->is_closing) continue;
         if (!s->is_authed && now >= s->auth_deadline) {
             auth_fail(s, "no auth message in time");
-        } else if (s->is_authed && changed && !realm_authn_is_active(cl->cfg.authn, &s->who)) {
+        } else if (s->is_authed && changed && !realm_admit_is_active(cl->ad, &s->adm.who)) {
             auth_fail(s, "the API key was revoked");
         }
     }
@@ -311,19 +288,22 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
      * limit nor a shutdown may keep a client from stopping its calls. */
     const realm_fn_def_t *def = realm_dispatch_lookup(cl->d, msg.function);
     int is_exempt = def && def->is_exempt;
-    realm_principal_t as = s->who;
-    double wait = 0;
-    if (cl->is_draining && !is_exempt) {
-        send_error(s, msg.id, REALM_ERR_SHUTTING_DOWN, "the server is shutting down", NULL);
-    } else if (!call_principal(s, msg.tenant_id, &as)) {
-        send_error(s, msg.id, REALM_ERR_UNAUTHORIZED,
-                   "this connection's key does not act for that tenant_id",
-                   json_pack("{s:s}", "tenant_id", msg.tenant_id));
-    } else if (!is_exempt && (wait = realm_authn_take(cl->cfg.authn, &as)) > 0) {
-        int secs = (int)ceil(wait);
-        snprintf(err, sizeof(err), "rate limit of this key exceeded: retry in %d s", secs);
-        send_error(s, msg.id, REALM_ERR_RATE_LIMIT_EXCEEDED, err,
-                   json_pack("{s:i}", "retry_after", secs < 1 ? 1 : secs));
+    realm_admit_principal_t as;
+    realm_admit_verdict_t v;
+    if (realm_admit_call(cl->ad, &s->adm.who, msg.tenant_id, is_exempt ? REALM_ADMIT_ENDS_WORK : 0,
+                         &as, &v) != 0) {
+        json_t *details = NULL;
+        const char *why = v.message;
+        int code = v.err;
+        if (code == REALM_ERR_RATE_LIMIT_EXCEEDED) {
+            details = json_pack("{s:i}", "retry_after", v.retry_after);
+        } else if (code == REALM_ERR_UNAUTHORIZED || code == REALM_ERR_TENANT_NOT_FOUND) {
+            /* Protocol: any tenant_id the key may not act for is UNAUTHORIZED. */
+            code = REALM_ERR_UNAUTHORIZED;
+            why = "this connection's key does not act for that tenant_id";
+            details = json_pack("{s:s}", "tenant_id", msg.tenant_id);
+        }
+        send_error(s, msg.id, code, why, details);
     } else if (find_record(s, msg.id)) {
         snprintf(err, sizeof(err), "a call with id '%.256s' is already in flight", msg.id);
         send_error(s, msg.id, REALM_ERR_INVALID_REQUEST, err, NULL);
@@ -367,6 +347,7 @@ static void on_ws_close(realm_ws_t *ws, void *ud)
         cl->sessions = s->next;
     if (s->next) s->next->prev = s->prev;
     cl->sessions_cnt--;
+    realm_admit_conn_close(cl->ad, &s->adm);
     free(s);
 }
 
@@ -379,42 +360,35 @@ static void on_upgrade(realm_http_req_t *req, realm_http_res_t *res, void *data)
     realm_client_t *cl = data;
     const char *rest;
     size_t rest_len;
-    int refuse = cl->is_draining ? 503 : 0;
-    const char *why = "the server is shutting down";
-    if (!refuse && cl->sessions_cnt >= cl->cfg.max_connections) {
-        refuse = 503;
-        why = "too many connections";
-    }
+    realm_admit_conn_t adm;
+    realm_admit_verdict_t v;
+    int rc = realm_admit_conn_open(cl->ad, &adm, &v);
     /* A key on the upgrade itself: Authorization: Bearer KEY. */
-    realm_principal_t who;
-    memset(&who, 0, sizeof(who));
-    int is_on = realm_authn_is_on(cl->cfg.authn), has_key = 0;
+    int is_on = realm_admit_is_on(cl->ad), has_key = 0;
     const char *authz = realm_http_req_header(req, "Authorization");
-    if (!refuse && is_on && authz && strncasecmp(authz, "Bearer", 6) == 0 &&
+    if (rc == 0 && is_on && authz && strncasecmp(authz, "Bearer", 6) == 0 &&
         (authz[6] == ' ' || authz[6] == '\0')) {
         has_key = 1;
         const char *key = authz + 6;
         while (*key == ' ')
             key++;
-        if (!realm_authn_api_key(cl->cfg.authn, key, &who)) {
-            refuse = 401;
-            why = "invalid API key";
-        } else if (!who.is_admin &&
-                   tenant_connections(cl, who.tenant) >= cl->cfg.max_tenant_connections) {
-            refuse = 503;
-            why = "too many connections for this tenant";
-        }
+        rc = realm_admit_conn_identify(cl->ad, &adm, key, &v);
     }
+    int refuse = rc == 0 ? 0 : rc == REALM_ERR_UNAUTHORIZED ? 401 : 503;
     if (refuse == 503) {
         realm_http_res_header(res, "Retry-After", "1");
-        realm_conn_t *rc = realm_http_res_conn(res);
-        if (rc && realm_conn_listener(rc)) realm_listener_count_rejected(realm_conn_listener(rc));
+        realm_conn_t *hc = realm_http_res_conn(res);
+        if (hc && realm_conn_listener(hc)) realm_listener_count_rejected(realm_conn_listener(hc));
     }
-    realm_conn_t *c = realm_api_ws_upgrade(req, res, refuse, why, &rest, &rest_len);
-    if (c == NULL) return;
+    realm_conn_t *c = realm_api_ws_upgrade(req, res, refuse, v.message, &rest, &rest_len);
+    if (c == NULL) { /* refused, or not a WebSocket handshake */
+        realm_admit_conn_close(cl->ad, &adm);
+        return;
+    }
 
     session_t *s = realm_calloc(1, sizeof(*s));
     s->cl = cl;
+    s->adm = adm;
     s->next = cl->sessions;
     if (cl->sessions) cl->sessions->prev = s;
     cl->sessions = s;
@@ -422,7 +396,6 @@ static void on_upgrade(realm_http_req_t *req, realm_http_res_t *res, void *data)
     /* The welcome goes out before anything the peer pipelined is answered. */
     s->ws = realm_ws_new(c, &cl->cfg.ws, &ws_cbs, s, NULL, 0);
     if (!is_on || has_key) {
-        s->who = who;
         s->is_authed = 1;
         send_welcome(s);
     } else {
@@ -442,6 +415,7 @@ realm_client_t *realm_client_new(uv_loop_t *loop, realm_dispatch_t *d, realm_met
     realm_client_t *cl = realm_calloc(1, sizeof(*cl));
     cl->d = d;
     cl->cfg = *cfg;
+    cl->ad = realm_authn_admit(cfg->authn);
     realm_metric_family_t *f =
         realm_metrics_family(m, REALM_METRIC_COUNTER, "realm_websocket_messages_total",
                              "WebSocket messages on the client listener, by direction and type",
@@ -455,8 +429,8 @@ realm_client_t *realm_client_new(uv_loop_t *loop, realm_dispatch_t *d, realm_met
     realm_dispatch_register(d, &cancel_def, cl);
     uv_timer_init(loop, &cl->sweep);
     cl->sweep.data = cl;
-    if (realm_authn_is_on(cfg->authn)) {
-        cl->keys_version = realm_authn_version(cfg->authn);
+    if (realm_admit_is_on(cl->ad)) {
+        cl->keys_version = realm_admit_version(cl->ad);
         uv_timer_start(&cl->sweep, on_sweep, 1000, 1000);
         uv_unref((uv_handle_t *)&cl->sweep);
     }

@@ -24,10 +24,9 @@ typedef struct realm_client_s realm_client_t;
 typedef struct {
     realm_ws_config_t ws;            /* limits for each WebSocket */
     size_t max_calls_per_connection; /* TOO_MANY_CALLS above */
-    size_t max_connections;          /* WebSockets at once: 503 beyond */
-    size_t max_tenant_connections;   /* WebSockets of one tenant at once */
     uint64_t auth_timeout_ms;        /* time to send {"type":"auth"} when auth is on */
-    realm_authn_t *authn;            /* borrowed; off: no authentication */
+    realm_authn_t *authn;            /* borrowed, not NULL: its admission (connection limits,
+                                        keys, rates, draining) decides who comes in */
 } realm_client_config_t;
 
 /* Registers the upgrade route on http and the `cancel` function on d. */
@@ -39,8 +38,9 @@ void realm_client_free(realm_client_t *cl);
 size_t realm_client_connections(const realm_client_t *cl);
 
 /*
- * Graceful shutdown: new calls get SHUTTING_DOWN; each connection is closed
- * with 1001 as soon as it has no call in flight.
+ * Graceful shutdown: each connection is closed with 1001 as soon as it has
+ * no call in flight. New connections and calls are refused (503,
+ * SHUTTING_DOWN) by admission: call realm_admit_drain first.
  */
 void realm_client_drain(realm_client_t *cl);
 /* End of the grace period: cancel every call still in flight, close all with 1001. */

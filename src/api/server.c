@@ -686,6 +686,7 @@ void realm_server_shutdown(realm_server_t *s)
         realm_listener_close(s->listeners[i], NULL);
         realm_http_server_drain(s->http[i]);
     }
+    realm_admit_drain(realm_authn_admit(s->authn));
     realm_client_drain(s->client);
     if (s->invoker) realm_invoker_drain(s->invoker);
     /* HTTP connections (not the upgraded ones) finish their request and close. */
@@ -755,8 +756,6 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
                .max_send_queue_bytes = cfg->max_send_queue_bytes,
                .ping_interval_ms = cfg->ws_ping_interval_ms},
         .max_calls_per_connection = cfg->max_calls_per_connection,
-        .max_connections = cfg->max_connections,
-        .max_tenant_connections = cfg->max_tenant_connections,
         .auth_timeout_ms = AUTH_TIMEOUT_MS,
     };
     s->builtins = (realm_builtins_ctx_t){

@@ -36,7 +36,11 @@
     X(UNAUTHORIZED, -1012, "UNAUTHORIZED", 401, "UnrecognizedClientException",                     \
       "not allowed for this key")                                                                  \
     X(RATE_LIMIT_EXCEEDED, -1013, "RATE_LIMIT_EXCEEDED", 429, "TooManyRequestsException",          \
-      "rate limit exceeded")
+      "rate limit exceeded")                                                                       \
+    X(TOO_MANY_CONNECTIONS, -1200, "TOO_MANY_CONNECTIONS", 503, "ServiceException",                \
+      "too many connections")                                                                      \
+    X(TENANT_NOT_FOUND, -1201, "TENANT_NOT_FOUND", 404, "ResourceNotFoundException",               \
+      "no such tenant")
 
 typedef enum {
 #define REALM_ERR_ENUM(name, value, code, status, aws, msg) REALM_ERR_##name = value,
