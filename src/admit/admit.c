@@ -82,7 +82,7 @@ realm_admit_t *realm_admit_new(const realm_admit_config_t *cfg, char *err, size_
     ad->cfg.data_dir = NULL;
     ad->cfg.admin_key = NULL;
     if (!ad->cfg.now_ns) ad->cfg.now_ns = default_now;
-    if (cfg->admin_key && strcmp(cfg->admin_key, "none") != 0)
+    if (cfg->admin_key && cfg->admin_key[0] && strcmp(cfg->admin_key, "none") != 0)
         ad->admin_key = realm_strdup(cfg->admin_key);
     if (!cfg->auth) return ad;
     ad->keys = realm_keys_open(cfg->data_dir, err, err_len);
