@@ -3,6 +3,7 @@
 #   base <- net <- {http, ws} <- api
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
+#   base <- runtimes (the runtime table) <- {registry, exec, cli, api}
 #   db (SQLite opening) <- {registry, queue, auth}
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
 # http/ or ws/: it exposes callbacks that api/ adapts.
@@ -20,15 +21,16 @@ allowed() {
     config) echo "base config" ;;
     dispatch) echo "base metrics dispatch" ;;
     pkg) echo "base pkg" ;;
-    registry) echo "base db pkg registry" ;;
+    registry) echo "base db pkg runtimes registry" ;;
     sandbox) echo "base sandbox" ;;
-    exec) echo "base sandbox exec" ;;
+    runtimes) echo "base runtimes" ;;
+    exec) echo "base sandbox runtimes exec" ;;
     queue) echo "base db queue" ;;
     db) echo "db" ;;
     model) echo "base model" ;;
     llm) echo "base llm" ;;
     auth) echo "base db auth" ;;
-    cli) echo "base pkg auth cli" ;;
+    cli) echo "base pkg auth runtimes cli" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac
@@ -47,5 +49,15 @@ for f in $(find . -name '*.[ch]' | sed 's|^\./||' | sort); do
     case " $ok " in *" $inc "*) ;; *) echo "layers: $f includes $inc/ (allowed: $ok)"; bad=1 ;; esac
   done
 done
+
+# One place names each runtime: the table (runtimes/runtimes.c). Its names
+# and aliases, as string literals, appear nowhere else in src/.
+for name in $(grep -oE '(NODE|PYTHON|CUSTOM)\("[^"]+"(, "[^"]+")?\)' runtimes/runtimes.c |
+  grep -oE '"[^"]+"' | tr -d '"'); do
+  for f in $(grep -rlF "\"$name\"" --include='*.[ch]' . | sed 's|^\./||'); do
+    case "$f" in runtimes/*) ;; *) echo "layers: $f names runtime \"$name\" (use runtimes/runtimes.h)"; bad=1 ;; esac
+  done
+done
+
 [ "$bad" = 0 ] && echo "layers: ok"
 exit "$bad"

@@ -32,6 +32,7 @@
 #include "base/str.h"
 #include "exec/netstack.h"
 #include "exec/spawn.h"
+#include "runtimes/runtimes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -101,11 +102,11 @@ struct realm_env_s {
     char init_error_type[64];
     char stop_reason[96]; /* why we stopped it, for the log */
     uint64_t last_used;
-    void *private_listener;    /* from opts.private_listen, or NULL */
+    void *private_listener;     /* from opts.private_listen, or NULL */
     realm_netstack_t *netstack; /* slirp4netns of a private network, or NULL */
-    unsigned has_asked : 1;    /* a `next` came at least once (init done) */
-    unsigned oom_reported : 1; /* an invocation already ended with Runtime.OutOfMemory */
-    unsigned is_slow : 1;      /* RESTING past its grace */
+    unsigned has_asked : 1;     /* a `next` came at least once (init done) */
+    unsigned oom_reported : 1;  /* an invocation already ended with Runtime.OutOfMemory */
+    unsigned is_slow : 1;       /* RESTING past its grace */
     unsigned timer_closed : 1;
 };
 
@@ -121,7 +122,7 @@ struct pool_s {
     uint64_t tmp_mb;   /* its /tmp */
     uint32_t uid;      /* inside the sandbox: one per tenant */
     uint32_t host_uid; /* on the host: one per tenant (0: as the server) */
-    char **binds; /* more read-only binds (host, sandbox pairs), NULL-terminated; or NULL */
+    char **binds;      /* more read-only binds (host, sandbox pairs), NULL-terminated; or NULL */
     uint64_t n_ok, n_error, n_throttled; /* invocations ended, by outcome */
     realm_inv_t *q_head, *q_tail;
     size_t queued;
@@ -169,11 +170,6 @@ static int64_t now_ms(void)
 static char *dup_or_null(const char *s)
 {
     return s ? realm_strdup(s) : NULL;
-}
-
-static int has_prefix(const char *s, const char *pre)
-{
-    return s && strncmp(s, pre, strlen(pre)) == 0;
 }
 
 /* ---- logs ---- */
@@ -714,29 +710,19 @@ static void env_push(char ***v, size_t *n, const char *fmt, ...)
 static int env_spawn(pool_t *p, char *err, size_t err_len)
 {
     realm_exec_t *x = p->x;
-    const char *argv_node[] = {"/usr/bin/node", "/opt/bootstrap.js", NULL};
-    const char *argv_py[] = {"/usr/bin/python3", "/opt/bootstrap.py", NULL};
-    const char *argv_provided[] = {"/var/task/bootstrap", NULL};
-    const char *const *argv;
+    /* How it starts: the runtime table's row (runtimes/runtimes.h). */
+    const realm_runtimes_entry_t *rt = realm_runtimes_find(p->runtime);
+    if (!rt) rt = realm_runtimes_fallback();
     char rdir[4200] = "";
     /* The function's own binds, then the runtime's: pairs, NULL-terminated. */
     const char *binds[2 * MAX_BINDS + 3] = {NULL};
     size_t nb = 0;
     for (size_t i = 0; p->binds && p->binds[i] && nb < 2 * MAX_BINDS; i++)
         binds[nb++] = p->binds[i];
-    int is_node = has_prefix(p->runtime, "nodejs");
-    if (is_node) {
-        argv = argv_node;
-        snprintf(rdir, sizeof(rdir), "%s/node", x->runtimes_dir);
-        if (x->node_modules_dir) {
-            binds[nb++] = x->node_modules_dir;
-            binds[nb++] = "/var/runtime/node_modules";
-        }
-    } else if (has_prefix(p->runtime, "python")) {
-        argv = argv_py;
-        snprintf(rdir, sizeof(rdir), "%s/python", x->runtimes_dir);
-    } else {
-        argv = argv_provided;
+    if (rt->dir) snprintf(rdir, sizeof(rdir), "%s/%s", x->runtimes_dir, rt->dir);
+    if (rt->binds_node_modules && x->node_modules_dir) {
+        binds[nb++] = x->node_modules_dir;
+        binds[nb++] = "/var/runtime/node_modules";
     }
 
     realm_env_t *env = realm_calloc(1, sizeof(*env));
@@ -766,7 +752,8 @@ static int env_spawn(pool_t *p, char *err, size_t err_len)
     env_push(&ev, &en, "AWS_LAMBDA_INITIALIZATION_TYPE=on-demand");
     env_push(&ev, &en, "AWS_REGION=%s", x->region);
     env_push(&ev, &en, "AWS_DEFAULT_REGION=%s", x->region);
-    if (is_node) env_push(&ev, &en, "NODE_PATH=/opt/node_modules:/var/runtime/node_modules");
+    for (size_t i = 0; i < sizeof(rt->env) / sizeof(rt->env[0]) && rt->env[i]; i++)
+        env_push(&ev, &en, "%s", rt->env[i]);
     if (p->env)
         for (char **e = p->env; *e; e++)
             env_push(&ev, &en, "%s", *e);
@@ -786,7 +773,7 @@ static int env_spawn(pool_t *p, char *err, size_t err_len)
                 .ro_binds = binds[0] ? binds : NULL,
                 /* HOST shares ours; the others get their own namespace. */
                 .has_network = p->network == REALM_EXEC_NET_HOST || !is_private,
-                .argv = argv,
+                .argv = rt->argv,
                 .uid = p->uid,
                 .gid = p->uid,
             },
@@ -1029,7 +1016,7 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
     p->name = realm_strdup(fn->name);
     p->version = realm_strdup(fn->version);
     p->arn = realm_strdup(fn->arn ? fn->arn : fn->name);
-    p->runtime = realm_strdup(fn->runtime ? fn->runtime : "provided");
+    p->runtime = realm_strdup(fn->runtime ? fn->runtime : realm_runtimes_fallback()->name);
     p->handler = dup_or_null(fn->handler);
     p->code_dir = realm_strdup(fn->code_dir);
     size_t n = 0;

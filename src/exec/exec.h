@@ -57,7 +57,7 @@ typedef struct {
     uv_loop_t *loop;
     const realm_sandbox_probe_t *probe; /* borrowed */
     const char *self_exe;               /* this binary (the spawn trampoline) */
-    const char *runtimes_dir;           /* holds node/, python/ (our bootstraps) */
+    const char *runtimes_dir;           /* holds the table's bootstrap folders */
     const char *node_modules_dir;       /* bound at /var/runtime/node_modules for Node; or NULL */
     const char *logs_dir;               /* function logs: DIR/<tenant>/<name>.log */
     int runtime_port;                   /* AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT */
@@ -96,7 +96,7 @@ typedef struct {
     const char *version;  /* "$LATEST" or "3" */
     const char *revision; /* identity of code and configuration */
     const char *arn;      /* unqualified function ARN */
-    const char *runtime;  /* "nodejs20.x", "python3.12", "provided.al2023" */
+    const char *runtime;  /* a name of the runtime table (runtimes/runtimes.h) */
     const char *handler;
     const char *code_dir;   /* the unpacked package (host path) */
     const char *const *env; /* the function's own "K=V" variables, NULL-terminated; or NULL */
