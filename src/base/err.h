@@ -36,7 +36,20 @@
     X(UNAUTHORIZED, -1012, "UNAUTHORIZED", 401, "UnrecognizedClientException",                     \
       "not allowed for this key")                                                                  \
     X(RATE_LIMIT_EXCEEDED, -1013, "RATE_LIMIT_EXCEEDED", 429, "TooManyRequestsException",          \
-      "rate limit exceeded")
+      "rate limit exceeded")                                                                       \
+    /* The runtime API (an environment's calls; HTTP and the channel, api/runtime.c). */           \
+    X(INVALID_REQUEST_ID, -1150, "INVALID_REQUEST_ID", 400, "InvalidRequestID",                    \
+      "Invalid request ID")                                                                        \
+    X(INVALID_STATE_TRANSITION, -1151, "INVALID_STATE", 403, "InvalidStateTransition",             \
+      "State transition failed for runtime: the call is out of order")                             \
+    X(ENV_GONE, -1152, "UNKNOWN_ENVIRONMENT", 403, "InvalidStateTransition",                       \
+      "The execution environment has been stopped")                                                \
+    X(RESPONSE_TOO_LARGE, -1153, "PAYLOAD_TOO_LARGE", 413, "RequestEntityTooLarge",                \
+      "Exceeded maximum allowed payload size")                                                     \
+    X(ENV_STOPPED, -1154, "ENV_STOPPED", 410, "Realm.EnvironmentStopped",                          \
+      "The execution environment was stopped")                                                     \
+    X(UNKNOWN_ENVIRONMENT, -1155, "UNKNOWN_ENVIRONMENT", 403, "Realm.UnknownEnvironment",          \
+      "This connection does not come from an execution environment of this server")
 
 typedef enum {
 #define REALM_ERR_ENUM(name, value, code, status, aws, msg) REALM_ERR_##name = value,

@@ -1253,8 +1253,8 @@ const char *realm_env_function(const realm_env_t *env)
 int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data)
 {
     pool_t *p = env->pool;
-    if (!p) return REALM_ENV_GONE;
-    if (env->state == ENV_BUSY || env->state == ENV_IDLE) return REALM_ENV_BAD_STATE;
+    if (!p) return REALM_ERR_ENV_GONE;
+    if (env->state == ENV_BUSY || env->state == ENV_IDLE) return REALM_ERR_INVALID_STATE_TRANSITION;
     env->has_asked = 1;
     p->init_failures = 0;
     env->next_cb = cb;
@@ -1263,7 +1263,7 @@ int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data)
     env_set_state(env, ENV_IDLE);
     uv_timer_start(&env->timer, on_env_timer, env->x->o.idle_ms, 0);
     pump(p);
-    return REALM_ENV_OK;
+    return 0;
 }
 
 void realm_env_next_abort(realm_env_t *env, void *data)
@@ -1279,11 +1279,11 @@ void realm_env_next_abort(realm_env_t *env, void *data)
 /* The current invocation if request_id names it; else an error code. */
 static int current(realm_env_t *env, const char *request_id, realm_inv_t **out)
 {
-    if (!env->pool) return REALM_ENV_GONE;
+    if (!env->pool) return REALM_ERR_ENV_GONE;
     if (!request_id || !env->inv || strcmp(env->inv->request_id, request_id) != 0)
-        return env->state == ENV_BUSY || !request_id ? REALM_ENV_BAD_ID : REALM_ENV_BAD_ID;
+        return REALM_ERR_INVALID_REQUEST_ID;
     *out = env->inv;
-    return REALM_ENV_OK;
+    return 0;
 }
 
 /*
@@ -1323,9 +1323,9 @@ int realm_env_respond(realm_env_t *env, const char *request_id, const void *body
 {
     realm_inv_t *inv;
     int rc = current(env, request_id, &inv);
-    if (rc != REALM_ENV_OK) return rc;
-    if (inv->is_streaming) return REALM_ENV_BAD_STATE;
-    if (oom_ends(env, inv)) return REALM_ENV_OK;
+    if (rc != 0) return rc;
+    if (inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
+    if (oom_ends(env, inv)) return 0;
     env_answered(env, inv);
     if (len > REALM_EXEC_MAX_RESPONSE) {
         char msg[160];
@@ -1339,10 +1339,10 @@ int realm_env_respond(realm_env_t *env, const char *request_id, const void *body
         json_decref(o);
         inv_finish(inv, REALM_INV_FN_ERROR, b, strlen(b), "Function.ResponseSizeTooLarge", msg);
         free(b);
-        return REALM_ENV_TOO_LARGE;
+        return REALM_ERR_RESPONSE_TOO_LARGE;
     }
     inv_finish(inv, REALM_INV_OK, body, len, NULL, NULL);
-    return REALM_ENV_OK;
+    return 0;
 }
 
 /* The errorType of an error body, else fallback. */
@@ -1365,21 +1365,21 @@ int realm_env_fail(realm_env_t *env, const char *request_id, const char *type, c
 {
     realm_inv_t *inv;
     int rc = current(env, request_id, &inv);
-    if (rc != REALM_ENV_OK) return rc;
-    if (inv->is_streaming) return REALM_ENV_BAD_STATE;
-    if (oom_ends(env, inv)) return REALM_ENV_OK;
+    if (rc != 0) return rc;
+    if (inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
+    if (oom_ends(env, inv)) return 0;
     char et[128];
     error_type_of(body, len, type, et, sizeof(et));
     env_answered(env, inv);
     if (len > REALM_EXEC_MAX_RESPONSE) len = REALM_EXEC_MAX_RESPONSE;
     inv_finish(inv, REALM_INV_FN_ERROR, body, len, et, NULL);
-    return REALM_ENV_OK;
+    return 0;
 }
 
 int realm_env_init_error(realm_env_t *env, const char *type, const void *body, size_t len)
 {
-    if (!env->pool) return REALM_ENV_GONE;
-    if (env->state != ENV_STARTING || env->init_error) return REALM_ENV_BAD_STATE;
+    if (!env->pool) return REALM_ERR_ENV_GONE;
+    if (env->state != ENV_STARTING || env->init_error) return REALM_ERR_INVALID_STATE_TRANSITION;
     if (len > 64 * 1024) len = 64 * 1024;
     env->init_error = realm_malloc(len + 1);
     memcpy(env->init_error, body, len);
@@ -1387,31 +1387,31 @@ int realm_env_init_error(realm_env_t *env, const char *type, const void *body, s
     env->init_error_len = len;
     error_type_of(body, len, type, env->init_error_type, sizeof(env->init_error_type));
     /* The runtime exits by itself; the exit hands the error to a waiting invocation. */
-    return REALM_ENV_OK;
+    return 0;
 }
 
 int realm_env_stream_begin(realm_env_t *env, const char *request_id, const char *content_type)
 {
     realm_inv_t *inv;
     int rc = current(env, request_id, &inv);
-    if (rc != REALM_ENV_OK) return rc;
-    if (inv->is_streaming) return REALM_ENV_BAD_STATE;
+    if (rc != 0) return rc;
+    if (inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
     inv->is_streaming = 1;
     if (inv->sink.on_stream)
         inv->sink.on_stream(
             inv, content_type && content_type[0] ? content_type : "application/octet-stream",
             inv->data);
-    return REALM_ENV_OK;
+    return 0;
 }
 
 int realm_env_stream_write(realm_env_t *env, const char *request_id, const void *data, size_t len)
 {
     realm_inv_t *inv;
     int rc = current(env, request_id, &inv);
-    if (rc != REALM_ENV_OK) return rc;
-    if (!inv->is_streaming) return REALM_ENV_BAD_STATE;
+    if (rc != 0) return rc;
+    if (!inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
     if (len && inv->sink.on_chunk) inv->sink.on_chunk(inv, data, len, inv->data);
-    return REALM_ENV_OK;
+    return 0;
 }
 
 int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *error_type,
@@ -1419,9 +1419,9 @@ int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *e
 {
     realm_inv_t *inv;
     int rc = current(env, request_id, &inv);
-    if (rc != REALM_ENV_OK) return rc;
-    if (!inv->is_streaming) return REALM_ENV_BAD_STATE;
-    if (oom_ends(env, inv)) return REALM_ENV_OK;
+    if (rc != 0) return rc;
+    if (!inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
+    if (oom_ends(env, inv)) return 0;
     env_answered(env, inv);
     if (error_type || error_body) {
         char et[128];
@@ -1431,7 +1431,7 @@ int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *e
     } else {
         inv_finish(inv, REALM_INV_OK, NULL, 0, NULL, NULL);
     }
-    return REALM_ENV_OK;
+    return 0;
 }
 
 /* ---- life ---- */

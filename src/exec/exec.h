@@ -30,6 +30,7 @@
 #ifndef REALM_EXEC_EXEC_H
 #define REALM_EXEC_EXEC_H
 
+#include "base/err.h"
 #include "sandbox/sandbox.h"
 
 #include <stddef.h>
@@ -220,17 +221,19 @@ typedef struct {
 
 typedef void (*realm_env_next_cb)(realm_env_t *env, const realm_env_work_t *w, void *data);
 
-/* Result codes of the runtime side (negated HTTP-ish meaning). */
-#define REALM_ENV_OK 0
-#define REALM_ENV_BAD_ID (-400)    /* not the current invocation: InvalidRequestID */
-#define REALM_ENV_BAD_STATE (-403) /* out of order: InvalidStateTransition */
-#define REALM_ENV_TOO_LARGE (-413) /* response above REALM_EXEC_MAX_RESPONSE */
-#define REALM_ENV_GONE (-410)      /* the environment was stopped */
-
+/*
+ * The runtime side returns 0 or one of these (base/err.h, with the HTTP
+ * status and AWS error type the runtime API answers):
+ *   REALM_ERR_INVALID_REQUEST_ID        not the current invocation
+ *   REALM_ERR_INVALID_STATE_TRANSITION  out of order
+ *   REALM_ERR_RESPONSE_TOO_LARGE        above REALM_EXEC_MAX_RESPONSE (the invocation
+ *                                       has ended with Function.ResponseSizeTooLarge)
+ *   REALM_ERR_ENV_GONE                  the environment was stopped
+ */
 /*
  * The environment asks for work. cb runs now or later with the next
- * invocation (once), or with w NULL when the environment is stopped first. Returns REALM_ENV_OK, or
- * BAD_STATE if an invocation is open or a `next` is already waiting.
+ * invocation (once), or with w NULL when the environment is stopped first. Returns 0, or
+ * INVALID_STATE_TRANSITION if an invocation is open or a `next` is already waiting.
  */
 int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data);
 /* The waiting `next` went away (its connection closed). */

@@ -141,12 +141,37 @@ static void cancelled_before_its_turn_reports_nothing(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* The runtime side's codes answer what the runtime API answered when they
+ * were HTTP status numbers inside the engine. */
+static void runtime_side_codes(void **state)
+{
+    (void)state;
+    static const struct {
+        int err, status;
+        const char *aws, *code;
+    } want[] = {
+        {REALM_ERR_INVALID_REQUEST_ID, 400, "InvalidRequestID", "INVALID_REQUEST_ID"},
+        {REALM_ERR_INVALID_STATE_TRANSITION, 403, "InvalidStateTransition", "INVALID_STATE"},
+        {REALM_ERR_ENV_GONE, 403, "InvalidStateTransition", "UNKNOWN_ENVIRONMENT"},
+        {REALM_ERR_RESPONSE_TOO_LARGE, 413, "RequestEntityTooLarge", "PAYLOAD_TOO_LARGE"},
+        {REALM_ERR_ENV_STOPPED, 410, "Realm.EnvironmentStopped", "ENV_STOPPED"},
+        {REALM_ERR_UNKNOWN_ENVIRONMENT, 403, "Realm.UnknownEnvironment", "UNKNOWN_ENVIRONMENT"},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_int_equal(realm_err_http_status(want[i].err), want[i].status);
+        assert_string_equal(realm_err_aws_type(want[i].err), want[i].aws);
+        assert_string_equal(realm_err_code(want[i].err), want[i].code);
+    }
+    assert_string_equal(realm_err_message(REALM_ERR_INVALID_REQUEST_ID), "Invalid request ID");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(throttle_is_reported_later),
         cmocka_unit_test(invoking_again_from_on_done_waits_a_turn),
         cmocka_unit_test(cancelled_before_its_turn_reports_nothing),
+        cmocka_unit_test(runtime_side_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
