@@ -258,13 +258,13 @@ static void on_next(realm_http_req_t *req, realm_http_res_t *res, void *data)
     (void)data;
     realm_env_t *env = env_of(res);
     if (!env) return;
-    /* Set first: the work may be handed over before realm_env_next returns. */
-    realm_http_res_on_abort(res, on_next_abort, env);
     int rc = realm_env_next(env, on_http_work, res);
     if (rc != 0) {
-        realm_http_res_on_abort(res, NULL, NULL);
         answer_code(res, rc);
+        return;
     }
+    /* The work comes on a later loop turn; if the connection goes first, withdraw. */
+    realm_http_res_on_abort(res, on_next_abort, env);
 }
 
 static const char *body_of(realm_http_req_t *req)
@@ -402,11 +402,11 @@ static void on_chan_work(realm_env_t *env, const realm_env_work_t *w, void *data
 static void chan_next(chan_t *ch)
 {
     if (ch->is_waiting || ch->is_closed) return;
-    /* Set first: the work may go out before realm_env_next returns (it clears it). */
-    ch->is_waiting = 1;
-    int rc = realm_env_next(ch->env, on_chan_work, ch);
-    if (rc == 0) return;
-    ch->is_waiting = 0;
+    int rc = realm_env_next(ch->env, on_chan_work, ch); /* on_chan_work comes later */
+    if (rc == 0) {
+        ch->is_waiting = 1;
+        return;
+    }
     /* UNKNOWN_ENVIRONMENT (stopped) or INVALID_STATE (a `next` already open). */
     chan_error(ch, realm_err_code(rc), "the environment cannot take an invocation now");
 }

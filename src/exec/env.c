@@ -68,7 +68,11 @@ void realm_env_unref(realm_env_t *env)
 
 static void on_env_timer_closed(uv_handle_t *h)
 {
-    realm_env_unref(h->data);
+    realm_env_t *env = h->data;
+    realm_exec_t *x = env->x; /* outlives its environments' timers */
+    realm_env_unref(env);
+    x->n_timers--;
+    realm_exec_close_maybe(x);
 }
 
 static void pool_count(pool_t *p, env_state_t s, int delta)
@@ -445,6 +449,7 @@ int realm_exec_env_spawn(pool_t *p, char *err, size_t err_len)
         return -1;
     }
     uv_timer_init(x->o.loop, &env->timer);
+    x->n_timers++;
     env->timer.data = env;
     env->pool = p;
     env->state = ENV_STARTING;

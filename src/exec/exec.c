@@ -169,7 +169,10 @@ static void on_later(uv_idle_t *h)
         later_unlink(x, inv);
         realm_exec_inv_finish(inv, inv->later_status, NULL, 0, inv->later_type, inv->later_msg);
     }
-    if (!x->later_head) uv_idle_stop(&x->later_idle);
+    if (!x->later_head) {
+        uv_idle_stop(&x->later_idle);
+        realm_exec_close_maybe(x);
+    }
 }
 
 /*
@@ -316,6 +319,24 @@ void realm_exec_pump(pool_t *p)
         char err[512];
         if (realm_exec_env_spawn(p, err, sizeof(err)) != 0) break;
     }
+}
+
+static void on_pump(uv_idle_t *h)
+{
+    realm_exec_t *x = h->data;
+    uv_idle_stop(h);
+    for (pool_t *p = x->pools; p; p = p->next) {
+        if (!p->is_pump_due) continue;
+        p->is_pump_due = 0;
+        if (!x->is_freeing) realm_exec_pump(p);
+    }
+}
+
+void realm_exec_pump_soon(pool_t *p)
+{
+    if (p->is_pump_due) return;
+    p->is_pump_due = 1;
+    uv_idle_start(&p->x->pump_idle, on_pump);
 }
 
 /*
@@ -625,6 +646,8 @@ realm_exec_t *realm_exec_new(const realm_exec_opts_t *opts)
     if (!x->o.pids_max) x->o.pids_max = 1024;
     uv_idle_init(x->o.loop, &x->later_idle);
     x->later_idle.data = x;
+    uv_idle_init(x->o.loop, &x->pump_idle);
+    x->pump_idle.data = x;
     realm_buf_init(&x->bpf);
     if (opts->probe && opts->probe->has_seccomp) {
         const char *err = NULL;
@@ -659,24 +682,12 @@ void realm_exec_shutdown(realm_exec_t *x)
     }
 }
 
+/* The last handle is closed: everything goes, then the caller hears. */
 static void on_later_closed(uv_handle_t *h)
 {
     realm_exec_t *x = h->data;
-    x->later_closed = 1;
-}
-
-void realm_exec_free(realm_exec_t *x)
-{
-    if (!x) return;
-    realm_exec_shutdown(x);
-    /* Reap them: their exits close the timers and drop the last references;
-     * invocations on the later list get their end (the idle keeps the loop going). */
-    while (x->all || x->later_head)
-        uv_run(x->o.loop, UV_RUN_ONCE);
-    uv_close((uv_handle_t *)&x->later_idle, on_later_closed);
-    while (!x->later_closed)
-        uv_run(x->o.loop, UV_RUN_ONCE);
-    uv_run(x->o.loop, UV_RUN_NOWAIT);
+    realm_exec_close_cb cb = x->close_cb;
+    void *data = x->close_data;
     for (pool_t *p = x->pools, *n; p; p = n) {
         n = p->next;
         pool_free(p);
@@ -688,4 +699,40 @@ void realm_exec_free(realm_exec_t *x)
     free(x->self_exe);
     free(x->region);
     free(x);
+    if (cb) cb(data);
+}
+
+void realm_exec_close_maybe(realm_exec_t *x)
+{
+    if (!x->is_closing || x->is_idle_closing || x->all || x->later_head || x->n_timers) return;
+    x->is_idle_closing = 1;
+    uv_close((uv_handle_t *)&x->pump_idle, NULL);
+    uv_close((uv_handle_t *)&x->later_idle, on_later_closed); /* called after pump_idle's */
+}
+
+void realm_exec_close(realm_exec_t *x, realm_exec_close_cb cb, void *data)
+{
+    realm_exec_shutdown(x);
+    x->is_closing = 1;
+    x->close_cb = cb;
+    x->close_data = data;
+    /* Environments reaped (their exits close the timers) and the later
+     * list delivered; the idle's close defers cb past this call. */
+    realm_exec_close_maybe(x);
+}
+
+static void on_freed(void *data)
+{
+    *(int *)data = 1;
+}
+
+void realm_exec_free(realm_exec_t *x)
+{
+    if (!x) return;
+    uv_loop_t *loop = x->o.loop;
+    int is_done = 0;
+    realm_exec_close(x, on_freed, &is_done);
+    while (!is_done)
+        uv_run(loop, UV_RUN_ONCE);
+    uv_run(loop, UV_RUN_NOWAIT);
 }

@@ -23,7 +23,8 @@
  * from (realm_exec_env_for_fd): a process Realm did not start in an
  * environment cannot take or answer any invocation.
  *
- * LIFETIME: realm_exec_new .. realm_exec_free; environments are
+ * LIFETIME: realm_exec_new .. realm_exec_close (or realm_exec_free, which
+ * runs the loop until closed); environments are
  * reference-counted because runtime connections outlive them.
  * THREADS: loop thread only.
  */
@@ -155,7 +156,19 @@ void realm_exec_set_runtime_port(realm_exec_t *x, int port);
  * environment; their ends come through the loop. Nothing new starts.
  */
 void realm_exec_shutdown(realm_exec_t *x);
-/* Shuts down if needed, runs the loop until every environment is reaped, frees. */
+/*
+ * Shuts down if needed; once every environment is reaped and every pending
+ * end delivered, frees x and calls cb(data) (cb may be NULL), always on a
+ * later loop turn, never inside this call. The loop must keep running
+ * until then. Invocations started meanwhile fail (ServiceException); none
+ * may be started once cb has come.
+ */
+typedef void (*realm_exec_close_cb)(void *data);
+void realm_exec_close(realm_exec_t *x, realm_exec_close_cb cb, void *data);
+/*
+ * realm_exec_close that runs the loop until it is done (for a caller that
+ * cannot wait for the callback: the server's teardown). NULL is fine.
+ */
 void realm_exec_free(realm_exec_t *x);
 
 /*
@@ -231,8 +244,9 @@ typedef void (*realm_env_next_cb)(realm_env_t *env, const realm_env_work_t *w, v
  *   REALM_ERR_ENV_GONE                  the environment was stopped
  */
 /*
- * The environment asks for work. cb runs now or later with the next
- * invocation (once), or with w NULL when the environment is stopped first. Returns 0, or
+ * The environment asks for work. cb runs once, on a later loop turn (never
+ * inside this call), with the next invocation, or with w NULL when the
+ * environment is stopped first; realm_env_next_abort withdraws it. Returns 0, or
  * INVALID_STATE_TRANSITION if an invocation is open or a `next` is already waiting.
  */
 int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data);

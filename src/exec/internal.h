@@ -116,6 +116,7 @@ struct pool_s {
     size_t n_envs, n_starting, n_idle, n_busy, n_resting_fresh;
     size_t provisioned;
     int init_failures;   /* environments in a row that died before asking for work */
+    int is_pump_due;     /* realm_exec_pump_soon: on the next loop turn */
     int is_retired;      /* code or configuration changed: no new work */
     realm_fnlog_t *log;  /* the function's log file */
     char log_stream[96]; /* AWS_LAMBDA_LOG_STREAM_NAME */
@@ -133,16 +134,23 @@ struct realm_exec_s {
     uint32_t tenants_seen;                /* tenants given a uid so far */
     int warned_uids;                      /* more tenants than host uids, said once */
     uv_idle_t later_idle;                 /* runs while the later list is not empty */
+    uv_idle_t pump_idle;                  /* runs while a pool's pump is due */
     realm_inv_t *later_head, *later_tail; /* invocations to end on a later turn */
     uint64_t later_seq;                   /* the last seq given on the later list */
     int is_freeing;
-    unsigned later_closed : 1;
+    size_t n_timers;              /* environments' timers not closed yet */
+    realm_exec_close_cb close_cb; /* realm_exec_close's */
+    void *close_data;
+    unsigned is_closing : 1;      /* realm_exec_close was called */
+    unsigned is_idle_closing : 1; /* the last handle is closing: x goes with it */
 };
 
 /* ---- exec.c: the scheduler ---- */
 
 /* Starts environments for p's queue and its provisioned count (see pump in exec.c). */
 void realm_exec_pump(pool_t *p);
+/* The same on the next loop turn (from calls that take a callback pump may run). */
+void realm_exec_pump_soon(pool_t *p);
 void realm_exec_q_remove(pool_t *p, realm_inv_t *inv);
 /* Ends an invocation: its sink's last event, then it is freed. */
 void realm_exec_inv_finish(realm_inv_t *inv, realm_inv_status_t status, const char *payload,
@@ -155,6 +163,10 @@ void realm_exec_inv_log(realm_inv_t *inv, const char *bytes, size_t len);
 /* A platform line (START, END, REPORT...) to the invocation (or NULL) and p's file (or NULL). */
 void realm_exec_platform_line(pool_t *p, realm_inv_t *inv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Once closing and nothing is left (environments, their timers, the later
+ * list), closes the last handle; x is freed in its callback. */
+void realm_exec_close_maybe(realm_exec_t *x);
 
 /* ---- env.c: environments ---- */
 
