@@ -86,10 +86,8 @@ static void on_ready(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
 {
     (void)buf;
     realm_netstack_t *ns = s->data;
-    if (n > 0)
-        tell(ns, 1);
-    else if (n < 0)
-        tell(ns, 0);
+    if (n > 0) tell(ns, 1);
+    else if (n < 0) tell(ns, 0);
 }
 
 static void on_exit_cb(uv_process_t *p, int64_t status, int sig)
@@ -199,8 +197,8 @@ static void on_wait(uv_timer_t *t)
 }
 
 int realm_netstack_start(uv_loop_t *loop, const realm_netstack_opts_t *o,
-                         realm_netstack_ready_cb cb, void *data, realm_netstack_t **out, char *err,
-                         size_t err_len)
+                         realm_netstack_ready_cb cb, void *data, realm_netstack_t **out,
+                         char *err, size_t err_len)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/ns/net", o->pid);

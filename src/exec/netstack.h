@@ -43,8 +43,8 @@ typedef struct {
 
 /* Starts it. Returns 0 and *out, or -1 with a message in err (no callback). */
 int realm_netstack_start(uv_loop_t *loop, const realm_netstack_opts_t *o,
-                         realm_netstack_ready_cb cb, void *data, realm_netstack_t **out, char *err,
-                         size_t err_len);
+                         realm_netstack_ready_cb cb, void *data, realm_netstack_t **out,
+                         char *err, size_t err_len);
 /* Stops it (no callback after this) and frees it once its handles close. */
 void realm_netstack_free(realm_netstack_t *ns);
 

@@ -218,8 +218,8 @@ static void stage_spec(stage_t *st, realm_sandbox_spec_t *spec, const realm_spaw
     spec->runtime_dir = stage_path(st, spec->runtime_dir);
     size_t nb = 0;
     if (spec->ro_binds) {
-        for (const char *const *b = spec->ro_binds;
-             *b && nb + 2 < sizeof(st->binds) / sizeof(char *); b += 2) {
+        for (const char *const *b = spec->ro_binds; *b && nb + 2 < sizeof(st->binds) / sizeof(char *);
+             b += 2) {
             st->binds[nb++] = stage_path(st, b[0]);
             st->binds[nb++] = b[1];
         }
@@ -278,8 +278,8 @@ int realm_spawn_start(uv_loop_t *loop, const realm_spawn_opts_t *o, const realm_
 
     /* argv: [self __spawn --cgroup procs... stage... --] bwrap --args 4 -- command... */
     size_t cmd_argc = cmd.argc - cmd.command_at;
-    const char **argv =
-        realm_calloc(2 * REALM_SANDBOX_CG_COUNT + 3 * st.n + 24 + cmd_argc, sizeof(char *));
+    const char **argv = realm_calloc(2 * REALM_SANDBOX_CG_COUNT + 3 * st.n + 24 + cmd_argc,
+                                     sizeof(char *));
     char user[48];
     snprintf(user, sizeof(user), "%u:%u", (unsigned)o->host_uid, (unsigned)o->host_gid);
     char procs[REALM_SANDBOX_CG_COUNT][4200];
@@ -419,3 +419,4 @@ void realm_spawn_free(realm_spawn_t *sp)
     else
         finish(sp);
 }
+
