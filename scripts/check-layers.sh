@@ -5,6 +5,7 @@
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
+#   base <- runtimes (the runtime table) <- {registry, exec, cli, api}
 # SQL lives only in src/store/: no other file includes sqlite3.h or holds a
 # SQL statement (checked below).
 # Domain code (dispatch, registry, sandbox, exec, queue) never includes
@@ -23,16 +24,17 @@ allowed() {
     config) echo "base config" ;;
     dispatch) echo "base metrics dispatch" ;;
     pkg) echo "base pkg" ;;
-    registry) echo "base store pkg registry" ;;
+    registry) echo "base store pkg runtimes registry" ;;
     sandbox) echo "base sandbox" ;;
-    exec) echo "base sandbox exec" ;;
+    runtimes) echo "base runtimes" ;;
+    exec) echo "base sandbox runtimes exec" ;;
     queue) echo "base store queue" ;;
     store) echo "base store" ;;
     model) echo "base model" ;;
     httpc) echo "base httpc" ;;
     llm) echo "base httpc llm" ;;
     auth) echo "base store auth" ;;
-    cli) echo "base pkg auth httpc cli" ;;
+    cli) echo "base pkg auth httpc runtimes cli" ;;
     admit) echo "base auth metrics admit" ;;
     api) echo "*" ;;
     *) echo "" ;;
@@ -59,5 +61,15 @@ for f in $(find . -name '*.[ch]' -not -path './store/*' | sed 's|^\./||' | sort)
     grep -nE "$sql_re" "$f" | sed "s|^|layers: $f: SQL outside src/store/: |"; bad=1
   fi
 done
+
+# One place names each runtime: the table (runtimes/runtimes.c). Its names
+# and aliases, as string literals, appear nowhere else in src/.
+for name in $(grep -oE '(NODE|PYTHON|CUSTOM)\("[^"]+"(, "[^"]+")?\)' runtimes/runtimes.c |
+  grep -oE '"[^"]+"' | tr -d '"'); do
+  for f in $(grep -rlF "\"$name\"" --include='*.[ch]' . | sed 's|^\./||'); do
+    case "$f" in runtimes/*) ;; *) echo "layers: $f names runtime \"$name\" (use runtimes/runtimes.h)"; bad=1 ;; esac
+  done
+done
+
 [ "$bad" = 0 ] && echo "layers: ok"
 exit "$bad"

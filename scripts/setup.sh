@@ -38,6 +38,10 @@ bench_pkgs=(
   wrk python3 python3-boto3 python3-websockets python3-matplotlib
   python3-numpy python3-yaml # llama.cpp's gguf-py writes the benchmark's model
 )
+# The runtimes' interpreters: the `.install` column of the runtime table.
+for p in $(grep -oE '\.install = "[^"]+"' src/runtimes/runtimes.c | cut -d'"' -f2 | sort -u); do
+  case " ${pkgs[*]} " in *" $p "*) ;; *) pkgs+=("$p") ;; esac
+done
 [ "$want_test" = 1 ] && pkgs+=("${test_pkgs[@]}")
 [ "$want_bench" = 1 ] && pkgs+=("${bench_pkgs[@]}")
 
@@ -47,6 +51,7 @@ for p in "${pkgs[@]}"; do
   case "$p" in
     nodejs) command -v node >/dev/null 2>&1 && continue ;;
     npm) command -v npm >/dev/null 2>&1 && continue ;;
+    python3) command -v python3 >/dev/null 2>&1 && continue ;;
   esac
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done

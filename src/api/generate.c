@@ -13,6 +13,7 @@
 #include "base/err.h"
 #include "base/log.h"
 #include "model/gguf.h"
+#include "runtimes/runtimes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -265,7 +266,7 @@ static void fn_generate(realm_call_t *call, json_t *params, void *data)
         .version = "$LATEST",
         .revision = m->revision,
         .arn = name,
-        .runtime = "provided.al2023",
+        .runtime = realm_runtimes_custom()->name,
         .handler = "generate",
         .code_dir = g->code_dir,
         .env = env,

@@ -4,8 +4,9 @@
  *
  * HTTP: `next` is a long poll: the response is held until the engine hands
  * the environment an invocation; if the connection dies first the wait is
- * withdrawn. Answers map the engine's codes to AWS's shapes (400
- * InvalidRequestID, 403 InvalidStateTransition, 413 RequestEntityTooLarge).
+ * withdrawn. Answers map the engine's codes (base/err.h) to AWS's shapes
+ * with the table's columns (400 InvalidRequestID, 403
+ * InvalidStateTransition, 413 RequestEntityTooLarge).
  *
  * WebSocket: after `register` the session keeps one `next` outstanding on
  * the environment's behalf; each invocation goes out as one message and the
@@ -16,6 +17,7 @@
 #include "api/upgrade.h"
 
 #include "base/alloc.h"
+#include "base/err.h"
 #include "base/log.h"
 #include "base/str.h"
 #include "net/listener.h"
@@ -60,6 +62,12 @@ static void send_rt_error(realm_http_res_t *res, int status, const char *type, c
     realm_http_res_send_json(res, status, o);
 }
 
+/* One of our codes (base/err.h) with its status, AWS type and message. */
+static void send_err(realm_http_res_t *res, int err)
+{
+    send_rt_error(res, realm_err_http_status(err), realm_err_aws_type(err), realm_err_message(err));
+}
+
 const char *realm_runtime_error_type(int status)
 {
     return status == 413   ? "RequestEntityTooLarge"
@@ -75,31 +83,22 @@ static void on_http_error(realm_http_res_t *res, int status, const char *message
     send_rt_error(res, status, realm_runtime_error_type(status), message);
 }
 
-/* Answers an engine code; 1 if it was an error (answered). */
+/* Answers an engine code (base/err.h); 1 if it was an error (answered). */
 static int answer_code(realm_http_res_t *res, int rc)
 {
-    switch (rc) {
-    case REALM_ENV_OK:
-        return 0;
-    case REALM_ENV_BAD_ID:
-        send_rt_error(res, 400, "InvalidRequestID", "Invalid request ID");
-        return 1;
-    case REALM_ENV_TOO_LARGE: {
+    if (rc == 0) return 0;
+    if (rc != REALM_ERR_INVALID_REQUEST_ID && rc != REALM_ERR_RESPONSE_TOO_LARGE &&
+        rc != REALM_ERR_ENV_GONE)
+        rc = REALM_ERR_INVALID_STATE_TRANSITION;
+    if (rc == REALM_ERR_RESPONSE_TOO_LARGE) {
         char msg[128];
-        snprintf(msg, sizeof(msg), "Exceeded maximum allowed payload size (%u bytes).",
+        snprintf(msg, sizeof(msg), "%s (%u bytes).", realm_err_message(rc),
                  REALM_EXEC_MAX_RESPONSE);
-        send_rt_error(res, 413, "RequestEntityTooLarge", msg);
+        send_rt_error(res, realm_err_http_status(rc), realm_err_aws_type(rc), msg);
         return 1;
     }
-    case REALM_ENV_GONE:
-        send_rt_error(res, 403, "InvalidStateTransition",
-                      "The execution environment has been stopped");
-        return 1;
-    default:
-        send_rt_error(res, 403, "InvalidStateTransition",
-                      "State transition failed for runtime: the call is out of order");
-        return 1;
-    }
+    send_rt_error(res, realm_err_http_status(rc), realm_err_aws_type(rc), realm_err_message(rc));
+    return 1;
 }
 
 static void send_ok(realm_http_res_t *res)
@@ -114,9 +113,7 @@ static realm_env_t *env_of(realm_http_res_t *res)
     realm_conn_t *c = realm_http_res_conn(res);
     realm_env_t *env = c ? realm_conn_tag(c) : NULL;
     if (!env) {
-        send_rt_error(res, 403, "Realm.UnknownEnvironment",
-                      "This connection does not come from an execution environment of this "
-                      "server");
+        send_err(res, REALM_ERR_UNKNOWN_ENVIRONMENT);
         return NULL;
     }
     return env;
@@ -240,8 +237,7 @@ static void on_http_work(realm_env_t *env, const realm_env_work_t *w, void *data
         /* Stopped: say so and let the connection go with it. */
         realm_conn_t *c = realm_http_res_conn(res);
         if (c) realm_http_conn_close_when_idle(c);
-        send_rt_error(res, 410, "Realm.EnvironmentStopped",
-                      "The execution environment was stopped");
+        send_err(res, REALM_ERR_ENV_STOPPED);
         return;
     }
     char deadline[32];
@@ -262,13 +258,13 @@ static void on_next(realm_http_req_t *req, realm_http_res_t *res, void *data)
     (void)data;
     realm_env_t *env = env_of(res);
     if (!env) return;
-    /* Set first: the work may be handed over before realm_env_next returns. */
-    realm_http_res_on_abort(res, on_next_abort, env);
     int rc = realm_env_next(env, on_http_work, res);
-    if (rc != REALM_ENV_OK) {
-        realm_http_res_on_abort(res, NULL, NULL);
+    if (rc != 0) {
         answer_code(res, rc);
+        return;
     }
+    /* The work comes on a later loop turn; if the connection goes first, withdraw. */
+    realm_http_res_on_abort(res, on_next_abort, env);
 }
 
 static const char *body_of(realm_http_req_t *req)
@@ -333,7 +329,7 @@ static void on_response(realm_http_req_t *req, realm_http_res_t *res, void *data
      * end, with an error in the trailers if the function failed midway. A
      * stream that never began tells why now. */
     int rc = realm_env_stream_write(env, id, "", 0);
-    if (rc == REALM_ENV_BAD_STATE) rc = realm_env_stream_begin(env, id, NULL);
+    if (rc == REALM_ERR_INVALID_STATE_TRANSITION) rc = realm_env_stream_begin(env, id, NULL);
     if (answer_code(res, rc)) return;
     const char *et;
     realm_buf_t err;
@@ -406,24 +402,23 @@ static void on_chan_work(realm_env_t *env, const realm_env_work_t *w, void *data
 static void chan_next(chan_t *ch)
 {
     if (ch->is_waiting || ch->is_closed) return;
-    /* Set first: the work may go out before realm_env_next returns (it clears it). */
-    ch->is_waiting = 1;
-    int rc = realm_env_next(ch->env, on_chan_work, ch);
-    if (rc == REALM_ENV_OK) return;
-    ch->is_waiting = 0;
-    chan_error(ch, rc == REALM_ENV_GONE ? "UNKNOWN_ENVIRONMENT" : "INVALID_STATE",
-               "the environment cannot take an invocation now");
+    int rc = realm_env_next(ch->env, on_chan_work, ch); /* on_chan_work comes later */
+    if (rc == 0) {
+        ch->is_waiting = 1;
+        return;
+    }
+    /* UNKNOWN_ENVIRONMENT (stopped) or INVALID_STATE (a `next` already open). */
+    chan_error(ch, realm_err_code(rc), "the environment cannot take an invocation now");
 }
 
 static void chan_code(chan_t *ch, int rc)
 {
-    if (rc == REALM_ENV_OK) return;
-    if (rc == REALM_ENV_BAD_ID)
-        chan_error(ch, "INVALID_REQUEST_ID", "Invalid request ID");
-    else if (rc == REALM_ENV_TOO_LARGE)
-        chan_error(ch, "PAYLOAD_TOO_LARGE", "Exceeded maximum allowed payload size");
-    else
-        chan_error(ch, "INVALID_STATE", "out of order for this environment");
+    if (rc == 0) return;
+    if (rc == REALM_ERR_INVALID_REQUEST_ID || rc == REALM_ERR_RESPONSE_TOO_LARGE)
+        chan_error(ch, realm_err_code(rc), realm_err_message(rc));
+    else /* a stopped environment too: the channel says INVALID_STATE for both */
+        chan_error(ch, realm_err_code(REALM_ERR_INVALID_STATE_TRANSITION),
+                   "out of order for this environment");
 }
 
 /* One decoded message (proto/rtmsg.h) applied to the environment. */
@@ -462,13 +457,13 @@ static void chan_apply(chan_t *ch, const realm_rtmsg_t *m)
     switch (m->kind) {
     case REALM_RTMSG_RESPONSE:
         rc = realm_env_respond(ch->env, id, m->data, m->data_len);
-        chan_code(ch, rc == REALM_ENV_TOO_LARGE ? REALM_ENV_OK : rc);
-        if (rc == REALM_ENV_OK || rc == REALM_ENV_TOO_LARGE) chan_next(ch);
+        chan_code(ch, rc == REALM_ERR_RESPONSE_TOO_LARGE ? 0 : rc);
+        if (rc == 0 || rc == REALM_ERR_RESPONSE_TOO_LARGE) chan_next(ch);
         break;
     case REALM_RTMSG_ERROR:
         rc = realm_env_fail(ch->env, id, m->error_type, m->data, m->data_len);
         chan_code(ch, rc);
-        if (rc == REALM_ENV_OK) chan_next(ch);
+        if (rc == 0) chan_next(ch);
         break;
     case REALM_RTMSG_STREAM_START:
         chan_code(ch, realm_env_stream_begin(ch->env, id, m->content_type));
@@ -483,7 +478,7 @@ static void chan_apply(chan_t *ch, const realm_rtmsg_t *m)
         rc = realm_env_stream_end(ch->env, id, m->error_type, m->is_failed ? m->data : NULL,
                                   m->is_failed ? m->data_len : 0);
         chan_code(ch, rc);
-        if (rc == REALM_ENV_OK) chan_next(ch);
+        if (rc == 0) chan_next(ch);
         break;
     default:
         chan_error(ch, "BAD_MESSAGE", m->bad ? m->bad : "unknown message type");

@@ -28,6 +28,7 @@
 #include "metrics/metrics.h"
 #include "exec/exec.h"
 #include "net/listener.h"
+#include "runtimes/runtimes.h"
 #include "sandbox/sandbox.h"
 
 #include <dirent.h>
@@ -482,7 +483,7 @@ static int is_dir(const char *path)
 
 /*
  * Our bootstraps: --runtimes-dir, else the first runtimes/ with
- * node/bootstrap.js found going up from the binary's directory (build/realm
+ * the table's marker (node/bootstrap.js) found going up from the binary's directory (build/realm
  * and build/asan/realm both find the repository's). node_modules (for the
  * `ws` package) is looked for beside it.
  */
@@ -503,7 +504,7 @@ static void find_runtimes(realm_server_t *s)
                 if (!slash || slash == exe) break;
                 *slash = '\0';
                 char probe[4200];
-                snprintf(probe, sizeof(probe), "%s/runtimes/node/bootstrap.js", exe);
+                snprintf(probe, sizeof(probe), "%s/runtimes/%s", exe, realm_runtimes_marker());
                 if (access(probe, R_OK) == 0) {
                     snprintf(s->runtimes_dir, sizeof(s->runtimes_dir), "%.4000s/runtimes", exe);
                     break;

@@ -40,7 +40,20 @@
     X(TOO_MANY_CONNECTIONS, -1200, "TOO_MANY_CONNECTIONS", 503, "ServiceException",                \
       "too many connections")                                                                      \
     X(TENANT_NOT_FOUND, -1201, "TENANT_NOT_FOUND", 404, "ResourceNotFoundException",               \
-      "no such tenant")
+      "no such tenant")                                                                            \
+    /* The runtime API (an environment's calls; HTTP and the channel, api/runtime.c). */           \
+    X(INVALID_REQUEST_ID, -1150, "INVALID_REQUEST_ID", 400, "InvalidRequestID",                    \
+      "Invalid request ID")                                                                        \
+    X(INVALID_STATE_TRANSITION, -1151, "INVALID_STATE", 403, "InvalidStateTransition",             \
+      "State transition failed for runtime: the call is out of order")                             \
+    X(ENV_GONE, -1152, "UNKNOWN_ENVIRONMENT", 403, "InvalidStateTransition",                       \
+      "The execution environment has been stopped")                                                \
+    X(RESPONSE_TOO_LARGE, -1153, "PAYLOAD_TOO_LARGE", 413, "RequestEntityTooLarge",                \
+      "Exceeded maximum allowed payload size")                                                     \
+    X(ENV_STOPPED, -1154, "ENV_STOPPED", 410, "Realm.EnvironmentStopped",                          \
+      "The execution environment was stopped")                                                     \
+    X(UNKNOWN_ENVIRONMENT, -1155, "UNKNOWN_ENVIRONMENT", 403, "Realm.UnknownEnvironment",          \
+      "This connection does not come from an execution environment of this server")
 
 typedef enum {
 #define REALM_ERR_ENUM(name, value, code, status, aws, msg) REALM_ERR_##name = value,

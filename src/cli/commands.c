@@ -30,6 +30,7 @@
 #include "base/buf.h"
 #include "cli/http.h"
 #include "pkg/pkg.h"
+#include "runtimes/runtimes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -66,6 +67,21 @@ typedef struct {
     "  --endpoint URL       the control API (default: $" ENDPOINT_ENV ", else\n"                   \
     "                       " DEFAULT_ENDPOINT ")\n"
 
+/* "--runtime RUNTIME" and the runtime table's names, wrapped under the option's text. */
+static void usage_runtimes(FILE *out)
+{
+    /* Names start in column 23, as every option's text. */
+    size_t col = (size_t)fprintf(out, "%-22s", "  --runtime RUNTIME");
+    const realm_runtimes_entry_t *rt;
+    for (size_t i = 0; (rt = realm_runtimes_at(i)) != NULL; i++) {
+        size_t w =
+            1 + strlen(rt->name) + (realm_runtimes_at(i + 1) ? 1 : 11); /* ", " or " (required)" */
+        if (i && col + w > 80) col = (size_t)fprintf(out, "\n%-22s", "") - 1;
+        col += (size_t)fprintf(out, " %s%s", rt->name, realm_runtimes_at(i + 1) ? "," : "");
+    }
+    fputs(" (required)\n", out);
+}
+
 static void usage_deploy(FILE *out)
 {
     fputs("Usage: realm deploy DIR|ZIP --name NAME --runtime RUNTIME [options]\n"
@@ -75,9 +91,10 @@ static void usage_deploy(FILE *out)
           "the options given here; options not given stay as they are.\n"
           "\n"
           "Options:\n"
-          "  --name NAME          function name (required)\n"
-          "  --runtime RUNTIME    nodejs20.x, python3.12, provided.al2023, ... (required)\n"
-          "  --handler HANDLER    e.g. index.handler (required for Node and Python)\n"
+          "  --name NAME          function name (required)\n",
+          out);
+    usage_runtimes(out);
+    fputs("  --handler HANDLER    e.g. index.handler (required for Node and Python)\n"
           "  --env KEY=VALUE      an environment variable; repeat for more (on update, the\n"
           "                       variables given replace all the old ones)\n"
           "  --memory MB          memory size (128-10240)\n"

@@ -23,13 +23,15 @@
  * from (realm_exec_env_for_fd): a process Realm did not start in an
  * environment cannot take or answer any invocation.
  *
- * LIFETIME: realm_exec_new .. realm_exec_free; environments are
+ * LIFETIME: realm_exec_new .. realm_exec_close (or realm_exec_free, which
+ * runs the loop until closed); environments are
  * reference-counted because runtime connections outlive them.
  * THREADS: loop thread only.
  */
 #ifndef REALM_EXEC_EXEC_H
 #define REALM_EXEC_EXEC_H
 
+#include "base/err.h"
 #include "sandbox/sandbox.h"
 
 #include <stddef.h>
@@ -57,7 +59,7 @@ typedef struct {
     uv_loop_t *loop;
     const realm_sandbox_probe_t *probe; /* borrowed */
     const char *self_exe;               /* this binary (the spawn trampoline) */
-    const char *runtimes_dir;           /* holds node/, python/ (our bootstraps) */
+    const char *runtimes_dir;           /* holds the table's bootstrap folders */
     const char *node_modules_dir;       /* bound at /var/runtime/node_modules for Node; or NULL */
     const char *logs_dir;               /* function logs: DIR/<tenant>/<name>.log */
     int runtime_port;                   /* AWS_LAMBDA_RUNTIME_API=127.0.0.1:PORT */
@@ -96,7 +98,7 @@ typedef struct {
     const char *version;  /* "$LATEST" or "3" */
     const char *revision; /* identity of code and configuration */
     const char *arn;      /* unqualified function ARN */
-    const char *runtime;  /* "nodejs20.x", "python3.12", "provided.al2023" */
+    const char *runtime;  /* a name of the runtime table (runtimes/runtimes.h) */
     const char *handler;
     const char *code_dir;   /* the unpacked package (host path) */
     const char *const *env; /* the function's own "K=V" variables, NULL-terminated; or NULL */
@@ -154,7 +156,19 @@ void realm_exec_set_runtime_port(realm_exec_t *x, int port);
  * environment; their ends come through the loop. Nothing new starts.
  */
 void realm_exec_shutdown(realm_exec_t *x);
-/* Shuts down if needed, runs the loop until every environment is reaped, frees. */
+/*
+ * Shuts down if needed; once every environment is reaped and every pending
+ * end delivered, frees x and calls cb(data) (cb may be NULL), always on a
+ * later loop turn, never inside this call. The loop must keep running
+ * until then. Invocations started meanwhile fail (ServiceException); none
+ * may be started once cb has come.
+ */
+typedef void (*realm_exec_close_cb)(void *data);
+void realm_exec_close(realm_exec_t *x, realm_exec_close_cb cb, void *data);
+/*
+ * realm_exec_close that runs the loop until it is done (for a caller that
+ * cannot wait for the callback: the server's teardown). NULL is fine.
+ */
 void realm_exec_free(realm_exec_t *x);
 
 /*
@@ -220,17 +234,20 @@ typedef struct {
 
 typedef void (*realm_env_next_cb)(realm_env_t *env, const realm_env_work_t *w, void *data);
 
-/* Result codes of the runtime side (negated HTTP-ish meaning). */
-#define REALM_ENV_OK 0
-#define REALM_ENV_BAD_ID (-400)    /* not the current invocation: InvalidRequestID */
-#define REALM_ENV_BAD_STATE (-403) /* out of order: InvalidStateTransition */
-#define REALM_ENV_TOO_LARGE (-413) /* response above REALM_EXEC_MAX_RESPONSE */
-#define REALM_ENV_GONE (-410)      /* the environment was stopped */
-
 /*
- * The environment asks for work. cb runs now or later with the next
- * invocation (once), or with w NULL when the environment is stopped first. Returns REALM_ENV_OK, or
- * BAD_STATE if an invocation is open or a `next` is already waiting.
+ * The runtime side returns 0 or one of these (base/err.h, with the HTTP
+ * status and AWS error type the runtime API answers):
+ *   REALM_ERR_INVALID_REQUEST_ID        not the current invocation
+ *   REALM_ERR_INVALID_STATE_TRANSITION  out of order
+ *   REALM_ERR_RESPONSE_TOO_LARGE        above REALM_EXEC_MAX_RESPONSE (the invocation
+ *                                       has ended with Function.ResponseSizeTooLarge)
+ *   REALM_ERR_ENV_GONE                  the environment was stopped
+ */
+/*
+ * The environment asks for work. cb runs once, on a later loop turn (never
+ * inside this call), with the next invocation, or with w NULL when the
+ * environment is stopped first; realm_env_next_abort withdraws it. Returns 0, or
+ * INVALID_STATE_TRANSITION if an invocation is open or a `next` is already waiting.
  */
 int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data);
 /* The waiting `next` went away (its connection closed). */

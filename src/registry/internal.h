@@ -41,7 +41,6 @@ int reg_valid_version(const char *s); /* "$LATEST" or digits */
 /* Canonical runtime name for an AWS or seed name, or NULL. */
 const char *reg_runtime(const char *s);
 int reg_runtime_is_provided(const char *rt);
-extern const char reg_runtimes_list[];
 /* Checks the common configuration fields of req; seen fields are copied to cfg. */
 int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg, int is_create,
                             realm_reg_err_t *e);

@@ -8,6 +8,8 @@
  */
 #include "registry/internal.h"
 
+#include "runtimes/runtimes.h"
+
 #include <ctype.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -56,40 +58,18 @@ int reg_valid_version(const char *s)
     return 1;
 }
 
-/* ---- runtimes ---- */
-
-static const struct {
-    const char *name, *canonical;
-} runtimes[] = {
-    {"nodejs18.x", "nodejs18.x"},
-    {"nodejs20.x", "nodejs20.x"},
-    {"nodejs22.x", "nodejs22.x"},
-    {"python3.11", "python3.11"},
-    {"python3.12", "python3.12"},
-    {"provided", "provided"},
-    {"provided.al2", "provided.al2"},
-    {"provided.al2023", "provided.al2023"},
-    /* The Lambda@Home seed's names. */
-    {"nodejs18", "nodejs18.x"},
-    {"nodejs20", "nodejs20.x"},
-    {"nodejs22", "nodejs22.x"},
-    {"python311", "python3.11"},
-    {"python312", "python3.12"},
-};
-
-const char reg_runtimes_list[] = "nodejs18.x, nodejs20.x, nodejs22.x, python3.11, python3.12, "
-                                 "provided, provided.al2, provided.al2023";
+/* ---- runtimes (the table: runtimes/runtimes.h) ---- */
 
 const char *reg_runtime(const char *s)
 {
-    for (size_t i = 0; i < sizeof(runtimes) / sizeof(runtimes[0]); i++)
-        if (strcmp(runtimes[i].name, s) == 0) return runtimes[i].canonical;
-    return NULL;
+    const realm_runtimes_entry_t *rt = realm_runtimes_find(s);
+    return rt ? rt->name : NULL;
 }
 
 int reg_runtime_is_provided(const char *rt)
 {
-    return strncmp(rt, "provided", 8) == 0;
+    const realm_runtimes_entry_t *e = realm_runtimes_find(rt);
+    return e && !e->needs_handler;
 }
 
 /* ---- typed members ---- */
@@ -232,16 +212,17 @@ int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
     long long n = 0;
     int rc;
     (void)r;
+    char runtimes[256];
+    realm_runtimes_names(runtimes, sizeof(runtimes));
     if ((rc = reg_get_str(req, "Runtime", &s, e)) < 0) return -1;
     if (rc) {
         const char *rt = reg_runtime(s);
         if (!rt)
             return reg_invalid(e, "Runtime '%.64s' is not supported; the accepted runtimes are %s",
-                               s, reg_runtimes_list);
+                               s, runtimes);
         json_object_set_new(cfg, "Runtime", json_string(rt));
     } else if (is_create) {
-        return reg_invalid(e, "Runtime is required; the accepted runtimes are %s",
-                           reg_runtimes_list);
+        return reg_invalid(e, "Runtime is required; the accepted runtimes are %s", runtimes);
     }
     if ((rc = reg_get_str(req, "Handler", &s, e)) < 0) return -1;
     if (rc) {

@@ -4,8 +4,9 @@
  * later loop turn, never from inside the call; a caller that invokes again
  * from on_done (as the Event queue does) is answered a turn later each
  * time, so the stack does not grow; a refused invocation can still be
- * cancelled (then nothing is reported); freeing the engine delivers what is
- * still pending and leaves no handle behind.
+ * cancelled (then nothing is reported); freeing or closing the engine
+ * delivers what is still pending and leaves no handle behind, and
+ * realm_exec_close's callback comes on a later turn.
  */
 #include "exec/exec.h"
 
@@ -27,6 +28,8 @@ typedef struct {
     int again;            /* invocations still to start from on_done */
     int depth, max_depth; /* nesting of on_done */
     realm_exec_t *x;
+    int closed;        /* realm_exec_close's callbacks */
+    int done_at_close; /* on_done calls before it */
 } probe_t;
 
 static const realm_exec_fn_t zero_fn = {
@@ -141,12 +144,66 @@ static void cancelled_before_its_turn_reports_nothing(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static void on_closed(void *data)
+{
+    probe_t *p = data;
+    p->closed++;
+    p->done_at_close = p->done;
+}
+
+/* realm_exec_close keeps the callback rule too: what is pending is delivered
+ * first, then the engine is gone and the callback comes, on a later turn. */
+static void close_reports_on_a_later_turn(void **state)
+{
+    (void)state;
+    uv_loop_t loop;
+    assert_int_equal(uv_loop_init(&loop), 0);
+    probe_t p = {0};
+    p.x = engine(&loop);
+    invoke(&p);
+    invoke(&p);
+    realm_exec_close(p.x, on_closed, &p);
+    assert_int_equal(p.closed, 0); /* not inside the call */
+    assert_int_equal(p.done, 0);
+    assert_int_equal(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    assert_int_equal(p.closed, 1);
+    assert_int_equal(p.done_at_close, 2);
+    assert_int_equal(p.done_in_invoke, 0);
+    assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* The runtime side's codes answer what the runtime API answered when they
+ * were HTTP status numbers inside the engine. */
+static void runtime_side_codes(void **state)
+{
+    (void)state;
+    static const struct {
+        int err, status;
+        const char *aws, *code;
+    } want[] = {
+        {REALM_ERR_INVALID_REQUEST_ID, 400, "InvalidRequestID", "INVALID_REQUEST_ID"},
+        {REALM_ERR_INVALID_STATE_TRANSITION, 403, "InvalidStateTransition", "INVALID_STATE"},
+        {REALM_ERR_ENV_GONE, 403, "InvalidStateTransition", "UNKNOWN_ENVIRONMENT"},
+        {REALM_ERR_RESPONSE_TOO_LARGE, 413, "RequestEntityTooLarge", "PAYLOAD_TOO_LARGE"},
+        {REALM_ERR_ENV_STOPPED, 410, "Realm.EnvironmentStopped", "ENV_STOPPED"},
+        {REALM_ERR_UNKNOWN_ENVIRONMENT, 403, "Realm.UnknownEnvironment", "UNKNOWN_ENVIRONMENT"},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        assert_int_equal(realm_err_http_status(want[i].err), want[i].status);
+        assert_string_equal(realm_err_aws_type(want[i].err), want[i].aws);
+        assert_string_equal(realm_err_code(want[i].err), want[i].code);
+    }
+    assert_string_equal(realm_err_message(REALM_ERR_INVALID_REQUEST_ID), "Invalid request ID");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(throttle_is_reported_later),
         cmocka_unit_test(invoking_again_from_on_done_waits_a_turn),
         cmocka_unit_test(cancelled_before_its_turn_reports_nothing),
+        cmocka_unit_test(close_reports_on_a_later_turn),
+        cmocka_unit_test(runtime_side_codes),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
