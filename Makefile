@@ -32,6 +32,7 @@ run: build
 
 unit: build-asan
 	@scripts/check-layers.sh
+	@scripts/check-symbols.sh build/asan/librealm_core.a
 	@cd build/asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j$(JOBS)
 
 integration: build-asan

@@ -7,6 +7,7 @@
 #include <stddef.h>
 
 /* Formats a message into err (when given) and returns -1. */
-int pkg_fail(char *err, size_t err_len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+int realm_pkg_fail(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

@@ -78,7 +78,7 @@ struct realm_pkg_store_s {
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
 
-int pkg_fail(char *err, size_t err_len, const char *fmt, ...)
+int realm_pkg_fail(char *err, size_t err_len, const char *fmt, ...)
 {
     if (err && err_len) {
         va_list ap;
@@ -308,25 +308,28 @@ static int clear_staging(int root_fd)
 realm_pkg_store_t *realm_pkg_store_open(const char *root, char *err, size_t err_len)
 {
     if (!root || !*root) {
-        pkg_fail(err, err_len, "package store: no directory given");
+        realm_pkg_fail(err, err_len, "package store: no directory given");
         return NULL;
     }
     if (mkdir_p(root, 0700) != 0) {
-        pkg_fail(err, err_len, "package store: cannot create '%s': %s", root, strerror(errno));
+        realm_pkg_fail(err, err_len, "package store: cannot create '%s': %s", root,
+                       strerror(errno));
         return NULL;
     }
     int fd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
-        pkg_fail(err, err_len, "package store: cannot open '%s': %s", root, strerror(errno));
+        realm_pkg_fail(err, err_len, "package store: cannot open '%s': %s", root, strerror(errno));
         return NULL;
     }
     if (mkdirat(fd, ".staging", 0700) != 0 && errno != EEXIST) {
-        pkg_fail(err, err_len, "package store: cannot create '%s/.staging': %s", root, strerror(errno));
+        realm_pkg_fail(err, err_len, "package store: cannot create '%s/.staging': %s", root,
+                       strerror(errno));
         close(fd);
         return NULL;
     }
     if (clear_staging(fd) != 0) {
-        pkg_fail(err, err_len, "package store: cannot clear '%s/.staging': %s", root, strerror(errno));
+        realm_pkg_fail(err, err_len, "package store: cannot clear '%s/.staging': %s", root,
+                       strerror(errno));
         close(fd);
         return NULL;
     }
@@ -581,22 +584,24 @@ static int read_error(job_t *j, const entry_t *e, zip_error_t *ze)
     char n[SHOW_LEN];
     switch (zip_error_code_zip(ze)) {
     case ZIP_ER_CRC:
-        return pkg_fail(j->err, j->err_len,
-                    "Code package entry '%s': CRC error (the archive is corrupt)",
-                    show(e->name, n));
+        return realm_pkg_fail(j->err, j->err_len,
+                              "Code package entry '%s': CRC error (the archive is corrupt)",
+                              show(e->name, n));
     case ZIP_ER_ENCRNOTSUPP:
     case ZIP_ER_NOPASSWD:
     case ZIP_ER_WRONGPASSWD:
-        return pkg_fail(j->err, j->err_len,
-                    "Code package entry '%s' is encrypted; encrypted entries are not supported",
-                    show(e->name, n));
+        return realm_pkg_fail(
+            j->err, j->err_len,
+            "Code package entry '%s' is encrypted; encrypted entries are not supported",
+            show(e->name, n));
     case ZIP_ER_COMPNOTSUPP:
-        return pkg_fail(j->err, j->err_len,
-                    "Code package entry '%s' uses a compression method that is not supported",
-                    show(e->name, n));
+        return realm_pkg_fail(
+            j->err, j->err_len,
+            "Code package entry '%s' uses a compression method that is not supported",
+            show(e->name, n));
     default:
-        return pkg_fail(j->err, j->err_len, "Code package entry '%s' cannot be read: %s",
-                    show(e->name, n), zip_error_strerror(ze));
+        return realm_pkg_fail(j->err, j->err_len, "Code package entry '%s' cannot be read: %s",
+                              show(e->name, n), zip_error_strerror(ze));
     }
 }
 
@@ -620,21 +625,23 @@ static int read_entry(job_t *j, const entry_t *e, int fd, realm_buf_t *keep, siz
         }
         j->unzipped += (uint64_t)got;
         if (j->unzipped > j->lim->max_unzipped_bytes) {
-            rc = pkg_fail(j->err, j->err_len, "Code package unzips to more than %llu bytes",
-                      (unsigned long long)j->lim->max_unzipped_bytes);
+            rc = realm_pkg_fail(j->err, j->err_len, "Code package unzips to more than %llu bytes",
+                                (unsigned long long)j->lim->max_unzipped_bytes);
             break;
         }
         if (keep) {
             if (keep->len + (size_t)got > keep_max) {
-                rc = pkg_fail(j->err, j->err_len,
-                          "Code package entry '%s': symlink target is longer than %zu bytes",
-                          show(e->name, n), keep_max);
+                rc = realm_pkg_fail(
+                    j->err, j->err_len,
+                    "Code package entry '%s': symlink target is longer than %zu bytes",
+                    show(e->name, n), keep_max);
                 break;
             }
             realm_buf_append(keep, j->chunk, (size_t)got);
         }
         if (fd >= 0 && write_all(fd, j->chunk, (size_t)got) != 0) {
-            rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+            rc = realm_pkg_fail(j->err, j->err_len, "Code package could not be stored: %s",
+                                strerror(errno));
             break;
         }
     }
@@ -649,7 +656,8 @@ static int open_zip(job_t *j, const void *zip, size_t len)
     zip_error_init(&ze);
     zip_source_t *src = zip_source_buffer_create(zip, len, 0, &ze);
     if (!src) {
-        pkg_fail(j->err, j->err_len, "Code package could not be opened: %s", zip_error_strerror(&ze));
+        realm_pkg_fail(j->err, j->err_len, "Code package could not be opened: %s",
+                       zip_error_strerror(&ze));
         zip_error_fini(&ze);
         return -1;
     }
@@ -664,8 +672,8 @@ static int open_zip(job_t *j, const void *zip, size_t len)
         j->has_same_names = 1;
     }
     if (!j->za) {
-        pkg_fail(j->err, j->err_len, "Code package is not a valid zip file: %s",
-             zip_error_strerror(&ze));
+        realm_pkg_fail(j->err, j->err_len, "Code package is not a valid zip file: %s",
+                       zip_error_strerror(&ze));
         zip_source_free(src);
         zip_error_fini(&ze);
         return -1;
@@ -708,12 +716,12 @@ static int check_target(job_t *j, const entry_t *e)
     char n[SHOW_LEN], t[SHOW_LEN], via[SHOW_LEN];
     const char *tg = e->target;
     if (tg[0] == '\0')
-        return pkg_fail(j->err, j->err_len, "Code package entry '%s': symlink target is empty",
-                    show(e->name, n));
+        return realm_pkg_fail(j->err, j->err_len,
+                              "Code package entry '%s': symlink target is empty", show(e->name, n));
     if (tg[0] == '/')
-        return pkg_fail(j->err, j->err_len,
-                    "Code package entry '%s': symlink target '%s' leaves the package",
-                    show(e->name, n), show(tg, t));
+        return realm_pkg_fail(j->err, j->err_len,
+                              "Code package entry '%s': symlink target '%s' leaves the package",
+                              show(e->name, n), show(tg, t));
 
     /* r: the resolved path so far, starting at the link's directory. */
     realm_buf_t r;
@@ -731,14 +739,16 @@ static int check_target(job_t *j, const entry_t *e)
         /* Going on from r: the kernel would follow r if it is a symlink. */
         const entry_t *at = r.len ? lookup(j, r.data, r.len) : NULL;
         if (at && at->kind == KIND_LINK) {
-            rc = pkg_fail(j->err, j->err_len,
-                      "Code package entry '%s': symlink target '%s' goes through symlink '%s'",
-                      show(e->name, n), show(tg, t), show(r.data, via));
+            rc = realm_pkg_fail(
+                j->err, j->err_len,
+                "Code package entry '%s': symlink target '%s' goes through symlink '%s'",
+                show(e->name, n), show(tg, t), show(r.data, via));
         } else if (clen == 2 && c[0] == '.' && c[1] == '.') {
             if (r.len == 0) {
-                rc = pkg_fail(j->err, j->err_len,
-                          "Code package entry '%s': symlink target '%s' leaves the package",
-                          show(e->name, n), show(tg, t));
+                rc = realm_pkg_fail(
+                    j->err, j->err_len,
+                    "Code package entry '%s': symlink target '%s' leaves the package",
+                    show(e->name, n), show(tg, t));
             } else {
                 char *up = strrchr(r.data, '/');
                 r.len = up ? (size_t)(up - r.data) : 0;
@@ -760,8 +770,8 @@ static int analyse(job_t *j, const void *zip, size_t len)
     zip_int64_t num = zip_get_num_entries(j->za, 0);
     if (num < 0) num = 0;
     if ((uint64_t)num > j->lim->max_entries)
-        return pkg_fail(j->err, j->err_len, "Code package has more than %llu entries",
-                    (unsigned long long)j->lim->max_entries);
+        return realm_pkg_fail(j->err, j->err_len, "Code package has more than %llu entries",
+                              (unsigned long long)j->lim->max_entries);
     j->entries = realm_calloc((size_t)num + 1, sizeof(*j->entries));
 
     int64_t nul_idx = find_nul_name(zip, len, (uint64_t)num);
@@ -771,28 +781,32 @@ static int analyse(job_t *j, const void *zip, size_t len)
         zip_stat_t zs;
         zip_stat_init(&zs);
         if (zip_stat_index(j->za, i, 0, &zs) != 0 || !(zs.valid & ZIP_STAT_NAME))
-            return pkg_fail(j->err, j->err_len, "Code package entry #%llu cannot be read: %s",
-                        (unsigned long long)i + 1, zip_strerror(j->za));
+            return realm_pkg_fail(j->err, j->err_len, "Code package entry #%llu cannot be read: %s",
+                                  (unsigned long long)i + 1, zip_strerror(j->za));
         e->name = realm_strdup(zs.name);
         if (nul_idx >= 0 && (zip_uint64_t)nul_idx == i)
-            return pkg_fail(j->err, j->err_len, "Code package entry '%s': name contains a NUL byte",
-                        show(e->name, n));
+            return realm_pkg_fail(j->err, j->err_len,
+                                  "Code package entry '%s': name contains a NUL byte",
+                                  show(e->name, n));
         if ((zs.valid & ZIP_STAT_ENCRYPTION_METHOD) && zs.encryption_method != ZIP_EM_NONE)
-            return pkg_fail(j->err, j->err_len,
-                        "Code package entry '%s' is encrypted; encrypted entries are not supported",
-                        show(e->name, n));
+            return realm_pkg_fail(
+                j->err, j->err_len,
+                "Code package entry '%s' is encrypted; encrypted entries are not supported",
+                show(e->name, n));
         if ((zs.valid & ZIP_STAT_COMP_METHOD) &&
             !zip_compression_method_supported(zs.comp_method, 0))
-            return pkg_fail(
+            return realm_pkg_fail(
                 j->err, j->err_len,
                 "Code package entry '%s' uses compression method %u, which is not supported",
                 show(e->name, n), (unsigned)zs.comp_method);
         if (e->name[0] == '\0')
-            return pkg_fail(j->err, j->err_len, "Code package has an entry with an empty name");
+            return realm_pkg_fail(j->err, j->err_len,
+                                  "Code package has an entry with an empty name");
         int slash_dir;
         const char *why = normalise(e->name, &e->path, &slash_dir);
         if (why)
-            return pkg_fail(j->err, j->err_len, "Code package entry '%s': %s", show(e->name, n), why);
+            return realm_pkg_fail(j->err, j->err_len, "Code package entry '%s': %s",
+                                  show(e->name, n), why);
 
         zip_uint8_t opsys = 0;
         zip_uint32_t attr = 0;
@@ -807,8 +821,9 @@ static int analyse(job_t *j, const void *zip, size_t len)
             e->mode = (zmode & 0111) ? 0555 : 0444;
         }
         if (e->path[0] == '\0' && e->kind != KIND_DIR)
-            return pkg_fail(j->err, j->err_len, "Code package entry '%s': path names the package root",
-                        show(e->name, n));
+            return realm_pkg_fail(j->err, j->err_len,
+                                  "Code package entry '%s': path names the package root",
+                                  show(e->name, n));
         if (e->kind == KIND_LINK) {
             realm_buf_t t;
             realm_buf_init(&t);
@@ -819,9 +834,9 @@ static int analyse(job_t *j, const void *zip, size_t len)
             size_t tlen = t.len;
             e->target = realm_buf_steal(&t, NULL);
             if (memchr(e->target, '\0', tlen))
-                return pkg_fail(j->err, j->err_len,
-                            "Code package entry '%s': symlink target contains a NUL byte",
-                            show(e->name, n));
+                return realm_pkg_fail(j->err, j->err_len,
+                                      "Code package entry '%s': symlink target contains a NUL byte",
+                                      show(e->name, n));
         }
     }
 
@@ -832,10 +847,11 @@ static int analyse(job_t *j, const void *zip, size_t len)
     qsort(j->sorted, j->sorted_cnt, sizeof(*j->sorted), cmp_entry);
     for (size_t i = 1; i < j->sorted_cnt; i++)
         if (strcmp(j->sorted[i]->path, j->sorted[i - 1]->path) == 0)
-            return pkg_fail(j->err, j->err_len, "Code package has two entries named '%s'",
-                        show(j->sorted[i]->path, n));
+            return realm_pkg_fail(j->err, j->err_len, "Code package has two entries named '%s'",
+                                  show(j->sorted[i]->path, n));
     if (j->has_same_names)
-        return pkg_fail(j->err, j->err_len, "Code package has two entries with the same name");
+        return realm_pkg_fail(j->err, j->err_len,
+                              "Code package has two entries with the same name");
 
     /* Every directory above an entry must be a directory (explicit or not). */
     for (size_t i = 0; i < j->entry_cnt; i++) {
@@ -844,12 +860,12 @@ static int analyse(job_t *j, const void *zip, size_t len)
             const entry_t *up = lookup(j, e->path, (size_t)(s - e->path));
             if (!up || up->kind == KIND_DIR) continue;
             if (up->kind == KIND_LINK)
-                return pkg_fail(j->err, j->err_len,
-                            "Code package entry '%s': lies beneath symlink '%s'", show(e->name, n),
-                            show(up->path, m));
-            return pkg_fail(j->err, j->err_len,
-                        "Code package entry '%s': '%s' is a file, not a directory",
-                        show(e->name, n), show(up->path, m));
+                return realm_pkg_fail(j->err, j->err_len,
+                                      "Code package entry '%s': lies beneath symlink '%s'",
+                                      show(e->name, n), show(up->path, m));
+            return realm_pkg_fail(j->err, j->err_len,
+                                  "Code package entry '%s': '%s' is a file, not a directory",
+                                  show(e->name, n), show(up->path, m));
         }
     }
     for (size_t i = 0; i < j->entry_cnt; i++)
@@ -942,8 +958,8 @@ static int extract_entry(job_t *j, tree_t *t, const entry_t *e)
     }
     }
 sys_fail:
-    return pkg_fail(j->err, j->err_len, "Code package entry '%s' could not be stored: %s",
-                show(e->name, n), strerror(errno));
+    return realm_pkg_fail(j->err, j->err_len, "Code package entry '%s' could not be stored: %s",
+                          show(e->name, n), strerror(errno));
 }
 
 /* Makes every directory below the tree's root 0555, deepest first. */
@@ -969,7 +985,8 @@ static int seal_dirs(job_t *j, int tree_fd)
     for (size_t i = cnt; i-- > 0;) {
         if (rc == 0 && (i + 1 == cnt || strcmp(dirs[i], dirs[i + 1]) != 0) &&
             fchmodat(tree_fd, dirs[i], 0555, 0) != 0)
-            rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+            rc = realm_pkg_fail(j->err, j->err_len, "Code package could not be stored: %s",
+                                strerror(errno));
     }
     free_names(dirs, cnt);
     return rc;
@@ -999,7 +1016,8 @@ static int store_staged(realm_pkg_store_t *st, job_t *j, const void *zip, size_t
     realm_buf_init(&path);
     realm_buf_appendf(&path, "%s/.staging/XXXXXX", st->root);
     if (!mkdtemp(path.data)) {
-        int rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+        int rc = realm_pkg_fail(j->err, j->err_len, "Code package could not be stored: %s",
+                                strerror(errno));
         realm_buf_dispose(&path);
         return rc;
     }
@@ -1048,7 +1066,8 @@ static int store_staged(realm_pkg_store_t *st, job_t *j, const void *zip, size_t
     goto out;
 
 sys_fail:
-    rc = pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
+    rc =
+        realm_pkg_fail(j->err, j->err_len, "Code package could not be stored: %s", strerror(errno));
     if (tree_moved) rm_tree(st->root_fd, hex);
 out:
     if (zfd >= 0) close(zfd);
@@ -1066,9 +1085,10 @@ int realm_pkg_store_put(realm_pkg_store_t *st, const void *zip, size_t len,
 {
     memset(info, 0, sizeof(*info));
     if ((uint64_t)len > lim->max_zip_bytes)
-        return pkg_fail(err, err_len, "Code package is %zu bytes; the limit is %llu", len,
-                    (unsigned long long)lim->max_zip_bytes);
-    if (len == 0) return pkg_fail(err, err_len, "Code package is not a valid zip file: it is empty");
+        return realm_pkg_fail(err, err_len, "Code package is %zu bytes; the limit is %llu", len,
+                              (unsigned long long)lim->max_zip_bytes);
+    if (len == 0)
+        return realm_pkg_fail(err, err_len, "Code package is not a valid zip file: it is empty");
     realm_pkg_hash(zip, len, info);
 
     job_t j = {.lim = lim, .err = err, .err_len = err_len, .chunk = realm_malloc(READ_CHUNK)};

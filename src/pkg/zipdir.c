@@ -83,8 +83,8 @@ static int walk(walk_t *w, int top_fd, const char *rel)
     if (!d) {
         int saved = errno;
         if (fd >= 0) close(fd);
-        return pkg_fail(w->err, w->err_len, "cannot read directory '%s/%s': %s", w->top, rel,
-                     strerror(saved));
+        return realm_pkg_fail(w->err, w->err_len, "cannot read directory '%s/%s': %s", w->top, rel,
+                              strerror(saved));
     }
 
     /* Names first, then recursion: one open directory at a time. */
@@ -103,8 +103,8 @@ static int walk(walk_t *w, int top_fd, const char *rel)
     }
     int rc = 0;
     if (errno != 0)
-        rc = pkg_fail(w->err, w->err_len, "cannot read directory '%s/%s': %s", w->top, rel,
-                   strerror(errno));
+        rc = realm_pkg_fail(w->err, w->err_len, "cannot read directory '%s/%s': %s", w->top, rel,
+                            strerror(errno));
     closedir(d);
 
     realm_buf_t child;
@@ -116,7 +116,8 @@ static int walk(walk_t *w, int top_fd, const char *rel)
         const char *c = child.data;
         struct stat sb;
         if (fstatat(top_fd, c, &sb, AT_SYMLINK_NOFOLLOW) != 0) {
-            rc = pkg_fail(w->err, w->err_len, "cannot read '%s/%s': %s", w->top, c, strerror(errno));
+            rc = realm_pkg_fail(w->err, w->err_len, "cannot read '%s/%s': %s", w->top, c,
+                                strerror(errno));
         } else if (S_ISDIR(sb.st_mode)) {
             char *name = realm_malloc(child.len + 2);
             snprintf(name, child.len + 2, "%s/", c);
@@ -125,8 +126,8 @@ static int walk(walk_t *w, int top_fd, const char *rel)
         } else if (S_ISREG(sb.st_mode)) {
             int ffd = openat(top_fd, c, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
             if (ffd < 0) {
-                rc = pkg_fail(w->err, w->err_len, "cannot read '%s/%s': %s", w->top, c,
-                           strerror(errno));
+                rc = realm_pkg_fail(w->err, w->err_len, "cannot read '%s/%s': %s", w->top, c,
+                                    strerror(errno));
             } else {
                 close(ffd);
                 add_item(w, realm_strdup(c), ITEM_FILE,
@@ -136,15 +137,15 @@ static int walk(walk_t *w, int top_fd, const char *rel)
             char target[4096];
             ssize_t n = readlinkat(top_fd, c, target, sizeof(target));
             if (n < 0 || (size_t)n >= sizeof(target)) {
-                rc = pkg_fail(w->err, w->err_len, "cannot read symlink '%s/%s': %s", w->top, c,
-                           n < 0 ? strerror(errno) : "target too long");
+                rc = realm_pkg_fail(w->err, w->err_len, "cannot read symlink '%s/%s': %s", w->top,
+                                    c, n < 0 ? strerror(errno) : "target too long");
             } else {
                 item_t *it = add_item(w, realm_strdup(c), ITEM_LINK, S_IFLNK | 0777);
                 it->target = realm_strndup(target, (size_t)n);
             }
         } else {
-            rc = pkg_fail(w->err, w->err_len, "'%s/%s' is not a regular file, directory or symlink",
-                       w->top, c);
+            rc = realm_pkg_fail(w->err, w->err_len,
+                                "'%s/%s' is not a regular file, directory or symlink", w->top, c);
         }
     }
     realm_buf_dispose(&child);
@@ -175,8 +176,8 @@ static int add_to_zip(walk_t *w, zip_t *za, const item_t *it)
             realm_buf_dispose(&path);
         }
         if (!src) {
-            int rc = pkg_fail(w->err, w->err_len, "cannot zip '%s/%s': %s", w->top, it->name,
-                           zip_error_strerror(&ze));
+            int rc = realm_pkg_fail(w->err, w->err_len, "cannot zip '%s/%s': %s", w->top, it->name,
+                                    zip_error_strerror(&ze));
             zip_error_fini(&ze);
             return rc;
         }
@@ -191,8 +192,8 @@ static int add_to_zip(walk_t *w, zip_t *za, const item_t *it)
         zip_file_set_external_attributes(za, (zip_uint64_t)idx, 0, ZIP_OPSYS_UNIX,
                                          (zip_uint32_t)it->mode << 16 |
                                              (it->kind == ITEM_DIR ? DOS_ATTR_DIRECTORY : 0)) != 0)
-        return pkg_fail(w->err, w->err_len, "cannot zip '%s/%s': %s", w->top, it->name,
-                     zip_strerror(za));
+        return realm_pkg_fail(w->err, w->err_len, "cannot zip '%s/%s': %s", w->top, it->name,
+                              zip_strerror(za));
     return 0;
 }
 
@@ -204,7 +205,8 @@ static int build_zip(walk_t *w, realm_buf_t *out)
     zip_source_t *src = zip_source_buffer_create(NULL, 0, 0, &ze);
     zip_t *za = src ? zip_open_from_source(src, ZIP_TRUNCATE, &ze) : NULL;
     if (!za) {
-        int rc = pkg_fail(w->err, w->err_len, "cannot create a zip: %s", zip_error_strerror(&ze));
+        int rc =
+            realm_pkg_fail(w->err, w->err_len, "cannot create a zip: %s", zip_error_strerror(&ze));
         if (src) zip_source_free(src);
         zip_error_fini(&ze);
         return rc;
@@ -220,7 +222,7 @@ static int build_zip(walk_t *w, realm_buf_t *out)
         }
     }
     if (zip_close(za) != 0) {
-        pkg_fail(w->err, w->err_len, "cannot zip '%s': %s", w->top, zip_strerror(za));
+        realm_pkg_fail(w->err, w->err_len, "cannot zip '%s': %s", w->top, zip_strerror(za));
         zip_discard(za);
         zip_source_free(src);
         return -1;
@@ -228,16 +230,16 @@ static int build_zip(walk_t *w, realm_buf_t *out)
 
     int rc = 0;
     if (zip_source_open(src) != 0) {
-        rc = pkg_fail(w->err, w->err_len, "cannot read the zip back: %s",
-                   zip_error_strerror(zip_source_error(src)));
+        rc = realm_pkg_fail(w->err, w->err_len, "cannot read the zip back: %s",
+                            zip_error_strerror(zip_source_error(src)));
     } else {
         char chunk[65536];
         zip_int64_t n;
         while ((n = zip_source_read(src, chunk, sizeof(chunk))) > 0)
             realm_buf_append(out, chunk, (size_t)n);
         if (n < 0)
-            rc = pkg_fail(w->err, w->err_len, "cannot read the zip back: %s",
-                       zip_error_strerror(zip_source_error(src)));
+            rc = realm_pkg_fail(w->err, w->err_len, "cannot read the zip back: %s",
+                                zip_error_strerror(zip_source_error(src)));
         zip_source_close(src);
     }
     zip_source_free(src);
@@ -249,10 +251,11 @@ int realm_pkg_zip_dir(const char *dir, realm_buf_t *out, char *err, size_t err_l
     walk_t w = {.top = dir, .err = err, .err_len = err_len};
     int top_fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (top_fd < 0)
-        return pkg_fail(err, err_len, "cannot open directory '%s': %s", dir, strerror(errno));
+        return realm_pkg_fail(err, err_len, "cannot open directory '%s': %s", dir, strerror(errno));
     int rc = walk(&w, top_fd, "");
     close(top_fd);
-    if (rc == 0 && w.cnt == 0) rc = pkg_fail(err, err_len, "'%s' is empty: nothing to zip", dir);
+    if (rc == 0 && w.cnt == 0)
+        rc = realm_pkg_fail(err, err_len, "'%s' is empty: nothing to zip", dir);
     if (rc == 0) {
         qsort(w.v, w.cnt, sizeof(*w.v), cmp_item);
         size_t before = out->len;

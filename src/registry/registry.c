@@ -22,10 +22,10 @@
 
 /* ---- small things ---- */
 
-void reg_stamp(json_t *cfg, const realm_pkg_info_t *pkg)
+void realm_reg_stamp(json_t *cfg, const realm_pkg_info_t *pkg)
 {
     char now[32], rev[37];
-    reg_now(now);
+    realm_reg_now(now);
     realm_str_uuid4(rev);
     if (pkg) {
         json_object_set_new(cfg, "CodeSha256", json_string(pkg->sha256_b64));
@@ -35,7 +35,7 @@ void reg_stamp(json_t *cfg, const realm_pkg_info_t *pkg)
     json_object_set_new(cfg, "RevisionId", json_string(rev));
 }
 
-void reg_now(char out[32])
+void realm_reg_now(char out[32])
 {
     struct timespec ts;
     struct tm tm;
@@ -45,11 +45,11 @@ void reg_now(char out[32])
     snprintf(out + n, 32 - n, ".%03ld+0000", ts.tv_nsec / 1000000);
 }
 
-int reg_db_fail(realm_registry_t *r, realm_reg_err_t *e)
+int realm_reg_db_fail(realm_registry_t *r, realm_reg_err_t *e)
 {
     (void)r; /* the store logged the cause */
-    return reg_err(e, 500, T_SERVICE,
-                   "The registry could not complete the operation (storage error)");
+    return realm_reg_err(e, 500, T_SERVICE,
+                         "The registry could not complete the operation (storage error)");
 }
 
 /* ---- ARNs and names ---- */
@@ -62,17 +62,17 @@ static int is_digits(const char *s, size_t n)
     return 1;
 }
 
-const char *reg_account(const realm_registry_t *r, const char *tenant)
+const char *realm_reg_account(const realm_registry_t *r, const char *tenant)
 {
     /* A tenant whose namespace is a 12-digit account id has its own ARNs. */
     return tenant && is_digits(tenant, 12) ? tenant : r->account;
 }
 
-void reg_arn(const realm_registry_t *r, const char *tenant, const char *name, const char *qualifier,
-             char *out, size_t out_len)
+void realm_reg_arn(const realm_registry_t *r, const char *tenant, const char *name,
+                   const char *qualifier, char *out, size_t out_len)
 {
     snprintf(out, out_len, "arn:aws:lambda:%s:%s:function:%s%s%s", r->region,
-             reg_account(r, tenant), name, qualifier && *qualifier ? ":" : "",
+             realm_reg_account(r, tenant), name, qualifier && *qualifier ? ":" : "",
              qualifier ? qualifier : "");
 }
 
@@ -120,11 +120,12 @@ int realm_registry_parse_name(const realm_registry_t *r, const char *tenant, con
         nm = parts[0];
         if (n == 2) q = parts[1];
     }
-    if (!reg_valid_name(nm)) goto bad;
-    if (q && (!allow_qualifier || (!reg_valid_version(q) && !reg_valid_alias(q)))) goto bad;
+    if (!realm_reg_valid_name(nm)) goto bad;
+    if (q && (!allow_qualifier || (!realm_reg_valid_version(q) && !realm_reg_valid_alias(q))))
+        goto bad;
     if ((region && strcmp(region, r->region) != 0) ||
-        (account && strcmp(account, reg_account(r, tenant)) != 0))
-        return reg_err(e, 404, T_NOT_FOUND, "Function not found: %.200s", in);
+        (account && strcmp(account, realm_reg_account(r, tenant)) != 0))
+        return realm_reg_err(e, 404, T_NOT_FOUND, "Function not found: %.200s", in);
     snprintf(name, NAME_MAX_LEN + 1, "%s", nm);
     snprintf(qualifier, ALIAS_MAX_LEN + 1, "%s", q ? q : "");
     return 0;
@@ -136,13 +137,13 @@ bad:
 }
 
 /* Parses fn_name and merges an explicit qualifier (which must agree). */
-int reg_name_and_qualifier(realm_registry_t *r, const char *tenant, const char *fn_name,
-                           const char *qualifier, int allow_qualifier, char *name, char *q,
-                           realm_reg_err_t *e)
+int realm_reg_name_and_qualifier(realm_registry_t *r, const char *tenant, const char *fn_name,
+                                 const char *qualifier, int allow_qualifier, char *name, char *q,
+                                 realm_reg_err_t *e)
 {
     if (realm_registry_parse_name(r, tenant, fn_name, allow_qualifier, name, q, e) != 0) return -1;
     if (qualifier && *qualifier) {
-        if (!reg_valid_version(qualifier) && !reg_valid_alias(qualifier))
+        if (!realm_reg_valid_version(qualifier) && !realm_reg_valid_alias(qualifier))
             return reg_invalid(e, "Qualifier '%.128s' is not a version or an alias name",
                                qualifier);
         if (*q && strcmp(q, qualifier) != 0)
@@ -170,15 +171,15 @@ void realm_registry_update_abort(realm_registry_t *r, const char *tenant, const 
     realm_store_pending_remove(r->store, tenant, name);
 }
 
-int reg_is_updating(realm_registry_t *r, const char *tenant, const char *name)
+int realm_reg_is_updating(realm_registry_t *r, const char *tenant, const char *name)
 {
     return realm_store_pending_get(r->store, tenant, name) == 1;
 }
 
 /* ---- rendering ---- */
 
-json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, json_t *stored,
-                   long num, int qualified_arn)
+json_t *realm_reg_render(realm_registry_t *r, const char *tenant, const char *name, json_t *stored,
+                         long num, int qualified_arn)
 {
     json_t *c = json_deep_copy(stored);
     char version[24], arn[256];
@@ -186,12 +187,12 @@ json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, js
         snprintf(version, sizeof(version), "$LATEST");
     else
         snprintf(version, sizeof(version), "%ld", num);
-    reg_arn(r, tenant, name, qualified_arn ? version : NULL, arn, sizeof(arn));
+    realm_reg_arn(r, tenant, name, qualified_arn ? version : NULL, arn, sizeof(arn));
     json_object_set_new(c, "FunctionArn", json_string(arn));
     json_object_set_new(c, "Version", json_string(version));
     json_object_set_new(c, "State", json_string("Active"));
     json_object_set_new(c, "StateReason", json_string("The function is ready to be invoked"));
-    int updating = num == 0 && reg_is_updating(r, tenant, name);
+    int updating = num == 0 && realm_reg_is_updating(r, tenant, name);
     json_object_set_new(c, "LastUpdateStatus", json_string(updating ? "InProgress" : "Successful"));
     if (updating)
         json_object_set_new(c, "LastUpdateStatusReason",
@@ -202,8 +203,8 @@ json_t *reg_render(realm_registry_t *r, const char *tenant, const char *name, js
 /* ---- loading ---- */
 
 /* Loads a function's version row: 0 found, 1 missing, -1 error. */
-int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, long num,
-                     json_t **config, char *code_hex)
+int realm_reg_load_version(realm_registry_t *r, const char *tenant, const char *name, long num,
+                           json_t **config, char *code_hex)
 {
     return realm_store_ver_get(r->store, tenant, name, num, config, code_hex);
 }
@@ -212,35 +213,35 @@ int reg_load_version(realm_registry_t *r, const char *tenant, const char *name, 
  * Begins a write transaction and loads $LATEST of name. Returns 0, or -1
  * with e set (404 or 500) and the transaction rolled back.
  */
-int reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, json_t **cfg,
-                     realm_reg_err_t *e)
+int realm_reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, json_t **cfg,
+                           realm_reg_err_t *e)
 {
-    if (realm_store_begin(r->store) != 0) return reg_db_fail(r, e);
-    int rc = reg_load_version(r, tenant, name, 0, cfg, NULL);
+    if (realm_store_begin(r->store) != 0) return realm_reg_db_fail(r, e);
+    int rc = realm_reg_load_version(r, tenant, name, 0, cfg, NULL);
     if (rc == 0) return 0;
     realm_store_rollback(r->store);
-    return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, tenant, name, NULL, e);
+    return rc < 0 ? realm_reg_db_fail(r, e) : realm_reg_not_found(r, tenant, name, NULL, e);
 }
 
 /* Loads an alias's stored config: 0 found, 1 missing, -1 error. */
-int reg_load_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
-                   json_t **config)
+int realm_reg_load_alias(realm_registry_t *r, const char *tenant, const char *name,
+                         const char *alias, json_t **config)
 {
     return realm_store_alias_get(r->store, tenant, name, alias, config);
 }
 
-int reg_function_exists(realm_registry_t *r, const char *tenant, const char *name)
+int realm_reg_function_exists(realm_registry_t *r, const char *tenant, const char *name)
 {
     int rc = realm_store_fn_get(r->store, tenant, name, NULL);
     return rc < 0 ? -1 : rc == 0;
 }
 
-int reg_not_found(realm_registry_t *r, const char *tenant, const char *name, const char *q,
-                  realm_reg_err_t *e)
+int realm_reg_not_found(realm_registry_t *r, const char *tenant, const char *name, const char *q,
+                        realm_reg_err_t *e)
 {
     char arn[256];
-    reg_arn(r, tenant, name, q, arn, sizeof(arn));
-    return reg_err(e, 404, T_NOT_FOUND, "Function not found: %s", arn);
+    realm_reg_arn(r, tenant, name, q, arn, sizeof(arn));
+    return realm_reg_err(e, 404, T_NOT_FOUND, "Function not found: %s", arn);
 }
 
 /*
@@ -248,24 +249,24 @@ int reg_not_found(realm_registry_t *r, const char *tenant, const char *name, con
  * (owned) and code_hex. An alias resolves to its primary version unless pick
  * is >= 0 (then its routing weights choose). Returns 0 or -1 with e.
  */
-int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
-                double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e)
+int realm_reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
+                      double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e)
 {
     long n = 0;
     if (*q && strcmp(q, "$LATEST") != 0) {
-        if (reg_valid_version(q)) {
+        if (realm_reg_valid_version(q)) {
             n = strtol(q, NULL, 10);
         } else {
             json_t *alias = NULL;
-            int rc = reg_load_alias(r, tenant, name, q, &alias);
-            if (rc < 0) return reg_db_fail(r, e);
+            int rc = realm_reg_load_alias(r, tenant, name, q, &alias);
+            if (rc < 0) return realm_reg_db_fail(r, e);
             if (rc == 1) {
-                rc = reg_function_exists(r, tenant, name);
-                if (rc < 0) return reg_db_fail(r, e);
-                if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
+                rc = realm_reg_function_exists(r, tenant, name);
+                if (rc < 0) return realm_reg_db_fail(r, e);
+                if (rc == 0) return realm_reg_not_found(r, tenant, name, NULL, e);
                 char arn[256];
-                reg_arn(r, tenant, name, q, arn, sizeof(arn));
-                return reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
+                realm_reg_arn(r, tenant, name, q, arn, sizeof(arn));
+                return realm_reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
             }
             const char *fv = json_string_value(json_object_get(alias, "FunctionVersion"));
             n = fv && strcmp(fv, "$LATEST") != 0 ? strtol(fv, NULL, 10) : 0;
@@ -287,9 +288,9 @@ int reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const
             json_decref(alias);
         }
     }
-    int rc = reg_load_version(r, tenant, name, n, config, code_hex);
-    if (rc < 0) return reg_db_fail(r, e);
-    if (rc == 1) return reg_not_found(r, tenant, name, *q ? q : NULL, e);
+    int rc = realm_reg_load_version(r, tenant, name, n, config, code_hex);
+    if (rc < 0) return realm_reg_db_fail(r, e);
+    if (rc == 1) return realm_reg_not_found(r, tenant, name, *q ? q : NULL, e);
     *num = n;
     return 0;
 }
@@ -359,9 +360,9 @@ static const char *zip_of(json_t *code, realm_reg_err_t *e)
 const char *realm_registry_create_check(realm_registry_t *r, const char *tenant, json_t *req,
                                         char *name_out, realm_reg_err_t *e)
 {
-    if (json_object_get(req, "function_name")) reg_seed_to_aws(req);
+    if (json_object_get(req, "function_name")) realm_reg_seed_to_aws(req);
     const char *fn_name;
-    int rc = reg_get_str(req, "FunctionName", &fn_name, e);
+    int rc = realm_reg_get_str(req, "FunctionName", &fn_name, e);
     if (rc < 0) return NULL;
     if (rc == 0) {
         reg_invalid(e, "FunctionName is required");
@@ -371,27 +372,27 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     /* Existence first: "it exists" is the answer that matters to a client
      * deciding between create and update (realm deploy does). */
-    rc = reg_function_exists(r, tenant, name);
+    rc = realm_reg_function_exists(r, tenant, name);
     if (rc < 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     if (rc == 1 || pending_find(r, tenant, name)) {
-        reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+        realm_reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
         return NULL;
     }
     json_t *cfg = json_object();
-    rc = reg_check_config_fields(r, req, cfg, 1, e);
+    rc = realm_reg_check_config_fields(r, req, cfg, 1, e);
     json_decref(cfg);
     if (rc != 0) return NULL;
     json_t *tags = json_object_get(req, "Tags");
-    if (tags && !json_is_null(tags) && reg_check_tags(tags, e) != 0) return NULL;
+    if (tags && !json_is_null(tags) && realm_reg_check_tags(tags, e) != 0) return NULL;
     if (tags && json_object_size(tags) > 50) {
         reg_invalid(e, "A function can have at most 50 tags");
         return NULL;
     }
     int publish = 0;
-    if (reg_get_bool(req, "Publish", &publish, e) < 0) return NULL;
+    if (realm_reg_get_bool(req, "Publish", &publish, e) < 0) return NULL;
     const char *zip = zip_of(json_object_get(req, "Code"), e);
     if (!zip) return NULL;
     pending_add(r, tenant, name, 1);
@@ -406,11 +407,11 @@ static json_t *new_config(realm_registry_t *r, const char *name, json_t *req,
     json_t *cfg = json_pack("{s:s, s:s, s:i, s:i, s:s, s:[s], s:{s:i}}", "FunctionName", name,
                             "Description", "", "Timeout", 3, "MemorySize", 128, "PackageType",
                             "Zip", "Architectures", "x86_64", "EphemeralStorage", "Size", 512);
-    if (reg_check_config_fields(r, req, cfg, 1, e) != 0) {
+    if (realm_reg_check_config_fields(r, req, cfg, 1, e) != 0) {
         json_decref(cfg);
         return NULL;
     }
-    reg_stamp(cfg, pkg);
+    realm_reg_stamp(cfg, pkg);
     return cfg;
 }
 
@@ -423,21 +424,21 @@ static json_t *publish_and_commit(realm_registry_t *r, const char *tenant, const
                                   json_t *cfg, int publish, realm_reg_err_t *e)
 {
     long num = 0;
-    if (publish && reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
+    if (publish && realm_reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
         realm_store_rollback(r->store);
         return NULL;
     }
     if (realm_store_commit(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
-    if (!num) return reg_render(r, tenant, name, cfg, 0, 0);
+    if (!num) return realm_reg_render(r, tenant, name, cfg, 0, 0);
     json_t *vc = NULL;
-    if (reg_load_version(r, tenant, name, num, &vc, NULL) != 0) {
-        reg_db_fail(r, e);
+    if (realm_reg_load_version(r, tenant, name, num, &vc, NULL) != 0) {
+        realm_reg_db_fail(r, e);
         return NULL;
     }
-    json_t *out = reg_render(r, tenant, name, vc, num, 1);
+    json_t *out = realm_reg_render(r, tenant, name, vc, num, 1);
     json_decref(vc);
     return out;
 }
@@ -454,26 +455,26 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
     json_t *tags = json_object_get(req, "Tags");
     json_t *out = NULL;
     if (realm_store_begin(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         goto done;
     }
     int rc = realm_store_fn_insert(r->store, tenant, name, json_is_object(tags) ? tags : NULL);
     if (rc != 0) {
         realm_store_rollback(r->store);
         if (rc < 0)
-            reg_db_fail(r, e);
+            realm_reg_db_fail(r, e);
         else
-            reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+            realm_reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
         goto done;
     }
     if (realm_store_ver_insert(r->store, tenant, name, 0, pkg->hex, cfg) != 0) {
         realm_store_rollback(r->store);
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         goto done;
     }
     int publish = 0;
     realm_reg_err_t ignore;
-    reg_get_bool(req, "Publish", &publish, &ignore);
+    realm_reg_get_bool(req, "Publish", &publish, &ignore);
     out = publish_and_commit(r, tenant, name, cfg, publish, e);
     if (!out) goto done;
     realm_info("function %s%s%s created (%s, %llu bytes)", *tenant ? tenant : "",
@@ -486,28 +487,29 @@ done:
 
 /* ---- code updates ---- */
 
-int reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
+int realm_reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
 {
     const char *want;
-    int rc = reg_get_str(req, "RevisionId", &want, e);
+    int rc = realm_reg_get_str(req, "RevisionId", &want, e);
     if (rc <= 0) return rc;
     const char *have = json_string_value(json_object_get(stored, "RevisionId"));
     if (!have || strcmp(have, want) != 0)
-        return reg_err(e, 412, T_PRECONDITION,
-                       "The Revision Id provided does not match the latest Revision Id. Call "
-                       "GetFunction/GetAlias API to retrieve the latest Revision Id");
+        return realm_reg_err(e, 412, T_PRECONDITION,
+                             "The Revision Id provided does not match the latest Revision Id. Call "
+                             "GetFunction/GetAlias API to retrieve the latest Revision Id");
     return 0;
 }
 
-int reg_conflict_updating(realm_registry_t *r, const char *tenant, const char *name,
-                          realm_reg_err_t *e)
+int realm_reg_conflict_updating(realm_registry_t *r, const char *tenant, const char *name,
+                                realm_reg_err_t *e)
 {
     char arn[256];
-    reg_arn(r, tenant, name, NULL, arn, sizeof(arn));
-    return reg_err(e, 409, T_CONFLICT,
-                   "The operation cannot be performed at this time. An update is in progress for "
-                   "resource: %s",
-                   arn);
+    realm_reg_arn(r, tenant, name, NULL, arn, sizeof(arn));
+    return realm_reg_err(
+        e, 409, T_CONFLICT,
+        "The operation cannot be performed at this time. An update is in progress for "
+        "resource: %s",
+        arn);
 }
 
 const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, const char *fn_name,
@@ -516,29 +518,30 @@ const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, c
     char q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     int b;
-    if (reg_get_bool(req, "Publish", &b, e) < 0 || reg_get_bool(req, "DryRun", &b, e) < 0)
+    if (realm_reg_get_bool(req, "Publish", &b, e) < 0 ||
+        realm_reg_get_bool(req, "DryRun", &b, e) < 0)
         return NULL;
     json_t *probe = json_object();
-    int rc = reg_check_architectures(req, probe, e);
+    int rc = realm_reg_check_architectures(req, probe, e);
     json_decref(probe);
     if (rc != 0) return NULL;
     const char *zip = zip_of(req, e);
     if (!zip) return NULL;
     json_t *cfg = NULL;
-    rc = reg_load_version(r, tenant, name, 0, &cfg, NULL);
+    rc = realm_reg_load_version(r, tenant, name, 0, &cfg, NULL);
     if (rc < 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     if (rc == 1) {
-        reg_not_found(r, tenant, name, NULL, e);
+        realm_reg_not_found(r, tenant, name, NULL, e);
         return NULL;
     }
-    rc = reg_check_revision(req, cfg, e);
+    rc = realm_reg_check_revision(req, cfg, e);
     json_decref(cfg);
     if (rc != 0) return NULL;
     if (pending_find(r, tenant, name)) {
-        reg_conflict_updating(r, tenant, name, e);
+        realm_reg_conflict_updating(r, tenant, name, e);
         return NULL;
     }
     pending_add(r, tenant, name, 0);
@@ -550,25 +553,25 @@ json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, cons
 {
     realm_registry_update_abort(r, tenant, name);
     int dry = 0, publish = 0;
-    reg_get_bool(req, "DryRun", &dry, e);
-    reg_get_bool(req, "Publish", &publish, e);
+    realm_reg_get_bool(req, "DryRun", &dry, e);
+    realm_reg_get_bool(req, "Publish", &publish, e);
     json_t *cfg = NULL, *out = NULL;
-    if (reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
+    if (realm_reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
     int rc;
-    if (reg_check_revision(req, cfg, e) != 0) {
+    if (realm_reg_check_revision(req, cfg, e) != 0) {
         realm_store_rollback(r->store);
         goto done;
     }
-    reg_stamp(cfg, pkg);
+    realm_reg_stamp(cfg, pkg);
     if (dry) {
         realm_store_rollback(r->store);
-        out = reg_render(r, tenant, name, cfg, 0, 0);
+        out = realm_reg_render(r, tenant, name, cfg, 0, 0);
         goto done;
     }
     rc = realm_store_ver_update(r->store, tenant, name, 0, pkg->hex, cfg);
     if (rc != 0) {
         realm_store_rollback(r->store);
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         goto done;
     }
     out = publish_and_commit(r, tenant, name, cfg, publish, e);
@@ -587,14 +590,15 @@ static json_t *configuration(realm_registry_t *r, const char *tenant, const char
                              const char *qualifier, char *name, char *code_hex, realm_reg_err_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
-    if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return NULL;
+    if (realm_reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0)
+        return NULL;
     long num = 0;
     json_t *cfg = NULL;
-    if (reg_resolve(r, tenant, name, q, -1, &num, &cfg, code_hex, e) != 0) return NULL;
-    json_t *out = reg_render(r, tenant, name, cfg, num, *q != '\0');
-    if (*q && !reg_valid_version(q)) {
+    if (realm_reg_resolve(r, tenant, name, q, -1, &num, &cfg, code_hex, e) != 0) return NULL;
+    json_t *out = realm_reg_render(r, tenant, name, cfg, num, *q != '\0');
+    if (*q && !realm_reg_valid_version(q)) {
         char arn[256];
-        reg_arn(r, tenant, name, q, arn, sizeof(arn));
+        realm_reg_arn(r, tenant, name, q, arn, sizeof(arn));
         json_object_set_new(out, "FunctionArn", json_string(arn));
     }
     json_decref(cfg);
@@ -638,26 +642,27 @@ json_t *realm_registry_update_configuration(realm_registry_t *r, const char *ten
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     json_t *cfg = NULL, *out = NULL;
-    if (reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
+    if (realm_reg_begin_latest(r, tenant, name, &cfg, e) != 0) return NULL;
     int rc;
-    if (reg_check_revision(req, cfg, e) != 0 || reg_check_config_fields(r, req, cfg, 0, e) != 0) {
+    if (realm_reg_check_revision(req, cfg, e) != 0 ||
+        realm_reg_check_config_fields(r, req, cfg, 0, e) != 0) {
         realm_store_rollback(r->store);
         goto done;
     }
     const char *rt = json_string_value(json_object_get(cfg, "Runtime"));
-    if (rt && !reg_runtime_is_provided(rt) && !json_object_get(cfg, "Handler")) {
+    if (rt && !realm_reg_runtime_is_provided(rt) && !json_object_get(cfg, "Handler")) {
         realm_store_rollback(r->store);
         reg_invalid(e, "Handler is required for runtime %s", rt);
         goto done;
     }
-    reg_stamp(cfg, NULL);
+    realm_reg_stamp(cfg, NULL);
     rc = realm_store_ver_update(r->store, tenant, name, 0, NULL, cfg);
     if (rc != 0 || realm_store_commit(r->store) != 0) {
         if (rc != 0) realm_store_rollback(r->store);
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         goto done;
     }
-    out = reg_render(r, tenant, name, cfg, 0, 0);
+    out = realm_reg_render(r, tenant, name, cfg, 0, 0);
 done:
     json_decref(cfg);
     return out;
@@ -665,7 +670,7 @@ done:
 
 /* ---- list / delete ---- */
 
-long reg_page_size(long max_items)
+long realm_reg_page_size(long max_items)
 {
     return max_items <= 0 || max_items > LIST_PAGE_MAX ? LIST_PAGE_MAX : max_items;
 }
@@ -673,7 +678,7 @@ long reg_page_size(long max_items)
 json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, const char *marker,
                                       long max_items, int all_versions, realm_reg_err_t *e)
 {
-    long page = reg_page_size(max_items);
+    long page = realm_reg_page_size(max_items);
     /* Markers: "name" for $LATEST only, "name:num" with all versions. */
     char mname[NAME_MAX_LEN + 1] = "";
     long mnum = -1;
@@ -685,7 +690,7 @@ json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, c
             *colon = '\0';
             mnum = strtol(colon + 1, NULL, 10);
         }
-        if (!reg_valid_name(buf) || (colon && !all_versions)) {
+        if (!realm_reg_valid_name(buf) || (colon && !all_versions)) {
             reg_invalid(e, "Marker '%.100s' is not a marker this API returned", marker);
             return NULL;
         }
@@ -694,7 +699,7 @@ json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, c
     json_t *rows =
         realm_store_ver_list(r->store, tenant, NULL, mname, mnum, !all_versions, (size_t)page + 1);
     if (!rows) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     json_t *list = json_array();
@@ -707,7 +712,8 @@ json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, c
         const char *name = json_string_value(json_object_get(row, "name"));
         long num = (long)json_integer_value(json_object_get(row, "num"));
         json_array_append_new(
-            list, reg_render(r, tenant, name, json_object_get(row, "config"), num, all_versions));
+            list,
+            realm_reg_render(r, tenant, name, json_object_get(row, "config"), num, all_versions));
         if (all_versions)
             snprintf(last, sizeof(last), "%s:%ld", name, num);
         else
@@ -724,31 +730,32 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
                                    const char *qualifier, realm_reg_err_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
-    if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
-    if (pending_find(r, tenant, name)) return reg_conflict_updating(r, tenant, name, e);
-    int rc = reg_function_exists(r, tenant, name);
-    if (rc < 0) return reg_db_fail(r, e);
-    if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
+    if (realm_reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
+    if (pending_find(r, tenant, name)) return realm_reg_conflict_updating(r, tenant, name, e);
+    int rc = realm_reg_function_exists(r, tenant, name);
+    if (rc < 0) return realm_reg_db_fail(r, e);
+    if (rc == 0) return realm_reg_not_found(r, tenant, name, NULL, e);
     if (!*q) {
-        if (realm_store_fn_delete(r->store, tenant, name) < 0) return reg_db_fail(r, e);
+        if (realm_store_fn_delete(r->store, tenant, name) < 0) return realm_reg_db_fail(r, e);
         realm_info("function %s deleted", name);
         return 0;
     }
     if (strcmp(q, "$LATEST") == 0)
         return reg_invalid(e, "$LATEST cannot be deleted on its own: delete the function instead");
-    if (!reg_valid_version(q))
+    if (!realm_reg_valid_version(q))
         return reg_invalid(e, "Qualifier '%s' is an alias: delete it with DeleteAlias", q);
     char alias[ALIAS_MAX_LEN + 1];
     rc = realm_store_alias_using(r->store, tenant, name, q, alias);
-    if (rc < 0) return reg_db_fail(r, e);
+    if (rc < 0) return realm_reg_db_fail(r, e);
     if (rc == 1)
-        return reg_err(e, 409, T_CONFLICT,
-                       "Unable to delete version %s because alias %s uses it: update or delete "
-                       "the alias first",
-                       q, alias);
+        return realm_reg_err(
+            e, 409, T_CONFLICT,
+            "Unable to delete version %s because alias %s uses it: update or delete "
+            "the alias first",
+            q, alias);
     rc = realm_store_ver_delete(r->store, tenant, name, strtol(q, NULL, 10));
-    if (rc < 0) return reg_db_fail(r, e);
-    if (rc == 1) return reg_not_found(r, tenant, name, q, e);
+    if (rc < 0) return realm_reg_db_fail(r, e);
+    if (rc == 1) return realm_reg_not_found(r, tenant, name, q, e);
     return 0;
 }
 
@@ -760,17 +767,18 @@ int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     memset(out, 0, sizeof(*out));
-    if (reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
+    if (realm_reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
     long num = 0;
     json_t *cfg = NULL;
-    if (reg_resolve(r, tenant, name, q, pick < 0 ? 0 : pick, &num, &cfg, out->code_hex, e) != 0)
+    if (realm_reg_resolve(r, tenant, name, q, pick < 0 ? 0 : pick, &num, &cfg, out->code_hex, e) !=
+        0)
         return -1;
     snprintf(out->name, sizeof(out->name), "%s", name);
     if (num == 0)
         snprintf(out->version, sizeof(out->version), "$LATEST");
     else
         snprintf(out->version, sizeof(out->version), "%ld", num);
-    out->config = reg_render(r, tenant, name, cfg, num, num != 0);
+    out->config = realm_reg_render(r, tenant, name, cfg, num, num != 0);
     json_decref(cfg);
     out->reserved = -1;
     realm_store_fn_t fn;

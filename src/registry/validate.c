@@ -15,7 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 
-int reg_err(realm_reg_err_t *e, int status, const char *type, const char *fmt, ...)
+int realm_reg_err(realm_reg_err_t *e, int status, const char *type, const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -33,13 +33,13 @@ static int all_in(const char *s, const char *extra)
     return 1;
 }
 
-int reg_valid_name(const char *s)
+int realm_reg_valid_name(const char *s)
 {
     size_t n = strlen(s);
     return n >= 1 && n <= NAME_MAX_LEN && all_in(s, "-_");
 }
 
-int reg_valid_alias(const char *s)
+int realm_reg_valid_alias(const char *s)
 {
     size_t n = strlen(s);
     if (n < 1 || n > ALIAS_MAX_LEN || !all_in(s, "-_")) return 0;
@@ -48,7 +48,7 @@ int reg_valid_alias(const char *s)
     return 0; /* all digits: that is a version */
 }
 
-int reg_valid_version(const char *s)
+int realm_reg_valid_version(const char *s)
 {
     if (strcmp(s, "$LATEST") == 0) return 1;
     size_t n = strlen(s);
@@ -60,13 +60,13 @@ int reg_valid_version(const char *s)
 
 /* ---- runtimes (the table: runtimes/runtimes.h) ---- */
 
-const char *reg_runtime(const char *s)
+const char *realm_reg_runtime(const char *s)
 {
     const realm_runtimes_entry_t *rt = realm_runtimes_find(s);
     return rt ? rt->name : NULL;
 }
 
-int reg_runtime_is_provided(const char *rt)
+int realm_reg_runtime_is_provided(const char *rt)
 {
     const realm_runtimes_entry_t *e = realm_runtimes_find(rt);
     return e && !e->needs_handler;
@@ -74,7 +74,7 @@ int reg_runtime_is_provided(const char *rt)
 
 /* ---- typed members ---- */
 
-int reg_get_str(json_t *obj, const char *key, const char **out, realm_reg_err_t *e)
+int realm_reg_get_str(json_t *obj, const char *key, const char **out, realm_reg_err_t *e)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) return 0;
@@ -83,7 +83,7 @@ int reg_get_str(json_t *obj, const char *key, const char **out, realm_reg_err_t 
     return 1;
 }
 
-int reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_err_t *e)
+int realm_reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_err_t *e)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) return 0;
@@ -101,7 +101,7 @@ int reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_err_t *e
     return reg_invalid(e, "%s must be an integer", key);
 }
 
-int reg_get_bool(json_t *obj, const char *key, int *out, realm_reg_err_t *e)
+int realm_reg_get_bool(json_t *obj, const char *key, int *out, realm_reg_err_t *e)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) return 0;
@@ -189,7 +189,7 @@ static int check_env(json_t *env, json_t *cfg, realm_reg_err_t *e)
 
 /* ---- configuration ---- */
 
-int reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e)
+int realm_reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e)
 {
     json_t *a = json_object_get(req, "Architectures");
     if (!a || json_is_null(a)) return 0;
@@ -205,8 +205,8 @@ int reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e)
     return 0;
 }
 
-int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg, int is_create,
-                            realm_reg_err_t *e)
+int realm_reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
+                                  int is_create, realm_reg_err_t *e)
 {
     const char *s = NULL;
     long long n = 0;
@@ -214,9 +214,9 @@ int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
     (void)r;
     char runtimes[256];
     realm_runtimes_names(runtimes, sizeof(runtimes));
-    if ((rc = reg_get_str(req, "Runtime", &s, e)) < 0) return -1;
+    if ((rc = realm_reg_get_str(req, "Runtime", &s, e)) < 0) return -1;
     if (rc) {
-        const char *rt = reg_runtime(s);
+        const char *rt = realm_reg_runtime(s);
         if (!rt)
             return reg_invalid(e, "Runtime '%.64s' is not supported; the accepted runtimes are %s",
                                s, runtimes);
@@ -224,7 +224,7 @@ int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
     } else if (is_create) {
         return reg_invalid(e, "Runtime is required; the accepted runtimes are %s", runtimes);
     }
-    if ((rc = reg_get_str(req, "Handler", &s, e)) < 0) return -1;
+    if ((rc = realm_reg_get_str(req, "Handler", &s, e)) < 0) return -1;
     if (rc) {
         if (strlen(s) < 1 || strlen(s) > 128)
             return reg_invalid(e, "Handler must be 1 to 128 characters");
@@ -233,20 +233,20 @@ int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
                 return reg_invalid(e, "Handler '%.128s' must not contain spaces", s);
         json_object_set_new(cfg, "Handler", json_string(s));
     }
-    if ((rc = reg_get_str(req, "Role", &s, e)) < 0) return -1;
+    if ((rc = realm_reg_get_str(req, "Role", &s, e)) < 0) return -1;
     if (rc) json_object_set_new(cfg, "Role", json_string(s));
-    if ((rc = reg_get_str(req, "Description", &s, e)) < 0) return -1;
+    if ((rc = realm_reg_get_str(req, "Description", &s, e)) < 0) return -1;
     if (rc) {
         if (strlen(s) > 256) return reg_invalid(e, "Description is over 256 characters");
         json_object_set_new(cfg, "Description", json_string(s));
     }
-    if ((rc = reg_get_int(req, "Timeout", &n, e)) < 0) return -1;
+    if ((rc = realm_reg_get_int(req, "Timeout", &n, e)) < 0) return -1;
     if (rc) {
         if (n < 1 || n > 900)
             return reg_invalid(e, "Timeout %lld is out of range: it must be 1 to 900 seconds", n);
         json_object_set_new(cfg, "Timeout", json_integer(n));
     }
-    if ((rc = reg_get_int(req, "MemorySize", &n, e)) < 0) return -1;
+    if ((rc = realm_reg_get_int(req, "MemorySize", &n, e)) < 0) return -1;
     if (rc) {
         if (n < 128 || n > 10240)
             return reg_invalid(e, "MemorySize %lld is out of range: it must be 128 to 10240 MB", n);
@@ -259,22 +259,22 @@ int reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
         return reg_invalid(e, "Layers are not supported: put the code in the package");
     json_t *eph = json_object_get(req, "EphemeralStorage");
     if (eph && !json_is_null(eph)) {
-        if ((rc = reg_get_int(eph, "Size", &n, e)) < 0) return -1;
+        if ((rc = realm_reg_get_int(eph, "Size", &n, e)) < 0) return -1;
         if (rc != 1 || n < 512 || n > 10240)
             return reg_invalid(e, "EphemeralStorage.Size must be 512 to 10240 MB");
         json_object_set_new(cfg, "EphemeralStorage", json_pack("{s:I}", "Size", (json_int_t)n));
     }
-    if ((rc = reg_get_str(req, "PackageType", &s, e)) < 0) return -1;
+    if ((rc = realm_reg_get_str(req, "PackageType", &s, e)) < 0) return -1;
     if (rc && strcmp(s, "Zip") != 0)
         return reg_invalid(e, "PackageType '%.32s' is not supported; only Zip is", s);
-    if (reg_check_architectures(req, cfg, e) != 0) return -1;
+    if (realm_reg_check_architectures(req, cfg, e) != 0) return -1;
     const char *rt = json_string_value(json_object_get(cfg, "Runtime"));
-    if (is_create && rt && !reg_runtime_is_provided(rt) && !json_object_get(cfg, "Handler"))
+    if (is_create && rt && !realm_reg_runtime_is_provided(rt) && !json_object_get(cfg, "Handler"))
         return reg_invalid(e, "Handler is required for runtime %s", rt);
     return 0;
 }
 
-int reg_check_tags(json_t *tags, realm_reg_err_t *e)
+int realm_reg_check_tags(json_t *tags, realm_reg_err_t *e)
 {
     if (!json_is_object(tags)) return reg_invalid(e, "Tags must be an object of strings");
     const char *k;
@@ -303,7 +303,7 @@ static void rename_key(json_t *obj, const char *from, const char *to)
     json_object_del(obj, from);
 }
 
-void reg_seed_to_aws(json_t *req)
+void realm_reg_seed_to_aws(json_t *req)
 {
     static const char *const map[][2] = {
         {"function_name", "FunctionName"},

@@ -26,13 +26,14 @@ static int same_config(json_t *a, json_t *b)
     return eq;
 }
 
-int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name,
-                       const char *description, long *num, realm_reg_err_t *e)
+int realm_reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name,
+                             const char *description, long *num, realm_reg_err_t *e)
 {
     json_t *latest = NULL, *last = NULL;
     char code[REALM_PKG_HEX_LEN + 1], last_code[REALM_PKG_HEX_LEN + 1];
-    int rc = reg_load_version(r, tenant, name, 0, &latest, code);
-    if (rc != 0) return rc < 0 ? reg_db_fail(r, e) : reg_not_found(r, tenant, name, NULL, e);
+    int rc = realm_reg_load_version(r, tenant, name, 0, &latest, code);
+    if (rc != 0)
+        return rc < 0 ? realm_reg_db_fail(r, e) : realm_reg_not_found(r, tenant, name, NULL, e);
     int64_t last_num = 0;
     rc = realm_store_ver_last(r->store, tenant, name, &last_num, &last, last_code);
     if (rc < 0) goto fail;
@@ -45,7 +46,7 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     json_decref(last);
     long n = (long)realm_store_fn_take_version(r->store, tenant, name);
     if (n <= 0) goto fail;
-    reg_stamp(latest, NULL);
+    realm_reg_stamp(latest, NULL);
     if (description) json_object_set_new(latest, "Description", json_string(description));
     if (realm_store_ver_insert(r->store, tenant, name, n, code, latest) != 0) goto fail;
     json_decref(latest);
@@ -53,7 +54,7 @@ int reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name
     return 0;
 fail:
     json_decref(latest);
-    return reg_db_fail(r, e);
+    return realm_reg_db_fail(r, e);
 }
 
 json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, const char *fn_name,
@@ -62,19 +63,19 @@ json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, 
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     const char *sha = NULL, *desc = NULL;
-    if (reg_get_str(req, "CodeSha256", &sha, e) < 0 ||
-        reg_get_str(req, "Description", &desc, e) < 0)
+    if (realm_reg_get_str(req, "CodeSha256", &sha, e) < 0 ||
+        realm_reg_get_str(req, "Description", &desc, e) < 0)
         return NULL;
     if (desc && strlen(desc) > 256) {
         reg_invalid(e, "Description is over 256 characters");
         return NULL;
     }
-    if (reg_is_updating(r, tenant, name)) {
-        reg_conflict_updating(r, tenant, name, e);
+    if (realm_reg_is_updating(r, tenant, name)) {
+        realm_reg_conflict_updating(r, tenant, name, e);
         return NULL;
     }
     json_t *latest = NULL;
-    if (reg_begin_latest(r, tenant, name, &latest, e) != 0) return NULL;
+    if (realm_reg_begin_latest(r, tenant, name, &latest, e) != 0) return NULL;
     int rc;
     const char *have_sha = json_string_value(json_object_get(latest, "CodeSha256"));
     long num = 0;
@@ -84,10 +85,10 @@ json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, 
                     "(%s): the code changed; please try again",
                     sha, have_sha ? have_sha : "");
         rc = -1;
-    } else if (reg_check_revision(req, latest, e) != 0) {
+    } else if (realm_reg_check_revision(req, latest, e) != 0) {
         rc = -1;
     } else {
-        rc = reg_publish_locked(r, tenant, name, desc, &num, e);
+        rc = realm_reg_publish_locked(r, tenant, name, desc, &num, e);
     }
     json_decref(latest);
     if (rc != 0) {
@@ -95,15 +96,15 @@ json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, 
         return NULL;
     }
     if (realm_store_commit(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     json_t *cfg = NULL;
-    if (reg_load_version(r, tenant, name, num, &cfg, NULL) != 0) {
-        reg_db_fail(r, e);
+    if (realm_reg_load_version(r, tenant, name, num, &cfg, NULL) != 0) {
+        realm_reg_db_fail(r, e);
         return NULL;
     }
-    json_t *out = reg_render(r, tenant, name, cfg, num, 1);
+    json_t *out = realm_reg_render(r, tenant, name, cfg, num, 1);
     json_decref(cfg);
     return out;
 }
@@ -124,9 +125,9 @@ static long parse_marker_num(const char *marker, realm_reg_err_t *e)
 static int need_function(realm_registry_t *r, const char *tenant, const char *name,
                          realm_reg_err_t *e)
 {
-    int rc = reg_function_exists(r, tenant, name);
-    if (rc < 0) return reg_db_fail(r, e);
-    if (rc == 0) return reg_not_found(r, tenant, name, NULL, e);
+    int rc = realm_reg_function_exists(r, tenant, name);
+    if (rc < 0) return realm_reg_db_fail(r, e);
+    if (rc == 0) return realm_reg_not_found(r, tenant, name, NULL, e);
     return 0;
 }
 
@@ -137,10 +138,10 @@ json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, co
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
     long after = parse_marker_num(marker, e);
     if (after == -2 || need_function(r, tenant, name, e) != 0) return NULL;
-    long page = reg_page_size(max_items);
+    long page = realm_reg_page_size(max_items);
     json_t *rows = realm_store_ver_list(r->store, tenant, name, NULL, after, 0, (size_t)page + 1);
     if (!rows) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     json_t *list = json_array();
@@ -151,8 +152,8 @@ json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, co
     {
         if ((long)i == page) break;
         long num = (long)json_integer_value(json_object_get(row, "num"));
-        json_array_append_new(list,
-                              reg_render(r, tenant, name, json_object_get(row, "config"), num, 1));
+        json_array_append_new(
+            list, realm_reg_render(r, tenant, name, json_object_get(row, "config"), num, 1));
         last = num;
     }
     int more = (long)json_array_size(rows) > page;
@@ -172,7 +173,7 @@ static json_t *render_alias(realm_registry_t *r, const char *tenant, const char 
                             const char *alias, json_t *stored)
 {
     char arn[256];
-    reg_arn(r, tenant, name, alias, arn, sizeof(arn));
+    realm_reg_arn(r, tenant, name, alias, arn, sizeof(arn));
     json_t *out = json_pack("{s:s, s:s}", "AliasArn", arn, "Name", alias);
     json_object_update(out, stored);
     return out;
@@ -191,18 +192,18 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
                               json_t *req, json_t *cfg, realm_reg_err_t *e)
 {
     const char *fv, *desc;
-    int rc = reg_get_str(req, "FunctionVersion", &fv, e);
+    int rc = realm_reg_get_str(req, "FunctionVersion", &fv, e);
     if (rc < 0) return -1;
     if (rc) {
-        if (!reg_valid_version(fv))
+        if (!realm_reg_valid_version(fv))
             return reg_invalid(e, "FunctionVersion '%.64s' must be $LATEST or a version number",
                                fv);
         rc = version_exists(r, tenant, name, fv);
-        if (rc < 0) return reg_db_fail(r, e);
-        if (rc == 0) return reg_not_found(r, tenant, name, fv, e);
+        if (rc < 0) return realm_reg_db_fail(r, e);
+        if (rc == 0) return realm_reg_not_found(r, tenant, name, fv, e);
         json_object_set_new(cfg, "FunctionVersion", json_string(fv));
     }
-    if ((rc = reg_get_str(req, "Description", &desc, e)) < 0) return -1;
+    if ((rc = realm_reg_get_str(req, "Description", &desc, e)) < 0) return -1;
     if (rc) {
         if (strlen(desc) > 256) return reg_invalid(e, "Description is over 256 characters");
         json_object_set_new(cfg, "Description", json_string(desc));
@@ -223,7 +224,7 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
             json_t *v;
             json_object_foreach(w, k, v)
             {
-                if (!reg_valid_version(k) || strcmp(k, "$LATEST") == 0)
+                if (!realm_reg_valid_version(k) || strcmp(k, "$LATEST") == 0)
                     return reg_invalid(e,
                                        "RoutingConfig: '%.64s' must be a published version "
                                        "number",
@@ -234,8 +235,8 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
                                        "number from 0.0 to 1.0",
                                        k);
                 rc = version_exists(r, tenant, name, k);
-                if (rc < 0) return reg_db_fail(r, e);
-                if (rc == 0) return reg_not_found(r, tenant, name, k, e);
+                if (rc < 0) return realm_reg_db_fail(r, e);
+                if (rc == 0) return realm_reg_not_found(r, tenant, name, k, e);
             }
             json_object_set_new(cfg, "RoutingConfig",
                                 json_pack("{s:O}", "AdditionalVersionWeights", w));
@@ -264,7 +265,7 @@ static int alias_args(realm_registry_t *r, const char *tenant, const char *fn_na
 {
     char q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return -1;
-    if (alias && !reg_valid_alias(alias))
+    if (alias && !realm_reg_valid_alias(alias))
         return reg_invalid(e,
                            "Alias name '%.128s' is not valid: 1 to 128 of [a-zA-Z0-9-_], not "
                            "all digits",
@@ -276,8 +277,8 @@ static int alias_missing(realm_registry_t *r, const char *tenant, const char *na
                          const char *alias, realm_reg_err_t *e)
 {
     char arn[256];
-    reg_arn(r, tenant, name, alias, arn, sizeof(arn));
-    return reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
+    realm_reg_arn(r, tenant, name, alias, arn, sizeof(arn));
+    return realm_reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
 }
 
 static int save_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
@@ -291,7 +292,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
 {
     char name[NAME_MAX_LEN + 1];
     const char *alias;
-    int rc = reg_get_str(req, "Name", &alias, e);
+    int rc = realm_reg_get_str(req, "Name", &alias, e);
     if (rc < 0) return NULL;
     if (rc == 0) {
         reg_invalid(e, "Name is required (the alias name)");
@@ -303,26 +304,26 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
         return NULL;
     }
     if (realm_store_begin(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     json_t *cfg = json_pack("{s:s}", "Description", ""), *existing = NULL, *out = NULL;
     if (need_function(r, tenant, name, e) != 0) goto fail;
-    rc = reg_load_alias(r, tenant, name, alias, &existing);
+    rc = realm_reg_load_alias(r, tenant, name, alias, &existing);
     json_decref(existing);
     if (rc < 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         goto fail;
     }
     if (rc == 0) {
         char arn[256];
-        reg_arn(r, tenant, name, alias, arn, sizeof(arn));
-        reg_err(e, 409, T_CONFLICT, "Alias already exists: %s", arn);
+        realm_reg_arn(r, tenant, name, alias, arn, sizeof(arn));
+        realm_reg_err(e, 409, T_CONFLICT, "Alias already exists: %s", arn);
         goto fail;
     }
     if (apply_alias_fields(r, tenant, name, req, cfg, e) != 0) goto fail;
     if (save_alias(r, tenant, name, alias, cfg, 1) != 0 || realm_store_commit(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         json_decref(cfg);
         return NULL;
     }
@@ -341,9 +342,9 @@ json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const 
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
     json_t *cfg = NULL;
-    int rc = reg_load_alias(r, tenant, name, alias, &cfg);
+    int rc = realm_reg_load_alias(r, tenant, name, alias, &cfg);
     if (rc < 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     if (rc == 1) {
@@ -361,27 +362,27 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
     if (realm_store_begin(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     json_t *cfg = NULL;
-    int rc = reg_load_alias(r, tenant, name, alias, &cfg);
+    int rc = realm_reg_load_alias(r, tenant, name, alias, &cfg);
     if (rc != 0) {
         realm_store_rollback(r->store);
         if (rc < 0)
-            reg_db_fail(r, e);
+            realm_reg_db_fail(r, e);
         else if (need_function(r, tenant, name, e) == 0)
             alias_missing(r, tenant, name, alias, e);
         return NULL;
     }
-    if (reg_check_revision(req, cfg, e) != 0 ||
+    if (realm_reg_check_revision(req, cfg, e) != 0 ||
         apply_alias_fields(r, tenant, name, req, cfg, e) != 0) {
         realm_store_rollback(r->store);
         json_decref(cfg);
         return NULL;
     }
     if (save_alias(r, tenant, name, alias, cfg, 0) != 0 || realm_store_commit(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         json_decref(cfg);
         return NULL;
     }
@@ -397,7 +398,7 @@ int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const c
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return -1;
     if (need_function(r, tenant, name, e) != 0) return -1;
     int rc = realm_store_alias_delete(r->store, tenant, name, alias);
-    if (rc < 0) return reg_db_fail(r, e);
+    if (rc < 0) return realm_reg_db_fail(r, e);
     if (rc == 1) return alias_missing(r, tenant, name, alias, e);
     return 0;
 }
@@ -408,17 +409,17 @@ json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, con
 {
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, NULL, name, e) != 0) return NULL;
-    if (function_version && *function_version && !reg_valid_version(function_version)) {
+    if (function_version && *function_version && !realm_reg_valid_version(function_version)) {
         reg_invalid(e, "FunctionVersion '%.64s' must be $LATEST or a version number",
                     function_version);
         return NULL;
     }
     if (need_function(r, tenant, name, e) != 0) return NULL;
-    long page = reg_page_size(max_items);
+    long page = realm_reg_page_size(max_items);
     json_t *rows =
         realm_store_alias_list(r->store, tenant, name, marker, function_version, (size_t)page + 1);
     if (!rows) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     json_t *list = json_array();
@@ -460,14 +461,14 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, 
 {
     char name[NAME_MAX_LEN + 1];
     long long n;
-    int rc = reg_get_int(req, "ReservedConcurrentExecutions", &n, e);
+    int rc = realm_reg_get_int(req, "ReservedConcurrentExecutions", &n, e);
     if (rc < 0) return NULL;
     if (rc == 0 || n < 0) {
         reg_invalid(e, "ReservedConcurrentExecutions is required: an integer >= 0");
         return NULL;
     }
     if (realm_store_begin(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     if (fn_args(r, tenant, fn_name, name, e) != 0) {
@@ -477,7 +478,7 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, 
     long long others = sum_reserved(r, tenant, name);
     if (others < 0) {
         realm_store_rollback(r->store);
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     if ((unsigned long long)(others + n) > r->concurrency_limit) {
@@ -491,7 +492,7 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, 
     }
     if (realm_store_fn_set_reserved(r->store, tenant, name, n) != 0 ||
         realm_store_commit(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     return json_pack("{s:I}", "ReservedConcurrentExecutions", (json_int_t)n);
@@ -505,7 +506,7 @@ json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, 
     realm_store_fn_t fn;
     int rc = realm_store_fn_get(r->store, tenant, name, &fn);
     if (rc < 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     json_t *out = json_object();
@@ -520,7 +521,8 @@ int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, c
 {
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return -1;
-    if (realm_store_fn_set_reserved(r->store, tenant, name, -1) != 0) return reg_db_fail(r, e);
+    if (realm_store_fn_set_reserved(r->store, tenant, name, -1) != 0)
+        return realm_reg_db_fail(r, e);
     return 0;
 }
 
@@ -559,7 +561,7 @@ static json_t *tags_begin(realm_registry_t *r, const char *tenant, const char *a
                           realm_reg_err_t *e)
 {
     if (realm_store_begin(r->store) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     if (tag_target(r, tenant, arn, name, e) != 0) {
@@ -569,7 +571,7 @@ static json_t *tags_begin(realm_registry_t *r, const char *tenant, const char *a
     json_t *tags = load_tags(r, tenant, name);
     if (!tags) {
         realm_store_rollback(r->store);
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
     }
     return tags;
 }
@@ -580,7 +582,7 @@ int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn,
     char name[NAME_MAX_LEN + 1];
     json_t *add = json_object_get(req, "Tags");
     if (!add) return reg_invalid(e, "Tags is required");
-    if (reg_check_tags(add, e) != 0) return -1;
+    if (realm_reg_check_tags(add, e) != 0) return -1;
     json_t *tags = tags_begin(r, tenant, arn, name, e);
     if (!tags) return -1;
     json_object_update(tags, add);
@@ -589,7 +591,7 @@ int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn,
         realm_store_rollback(r->store);
         rc = reg_invalid(e, "A function can have at most 50 tags");
     } else if (save_tags(r, tenant, name, tags) != 0 || realm_store_commit(r->store) != 0) {
-        rc = reg_db_fail(r, e);
+        rc = realm_reg_db_fail(r, e);
     }
     json_decref(tags);
     return rc;
@@ -604,7 +606,7 @@ int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *ar
     for (size_t i = 0; keys[i]; i++)
         json_object_del(tags, keys[i]);
     int rc = save_tags(r, tenant, name, tags) != 0 || realm_store_commit(r->store) != 0
-                 ? reg_db_fail(r, e)
+                 ? realm_reg_db_fail(r, e)
                  : 0;
     json_decref(tags);
     return rc;
@@ -617,7 +619,7 @@ json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const 
     if (tag_target(r, tenant, arn, name, e) != 0) return NULL;
     json_t *tags = load_tags(r, tenant, name);
     if (!tags) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     return json_pack("{s:o}", "Tags", tags);
@@ -630,7 +632,7 @@ json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
     long long reserved = sum_reserved(r, tenant, NULL);
     int64_t count = 0, size = 0;
     if (reserved < 0 || realm_store_fn_usage(r->store, tenant, &count, &size) != 0) {
-        reg_db_fail(r, e);
+        realm_reg_db_fail(r, e);
         return NULL;
     }
     long long limit = (long long)r->concurrency_limit;

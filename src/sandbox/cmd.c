@@ -66,8 +66,8 @@ static const char *const proc_ro_paths[] = {
 /* procfs files that show other processes or the kernel's memory: covered
  * with /dev/null. */
 static const char *const proc_hidden_paths[] = {
-    "/proc/kcore", "/proc/keys", "/proc/key-users", "/proc/timer_list", "/proc/sched_debug",
-    "/proc/latency_stats", "/proc/kallsyms",
+    "/proc/kcore",       "/proc/keys",          "/proc/key-users", "/proc/timer_list",
+    "/proc/sched_debug", "/proc/latency_stats", "/proc/kallsyms",
 };
 
 static realm_sandbox_path_kind_t host_lookup(const char *path, int follow, char *target,
@@ -286,7 +286,7 @@ int realm_sandbox_cmd_args_memfd(const realm_sandbox_cmd_t *cmd, int *fd_out)
     realm_buf_init(&b);
     for (size_t i = 1; i + 1 < cmd->command_at; i++)
         realm_buf_append(&b, cmd->argv[i], strlen(cmd->argv[i]) + 1); /* with its NUL */
-    int rc = sbx_memfd("realm-bwrap-args", b.data, b.len, fd_out);
+    int rc = realm_sandbox_memfd("realm-bwrap-args", b.data, b.len, fd_out);
     realm_buf_dispose(&b);
     return rc;
 }

@@ -10,6 +10,6 @@
  * A new close-on-exec memfd named name holding len bytes of data, offset 0.
  * Returns 0 and the fd in *fd_out, or a negative errno.
  */
-int sbx_memfd(const char *name, const void *data, size_t len, int *fd_out);
+int realm_sandbox_memfd(const char *name, const void *data, size_t len, int *fd_out);
 
 #endif

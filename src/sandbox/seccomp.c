@@ -222,7 +222,7 @@ fail:
     return rc;
 }
 
-int sbx_memfd(const char *name, const void *data, size_t len, int *fd_out)
+int realm_sandbox_memfd(const char *name, const void *data, size_t len, int *fd_out)
 {
     int fd = memfd_create(name, MFD_CLOEXEC);
     if (fd < 0) return -errno;
@@ -249,5 +249,5 @@ int sbx_memfd(const char *name, const void *data, size_t len, int *fd_out)
 
 int realm_sandbox_seccomp_memfd(const void *bpf, size_t len, int *fd_out)
 {
-    return sbx_memfd("realm-seccomp", bpf, len, fd_out);
+    return realm_sandbox_memfd("realm-seccomp", bpf, len, fd_out);
 }

@@ -91,9 +91,9 @@ struct realm_store_s {
     size_t pending_cnt, pending_cap;
 };
 
-realm_store_t *store_sqlite_open(realm_store_kind_t kind, const char *path, char *err,
-                                 size_t err_len);
-realm_store_t *store_memory_open(realm_store_kind_t kind, const char *name, char *err,
-                                 size_t err_len);
+realm_store_t *realm_store_sqlite_open(realm_store_kind_t kind, const char *path, char *err,
+                                       size_t err_len);
+realm_store_t *realm_store_memory_open(realm_store_kind_t kind, const char *name, char *err,
+                                       size_t err_len);
 
 #endif

@@ -996,8 +996,8 @@ static const realm_store_ops_t memory_ops = {
     .auth_version = m_auth_version,
 };
 
-realm_store_t *store_memory_open(realm_store_kind_t kind, const char *name, char *err,
-                                 size_t err_len)
+realm_store_t *realm_store_memory_open(realm_store_kind_t kind, const char *name, char *err,
+                                       size_t err_len)
 {
     (void)kind;
     (void)err;

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-sqlite3_stmt *sq_prep(sq_t *q, const char *sql)
+sqlite3_stmt *realm_sqlite_prep(sq_t *q, const char *sql)
 {
     for (size_t i = 0; i < q->stmt_cnt; i++) {
         sq_stmt_t *c = &q->stmts[i];
@@ -40,7 +40,7 @@ sqlite3_stmt *sq_prep(sq_t *q, const char *sql)
     return st;
 }
 
-void sq_done(sq_t *q, sqlite3_stmt *st)
+void realm_sqlite_done(sq_t *q, sqlite3_stmt *st)
 {
     if (!st) return;
     if (!sqlite3_stmt_readonly(st)) q->base.generation++;
@@ -55,16 +55,16 @@ void sq_done(sq_t *q, sqlite3_stmt *st)
     sqlite3_finalize(st);
 }
 
-int sq_step_done(sq_t *q, sqlite3_stmt *st)
+int realm_sqlite_step_done(sq_t *q, sqlite3_stmt *st)
 {
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW && rc != SQLITE_DONE && (rc & 0xff) != SQLITE_CONSTRAINT)
-        sq_fail(q, sqlite3_sql(st));
-    sq_done(q, st);
+        realm_sqlite_fail(q, sqlite3_sql(st));
+    realm_sqlite_done(q, st);
     return rc;
 }
 
-void sq_text(sqlite3_stmt *st, int i, const char *s)
+void realm_sqlite_text(sqlite3_stmt *st, int i, const char *s)
 {
     if (s)
         sqlite3_bind_text(st, i, s, -1, SQLITE_TRANSIENT);
@@ -72,32 +72,32 @@ void sq_text(sqlite3_stmt *st, int i, const char *s)
         sqlite3_bind_null(st, i);
 }
 
-int sq_fail(sq_t *q, const char *what)
+int realm_sqlite_fail(sq_t *q, const char *what)
 {
     realm_error("store: %s: %s: %s", q->path, sqlite3_errmsg(q->db), what ? what : "");
     return -1;
 }
 
-json_t *sq_column_json(sqlite3_stmt *st, int col)
+json_t *realm_sqlite_column_json(sqlite3_stmt *st, int col)
 {
     const char *s = (const char *)sqlite3_column_text(st, col);
     json_t *j = s ? json_loads(s, 0, NULL) : NULL;
     return j ? j : json_object();
 }
 
-char *sq_column_dup(sqlite3_stmt *st, int col)
+char *realm_sqlite_column_dup(sqlite3_stmt *st, int col)
 {
     const unsigned char *s = sqlite3_column_text(st, col);
     return realm_strdup(s ? (const char *)s : "");
 }
 
-void sq_column_copy(char *out, size_t len, sqlite3_stmt *st, int col)
+void realm_sqlite_column_copy(char *out, size_t len, sqlite3_stmt *st, int col)
 {
     const unsigned char *s = sqlite3_column_text(st, col);
     snprintf(out, len, "%s", s ? (const char *)s : "");
 }
 
-int sq_exec(sq_t *q, const char *sql)
+int realm_sqlite_exec(sq_t *q, const char *sql)
 {
     char *msg = NULL;
     if (sqlite3_exec(q->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -112,19 +112,19 @@ int sq_exec(sq_t *q, const char *sql)
 
 static int sq_begin(realm_store_t *s)
 {
-    return sq_exec((sq_t *)s, "BEGIN IMMEDIATE");
+    return realm_sqlite_exec((sq_t *)s, "BEGIN IMMEDIATE");
 }
 
 static int sq_commit(realm_store_t *s)
 {
-    if (sq_exec((sq_t *)s, "COMMIT") == 0) return 0;
-    sq_exec((sq_t *)s, "ROLLBACK");
+    if (realm_sqlite_exec((sq_t *)s, "COMMIT") == 0) return 0;
+    realm_sqlite_exec((sq_t *)s, "ROLLBACK");
     return -1;
 }
 
 static void sq_rollback(realm_store_t *s)
 {
-    sq_exec((sq_t *)s, "ROLLBACK");
+    realm_sqlite_exec((sq_t *)s, "ROLLBACK");
 }
 
 /* ---- open / close ---- */
@@ -140,10 +140,11 @@ static void sq_close(realm_store_t *s)
     free(q);
 }
 
-realm_store_t *store_sqlite_open(realm_store_kind_t kind, const char *path, char *err,
-                                 size_t err_len)
+realm_store_t *realm_store_sqlite_open(realm_store_kind_t kind, const char *path, char *err,
+                                       size_t err_len)
 {
-    static const char *const schemas[] = {sq_registry_schema, sq_queue_schema, sq_auth_schema};
+    static const char *const schemas[] = {realm_sqlite_registry_schema, realm_sqlite_queue_schema,
+                                          realm_sqlite_auth_schema};
     sq_t *q = realm_calloc(1, sizeof(*q));
     /* The table is filled per store: no global state to initialize once. */
     q->ops.name = "sqlite";
@@ -151,9 +152,9 @@ realm_store_t *store_sqlite_open(realm_store_kind_t kind, const char *path, char
     q->ops.begin = sq_begin;
     q->ops.commit = sq_commit;
     q->ops.rollback = sq_rollback;
-    sq_registry_ops(&q->ops);
-    sq_queue_ops(&q->ops);
-    sq_auth_ops(&q->ops);
+    realm_sqlite_registry_ops(&q->ops);
+    realm_sqlite_queue_ops(&q->ops);
+    realm_sqlite_auth_ops(&q->ops);
     q->base.ops = &q->ops;
     q->path = realm_strdup(path);
     q->next_token = 1;
@@ -173,7 +174,7 @@ realm_store_t *store_sqlite_open(realm_store_kind_t kind, const char *path, char
         sqlite3_free(msg);
         goto fail;
     }
-    if (kind == REALM_STORE_QUEUE && sq_queue_migrate(q, err, err_len) != 0) goto fail;
+    if (kind == REALM_STORE_QUEUE && realm_sqlite_queue_migrate(q, err, err_len) != 0) goto fail;
     return &q->base;
 fail:
     sq_close(&q->base);

@@ -10,7 +10,7 @@
 
 #include <sqlite3.h>
 
-/* A prepared statement kept for reuse (sq_prep, sq_done). */
+/* A prepared statement kept for reuse (realm_sqlite_prep, realm_sqlite_done). */
 typedef struct {
     const char *sql; /* a string literal of the backend */
     sqlite3_stmt *st;
@@ -42,26 +42,26 @@ typedef struct {
 } sq_t;
 
 /* A statement for sql (a literal): a cached one not in use, else a new one;
- * hand it back with sq_done, never sqlite3_finalize. NULL on error (logged). */
-sqlite3_stmt *sq_prep(sq_t *q, const char *sql);
+ * hand it back with realm_sqlite_done, never sqlite3_finalize. NULL on error (logged). */
+sqlite3_stmt *realm_sqlite_prep(sq_t *q, const char *sql);
 /* Resets, unbinds and hands back st (NULL is fine); bumps the generation
  * when st may write. */
-void sq_done(sq_t *q, sqlite3_stmt *st);
+void realm_sqlite_done(sq_t *q, sqlite3_stmt *st);
 /* Steps st once and hands it back: the sqlite3_step code. */
-int sq_step_done(sq_t *q, sqlite3_stmt *st);
-void sq_text(sqlite3_stmt *st, int i, const char *s); /* NULL binds NULL */
-int sq_fail(sq_t *q, const char *what);               /* logs; returns -1 */
-json_t *sq_column_json(sqlite3_stmt *st, int col);    /* never NULL */
-char *sq_column_dup(sqlite3_stmt *st, int col);       /* "" for NULL */
-void sq_column_copy(char *out, size_t len, sqlite3_stmt *st, int col);
-int sq_exec(sq_t *q, const char *sql); /* 0 or -1 (logged) */
+int realm_sqlite_step_done(sq_t *q, sqlite3_stmt *st);
+void realm_sqlite_text(sqlite3_stmt *st, int i, const char *s); /* NULL binds NULL */
+int realm_sqlite_fail(sq_t *q, const char *what);               /* logs; returns -1 */
+json_t *realm_sqlite_column_json(sqlite3_stmt *st, int col);    /* never NULL */
+char *realm_sqlite_column_dup(sqlite3_stmt *st, int col);       /* "" for NULL */
+void realm_sqlite_column_copy(char *out, size_t len, sqlite3_stmt *st, int col);
+int realm_sqlite_exec(sq_t *q, const char *sql); /* 0 or -1 (logged) */
 
-extern const char sq_registry_schema[];
-extern const char sq_queue_schema[];
-extern const char sq_auth_schema[];
-int sq_queue_migrate(sq_t *q, char *err, size_t err_len);
-void sq_registry_ops(realm_store_ops_t *ops);
-void sq_queue_ops(realm_store_ops_t *ops);
-void sq_auth_ops(realm_store_ops_t *ops);
+extern const char realm_sqlite_registry_schema[];
+extern const char realm_sqlite_queue_schema[];
+extern const char realm_sqlite_auth_schema[];
+int realm_sqlite_queue_migrate(sq_t *q, char *err, size_t err_len);
+void realm_sqlite_registry_ops(realm_store_ops_t *ops);
+void realm_sqlite_queue_ops(realm_store_ops_t *ops);
+void realm_sqlite_auth_ops(realm_store_ops_t *ops);
 
 #endif

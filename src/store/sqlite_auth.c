@@ -19,19 +19,20 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char sq_auth_schema[] = "CREATE TABLE IF NOT EXISTS tenants("
-                              " name TEXT PRIMARY KEY,"
-                              " account_id TEXT NOT NULL UNIQUE CHECK(length(account_id) = 12),"
-                              " created INTEGER NOT NULL);"
-                              "CREATE TABLE IF NOT EXISTS keys("
-                              " key_id TEXT PRIMARY KEY,"
-                              " tenant TEXT NOT NULL REFERENCES tenants(name),"
-                              " api_key_salt BLOB NOT NULL, api_key_hash BLOB NOT NULL,"
-                              " access_key_id TEXT NOT NULL UNIQUE, secret_enc BLOB NOT NULL,"
-                              " rate REAL NOT NULL DEFAULT 0, burst REAL NOT NULL DEFAULT 0,"
-                              " revoked_at INTEGER, created INTEGER NOT NULL);"
-                              "CREATE INDEX IF NOT EXISTS keys_tenant ON keys(tenant, created);"
-                              "PRAGMA user_version = 1;";
+const char realm_sqlite_auth_schema[] =
+    "CREATE TABLE IF NOT EXISTS tenants("
+    " name TEXT PRIMARY KEY,"
+    " account_id TEXT NOT NULL UNIQUE CHECK(length(account_id) = 12),"
+    " created INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS keys("
+    " key_id TEXT PRIMARY KEY,"
+    " tenant TEXT NOT NULL REFERENCES tenants(name),"
+    " api_key_salt BLOB NOT NULL, api_key_hash BLOB NOT NULL,"
+    " access_key_id TEXT NOT NULL UNIQUE, secret_enc BLOB NOT NULL,"
+    " rate REAL NOT NULL DEFAULT 0, burst REAL NOT NULL DEFAULT 0,"
+    " revoked_at INTEGER, created INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS keys_tenant ON keys(tenant, created);"
+    "PRAGMA user_version = 1;";
 
 #define KEY_COLS                                                                                   \
     "k.key_id, k.tenant, t.account_id, k.access_key_id, k.rate, k.burst, k.revoked_at,"            \
@@ -79,10 +80,10 @@ static size_t copy_blob(unsigned char *out, size_t cap, sqlite3_stmt *st, int co
 static void read_key(sqlite3_stmt *st, realm_store_key_t *k)
 {
     memset(k, 0, sizeof(*k));
-    sq_column_copy(k->key_id, sizeof(k->key_id), st, C_KEY_ID);
-    sq_column_copy(k->tenant, sizeof(k->tenant), st, C_TENANT);
-    sq_column_copy(k->account_id, sizeof(k->account_id), st, C_ACCOUNT);
-    sq_column_copy(k->access_key_id, sizeof(k->access_key_id), st, C_AKID);
+    realm_sqlite_column_copy(k->key_id, sizeof(k->key_id), st, C_KEY_ID);
+    realm_sqlite_column_copy(k->tenant, sizeof(k->tenant), st, C_TENANT);
+    realm_sqlite_column_copy(k->account_id, sizeof(k->account_id), st, C_ACCOUNT);
+    realm_sqlite_column_copy(k->access_key_id, sizeof(k->access_key_id), st, C_AKID);
     k->rate = sqlite3_column_double(st, C_RATE);
     k->burst = sqlite3_column_double(st, C_BURST);
     k->revoked_ms =
@@ -98,43 +99,44 @@ static void read_key(sqlite3_stmt *st, realm_store_key_t *k)
 static int tenant_get(realm_store_t *s, const char *t, char *account_id)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_TENANT_GET);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_TENANT_GET);
     if (!st) return -1;
-    sq_text(st, 1, t);
+    realm_sqlite_text(st, 1, t);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) sq_column_copy(account_id, 13, st, 0);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_fail(q, S_TENANT_GET);
-    sq_done(q, st);
+    if (rc == SQLITE_ROW) realm_sqlite_column_copy(account_id, 13, st, 0);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) realm_sqlite_fail(q, S_TENANT_GET);
+    realm_sqlite_done(q, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
 static int tenant_add(realm_store_t *s, const char *t, const char *account_id, int64_t now_ms)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_TENANT_ADD);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_TENANT_ADD);
     if (!st) return -1;
-    sq_text(st, 1, t);
-    sq_text(st, 2, account_id);
+    realm_sqlite_text(st, 1, t);
+    realm_sqlite_text(st, 2, account_id);
     sqlite3_bind_int64(st, 3, now_ms);
-    int rc = sq_step_done(q, st);
+    int rc = realm_sqlite_step_done(q, st);
     return rc == SQLITE_DONE ? 0 : (rc & 0xff) == SQLITE_CONSTRAINT ? 1 : -1;
 }
 
 static int key_add(realm_store_t *s, const realm_store_key_t *k)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_KEY_ADD);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_KEY_ADD);
     if (!st) return -1;
-    sq_text(st, 1, k->key_id);
-    sq_text(st, 2, k->tenant);
+    realm_sqlite_text(st, 1, k->key_id);
+    realm_sqlite_text(st, 2, k->tenant);
     sqlite3_bind_blob(st, 3, k->salt, (int)k->salt_len, SQLITE_STATIC);
     sqlite3_bind_blob(st, 4, k->hash, (int)k->hash_len, SQLITE_STATIC);
-    sq_text(st, 5, k->access_key_id);
+    realm_sqlite_text(st, 5, k->access_key_id);
     sqlite3_bind_blob(st, 6, k->secret_enc, (int)k->secret_enc_len, SQLITE_STATIC);
     sqlite3_bind_double(st, 7, k->rate);
     sqlite3_bind_double(st, 8, k->burst);
     sqlite3_bind_int64(st, 9, k->created_ms);
-    int rc = sq_step_done(q, st); /* sq_done drops the pointers to the caller's key */
+    int rc = realm_sqlite_step_done(
+        q, st); /* realm_sqlite_done drops the pointers to the caller's key */
     return rc == SQLITE_DONE ? 0 : (rc & 0xff) == SQLITE_CONSTRAINT ? 1 : -1;
 }
 
@@ -142,13 +144,13 @@ static int key_get(realm_store_t *s, const char *id, int by_access_key, realm_st
 {
     sq_t *q = (sq_t *)s;
     const char *sql = by_access_key ? S_KEY_BY_AKID : S_KEY_BY_ID;
-    sqlite3_stmt *st = sq_prep(q, sql);
+    sqlite3_stmt *st = realm_sqlite_prep(q, sql);
     if (!st) return -1;
-    sq_text(st, 1, id);
+    realm_sqlite_text(st, 1, id);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) read_key(st, out);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_fail(q, sql);
-    sq_done(q, st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) realm_sqlite_fail(q, sql);
+    realm_sqlite_done(q, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -157,7 +159,7 @@ static int key_list(realm_store_t *s, realm_store_key_t **out, size_t *n)
     sq_t *q = (sq_t *)s;
     *out = NULL;
     *n = 0;
-    sqlite3_stmt *st = sq_prep(q, S_LIST);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_LIST);
     if (!st) return -1;
     size_t cap = 0;
     int rc;
@@ -168,8 +170,8 @@ static int key_list(realm_store_t *s, realm_store_key_t **out, size_t *n)
         }
         read_key(st, &(*out)[(*n)++]);
     }
-    if (rc != SQLITE_DONE) sq_fail(q, S_LIST);
-    sq_done(q, st);
+    if (rc != SQLITE_DONE) realm_sqlite_fail(q, S_LIST);
+    realm_sqlite_done(q, st);
     if (rc == SQLITE_DONE) return 0;
     free(*out);
     *out = NULL;
@@ -180,44 +182,44 @@ static int key_list(realm_store_t *s, realm_store_key_t **out, size_t *n)
 static int key_revoke(realm_store_t *s, const char *key_id, int64_t now_ms)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_REVOKE);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_REVOKE);
     if (!st) return -1;
-    sq_text(st, 1, key_id);
+    realm_sqlite_text(st, 1, key_id);
     sqlite3_bind_int64(st, 2, now_ms);
-    if (sq_step_done(q, st) != SQLITE_DONE) return -1;
+    if (realm_sqlite_step_done(q, st) != SQLITE_DONE) return -1;
     if (sqlite3_changes(q->db) > 0) return 0;
-    st = sq_prep(q, S_KEY_EXISTS);
+    st = realm_sqlite_prep(q, S_KEY_EXISTS);
     if (!st) return -1;
-    sq_text(st, 1, key_id);
-    int rc = sq_step_done(q, st);
+    realm_sqlite_text(st, 1, key_id);
+    int rc = realm_sqlite_step_done(q, st);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 2 : -1;
 }
 
 static int key_any(realm_store_t *s)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_HAS_KEYS);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_HAS_KEYS);
     if (!st) return -1;
     int rc = sqlite3_step(st), any = -1;
     if (rc == SQLITE_ROW)
         any = sqlite3_column_int(st, 0) != 0;
     else
-        sq_fail(q, S_HAS_KEYS);
-    sq_done(q, st);
+        realm_sqlite_fail(q, S_HAS_KEYS);
+    realm_sqlite_done(q, st);
     return any;
 }
 
 static int64_t auth_version(realm_store_t *s)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_DATA_VERSION);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_DATA_VERSION);
     if (!st) return q->data_version;
     if (sqlite3_step(st) == SQLITE_ROW) q->data_version = sqlite3_column_int64(st, 0);
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return q->data_version;
 }
 
-void sq_auth_ops(realm_store_ops_t *o)
+void realm_sqlite_auth_ops(realm_store_ops_t *o)
 {
     o->tenant_get = tenant_get;
     o->tenant_add = tenant_add;

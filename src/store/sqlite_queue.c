@@ -40,7 +40,7 @@
  * Leases: one process owns a file's leases (they are not in the file); a
  * lease token is a counter of this store. Lease 0 in an outcome means
  * "unfenced" (the caller holds no token). Statements are prepared once
- * (sq_prep's cache); push, fail, park, unpark and forget are one BEGIN
+ * (realm_sqlite_prep's cache); push, fail, park, unpark and forget are one BEGIN
  * IMMEDIATE transaction each, the other calls one statement in autocommit.
  */
 #include "store/sqlite.h"
@@ -53,7 +53,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char sq_queue_schema[] =
+const char realm_sqlite_queue_schema[] =
     "CREATE TABLE IF NOT EXISTS events("
     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
     " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
@@ -150,7 +150,7 @@ static const char S_FORGET_PARKED[] = "DELETE FROM parked_fns WHERE tenant = ?1 
 
 /* ---- migration ---- */
 
-int sq_queue_migrate(sq_t *q, char *err, size_t err_len)
+int realm_sqlite_queue_migrate(sq_t *q, char *err, size_t err_len)
 {
     sqlite3_stmt *st = NULL;
     int has_v1 = 0;
@@ -225,40 +225,40 @@ static int unlease(sq_t *q, int64_t id, uint64_t token)
 static int run(sq_t *q, sqlite3_stmt *st)
 {
     if (!st) return -1;
-    return sq_step_done(q, st) == SQLITE_DONE ? 0 : -1;
+    return realm_sqlite_step_done(q, st) == SQLITE_DONE ? 0 : -1;
 }
 
 static sqlite3_stmt *prep_id(sq_t *q, const char *sql, int64_t id)
 {
-    sqlite3_stmt *st = sq_prep(q, sql);
+    sqlite3_stmt *st = realm_sqlite_prep(q, sql);
     if (st) sqlite3_bind_int64(st, 1, id);
     return st;
 }
 
 static sqlite3_stmt *prep_tf(sq_t *q, const char *sql, const char *t, const char *f)
 {
-    sqlite3_stmt *st = sq_prep(q, sql);
+    sqlite3_stmt *st = realm_sqlite_prep(q, sql);
     if (!st) return NULL;
-    sq_text(st, 1, t);
-    sq_text(st, 2, f);
+    realm_sqlite_text(st, 1, t);
+    realm_sqlite_text(st, 2, f);
     return st;
 }
 
 static int begin(sq_t *q)
 {
-    return sq_exec(q, "BEGIN IMMEDIATE");
+    return realm_sqlite_exec(q, "BEGIN IMMEDIATE");
 }
 
 static int commit(sq_t *q)
 {
-    if (sq_exec(q, "COMMIT") == 0) return 0;
-    sq_exec(q, "ROLLBACK");
+    if (realm_sqlite_exec(q, "COMMIT") == 0) return 0;
+    realm_sqlite_exec(q, "ROLLBACK");
     return -1;
 }
 
 static int rollback(sq_t *q)
 {
-    sq_exec(q, "ROLLBACK");
+    realm_sqlite_exec(q, "ROLLBACK");
     return -1;
 }
 
@@ -273,13 +273,13 @@ static int64_t q_push(realm_store_t *s, const char *t, const char *f, const char
     if (max_fn || max_tenant) {
         sqlite3_stmt *st = prep_tf(q, S_COUNTS, t, f);
         if (!st || sqlite3_step(st) != SQLITE_ROW) {
-            sq_fail(q, S_COUNTS);
-            sq_done(q, st);
+            realm_sqlite_fail(q, S_COUNTS);
+            realm_sqlite_done(q, st);
             return rollback(q);
         }
         uint64_t fn_n = (uint64_t)sqlite3_column_int64(st, 0);
         uint64_t tenant_n = (uint64_t)sqlite3_column_int64(st, 1);
-        sq_done(q, st);
+        realm_sqlite_done(q, st);
         if ((max_fn && fn_n >= max_fn) || (max_tenant && tenant_n >= max_tenant)) {
             *which = max_fn && fn_n >= max_fn ? 'f' : 't';
             rollback(q);
@@ -288,15 +288,15 @@ static int64_t q_push(realm_store_t *s, const char *t, const char *f, const char
     }
     sqlite3_stmt *st = prep_tf(q, S_PUSH, t, f);
     if (!st) return rollback(q);
-    sq_text(st, 3, qual);
+    realm_sqlite_text(st, 3, qual);
     sqlite3_bind_int64(st, 4, now_ms);
     int64_t id = -1;
-    if (sq_step_done(q, st) == SQLITE_DONE) id = sqlite3_last_insert_rowid(q->db);
+    if (realm_sqlite_step_done(q, st) == SQLITE_DONE) id = sqlite3_last_insert_rowid(q->db);
     if (id > 0) {
         st = prep_id(q, S_PUSH_PAYLOAD, id);
         /* A NULL pointer would bind SQL NULL: an empty payload is an empty blob. */
         if (st) sqlite3_bind_blob64(st, 2, len ? payload : "", len, SQLITE_STATIC);
-        if (run(q, st) != 0) id = -1; /* sq_done dropped the payload pointer */
+        if (run(q, st) != 0) id = -1; /* realm_sqlite_done dropped the payload pointer */
     }
     if (id < 0) return rollback(q);
     return commit(q) == 0 ? id : -1;
@@ -306,7 +306,7 @@ static size_t q_claim(realm_store_t *s, int64_t now_ms, int64_t lease_until_ms,
                       realm_store_event_t *out, size_t max)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_DUE);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_DUE);
     if (!st) return 0;
     sqlite3_bind_int64(st, 1, now_ms);
     size_t n = 0;
@@ -318,19 +318,19 @@ static size_t q_claim(realm_store_t *s, int64_t now_ms, int64_t lease_until_ms,
         realm_store_event_t *ev = &out[n++];
         memset(ev, 0, sizeof(*ev));
         ev->id = id;
-        ev->tenant = sq_column_dup(st, 1);
-        ev->function = sq_column_dup(st, 2);
-        ev->qualifier = sq_column_dup(st, 3);
+        ev->tenant = realm_sqlite_column_dup(st, 1);
+        ev->function = realm_sqlite_column_dup(st, 2);
+        ev->qualifier = realm_sqlite_column_dup(st, 3);
         ev->attempts = sqlite3_column_int(st, 4);
         ev->enqueued_ms = sqlite3_column_int64(st, 5);
     }
     if (n < max && rc != SQLITE_DONE) {
-        sq_fail(q, S_DUE);
+        realm_sqlite_fail(q, S_DUE);
         for (size_t i = 0; i < n; i++)
             realm_store_event_dispose(&out[i]);
         n = 0;
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     for (size_t i = 0; i < n; i++)
         out[i].lease = lease(q, out[i].id, lease_until_ms);
     return n;
@@ -343,8 +343,8 @@ static int q_payload(realm_store_t *s, int64_t id, char **data, size_t *len)
     if (!st) return -1;
     int rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        if (rc != SQLITE_DONE) sq_fail(q, S_PAYLOAD);
-        sq_done(q, st);
+        if (rc != SQLITE_DONE) realm_sqlite_fail(q, S_PAYLOAD);
+        realm_sqlite_done(q, st);
         return rc == SQLITE_DONE ? 1 : -1;
     }
     const void *p = sqlite3_column_blob(st, 0);
@@ -353,7 +353,7 @@ static int q_payload(realm_store_t *s, int64_t id, char **data, size_t *len)
     if (n) memcpy(*data, p, n);
     (*data)[n] = '\0';
     *len = n;
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     q->payload_reads++;
     q->payload_bytes += n;
     return 0;
@@ -375,7 +375,7 @@ static int q_retry(realm_store_t *s, int64_t id, uint64_t token, int64_t due_ms,
     sqlite3_stmt *st = prep_id(q, S_RETRY, id);
     if (!st) return -1;
     sqlite3_bind_int64(st, 2, due_ms);
-    sq_text(st, 3, error);
+    realm_sqlite_text(st, 3, error);
     return run(q, st);
 }
 
@@ -403,24 +403,24 @@ static int q_fail(realm_store_t *s, int64_t id, uint64_t token, const char *etyp
     if (begin(q) != 0) return -1;
     sqlite3_stmt *st = prep_id(q, S_TO_FAILED, id);
     if (!st) return rollback(q);
-    sq_text(st, 2, etype);
-    sq_text(st, 3, emsg);
+    realm_sqlite_text(st, 2, etype);
+    realm_sqlite_text(st, 3, emsg);
     sqlite3_bind_int64(st, 4, now_ms);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) { /* no longer pending (forgotten): nothing to move */
-        sq_done(q, st);
+        realm_sqlite_done(q, st);
         return commit(q);
     }
     if (rc != SQLITE_ROW) {
-        sq_fail(q, S_TO_FAILED);
-        sq_done(q, st);
+        realm_sqlite_fail(q, S_TO_FAILED);
+        realm_sqlite_done(q, st);
         return rollback(q);
     }
-    char *tenant = sq_column_dup(st, 0), *function = sq_column_dup(st, 1);
+    char *tenant = realm_sqlite_column_dup(st, 0), *function = realm_sqlite_column_dup(st, 1);
     rc = sqlite3_step(st); /* finish the INSERT .. RETURNING */
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     int ok = rc == SQLITE_DONE;
-    if (!ok) sq_fail(q, S_TO_FAILED);
+    if (!ok) realm_sqlite_fail(q, S_TO_FAILED);
     if (ok) ok = run(q, prep_id(q, S_DONE, id)) == 0;
     if (ok) {
         st = prep_tf(q, S_TRIM_FAILED, tenant, function);
@@ -459,7 +459,7 @@ static int64_t q_unpark(realm_store_t *s, const char *t, const char *f, int64_t 
 static json_t *q_parked(realm_store_t *s)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_PARKED);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_PARKED);
     if (!st) return NULL;
     json_t *arr = json_array();
     int rc;
@@ -467,11 +467,11 @@ static json_t *q_parked(realm_store_t *s)
         json_array_append_new(arr, json_pack("[s, s]", (const char *)sqlite3_column_text(st, 0),
                                              (const char *)sqlite3_column_text(st, 1)));
     if (rc != SQLITE_DONE) {
-        sq_fail(q, S_PARKED);
+        realm_sqlite_fail(q, S_PARKED);
         json_decref(arr);
         arr = NULL;
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return arr;
 }
 
@@ -480,7 +480,7 @@ static json_t *q_parked(realm_store_t *s)
 static int64_t q_next_due(realm_store_t *s)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_NEXT);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_NEXT);
     if (!st) return -1;
     int64_t due = -1;
     int rc = SQLITE_DONE;
@@ -489,22 +489,22 @@ static int64_t q_next_due(realm_store_t *s)
         due = sqlite3_column_int64(st, 1);
         break;
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_fail(q, S_NEXT);
-    sq_done(q, st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) realm_sqlite_fail(q, S_NEXT);
+    realm_sqlite_done(q, st);
     return due;
 }
 
 static size_t q_pending(realm_store_t *s, const char *t, const char *f)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = f ? prep_tf(q, S_COUNTS, t, f) : sq_prep(q, S_COUNT);
+    sqlite3_stmt *st = f ? prep_tf(q, S_COUNTS, t, f) : realm_sqlite_prep(q, S_COUNT);
     if (!st) return 0;
     size_t n = 0;
     if (sqlite3_step(st) == SQLITE_ROW)
         n = (size_t)sqlite3_column_int64(st, 0);
     else
-        sq_fail(q, f ? S_COUNTS : S_COUNT);
-    sq_done(q, st);
+        realm_sqlite_fail(q, f ? S_COUNTS : S_COUNT);
+    realm_sqlite_done(q, st);
     return n;
 }
 
@@ -550,11 +550,11 @@ static json_t *q_failed(realm_store_t *s, const char *t, const char *f, size_t l
         json_array_append_new(arr, o);
     }
     if (rc != SQLITE_DONE) {
-        sq_fail(q, sql);
+        realm_sqlite_fail(q, sql);
         json_decref(arr);
         arr = NULL;
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return arr;
 }
 
@@ -569,7 +569,7 @@ static int q_forget(realm_store_t *s, const char *t, const char *f)
     return commit(q);
 }
 
-void sq_queue_ops(realm_store_ops_t *o)
+void realm_sqlite_queue_ops(realm_store_ops_t *o)
 {
     o->q_push = q_push;
     o->q_claim = q_claim;

@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char sq_registry_schema[] =
+const char realm_sqlite_registry_schema[] =
     "PRAGMA foreign_keys=ON;" /* versions and aliases go with their function */
     "CREATE TABLE IF NOT EXISTS functions("
     " tenant TEXT NOT NULL, name TEXT NOT NULL,"
@@ -87,10 +87,10 @@ static const char S_ALIAS_USING[] =
 /* A statement for sql with tenant and name bound to ?1 and ?2. */
 static sqlite3_stmt *prep_tn(sq_t *q, const char *sql, const char *t, const char *n)
 {
-    sqlite3_stmt *st = sq_prep(q, sql);
+    sqlite3_stmt *st = realm_sqlite_prep(q, sql);
     if (!st) return NULL;
-    sq_text(st, 1, t);
-    sq_text(st, 2, n);
+    realm_sqlite_text(st, 1, t);
+    realm_sqlite_text(st, 2, n);
     return st;
 }
 
@@ -103,7 +103,7 @@ static char *dump(json_t *j)
 static int write_rc(sq_t *q, sqlite3_stmt *st)
 {
     if (!st) return -1;
-    int rc = sq_step_done(q, st);
+    int rc = realm_sqlite_step_done(q, st);
     if (rc != SQLITE_DONE && rc != SQLITE_ROW) return -1;
     return sqlite3_changes(q->db) > 0 ? 0 : 1;
 }
@@ -118,10 +118,10 @@ static int fn_get(realm_store_t *s, const char *t, const char *n, realm_store_fn
         out->next_version = sqlite3_column_int64(st, 0);
         out->reserved =
             sqlite3_column_type(st, 1) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 1);
-        out->tags = sq_column_json(st, 2);
+        out->tags = realm_sqlite_column_json(st, 2);
     }
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_fail(q, S_FN_GET);
-    sq_done(q, st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) realm_sqlite_fail(q, S_FN_GET);
+    realm_sqlite_done(q, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -131,9 +131,9 @@ static int fn_insert(realm_store_t *s, const char *t, const char *n, json_t *tag
     sqlite3_stmt *st = prep_tn(q, S_FN_INSERT, t, n);
     if (!st) return -1;
     char *ts = tags ? dump(tags) : NULL;
-    sq_text(st, 3, ts ? ts : "{}");
+    realm_sqlite_text(st, 3, ts ? ts : "{}");
     free(ts);
-    int rc = sq_step_done(q, st);
+    int rc = realm_sqlite_step_done(q, st);
     return rc == SQLITE_DONE ? 0 : (rc & 0xff) == SQLITE_CONSTRAINT ? 1 : -1;
 }
 
@@ -161,7 +161,7 @@ static int fn_set_tags(realm_store_t *s, const char *t, const char *n, json_t *t
     sqlite3_stmt *st = prep_tn(q, S_FN_TAGS, t, n);
     if (!st) return -1;
     char *ts = dump(tags);
-    sq_text(st, 3, ts);
+    realm_sqlite_text(st, 3, ts);
     free(ts);
     return write_rc(q, st) < 0 ? -1 : 0;
 }
@@ -178,10 +178,10 @@ static int64_t fn_take_version(realm_store_t *s, const char *t, const char *n)
         rc = sqlite3_step(st);
     }
     if (rc != SQLITE_DONE) {
-        sq_fail(q, S_FN_TAKE);
+        realm_sqlite_fail(q, S_FN_TAKE);
         v = -1;
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return v;
 }
 
@@ -190,26 +190,27 @@ static int64_t fn_sum_reserved(realm_store_t *s, const char *t, const char *exce
     sq_t *q = (sq_t *)s;
     sqlite3_stmt *st = prep_tn(q, S_FN_SUM, t, except ? except : "");
     if (!st) return -1;
-    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : sq_fail(q, S_FN_SUM);
-    sq_done(q, st);
+    int64_t v = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0)
+                                               : realm_sqlite_fail(q, S_FN_SUM);
+    realm_sqlite_done(q, st);
     return v;
 }
 
 static int fn_usage(realm_store_t *s, const char *t, int64_t *count, int64_t *code_size)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, S_FN_USAGE);
+    sqlite3_stmt *st = realm_sqlite_prep(q, S_FN_USAGE);
     if (!st) return -1;
-    sq_text(st, 1, t);
+    realm_sqlite_text(st, 1, t);
     int rc = -1;
     if (sqlite3_step(st) == SQLITE_ROW) {
         *count = sqlite3_column_int64(st, 0);
         *code_size = sqlite3_column_int64(st, 1);
         rc = 0;
     } else {
-        sq_fail(q, S_FN_USAGE);
+        realm_sqlite_fail(q, S_FN_USAGE);
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return rc;
 }
 
@@ -224,12 +225,12 @@ static int ver_get(realm_store_t *s, const char *t, const char *n, int64_t num, 
     sqlite3_bind_int64(st, 3, num);
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
-        if (config) *config = sq_column_json(st, 0);
-        if (code) sq_column_copy(code, REALM_STORE_HEX_LEN + 1, st, 1);
+        if (config) *config = realm_sqlite_column_json(st, 0);
+        if (code) realm_sqlite_column_copy(code, REALM_STORE_HEX_LEN + 1, st, 1);
     } else if (rc != SQLITE_DONE) {
-        sq_fail(q, S_VER_GET);
+        realm_sqlite_fail(q, S_VER_GET);
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -242,12 +243,12 @@ static int ver_last(realm_store_t *s, const char *t, const char *n, int64_t *num
     int rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *num = sqlite3_column_int64(st, 0);
-        if (config) *config = sq_column_json(st, 1);
-        if (code) sq_column_copy(code, REALM_STORE_HEX_LEN + 1, st, 2);
+        if (config) *config = realm_sqlite_column_json(st, 1);
+        if (code) realm_sqlite_column_copy(code, REALM_STORE_HEX_LEN + 1, st, 2);
     } else if (rc != SQLITE_DONE) {
-        sq_fail(q, S_VER_LAST);
+        realm_sqlite_fail(q, S_VER_LAST);
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -257,9 +258,9 @@ static int ver_write(sq_t *q, const char *sql, const char *t, const char *n, int
     sqlite3_stmt *st = prep_tn(q, sql, t, n);
     if (!st) return -1;
     sqlite3_bind_int64(st, 3, num);
-    if (code) sq_text(st, 4, code);
+    if (code) realm_sqlite_text(st, 4, code);
     char *cs = dump(config);
-    sq_text(st, 5, cs);
+    realm_sqlite_text(st, 5, cs);
     free(cs);
     return write_rc(q, st) < 0 ? -1 : 0;
 }
@@ -292,7 +293,7 @@ static json_t *ver_list(realm_store_t *s, const char *t, const char *n, const ch
     const char *sql = n ? S_VER_LIST_FN : latest_only ? S_VER_LIST_LATEST : S_VER_LIST_ALL;
     sqlite3_stmt *st = prep_tn(q, sql, t, n);
     if (!st) return NULL;
-    sq_text(st, 3, after_name);
+    realm_sqlite_text(st, 3, after_name);
     sqlite3_bind_int64(st, 4, after_num);
     sqlite3_bind_int64(st, 5, (int64_t)limit);
     json_t *list = json_array();
@@ -301,24 +302,24 @@ static json_t *ver_list(realm_store_t *s, const char *t, const char *n, const ch
         json_array_append_new(list, json_pack("{s:s, s:I, s:o}", "name",
                                               (const char *)sqlite3_column_text(st, 0), "num",
                                               (json_int_t)sqlite3_column_int64(st, 1), "config",
-                                              sq_column_json(st, 2)));
+                                              realm_sqlite_column_json(st, 2)));
     if (rc != SQLITE_DONE) {
-        sq_fail(q, sql);
+        realm_sqlite_fail(q, sql);
         json_decref(list);
         list = NULL;
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return list;
 }
 
 static int code_used(realm_store_t *s, const char *t, const char *hex)
 {
     sq_t *q = (sq_t *)s;
-    sqlite3_stmt *st = sq_prep(q, t ? S_CODE_OWNED : S_CODE_USED);
+    sqlite3_stmt *st = realm_sqlite_prep(q, t ? S_CODE_OWNED : S_CODE_USED);
     if (!st) return -1;
-    sq_text(st, 1, hex);
-    if (t) sq_text(st, 2, t);
-    int rc = sq_step_done(q, st);
+    realm_sqlite_text(st, 1, hex);
+    if (t) realm_sqlite_text(st, 2, t);
+    int rc = realm_sqlite_step_done(q, st);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
@@ -329,11 +330,11 @@ static int alias_get(realm_store_t *s, const char *t, const char *n, const char 
     sq_t *q = (sq_t *)s;
     sqlite3_stmt *st = prep_tn(q, S_ALIAS_GET, t, n);
     if (!st) return -1;
-    sq_text(st, 3, a);
+    realm_sqlite_text(st, 3, a);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW && config) *config = sq_column_json(st, 0);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_fail(q, S_ALIAS_GET);
-    sq_done(q, st);
+    if (rc == SQLITE_ROW && config) *config = realm_sqlite_column_json(st, 0);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) realm_sqlite_fail(q, S_ALIAS_GET);
+    realm_sqlite_done(q, st);
     return rc == SQLITE_ROW ? 0 : rc == SQLITE_DONE ? 1 : -1;
 }
 
@@ -343,9 +344,9 @@ static int alias_put(realm_store_t *s, const char *t, const char *n, const char 
     sq_t *q = (sq_t *)s;
     sqlite3_stmt *st = prep_tn(q, is_insert ? S_ALIAS_INSERT : S_ALIAS_UPDATE, t, n);
     if (!st) return -1;
-    sq_text(st, 3, a);
+    realm_sqlite_text(st, 3, a);
     char *cs = dump(config);
-    sq_text(st, 4, cs);
+    realm_sqlite_text(st, 4, cs);
     free(cs);
     return write_rc(q, st) < 0 ? -1 : 0;
 }
@@ -355,7 +356,7 @@ static int alias_delete(realm_store_t *s, const char *t, const char *n, const ch
     sq_t *q = (sq_t *)s;
     sqlite3_stmt *st = prep_tn(q, S_ALIAS_DELETE, t, n);
     if (!st) return -1;
-    sq_text(st, 3, a);
+    realm_sqlite_text(st, 3, a);
     return write_rc(q, st);
 }
 
@@ -365,21 +366,21 @@ static json_t *alias_list(realm_store_t *s, const char *t, const char *n, const 
     sq_t *q = (sq_t *)s;
     sqlite3_stmt *st = prep_tn(q, S_ALIAS_LIST, t, n);
     if (!st) return NULL;
-    sq_text(st, 3, after);
-    sq_text(st, 4, version);
+    realm_sqlite_text(st, 3, after);
+    realm_sqlite_text(st, 4, version);
     sqlite3_bind_int64(st, 5, (int64_t)limit);
     json_t *list = json_array();
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW)
         json_array_append_new(list, json_pack("{s:s, s:o}", "alias",
                                               (const char *)sqlite3_column_text(st, 0), "config",
-                                              sq_column_json(st, 1)));
+                                              realm_sqlite_column_json(st, 1)));
     if (rc != SQLITE_DONE) {
-        sq_fail(q, S_ALIAS_LIST);
+        realm_sqlite_fail(q, S_ALIAS_LIST);
         json_decref(list);
         list = NULL;
     }
-    sq_done(q, st);
+    realm_sqlite_done(q, st);
     return list;
 }
 
@@ -389,15 +390,15 @@ static int alias_using(realm_store_t *s, const char *t, const char *n, const cha
     sq_t *q = (sq_t *)s;
     sqlite3_stmt *st = prep_tn(q, S_ALIAS_USING, t, n);
     if (!st) return -1;
-    sq_text(st, 3, version);
+    realm_sqlite_text(st, 3, version);
     int rc = sqlite3_step(st);
-    if (rc == SQLITE_ROW) sq_column_copy(alias_out, 129, st, 0);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE) sq_fail(q, S_ALIAS_USING);
-    sq_done(q, st);
+    if (rc == SQLITE_ROW) realm_sqlite_column_copy(alias_out, 129, st, 0);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE) realm_sqlite_fail(q, S_ALIAS_USING);
+    realm_sqlite_done(q, st);
     return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
 }
 
-void sq_registry_ops(realm_store_ops_t *o)
+void realm_sqlite_registry_ops(realm_store_ops_t *o)
 {
     o->fn_get = fn_get;
     o->fn_insert = fn_insert;

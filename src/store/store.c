@@ -19,8 +19,8 @@ realm_store_t *realm_store_open(realm_store_kind_t kind, const char *location, c
                                 size_t err_len)
 {
     realm_store_t *s = realm_store_is_memory(location)
-                           ? store_memory_open(kind, location + 7, err, err_len)
-                           : store_sqlite_open(kind, location, err, err_len);
+                           ? realm_store_memory_open(kind, location + 7, err, err_len)
+                           : realm_store_sqlite_open(kind, location, err, err_len);
     if (s) s->kind = kind;
     return s;
 }
