@@ -4,8 +4,9 @@
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   db (SQLite opening) <- {registry, queue, auth}
-# Domain code (dispatch, registry, sandbox, exec, queue) never includes
-# http/ or ws/: it exposes callbacks that api/ adapts.
+#   {config, dispatch, registry, queue, exec, model} <- invoke <- api
+# Domain code (dispatch, invoke, registry, sandbox, exec, queue) never
+# includes http/, ws/ or api/: it exposes callbacks that api/ adapts.
 set -euo pipefail
 cd "$(dirname "$0")/../src"
 
@@ -29,6 +30,7 @@ allowed() {
     llm) echo "base llm" ;;
     auth) echo "base db auth" ;;
     cli) echo "base pkg auth cli" ;;
+    invoke) echo "base config metrics dispatch pkg registry queue exec model invoke" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac

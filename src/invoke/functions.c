@@ -10,7 +10,7 @@
  * {"error_type","error","request_id"} (error: the function's error JSON);
  * a throttle is THROTTLED with {"reason","retry_after"}.
  */
-#include "api/functions.h"
+#include "invoke/functions.h"
 
 #include "base/alloc.h"
 #include "base/err.h"
