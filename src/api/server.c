@@ -761,7 +761,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_metric_family_t *req_fam = realm_metrics_family(
         s->metrics, REALM_METRIC_COUNTER, "realm_http_requests_total",
         "HTTP responses sent, by listener and status class", "listener,class", NULL, 0);
-    s->dispatch = realm_dispatch_new(s->metrics);
+    s->dispatch = realm_dispatch_new(loop, s->metrics);
 
     for (int i = 0; i < L_COUNT; i++) {
         setup_surface(s, i);
@@ -895,8 +895,8 @@ void realm_server_free(realm_server_t *s)
         realm_http_server_free(s->http[i]);
     realm_functions_free(s->functions);
     realm_generate_free(s->generate);
-    realm_dispatch_free(s->dispatch);
-    /* The invoker's handles close here. */
+    realm_dispatch_close(s->dispatch);
+    /* The invoker's and the dispatcher's handles close here. */
     uv_run(s->loop, UV_RUN_DEFAULT);
     realm_registry_close(s->reg);
     realm_pkg_store_close(s->store);
