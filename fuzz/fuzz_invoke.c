@@ -79,7 +79,7 @@ static void create(const char *tenant, const char *name)
 static void cleanup(void)
 {
     realm_exec_free(fx.exec);
-    realm_invoker_close(fx.iv);
+    realm_invoker_close(fx.iv, NULL, NULL);
     uv_run(&fx.loop, UV_RUN_DEFAULT);
     realm_http_server_free(fx.http);
     realm_pkg_store_close(fx.store);

@@ -5,7 +5,8 @@
  * DESIGN: a session is one WebSocket. Its in-flight calls are a list of
  * records, each the sink data of one dispatcher call; the record is removed
  * in the call's final sink event, which never comes before
- * realm_dispatch_call() returns. When the socket goes away every call still in
+ * realm_dispatch_call() returns (the record is kept first, then the
+ * call flushed). When the socket goes away every call still in
  * flight is cancelled silently, so no work outlives the peer that wanted it.
  *
  * LIFETIME: a session is freed in the WebSocket's on_close.
@@ -340,6 +341,7 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
         s->calls = r;
         s->calls_cnt++;
         r->call = realm_dispatch_call(cl->d, msg.id, msg.function, msg.params, as.ns, s, &sink, r);
+        realm_call_flush(r->call); /* what it said at once, before the next message (r may go) */
     }
     realm_msg_call_dispose(&msg);
 }

@@ -886,7 +886,7 @@ void realm_server_free(realm_server_t *s)
     uv_run(s->loop, UV_RUN_DEFAULT);
     /* Environments first: their end settles invocations and queued events. */
     realm_exec_free(s->exec);
-    realm_invoker_close(s->invoker); /* freed on the loop run below */
+    realm_invoker_close(s->invoker, NULL, NULL); /* freed on the loop run below */
     realm_runtime_free(s->runtime);
     realm_sandbox_probe_dispose(&s->probe);
     realm_client_free(s->client);
@@ -895,7 +895,7 @@ void realm_server_free(realm_server_t *s)
         realm_http_server_free(s->http[i]);
     realm_functions_free(s->functions);
     realm_generate_free(s->generate);
-    realm_dispatch_close(s->dispatch);
+    realm_dispatch_close(s->dispatch, NULL, NULL);
     /* The invoker's and the dispatcher's handles close here. */
     uv_run(s->loop, UV_RUN_DEFAULT);
     realm_registry_close(s->reg);

@@ -13,9 +13,12 @@
  * starting (a refusal, or a handler that answers at once) are queued on
  * the call, and so is every later event until the queue is empty, so their
  * order holds; an idle handle delivers the calls that have queued events on
- * the next loop turn. A call whose end is queued has ended: it is still in
- * flight for the metrics and for its owner (who may cancel it: silently,
- * the queued events are dropped; otherwise they are delivered then).
+ * the next loop turn, unless the owner flushes one sooner (the client
+ * WebSocket does, right after recording a call, so replies keep the order
+ * of the messages and come before a close that follows them). A call
+ * whose end is queued has ended: it is still in flight for the metrics and
+ * for its owner (who may cancel it: silently, the queued events are
+ * dropped; otherwise they are delivered then).
  */
 #include "dispatch/dispatch.h"
 
@@ -64,6 +67,8 @@ struct realm_dispatch_s {
     void *describe_data;
     realm_dispatch_annotate_cb annotate;
     void *annotate_data;
+    realm_dispatch_close_cb on_closed;
+    void *closed_data;
 };
 
 struct realm_call_s {
@@ -126,15 +131,20 @@ realm_dispatch_t *realm_dispatch_new(uv_loop_t *loop, realm_metrics_t *metrics)
 static void on_closed(uv_handle_t *h)
 {
     realm_dispatch_t *d = h->data;
+    realm_dispatch_close_cb cb = d->on_closed;
+    void *data = d->closed_data;
     free(d->entries);
     free(d);
+    if (cb) cb(data);
 }
 
 static void call_free(realm_call_t *call);
 
-void realm_dispatch_close(realm_dispatch_t *d)
+void realm_dispatch_close(realm_dispatch_t *d, realm_dispatch_close_cb cb, void *data)
 {
     if (!d) return;
+    d->on_closed = cb;
+    d->closed_data = data;
     /* Owners cancel their calls before they go; anything left is dropped unreported. */
     while (d->due_head) {
         realm_call_t *call = d->due_head;
@@ -422,6 +432,13 @@ static void deliver(realm_call_t *call)
             return;
         }
     }
+}
+
+void realm_call_flush(realm_call_t *call)
+{
+    if (!call->is_due) return;
+    due_remove(call);
+    deliver(call);
 }
 
 static void on_flush(uv_idle_t *h)

@@ -20,7 +20,8 @@
  *
  * Callback rule (libuv's): realm_dispatch_call never calls the sink before
  * it returns. Whatever happens while the call starts (a refusal, a handler
- * that answers at once) is reported on a later loop turn, in order, so the
+ * that answers at once) is deferred, in order, and reported on the next
+ * loop turn or when the owner flushes it (realm_call_flush), so the
  * caller always gets the call back and records it before any event.
  *
  * LIFETIME: definitions are borrowed (static tables) until the dispatcher is
@@ -88,11 +89,13 @@ typedef struct {
 /* loop carries the deferred sink events; metrics is borrowed until the dispatcher is gone. */
 realm_dispatch_t *realm_dispatch_new(uv_loop_t *loop, realm_metrics_t *metrics);
 /*
- * Closes the dispatcher's handle; its memory goes in the close callback, so
- * the loop must run once more. Calls still in flight must have been
- * cancelled by their owners; deferred events left are dropped. NULL: no-op.
+ * Closes the dispatcher's handle; its memory goes in the close callback, on
+ * a later loop turn, after which cb (if not NULL) is called with data.
+ * Calls still in flight must have been cancelled by their owners; deferred
+ * events left are dropped. NULL d is a no-op (cb is not called).
  */
-void realm_dispatch_close(realm_dispatch_t *d);
+typedef void (*realm_dispatch_close_cb)(void *data);
+void realm_dispatch_close(realm_dispatch_t *d, realm_dispatch_close_cb cb, void *data);
 
 /*
  * Registers a function. def and fn_data are borrowed until the dispatcher is
@@ -126,12 +129,22 @@ size_t realm_dispatch_in_flight(const realm_dispatch_t *d);
  * for the duration of this call (handlers that keep it take a reference).
  * scope is the caller's context (e.g. its connection), readable by handlers.
  * Returns the call (never NULL): the sink gets its events, and exactly one
- * final event, on later loop turns (e.g. FUNCTION_NOT_FOUND on the next
- * one), unless the owner cancels the call first.
+ * final event, after this returns: on the next loop turn (e.g.
+ * FUNCTION_NOT_FOUND), or sooner when the owner calls
+ * realm_call_flush; unless the owner cancels the call first.
  */
 realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const char *function,
                                   json_t *params, const char *tenant_id, void *scope,
                                   const realm_call_sink_t *sink, void *sink_data);
+
+/*
+ * Delivers now what call said while it started (in order), instead of on
+ * the next loop turn: an owner that has recorded its call calls this to
+ * answer in the order messages came (a reply before a close that follows
+ * it on the same connection). The call may end, and be freed, inside.
+ * Not from inside one of the call's own sink events.
+ */
+void realm_call_flush(realm_call_t *call);
 
 /* ---- used by handlers ---- */
 const char *realm_call_id(const realm_call_t *call);

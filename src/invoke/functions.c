@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SYNC_PAYLOAD_LIMIT 6291456u /* 6 MB */
+#define SYNC_PAYLOAD_LIMIT REALM_INVOKER_SYNC_LIMIT /* 6 MB, as Invoke over HTTP */
 
 typedef struct {
     realm_call_t *call;

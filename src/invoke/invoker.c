@@ -75,6 +75,8 @@ struct realm_invoker_s {
     int is_draining;
     int is_closing;
     int handles_open; /* timer and kick_idle until they are closed */
+    realm_invoker_close_cb on_closed;
+    void *closed_data;
     uint64_t cache_hits;
     rcache_t rcache[RCACHE_SLOTS];
 };
@@ -756,13 +758,18 @@ static void on_handle_closed(uv_handle_t *h)
 {
     realm_invoker_t *iv = h->data;
     if (--iv->handles_open > 0) return;
+    realm_invoker_close_cb cb = iv->on_closed;
+    void *data = iv->closed_data;
     free(iv);
+    if (cb) cb(data);
 }
 
-void realm_invoker_close(realm_invoker_t *iv)
+void realm_invoker_close(realm_invoker_t *iv, realm_invoker_close_cb cb, void *data)
 {
     if (!iv || iv->is_closing) return;
     iv->is_closing = 1;
+    iv->on_closed = cb;
+    iv->closed_data = data;
     iv->is_draining = 1;
     realm_queue_close(iv->queue);
     iv->queue = NULL;

@@ -53,11 +53,13 @@ typedef struct {
 realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, size_t err_len);
 /*
  * Stops the dispatcher, closes the queue and closes the invoker's handles;
- * the memory goes in the last close callback, so the loop must run once
- * more (realm_server_free does). NULL is a no-op. Any invocation still
- * running must have ended first (free the engine before).
+ * the memory goes in the last close callback, on a later loop turn, after
+ * which cb (if not NULL) is called with data. NULL iv is a no-op (cb is not
+ * called). Any invocation still running must have ended first (free the
+ * engine before).
  */
-void realm_invoker_close(realm_invoker_t *iv);
+typedef void (*realm_invoker_close_cb)(void *data);
+void realm_invoker_close(realm_invoker_t *iv, realm_invoker_close_cb cb, void *data);
 /* Starts the work that needs the runtime API: provisioned environments, queued events. */
 void realm_invoker_begin(realm_invoker_t *iv);
 /* Stops taking queued events (shutdown); what is leased stays queued. */

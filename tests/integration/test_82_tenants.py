@@ -283,12 +283,6 @@ class Conn(Ws):
         return self.final(obj["id"])
 
     def final(self, call_id):
-        # Replies to different calls may come in any order (a refusal is
-        # sent at once, a call's reply on a later loop turn): look at what
-        # was read past first.
-        for i, m in enumerate(self.others):
-            if m.get("id") == call_id and m.get("status") in ("complete", "error", "cancelled"):
-                return self.others.pop(i)
         while True:
             m = self.recv()
             assert isinstance(m, dict), f"closed {m} waiting for {call_id}"

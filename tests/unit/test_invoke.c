@@ -101,12 +101,20 @@ static int setup(void **state)
     return 0;
 }
 
+static void on_closed(void *data)
+{
+    (*(int *)data)++;
+}
+
 static int teardown(void **state)
 {
     fx_t *f = *state;
     realm_exec_free(f->exec);
-    realm_invoker_close(f->iv);
+    int closed = 0;
+    realm_invoker_close(f->iv, on_closed, &closed);
+    assert_int_equal(closed, 0); /* on a later turn */
     uv_run(&f->loop, UV_RUN_DEFAULT);
+    assert_int_equal(closed, 1);
     assert_int_equal(uv_loop_close(&f->loop), 0); /* no handle left behind */
     realm_pkg_store_close(f->store);
     realm_registry_close(f->reg);

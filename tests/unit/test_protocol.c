@@ -216,7 +216,7 @@ static char *call(realm_dispatch_t *d, const char *fn, const char *params_json, 
 /* Closes the dispatcher; the loop must then be empty. */
 static void dispatch_done(realm_dispatch_t *d)
 {
-    realm_dispatch_close(d);
+    realm_dispatch_close(d, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
@@ -309,7 +309,15 @@ static void dispatch_deferred_end(void **state)
     assert_int_equal(rec.log.len, 0);
     realm_call_cancel(c, 0);
     uv_run(&loop, UV_RUN_NOWAIT);
-    assert_string_equal(rec.log.data, "S b 1|C b {\"n\":2,\"s\":\"dflt\",\"later\":false}|");
+    /* Flushed by its owner: delivered then, not on the next turn. */
+    json_decref(params);
+    params = json_pack("{s:i}", "n", 3);
+    size_t before = rec.log.len;
+    c = realm_dispatch_call(d, "c", "typed", params, NULL, NULL, &sink, &rec);
+    assert_int_equal(rec.log.len, before);
+    realm_call_flush(c);
+    assert_string_equal(rec.log.data, "S b 1|C b {\"n\":2,\"s\":\"dflt\",\"later\":false}|"
+                                      "S c 1|C c {\"n\":3,\"s\":\"dflt\",\"later\":false}|");
     assert_int_equal(realm_dispatch_in_flight(d), 0);
     json_decref(params);
     realm_buf_dispose(&rec.log);
@@ -317,7 +325,7 @@ static void dispatch_deferred_end(void **state)
     realm_buf_init(&out);
     realm_metrics_render(m, &out);
     assert_non_null(
-        strstr(out.data, "realm_calls_total{function=\"typed\",outcome=\"complete\"} 2"));
+        strstr(out.data, "realm_calls_total{function=\"typed\",outcome=\"complete\"} 3"));
     realm_buf_dispose(&out);
     dispatch_done(d);
     realm_metrics_free(m);
