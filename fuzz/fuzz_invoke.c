@@ -4,17 +4,17 @@
  *
  * The input is an HTTP request stream (cut into pieces whose size comes
  * from the first byte) through the real parser and the control API's real
- * Invoke routes (realm_invoker_routes on a server, matched with
+ * Invoke routes (realm_invoke_routes on a server, matched with
  * realm_http_server_match: the function name percent-decoded from the
  * path). A complete Invoke or InvokeWithResponseStream request goes through
- * realm_invoker_parse (X-Amz-Invocation-Type, X-Amz-Log-Type,
+ * realm_invoke_parse (X-Amz-Invocation-Type, X-Amz-Log-Type,
  * X-Amz-Client-Context, the Qualifier, the payload and its limits), then:
  *
  * - RequestResponse: realm_invoker_start resolves the name through the
  *   registry and starts it on the engine; every function here has reserved
  *   concurrency 0, so nothing is spawned and the invocation is throttled on
  *   a later loop turn, which must come exactly once.
- * - Event and DryRun: realm_invoker_submit; an accepted Event is in the
+ * - Event and DryRun: realm_invoke_submit; an accepted Event is in the
  *   durable queue (SQLite in a temporary directory), is taken back with
  *   its payload, which must be the request's bytes, under the function's
  *   own name, and then ends as done, retry, fail, defer or park.
@@ -78,8 +78,9 @@ static void create(const char *tenant, const char *name)
 
 static void cleanup(void)
 {
-    realm_invoker_free(fx.iv);
     realm_exec_free(fx.exec);
+    realm_invoker_close(fx.iv, NULL, NULL);
+    uv_run(&fx.loop, UV_RUN_DEFAULT);
     realm_http_server_free(fx.http);
     realm_pkg_store_close(fx.store);
     realm_registry_close(fx.reg);
@@ -151,7 +152,7 @@ static void setup(void)
     }
     realm_http_limits_t lim = {.max_header_bytes = 16384, .max_body_bytes = 1024 * 1024};
     fx.http = realm_http_server_new("control", &lim);
-    realm_invoker_routes(fx.iv, fx.http);
+    realm_invoke_routes(fx.iv, fx.http);
     atexit(cleanup);
 }
 
@@ -199,7 +200,7 @@ static void run_event(const realm_invoke_req_t *ir, uint8_t how)
 {
     char version[24];
     realm_reg_err_t e;
-    if (realm_invoker_submit(fx.iv, ir, version, &e) != 0) {
+    if (realm_invoke_submit(fx.iv, ir, version, &e) != 0) {
         if (e.status < 400 || e.status > 599 || !e.type || !e.message[0]) __builtin_trap();
         if (e.status == 429 && strcmp(e.type, "EventQueueFull") != 0) __builtin_trap();
         return;
@@ -261,7 +262,7 @@ static void handle(realm_http_req_t *req, const char *pattern, uint8_t how)
     if (strstr(req->path, "%00")) __builtin_trap();
     realm_invoke_req_t ir;
     realm_reg_err_t e;
-    if (realm_invoker_parse(req, is_stream, &ir, &e) != 0) {
+    if (realm_invoke_parse(req, is_stream, &ir, &e) != 0) {
         if ((e.status != 400 && e.status != 413) || !e.type || !e.message[0]) __builtin_trap();
         return;
     }

@@ -5,11 +5,12 @@
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
-#   base <- runtimes (the runtime table) <- {registry, exec, cli, api}
+#   base <- runtimes (the runtime table) <- {registry, exec, invoke, cli, api}
+#   {config, dispatch, registry, queue, exec, model} <- invoke <- api
 # SQL lives only in src/store/: no other file includes sqlite3.h or holds a
 # SQL statement (checked below).
-# Domain code (dispatch, registry, sandbox, exec, queue) never includes
-# http/ or ws/: it exposes callbacks that api/ adapts.
+# Domain code (dispatch, invoke, registry, sandbox, exec, queue) never
+# includes http/, ws/ or api/: it exposes callbacks that api/ adapts.
 set -euo pipefail
 cd "$(dirname "$0")/../src"
 
@@ -36,6 +37,7 @@ allowed() {
     auth) echo "base store auth" ;;
     cli) echo "base pkg auth httpc runtimes cli" ;;
     admit) echo "base auth metrics admit" ;;
+    invoke) echo "base config metrics dispatch pkg registry queue exec model runtimes invoke" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac

@@ -4,8 +4,9 @@
  *
  * DESIGN: a session is one WebSocket. Its in-flight calls are a list of
  * records, each the sink data of one dispatcher call; the record is removed
- * in the call's final sink event, which may come synchronously from
- * realm_dispatch_call() itself. When the socket goes away every call still in
+ * in the call's final sink event, which never comes before
+ * realm_dispatch_call() returns (the record is kept first, then the
+ * call flushed). When the socket goes away every call still in
  * flight is cancelled silently, so no work outlives the peer that wanted it.
  *
  * Admission (keys, tenants, connection and rate limits, draining) is
@@ -319,10 +320,8 @@ static void on_ws_message(realm_ws_t *ws, int is_text, const char *data, size_t 
         if (s->calls) s->calls->prev = r;
         s->calls = r;
         s->calls_cnt++;
-        realm_call_t *call =
-            realm_dispatch_call(cl->d, msg.id, msg.function, msg.params, as.ns, s, &sink, r);
-        /* If the call ended synchronously, r is already freed. */
-        if (call) r->call = call;
+        r->call = realm_dispatch_call(cl->d, msg.id, msg.function, msg.params, as.ns, s, &sink, r);
+        realm_call_flush(r->call); /* what it said at once, before the next message (r may go) */
     }
     realm_msg_call_dispose(&msg);
 }

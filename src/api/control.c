@@ -685,7 +685,8 @@ static void add_routes(realm_control_t *ctl, realm_http_server_t *http)
 }
 
 realm_control_t *realm_control_new(uv_loop_t *loop, realm_http_server_t *http,
-                                   const realm_config_t *cfg, char *err, size_t err_len)
+                                   const realm_config_t *cfg, realm_registry_t *reg,
+                                   realm_pkg_store_t *store)
 {
     realm_control_t *ctl = realm_calloc(1, sizeof(*ctl));
     ctl->loop = loop;
@@ -693,32 +694,16 @@ realm_control_t *realm_control_new(uv_loop_t *loop, realm_http_server_t *http,
     ctl->limits = (realm_pkg_limits_t){.max_zip_bytes = cfg->max_code_zip_bytes,
                                        .max_unzipped_bytes = cfg->max_code_unzipped_bytes,
                                        .max_entries = cfg->max_code_entries};
-    char path[4096];
-    snprintf(path, sizeof(path), "%s/packages", cfg->data_dir);
-    ctl->store = realm_pkg_store_open(path, err, err_len);
-    if (!ctl->store) goto fail;
-    snprintf(path, sizeof(path), "%s/realm.db", cfg->data_dir);
-    realm_registry_opts_t opts = {.region = cfg->region,
-                                  .account_id = cfg->account_id,
-                                  .concurrency_limit = cfg->concurrency_limit,
-                                  .max_zip_bytes = cfg->max_code_zip_bytes,
-                                  .max_unzipped_bytes = cfg->max_code_unzipped_bytes};
-    ctl->reg = realm_registry_open(path, &opts, err, err_len);
-    if (!ctl->reg) goto fail;
+    ctl->reg = reg;
+    ctl->store = store;
     ctl->sweep_wanted = 1;
     maybe_sweep(ctl);
     add_routes(ctl, http);
     return ctl;
-fail:
-    realm_control_free(ctl);
-    return NULL;
 }
 
 void realm_control_free(realm_control_t *ctl)
 {
-    if (!ctl) return;
-    realm_registry_close(ctl->reg);
-    realm_pkg_store_close(ctl->store);
     free(ctl);
 }
 
@@ -726,14 +711,4 @@ void realm_control_set_change_cb(realm_control_t *ctl, realm_control_change_cb c
 {
     ctl->on_change = cb;
     ctl->change_data = data;
-}
-
-realm_registry_t *realm_control_registry(realm_control_t *ctl)
-{
-    return ctl->reg;
-}
-
-realm_pkg_store_t *realm_control_packages(realm_control_t *ctl)
-{
-    return ctl->store;
 }

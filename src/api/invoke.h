@@ -1,58 +1,22 @@
 /*
- * invoke.h - running deployed functions: a reference (name or ARN, and a
- * qualifier) is resolved through the registry to the version and code that
- * run, and handed to the execution engine. One invoker serves the control
- * API's Invoke, InvokeAsync and InvokeWithResponseStream, the client
- * WebSocket's `invoke`, and the durable queue of Event invocations
- * (retried with backoff, failures kept and listable; docs/execution.md).
+ * invoke.h - the invoker (invoke/invoker.h) on the control API: Invoke,
+ * InvokeAsync, InvokeWithResponseStream, a function's logs and its failed
+ * Event invocations, as HTTP routes. This adapter reads requests (headers,
+ * query, body limits) and writes AWS-shaped answers; resolution, policy and
+ * the Event queue are the invoker's.
  *
  * THREADS: loop thread only.
  */
 #ifndef REALM_API_INVOKE_H
 #define REALM_API_INVOKE_H
 
-#include "config/config.h"
-#include "exec/exec.h"
+#include "base/buf.h"
 #include "http/server.h"
-#include "pkg/pkg.h"
-#include "queue/queue.h"
-#include "registry/registry.h"
+#include "invoke/invoker.h"
 
-#include <uv.h>
-
-typedef struct realm_invoker_s realm_invoker_t;
-
-typedef struct {
-    uv_loop_t *loop;
-    const realm_config_t *cfg;
-    realm_registry_t *reg;
-    realm_pkg_store_t *store;
-    realm_exec_t *exec;
-} realm_invoker_opts_t;
-
-/* Opens the event queue (DATA_DIR/events.db). NULL with a message in err. */
-realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, size_t err_len);
-void realm_invoker_free(realm_invoker_t *iv);
-/* Starts the work that needs the runtime API: provisioned environments, queued events. */
-void realm_invoker_begin(realm_invoker_t *iv);
-/* Adds Invoke, InvokeAsync, InvokeWithResponseStream, logs and failed events to the control API. */
-void realm_invoker_routes(realm_invoker_t *iv, realm_http_server_t *control);
-/* Stops taking queued events (shutdown); what is leased stays queued. */
-void realm_invoker_drain(realm_invoker_t *iv);
-/* Event invocations queued, all tenants and functions (the metric). */
-size_t realm_invoker_events_pending(realm_invoker_t *iv);
-
-/*
- * Starts an invocation of a deployed function. Returns it, and the sink's
- * on_done comes exactly once on a later loop turn (also when it is
- * throttled: exec.h); or NULL with e filled (404, 400...) when there is
- * nothing to run, and then the sink is never called.
- * executed_version (24 bytes) gets the version that runs.
- */
-realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
-                                 const char *qualifier, const realm_inv_req_t *req,
-                                 const realm_inv_sink_t *sink, void *data, char *executed_version,
-                                 realm_reg_err_t *e);
+/* Adds Invoke, InvokeAsync, InvokeWithResponseStream, logs and failed events to http.
+ * iv is borrowed for as long as http serves requests. */
+void realm_invoke_routes(realm_invoker_t *iv, realm_http_server_t *http);
 
 /* ---- Invoke's request, without a connection (also for fuzz/fuzz_invoke.c) ---- */
 
@@ -76,34 +40,14 @@ typedef struct {
  * (base64 of a JSON object). Returns 0 (dispose ir), or -1 with e (400,
  * 413) and nothing to dispose. req is borrowed for as long as ir is used.
  */
-int realm_invoker_parse(const realm_http_req_t *req, int is_stream, realm_invoke_req_t *ir,
-                        realm_reg_err_t *e);
+int realm_invoke_parse(const realm_http_req_t *req, int is_stream, realm_invoke_req_t *ir,
+                       realm_reg_err_t *e);
 void realm_invoke_req_dispose(realm_invoke_req_t *ir);
 /*
- * An Event or DryRun request (not RequestResponse): resolves the function
- * and, for an Event, puts it in the durable queue (it runs later). Returns 0
- * with the version that would run in version; or -1 with e: the
- * registry's error (404, 400...), 429 when the queue is full (e->type is
- * then the throttle's Reason, EventQueueFull) or 500 on a storage error.
+ * An Event or DryRun request (not RequestResponse) handed to the invoker
+ * (realm_invoker_submit): 0 with the version that would run, or -1 with e.
  */
-int realm_invoker_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
-                         realm_reg_err_t *e);
-/* The Event queue (borrowed until realm_invoker_free; for tests and fuzzers). */
-realm_queue_t *realm_invoker_queue(realm_invoker_t *iv);
-
-/* Checks --provisioned's syntax: 0, or -1 with a message. */
-int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len);
-/*
- * Keeps the warm environments --provisioned asks for: of every function
- * listed (only NULL), or of the one named only (after it was created or
- * changed).
- */
-void realm_invoker_provision(realm_invoker_t *iv, const char *only);
-
-/* A function was deleted: its queued and failed events go too. */
-void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name);
-
-/* Every deployed function of a tenant for `metadata` (a new array). */
-json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant);
+int realm_invoke_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
+                        realm_reg_err_t *e);
 
 #endif

@@ -16,18 +16,21 @@
 #include "api/authn.h"
 #include "api/client.h"
 #include "api/control.h"
-#include "api/functions.h"
-#include "api/generate.h"
 #include "api/invoke.h"
 #include "api/runtime.h"
 #include "base/alloc.h"
 #include "base/log.h"
 #include "dispatch/builtins.h"
 #include "dispatch/dispatch.h"
-#include "http/server.h"
-#include "metrics/metrics.h"
 #include "exec/exec.h"
+#include "http/server.h"
+#include "invoke/functions.h"
+#include "invoke/generate.h"
+#include "invoke/invoker.h"
+#include "metrics/metrics.h"
 #include "net/listener.h"
+#include "pkg/pkg.h"
+#include "registry/registry.h"
 #include "runtimes/runtimes.h"
 #include "sandbox/sandbox.h"
 
@@ -64,6 +67,8 @@ struct realm_server_s {
     realm_builtins_ctx_t builtins;
     realm_client_t *client;
     realm_control_t *control;
+    realm_registry_t *reg;    /* DATA_DIR/realm.db, opened here, lent to control and the invoker */
+    realm_pkg_store_t *store; /* DATA_DIR/packages, likewise */
     realm_sandbox_probe_t probe;
     realm_exec_t *exec;
     realm_invoker_t *invoker;
@@ -705,14 +710,22 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- life ---- */
 
-/* Frees what realm_server_new made before the listeners, on a failed start. */
-static void free_early(realm_server_t *s)
+/* Opens the registry and the package store the control API and the invoker share. */
+static int open_stores(realm_server_t *s, char *err, size_t err_len)
 {
-    for (int i = 0; i < L_COUNT; i++)
-        realm_http_server_free(s->http[i]);
-    realm_dispatch_free(s->dispatch);
-    realm_metrics_free(s->metrics);
-    free(s);
+    const realm_config_t *cfg = s->cfg;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/packages", cfg->data_dir);
+    s->store = realm_pkg_store_open(path, err, err_len);
+    if (!s->store) return -1;
+    snprintf(path, sizeof(path), "%s/realm.db", cfg->data_dir);
+    realm_registry_opts_t opts = {.region = cfg->region,
+                                  .account_id = cfg->account_id,
+                                  .concurrency_limit = cfg->concurrency_limit,
+                                  .max_zip_bytes = cfg->max_code_zip_bytes,
+                                  .max_unzipped_bytes = cfg->max_code_unzipped_bytes};
+    s->reg = realm_registry_open(path, &opts, err, err_len);
+    return s->reg ? 0 : -1;
 }
 
 int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t **out, char *err,
@@ -732,6 +745,14 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_server_t *s = realm_calloc(1, sizeof(*s));
     s->loop = loop;
     s->cfg = cfg;
+    /* The server's own handles first: realm_server_free closes them whatever else was made. */
+    uv_timer_init(loop, &s->shutdown_timer);
+    s->shutdown_timer.data = s;
+    uv_timer_init(loop, &s->trim_timer);
+    s->trim_timer.data = s;
+    uv_signal_init(loop, &s->sigint);
+    uv_signal_init(loop, &s->sigterm);
+    s->sigint.data = s->sigterm.data = s;
     plan_fds(s);
     s->metrics = realm_metrics_new();
     realm_metric_family_t *bi =
@@ -742,7 +763,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_metric_family_t *req_fam = realm_metrics_family(
         s->metrics, REALM_METRIC_COUNTER, "realm_http_requests_total",
         "HTTP responses sent, by listener and status class", "listener,class", NULL, 0);
-    s->dispatch = realm_dispatch_new(s->metrics);
+    s->dispatch = realm_dispatch_new(loop, s->metrics);
 
     for (int i = 0; i < L_COUNT; i++) {
         setup_surface(s, i);
@@ -763,40 +784,22 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         .loop = loop, .start_ns = uv_hrtime(), .connections = client_connections, .data = s};
     realm_builtins_register(s->dispatch, &s->builtins);
     s->authn = realm_authn_new(cfg, err, err_len);
-    if (!s->authn) {
-        free_early(s);
-        return -1;
-    }
+    if (!s->authn) goto fail;
     ccfg.authn = s->authn;
     realm_http_server_set_guard(s->http[L_CONTROL], realm_authn_control_guard, s->authn);
     realm_http_server_set_guard(s->http[L_METRICS], realm_authn_metrics_guard, s->authn);
     s->client = realm_client_new(loop, s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
-    s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, err, err_len);
-    if (!s->control) {
-        realm_client_free(s->client);
-        realm_authn_free(s->authn);
-        free_early(s);
-        return -1;
-    }
+    if (open_stores(s, err, err_len) != 0) goto fail;
+    s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, s->reg, s->store);
     setup_exec(s);
     s->generate = realm_generate_new(cfg, s->exec, s->metrics, s->dispatch, err, err_len);
-    if (!s->generate) {
-        realm_server_free(s);
-        return -1;
-    }
-    realm_invoker_opts_t io = {.loop = loop,
-                               .cfg = cfg,
-                               .reg = realm_control_registry(s->control),
-                               .store = realm_control_packages(s->control),
-                               .exec = s->exec};
-    s->invoker = realm_invoker_check_provisioned(cfg->provisioned, err, err_len) == 0
-                     ? realm_invoker_new(&io, err, err_len)
-                     : NULL;
-    if (!s->invoker) {
-        realm_server_free(s);
-        return -1;
-    }
-    realm_invoker_routes(s->invoker, s->http[L_CONTROL]);
+    if (!s->generate) goto fail;
+    if (realm_invoker_check_provisioned(cfg->provisioned, err, err_len) != 0) goto fail;
+    realm_invoker_opts_t io = {
+        .loop = loop, .cfg = cfg, .reg = s->reg, .store = s->store, .exec = s->exec};
+    s->invoker = realm_invoker_new(&io, err, err_len);
+    if (!s->invoker) goto fail;
+    realm_invoke_routes(s->invoker, s->http[L_CONTROL]);
     s->functions = realm_functions_new(s->dispatch, s->invoker);
     realm_http_server_route(s->http[L_METRICS], "GET", "/metrics", 1, on_metrics, s);
     realm_http_server_route(s->http[L_METRICS], "GET", "/health", 1, on_health, s);
@@ -806,35 +809,23 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_metrics_add_collector(s->metrics, realm_authn_collect, s->authn);
     realm_metrics_add_collector(s->metrics, realm_metrics_collect_process, NULL);
 
-    uv_timer_init(loop, &s->shutdown_timer);
-    s->shutdown_timer.data = s;
-    uv_signal_init(loop, &s->sigint);
-    uv_signal_init(loop, &s->sigterm);
-    s->sigint.data = s->sigterm.data = s;
-
     for (int i = 0; i < L_COUNT; i++) {
         /* The runtime API is for environments on this machine only. */
         const char *host = i == L_RUNTIME ? "127.0.0.1" : cfg->host;
         int rc = realm_listener_new(loop, listener_names[i], host, listener_port(cfg, i), on_conn,
                                     &s->surfaces[i], &s->listeners[i]);
-        if (rc == 0) limit_listener(s, i);
         if (rc != 0) {
             snprintf(err, err_len, "%s listener: %s:%d: %s", listener_names[i], host,
                      listener_port(cfg, i), uv_strerror(rc));
             s->listeners[i] = NULL;
-            uv_close((uv_handle_t *)&s->shutdown_timer, NULL);
-            uv_close((uv_handle_t *)&s->sigint, NULL);
-            uv_close((uv_handle_t *)&s->sigterm, NULL);
-            realm_server_free(s);
-            return -1;
+            goto fail;
         }
+        limit_listener(s, i);
     }
     realm_exec_set_runtime_port(s->exec, realm_listener_port(s->listeners[L_RUNTIME]));
     realm_invoker_begin(s->invoker);
     /* The trim timer never keeps the loop alive on its own. */
     realm_mem_idle_init(&s->mem, TRIM_BUSY_TICKS);
-    uv_timer_init(loop, &s->trim_timer);
-    s->trim_timer.data = s;
     uv_timer_start(&s->trim_timer, on_tick, TRIM_TICK_MS, TRIM_TICK_MS);
     uv_unref((uv_handle_t *)&s->trim_timer);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
@@ -852,6 +843,9 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
                    "the control API");
     *out = s;
     return 0;
+fail:
+    realm_server_free(s);
+    return -1;
 }
 
 void realm_server_print_listeners(const realm_server_t *s, FILE *out)
@@ -873,25 +867,39 @@ int realm_server_run(realm_server_t *s)
     return 0;
 }
 
+static void close_handle(uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) uv_close(h, NULL);
+}
+
+/* Safe on a server realm_server_new gave up on halfway: everything not made is NULL. */
 void realm_server_free(realm_server_t *s)
 {
     if (!s) return;
     for (int i = 0; i < L_COUNT; i++)
         if (s->listeners[i]) realm_listener_free(s->listeners[i]);
+    close_handle((uv_handle_t *)&s->shutdown_timer);
+    close_handle((uv_handle_t *)&s->trim_timer);
+    close_handle((uv_handle_t *)&s->sigint);
+    close_handle((uv_handle_t *)&s->sigterm);
     /* Let the listeners' close callbacks run before their memory goes. */
     uv_run(s->loop, UV_RUN_DEFAULT);
     /* Environments first: their end settles invocations and queued events. */
     realm_exec_free(s->exec);
-    realm_invoker_free(s->invoker);
+    realm_invoker_close(s->invoker, NULL, NULL); /* freed on the loop run below */
     realm_runtime_free(s->runtime);
     realm_sandbox_probe_dispose(&s->probe);
     realm_client_free(s->client);
     realm_control_free(s->control);
     for (int i = 0; i < L_COUNT; i++)
         realm_http_server_free(s->http[i]);
-    realm_dispatch_free(s->dispatch);
     realm_functions_free(s->functions);
     realm_generate_free(s->generate);
+    realm_dispatch_close(s->dispatch, NULL, NULL);
+    /* The invoker's and the dispatcher's handles close here. */
+    uv_run(s->loop, UV_RUN_DEFAULT);
+    realm_registry_close(s->reg);
+    realm_pkg_store_close(s->store);
     realm_authn_free(s->authn);
     realm_metrics_free(s->metrics);
     free(s);

@@ -7,6 +7,18 @@
  * registered count under function="_unknown", or under the fallback's name
  * when one is set (deployed functions), so a client cannot grow the label
  * set without bound.
+ *
+ * DEFERRED EVENTS (libuv's callback rule): realm_dispatch_call never
+ * reports anything before it returns. Sink events raised while the call is
+ * starting (a refusal, or a handler that answers at once) are queued on
+ * the call, and so is every later event until the queue is empty, so their
+ * order holds; an idle handle delivers the calls that have queued events on
+ * the next loop turn, unless the owner flushes one sooner (the client
+ * WebSocket does, right after recording a call, so replies keep the order
+ * of the messages and come before a close that follows them). A call
+ * whose end is queued has ended: it is still in flight for the metrics and
+ * for its owner (who may cancel it: silently, the queued events are
+ * dropped; otherwise they are delivered then).
  */
 #include "dispatch/dispatch.h"
 
@@ -26,7 +38,21 @@ typedef struct {
     realm_metric_t *m_complete, *m_error, *m_cancelled, *m_duration;
 } entry_t;
 
+typedef enum { EV_STREAM, EV_COMPLETE, EV_ERROR } ev_kind_t;
+
+/* A sink event waiting for a later loop turn. */
+typedef struct pending_s {
+    struct pending_s *next;
+    ev_kind_t kind;
+    json_t *data; /* owned: the stream/complete data, or the error's details (may be NULL) */
+    int err;
+    char *message; /* owned (EV_ERROR) */
+} pending_t;
+
 struct realm_dispatch_s {
+    uv_loop_t *loop;
+    uv_idle_t flush_idle;              /* delivers deferred events on the next turn */
+    realm_call_t *due_head, *due_tail; /* calls with deferred events, oldest first */
     entry_t *entries;
     size_t entries_cnt, entries_cap;
     size_t in_flight;
@@ -41,6 +67,8 @@ struct realm_dispatch_s {
     void *describe_data;
     realm_dispatch_annotate_cb annotate;
     void *annotate_data;
+    realm_dispatch_close_cb on_closed;
+    void *closed_data;
 };
 
 struct realm_call_s {
@@ -55,8 +83,11 @@ struct realm_call_s {
     realm_call_cancel_cb cancel_cb;
     void *cancel_data;
     uint64_t start_ns;
-    int is_in_handler; /* the handler has not returned yet */
-    int is_ended;      /* ended inside the handler: free on return */
+    pending_t *pending_head, *pending_tail; /* deferred sink events, in order */
+    realm_call_t *due_prev, *due_next;      /* in d's due list while is_due */
+    int is_due;
+    int is_starting; /* inside realm_dispatch_call: events are deferred */
+    int is_ended;    /* its final event happened (delivered or deferred) */
 };
 
 static const double duration_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -73,9 +104,14 @@ static void entry_metrics(realm_dispatch_t *d, entry_t *e, const char *name)
     e->m_duration = realm_metrics_child(d->f_duration, l_fn);
 }
 
-realm_dispatch_t *realm_dispatch_new(realm_metrics_t *metrics)
+static void on_flush(uv_idle_t *h);
+
+realm_dispatch_t *realm_dispatch_new(uv_loop_t *loop, realm_metrics_t *metrics)
 {
     realm_dispatch_t *d = realm_calloc(1, sizeof(*d));
+    d->loop = loop;
+    uv_idle_init(loop, &d->flush_idle);
+    d->flush_idle.data = d;
     d->metrics = metrics;
     d->f_calls = realm_metrics_family(metrics, REALM_METRIC_COUNTER, "realm_calls_total",
                                       "Calls finished, by function and outcome", "function,outcome",
@@ -92,11 +128,31 @@ realm_dispatch_t *realm_dispatch_new(realm_metrics_t *metrics)
     return d;
 }
 
-void realm_dispatch_free(realm_dispatch_t *d)
+static void on_closed(uv_handle_t *h)
 {
-    if (!d) return;
+    realm_dispatch_t *d = h->data;
+    realm_dispatch_close_cb cb = d->on_closed;
+    void *data = d->closed_data;
     free(d->entries);
     free(d);
+    if (cb) cb(data);
+}
+
+static void call_free(realm_call_t *call);
+
+void realm_dispatch_close(realm_dispatch_t *d, realm_dispatch_close_cb cb, void *data)
+{
+    if (!d) return;
+    d->on_closed = cb;
+    d->closed_data = data;
+    /* Owners cancel their calls before they go; anything left is dropped unreported. */
+    while (d->due_head) {
+        realm_call_t *call = d->due_head;
+        d->due_head = call->due_next;
+        call_free(call);
+    }
+    d->due_tail = NULL;
+    uv_close((uv_handle_t *)&d->flush_idle, on_closed);
 }
 
 static entry_t *find(const realm_dispatch_t *d, const char *name)
@@ -269,16 +325,19 @@ static int check_params(const realm_fn_def_t *def, json_t *params, char *err, si
 
 /* ---- calls ---- */
 
-static void call_end(realm_call_t *call, realm_metric_t *outcome)
+static void pending_free(pending_t *p)
 {
-    realm_dispatch_t *d = call->d;
-    realm_metric_inc(outcome);
-    realm_metric_observe(call->entry->m_duration, (double)(uv_hrtime() - call->start_ns) / 1e9);
-    d->in_flight--;
-    realm_metric_set(d->m_in_flight, (double)d->in_flight);
-    if (call->is_in_handler) {
-        call->is_ended = 1; /* freed when the handler returns */
-        return;
+    json_decref(p->data);
+    free(p->message);
+    free(p);
+}
+
+static void call_free(realm_call_t *call)
+{
+    while (call->pending_head) {
+        pending_t *p = call->pending_head;
+        call->pending_head = p->next;
+        pending_free(p);
     }
     free(call->id);
     free(call->tenant_id);
@@ -286,19 +345,112 @@ static void call_end(realm_call_t *call, realm_metric_t *outcome)
     free(call);
 }
 
-/* Runs the handler; the call, or NULL if it ended inside (then it is freed here). */
-static realm_call_t *run_handler(realm_call_t *call, const realm_fn_def_t *def, json_t *params,
-                                 void *fn_data)
+/* The call's final event was delivered (or dropped): metrics, then it goes. */
+static void call_end(realm_call_t *call, realm_metric_t *outcome)
 {
-    call->is_in_handler = 1;
-    def->handler(call, params, fn_data);
-    call->is_in_handler = 0;
-    if (!call->is_ended) return call;
-    free(call->id);
-    free(call->tenant_id);
-    free(call->function);
-    free(call);
-    return NULL;
+    realm_dispatch_t *d = call->d;
+    realm_metric_inc(outcome);
+    realm_metric_observe(call->entry->m_duration, (double)(uv_hrtime() - call->start_ns) / 1e9);
+    d->in_flight--;
+    realm_metric_set(d->m_in_flight, (double)d->in_flight);
+    call_free(call);
+}
+
+static void due_remove(realm_call_t *call)
+{
+    realm_dispatch_t *d = call->d;
+    if (!call->is_due) return;
+    if (call->due_prev)
+        call->due_prev->due_next = call->due_next;
+    else
+        d->due_head = call->due_next;
+    if (call->due_next)
+        call->due_next->due_prev = call->due_prev;
+    else
+        d->due_tail = call->due_prev;
+    call->due_prev = call->due_next = NULL;
+    call->is_due = 0;
+}
+
+static void due_add(realm_call_t *call)
+{
+    realm_dispatch_t *d = call->d;
+    if (call->is_due) return;
+    call->is_due = 1;
+    call->due_next = NULL;
+    call->due_prev = d->due_tail;
+    if (d->due_tail)
+        d->due_tail->due_next = call;
+    else
+        d->due_head = call;
+    d->due_tail = call;
+    uv_idle_start(&d->flush_idle, on_flush);
+}
+
+/* Events are deferred while the call starts and until the deferred ones are out. */
+static int is_deferring(const realm_call_t *call)
+{
+    return call->is_starting || call->pending_head != NULL;
+}
+
+static void defer(realm_call_t *call, ev_kind_t kind, json_t *data, int err, const char *message)
+{
+    pending_t *p = realm_calloc(1, sizeof(*p));
+    p->kind = kind;
+    p->data = data;
+    p->err = err;
+    p->message = message ? realm_strdup(message) : NULL;
+    if (call->pending_tail)
+        call->pending_tail->next = p;
+    else
+        call->pending_head = p;
+    call->pending_tail = p;
+    if (!call->is_starting) due_add(call);
+}
+
+/* Delivers a call's deferred events in order; the last may end (free) it. */
+static void deliver(realm_call_t *call)
+{
+    while (call->pending_head) {
+        pending_t *p = call->pending_head;
+        call->pending_head = p->next;
+        if (!call->pending_head) call->pending_tail = NULL;
+        switch (p->kind) {
+        case EV_STREAM:
+            if (call->sink->on_stream) call->sink->on_stream(call, p->data, call->sink_data);
+            pending_free(p);
+            break;
+        case EV_COMPLETE:
+            call->sink->on_complete(call, p->data, call->sink_data);
+            pending_free(p);
+            call_end(call, call->entry->m_complete);
+            return;
+        case EV_ERROR:
+            call->sink->on_error(call, p->err, p->message, p->data, call->sink_data);
+            pending_free(p);
+            call_end(call, call->entry->m_error);
+            return;
+        }
+    }
+}
+
+void realm_call_flush(realm_call_t *call)
+{
+    if (!call->is_due) return;
+    due_remove(call);
+    deliver(call);
+}
+
+static void on_flush(uv_idle_t *h)
+{
+    realm_dispatch_t *d = h->data;
+    uv_idle_stop(&d->flush_idle);
+    /* One at a time from the head: a sink may cancel (and free) another due call. */
+    while (d->due_head) {
+        realm_call_t *call = d->due_head;
+        due_remove(call);
+        deliver(call);
+    }
 }
 
 realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const char *function,
@@ -314,6 +466,7 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
     call->sink = sink;
     call->sink_data = sink_data;
     call->start_ns = uv_hrtime();
+    call->is_starting = 1;
     d->in_flight++;
     realm_metric_set(d->m_in_flight, (double)d->in_flight);
 
@@ -321,24 +474,25 @@ realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const cha
     if (e == NULL && d->fallback) {
         /* Not a built-in: perhaps a deployed function; the fallback says. */
         call->entry = &d->fallback_entry;
-        return run_handler(call, d->fallback, params, d->fallback_data);
-    }
-    if (e == NULL) {
+        d->fallback->handler(call, params, d->fallback_data);
+    } else if (e == NULL) {
         call->entry = &d->unknown;
         json_t *details = json_pack("{s:s}", "function", function);
         realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, details,
                         "no function named '%.200s' (call metadata for the list)", function);
-        return NULL;
+    } else {
+        call->entry = e;
+        char err[300];
+        const char *bad = NULL;
+        if (check_params(e->def, params, err, sizeof(err), &bad) != 0)
+            realm_call_fail(call, REALM_ERR_INVALID_PARAMS,
+                            json_pack("{s:s}", "param", bad ? bad : ""), "%s", err);
+        else
+            e->def->handler(call, params, e->fn_data);
     }
-    call->entry = e;
-    char err[300];
-    const char *bad = NULL;
-    if (check_params(e->def, params, err, sizeof(err), &bad) != 0) {
-        json_t *details = json_pack("{s:s}", "param", bad ? bad : "");
-        realm_call_fail(call, REALM_ERR_INVALID_PARAMS, details, "%s", err);
-        return NULL;
-    }
-    return run_handler(call, e->def, params, e->fn_data);
+    call->is_starting = 0;
+    if (call->pending_head) due_add(call); /* reported on the next turn */
+    return call;
 }
 
 void realm_dispatch_set_fallback(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data)
@@ -392,15 +546,25 @@ void *realm_call_scope(const realm_call_t *call)
 
 void realm_call_stream(realm_call_t *call, json_t *data)
 {
-    if (!call->is_ended && call->sink->on_stream)
-        call->sink->on_stream(call, data, call->sink_data);
-    json_decref(data);
+    if (call->is_ended) {
+        json_decref(data);
+    } else if (is_deferring(call)) {
+        defer(call, EV_STREAM, data, 0, NULL);
+    } else {
+        if (call->sink->on_stream) call->sink->on_stream(call, data, call->sink_data);
+        json_decref(data);
+    }
 }
 
 void realm_call_complete(realm_call_t *call, json_t *data)
 {
     if (call->is_ended) {
         json_decref(data);
+        return;
+    }
+    call->is_ended = 1;
+    if (is_deferring(call)) {
+        defer(call, EV_COMPLETE, data, 0, NULL);
         return;
     }
     call->sink->on_complete(call, data, call->sink_data);
@@ -414,11 +578,16 @@ void realm_call_fail(realm_call_t *call, int err, json_t *details, const char *f
         json_decref(details);
         return;
     }
+    call->is_ended = 1;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (is_deferring(call)) {
+        defer(call, EV_ERROR, details, err, msg);
+        return;
+    }
     call->sink->on_error(call, err, msg, details, call->sink_data);
     json_decref(details);
     call_end(call, call->entry->m_error);
@@ -432,8 +601,33 @@ void realm_call_on_cancel(realm_call_t *call, realm_call_cancel_cb cb, void *dat
 
 void realm_call_cancel(realm_call_t *call, int is_silent)
 {
-    if (call->is_ended) return;
+    due_remove(call);
+    if (call->is_ended) {
+        /* Its end is deferred (else the owner would not hold it): it ended on its own. */
+        if (!is_silent) {
+            deliver(call);
+            return;
+        }
+        realm_metric_t *outcome = call->pending_tail && call->pending_tail->kind == EV_ERROR
+                                      ? call->entry->m_error
+                                      : call->entry->m_complete;
+        call_end(call, outcome);
+        return;
+    }
     if (call->cancel_cb) call->cancel_cb(call, call->cancel_data);
-    if (!is_silent && call->sink->on_cancelled) call->sink->on_cancelled(call, call->sink_data);
+    if (is_silent) {
+        call_end(call, call->entry->m_cancelled);
+        return;
+    }
+    /* Streamed replies already made go out before the cancellation. */
+    call->is_ended = 1;
+    while (call->pending_head) {
+        pending_t *p = call->pending_head;
+        call->pending_head = p->next;
+        if (call->sink->on_stream) call->sink->on_stream(call, p->data, call->sink_data);
+        pending_free(p);
+    }
+    call->pending_tail = NULL;
+    if (call->sink->on_cancelled) call->sink->on_cancelled(call, call->sink_data);
     call_end(call, call->entry->m_cancelled);
 }

@@ -18,9 +18,15 @@
  * (realm_call_on_cancel) that stops its work at once; after the hook runs
  * the handler must not touch the call again.
  *
+ * Callback rule (libuv's): realm_dispatch_call never calls the sink before
+ * it returns. Whatever happens while the call starts (a refusal, a handler
+ * that answers at once) is deferred, in order, and reported on the next
+ * loop turn or when the owner flushes it (realm_call_flush), so the
+ * caller always gets the call back and records it before any event.
+ *
  * LIFETIME: definitions are borrowed (static tables) until the dispatcher is
- * freed. A realm_call_t lives from realm_dispatch_call() until its final
- * sink event has returned.
+ * closed. A realm_call_t lives from realm_dispatch_call() until its final
+ * sink event has returned (or its owner cancelled it).
  * THREADS: loop thread only.
  */
 #ifndef REALM_DISPATCH_DISPATCH_H
@@ -30,6 +36,7 @@
 
 #include <jansson.h>
 #include <stddef.h>
+#include <uv.h>
 
 typedef struct realm_dispatch_s realm_dispatch_t;
 typedef struct realm_call_s realm_call_t;
@@ -79,8 +86,16 @@ typedef struct {
     void (*on_cancelled)(realm_call_t *call, void *sink_data);
 } realm_call_sink_t;
 
-realm_dispatch_t *realm_dispatch_new(realm_metrics_t *metrics);
-void realm_dispatch_free(realm_dispatch_t *d);
+/* loop carries the deferred sink events; metrics is borrowed until the dispatcher is gone. */
+realm_dispatch_t *realm_dispatch_new(uv_loop_t *loop, realm_metrics_t *metrics);
+/*
+ * Closes the dispatcher's handle; its memory goes in the close callback, on
+ * a later loop turn, after which cb (if not NULL) is called with data.
+ * Calls still in flight must have been cancelled by their owners; deferred
+ * events left are dropped. NULL d is a no-op (cb is not called).
+ */
+typedef void (*realm_dispatch_close_cb)(void *data);
+void realm_dispatch_close(realm_dispatch_t *d, realm_dispatch_close_cb cb, void *data);
 
 /*
  * Registers a function. def and fn_data are borrowed until the dispatcher is
@@ -113,12 +128,23 @@ size_t realm_dispatch_in_flight(const realm_dispatch_t *d);
  * Starts a call. id, function and tenant_id are copied; params is borrowed
  * for the duration of this call (handlers that keep it take a reference).
  * scope is the caller's context (e.g. its connection), readable by handlers.
- * Returns the call if it is still in flight, or NULL if it already ended
- * (the sink has had its final event, e.g. FUNCTION_NOT_FOUND).
+ * Returns the call (never NULL): the sink gets its events, and exactly one
+ * final event, after this returns: on the next loop turn (e.g.
+ * FUNCTION_NOT_FOUND), or sooner when the owner calls
+ * realm_call_flush; unless the owner cancels the call first.
  */
 realm_call_t *realm_dispatch_call(realm_dispatch_t *d, const char *id, const char *function,
                                   json_t *params, const char *tenant_id, void *scope,
                                   const realm_call_sink_t *sink, void *sink_data);
+
+/*
+ * Delivers now what call said while it started (in order), instead of on
+ * the next loop turn: an owner that has recorded its call calls this to
+ * answer in the order messages came (a reply before a close that follows
+ * it on the same connection). The call may end, and be freed, inside.
+ * Not from inside one of the call's own sink events.
+ */
+void realm_call_flush(realm_call_t *call);
 
 /* ---- used by handlers ---- */
 const char *realm_call_id(const realm_call_t *call);
@@ -140,7 +166,9 @@ void realm_call_on_cancel(realm_call_t *call, realm_call_cancel_cb cb, void *dat
 /*
  * Cancels an in-flight call: runs its cancel hook, then the sink gets
  * on_cancelled, unless is_silent (the owner is going away): then no sink
- * event at all. The call is freed.
+ * event at all. A call whose end is decided but not yet reported (it ended
+ * while starting) is not cancelled: its events are delivered now, or
+ * dropped when is_silent. The call is freed.
  */
 void realm_call_cancel(realm_call_t *call, int is_silent);
 

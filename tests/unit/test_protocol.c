@@ -14,6 +14,8 @@
 #include "dispatch/dispatch.h"
 #include "proto/message.h"
 
+#include <uv.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -193,22 +195,38 @@ static const realm_fn_def_t typed_def = {
     .handler = fn_typed,
 };
 
+static uv_loop_t loop;
+
+/* Starts a call: nothing reaches the sink before realm_dispatch_call returns
+ * (libuv's rule); what it says by the next loop turn is returned. */
 static char *call(realm_dispatch_t *d, const char *fn, const char *params_json, realm_call_t **out)
 {
     static rec_t rec;
     realm_buf_init(&rec.log);
     json_t *params = json_loads(params_json, 0, NULL);
     realm_call_t *c = realm_dispatch_call(d, "id1", fn, params, NULL, NULL, &sink, &rec);
+    assert_non_null(c);
+    assert_int_equal(rec.log.len, 0);
     if (out) *out = c;
     json_decref(params);
+    uv_run(&loop, UV_RUN_NOWAIT);
     return realm_buf_steal(&rec.log, NULL);
+}
+
+/* Closes the dispatcher; the loop must then be empty. */
+static void dispatch_done(realm_dispatch_t *d)
+{
+    realm_dispatch_close(d, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_int_equal(uv_loop_close(&loop), 0);
 }
 
 static void dispatch_validation(void **state)
 {
     (void)state;
     realm_metrics_t *m = realm_metrics_new();
-    realm_dispatch_t *d = realm_dispatch_new(m);
+    uv_loop_init(&loop);
+    realm_dispatch_t *d = realm_dispatch_new(&loop, m);
     assert_int_equal(realm_dispatch_register(d, &typed_def, NULL), 0);
     assert_int_equal(realm_dispatch_register(d, &typed_def, NULL), REALM_ERR_INVALID_REQUEST);
     struct {
@@ -229,13 +247,12 @@ static void dispatch_validation(void **state)
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         realm_call_t *c;
-        char *got = call(d, cases[i].fn, cases[i].params, &c);
-        assert_null(c); /* ended synchronously */
+        char *got = call(d, cases[i].fn, cases[i].params, &c); /* ended on the next turn */
         assert_string_equal(got, cases[i].expect);
         free(got);
     }
     assert_int_equal(realm_dispatch_in_flight(d), 0);
-    realm_dispatch_free(d);
+    dispatch_done(d);
     realm_metrics_free(m);
 }
 
@@ -243,7 +260,8 @@ static void dispatch_cancel(void **state)
 {
     (void)state;
     realm_metrics_t *m = realm_metrics_new();
-    realm_dispatch_t *d = realm_dispatch_new(m);
+    uv_loop_init(&loop);
+    realm_dispatch_t *d = realm_dispatch_new(&loop, m);
     realm_dispatch_register(d, &typed_def, NULL);
     realm_call_t *c;
     char *got = call(d, "typed", "{\"n\":1,\"later\":true}", &c);
@@ -264,7 +282,52 @@ static void dispatch_cancel(void **state)
         strstr(out.data, "realm_calls_total{function=\"typed\",outcome=\"cancelled\"} 1"));
     assert_non_null(strstr(out.data, "realm_calls_in_flight 0"));
     realm_buf_dispose(&out);
-    realm_dispatch_free(d);
+    dispatch_done(d);
+    realm_metrics_free(m);
+}
+
+/* A call that ended while starting is still its owner's until reported. */
+static void dispatch_deferred_end(void **state)
+{
+    (void)state;
+    realm_metrics_t *m = realm_metrics_new();
+    uv_loop_init(&loop);
+    realm_dispatch_t *d = realm_dispatch_new(&loop, m);
+    realm_dispatch_register(d, &typed_def, NULL);
+    rec_t rec;
+    realm_buf_init(&rec.log);
+    json_t *params = json_pack("{s:i}", "n", 2);
+    /* Cancelled silently before the next turn: nothing is reported. */
+    realm_call_t *c = realm_dispatch_call(d, "a", "typed", params, NULL, NULL, &sink, &rec);
+    assert_int_equal(realm_dispatch_in_flight(d), 1);
+    realm_call_cancel(c, 1);
+    assert_int_equal(realm_dispatch_in_flight(d), 0);
+    json_decref(params);
+    params = json_pack("{s:i}", "n", 2);
+    /* Cancelled aloud: what it said is delivered then, in order. */
+    c = realm_dispatch_call(d, "b", "typed", params, NULL, NULL, &sink, &rec);
+    assert_int_equal(rec.log.len, 0);
+    realm_call_cancel(c, 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    /* Flushed by its owner: delivered then, not on the next turn. */
+    json_decref(params);
+    params = json_pack("{s:i}", "n", 3);
+    size_t before = rec.log.len;
+    c = realm_dispatch_call(d, "c", "typed", params, NULL, NULL, &sink, &rec);
+    assert_int_equal(rec.log.len, before);
+    realm_call_flush(c);
+    assert_string_equal(rec.log.data, "S b 1|C b {\"n\":2,\"s\":\"dflt\",\"later\":false}|"
+                                      "S c 1|C c {\"n\":3,\"s\":\"dflt\",\"later\":false}|");
+    assert_int_equal(realm_dispatch_in_flight(d), 0);
+    json_decref(params);
+    realm_buf_dispose(&rec.log);
+    realm_buf_t out;
+    realm_buf_init(&out);
+    realm_metrics_render(m, &out);
+    assert_non_null(
+        strstr(out.data, "realm_calls_total{function=\"typed\",outcome=\"complete\"} 3"));
+    realm_buf_dispose(&out);
+    dispatch_done(d);
     realm_metrics_free(m);
 }
 
@@ -272,7 +335,8 @@ static void metadata_matches_table(void **state)
 {
     (void)state;
     realm_metrics_t *m = realm_metrics_new();
-    realm_dispatch_t *d = realm_dispatch_new(m);
+    uv_loop_init(&loop);
+    realm_dispatch_t *d = realm_dispatch_new(&loop, m);
     realm_dispatch_register(d, &typed_def, NULL);
     json_t *md = realm_builtins_metadata(d, NULL);
     json_t *fns = json_object_get(md, "functions");
@@ -288,16 +352,20 @@ static void metadata_matches_table(void **state)
     assert_string_equal(json_string_value(json_object_get(s, "default")), "dflt");
     assert_int_equal(json_integer_value(json_object_get(s, "max_length")), 3);
     json_decref(md);
-    realm_dispatch_free(d);
+    dispatch_done(d);
     realm_metrics_free(m);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(parse_ok),        cmocka_unit_test(parse_refusals),
-        cmocka_unit_test(serializers),     cmocka_unit_test(dispatch_validation),
-        cmocka_unit_test(dispatch_cancel), cmocka_unit_test(metadata_matches_table),
+        cmocka_unit_test(parse_ok),
+        cmocka_unit_test(parse_refusals),
+        cmocka_unit_test(serializers),
+        cmocka_unit_test(dispatch_validation),
+        cmocka_unit_test(dispatch_cancel),
+        cmocka_unit_test(dispatch_deferred_end),
+        cmocka_unit_test(metadata_matches_table),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -11,8 +11,8 @@
  * token, which becomes one `streaming` reply.
  * THREADS: loop thread only.
  */
-#ifndef REALM_API_GENERATE_H
-#define REALM_API_GENERATE_H
+#ifndef REALM_INVOKE_GENERATE_H
+#define REALM_INVOKE_GENERATE_H
 
 #include "config/config.h"
 #include "dispatch/dispatch.h"

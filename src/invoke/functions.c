@@ -10,7 +10,7 @@
  * {"error_type","error","request_id"} (error: the function's error JSON);
  * a throttle is THROTTLED with {"reason","retry_after"}.
  */
-#include "api/functions.h"
+#include "invoke/functions.h"
 
 #include "base/alloc.h"
 #include "base/err.h"
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define SYNC_PAYLOAD_LIMIT 6291456u /* 6 MB */
+#define SYNC_PAYLOAD_LIMIT REALM_INVOKER_SYNC_LIMIT /* 6 MB, as Invoke over HTTP */
 
 typedef struct {
     realm_call_t *call;
@@ -128,16 +128,15 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     realm_inv_req_t req = {.payload = text, .payload_len = strlen(text)};
     static const realm_inv_sink_t sink = {.on_chunk = on_chunk, .on_done = on_done};
     realm_reg_err_t e;
-    realm_call_on_cancel(call, on_cancel, fc);
     realm_inv_t *inv =
         realm_invoker_start(iv, realm_call_tenant(call) ? realm_call_tenant(call) : "", name,
                             qualifier, &req, &sink, fc, fc->version, &e);
     free(text);
     if (inv) { /* it ends in on_done, on a later turn (or is cancelled first) */
         fc->inv = inv;
+        realm_call_on_cancel(call, on_cancel, fc);
         return;
     }
-    realm_call_on_cancel(call, NULL, NULL);
     free(fc);
     /* Called by name, anything that names no deployed function is "no such function". */
     if (e.status == 404 || (is_by_name && e.status < 500)) {

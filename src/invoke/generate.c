@@ -6,7 +6,7 @@
  * "prompt_tokens","finish_reason","timing":{...}}. Lines may arrive split
  * across chunks, so each call keeps the unfinished tail.
  */
-#include "api/generate.h"
+#include "invoke/generate.h"
 
 #include "base/alloc.h"
 #include "base/buf.h"

@@ -1,0 +1,158 @@
+/*
+ * invoker.h - running deployed functions, whatever the wire: a reference
+ * (name or ARN, and a qualifier) is resolved through the registry to the
+ * version and code that run, with the policy that applies to it (the
+ * realm:network tag, reserved concurrency, --provisioned warm
+ * environments), and handed to the execution engine. One invoker serves
+ * api/'s HTTP Invoke, InvokeAsync and InvokeWithResponseStream, the
+ * client WebSocket's `invoke` and by-name calls (invoke/functions.h), and
+ * the durable queue of Event invocations (retried with backoff, failures
+ * kept and listable; docs/execution.md).
+ *
+ * DESIGN: resolution of an unqualified name is cached per registry write
+ * generation (a function nobody changed reads no SQL); versions and
+ * aliases are resolved each time (a weighted alias picks anew). Events go
+ * to the queue only; a dispatcher on the loop takes due events with a
+ * bounded budget per loop turn, runs them, and then removes, retries
+ * (doubling delays, --event-retries times), defers (throttled), parks
+ * (reserved concurrency 0) or fails them (EventAgeExceeded after 6 hours).
+ * This module knows no wire format: callers get exec's sinks (exec.h).
+ *
+ * LIFETIME: the registry, the package store and the engine are borrowed
+ * (opened by the server) and must outlive the invoker; realm_invoker_close
+ * closes its handles and frees it on a later loop turn.
+ * THREADS: loop thread only.
+ */
+#ifndef REALM_INVOKE_INVOKER_H
+#define REALM_INVOKE_INVOKER_H
+
+#include "base/buf.h"
+#include "config/config.h"
+#include "exec/exec.h"
+#include "pkg/pkg.h"
+#include "queue/queue.h"
+#include "registry/registry.h"
+
+#include <jansson.h>
+#include <uv.h>
+
+typedef struct realm_invoker_s realm_invoker_t;
+
+#define REALM_INVOKER_SYNC_LIMIT 6291456u /* 6 MB: RequestResponse payloads */
+#define REALM_INVOKER_ASYNC_LIMIT 262144u /* 256 KB: Event payloads */
+
+typedef struct {
+    uv_loop_t *loop;
+    const realm_config_t *cfg; /* borrowed: data_dir, limits, --provisioned, event retries */
+    realm_registry_t *reg;     /* borrowed */
+    realm_pkg_store_t *store;  /* borrowed */
+    realm_exec_t *exec;        /* borrowed */
+} realm_invoker_opts_t;
+
+/* Opens the event queue (DATA_DIR/events.db). NULL with a message in err. */
+realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, size_t err_len);
+/*
+ * Stops the dispatcher, closes the queue and closes the invoker's handles;
+ * the memory goes in the last close callback, on a later loop turn, after
+ * which cb (if not NULL) is called with data. NULL iv is a no-op (cb is not
+ * called). Any invocation still running must have ended first (free the
+ * engine before).
+ */
+typedef void (*realm_invoker_close_cb)(void *data);
+void realm_invoker_close(realm_invoker_t *iv, realm_invoker_close_cb cb, void *data);
+/* Starts the work that needs the runtime API: provisioned environments, queued events. */
+void realm_invoker_begin(realm_invoker_t *iv);
+/* Stops taking queued events (shutdown); what is leased stays queued. */
+void realm_invoker_drain(realm_invoker_t *iv);
+
+/* ---- synchronous and streamed invocation ---- */
+
+/*
+ * Starts an invocation of a deployed function. Returns it, and the sink's
+ * on_done comes exactly once on a later loop turn (also when it is
+ * throttled: exec.h); or NULL with e filled (404, 400...) when there is
+ * nothing to run, and then the sink is never called. tenant, function,
+ * qualifier and req are borrowed for the call only. executed_version (24
+ * bytes, or NULL) gets the version that runs.
+ */
+realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
+                                 const char *qualifier, const realm_inv_req_t *req,
+                                 const realm_inv_sink_t *sink, void *data, char *executed_version,
+                                 realm_reg_err_t *e);
+
+/* ---- Event invocation ---- */
+
+typedef enum {
+    REALM_INVOKER_DRY_RUN,     /* only checks that the function can be invoked */
+    REALM_INVOKER_EVENT,       /* queued under its name, with the qualifier as given */
+    REALM_INVOKER_EVENT_PLAIN, /* InvokeAsync: queued unqualified ($LATEST) */
+} realm_invoker_mode_t;
+
+/*
+ * Resolves the function and, for an Event, puts it in the durable queue (it
+ * runs later, on the dispatcher). payload is borrowed (JSON text, already
+ * within REALM_INVOKER_ASYNC_LIMIT). Returns 0 with the version that would
+ * run in version; or -1 with e: the registry's error (404, 400...), 429
+ * when the queue is full (e->type is then the throttle's Reason,
+ * EventQueueFull) or 500 on a storage error.
+ */
+int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const char *tenant,
+                         const char *function, const char *qualifier, const char *payload,
+                         size_t len, char version[24], realm_reg_err_t *e);
+/* The Event queue (borrowed until realm_invoker_close; for tests and fuzzers). */
+realm_queue_t *realm_invoker_queue(realm_invoker_t *iv);
+/* Event invocations queued, all tenants and functions (the metric). */
+size_t realm_invoker_events_pending(realm_invoker_t *iv);
+/*
+ * The failed Event invocations of a function (at most 100, a new JSON
+ * array) and how many are pending in *pending; the function's name is its
+ * plain name (realm_invoker_plain_name).
+ */
+json_t *realm_invoker_failed_events(realm_invoker_t *iv, const char *tenant, const char *name,
+                                    int64_t *pending);
+
+/*
+ * The event dispatcher's decision for an event that ended (pure; tests).
+ * attempts is the attempts before this one; the answer is RETRY with the
+ * delay in *delay_ms, or FAIL. An EXPIRED event is past Lambda's maximum
+ * age (6 hours) and is dropped to the failed list.
+ */
+typedef enum { REALM_EVENT_RETRY, REALM_EVENT_FAIL, REALM_EVENT_EXPIRED } realm_event_verdict_t;
+realm_event_verdict_t realm_invoker_event_verdict(const realm_config_t *cfg, int attempts,
+                                                  int64_t *delay_ms);
+int realm_invoker_event_is_expired(int64_t enqueued_ms, int64_t now_ms);
+
+/* ---- functions, policy and logs ---- */
+
+/*
+ * The plain name (no qualifier) of a function reference into name (65
+ * bytes), checking that it exists. 0, or -1 with e (404, 400).
+ */
+int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char *function,
+                             char name[65], realm_reg_err_t *e);
+/*
+ * Appends the last `tail` bytes of a function's log (the older file first
+ * when the current one holds less) to out. name is a plain name.
+ */
+void realm_invoker_read_log(realm_invoker_t *iv, const char *tenant, const char *name, long tail,
+                            realm_buf_t *out);
+
+/* Checks --provisioned's syntax: 0, or -1 with a message. */
+int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len);
+/*
+ * Keeps the warm environments --provisioned asks for: of every function
+ * listed (only NULL), or of the one named only (after it was created or
+ * changed).
+ */
+void realm_invoker_provision(realm_invoker_t *iv, const char *only);
+
+/* A function was deleted: its queued and failed events go too. */
+void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name);
+
+/* Every deployed function of a tenant for `metadata` (a new array). */
+json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant);
+
+/* Resolutions served from the cache since the start (tests). */
+uint64_t realm_invoker_cache_hits(const realm_invoker_t *iv);
+
+#endif
