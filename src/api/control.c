@@ -106,10 +106,15 @@ static void changed(realm_control_t *ctl, const char *tenant, const char *fn_nam
     ctl->on_change(tenant, name, is_deleted, ctl->change_data);
 }
 
+/* The error a REALM_ERR_* code stands for: its HTTP status and AWS type, with message. */
+static void send_code(realm_http_res_t *res, int code, const char *message)
+{
+    realm_control_send_error(res, realm_err_http_status(code), realm_err_aws_type(code), message);
+}
+
 static void send_reg_error(realm_http_res_t *res, const realm_error_t *e)
 {
-    realm_control_send_error(res, realm_err_http_status(e->code), realm_err_aws_type(e->code),
-                             e->message);
+    send_code(res, e->code, e->message);
 }
 
 /* Sends body (owned) with status, or the registry's error when body is NULL. */
@@ -177,7 +182,7 @@ static json_t *body_json(realm_http_req_t *req, realm_http_res_t *res)
         snprintf(msg, sizeof(msg), "Could not parse request body into json: %s",
                  j ? "the body must be a JSON object" : jerr.text);
         json_decref(j);
-        realm_control_send_error(res, 400, "InvalidRequestContentException", msg);
+        send_code(res, REALM_ERR_INVALID_REQUEST, msg);
         return NULL;
     }
     return j;
@@ -203,8 +208,7 @@ static long max_items(realm_http_req_t *req, realm_http_res_t *res)
     char *end;
     long n = strtol(buf, &end, 10);
     if (*buf == '\0' || *end || n < 1 || n > 10000) {
-        realm_control_send_error(res, 400, "InvalidParameterValueException",
-                                 "MaxItems must be an integer from 1 to 10000");
+        send_code(res, REALM_ERR_INVALID_PARAMS, "MaxItems must be an integer from 1 to 10000");
         return -1;
     }
     return n;
@@ -328,9 +332,9 @@ static int too_busy(realm_control_t *ctl, realm_http_res_t *res)
 {
     if ((uint64_t)ctl->jobs < ctl->cfg->max_package_jobs) return 0;
     realm_http_res_header(res, "Retry-After", "1");
-    realm_control_send_error(res, 429, "TooManyRequestsException",
-                             "Too many code packages are being unpacked at once; retry in a "
-                             "second");
+    send_code(res, REALM_ERR_THROTTLED,
+              "Too many code packages are being unpacked at once; retry in a "
+              "second");
     return 1;
 }
 
@@ -430,8 +434,7 @@ static void on_list_functions(realm_http_req_t *req, realm_http_res_t *res, void
     if (max < 0) return;
     const char *v = query(req, "FunctionVersion", fv, sizeof(fv));
     if (v && strcmp(v, "ALL") != 0) {
-        realm_control_send_error(res, 400, "InvalidParameterValueException",
-                                 "FunctionVersion must be ALL when given");
+        send_code(res, REALM_ERR_INVALID_PARAMS, "FunctionVersion must be ALL when given");
         return;
     }
     realm_error_t e;
@@ -570,8 +573,8 @@ static void on_untag(realm_http_req_t *req, realm_http_res_t *res, void *data)
     }
     keys[n] = NULL;
     if (n == 0) {
-        realm_control_send_error(res, 400, "InvalidParameterValueException",
-                                 "tagKeys is required: the keys of the tags to remove");
+        send_code(res, REALM_ERR_INVALID_PARAMS,
+                  "tagKeys is required: the keys of the tags to remove");
         return;
     }
     realm_error_t e;
@@ -608,7 +611,7 @@ static void on_package(realm_http_req_t *req, realm_http_res_t *res, void *data)
              realm_pkg_store_has(ctl->store, hex);
     }
     if (!ok) {
-        realm_control_send_error(res, 404, "ResourceNotFoundException", "No such code package");
+        send_code(res, REALM_ERR_FUNCTION_NOT_FOUND, "No such code package");
         return;
     }
     if (too_busy(ctl, res)) return;

@@ -29,14 +29,15 @@
 
 /* ---- HTTP helpers ---- */
 
-static void amz_error(realm_http_res_t *res, int status, const char *type, const char *msg)
+/* The error a REALM_ERR_* code stands for: its HTTP status and AWS type, with msg. */
+static void amz_error(realm_http_res_t *res, int code, const char *msg)
 {
-    realm_control_send_error(res, status, type, msg);
+    realm_control_send_error(res, realm_err_http_status(code), realm_err_aws_type(code), msg);
 }
 
 static void reg_error(realm_http_res_t *res, const realm_error_t *e)
 {
-    amz_error(res, realm_err_http_status(e->code), realm_err_aws_type(e->code), e->message);
+    amz_error(res, e->code, e->message);
 }
 
 static void throttled(realm_http_res_t *res, const char *reason, const char *msg)
@@ -141,7 +142,7 @@ static void answer_failed(realm_http_res_t *res, const realm_inv_result_t *r)
     if (r->status == REALM_INV_THROTTLED)
         throttled(res, r->error_type, r->error_message);
     else
-        amz_error(res, 500, "ServiceException", r->error_message ? r->error_message : "failed");
+        amz_error(res, REALM_ERR_INTERNAL_ERROR, r->error_message ? r->error_message : "failed");
 }
 
 static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
@@ -411,7 +412,7 @@ static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
         char *end;
         tail = strtol(buf, &end, 10);
         if (!buf[0] || *end || tail < 1 || tail > 16 * 1024 * 1024) {
-            amz_error(res, 400, "InvalidParameterValueException",
+            amz_error(res, REALM_ERR_INVALID_PARAMS,
                       "tail must be a byte count from 1 to 16777216");
             return;
         }

@@ -139,7 +139,7 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     }
     free(fc);
     /* Called by name, anything that names no deployed function is "no such function". */
-    int status = realm_err_http_status(e.code);
+    int status = e.code ? realm_err_http_status(e.code) : 0;
     if (status == 404 || (is_by_name && status < 500)) {
         realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, json_pack("{s:s}", "function", name),
                         "%s", e.message);

@@ -33,6 +33,7 @@ static const row_t control_rows[] = {
     {REALM_ERR_PRECONDITION_FAILED, 412, "PreconditionFailedException", "PRECONDITION_FAILED"},
     {REALM_ERR_REQUEST_TOO_LARGE, 413, "RequestTooLargeException", "PAYLOAD_TOO_LARGE"},
     {REALM_ERR_EVENT_QUEUE_FULL, 429, "TooManyRequestsException", "EVENT_QUEUE_FULL"},
+    {REALM_ERR_THROTTLED, 429, "TooManyRequestsException", "THROTTLED"},
     {REALM_ERR_INTERNAL_ERROR, 500, "ServiceException", "INTERNAL_ERROR"},
 };
 
