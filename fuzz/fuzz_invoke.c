@@ -49,7 +49,7 @@ static struct {
     unsigned long runs;
 } fx;
 
-static void must(json_t *o, const realm_reg_err_t *e, const char *what)
+static void must(json_t *o, const realm_error_t *e, const char *what)
 {
     if (!o) {
         fprintf(stderr, "fuzz_invoke: %s: %s\n", what, e->message);
@@ -60,7 +60,7 @@ static void must(json_t *o, const realm_reg_err_t *e, const char *what)
 
 static void create(const char *tenant, const char *name)
 {
-    realm_reg_err_t e;
+    realm_error_t e;
     char fn[65];
     json_t *req = json_pack("{s:s, s:s, s:s, s:{s:s}}", "FunctionName", name, "Runtime",
                             "nodejs20.x", "Handler", "index.handler", "Code", "ZipFile", "AA==");
@@ -118,7 +118,7 @@ static void setup(void)
     create("", "f");
     create("", "g");
     create("111122223333", "h");
-    realm_reg_err_t e;
+    realm_error_t e;
     json_t *req = json_object();
     must(realm_registry_publish_version(fx.reg, "", "f", req, &e), &e, "publish 1");
     json_decref(req);
@@ -180,11 +180,13 @@ static void run_sync(const realm_invoke_req_t *ir)
                           .payload_len = ir->len,
                           .client_context = ir->cc.len ? ir->cc.data : NULL};
     char version[24];
-    realm_reg_err_t e;
+    realm_error_t e;
     realm_inv_t *inv =
         realm_invoker_start(fx.iv, ir->tenant, ir->fn, ir->qualifier, &rq, &sink, &p, version, &e);
     if (!inv) {
-        if (e.status < 400 || e.status > 599 || !e.type || !e.message[0]) __builtin_trap();
+        if (realm_err_http_status(e.code) < 400 || realm_err_http_status(e.code) > 599 ||
+            !realm_err_aws_type(e.code) || !e.message[0])
+            __builtin_trap();
         return;
     }
     if (p.done) __builtin_trap(); /* never from inside the call that started it */
@@ -199,10 +201,14 @@ static void run_sync(const realm_invoke_req_t *ir)
 static void run_event(const realm_invoke_req_t *ir, uint8_t how)
 {
     char version[24];
-    realm_reg_err_t e;
+    realm_error_t e;
     if (realm_invoke_submit(fx.iv, ir, version, &e) != 0) {
-        if (e.status < 400 || e.status > 599 || !e.type || !e.message[0]) __builtin_trap();
-        if (e.status == 429 && strcmp(e.type, "EventQueueFull") != 0) __builtin_trap();
+        if (realm_err_http_status(e.code) < 400 || realm_err_http_status(e.code) > 599 ||
+            !realm_err_aws_type(e.code) || !e.message[0])
+            __builtin_trap();
+        if (realm_err_http_status(e.code) == 429 &&
+            strcmp(realm_invoker_throttle_reason(e.code), "EventQueueFull") != 0)
+            __builtin_trap();
         return;
     }
     if (strcmp(version, "$LATEST") != 0 && atoi(version) < 1) __builtin_trap();
@@ -261,9 +267,11 @@ static void handle(realm_http_req_t *req, const char *pattern, uint8_t how)
     /* A path segment with %00 must not name a function. */
     if (strstr(req->path, "%00")) __builtin_trap();
     realm_invoke_req_t ir;
-    realm_reg_err_t e;
+    realm_error_t e;
     if (realm_invoke_parse(req, is_stream, &ir, &e) != 0) {
-        if ((e.status != 400 && e.status != 413) || !e.type || !e.message[0]) __builtin_trap();
+        if ((realm_err_http_status(e.code) != 400 && realm_err_http_status(e.code) != 413) ||
+            !realm_err_aws_type(e.code) || !e.message[0])
+            __builtin_trap();
         return;
     }
     json_t *j = json_loadb(ir.payload, ir.len, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);

@@ -18,17 +18,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static realm_registry_t *reg;
 
-static void check(json_t *out, const realm_reg_err_t *e)
+static void check(json_t *out, const realm_error_t *e)
 {
     if (out) {
         json_decref(out);
         return;
     }
     /* Every refusal has a type, an HTTP status and a message. */
-    if (!e->type || e->status < 400 || e->status > 599 || e->message[0] == '\0') abort();
+    if (!realm_err_aws_type(e->code) || realm_err_http_status(e->code) < 400 ||
+        realm_err_http_status(e->code) > 599 || e->message[0] == '\0')
+        abort();
 }
 
-static void check_rc(int rc, const realm_reg_err_t *e)
+static void check_rc(int rc, const realm_error_t *e)
 {
     check(rc == 0 ? json_object() : NULL, e);
 }
@@ -56,7 +58,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         json_decref(req);
         return 0;
     }
-    realm_reg_err_t e;
+    realm_error_t e;
     realm_pkg_info_t pkg = {.zip_bytes = 22};
     memset(pkg.hex, 'a', REALM_PKG_HEX_LEN);
     memcpy(pkg.sha256_b64, "fake", 5);

@@ -34,7 +34,7 @@
 
 /* A registry operation on a function with a JSON body (one handler serves all). */
 typedef json_t *(*body_op_fn)(realm_registry_t *r, const char *tenant, const char *fn_name,
-                              json_t *req, realm_reg_err_t *e);
+                              json_t *req, realm_error_t *e);
 
 enum { OP_UPDATE_CONFIGURATION, OP_PUBLISH, OP_CREATE_ALIAS, OP_PUT_CONCURRENCY, OP_COUNT };
 
@@ -71,9 +71,7 @@ typedef struct {
     char path[4096]; /* JOB_DOWNLOAD */
     /* results of the worker */
     int rc;
-    int status;
-    const char *type;
-    char err[512];
+    realm_error_t err; /* when rc != 0 */
     realm_pkg_info_t info;
     realm_buf_t file; /* JOB_DOWNLOAD */
 } job_t;
@@ -101,20 +99,26 @@ void realm_control_send_error(realm_http_res_t *res, int status, const char *typ
 static void changed(realm_control_t *ctl, const char *tenant, const char *fn_name, int is_deleted)
 {
     char name[65], q[129];
-    realm_reg_err_t e;
+    realm_error_t e;
     if (!ctl->on_change ||
         realm_registry_parse_name(ctl->reg, tenant, fn_name, 1, name, q, &e) != 0)
         return;
     ctl->on_change(tenant, name, is_deleted, ctl->change_data);
 }
 
-static void send_reg_error(realm_http_res_t *res, const realm_reg_err_t *e)
+/* The error a REALM_ERR_* code stands for: its HTTP status and AWS type, with message. */
+static void send_code(realm_http_res_t *res, int code, const char *message)
 {
-    realm_control_send_error(res, e->status, e->type, e->message);
+    realm_control_send_error(res, realm_err_http_status(code), realm_err_aws_type(code), message);
+}
+
+static void send_reg_error(realm_http_res_t *res, const realm_error_t *e)
+{
+    send_code(res, e->code, e->message);
 }
 
 /* Sends body (owned) with status, or the registry's error when body is NULL. */
-static void answer(realm_http_res_t *res, int status, json_t *body, const realm_reg_err_t *e)
+static void answer(realm_http_res_t *res, int status, json_t *body, const realm_error_t *e)
 {
     if (!body) {
         send_reg_error(res, e);
@@ -124,7 +128,7 @@ static void answer(realm_http_res_t *res, int status, json_t *body, const realm_
     realm_http_res_send_json(res, status, body);
 }
 
-static void answer_empty(realm_http_res_t *res, int rc, const realm_reg_err_t *e)
+static void answer_empty(realm_http_res_t *res, int rc, const realm_error_t *e)
 {
     if (rc != 0) {
         send_reg_error(res, e);
@@ -178,7 +182,7 @@ static json_t *body_json(realm_http_req_t *req, realm_http_res_t *res)
         snprintf(msg, sizeof(msg), "Could not parse request body into json: %s",
                  j ? "the body must be a JSON object" : jerr.text);
         json_decref(j);
-        realm_control_send_error(res, 400, "InvalidRequestContentException", msg);
+        send_code(res, REALM_ERR_INVALID_REQUEST, msg);
         return NULL;
     }
     return j;
@@ -204,8 +208,7 @@ static long max_items(realm_http_req_t *req, realm_http_res_t *res)
     char *end;
     long n = strtol(buf, &end, 10);
     if (*buf == '\0' || *end || n < 1 || n > 10000) {
-        realm_control_send_error(res, 400, "InvalidParameterValueException",
-                                 "MaxItems must be an integer from 1 to 10000");
+        send_code(res, REALM_ERR_INVALID_PARAMS, "MaxItems must be an integer from 1 to 10000");
         return -1;
     }
     return n;
@@ -228,12 +231,9 @@ static void maybe_sweep(realm_control_t *ctl)
 
 /* ---- package jobs ---- */
 
-static void job_fail(job_t *j, int status, const char *type, const char *msg)
+static void job_fail(job_t *j, int code, const char *msg)
 {
-    j->rc = -1;
-    j->status = status;
-    j->type = type;
-    snprintf(j->err, sizeof(j->err), "%s", msg);
+    j->rc = realm_error_set(&j->err, code, "%s", msg);
 }
 
 static void job_work(uv_work_t *w)
@@ -244,7 +244,7 @@ static void job_work(uv_work_t *w)
         char chunk[65536];
         size_t n;
         if (!f) {
-            job_fail(j, 404, "ResourceNotFoundException", "No such code package");
+            job_fail(j, REALM_ERR_FUNCTION_NOT_FOUND, "No such code package");
             return;
         }
         while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
@@ -255,18 +255,17 @@ static void job_work(uv_work_t *w)
     realm_buf_t zip;
     realm_buf_init(&zip);
     if (realm_str_b64_decode(j->b64, strlen(j->b64), &zip) != 0) {
-        job_fail(j, 400, "InvalidParameterValueException",
+        job_fail(j, REALM_ERR_INVALID_PARAMS,
                  "ZipFile is not valid base64: send the zip file's bytes base64-encoded");
     } else if (zip.len > j->ctl->limits.max_zip_bytes) {
         char msg[160];
         snprintf(msg, sizeof(msg), "The code package is %zu bytes; the limit is %llu (zipped)",
                  zip.len, (unsigned long long)j->ctl->limits.max_zip_bytes);
-        job_fail(j, 413, "RequestTooLargeException", msg);
+        job_fail(j, REALM_ERR_REQUEST_TOO_LARGE, msg);
     } else if (realm_pkg_store_put(j->ctl->store, zip.data, zip.len, &j->ctl->limits, &j->info,
-                                   j->err, sizeof(j->err)) != 0) {
+                                   j->err.message, sizeof(j->err.message)) != 0) {
         j->rc = -1;
-        j->status = 400;
-        j->type = "InvalidParameterValueException";
+        j->err.code = REALM_ERR_INVALID_PARAMS;
     }
     realm_buf_dispose(&zip);
 }
@@ -282,23 +281,21 @@ static void job_done(uv_work_t *w, int status)
 {
     job_t *j = w->data;
     realm_control_t *ctl = j->ctl;
-    realm_reg_err_t e = {0};
+    realm_error_t e = {0};
     json_t *out = NULL;
     int code = 200;
-    if (status != 0 && j->rc == 0) job_fail(j, 500, "ServiceException", "the job was cancelled");
+    if (status != 0 && j->rc == 0) job_fail(j, REALM_ERR_INTERNAL_ERROR, "the job was cancelled");
     if (j->kind == JOB_DOWNLOAD) {
         if (j->res && j->rc == 0)
             realm_http_res_send(j->res, 200, "application/zip", j->file.data, j->file.len);
         else if (j->res)
-            realm_control_send_error(j->res, j->status, j->type, j->err);
+            send_reg_error(j->res, &j->err);
         realm_buf_dispose(&j->file);
         goto done;
     }
     if (j->rc != 0) {
         realm_registry_update_abort(ctl->reg, j->tenant, j->name);
-        e.status = j->status;
-        e.type = j->type;
-        snprintf(e.message, sizeof(e.message), "%s", j->err);
+        e = j->err;
     } else if (j->kind == JOB_CREATE) {
         out = realm_registry_create_commit(ctl->reg, j->tenant, j->req, &j->info, &e);
         if (out) changed(ctl, j->tenant, j->name, 0);
@@ -335,9 +332,9 @@ static int too_busy(realm_control_t *ctl, realm_http_res_t *res)
 {
     if ((uint64_t)ctl->jobs < ctl->cfg->max_package_jobs) return 0;
     realm_http_res_header(res, "Retry-After", "1");
-    realm_control_send_error(res, 429, "TooManyRequestsException",
-                             "Too many code packages are being unpacked at once; retry in a "
-                             "second");
+    send_code(res, REALM_ERR_THROTTLED,
+              "Too many code packages are being unpacked at once; retry in a "
+              "second");
     return 1;
 }
 
@@ -356,7 +353,7 @@ static void on_package_request(realm_http_req_t *req, realm_http_res_t *res, rea
         json_decref(body);
         return;
     }
-    realm_reg_err_t e;
+    realm_error_t e;
     job_t *j = realm_calloc(1, sizeof(*j));
     snprintf(j->tenant, sizeof(j->tenant), "%s", req->principal);
     j->b64 =
@@ -397,7 +394,7 @@ static void on_get_function(realm_http_req_t *req, realm_http_res_t *res, void *
 {
     realm_control_t *ctl = data;
     char q[160], base[300];
-    realm_reg_err_t e;
+    realm_error_t e;
     code_url_base(req, ctl, base, sizeof(base));
     answer(res, 200,
            realm_registry_get_function(ctl->reg, req->principal, fn_param(req),
@@ -409,7 +406,7 @@ static void on_get_configuration(realm_http_req_t *req, realm_http_res_t *res, v
 {
     realm_control_t *ctl = data;
     char q[160];
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200,
            realm_registry_get_configuration(ctl->reg, req->principal, fn_param(req),
                                             query(req, "Qualifier", q, sizeof(q)), &e),
@@ -421,7 +418,7 @@ static void on_body_op(realm_http_req_t *req, realm_http_res_t *res, void *data)
     const body_op_t *op = data;
     json_t *body = body_json(req, res);
     if (!body) return;
-    realm_reg_err_t e;
+    realm_error_t e;
     json_t *out = op->fn(op->ctl->reg, req->principal, fn_param(req), body, &e);
     if (out && op == &op->ctl->ops[OP_UPDATE_CONFIGURATION])
         changed(op->ctl, req->principal, fn_param(req), 0);
@@ -437,11 +434,10 @@ static void on_list_functions(realm_http_req_t *req, realm_http_res_t *res, void
     if (max < 0) return;
     const char *v = query(req, "FunctionVersion", fv, sizeof(fv));
     if (v && strcmp(v, "ALL") != 0) {
-        realm_control_send_error(res, 400, "InvalidParameterValueException",
-                                 "FunctionVersion must be ALL when given");
+        send_code(res, REALM_ERR_INVALID_PARAMS, "FunctionVersion must be ALL when given");
         return;
     }
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200,
            realm_registry_list_functions(ctl->reg, req->principal,
                                          query(req, "Marker", marker, sizeof(marker)), max,
@@ -453,7 +449,7 @@ static void on_delete_function(realm_http_req_t *req, realm_http_res_t *res, voi
 {
     realm_control_t *ctl = data;
     char q[160];
-    realm_reg_err_t e;
+    realm_error_t e;
     int rc = realm_registry_delete_function(ctl->reg, req->principal, fn_param(req),
                                             query(req, "Qualifier", q, sizeof(q)), &e);
     if (rc == 0) {
@@ -471,7 +467,7 @@ static void on_list_versions(realm_http_req_t *req, realm_http_res_t *res, void 
     char marker[64];
     long max = max_items(req, res);
     if (max < 0) return;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200,
            realm_registry_list_versions(ctl->reg, req->principal, fn_param(req),
                                         query(req, "Marker", marker, sizeof(marker)), max, &e),
@@ -484,7 +480,7 @@ static void on_list_aliases(realm_http_req_t *req, realm_http_res_t *res, void *
     char marker[160], fv[32];
     long max = max_items(req, res);
     if (max < 0) return;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200,
            realm_registry_list_aliases(ctl->reg, req->principal, fn_param(req),
                                        query(req, "FunctionVersion", fv, sizeof(fv)),
@@ -501,7 +497,7 @@ static const char *alias_param(realm_http_req_t *req)
 static void on_get_alias(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200,
            realm_registry_get_alias(ctl->reg, req->principal, fn_param(req), alias_param(req), &e),
            &e);
@@ -512,7 +508,7 @@ static void on_update_alias(realm_http_req_t *req, realm_http_res_t *res, void *
     realm_control_t *ctl = data;
     json_t *body = body_json(req, res);
     if (!body) return;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200,
            realm_registry_update_alias(ctl->reg, req->principal, fn_param(req), alias_param(req),
                                        body, &e),
@@ -523,7 +519,7 @@ static void on_update_alias(realm_http_req_t *req, realm_http_res_t *res, void *
 static void on_delete_alias(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer_empty(
         res,
         realm_registry_delete_alias(ctl->reg, req->principal, fn_param(req), alias_param(req), &e),
@@ -533,7 +529,7 @@ static void on_delete_alias(realm_http_req_t *req, realm_http_res_t *res, void *
 static void on_get_concurrency(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200, realm_registry_get_concurrency(ctl->reg, req->principal, fn_param(req), &e),
            &e);
 }
@@ -541,7 +537,7 @@ static void on_get_concurrency(realm_http_req_t *req, realm_http_res_t *res, voi
 static void on_delete_concurrency(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer_empty(
         res, realm_registry_delete_concurrency(ctl->reg, req->principal, fn_param(req), &e), &e);
 }
@@ -557,7 +553,7 @@ static void on_tag(realm_http_req_t *req, realm_http_res_t *res, void *data)
     realm_control_t *ctl = data;
     json_t *body = body_json(req, res);
     if (!body) return;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer_empty(res, realm_registry_tag(ctl->reg, req->principal, arn_param(req), body, &e), &e);
     json_decref(body);
 }
@@ -577,18 +573,18 @@ static void on_untag(realm_http_req_t *req, realm_http_res_t *res, void *data)
     }
     keys[n] = NULL;
     if (n == 0) {
-        realm_control_send_error(res, 400, "InvalidParameterValueException",
-                                 "tagKeys is required: the keys of the tags to remove");
+        send_code(res, REALM_ERR_INVALID_PARAMS,
+                  "tagKeys is required: the keys of the tags to remove");
         return;
     }
-    realm_reg_err_t e;
+    realm_error_t e;
     answer_empty(res, realm_registry_untag(ctl->reg, req->principal, arn_param(req), keys, &e), &e);
 }
 
 static void on_list_tags(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_control_t *ctl = data;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200, realm_registry_list_tags(ctl->reg, req->principal, arn_param(req), &e), &e);
 }
 
@@ -596,7 +592,7 @@ static void on_account(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     (void)req;
     realm_control_t *ctl = data;
-    realm_reg_err_t e;
+    realm_error_t e;
     answer(res, 200, realm_registry_account_settings(ctl->reg, req->principal, &e), &e);
 }
 
@@ -615,7 +611,7 @@ static void on_package(realm_http_req_t *req, realm_http_res_t *res, void *data)
              realm_pkg_store_has(ctl->store, hex);
     }
     if (!ok) {
-        realm_control_send_error(res, 404, "ResourceNotFoundException", "No such code package");
+        send_code(res, REALM_ERR_FUNCTION_NOT_FOUND, "No such code package");
         return;
     }
     if (too_busy(ctl, res)) return;

@@ -29,14 +29,15 @@
 
 /* ---- HTTP helpers ---- */
 
-static void amz_error(realm_http_res_t *res, int status, const char *type, const char *msg)
+/* The error a REALM_ERR_* code stands for: its HTTP status and AWS type, with msg. */
+static void amz_error(realm_http_res_t *res, int code, const char *msg)
 {
-    realm_control_send_error(res, status, type, msg);
+    realm_control_send_error(res, realm_err_http_status(code), realm_err_aws_type(code), msg);
 }
 
-static void reg_error(realm_http_res_t *res, const realm_reg_err_t *e)
+static void reg_error(realm_http_res_t *res, const realm_error_t *e)
 {
-    amz_error(res, e->status, e->type, e->message);
+    amz_error(res, e->code, e->message);
 }
 
 static void throttled(realm_http_res_t *res, const char *reason, const char *msg)
@@ -57,15 +58,8 @@ static const char *req_query(realm_http_req_t *req, const char *name, char *buf,
     return realm_http_query_param(req->query, name, 0, buf, len) >= 0 ? buf : NULL;
 }
 
-static void set_err(realm_reg_err_t *e, int status, const char *type, const char *msg)
-{
-    e->status = status;
-    e->type = type;
-    snprintf(e->message, sizeof(e->message), "%s", msg);
-}
-
 /* The decoded X-Amz-Client-Context into out: 0, or -1 with e (400). */
-static int client_context(const realm_http_req_t *req, realm_buf_t *out, realm_reg_err_t *e)
+static int client_context(const realm_http_req_t *req, realm_buf_t *out, realm_error_t *e)
 {
     const char *cc = realm_http_req_header(req, "X-Amz-Client-Context");
     if (!cc || !cc[0]) return 0;
@@ -74,9 +68,9 @@ static int client_context(const realm_http_req_t *req, realm_buf_t *out, realm_r
         j = json_loadb(out->data ? out->data : "", out->len, 0, NULL);
     if (!json_is_object(j)) {
         json_decref(j);
-        set_err(e, 400, "InvalidRequestContentException",
-                "Client context must be a valid Base64-encoded JSON object of at most 3583 "
-                "bytes encoded.");
+        realm_error_set(e, REALM_ERR_INVALID_REQUEST,
+                        "Client context must be a valid Base64-encoded JSON object of at most 3583 "
+                        "bytes encoded.");
         return -1;
     }
     json_decref(j);
@@ -85,13 +79,13 @@ static int client_context(const realm_http_req_t *req, realm_buf_t *out, realm_r
 
 /* The body as the event: valid JSON, "{}" when empty. 0, or -1 with e (413, 400). */
 static int event_payload(const realm_http_req_t *req, size_t limit, const char *op,
-                         const char **payload, size_t *len, realm_reg_err_t *e)
+                         const char **payload, size_t *len, realm_error_t *e)
 {
     if (req->body.len > limit) {
         char msg[160];
         snprintf(msg, sizeof(msg), "Request must be smaller than %zu bytes for the %s operation",
                  limit, op);
-        set_err(e, 413, "RequestTooLargeException", msg);
+        realm_error_set(e, REALM_ERR_REQUEST_TOO_LARGE, "%s", msg);
         return -1;
     }
     if (req->body.len == 0) {
@@ -104,7 +98,7 @@ static int event_payload(const realm_http_req_t *req, size_t limit, const char *
     if (!j) {
         char msg[300];
         snprintf(msg, sizeof(msg), "Could not parse request body into json: %s", jerr.text);
-        set_err(e, 400, "InvalidRequestContentException", msg);
+        realm_error_set(e, REALM_ERR_INVALID_REQUEST, "%s", msg);
         return -1;
     }
     json_decref(j);
@@ -148,7 +142,7 @@ static void answer_failed(realm_http_res_t *res, const realm_inv_result_t *r)
     if (r->status == REALM_INV_THROTTLED)
         throttled(res, r->error_type, r->error_message);
     else
-        amz_error(res, 500, "ServiceException", r->error_message ? r->error_message : "failed");
+        amz_error(res, REALM_ERR_INTERNAL_ERROR, r->error_message ? r->error_message : "failed");
 }
 
 static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
@@ -242,7 +236,7 @@ static void on_stream_done(realm_inv_t *inv, const realm_inv_result_t *r, void *
 /* ---- routes ---- */
 
 int realm_invoke_parse(const realm_http_req_t *req, int is_stream, realm_invoke_req_t *ir,
-                       realm_reg_err_t *e)
+                       realm_error_t *e)
 {
     memset(ir, 0, sizeof(*ir));
     realm_buf_init(&ir->cc);
@@ -258,13 +252,14 @@ int realm_invoke_parse(const realm_http_req_t *req, int is_stream, realm_invoke_
     if ((strcmp(ir->type, "RequestResponse") != 0 && strcmp(ir->type, "DryRun") != 0 &&
          !is_event) ||
         (is_event && is_stream)) {
-        set_err(e, 400, "InvalidParameterValueException",
-                is_stream ? "X-Amz-Invocation-Type must be RequestResponse or DryRun"
-                          : "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun");
+        realm_error_set(e, REALM_ERR_INVALID_PARAMS, "%s",
+                        is_stream
+                            ? "X-Amz-Invocation-Type must be RequestResponse or DryRun"
+                            : "X-Amz-Invocation-Type must be RequestResponse, Event or DryRun");
         return -1;
     }
     if (log_type && strcmp(log_type, "None") != 0 && strcmp(log_type, "Tail") != 0) {
-        set_err(e, 400, "InvalidParameterValueException", "X-Amz-Log-Type must be None or Tail");
+        realm_error_set(e, REALM_ERR_INVALID_PARAMS, "X-Amz-Log-Type must be None or Tail");
         return -1;
     }
     ir->want_tail = log_type && strcmp(log_type, "Tail") == 0;
@@ -286,7 +281,7 @@ void realm_invoke_req_dispose(realm_invoke_req_t *ir)
 }
 
 int realm_invoke_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
-                        realm_reg_err_t *e)
+                        realm_error_t *e)
 {
     realm_invoker_mode_t mode =
         strcmp(ir->type, "DryRun") == 0 ? REALM_INVOKER_DRY_RUN : REALM_INVOKER_EVENT;
@@ -298,10 +293,10 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res,
                                    const realm_invoke_req_t *ir)
 {
     char version[24];
-    realm_reg_err_t e;
+    realm_error_t e;
     if (realm_invoke_submit(iv, ir, version, &e) != 0) {
-        if (e.status == 429)
-            throttled(res, e.type, e.message);
+        if (realm_err_http_status(e.code) == 429)
+            throttled(res, realm_invoker_throttle_reason(e.code), e.message);
         else
             reg_error(res, &e);
         return;
@@ -321,7 +316,7 @@ static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invo
                         int is_stream)
 {
     realm_invoke_req_t ir;
-    realm_reg_err_t e;
+    realm_error_t e;
     if (realm_invoke_parse(req, is_stream, &ir, &e) != 0) {
         reg_error(res, &e);
         return;
@@ -374,15 +369,15 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
     const char *payload;
     size_t len;
     char version[24];
-    realm_reg_err_t e;
+    realm_error_t e;
     if (event_payload(req, ASYNC_LIMIT, "InvokeAsync", &payload, &len, &e) != 0) {
         reg_error(res, &e);
         return;
     }
     if (realm_invoker_submit(iv, REALM_INVOKER_EVENT_PLAIN, req->principal, fn, NULL, payload, len,
                              version, &e) != 0) {
-        if (e.status == 429)
-            throttled(res, e.type, e.message);
+        if (realm_err_http_status(e.code) == 429)
+            throttled(res, realm_invoker_throttle_reason(e.code), e.message);
         else
             reg_error(res, &e);
         return;
@@ -397,7 +392,7 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
 static const char *plain_name(realm_invoker_t *iv, realm_http_req_t *req, realm_http_res_t *res,
                               char name[65])
 {
-    realm_reg_err_t e;
+    realm_error_t e;
     if (realm_invoker_plain_name(iv, req->principal, realm_http_req_param(req, "FunctionName"),
                                  name, &e) != 0) {
         reg_error(res, &e);
@@ -417,7 +412,7 @@ static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
         char *end;
         tail = strtol(buf, &end, 10);
         if (!buf[0] || *end || tail < 1 || tail > 16 * 1024 * 1024) {
-            amz_error(res, 400, "InvalidParameterValueException",
+            amz_error(res, REALM_ERR_INVALID_PARAMS,
                       "tail must be a byte count from 1 to 16777216");
             return;
         }

@@ -41,13 +41,13 @@ typedef struct {
  * 413) and nothing to dispose. req is borrowed for as long as ir is used.
  */
 int realm_invoke_parse(const realm_http_req_t *req, int is_stream, realm_invoke_req_t *ir,
-                       realm_reg_err_t *e);
+                       realm_error_t *e);
 void realm_invoke_req_dispose(realm_invoke_req_t *ir);
 /*
  * An Event or DryRun request (not RequestResponse) handed to the invoker
  * (realm_invoker_submit): 0 with the version that would run, or -1 with e.
  */
 int realm_invoke_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
-                        realm_reg_err_t *e);
+                        realm_error_t *e);
 
 #endif

@@ -3,13 +3,15 @@
  */
 #include "base/err.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <uv.h>
 
 const char *realm_err_code(int err)
 {
     switch (err) {
-#define X(name, value, code, status, aws, msg)                                                    \
-    case value:                                                                              \
+#define X(name, value, code, status, aws, msg)                                                     \
+    case value:                                                                                    \
         return code;
         REALM_ERR_MAP(X)
 #undef X
@@ -20,8 +22,8 @@ const char *realm_err_code(int err)
 const char *realm_err_message(int err)
 {
     switch (err) {
-#define X(name, value, code, status, aws, msg)                                                    \
-    case value:                                                                              \
+#define X(name, value, code, status, aws, msg)                                                     \
+    case value:                                                                                    \
         return msg;
         REALM_ERR_MAP(X)
 #undef X
@@ -32,8 +34,8 @@ const char *realm_err_message(int err)
 int realm_err_http_status(int err)
 {
     switch (err) {
-#define X(name, value, code, status, aws, msg)                                                    \
-    case value:                                                                              \
+#define X(name, value, code, status, aws, msg)                                                     \
+    case value:                                                                                    \
         return status;
         REALM_ERR_MAP(X)
 #undef X
@@ -44,11 +46,21 @@ int realm_err_http_status(int err)
 const char *realm_err_aws_type(int err)
 {
     switch (err) {
-#define X(name, value, code, status, aws, msg)                                               \
-    case value:                                                                              \
+#define X(name, value, code, status, aws, msg)                                                     \
+    case value:                                                                                    \
         return aws;
         REALM_ERR_MAP(X)
 #undef X
     }
     return "ServiceException";
+}
+
+int realm_error_set(realm_error_t *e, int code, const char *fmt, ...)
+{
+    e->code = code;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(e->message, sizeof(e->message), fmt, ap);
+    va_end(ap);
+    return -1;
 }

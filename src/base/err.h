@@ -53,7 +53,16 @@
     X(ENV_STOPPED, -1154, "ENV_STOPPED", 410, "Realm.EnvironmentStopped",                          \
       "The execution environment was stopped")                                                     \
     X(UNKNOWN_ENVIRONMENT, -1155, "UNKNOWN_ENVIRONMENT", 403, "Realm.UnknownEnvironment",          \
-      "This connection does not come from an execution environment of this server")
+      "This connection does not come from an execution environment of this server")                \
+    /* The control plane (registry/, the Lambda APIs of api/control.c and api/invoke.c). */        \
+    X(RESOURCE_CONFLICT, -1100, "CONFLICT", 409, "ResourceConflictException",                      \
+      "the resource already exists or is being changed")                                           \
+    X(PRECONDITION_FAILED, -1101, "PRECONDITION_FAILED", 412, "PreconditionFailedException",       \
+      "the revision does not match")                                                               \
+    X(REQUEST_TOO_LARGE, -1102, "PAYLOAD_TOO_LARGE", 413, "RequestTooLargeException",              \
+      "request too large")                                                                         \
+    X(EVENT_QUEUE_FULL, -1103, "EVENT_QUEUE_FULL", 429, "TooManyRequestsException",                \
+      "the event queue is full")
 
 typedef enum {
 #define REALM_ERR_ENUM(name, value, code, status, aws, msg) REALM_ERR_##name = value,
@@ -69,5 +78,22 @@ const char *realm_err_message(int err);
 int realm_err_http_status(int err);
 /* AWS error type ("ResourceNotFoundException"); "ServiceException" for unknown codes. */
 const char *realm_err_aws_type(int err);
+
+/*
+ * An error with its own message, for the layers that say more than the
+ * default (the registry's "Function not found: arn:..."): code is a
+ * REALM_ERR_* value (0 when nothing failed) and the wire adapters render it
+ * through the columns above (realm_err_http_status, realm_err_aws_type,
+ * realm_err_code) with message as the text.
+ */
+typedef struct {
+    int code;
+    char message[512];
+} realm_error_t;
+
+/* Sets e (code and the printf-formatted message, truncated) and returns -1,
+ * so `return realm_error_set(e, ...)` reads well. */
+int realm_error_set(realm_error_t *e, int code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 #endif

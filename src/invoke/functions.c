@@ -127,7 +127,7 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     fc->want_tail = want_tail;
     realm_inv_req_t req = {.payload = text, .payload_len = strlen(text)};
     static const realm_inv_sink_t sink = {.on_chunk = on_chunk, .on_done = on_done};
-    realm_reg_err_t e;
+    realm_error_t e;
     realm_inv_t *inv =
         realm_invoker_start(iv, realm_call_tenant(call) ? realm_call_tenant(call) : "", name,
                             qualifier, &req, &sink, fc, fc->version, &e);
@@ -139,10 +139,11 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     }
     free(fc);
     /* Called by name, anything that names no deployed function is "no such function". */
-    if (e.status == 404 || (is_by_name && e.status < 500)) {
+    int status = e.code ? realm_err_http_status(e.code) : 0;
+    if (status == 404 || (is_by_name && status < 500)) {
         realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, json_pack("{s:s}", "function", name),
                         "%s", e.message);
-    } else if (e.status >= 500) {
+    } else if (status >= 500) {
         realm_call_fail(call, REALM_ERR_INTERNAL_ERROR, NULL, "%s", e.message);
     } else {
         realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "name"), "%s",

@@ -145,7 +145,7 @@ static void rcache_put(realm_invoker_t *iv, rcache_t *c, const char *key,
 }
 
 static int resolve(realm_invoker_t *iv, const char *tenant, const char *function,
-                   const char *qualifier, resolved_t *r, realm_reg_err_t *e)
+                   const char *qualifier, resolved_t *r, realm_error_t *e)
 {
     memset(r, 0, sizeof(*r));
     char key[600];
@@ -180,7 +180,7 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
     }
     /* The tag realm:network=none takes the network away (docs/execution.md). */
     if (!is_cached) {
-        realm_reg_err_t te;
+        realm_error_t te;
         json_t *tags = realm_registry_list_tags(iv->o.reg, tenant, r->arn, &te);
         const char *net =
             json_string_value(json_object_get(json_object_get(tags, "Tags"), "realm:network"));
@@ -229,10 +229,10 @@ static realm_inv_t *start_resolved(realm_invoker_t *iv, resolved_t *r, const cha
 realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
                                  const char *qualifier, const realm_inv_req_t *req,
                                  const realm_inv_sink_t *sink, void *data, char *executed_version,
-                                 realm_reg_err_t *e)
+                                 realm_error_t *e)
 {
     resolved_t r;
-    e->status = 0;
+    e->code = 0;
     if (resolve(iv, tenant, function, qualifier, &r, e) != 0) return NULL;
     if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
     realm_inv_t *inv = start_resolved(iv, &r, qualifier, req, sink, data);
@@ -245,7 +245,7 @@ json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
     json_t *out = json_array();
     char marker[256] = "";
     for (;;) {
-        realm_reg_err_t e;
+        realm_error_t e;
         json_t *page =
             realm_registry_list_functions(iv->o.reg, tenant, marker[0] ? marker : NULL, 50, 0, &e);
         if (!page) break;
@@ -335,7 +335,7 @@ void realm_invoker_provision(realm_invoker_t *iv, const char *only)
         }
         if (only && strcmp(only, fn) != 0) continue;
         resolved_t r;
-        realm_reg_err_t e;
+        realm_error_t e;
         if (resolve(iv, tenant, fn, qualifier, &r, &e) != 0) {
             if (!only) realm_info("provisioned: %s: %s (applied once it exists)", fn, e.message);
             continue;
@@ -345,13 +345,6 @@ void realm_invoker_provision(realm_invoker_t *iv, const char *only)
                    r.v.name, r.v.version);
         resolved_dispose(&r);
     }
-}
-
-static void set_err(realm_reg_err_t *e, int status, const char *type, const char *msg)
-{
-    e->status = status;
-    e->type = type;
-    snprintf(e->message, sizeof(e->message), "%s", msg);
 }
 
 /* ---- Event ---- */
@@ -446,9 +439,9 @@ static void run_event(realm_invoker_t *iv, realm_queue_item_t *it, int64_t now)
     }
     const char *qualifier = it->qualifier && it->qualifier[0] ? it->qualifier : NULL;
     resolved_t r;
-    realm_reg_err_t e;
+    realm_error_t e;
     if (resolve(iv, it->tenant, it->function, qualifier, &r, &e) != 0) {
-        realm_queue_fail(iv->queue, it->id, e.type, e.message, now);
+        realm_queue_fail(iv->queue, it->id, realm_err_aws_type(e.code), e.message, now);
         realm_queue_item_dispose(it);
         return;
     }
@@ -498,7 +491,7 @@ static void parked_check(realm_invoker_t *iv, int64_t now)
         const char *tenant = json_string_value(json_array_get(pair, 0));
         const char *fn = json_string_value(json_array_get(pair, 1));
         resolved_t r;
-        realm_reg_err_t e;
+        realm_error_t e;
         int is_still = 0;
         if (resolve(iv, tenant, fn, NULL, &r, &e) == 0) {
             is_still = r.v.reserved == 0;
@@ -589,7 +582,7 @@ static void events_kick(realm_invoker_t *iv)
 
 int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const char *tenant,
                          const char *function, const char *qualifier, const char *payload,
-                         size_t len, char version[24], realm_reg_err_t *e)
+                         size_t len, char version[24], realm_error_t *e)
 {
     resolved_t r;
     if (resolve(iv, tenant, function, qualifier, &r, e) != 0) return -1;
@@ -608,15 +601,20 @@ int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const c
     int64_t id = realm_queue_push(iv->queue, tenant, name, queued_q, payload, len, wall_ms(), err,
                                   sizeof(err));
     if (id == REALM_QUEUE_FULL) {
-        set_err(e, 429, "EventQueueFull", err);
+        realm_error_set(e, REALM_ERR_EVENT_QUEUE_FULL, "%s", err);
         return -1;
     }
     if (id < 0) {
-        set_err(e, 500, "ServiceException", err);
+        realm_error_set(e, REALM_ERR_INTERNAL_ERROR, "%s", err);
         return -1;
     }
     events_kick_soon(iv);
     return 0;
+}
+
+const char *realm_invoker_throttle_reason(int code)
+{
+    return code == REALM_ERR_EVENT_QUEUE_FULL ? "EventQueueFull" : "";
 }
 
 size_t realm_invoker_events_pending(realm_invoker_t *iv)
@@ -651,7 +649,7 @@ int realm_invoker_event_is_expired(int64_t enqueued_ms, int64_t now_ms)
 /* ---- names and logs ---- */
 
 int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char *function,
-                             char name[65], realm_reg_err_t *e)
+                             char name[65], realm_error_t *e)
 {
     char q[129];
     resolved_t r;

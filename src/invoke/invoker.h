@@ -78,7 +78,7 @@ void realm_invoker_drain(realm_invoker_t *iv);
 realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
                                  const char *qualifier, const realm_inv_req_t *req,
                                  const realm_inv_sink_t *sink, void *data, char *executed_version,
-                                 realm_reg_err_t *e);
+                                 realm_error_t *e);
 
 /* ---- Event invocation ---- */
 
@@ -92,13 +92,15 @@ typedef enum {
  * Resolves the function and, for an Event, puts it in the durable queue (it
  * runs later, on the dispatcher). payload is borrowed (JSON text, already
  * within REALM_INVOKER_ASYNC_LIMIT). Returns 0 with the version that would
- * run in version; or -1 with e: the registry's error (404, 400...), 429
- * when the queue is full (e->type is then the throttle's Reason,
- * EventQueueFull) or 500 on a storage error.
+ * run in version; or -1 with e: the registry's error (404, 400...),
+ * REALM_ERR_EVENT_QUEUE_FULL (429) when the queue is full or
+ * REALM_ERR_INTERNAL_ERROR (500) on a storage error.
  */
 int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const char *tenant,
                          const char *function, const char *qualifier, const char *payload,
-                         size_t len, char version[24], realm_reg_err_t *e);
+                         size_t len, char version[24], realm_error_t *e);
+/* The Reason of a 429 answer for an error code ("EventQueueFull"), "" for others. */
+const char *realm_invoker_throttle_reason(int code);
 /* The Event queue (borrowed until realm_invoker_close; for tests and fuzzers). */
 realm_queue_t *realm_invoker_queue(realm_invoker_t *iv);
 /* Event invocations queued, all tenants and functions (the metric). */
@@ -129,7 +131,7 @@ int realm_invoker_event_is_expired(int64_t enqueued_ms, int64_t now_ms);
  * bytes), checking that it exists. 0, or -1 with e (404, 400).
  */
 int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char *function,
-                             char name[65], realm_reg_err_t *e);
+                             char name[65], realm_error_t *e);
 /*
  * Appends the last `tail` bytes of a function's log (the older file first
  * when the current one holds less) to out. name is a plain name.

@@ -10,12 +10,6 @@
 
 #include "store/store.h"
 
-#define T_INVALID "InvalidParameterValueException"
-#define T_NOT_FOUND "ResourceNotFoundException"
-#define T_CONFLICT "ResourceConflictException"
-#define T_PRECONDITION "PreconditionFailedException"
-#define T_SERVICE "ServiceException"
-
 #define NAME_MAX_LEN 64
 #define ALIAS_MAX_LEN 128
 
@@ -28,10 +22,8 @@ struct realm_registry_s {
     uint64_t max_unzipped_bytes;
 };
 
-/* Sets e and returns -1 (so `return realm_reg_err(...)` reads well). */
-int realm_reg_err(realm_reg_err_t *e, int status, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-#define reg_invalid(e, ...) realm_reg_err(e, 400, T_INVALID, __VA_ARGS__)
+/* Sets e to a 400 InvalidParameterValueException and returns -1. */
+#define reg_invalid(e, ...) realm_error_set(e, REALM_ERR_INVALID_PARAMS, __VA_ARGS__)
 
 /* ---- validate.c ---- */
 
@@ -43,27 +35,27 @@ const char *realm_reg_runtime(const char *s);
 int realm_reg_runtime_is_provided(const char *rt);
 /* Checks the common configuration fields of req; seen fields are copied to cfg. */
 int realm_reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
-                                  int is_create, realm_reg_err_t *e);
-int realm_reg_check_tags(json_t *tags, realm_reg_err_t *e);
+                                  int is_create, realm_error_t *e);
+int realm_reg_check_tags(json_t *tags, realm_error_t *e);
 /* Rewrites the seed's snake_case CreateFunction body into the AWS shape. */
 void realm_reg_seed_to_aws(json_t *req);
 /* Optional typed members: 0 absent, 1 present (value stored), -1 wrong type (e set). */
-int realm_reg_get_str(json_t *obj, const char *key, const char **out, realm_reg_err_t *e);
-int realm_reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_err_t *e);
-int realm_reg_get_bool(json_t *obj, const char *key, int *out, realm_reg_err_t *e);
+int realm_reg_get_str(json_t *obj, const char *key, const char **out, realm_error_t *e);
+int realm_reg_get_int(json_t *obj, const char *key, long long *out, realm_error_t *e);
+int realm_reg_get_bool(json_t *obj, const char *key, int *out, realm_error_t *e);
 
-int realm_reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e);
+int realm_reg_check_architectures(json_t *req, json_t *cfg, realm_error_t *e);
 
 /* ---- registry.c helpers used by others ---- */
 
-int realm_reg_db_fail(realm_registry_t *r, realm_reg_err_t *e); /* 500 ServiceException */
+int realm_reg_db_fail(realm_registry_t *r, realm_error_t *e); /* 500 ServiceException */
 /* The account in a tenant's ARNs: the tenant itself when it is 12 digits, else the server's. */
 const char *realm_reg_account(const realm_registry_t *r, const char *tenant);
 void realm_reg_arn(const realm_registry_t *r, const char *tenant, const char *name,
                    const char *qualifier, char *out, size_t out_len);
 int realm_reg_name_and_qualifier(realm_registry_t *r, const char *tenant, const char *fn_name,
                                  const char *qualifier, int allow_qualifier, char *name, char *q,
-                                 realm_reg_err_t *e);
+                                 realm_error_t *e);
 int realm_reg_is_updating(realm_registry_t *r, const char *tenant, const char *name);
 /* The FunctionConfiguration of a stored version (num 0 = $LATEST). */
 json_t *realm_reg_render(realm_registry_t *r, const char *tenant, const char *name, json_t *stored,
@@ -74,17 +66,17 @@ int realm_reg_load_alias(realm_registry_t *r, const char *tenant, const char *na
                          const char *alias, json_t **config);
 int realm_reg_function_exists(realm_registry_t *r, const char *tenant, const char *name);
 int realm_reg_not_found(realm_registry_t *r, const char *tenant, const char *name, const char *q,
-                        realm_reg_err_t *e);
+                        realm_error_t *e);
 int realm_reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
-                      double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e);
+                      double pick, long *num, json_t **config, char *code_hex, realm_error_t *e);
 long realm_reg_page_size(long max_items);
 int realm_reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, json_t **cfg,
-                           realm_reg_err_t *e);
+                           realm_error_t *e);
 /* 412 unless req's RevisionId (when given) is stored's. Returns 0 or -1. */
-int realm_reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e);
+int realm_reg_check_revision(json_t *req, json_t *stored, realm_error_t *e);
 /* 409: the function is being updated. Returns -1. */
 int realm_reg_conflict_updating(realm_registry_t *r, const char *tenant, const char *name,
-                                realm_reg_err_t *e);
+                                realm_error_t *e);
 
 /* ---- versions.c ---- */
 
@@ -93,7 +85,7 @@ int realm_reg_conflict_updating(realm_registry_t *r, const char *tenant, const c
  * version if nothing changed). description may be NULL. Sets *num.
  */
 int realm_reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name,
-                             const char *description, long *num, realm_reg_err_t *e);
+                             const char *description, long *num, realm_error_t *e);
 
 void realm_reg_now(char out[32]); /* 2026-11-22T10:00:00.000+0000 */
 /* A new LastModified and RevisionId on cfg, and the code's identity when pkg. */

@@ -45,11 +45,11 @@ void realm_reg_now(char out[32])
     snprintf(out + n, 32 - n, ".%03ld+0000", ts.tv_nsec / 1000000);
 }
 
-int realm_reg_db_fail(realm_registry_t *r, realm_reg_err_t *e)
+int realm_reg_db_fail(realm_registry_t *r, realm_error_t *e)
 {
     (void)r; /* the store logged the cause */
-    return realm_reg_err(e, 500, T_SERVICE,
-                         "The registry could not complete the operation (storage error)");
+    return realm_error_set(e, REALM_ERR_INTERNAL_ERROR,
+                           "The registry could not complete the operation (storage error)");
 }
 
 /* ---- ARNs and names ---- */
@@ -87,7 +87,7 @@ static int valid_region(const char *s)
 }
 
 int realm_registry_parse_name(const realm_registry_t *r, const char *tenant, const char *in,
-                              int allow_qualifier, char *name, char *qualifier, realm_reg_err_t *e)
+                              int allow_qualifier, char *name, char *qualifier, realm_error_t *e)
 {
     char buf[256];
     char *parts[9];
@@ -125,7 +125,7 @@ int realm_registry_parse_name(const realm_registry_t *r, const char *tenant, con
         goto bad;
     if ((region && strcmp(region, r->region) != 0) ||
         (account && strcmp(account, realm_reg_account(r, tenant)) != 0))
-        return realm_reg_err(e, 404, T_NOT_FOUND, "Function not found: %.200s", in);
+        return realm_error_set(e, REALM_ERR_FUNCTION_NOT_FOUND, "Function not found: %.200s", in);
     snprintf(name, NAME_MAX_LEN + 1, "%s", nm);
     snprintf(qualifier, ALIAS_MAX_LEN + 1, "%s", q ? q : "");
     return 0;
@@ -139,7 +139,7 @@ bad:
 /* Parses fn_name and merges an explicit qualifier (which must agree). */
 int realm_reg_name_and_qualifier(realm_registry_t *r, const char *tenant, const char *fn_name,
                                  const char *qualifier, int allow_qualifier, char *name, char *q,
-                                 realm_reg_err_t *e)
+                                 realm_error_t *e)
 {
     if (realm_registry_parse_name(r, tenant, fn_name, allow_qualifier, name, q, e) != 0) return -1;
     if (qualifier && *qualifier) {
@@ -214,7 +214,7 @@ int realm_reg_load_version(realm_registry_t *r, const char *tenant, const char *
  * with e set (404 or 500) and the transaction rolled back.
  */
 int realm_reg_begin_latest(realm_registry_t *r, const char *tenant, const char *name, json_t **cfg,
-                           realm_reg_err_t *e)
+                           realm_error_t *e)
 {
     if (realm_store_begin(r->store) != 0) return realm_reg_db_fail(r, e);
     int rc = realm_reg_load_version(r, tenant, name, 0, cfg, NULL);
@@ -237,11 +237,11 @@ int realm_reg_function_exists(realm_registry_t *r, const char *tenant, const cha
 }
 
 int realm_reg_not_found(realm_registry_t *r, const char *tenant, const char *name, const char *q,
-                        realm_reg_err_t *e)
+                        realm_error_t *e)
 {
     char arn[256];
     realm_reg_arn(r, tenant, name, q, arn, sizeof(arn));
-    return realm_reg_err(e, 404, T_NOT_FOUND, "Function not found: %s", arn);
+    return realm_error_set(e, REALM_ERR_FUNCTION_NOT_FOUND, "Function not found: %s", arn);
 }
 
 /*
@@ -250,7 +250,7 @@ int realm_reg_not_found(realm_registry_t *r, const char *tenant, const char *nam
  * is >= 0 (then its routing weights choose). Returns 0 or -1 with e.
  */
 int realm_reg_resolve(realm_registry_t *r, const char *tenant, const char *name, const char *q,
-                      double pick, long *num, json_t **config, char *code_hex, realm_reg_err_t *e)
+                      double pick, long *num, json_t **config, char *code_hex, realm_error_t *e)
 {
     long n = 0;
     if (*q && strcmp(q, "$LATEST") != 0) {
@@ -266,7 +266,7 @@ int realm_reg_resolve(realm_registry_t *r, const char *tenant, const char *name,
                 if (rc == 0) return realm_reg_not_found(r, tenant, name, NULL, e);
                 char arn[256];
                 realm_reg_arn(r, tenant, name, q, arn, sizeof(arn));
-                return realm_reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
+                return realm_error_set(e, REALM_ERR_FUNCTION_NOT_FOUND, "Alias not found: %s", arn);
             }
             const char *fv = json_string_value(json_object_get(alias, "FunctionVersion"));
             n = fv && strcmp(fv, "$LATEST") != 0 ? strtol(fv, NULL, 10) : 0;
@@ -335,7 +335,7 @@ void realm_registry_close(realm_registry_t *r)
 
 /* ---- create ---- */
 
-static const char *zip_of(json_t *code, realm_reg_err_t *e)
+static const char *zip_of(json_t *code, realm_error_t *e)
 {
     if (!json_is_object(code)) {
         reg_invalid(e, "Code is required: {\"ZipFile\": <base64 zip>}");
@@ -358,7 +358,7 @@ static const char *zip_of(json_t *code, realm_reg_err_t *e)
 }
 
 const char *realm_registry_create_check(realm_registry_t *r, const char *tenant, json_t *req,
-                                        char *name_out, realm_reg_err_t *e)
+                                        char *name_out, realm_error_t *e)
 {
     if (json_object_get(req, "function_name")) realm_reg_seed_to_aws(req);
     const char *fn_name;
@@ -378,7 +378,7 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
         return NULL;
     }
     if (rc == 1 || pending_find(r, tenant, name)) {
-        realm_reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+        realm_error_set(e, REALM_ERR_RESOURCE_CONFLICT, "Function already exist: %s", name);
         return NULL;
     }
     json_t *cfg = json_object();
@@ -402,7 +402,7 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
 
 /* The stored configuration of a new $LATEST from a checked request. */
 static json_t *new_config(realm_registry_t *r, const char *name, json_t *req,
-                          const realm_pkg_info_t *pkg, realm_reg_err_t *e)
+                          const realm_pkg_info_t *pkg, realm_error_t *e)
 {
     json_t *cfg = json_pack("{s:s, s:s, s:i, s:i, s:s, s:[s], s:{s:i}}", "FunctionName", name,
                             "Description", "", "Timeout", 3, "MemorySize", 128, "PackageType",
@@ -421,7 +421,7 @@ static json_t *new_config(realm_registry_t *r, const char *name, json_t *req,
  * $LATEST). NULL with e set (the transaction rolled back) on failure.
  */
 static json_t *publish_and_commit(realm_registry_t *r, const char *tenant, const char *name,
-                                  json_t *cfg, int publish, realm_reg_err_t *e)
+                                  json_t *cfg, int publish, realm_error_t *e)
 {
     long num = 0;
     if (publish && realm_reg_publish_locked(r, tenant, name, NULL, &num, e) != 0) {
@@ -444,7 +444,7 @@ static json_t *publish_and_commit(realm_registry_t *r, const char *tenant, const
 }
 
 json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, json_t *req,
-                                     const realm_pkg_info_t *pkg, realm_reg_err_t *e)
+                                     const realm_pkg_info_t *pkg, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     const char *fn_name = json_string_value(json_object_get(req, "FunctionName"));
@@ -464,7 +464,7 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
         if (rc < 0)
             realm_reg_db_fail(r, e);
         else
-            realm_reg_err(e, 409, T_CONFLICT, "Function already exist: %s", name);
+            realm_error_set(e, REALM_ERR_RESOURCE_CONFLICT, "Function already exist: %s", name);
         goto done;
     }
     if (realm_store_ver_insert(r->store, tenant, name, 0, pkg->hex, cfg) != 0) {
@@ -473,7 +473,7 @@ json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, js
         goto done;
     }
     int publish = 0;
-    realm_reg_err_t ignore;
+    realm_error_t ignore;
     realm_reg_get_bool(req, "Publish", &publish, &ignore);
     out = publish_and_commit(r, tenant, name, cfg, publish, e);
     if (!out) goto done;
@@ -487,33 +487,34 @@ done:
 
 /* ---- code updates ---- */
 
-int realm_reg_check_revision(json_t *req, json_t *stored, realm_reg_err_t *e)
+int realm_reg_check_revision(json_t *req, json_t *stored, realm_error_t *e)
 {
     const char *want;
     int rc = realm_reg_get_str(req, "RevisionId", &want, e);
     if (rc <= 0) return rc;
     const char *have = json_string_value(json_object_get(stored, "RevisionId"));
     if (!have || strcmp(have, want) != 0)
-        return realm_reg_err(e, 412, T_PRECONDITION,
-                             "The Revision Id provided does not match the latest Revision Id. Call "
-                             "GetFunction/GetAlias API to retrieve the latest Revision Id");
+        return realm_error_set(
+            e, REALM_ERR_PRECONDITION_FAILED,
+            "The Revision Id provided does not match the latest Revision Id. Call "
+            "GetFunction/GetAlias API to retrieve the latest Revision Id");
     return 0;
 }
 
 int realm_reg_conflict_updating(realm_registry_t *r, const char *tenant, const char *name,
-                                realm_reg_err_t *e)
+                                realm_error_t *e)
 {
     char arn[256];
     realm_reg_arn(r, tenant, name, NULL, arn, sizeof(arn));
-    return realm_reg_err(
-        e, 409, T_CONFLICT,
+    return realm_error_set(
+        e, REALM_ERR_RESOURCE_CONFLICT,
         "The operation cannot be performed at this time. An update is in progress for "
         "resource: %s",
         arn);
 }
 
 const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                      json_t *req, char *name, realm_reg_err_t *e)
+                                      json_t *req, char *name, realm_error_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
@@ -549,7 +550,7 @@ const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, c
 }
 
 json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, const char *name,
-                                   json_t *req, const realm_pkg_info_t *pkg, realm_reg_err_t *e)
+                                   json_t *req, const realm_pkg_info_t *pkg, realm_error_t *e)
 {
     realm_registry_update_abort(r, tenant, name);
     int dry = 0, publish = 0;
@@ -587,7 +588,7 @@ done:
  * its own ARN, as on AWS). Fills name and, when given, the code's hash.
  */
 static json_t *configuration(realm_registry_t *r, const char *tenant, const char *fn_name,
-                             const char *qualifier, char *name, char *code_hex, realm_reg_err_t *e)
+                             const char *qualifier, char *name, char *code_hex, realm_error_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
     if (realm_reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0)
@@ -607,7 +608,7 @@ static json_t *configuration(realm_registry_t *r, const char *tenant, const char
 
 json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant,
                                          const char *fn_name, const char *qualifier,
-                                         realm_reg_err_t *e)
+                                         realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     return configuration(r, tenant, fn_name, qualifier, name, NULL, e);
@@ -615,7 +616,7 @@ json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant
 
 json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, const char *fn_name,
                                     const char *qualifier, const char *code_url_base,
-                                    realm_reg_err_t *e)
+                                    realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1], hex[REALM_PKG_HEX_LEN + 1];
     json_t *conf = configuration(r, tenant, fn_name, qualifier, name, hex, e);
@@ -637,7 +638,7 @@ json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, con
 }
 
 json_t *realm_registry_update_configuration(realm_registry_t *r, const char *tenant,
-                                            const char *fn_name, json_t *req, realm_reg_err_t *e)
+                                            const char *fn_name, json_t *req, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
@@ -676,7 +677,7 @@ long realm_reg_page_size(long max_items)
 }
 
 json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, const char *marker,
-                                      long max_items, int all_versions, realm_reg_err_t *e)
+                                      long max_items, int all_versions, realm_error_t *e)
 {
     long page = realm_reg_page_size(max_items);
     /* Markers: "name" for $LATEST only, "name:num" with all versions. */
@@ -727,7 +728,7 @@ json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, c
 }
 
 int realm_registry_delete_function(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                   const char *qualifier, realm_reg_err_t *e)
+                                   const char *qualifier, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_reg_name_and_qualifier(r, tenant, fn_name, qualifier, 1, name, q, e) != 0) return -1;
@@ -748,8 +749,8 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
     rc = realm_store_alias_using(r->store, tenant, name, q, alias);
     if (rc < 0) return realm_reg_db_fail(r, e);
     if (rc == 1)
-        return realm_reg_err(
-            e, 409, T_CONFLICT,
+        return realm_error_set(
+            e, REALM_ERR_RESOURCE_CONFLICT,
             "Unable to delete version %s because alias %s uses it: update or delete "
             "the alias first",
             q, alias);
@@ -763,7 +764,7 @@ int realm_registry_delete_function(realm_registry_t *r, const char *tenant, cons
 
 int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *fn_name,
                            const char *qualifier, double pick, realm_fn_version_t *out,
-                           realm_reg_err_t *e)
+                           realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     memset(out, 0, sizeof(*out));

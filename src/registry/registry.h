@@ -4,7 +4,8 @@
  *
  * DESIGN: the registry is the Lambda control plane without HTTP. Each
  * operation takes the parsed request (jansson, the botocore shapes) and
- * answers the response object or an AWS error (type, status, message); the
+ * answers the response object or an error (realm_error_t: a REALM_ERR_* code,
+ * whose row in base/err.h gives the HTTP status and AWS type, and a message); the
  * HTTP adapter (api/control.c) only routes and renders. State lives in a
  * store (store/store.h: SQLite by default, "memory:..." as the path keeps it
  * in memory) and every operation is one transaction, so a kill -9 leaves
@@ -27,6 +28,7 @@
 #ifndef REALM_REGISTRY_REGISTRY_H
 #define REALM_REGISTRY_REGISTRY_H
 
+#include "base/err.h"
 #include "pkg/pkg.h"
 
 #include <jansson.h>
@@ -34,13 +36,6 @@
 #include <stdint.h>
 
 typedef struct realm_registry_s realm_registry_t;
-
-/* An AWS error: type is a static string ("ResourceNotFoundException"). */
-typedef struct {
-    int status;
-    const char *type;
-    char message[512];
-} realm_reg_err_t;
 
 typedef struct {
     const char *region;         /* copied */
@@ -73,70 +68,69 @@ void realm_registry_close(realm_registry_t *r);
  * the name as being created; the caller must then call _commit or _abort.
  */
 const char *realm_registry_create_check(realm_registry_t *r, const char *tenant, json_t *req,
-                                        char *name_out, realm_reg_err_t *e);
+                                        char *name_out, realm_error_t *e);
 /* Step 2: records the function with its stored package. Returns the configuration. */
 json_t *realm_registry_create_commit(realm_registry_t *r, const char *tenant, json_t *req,
-                                     const realm_pkg_info_t *pkg, realm_reg_err_t *e);
+                                     const realm_pkg_info_t *pkg, realm_error_t *e);
 /* Forgets a create or code update that did not reach _commit. */
 void realm_registry_update_abort(realm_registry_t *r, const char *tenant, const char *name);
 
 /* UpdateFunctionCode, step 1 (name from the path). Returns the base64 zip. */
 const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                      json_t *req, char *name_out, realm_reg_err_t *e);
+                                      json_t *req, char *name_out, realm_error_t *e);
 json_t *realm_registry_code_commit(realm_registry_t *r, const char *tenant, const char *name,
-                                   json_t *req, const realm_pkg_info_t *pkg, realm_reg_err_t *e);
+                                   json_t *req, const realm_pkg_info_t *pkg, realm_error_t *e);
 
 /* GetFunction: {Configuration, Code{RepositoryType, Location}, Tags, Concurrency}. */
 json_t *realm_registry_get_function(realm_registry_t *r, const char *tenant, const char *fn_name,
                                     const char *qualifier, const char *code_url_base,
-                                    realm_reg_err_t *e);
+                                    realm_error_t *e);
 json_t *realm_registry_get_configuration(realm_registry_t *r, const char *tenant,
                                          const char *fn_name, const char *qualifier,
-                                         realm_reg_err_t *e);
+                                         realm_error_t *e);
 json_t *realm_registry_update_configuration(realm_registry_t *r, const char *tenant,
-                                            const char *fn_name, json_t *req, realm_reg_err_t *e);
+                                            const char *fn_name, json_t *req, realm_error_t *e);
 /* ListFunctions; marker may be NULL; max_items 0 means the default. */
 json_t *realm_registry_list_functions(realm_registry_t *r, const char *tenant, const char *marker,
-                                      long max_items, int all_versions, realm_reg_err_t *e);
+                                      long max_items, int all_versions, realm_error_t *e);
 /* DeleteFunction (whole function, or one version with a qualifier). Returns 0 or -1. */
 int realm_registry_delete_function(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                   const char *qualifier, realm_reg_err_t *e);
+                                   const char *qualifier, realm_error_t *e);
 
 /* ---- versions and aliases ---- */
 
 json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                       json_t *req, realm_reg_err_t *e);
+                                       json_t *req, realm_error_t *e);
 json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                     const char *marker, long max_items, realm_reg_err_t *e);
+                                     const char *marker, long max_items, realm_error_t *e);
 json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                    json_t *req, realm_reg_err_t *e);
+                                    json_t *req, realm_error_t *e);
 json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                 const char *alias, realm_reg_err_t *e);
+                                 const char *alias, realm_error_t *e);
 json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                    const char *alias, json_t *req, realm_reg_err_t *e);
+                                    const char *alias, json_t *req, realm_error_t *e);
 int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                const char *alias, realm_reg_err_t *e);
+                                const char *alias, realm_error_t *e);
 json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, const char *fn_name,
                                     const char *function_version, const char *marker,
-                                    long max_items, realm_reg_err_t *e);
+                                    long max_items, realm_error_t *e);
 
 /* ---- concurrency, tags, account ---- */
 
 json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                       json_t *req, realm_reg_err_t *e);
+                                       json_t *req, realm_error_t *e);
 json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                       realm_reg_err_t *e);
+                                       realm_error_t *e);
 int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                      realm_reg_err_t *e);
+                                      realm_error_t *e);
 int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn, json_t *req,
-                       realm_reg_err_t *e);
+                       realm_error_t *e);
 /* keys: a NULL-terminated array. */
 int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *arn,
-                         const char *const *keys, realm_reg_err_t *e);
+                         const char *const *keys, realm_error_t *e);
 json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const char *arn,
-                                 realm_reg_err_t *e);
-json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
-                                        realm_reg_err_t *e);
+                                 realm_error_t *e);
+json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant, realm_error_t *e);
 
 /* ---- for the runtime side and the package store ---- */
 
@@ -147,7 +141,7 @@ json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant,
  */
 int realm_registry_resolve(realm_registry_t *r, const char *tenant, const char *fn_name,
                            const char *qualifier, double pick, realm_fn_version_t *out,
-                           realm_reg_err_t *e);
+                           realm_error_t *e);
 void realm_fn_version_dispose(realm_fn_version_t *v);
 /*
  * A number that changes with every statement that may write the registry
@@ -169,6 +163,6 @@ int realm_registry_code_used(realm_registry_t *r, const char *hex);
  * an ARN naming another region or account).
  */
 int realm_registry_parse_name(const realm_registry_t *r, const char *tenant, const char *in,
-                              int allow_qualifier, char *name, char *qualifier, realm_reg_err_t *e);
+                              int allow_qualifier, char *name, char *qualifier, realm_error_t *e);
 
 #endif

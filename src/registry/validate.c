@@ -15,17 +15,6 @@
 #include <stdio.h>
 #include <string.h>
 
-int realm_reg_err(realm_reg_err_t *e, int status, const char *type, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    e->status = status;
-    e->type = type;
-    vsnprintf(e->message, sizeof(e->message), fmt, ap);
-    va_end(ap);
-    return -1;
-}
-
 static int all_in(const char *s, const char *extra)
 {
     for (; *s; s++)
@@ -74,7 +63,7 @@ int realm_reg_runtime_is_provided(const char *rt)
 
 /* ---- typed members ---- */
 
-int realm_reg_get_str(json_t *obj, const char *key, const char **out, realm_reg_err_t *e)
+int realm_reg_get_str(json_t *obj, const char *key, const char **out, realm_error_t *e)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) return 0;
@@ -83,7 +72,7 @@ int realm_reg_get_str(json_t *obj, const char *key, const char **out, realm_reg_
     return 1;
 }
 
-int realm_reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_err_t *e)
+int realm_reg_get_int(json_t *obj, const char *key, long long *out, realm_error_t *e)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) return 0;
@@ -101,7 +90,7 @@ int realm_reg_get_int(json_t *obj, const char *key, long long *out, realm_reg_er
     return reg_invalid(e, "%s must be an integer", key);
 }
 
-int realm_reg_get_bool(json_t *obj, const char *key, int *out, realm_reg_err_t *e)
+int realm_reg_get_bool(json_t *obj, const char *key, int *out, realm_error_t *e)
 {
     json_t *v = json_object_get(obj, key);
     if (!v || json_is_null(v)) return 0;
@@ -136,7 +125,7 @@ static const char *const reserved_env[] = {
 
 #define ENV_MAX_BYTES 4096
 
-static int check_env(json_t *env, json_t *cfg, realm_reg_err_t *e)
+static int check_env(json_t *env, json_t *cfg, realm_error_t *e)
 {
     if (!json_is_object(env)) return reg_invalid(e, "Environment must be an object");
     json_t *vars = json_object_get(env, "Variables");
@@ -189,7 +178,7 @@ static int check_env(json_t *env, json_t *cfg, realm_reg_err_t *e)
 
 /* ---- configuration ---- */
 
-int realm_reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e)
+int realm_reg_check_architectures(json_t *req, json_t *cfg, realm_error_t *e)
 {
     json_t *a = json_object_get(req, "Architectures");
     if (!a || json_is_null(a)) return 0;
@@ -206,7 +195,7 @@ int realm_reg_check_architectures(json_t *req, json_t *cfg, realm_reg_err_t *e)
 }
 
 int realm_reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,
-                                  int is_create, realm_reg_err_t *e)
+                                  int is_create, realm_error_t *e)
 {
     const char *s = NULL;
     long long n = 0;
@@ -274,7 +263,7 @@ int realm_reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t
     return 0;
 }
 
-int realm_reg_check_tags(json_t *tags, realm_reg_err_t *e)
+int realm_reg_check_tags(json_t *tags, realm_error_t *e)
 {
     if (!json_is_object(tags)) return reg_invalid(e, "Tags must be an object of strings");
     const char *k;

@@ -27,7 +27,7 @@ static int same_config(json_t *a, json_t *b)
 }
 
 int realm_reg_publish_locked(realm_registry_t *r, const char *tenant, const char *name,
-                             const char *description, long *num, realm_reg_err_t *e)
+                             const char *description, long *num, realm_error_t *e)
 {
     json_t *latest = NULL, *last = NULL;
     char code[REALM_PKG_HEX_LEN + 1], last_code[REALM_PKG_HEX_LEN + 1];
@@ -58,7 +58,7 @@ fail:
 }
 
 json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                       json_t *req, realm_reg_err_t *e)
+                                       json_t *req, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
@@ -109,7 +109,7 @@ json_t *realm_registry_publish_version(realm_registry_t *r, const char *tenant, 
     return out;
 }
 
-static long parse_marker_num(const char *marker, realm_reg_err_t *e)
+static long parse_marker_num(const char *marker, realm_error_t *e)
 {
     if (!marker || !*marker) return -1;
     char *end;
@@ -123,7 +123,7 @@ static long parse_marker_num(const char *marker, realm_reg_err_t *e)
 
 /* Looks the function up: 0 exists, -1 with e (404 or 500). */
 static int need_function(realm_registry_t *r, const char *tenant, const char *name,
-                         realm_reg_err_t *e)
+                         realm_error_t *e)
 {
     int rc = realm_reg_function_exists(r, tenant, name);
     if (rc < 0) return realm_reg_db_fail(r, e);
@@ -132,7 +132,7 @@ static int need_function(realm_registry_t *r, const char *tenant, const char *na
 }
 
 json_t *realm_registry_list_versions(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                     const char *marker, long max_items, realm_reg_err_t *e)
+                                     const char *marker, long max_items, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1], q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return NULL;
@@ -189,7 +189,7 @@ static int version_exists(realm_registry_t *r, const char *tenant, const char *n
 
 /* Applies FunctionVersion, Description and RoutingConfig from req to cfg. */
 static int apply_alias_fields(realm_registry_t *r, const char *tenant, const char *name,
-                              json_t *req, json_t *cfg, realm_reg_err_t *e)
+                              json_t *req, json_t *cfg, realm_error_t *e)
 {
     const char *fv, *desc;
     int rc = realm_reg_get_str(req, "FunctionVersion", &fv, e);
@@ -261,7 +261,7 @@ static int apply_alias_fields(realm_registry_t *r, const char *tenant, const cha
 }
 
 static int alias_args(realm_registry_t *r, const char *tenant, const char *fn_name,
-                      const char *alias, char *name, realm_reg_err_t *e)
+                      const char *alias, char *name, realm_error_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return -1;
@@ -274,11 +274,11 @@ static int alias_args(realm_registry_t *r, const char *tenant, const char *fn_na
 }
 
 static int alias_missing(realm_registry_t *r, const char *tenant, const char *name,
-                         const char *alias, realm_reg_err_t *e)
+                         const char *alias, realm_error_t *e)
 {
     char arn[256];
     realm_reg_arn(r, tenant, name, alias, arn, sizeof(arn));
-    return realm_reg_err(e, 404, T_NOT_FOUND, "Alias not found: %s", arn);
+    return realm_error_set(e, REALM_ERR_FUNCTION_NOT_FOUND, "Alias not found: %s", arn);
 }
 
 static int save_alias(realm_registry_t *r, const char *tenant, const char *name, const char *alias,
@@ -288,7 +288,7 @@ static int save_alias(realm_registry_t *r, const char *tenant, const char *name,
 }
 
 json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                    json_t *req, realm_reg_err_t *e)
+                                    json_t *req, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     const char *alias;
@@ -318,7 +318,7 @@ json_t *realm_registry_create_alias(realm_registry_t *r, const char *tenant, con
     if (rc == 0) {
         char arn[256];
         realm_reg_arn(r, tenant, name, alias, arn, sizeof(arn));
-        realm_reg_err(e, 409, T_CONFLICT, "Alias already exists: %s", arn);
+        realm_error_set(e, REALM_ERR_RESOURCE_CONFLICT, "Alias already exists: %s", arn);
         goto fail;
     }
     if (apply_alias_fields(r, tenant, name, req, cfg, e) != 0) goto fail;
@@ -337,7 +337,7 @@ fail:
 }
 
 json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                 const char *alias, realm_reg_err_t *e)
+                                 const char *alias, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
@@ -357,7 +357,7 @@ json_t *realm_registry_get_alias(realm_registry_t *r, const char *tenant, const 
 }
 
 json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                    const char *alias, json_t *req, realm_reg_err_t *e)
+                                    const char *alias, json_t *req, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return NULL;
@@ -392,7 +392,7 @@ json_t *realm_registry_update_alias(realm_registry_t *r, const char *tenant, con
 }
 
 int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                const char *alias, realm_reg_err_t *e)
+                                const char *alias, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, alias, name, e) != 0) return -1;
@@ -405,7 +405,7 @@ int realm_registry_delete_alias(realm_registry_t *r, const char *tenant, const c
 
 json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, const char *fn_name,
                                     const char *function_version, const char *marker,
-                                    long max_items, realm_reg_err_t *e)
+                                    long max_items, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (alias_args(r, tenant, fn_name, NULL, name, e) != 0) return NULL;
@@ -444,7 +444,7 @@ json_t *realm_registry_list_aliases(realm_registry_t *r, const char *tenant, con
 /* ---- reserved concurrency ---- */
 
 static int fn_args(realm_registry_t *r, const char *tenant, const char *fn_name, char *name,
-                   realm_reg_err_t *e)
+                   realm_error_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
     if (realm_registry_parse_name(r, tenant, fn_name, 0, name, q, e) != 0) return -1;
@@ -457,7 +457,7 @@ static long long sum_reserved(realm_registry_t *r, const char *tenant, const cha
 }
 
 json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                       json_t *req, realm_reg_err_t *e)
+                                       json_t *req, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     long long n;
@@ -499,7 +499,7 @@ json_t *realm_registry_put_concurrency(realm_registry_t *r, const char *tenant, 
 }
 
 json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                       realm_reg_err_t *e)
+                                       realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return NULL;
@@ -517,7 +517,7 @@ json_t *realm_registry_get_concurrency(realm_registry_t *r, const char *tenant, 
 }
 
 int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, const char *fn_name,
-                                      realm_reg_err_t *e)
+                                      realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (fn_args(r, tenant, fn_name, name, e) != 0) return -1;
@@ -529,7 +529,7 @@ int realm_registry_delete_concurrency(realm_registry_t *r, const char *tenant, c
 /* ---- tags ---- */
 
 static int tag_target(realm_registry_t *r, const char *tenant, const char *arn, char *name,
-                      realm_reg_err_t *e)
+                      realm_error_t *e)
 {
     char q[ALIAS_MAX_LEN + 1];
     if (strncmp(arn, "arn:", 4) != 0)
@@ -558,7 +558,7 @@ static int save_tags(realm_registry_t *r, const char *tenant, const char *name, 
  * reference) and its name, or NULL with e set and the transaction rolled back.
  */
 static json_t *tags_begin(realm_registry_t *r, const char *tenant, const char *arn, char *name,
-                          realm_reg_err_t *e)
+                          realm_error_t *e)
 {
     if (realm_store_begin(r->store) != 0) {
         realm_reg_db_fail(r, e);
@@ -577,7 +577,7 @@ static json_t *tags_begin(realm_registry_t *r, const char *tenant, const char *a
 }
 
 int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn, json_t *req,
-                       realm_reg_err_t *e)
+                       realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     json_t *add = json_object_get(req, "Tags");
@@ -598,7 +598,7 @@ int realm_registry_tag(realm_registry_t *r, const char *tenant, const char *arn,
 }
 
 int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *arn,
-                         const char *const *keys, realm_reg_err_t *e)
+                         const char *const *keys, realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     json_t *tags = tags_begin(r, tenant, arn, name, e);
@@ -613,7 +613,7 @@ int realm_registry_untag(realm_registry_t *r, const char *tenant, const char *ar
 }
 
 json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const char *arn,
-                                 realm_reg_err_t *e)
+                                 realm_error_t *e)
 {
     char name[NAME_MAX_LEN + 1];
     if (tag_target(r, tenant, arn, name, e) != 0) return NULL;
@@ -627,7 +627,7 @@ json_t *realm_registry_list_tags(realm_registry_t *r, const char *tenant, const 
 
 /* ---- account ---- */
 
-json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant, realm_reg_err_t *e)
+json_t *realm_registry_account_settings(realm_registry_t *r, const char *tenant, realm_error_t *e)
 {
     long long reserved = sum_reserved(r, tenant, NULL);
     int64_t count = 0, size = 0;

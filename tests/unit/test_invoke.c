@@ -36,7 +36,7 @@ typedef struct {
     realm_invoker_t *iv;
 } fx_t;
 
-static void must(json_t *o, const realm_reg_err_t *e, const char *what)
+static void must(json_t *o, const realm_error_t *e, const char *what)
 {
     if (!o) fail_msg("%s: %s", what, e->message);
     json_decref(o);
@@ -44,7 +44,7 @@ static void must(json_t *o, const realm_reg_err_t *e, const char *what)
 
 static void set_reserved(fx_t *f, const char *name, int n)
 {
-    realm_reg_err_t e;
+    realm_error_t e;
     json_t *req = json_pack("{s:i}", "ReservedConcurrentExecutions", n);
     must(realm_registry_put_concurrency(f->reg, "", name, req, &e), &e, "concurrency");
     json_decref(req);
@@ -52,7 +52,7 @@ static void set_reserved(fx_t *f, const char *name, int n)
 
 static void create(fx_t *f, const char *name)
 {
-    realm_reg_err_t e;
+    realm_error_t e;
     char fn[65];
     json_t *req = json_pack("{s:s, s:s, s:s, s:{s:s}}", "FunctionName", name, "Runtime",
                             "nodejs20.x", "Handler", "index.handler", "Code", "ZipFile", "AA==");
@@ -128,7 +128,7 @@ static int teardown(void **state)
 
 static int dry_run(fx_t *f, const char *fn, const char *q, char version[24])
 {
-    realm_reg_err_t e;
+    realm_error_t e;
     return realm_invoker_submit(f->iv, REALM_INVOKER_DRY_RUN, "", fn, q, "{}", 2, version, &e);
 }
 
@@ -160,7 +160,7 @@ static void cache_follows_generation(void **state)
     assert_int_equal(dry_run(f, "nope", NULL, v), -1);
     assert_int_equal(realm_invoker_cache_hits(f->iv), h0 + 3);
     /* A deleted function stops resolving at once. */
-    realm_reg_err_t e;
+    realm_error_t e;
     create(f, "gone");
     assert_int_equal(dry_run(f, "gone", NULL, v), 0);
     assert_int_equal(realm_registry_delete_function(f->reg, "", "gone", NULL, &e), 0);
@@ -185,7 +185,7 @@ static void start_reports_later(void **state)
     fx_t *f = *state;
     static const realm_inv_sink_t sink = {.on_done = on_done};
     probe_t p = {0};
-    realm_reg_err_t e;
+    realm_error_t e;
     char version[24] = "";
     realm_inv_req_t req = {.payload = "{}", .payload_len = 2};
     realm_inv_t *inv = realm_invoker_start(f->iv, "", "f", NULL, &req, &sink, &p, version, &e);
@@ -199,7 +199,7 @@ static void start_reports_later(void **state)
     /* Nothing to run: refused synchronously, and the sink never hears of it. */
     probe_t q = {0};
     assert_null(realm_invoker_start(f->iv, "", "nope", NULL, &req, &sink, &q, version, &e));
-    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_err_http_status(e.code), 404);
     uv_run(&f->loop, UV_RUN_NOWAIT);
     assert_int_equal(q.done, 0);
 }
@@ -209,7 +209,7 @@ static void submit_queues_events(void **state)
     fx_t *f = *state;
     realm_queue_t *q = realm_invoker_queue(f->iv);
     char v[24];
-    realm_reg_err_t e;
+    realm_error_t e;
     assert_int_equal(dry_run(f, "f", NULL, v), 0);
     assert_int_equal(realm_invoker_events_pending(f->iv), 0);
     assert_int_equal(realm_invoker_submit(f->iv, REALM_INVOKER_EVENT, "", "f:$LATEST", NULL,
@@ -224,11 +224,11 @@ static void submit_queues_events(void **state)
         realm_invoker_submit(f->iv, REALM_INVOKER_EVENT, "", "f", NULL, "{}", 2, v, &e), 0);
     assert_int_equal(
         realm_invoker_submit(f->iv, REALM_INVOKER_EVENT, "", "f", NULL, "{}", 2, v, &e), -1);
-    assert_int_equal(e.status, 429);
-    assert_string_equal(e.type, "EventQueueFull");
+    assert_int_equal(realm_err_http_status(e.code), 429);
+    assert_string_equal(realm_invoker_throttle_reason(e.code), "EventQueueFull");
     assert_int_equal(
         realm_invoker_submit(f->iv, REALM_INVOKER_EVENT, "", "nope", NULL, "{}", 2, v, &e), -1);
-    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_err_http_status(e.code), 404);
     /* The first taken is the first pushed: under its plain name, qualifier as given. */
     realm_queue_item_t it;
     assert_int_equal(realm_queue_take_due(q, INT64_MAX, &it, 1), 1);
@@ -243,7 +243,7 @@ static void dispatcher_parks(void **state)
     fx_t *f = *state;
     realm_queue_t *q = realm_invoker_queue(f->iv);
     char v[24];
-    realm_reg_err_t e;
+    realm_error_t e;
     assert_int_equal(
         realm_invoker_submit(f->iv, REALM_INVOKER_EVENT, "", "f", NULL, "{}", 2, v, &e), 0);
     /* The dispatcher runs on a later turn: reserved concurrency 0 parks the event. */

@@ -72,7 +72,7 @@ static realm_pkg_info_t pkg(char c)
 }
 
 /* Creates a function through both steps; returns its configuration. */
-static json_t *create(realm_registry_t *r, const char *json, char code, realm_reg_err_t *e)
+static json_t *create(realm_registry_t *r, const char *json, char code, realm_error_t *e)
 {
     json_t *req = json_loads(json, 0, NULL);
     assert_non_null(req);
@@ -100,7 +100,7 @@ static void test_names(void **state)
 {
     fx_t *f = *state;
     char name[65], q[129];
-    realm_reg_err_t e;
+    realm_error_t e;
     assert_int_equal(realm_registry_parse_name(f->r, "", "hello", 1, name, q, &e), 0);
     assert_string_equal(name, "hello");
     assert_string_equal(q, "");
@@ -120,12 +120,12 @@ static void test_names(void **state)
         realm_registry_parse_name(f->r, "", "arn:aws:lambda:us-east-1:999999999999:function:hello",
                                   1, name, q, &e),
         -1);
-    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_err_http_status(e.code), 404);
     assert_int_equal(
         realm_registry_parse_name(f->r, "", "arn:aws:lambda:eu-west-1:123456789012:function:hello",
                                   1, name, q, &e),
         -1);
-    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_err_http_status(e.code), 404);
     static const char *const bad[] = {
         "",
         "bad name",
@@ -137,16 +137,16 @@ static void test_names(void **state)
         "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(realm_registry_parse_name(f->r, "", bad[i], 1, name, q, &e), -1);
-        assert_int_equal(e.status, 400);
-        assert_string_equal(e.type, "InvalidParameterValueException");
+        assert_int_equal(realm_err_http_status(e.code), 400);
+        assert_string_equal(realm_err_aws_type(e.code), "InvalidParameterValueException");
     }
     /* Control characters anywhere (a name, a qualifier, an ARN), before any lookup. */
     static const char *const ctl[] = {"hel\001lo", "hello\n", "\177hello", "hello:\037",
                                       "arn:aws:lambda:us-east-1:123456789012:function:he\tllo"};
     for (size_t i = 0; i < sizeof(ctl) / sizeof(ctl[0]); i++) {
         assert_int_equal(realm_registry_parse_name(f->r, "", ctl[i], 1, name, q, &e), -1);
-        assert_int_equal(e.status, 400);
-        assert_string_equal(e.type, "InvalidParameterValueException");
+        assert_int_equal(realm_err_http_status(e.code), 400);
+        assert_string_equal(realm_err_aws_type(e.code), "InvalidParameterValueException");
         assert_string_equal(e.message, "FunctionName must not contain control characters");
     }
     /* No qualifier where none is allowed. */
@@ -162,14 +162,14 @@ static void test_names(void **state)
                                                "arn:aws:lambda:us-east-1:123456789012:function:hi",
                                                1, name, q, &e),
                      -1);
-    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_err_http_status(e.code), 404);
 }
 
 /* A tenant's functions carry its account id in their ARNs and stay apart. */
 static void test_tenant_accounts(void **state)
 {
     fx_t *f = *state;
-    realm_reg_err_t e;
+    realm_error_t e;
     static const char *req = "{\"FunctionName\":\"same\",\"Runtime\":\"nodejs20.x\","
                              "\"Handler\":\"i.h\",\"Role\":\"arn:aws:iam::1:role/x\","
                              "\"Code\":{\"ZipFile\":\"UEsFBgAAAAAAAAAAAAAAAAAAAAAAAA==\"}}";
@@ -191,7 +191,7 @@ static void test_tenant_accounts(void **state)
     json_t *got = realm_registry_get_configuration(
         f->r, "111122223333", "arn:aws:lambda:us-east-1:444455556666:function:same", NULL, &e);
     assert_null(got);
-    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_err_http_status(e.code), 404);
     json_t *list = realm_registry_list_functions(f->r, "444455556666", NULL, 0, 0, &e);
     assert_int_equal(json_array_size(json_object_get(list, "Functions")), 1);
     json_decref(list);
@@ -200,7 +200,7 @@ static void test_tenant_accounts(void **state)
 static void test_create_validation(void **state)
 {
     fx_t *f = *state;
-    realm_reg_err_t e;
+    realm_error_t e;
     static const struct {
         const char *json, *needle;
     } cases[] = {
@@ -244,7 +244,7 @@ static void test_create_validation(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         json_t *out = create(f->r, cases[i].json, 'a', &e);
         if (out) fail_msg("case %zu accepted", i);
-        assert_int_equal(e.status, 400);
+        assert_int_equal(realm_err_http_status(e.code), 400);
         if (!strstr(e.message, cases[i].needle))
             fail_msg("case %zu: '%s' lacks '%s'", i, e.message, cases[i].needle);
     }
@@ -258,13 +258,13 @@ static void test_create_validation(void **state)
     assert_int_equal(json_integer_value(json_object_get(ok, "MemorySize")), 128);
     json_decref(ok);
     assert_null(create(f->r, SIMPLE("f"), 'a', &e));
-    assert_int_equal(e.status, 409);
+    assert_int_equal(realm_err_http_status(e.code), 409);
 }
 
 static void test_seed_form(void **state)
 {
     fx_t *f = *state;
-    realm_reg_err_t e;
+    realm_error_t e;
     json_t *out = create(f->r,
                          "{\"function_name\":\"seed\",\"runtime\":\"python311\",\"handler\":"
                          "\"app.handler\",\"code\":{\"zip_file\":\"AA==\"},\"environment\":{"
@@ -282,13 +282,13 @@ static void test_seed_form(void **state)
 static void test_pending_blocks_duplicate(void **state)
 {
     fx_t *f = *state;
-    realm_reg_err_t e;
+    realm_error_t e;
     json_t *a = json_loads(SIMPLE("p"), 0, NULL), *b = json_loads(SIMPLE("p"), 0, NULL);
     char nm[65];
     assert_non_null(realm_registry_create_check(f->r, "", a, nm, &e));
     assert_string_equal(nm, "p");
     assert_null(realm_registry_create_check(f->r, "", b, nm, &e));
-    assert_int_equal(e.status, 409);
+    assert_int_equal(realm_err_http_status(e.code), 409);
     /* While a create is pending, every package counts as used. */
     assert_int_equal(realm_registry_code_used(f->r, "zz"), 1);
     realm_registry_update_abort(f->r, "", "p");
@@ -302,7 +302,7 @@ static void test_pending_blocks_duplicate(void **state)
 static void test_versions_and_aliases(void **state)
 {
     fx_t *f = *state;
-    realm_reg_err_t e;
+    realm_error_t e;
     json_decref(create(f->r, SIMPLE("v"), 'a', &e));
     json_t *empty = json_object();
     json_t *v1 = realm_registry_publish_version(f->r, "", "v", empty, &e);
@@ -338,7 +338,7 @@ static void test_versions_and_aliases(void **state)
     assert_string_equal(str(alias, "AliasArn"),
                         "arn:aws:lambda:us-east-1:123456789012:function:v:live");
     assert_null(realm_registry_create_alias(f->r, "", "v", areq, &e));
-    assert_int_equal(e.status, 409);
+    assert_int_equal(realm_err_http_status(e.code), 409);
     /* Routing picks by weight. */
     realm_fn_version_t fv;
     assert_int_equal(realm_registry_resolve(f->r, "", "v", "live", 0.1, &fv, &e), 0);
@@ -350,27 +350,27 @@ static void test_versions_and_aliases(void **state)
     realm_fn_version_dispose(&fv);
     /* Version 1 and 2 are in use by the alias. */
     assert_int_equal(realm_registry_delete_function(f->r, "", "v", "2", &e), -1);
-    assert_int_equal(e.status, 409);
+    assert_int_equal(realm_err_http_status(e.code), 409);
     assert_int_equal(realm_registry_delete_function(f->r, "", "v", "$LATEST", &e), -1);
-    assert_int_equal(e.status, 400);
+    assert_int_equal(realm_err_http_status(e.code), 400);
     /* Bad weights and $LATEST with routing. */
     json_t *bad =
         json_loads("{\"RoutingConfig\":{\"AdditionalVersionWeights\":{\"2\":1.5}}}", 0, NULL);
     assert_null(realm_registry_update_alias(f->r, "", "v", "live", bad, &e));
-    assert_int_equal(e.status, 400);
+    assert_int_equal(realm_err_http_status(e.code), 400);
     json_decref(bad);
     bad = json_loads("{\"FunctionVersion\":\"$LATEST\"}", 0, NULL);
     assert_null(realm_registry_update_alias(f->r, "", "v", "live", bad, &e));
-    assert_int_equal(e.status, 400);
+    assert_int_equal(realm_err_http_status(e.code), 400);
     json_decref(bad);
     /* Revision precondition. */
     bad = json_loads("{\"Description\":\"x\",\"RevisionId\":\"nope\"}", 0, NULL);
     assert_null(realm_registry_update_alias(f->r, "", "v", "live", bad, &e));
-    assert_int_equal(e.status, 412);
+    assert_int_equal(realm_err_http_status(e.code), 412);
     json_decref(bad);
     assert_int_equal(realm_registry_delete_alias(f->r, "", "v", "live", &e), 0);
     assert_int_equal(realm_registry_delete_alias(f->r, "", "v", "live", &e), -1);
-    assert_int_equal(e.status, 404);
+    assert_int_equal(realm_err_http_status(e.code), 404);
     assert_int_equal(realm_registry_delete_function(f->r, "", "v", "2", &e), 0);
     /* Numbers are never reused. */
     json_t *cfg = json_pack("{s:i}", "Timeout", 9);
@@ -397,7 +397,7 @@ static void test_versions_and_aliases(void **state)
 static void test_generation(void **state)
 {
     fx_t *f = *state;
-    realm_reg_err_t e;
+    realm_error_t e;
     json_decref(create(f->r, SIMPLE("g"), 'a', &e));
     uint64_t g0 = realm_registry_generation(f->r);
     realm_fn_version_t v;
@@ -420,7 +420,7 @@ static void test_generation(void **state)
 static void test_paging_and_reopen(void **state)
 {
     fx_t *f = *state;
-    realm_reg_err_t e;
+    realm_error_t e;
     char json[256];
     for (int i = 0; i < 7; i++) {
         snprintf(json, sizeof(json), SIMPLE("fn%d"), i);
@@ -451,7 +451,7 @@ static void test_paging_and_reopen(void **state)
     json_t *c6 = json_pack("{s:i}", "ReservedConcurrentExecutions", 6);
     json_decref(realm_registry_put_concurrency(f->r, "", "fn0", c6, &e));
     assert_null(realm_registry_put_concurrency(f->r, "", "fn1", c6, &e));
-    assert_int_equal(e.status, 400);
+    assert_int_equal(realm_err_http_status(e.code), 400);
     json_t *acct = realm_registry_account_settings(f->r, "", &e);
     assert_int_equal(json_integer_value(json_object_get(json_object_get(acct, "AccountLimit"),
                                                         "UnreservedConcurrentExecutions")),
@@ -479,8 +479,8 @@ static void test_paging_and_reopen(void **state)
     assert_int_equal(realm_registry_delete_function(f->r, "", "fn0", NULL, &e), 0);
     assert_int_equal(realm_registry_code_used(f->r, pkg('d').hex), 1); /* fn1.. still use it */
     assert_null(realm_registry_get_configuration(f->r, "", "fn0", NULL, &e));
-    assert_int_equal(e.status, 404);
-    assert_string_equal(e.type, "ResourceNotFoundException");
+    assert_int_equal(realm_err_http_status(e.code), 404);
+    assert_string_equal(realm_err_aws_type(e.code), "ResourceNotFoundException");
 }
 
 int main(void)
