@@ -76,9 +76,17 @@ static void create(const char *tenant, const char *name)
     json_decref(req);
 }
 
+static void on_exec_closed(void *data)
+{
+    *(int *)data = 1;
+}
+
 static void cleanup(void)
 {
-    realm_exec_free(fx.exec);
+    int exec_closed = 0;
+    realm_exec_close(fx.exec, on_exec_closed, &exec_closed);
+    while (!exec_closed)
+        uv_run(&fx.loop, UV_RUN_ONCE);
     realm_invoker_close(fx.iv, NULL, NULL);
     uv_run(&fx.loop, UV_RUN_DEFAULT);
     realm_http_server_free(fx.http);

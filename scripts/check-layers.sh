@@ -73,5 +73,16 @@ for name in $(grep -oE '(NODE|PYTHON|CUSTOM)\("[^"]+"(, "[^"]+")?\)' runtimes/ru
   done
 done
 
+# File size: no .c file under src/ over 1,100 lines (issue 14 asks for about
+# 1,000). A file that long holds more than one idea; split it along a seam
+# into files of its module (with an internal.h) rather than raise the limit.
+max_lines=1100
+for f in $(find . -name '*.c' | sed 's|^\./||' | sort); do
+  n=$(wc -l <"$f")
+  if [ "$n" -gt "$max_lines" ]; then
+    echo "layers: $f has $n lines (limit $max_lines: split it)"; bad=1
+  fi
+done
+
 [ "$bad" = 0 ] && echo "layers: ok"
 exit "$bad"

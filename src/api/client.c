@@ -61,7 +61,8 @@ struct realm_client_s {
     realm_metric_t *m_in, *m_out, *m_in_binary;
     uv_timer_t sweep; /* auth deadlines, revoked keys */
     uint64_t keys_version;
-    int sweep_closed;
+    realm_client_close_cb on_closed; /* realm_client_close's */
+    void *closed_data;
 };
 
 /* ---- sending ---- */
@@ -439,16 +440,18 @@ realm_client_t *realm_client_new(uv_loop_t *loop, realm_dispatch_t *d, realm_met
 static void on_sweep_closed(uv_handle_t *h)
 {
     realm_client_t *cl = h->data;
-    cl->sweep_closed = 1;
+    realm_client_close_cb cb = cl->on_closed;
+    void *data = cl->closed_data;
+    free(cl);
+    if (cb) cb(data);
 }
 
-void realm_client_free(realm_client_t *cl)
+void realm_client_close(realm_client_t *cl, realm_client_close_cb cb, void *data)
 {
     if (!cl) return;
+    cl->on_closed = cb;
+    cl->closed_data = data;
     uv_close((uv_handle_t *)&cl->sweep, on_sweep_closed);
-    while (!cl->sweep_closed)
-        uv_run(cl->sweep.loop, UV_RUN_ONCE);
-    free(cl);
 }
 
 size_t realm_client_connections(const realm_client_t *cl)

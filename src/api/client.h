@@ -6,8 +6,8 @@
  * reply, and owns the per-connection table of calls in flight (which is what
  * the `cancel` function acts on).
  *
- * LIFETIME: realm_client_new() before the listener accepts; realm_client_free()
- * after every client connection has closed.
+ * LIFETIME: realm_client_new() before the listener accepts; realm_client_close()
+ * after every client connection has closed (it frees on a later loop turn).
  * THREADS: loop thread only.
  */
 #ifndef REALM_API_CLIENT_H
@@ -32,7 +32,13 @@ typedef struct {
 /* Registers the upgrade route on http and the `cancel` function on d. */
 realm_client_t *realm_client_new(uv_loop_t *loop, realm_dispatch_t *d, realm_metrics_t *m,
                                  realm_http_server_t *http, const realm_client_config_t *cfg);
-void realm_client_free(realm_client_t *cl);
+/*
+ * Closes the sweep timer; in its close callback frees cl and then calls
+ * cb(data) (cb may be NULL): on a later loop turn, never inside this call.
+ * NULL cl does nothing (cb is not called).
+ */
+typedef void (*realm_client_close_cb)(void *data);
+void realm_client_close(realm_client_t *cl, realm_client_close_cb cb, void *data);
 
 /* Open client WebSockets. */
 size_t realm_client_connections(const realm_client_t *cl);

@@ -872,7 +872,35 @@ static void close_handle(uv_handle_t *h)
     if (!uv_is_closing(h)) uv_close(h, NULL);
 }
 
-/* Safe on a server realm_server_new gave up on halfway: everything not made is NULL. */
+/*
+ * Teardown, second step: the execution engine is gone, so no invocation end
+ * can reach the invoker any more. What is left closes with callbacks (the
+ * invoker, the client surface, the dispatcher free themselves on a later
+ * turn of the loop run in realm_server_free) or is freed here.
+ */
+static void on_exec_closed(void *data)
+{
+    realm_server_t *s = data;
+    s->exec = NULL;
+    realm_invoker_close(s->invoker, NULL, NULL);
+    realm_runtime_free(s->runtime);
+    realm_sandbox_probe_dispose(&s->probe);
+    realm_client_close(s->client, NULL, NULL);
+    realm_control_free(s->control);
+    for (int i = 0; i < L_COUNT; i++)
+        realm_http_server_free(s->http[i]);
+    realm_functions_free(s->functions);
+    realm_generate_free(s->generate);
+    realm_dispatch_close(s->dispatch, NULL, NULL);
+}
+
+/*
+ * Safe on a server realm_server_new gave up on halfway: everything not made
+ * is NULL. Everything that closes on the loop is closed first (the execution
+ * engine first: its end settles invocations and queued events, then
+ * on_exec_closed closes the rest); the one loop run below then delivers
+ * every close callback, and what is left is freed.
+ */
 void realm_server_free(realm_server_t *s)
 {
     if (!s) return;
@@ -882,21 +910,11 @@ void realm_server_free(realm_server_t *s)
     close_handle((uv_handle_t *)&s->trim_timer);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigterm);
-    /* Let the listeners' close callbacks run before their memory goes. */
-    uv_run(s->loop, UV_RUN_DEFAULT);
-    /* Environments first: their end settles invocations and queued events. */
-    realm_exec_free(s->exec);
-    realm_invoker_close(s->invoker, NULL, NULL); /* freed on the loop run below */
-    realm_runtime_free(s->runtime);
-    realm_sandbox_probe_dispose(&s->probe);
-    realm_client_free(s->client);
-    realm_control_free(s->control);
-    for (int i = 0; i < L_COUNT; i++)
-        realm_http_server_free(s->http[i]);
-    realm_functions_free(s->functions);
-    realm_generate_free(s->generate);
-    realm_dispatch_close(s->dispatch, NULL, NULL);
-    /* The invoker's and the dispatcher's handles close here. */
+    if (s->exec) {
+        realm_exec_close(s->exec, on_exec_closed, s);
+    } else {
+        on_exec_closed(s);
+    }
     uv_run(s->loop, UV_RUN_DEFAULT);
     realm_registry_close(s->reg);
     realm_pkg_store_close(s->store);

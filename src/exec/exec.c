@@ -720,19 +720,3 @@ void realm_exec_close(realm_exec_t *x, realm_exec_close_cb cb, void *data)
      * list delivered; the idle's close defers cb past this call. */
     realm_exec_close_maybe(x);
 }
-
-static void on_freed(void *data)
-{
-    *(int *)data = 1;
-}
-
-void realm_exec_free(realm_exec_t *x)
-{
-    if (!x) return;
-    uv_loop_t *loop = x->o.loop;
-    int is_done = 0;
-    realm_exec_close(x, on_freed, &is_done);
-    while (!is_done)
-        uv_run(loop, UV_RUN_ONCE);
-    uv_run(loop, UV_RUN_NOWAIT);
-}

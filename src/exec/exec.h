@@ -23,8 +23,8 @@
  * from (realm_exec_env_for_fd): a process Realm did not start in an
  * environment cannot take or answer any invocation.
  *
- * LIFETIME: realm_exec_new .. realm_exec_close (or realm_exec_free, which
- * runs the loop until closed); environments are
+ * LIFETIME: realm_exec_new .. realm_exec_close (x is freed on a later loop
+ * turn, then its callback comes); environments are
  * reference-counted because runtime connections outlive them.
  * THREADS: loop thread only.
  */
@@ -165,11 +165,6 @@ void realm_exec_shutdown(realm_exec_t *x);
  */
 typedef void (*realm_exec_close_cb)(void *data);
 void realm_exec_close(realm_exec_t *x, realm_exec_close_cb cb, void *data);
-/*
- * realm_exec_close that runs the loop until it is done (for a caller that
- * cannot wait for the callback: the server's teardown). NULL is fine.
- */
-void realm_exec_free(realm_exec_t *x);
 
 /*
  * Starts an invocation of fn and returns it (never NULL). The sink's on_done

@@ -401,3 +401,38 @@ def test_ws_metadata_lists_deployed_functions(ws, lam):
     ws.call({"id": "m2", "function": "metadata"})
     [m] = recv_for(ws, "m2")
     assert "listed-fn" not in [f["name"] for f in m["data"]["functions"]]
+
+
+def test_ws_channel_frames_pipelined_behind_the_handshake(lam):
+    # A bootstrap that sends its first WebSocket frame (a ping) in the same
+    # write as the upgrade request: the server answers it (pong) and goes on
+    # serving (it used to answer before the channel's WebSocket was set).
+    bootstrap = r"""#!/usr/bin/python3
+import base64, json, os, socket, urllib.request
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+s = socket.create_connection((host, int(port)))
+key = base64.b64encode(os.urandom(16)).decode()
+req = ("GET /2018-06-01/runtime/websocket HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+       "Connection: Upgrade\r\nSec-WebSocket-Key: " + key + "\r\nSec-WebSocket-Version: 13\r\n\r\n")
+body, mask = b'{"type":"ping"}', os.urandom(4)
+frame = bytes([0x81, 0x80 | len(body)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(body))
+s.sendall(req.encode() + frame)
+data = b""
+while b'"pong"' not in data:
+    got = s.recv(4096)
+    if not got:
+        break
+    data += got
+pong = b'"pong"' in data
+API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
+while True:
+    r = urllib.request.urlopen(API + "/invocation/next")
+    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
+    out = json.dumps({"pong": pong}).encode()
+    urllib.request.urlopen(urllib.request.Request(API + "/invocation/" + rid + "/response", data=out))
+"""
+    deploy(lam, "ws-pipelined", {"bootstrap": bootstrap}, runtime="provided",
+           handler="function.handler")
+    r, p = invoke(lam, "ws-pipelined", {})
+    assert "FunctionError" not in r, p
+    assert p == {"pong": True}, p

@@ -94,7 +94,8 @@ static void throttle_is_reported_later(void **state)
     assert_int_equal(p.done_in_invoke, 0);
     assert_int_equal(p.last, REALM_INV_THROTTLED);
     assert_string_equal(p.reason, "ReservedFunctionConcurrentInvocationLimitExceeded");
-    realm_exec_free(p.x);
+    realm_exec_close(p.x, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
@@ -117,7 +118,8 @@ static void invoking_again_from_on_done_waits_a_turn(void **state)
     assert_int_equal(p.done, 5001);
     assert_int_equal(p.done_in_invoke, 0);
     assert_int_equal(p.max_depth, 1); /* never nested */
-    realm_exec_free(p.x);
+    realm_exec_close(p.x, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
@@ -139,7 +141,8 @@ static void cancelled_before_its_turn_reports_nothing(void **state)
     /* Freeing the engine delivers what is still waiting for its turn. */
     invoke(&p);
     invoke(&p);
-    realm_exec_free(p.x);
+    realm_exec_close(p.x, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(p.done, 3);
     assert_int_equal(uv_loop_close(&loop), 0);
 }

@@ -109,8 +109,10 @@ static void on_closed(void *data)
 static int teardown(void **state)
 {
     fx_t *f = *state;
-    realm_exec_free(f->exec);
-    int closed = 0;
+    int exec_closed = 0, closed = 0;
+    realm_exec_close(f->exec, on_closed, &exec_closed);
+    while (!exec_closed)
+        uv_run(&f->loop, UV_RUN_ONCE);
     realm_invoker_close(f->iv, on_closed, &closed);
     assert_int_equal(closed, 0); /* on a later turn */
     uv_run(&f->loop, UV_RUN_DEFAULT);
