@@ -394,7 +394,7 @@ static void on_upgrade(realm_http_req_t *req, realm_http_res_t *res, void *data)
     cl->sessions = s;
     cl->sessions_cnt++;
     /* The welcome goes out before anything the peer pipelined is answered. */
-    s->ws = realm_ws_new(c, &cl->cfg.ws, &ws_cbs, s, NULL, 0);
+    s->ws = realm_ws_new(c, &cl->cfg.ws, &ws_cbs, s);
     if (!is_on || has_key) {
         s->is_authed = 1;
         send_welcome(s);

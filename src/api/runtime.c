@@ -518,9 +518,9 @@ static void on_websocket(realm_http_req_t *req, realm_http_res_t *res, void *dat
     chan_t *ch = realm_calloc(1, sizeof(*ch));
     ch->rt = rt;
     ch->env = env;
-    /* Frames pipelined behind the handshake are fed only once ch->ws is set:
-     * answering them sends on it (realm_ws_new would run on_message inside). */
-    ch->ws = realm_ws_new(c, &rt->ws, &chan_cbs, ch, NULL, 0);
+    /* Frames pipelined behind the handshake are fed once ch->ws is set:
+     * answering them sends on it. */
+    ch->ws = realm_ws_new(c, &rt->ws, &chan_cbs, ch);
     if (rest_len > 0) realm_ws_feed(ch->ws, rest, rest_len);
 }
 

@@ -25,9 +25,9 @@ struct realm_ws_s {
     void *ud;
     realm_ws_config_t cfg;
     size_t high_water;
-    unsigned got_input : 1;     /* something arrived since the last ping tick */
+    unsigned got_input : 1; /* something arrived since the last ping tick */
     unsigned ping_outstanding : 1;
-    unsigned is_paused : 1;     /* reading stopped for backpressure */
+    unsigned is_paused : 1; /* reading stopped for backpressure */
     unsigned is_dropping : 1;
 };
 
@@ -52,7 +52,8 @@ static void on_ping_tick(realm_conn_t *c);
 
 static void arm_ping(realm_ws_t *ws)
 {
-    if (ws->cfg.ping_interval_ms > 0) realm_conn_timer(ws->conn, ws->cfg.ping_interval_ms, on_ping_tick);
+    if (ws->cfg.ping_interval_ms > 0)
+        realm_conn_timer(ws->conn, ws->cfg.ping_interval_ms, on_ping_tick);
 }
 
 static void on_close_timeout(realm_conn_t *c)
@@ -141,19 +142,19 @@ static const realm_conn_handler_t ws_handler = {
 };
 
 realm_ws_t *realm_ws_new(realm_conn_t *c, const realm_ws_config_t *cfg, const realm_ws_cbs_t *cbs,
-                         void *ud, const char *rest, size_t rest_len)
+                         void *ud)
 {
     realm_ws_t *ws = realm_calloc(1, sizeof(*ws));
     ws->conn = c;
     ws->cbs = cbs;
     ws->ud = ud;
     ws->cfg = *cfg;
-    ws->high_water = cfg->max_send_queue_bytes < HIGH_WATER ? cfg->max_send_queue_bytes : HIGH_WATER;
+    ws->high_water =
+        cfg->max_send_queue_bytes < HIGH_WATER ? cfg->max_send_queue_bytes : HIGH_WATER;
     ws->session = realm_ws_session_new(&session_cbs, ws, cfg->max_message_bytes);
     realm_conn_set_handler(c, &ws_handler, ws);
     arm_ping(ws);
     realm_conn_read_start(c);
-    if (rest_len > 0) on_read(c, rest, rest_len);
     return ws;
 }
 

@@ -38,14 +38,16 @@ typedef struct {
 } realm_ws_config_t;
 
 /*
- * Takes over c (which must have no other handler any more) and feeds it the
- * bytes already received after the handshake (copied). cbs is borrowed for
- * the connection's life. May call on_message before returning.
+ * Takes over c (which must have no other handler any more). cbs is borrowed
+ * for the connection's life. Never calls a callback before returning: bytes
+ * that arrived behind the handshake are given afterwards with realm_ws_feed,
+ * once the caller has stored the returned connection.
  */
 realm_ws_t *realm_ws_new(realm_conn_t *c, const realm_ws_config_t *cfg, const realm_ws_cbs_t *cbs,
-                         void *ud, const char *rest, size_t rest_len);
+                         void *ud);
 
-/* Feeds bytes received outside the connection (e.g. behind the handshake). */
+/* Feeds bytes received outside the connection (behind the handshake); may
+ * call on_message and on_close before returning. */
 void realm_ws_feed(realm_ws_t *ws, const char *data, size_t len);
 
 /*
