@@ -504,9 +504,13 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
         snprintf(inv->trace_id, sizeof(inv->trace_id), "Root=1-%08lx-%s;Parent=%s;Sampled=0",
                  (unsigned long)time(NULL), r, par);
     }
-    inv->payload = realm_malloc(req->payload_len + 1);
-    if (req->payload_len) memcpy(inv->payload, req->payload, req->payload_len);
-    inv->payload[req->payload_len] = '\0';
+    if (req->payload_owned) {
+        inv->payload = req->payload_owned;
+    } else {
+        inv->payload = realm_malloc(req->payload_len + 1);
+        if (req->payload_len) memcpy(inv->payload, req->payload, req->payload_len);
+        inv->payload[req->payload_len] = '\0';
+    }
     inv->payload_len = req->payload_len;
     inv->invoked_arn = dup_or_null(req->invoked_arn);
     inv->client_context = dup_or_null(req->client_context);

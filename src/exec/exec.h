@@ -114,6 +114,9 @@ typedef struct {
 typedef struct {
     const void *payload; /* the event (JSON), copied */
     size_t payload_len;
+    /* Or the event in malloc'd memory (payload_len bytes and a NUL) that the
+     * engine takes over, saving the copy: payload is then ignored. */
+    char *payload_owned;
     const char *invoked_arn;    /* as invoked (qualified when it was); or NULL */
     const char *client_context; /* decoded JSON; or NULL */
     const char *trace_id;       /* or NULL: one is made */

@@ -125,13 +125,13 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     fcall_t *fc = realm_calloc(1, sizeof(*fc));
     fc->call = call;
     fc->want_tail = want_tail;
-    realm_inv_req_t req = {.payload = text, .payload_len = strlen(text)};
+    /* The engine takes the text over (no copy), also when nothing runs. */
+    realm_inv_req_t req = {.payload_owned = text, .payload_len = strlen(text)};
     static const realm_inv_sink_t sink = {.on_chunk = on_chunk, .on_done = on_done};
     realm_error_t e;
     realm_inv_t *inv =
         realm_invoker_start(iv, realm_call_tenant(call) ? realm_call_tenant(call) : "", name,
                             qualifier, &req, &sink, fc, fc->version, &e);
-    free(text);
     if (inv) { /* it ends in on_done, on a later turn (or is cancelled first) */
         fc->inv = inv;
         realm_call_on_cancel(call, on_cancel, fc);

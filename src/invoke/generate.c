@@ -132,10 +132,10 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
         realm_metric_add(gc->m->m_generated, (double)gt);
         realm_call_complete(call, res);
     } else if (r->status == REALM_INV_THROTTLED) {
-        realm_call_fail(call, REALM_ERR_THROTTLED,
-                        json_pack("{s:s, s:i}", "reason", r->error_type ? r->error_type : "",
-                                  "retry_after", 1),
-                        "%s", r->error_message ? r->error_message : "Rate Exceeded.");
+        realm_call_fail(
+            call, REALM_ERR_THROTTLED,
+            json_pack("{s:s, s:i}", "reason", r->error_type ? r->error_type : "", "retry_after", 1),
+            "%s", r->error_message ? r->error_message : "Rate Exceeded.");
     } else {
         /* A function error (timeout, memory, a bad request the worker refused) or no result. */
         json_t *err = r->payload_len ? json_loadb(r->payload, r->payload_len, 0, NULL) : NULL;
@@ -146,7 +146,7 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
         json_t *details = json_pack("{s:s, s:s}", "error_type", type, "request_id",
                                     r->request_id ? r->request_id : "");
         realm_call_fail(call, code, details, "%s",
-                        msg             ? msg
+                        msg                ? msg
                         : r->error_message ? r->error_message
                                            : "the model worker ended without a result");
         json_decref(err);
@@ -212,8 +212,8 @@ static int check_params(realm_call_t *call, json_t *params)
         size_t i;
         json_t *s;
         int ok = json_is_array(stop) && json_array_size(stop) <= 16;
-        json_array_foreach(stop, i, s) ok = ok && json_is_string(s) && json_string_length(s) > 0 &&
-                                            json_string_length(s) <= 256;
+        json_array_foreach(stop, i, s) ok =
+            ok && json_is_string(s) && json_string_length(s) > 0 && json_string_length(s) <= 256;
         if (!ok) {
             realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "stop"),
                             "stop must be a list of at most 16 non-empty strings (256 bytes each)");
@@ -256,9 +256,8 @@ static void fn_generate(realm_call_t *call, json_t *params, void *data)
     snprintf(name, sizeof(name), "generate-%s", m->name);
     const char *env[] = {threads, model_env, libs_env, ld, NULL};
     const char *binds[] = {m->path, SANDBOX_MODEL, g->lib_dir, SANDBOX_LIBS, NULL};
-    uint64_t mem = g->cfg->llm_memory_bytes
-                       ? g->cfg->llm_memory_bytes
-                       : 2 * m->info.file_bytes + (uint64_t)1024 * 1024 * 1024;
+    uint64_t mem = g->cfg->llm_memory_bytes ? g->cfg->llm_memory_bytes
+                                            : 2 * m->info.file_bytes + (uint64_t)1024 * 1024 * 1024;
     const char *tenant = realm_call_tenant(call);
     realm_exec_fn_t fn = {
         .tenant = tenant ? tenant : "",
@@ -283,11 +282,10 @@ static void fn_generate(realm_call_t *call, json_t *params, void *data)
     gc->stream = json_is_true(json_object_get(params, "stream"));
     gc->started_ns = uv_hrtime();
     realm_buf_init(&gc->line);
-    realm_inv_req_t req = {.payload = payload, .payload_len = strlen(payload)};
+    realm_inv_req_t req = {.payload_owned = payload, .payload_len = strlen(payload)};
     static const realm_inv_sink_t sink = {.on_chunk = on_chunk, .on_done = on_done};
     realm_call_on_cancel(call, on_cancel, gc);
-    realm_inv_t *inv = realm_exec_invoke(g->x, &fn, &req, &sink, gc);
-    free(payload);
+    realm_inv_t *inv = realm_exec_invoke(g->x, &fn, &req, &sink, gc); /* takes payload */
     gc->inv = inv; /* it ends in on_done, on a later turn (or is cancelled first) */
 }
 
@@ -393,13 +391,13 @@ static void annotate(json_t *doc, void *data)
     json_t *models = json_array();
     for (size_t i = 0; i < g->models_cnt; i++) {
         const model_t *m = &g->models[i];
-        json_array_append_new(
-            models, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:b}", "name", m->name,
-                              "model_name", m->info.name, "architecture", m->info.architecture,
-                              "parameters", (json_int_t)m->info.parameters, "context_length",
-                              (json_int_t)m->info.context_length, "quantization",
-                              m->info.quantization, "file_bytes", (json_int_t)m->info.file_bytes,
-                              "default", i == 0));
+        json_array_append_new(models, json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:I, s:b}", "name",
+                                                m->name, "model_name", m->info.name, "architecture",
+                                                m->info.architecture, "parameters",
+                                                (json_int_t)m->info.parameters, "context_length",
+                                                (json_int_t)m->info.context_length, "quantization",
+                                                m->info.quantization, "file_bytes",
+                                                (json_int_t)m->info.file_bytes, "default", i == 0));
     }
     size_t i;
     json_t *f;
@@ -409,7 +407,8 @@ static void annotate(json_t *doc, void *data)
         if (!fname || strcmp(fname, "generate") != 0) continue;
         json_object_set(f, "models", models);
         json_object_set_new(f, "available", json_boolean(g->is_available));
-        if (!g->is_available) json_object_set_new(f, "unavailable_because", json_string(g->why_not));
+        if (!g->is_available)
+            json_object_set_new(f, "unavailable_because", json_string(g->why_not));
     }
     json_object_set_new(doc, "models", models);
 }
@@ -487,8 +486,7 @@ static void find_worker(realm_generate_t *g)
     }
     if (find_libs(g) != 0) {
         snprintf(g->why_not, sizeof(g->why_not),
-                 "generate is not available: llama.cpp's libraries (%s) were not found",
-                 LIB_PROBE);
+                 "generate is not available: llama.cpp's libraries (%s) were not found", LIB_PROBE);
         return;
     }
     snprintf(g->code_dir, sizeof(g->code_dir), "%s/llm", g->cfg->data_dir);
@@ -536,8 +534,8 @@ static int add_model(realm_generate_t *g, realm_metrics_t *mx, const char *item,
     }
     struct stat st;
     stat(m.path, &st);
-    snprintf(m.revision, sizeof(m.revision), "%llu-%lld",
-             (unsigned long long)m.info.file_bytes, (long long)st.st_mtime);
+    snprintf(m.revision, sizeof(m.revision), "%llu-%lld", (unsigned long long)m.info.file_bytes,
+             (long long)st.st_mtime);
     const char *labels[] = {m.name};
     static const double ttft_buckets[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
                                           1,     2.5,  5,     10,   30,  60};
@@ -558,8 +556,8 @@ static int add_model(realm_generate_t *g, realm_metrics_t *mx, const char *item,
         labels);
     m.m_inter = realm_metrics_child(
         realm_metrics_family(mx, REALM_METRIC_HISTOGRAM, "realm_llm_inter_token_seconds",
-                             "Between two tokens of a generation, by model", "model",
-                             inter_buckets, sizeof(inter_buckets) / sizeof(inter_buckets[0])),
+                             "Between two tokens of a generation, by model", "model", inter_buckets,
+                             sizeof(inter_buckets) / sizeof(inter_buckets[0])),
         labels);
     g->models = realm_realloc(g->models, (g->models_cnt + 1) * sizeof(model_t));
     g->models[g->models_cnt++] = m;

@@ -233,7 +233,10 @@ realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const 
 {
     resolved_t r;
     e->code = 0;
-    if (resolve(iv, tenant, function, qualifier, &r, e) != 0) return NULL;
+    if (resolve(iv, tenant, function, qualifier, &r, e) != 0) {
+        free(req->payload_owned); /* taken over in every case */
+        return NULL;
+    }
     if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
     realm_inv_t *inv = start_resolved(iv, &r, qualifier, req, sink, data);
     resolved_dispose(&r);

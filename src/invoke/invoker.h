@@ -72,7 +72,8 @@ void realm_invoker_drain(realm_invoker_t *iv);
  * on_done comes exactly once on a later loop turn (also when it is
  * throttled: exec.h); or NULL with e filled (404, 400...) when there is
  * nothing to run, and then the sink is never called. tenant, function,
- * qualifier and req are borrowed for the call only. executed_version (24
+ * qualifier and req are borrowed for the call only, but req->payload_owned
+ * is taken over in every case (freed when NULL is returned). executed_version (24
  * bytes, or NULL) gets the version that runs.
  */
 realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
