@@ -61,7 +61,9 @@ int realm_env_next(realm_env_t *env, realm_env_next_cb cb, void *data)
     env->last_used = uv_now(env->x->o.loop);
     realm_exec_env_set_state(env, ENV_IDLE);
     uv_timer_start(&env->timer, realm_exec_on_env_timer, env->x->o.idle_ms, 0);
-    realm_exec_pump_soon(p); /* cb never runs inside this call */
+    /* Work already queued goes to it on a later turn (cb never runs inside
+     * this call); else the next invocation finds it waiting. */
+    if (p->q_head) realm_exec_pump_soon(p);
     return 0;
 }
 
