@@ -8,9 +8,9 @@
  * with the table's columns (400 InvalidRequestID, 403
  * InvalidStateTransition, 413 RequestEntityTooLarge).
  *
- * WebSocket: after `register` the session keeps one `next` outstanding on
- * the environment's behalf; each invocation goes out as one message and the
- * next `next` is taken when it has been answered.
+ * WebSocket: from the moment it opens (a `register` message is optional)
+ * the session keeps one `next` outstanding on the environment's behalf; each invocation goes out as
+ * one message and the next `next` is taken when it has been answered.
  */
 #include "api/runtime.h"
 
@@ -49,8 +49,8 @@ typedef struct {
     realm_runtime_t *rt;
     realm_env_t *env; /* borrowed from the connection's tag */
     realm_ws_t *ws;
-    unsigned is_registered : 1;
-    unsigned is_waiting : 1; /* a `next` is outstanding */
+    unsigned has_sent_register : 1; /* register is optional, once */
+    unsigned is_waiting : 1;        /* a `next` is outstanding */
     unsigned is_closed : 1;
 } chan_t;
 
@@ -243,12 +243,12 @@ static void on_http_work(realm_env_t *env, const realm_env_work_t *w, void *data
     char deadline[32];
     snprintf(deadline, sizeof(deadline), "%lld", (long long)w->deadline_ms);
     realm_http_res_on_abort(res, NULL, NULL);
-    realm_http_res_header(res, "Lambda-Runtime-Aws-Request-Id", w->request_id);
-    realm_http_res_header(res, "Lambda-Runtime-Deadline-Ms", deadline);
-    realm_http_res_header(res, "Lambda-Runtime-Invoked-Function-Arn", w->invoked_arn);
-    realm_http_res_header(res, "Lambda-Runtime-Trace-Id", w->trace_id);
+    realm_http_res_header(res, "lambda-runtime-aws-request-id", w->request_id);
+    realm_http_res_header(res, "lambda-runtime-deadline-ms", deadline);
+    realm_http_res_header(res, "lambda-runtime-invoked-function-arn", w->invoked_arn);
+    realm_http_res_header(res, "lambda-runtime-trace-id", w->trace_id);
     if (w->client_context)
-        realm_http_res_header(res, "Lambda-Runtime-Client-Context", w->client_context);
+        realm_http_res_header(res, "lambda-runtime-client-context", w->client_context);
     realm_http_res_send(res, 200, "application/json", w->payload, w->payload_len);
 }
 
@@ -439,20 +439,16 @@ static void chan_apply(chan_t *ch, const realm_rtmsg_t *m)
     case REALM_RTMSG_PONG:
         return; /* keep-alive answer */
     case REALM_RTMSG_REGISTER:
-        if (ch->is_registered) {
+        /* Optional: the connection registered the environment already. */
+        if (ch->has_sent_register) {
             chan_error(ch, "INVALID_STATE", "already registered");
             return;
         }
-        ch->is_registered = 1;
-        realm_debug("environment %s registered on the WebSocket channel", realm_env_id(ch->env));
-        chan_next(ch);
+        ch->has_sent_register = 1;
+        realm_debug("environment %s sent register on the WebSocket channel", realm_env_id(ch->env));
         return;
     default:
         break;
-    }
-    if (!ch->is_registered) {
-        chan_error(ch, "NOT_REGISTERED", "send register first");
-        return;
     }
     switch (m->kind) {
     case REALM_RTMSG_RESPONSE:
@@ -521,6 +517,10 @@ static void on_websocket(realm_http_req_t *req, realm_http_res_t *res, void *dat
     /* Frames pipelined behind the handshake are fed once ch->ws is set:
      * answering them sends on it. */
     ch->ws = realm_ws_new(c, &rt->ws, &chan_cbs, ch);
+    /* The connection registers the environment: invocations may come at
+     * once (a `register` message is optional; Lambda@Home's bootstraps
+     * for Node 22 and 24 never send one). */
+    chan_next(ch);
     if (rest_len > 0) realm_ws_feed(ch->ws, rest, rest_len);
 }
 

@@ -408,7 +408,7 @@ def test_ws_channel_frames_pipelined_behind_the_handshake(lam):
     # write as the upgrade request: the server answers it (pong) and goes on
     # serving (it used to answer before the channel's WebSocket was set).
     bootstrap = r"""#!/usr/bin/python3
-import base64, json, os, socket, urllib.request
+import base64, json, os, re, socket
 host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
 s = socket.create_connection((host, int(port)))
 key = base64.b64encode(os.urandom(16)).decode()
@@ -424,15 +424,49 @@ while b'"pong"' not in data:
         break
     data += got
 pong = b'"pong"' in data
-API = "http://" + os.environ["AWS_LAMBDA_RUNTIME_API"] + "/2018-06-01/runtime"
-while True:
-    r = urllib.request.urlopen(API + "/invocation/next")
-    rid = r.headers["Lambda-Runtime-Aws-Request-Id"]
-    out = json.dumps({"pong": pong}).encode()
-    urllib.request.urlopen(urllib.request.Request(API + "/invocation/" + rid + "/response", data=out))
+# The open channel registered the environment: the invocation comes on it.
+while b'"invocation"' not in data or b'"request_id":"' not in data.split(b'"invocation"', 1)[1]:
+    got = s.recv(4096)
+    if not got:
+        raise SystemExit(1)
+    data += got
+rid = re.search(rb'"request_id":"([^"]+)"', data.split(b'"invocation"', 1)[1]).group(1).decode()
+body, mask = json.dumps({"type": "response", "request_id": rid, "payload": {"pong": pong}}).encode(), os.urandom(4)
+s.sendall(bytes([0x81, 0x80 | len(body)]) + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(body)))
+while s.recv(4096):
+    pass
 """
     deploy(lam, "ws-pipelined", {"bootstrap": bootstrap}, runtime="provided",
            handler="function.handler")
     r, p = invoke(lam, "ws-pipelined", {})
     assert "FunctionError" not in r, p
     assert p == {"pong": True}, p
+
+
+def test_runtime_api_header_names_are_lower_case(lam):
+    # A runtime that looks its headers up by exact lower-case name (as
+    # Lambda@Home's Python bootstrap does) finds them: HTTP names are
+    # case-insensitive and Realm sends them in lower case.
+    bootstrap = r"""#!/usr/bin/python3
+import http.client, json, os
+host, port = os.environ["AWS_LAMBDA_RUNTIME_API"].rsplit(":", 1)
+while True:
+    c = http.client.HTTPConnection(host, int(port))
+    c.request("GET", "/2018-06-01/runtime/invocation/next")
+    r = c.getresponse()
+    event = r.read()
+    h = dict(r.getheaders())  # exact names, as sent
+    rid = h.get("lambda-runtime-aws-request-id")
+    names = sorted(k for k in h if k.lower().startswith("lambda-runtime-"))
+    c.request("POST", "/2018-06-01/runtime/invocation/%s/response" % rid,
+              body=json.dumps({"names": names, "deadline": h.get("lambda-runtime-deadline-ms") is not None}))
+    c.getresponse().read()
+    c.close()
+"""
+    deploy(lam, "lower-headers", {"bootstrap": bootstrap}, runtime="provided",
+           handler="function.handler")
+    r, p = invoke(lam, "lower-headers", {})
+    assert "FunctionError" not in r, p
+    assert p["deadline"] is True, p
+    assert all(n == n.lower() for n in p["names"]), p
+    assert "lambda-runtime-aws-request-id" in p["names"], p
