@@ -62,7 +62,11 @@
     X(REQUEST_TOO_LARGE, -1102, "PAYLOAD_TOO_LARGE", 413, "RequestTooLargeException",              \
       "request too large")                                                                         \
     X(EVENT_QUEUE_FULL, -1103, "EVENT_QUEUE_FULL", 429, "TooManyRequestsException",                \
-      "the event queue is full")
+      "the event queue is full")                                                                   \
+    /* generate (invoke/generate.c). */                                                            \
+    X(NO_MODEL, -1220, "NO_MODEL", 503, "ServiceException", "generate has no model")               \
+    X(GENERATE_UNAVAILABLE, -1221, "GENERATE_UNAVAILABLE", 503, "ServiceException",                \
+      "generate is not available on this server")
 
 typedef enum {
 #define REALM_ERR_ENUM(name, value, code, status, aws, msg) REALM_ERR_##name = value,

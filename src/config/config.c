@@ -50,7 +50,7 @@ typedef enum {
     REALM_CFG_DURATION, /* uint64_t milliseconds */
     REALM_CFG_COUNT,    /* uint64_t plain count */
     REALM_CFG_BOOL,     /* int, 0 or 1; a bare flag means 1 */
-    REALM_CFG_LIST,     /* char *, owned; each use adds an item (','-joined), "none" when empty */
+    REALM_CFG_LIST,     /* char *, owned; each use adds an item (','-joined); "none": empty */
 } cfg_type_t;
 
 typedef struct {
@@ -96,9 +96,9 @@ typedef struct {
 #define OPT_MS(n, f, d, lo, h) OPT_U64(n, REALM_CFG_DURATION, f, d, "MS", lo, h)
 #define OPT_COUNT(n, f, d, lo, h) OPT_U64(n, REALM_CFG_COUNT, f, d, "N", lo, h)
 /* A bare --flag means true; --flag=false turns it off. */
-#define OPT_LIST(n, f, ph, h)                                                                      \
+#define OPT_LIST(n, f, d, ph, h)                                                                   \
     {                                                                                              \
-        .name = n, .type = REALM_CFG_LIST, .offset = FIELD(f, char *), .def = "none", .help = h,   \
+        .name = n, .type = REALM_CFG_LIST, .offset = FIELD(f, char *), .def = d, .help = h,        \
         .placeholder = ph                                                                          \
     }
 #define OPT_BOOL(n, f, d, h)                                                                       \
@@ -193,8 +193,9 @@ static const cfg_opt_t options[] = {
               "idle HTTP connections kept per listener; beyond, the oldest close"),
     OPT_COUNT("reserved-fds", reserved_fds, "2048", 64,
               "descriptors kept from connections for environments, storage and logs"),
-    OPT_LIST("model", models, "NAME=PATH.gguf",
-             "a model for generate (repeatable; the first is the default)"),
+    OPT_LIST("model", models, "bundled", "NAME=PATH.gguf",
+             "a model for generate (repeatable; the first is the default; bundled: "
+             "models/stories260K.gguf; none: no model)"),
     OPT_MS("llm-timeout-ms", llm_timeout_ms, "300000", 1000, "longest generation"),
     OPT_SIZE("llm-memory-bytes", llm_memory_bytes, "0", 0,
              "memory limit of a model environment (0: twice the model file plus 1 GiB)"),
@@ -381,7 +382,8 @@ static int set_opt(realm_config_t *c, const cfg_opt_t *o, const char *v, char *e
             return fail(err, err_len, "--%s: give one item per use, not '%s'", o->name, v);
         }
         char **s = (char **)(void *)field;
-        if (!*s || strcmp(*s, "none") == 0) {
+        /* The first use replaces the default ("none", or a list's own default). */
+        if (!*s || strcmp(*s, "none") == 0 || strcmp(*s, o->def) == 0) {
             free(*s);
             *s = realm_strdup(v);
         } else {

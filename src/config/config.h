@@ -70,7 +70,7 @@ typedef struct {
     uint64_t max_runtime_connections;   /* runtime API connections at once */
     uint64_t max_idle_http_connections; /* idle HTTP connections per listener; oldest close */
     uint64_t reserved_fds;              /* descriptors kept for environments, storage, logs */
-    char *models;                 /* owned; "NAME=PATH,..." for generate, or "none" */
+    char *models;                 /* owned; "NAME=PATH,...", "bundled" or "none" */
     uint64_t llm_timeout_ms;      /* longest generation */
     uint64_t llm_memory_bytes;    /* memory limit of a model environment; 0: from the model size */
     uint64_t llm_threads;         /* threads per generation */

@@ -24,6 +24,9 @@
 #include <unistd.h>
 
 #define SANDBOX_MODEL "/opt/model/model.gguf"
+/* The repository's default model (models/README.md credits it). */
+#define BUNDLED_NAME "stories260K"
+#define BUNDLED_FILE BUNDLED_NAME ".gguf"
 #define SANDBOX_LIBS "/opt/llama/lib"
 #define WORKER_NAME "realm-llm"
 #define LIB_PROBE "node_modules/@node-llama-cpp/linux-x64/bins/linux-x64"
@@ -227,7 +230,8 @@ static void fn_generate(realm_call_t *call, json_t *params, void *data)
 {
     realm_generate_t *g = data;
     if (!g->is_available) {
-        realm_call_fail(call, REALM_ERR_INTERNAL_ERROR, NULL, "%s", g->why_not);
+        realm_call_fail(call, g->models_cnt ? REALM_ERR_GENERATE_UNAVAILABLE : REALM_ERR_NO_MODEL,
+                        NULL, "%s", g->why_not);
         return;
     }
     const char *mname = json_string_value(json_object_get(params, "model"));
@@ -406,6 +410,8 @@ static void annotate(json_t *doc, void *data)
         const char *fname = json_string_value(json_object_get(f, "name"));
         if (!fname || strcmp(fname, "generate") != 0) continue;
         json_object_set(f, "models", models);
+        /* prompt or messages: exactly one, which a per-param "required" cannot say. */
+        json_object_set_new(f, "required_one_of", json_pack("[s,s]", "prompt", "messages"));
         json_object_set_new(f, "available", json_boolean(g->is_available));
         if (!g->is_available)
             json_object_set_new(f, "unavailable_because", json_string(g->why_not));
@@ -426,6 +432,29 @@ static int exe_dir(char *out, size_t n)
     *slash = '\0';
     snprintf(out, n, "%s", exe);
     return 0;
+}
+
+/*
+ * The model the repository ships (models/, with its license note), used when
+ * the server is started without --model: "NAME=PATH" of the first
+ * models/stories260K.gguf going up from the binary's directory, as the server
+ * finds runtimes/ (build/realm and build/asan/realm both find the repository's).
+ */
+static int find_bundled_model(char *out, size_t n)
+{
+    char dir[4096], probe[4200];
+    if (exe_dir(dir, sizeof(dir)) != 0) return -1;
+    for (int up = 0; up < 5; up++) {
+        snprintf(probe, sizeof(probe), "%s/models/" BUNDLED_FILE, dir);
+        if (access(probe, R_OK) == 0) {
+            snprintf(out, n, "%s=%s", BUNDLED_NAME, probe);
+            return 0;
+        }
+        char *slash = strrchr(dir, '/');
+        if (!slash || slash == dir) break;
+        *slash = '\0';
+    }
+    return -1;
 }
 
 /* llama.cpp's libraries: node_modules/@node-llama-cpp/... going up from the binary. */
@@ -575,7 +604,14 @@ realm_generate_t *realm_generate_new(const realm_config_t *cfg, realm_exec_t *x,
     realm_generate_t *g = realm_calloc(1, sizeof(*g));
     g->cfg = cfg;
     g->x = x;
-    if (cfg->models && strcmp(cfg->models, "none") != 0) {
+    char bundled[4200];
+    int want_bundled = !cfg->models || strcmp(cfg->models, "bundled") == 0;
+    if (want_bundled && find_bundled_model(bundled, sizeof(bundled)) == 0) {
+        if (add_model(g, mx, bundled, err, err_len) != 0) {
+            realm_generate_free(g);
+            return NULL;
+        }
+    } else if (!want_bundled && strcmp(cfg->models, "none") != 0) {
         char *list = realm_strdup(cfg->models), *save = NULL;
         for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
             if (add_model(g, mx, item, err, err_len) != 0) {
@@ -588,7 +624,8 @@ realm_generate_t *realm_generate_new(const realm_config_t *cfg, realm_exec_t *x,
     }
     if (!g->models_cnt) {
         snprintf(g->why_not, sizeof(g->why_not),
-                 "generate has no model: start the server with --model NAME=PATH.gguf");
+                 "generate has no model: start the server with --model NAME=PATH.gguf%s",
+                 want_bundled ? " (the bundled models/" BUNDLED_FILE " was not found)" : "");
     } else {
         find_worker(g);
         if (!g->is_available) realm_warn("%s", g->why_not);
