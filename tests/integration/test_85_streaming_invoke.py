@@ -197,6 +197,29 @@ def test_stream_over_six_mb_is_response_size_too_large(srv, lam, streamer):
     assert r["Payload"].read() == b"chunk-0;"
 
 
+PY_STREAMER = '''
+def handler(event, context):
+    context.set_content_type('text/x-parts')
+    for i in range(event['parts']):
+        yield 'part-%d;' % i
+    yield b'end'
+'''
+
+
+@pytest.mark.parametrize("channel", ["websocket", "http"])
+def test_python_generator_under_invoke_comes_whole(lam, channel):
+    """Both runtime API channels: the WebSocket one's stream_chunk messages and
+    the HTTP one's chunked response in streaming mode."""
+    name = f"py-streamer-{channel}"
+    env = {"Variables": {"LAMBDA_USE_WEBSOCKET": "false" if channel == "http" else "true"}}
+    deploy(lam, name, {"app.py": PY_STREAMER}, runtime="python3.11", handler="app.handler",
+           Environment=env)
+    r = lam.invoke(FunctionName=name, Payload=json.dumps({"parts": 3}))
+    assert "FunctionError" not in r, r
+    assert r["Payload"].read() == b"part-0;part-1;part-2;end"
+    assert r["ResponseMetadata"]["HTTPHeaders"]["content-type"] == "text/x-parts"
+
+
 def test_invoke_with_response_stream_still_streams(srv, streamer):
     status, headers, events, _, _ = stream_invoke(srv, streamer, {"parts": 3})
     assert status == 200
@@ -262,7 +285,10 @@ def test_realm_invoke_prints_chunks_as_they_arrive(srv, streamer, gate):
         # The first chunk is printed while the function is still held at the gate.
         first = read_until(p.stdout, b"chunk-0;")
         assert first == b"chunk-0;", first
-        assert gate.waiting() == 1 and p.poll() is None
+        # The function connects to the gate after writing chunk-0; it stays
+        # held there (the command is still running) until the release.
+        poll_until(lambda: gate.waiting() == 1, 30, what="the function at the gate")
+        assert p.poll() is None
         gate.release()
         rest = p.stdout.read()
         assert p.wait(timeout=30) == 0, p.stderr.read()
