@@ -2,7 +2,8 @@
  * invoke.c - the invoker's HTTP routes on the control API (see invoke.h).
  *
  * Invoke (POST /2015-03-31/functions/{name}/invocations):
- *   RequestResponse  200 with the function's payload; a function error is
+ *   RequestResponse  200 with the function's payload (a streaming function's
+ *                    chunks whole, up to 6 MB, with its content type); a function error is
  *                    200 with X-Amz-Function-Error: Unhandled and the error
  *                    JSON; throttles are 429 TooManyRequestsException.
  *   Event            202 once the event is in the durable queue.
@@ -159,7 +160,10 @@ static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *da
             if (r->status == REALM_INV_FN_ERROR)
                 realm_http_res_header(res, "X-Amz-Function-Error", "Unhandled");
             add_tail(c, r);
-            realm_http_res_send(res, 200, "application/json", r->payload, r->payload_len);
+            /* A streaming function's chunks come whole, with its content type. */
+            const char *ct =
+                r->status == REALM_INV_OK && r->content_type ? r->content_type : "application/json";
+            realm_http_res_send(res, 200, ct, r->payload, r->payload_len);
         } else {
             answer_failed(res, r);
         }

@@ -28,6 +28,7 @@
 
 #include "base/alloc.h"
 #include "base/buf.h"
+#include "cli/evdecode.h"
 #include "cli/http.h"
 #include "pkg/pkg.h"
 #include "runtimes/runtimes.h"
@@ -829,10 +830,12 @@ static void usage_logs(FILE *out)
 
 static void usage_invoke(FILE *out)
 {
-    fputs("Usage: realm invoke NAME [--payload JSON] [--qualifier Q] [options]\n"
+    fputs("Usage: realm invoke NAME [--payload JSON] [--qualifier Q] [--no-stream] [options]\n"
           "\n"
-          "Invokes function NAME (RequestResponse) and prints its answer. Exits 1 when the\n"
-          "function failed (its error is printed on stderr).\n"
+          "Invokes function NAME and prints its answer: a response-streaming function's\n"
+          "chunks as they arrive (InvokeWithResponseStream); --no-stream waits for the\n"
+          "whole answer (Invoke). Exits 1 when the function failed (its error is printed\n"
+          "on stderr).\n"
           "\n"
           "Options:\n",
           out);
@@ -870,10 +873,85 @@ static int raw_request(ctx_t *c, const char *method, const char *path, const cha
     return 0;
 }
 
+/* realm invoke's streamed answer: each PayloadChunk printed as it arrives. */
+typedef struct {
+    realm_cli_evdecode_t dec;
+    int is_line_end; /* nothing printed yet, or the last byte was a newline */
+    int is_complete; /* InvokeComplete came */
+    int failed;      /* the function (or the stream) failed: exit 1 */
+    char err[256];
+} printer_t;
+
+static int on_stream_event(const char *type, const char *mtype, const void *p, size_t len,
+                           void *data)
+{
+    printer_t *pr = data;
+    if (strcmp(mtype, "event") != 0) { /* an exception message ends the stream */
+        char clean[512];
+        sanitize(clean, sizeof(clean), p, len);
+        fprintf(stderr, "realm invoke: %s: %s\n", type[0] ? type : mtype, clean);
+        pr->failed = pr->is_complete = 1;
+    } else if (strcmp(type, "PayloadChunk") == 0 && len) {
+        fwrite(p, 1, len, stdout);
+        fflush(stdout);
+        pr->is_line_end = ((const char *)p)[len - 1] == '\n';
+    } else if (strcmp(type, "InvokeComplete") == 0) {
+        pr->is_complete = 1;
+        json_t *j = json_loadb(p, len, 0, NULL);
+        const char *code = json_string_value(json_object_get(j, "ErrorCode"));
+        if (code) { /* the function's error, in the shape Invoke gives it */
+            const char *details = json_string_value(json_object_get(j, "ErrorDetails"));
+            json_t *e =
+                json_pack("{s:s, s:s}", "errorType", code, "errorMessage", details ? details : "");
+            char *text = json_dumps(e, JSON_COMPACT);
+            fprintf(stderr, "%s\n", text);
+            free(text);
+            json_decref(e);
+            pr->failed = 1;
+        }
+        json_decref(j);
+    }
+    return 0;
+}
+
+static int on_stream_body(const char *bytes, size_t len, void *data)
+{
+    printer_t *pr = data;
+    return realm_cli_evdecode_feed(&pr->dec, bytes, len, on_stream_event, pr, pr->err,
+                                   sizeof(pr->err)) < 0;
+}
+
+static int stream_invoke(ctx_t *c, const char *path, const char *payload)
+{
+    printer_t pr = {.is_line_end = 1};
+    realm_cli_evdecode_init(&pr.dec);
+    realm_cli_http_res_t res;
+    char err[512];
+    int rc = realm_cli_http_stream(&c->ep, "POST", path, payload, strlen(payload),
+                                   REQUEST_TIMEOUT_MS, on_stream_body, &pr, &res, err, sizeof(err));
+    if (rc == 0 && res.status != 200) {
+        report_api_error(c, &res);
+        rc = 1;
+    } else if (rc != 0 || !pr.is_complete) {
+        fprintf(stderr, "realm %s: control API at %s: %s\n", c->cmd, c->ep.url,
+                pr.err[0] ? pr.err
+                : rc != 0 ? err
+                          : "the stream ended before the function did");
+        rc = 1;
+    } else {
+        rc = pr.failed;
+    }
+    if (!pr.is_line_end) fputc('\n', stdout);
+    realm_cli_evdecode_dispose(&pr.dec);
+    realm_cli_http_res_dispose(&res);
+    return rc;
+}
+
 static int cmd_logs_or_invoke(ctx_t *c, int argc, char **argv, int is_invoke)
 {
     void (*usage)(FILE *) = is_invoke ? usage_invoke : usage_logs;
     const char *endpoint = NULL, *name = NULL, *tail = NULL, *payload = NULL, *qualifier = NULL;
+    int is_no_stream = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
         int r;
@@ -881,6 +959,8 @@ static int cmd_logs_or_invoke(ctx_t *c, int argc, char **argv, int is_invoke)
             if (name != NULL)
                 return realm_cli_usage_error(c->cmd, usage, "unexpected argument '%s'", a);
             name = a;
+        } else if (is_invoke && strcmp(a, "--no-stream") == 0) {
+            is_no_stream = 1;
         } else if (realm_cli_is_help(a)) {
             usage(stdout);
             return 0;
@@ -905,14 +985,24 @@ static int cmd_logs_or_invoke(ctx_t *c, int argc, char **argv, int is_invoke)
     realm_buf_t path;
     realm_buf_init(&path);
     if (is_invoke) {
-        function_path(&path, name, "/invocations");
+        if (is_no_stream) {
+            function_path(&path, name, "/invocations");
+        } else {
+            realm_buf_appends(&path, "/2021-11-15/functions/");
+            realm_cli_url_encode(&path, name);
+            realm_buf_appends(&path, "/response-streaming-invocations");
+        }
         if (qualifier) {
             realm_buf_appends(&path, "?Qualifier=");
             realm_cli_url_encode(&path, qualifier);
         }
         int fn_err = 0;
-        rc = raw_request(c, "POST", path.data, payload ? payload : "{}", 200, &fn_err);
-        if (rc == 0 && fn_err) rc = 1;
+        if (is_no_stream) {
+            rc = raw_request(c, "POST", path.data, payload ? payload : "{}", 200, &fn_err);
+            if (rc == 0 && fn_err) rc = 1;
+        } else {
+            rc = stream_invoke(c, path.data, payload ? payload : "{}");
+        }
     } else {
         realm_buf_appends(&path, "/realm/v1/functions/");
         realm_cli_url_encode(&path, name);

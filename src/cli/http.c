@@ -175,15 +175,18 @@ static void sign_request(realm_buf_t *head, const realm_cli_endpoint_t *ep, cons
     realm_buf_appendf(head, "X-Amz-Date: %s\r\nAuthorization: %s\r\n", date, authz);
 }
 
-int realm_cli_http_request(const realm_cli_endpoint_t *ep, const char *method, const char *path,
-                           const void *body, size_t body_len, int timeout_ms,
-                           realm_cli_http_res_t *res, char *err, size_t err_len)
+static int request(const realm_cli_endpoint_t *ep, const char *method, const char *path,
+                   const void *body, size_t body_len, int timeout_ms,
+                   realm_cli_http_body_cb on_body, void *body_data, realm_cli_http_res_t *res,
+                   char *err, size_t err_len)
 {
     memset(res, 0, sizeof(*res));
     realm_buf_init(&res->body);
     realm_httpc_opts_t opts = {.max_body = REALM_CLI_HTTP_MAX_BODY,
                                .max_head = REALM_CLI_HTTP_MAX_HEAD,
-                               .keep_header = ERROR_TYPE_HEADER};
+                               .keep_header = ERROR_TYPE_HEADER,
+                               .on_body = on_body,
+                               .body_data = body_data};
     realm_httpc_t *c = realm_httpc_new(ep->host, ep->port, &opts);
     realm_buf_t head, target;
     realm_buf_init(&head);
@@ -214,6 +217,21 @@ int realm_cli_http_request(const realm_cli_endpoint_t *ep, const char *method, c
     realm_buf_dispose(&head);
     realm_httpc_free(c);
     return rc;
+}
+
+int realm_cli_http_request(const realm_cli_endpoint_t *ep, const char *method, const char *path,
+                           const void *body, size_t body_len, int timeout_ms,
+                           realm_cli_http_res_t *res, char *err, size_t err_len)
+{
+    return request(ep, method, path, body, body_len, timeout_ms, NULL, NULL, res, err, err_len);
+}
+
+int realm_cli_http_stream(const realm_cli_endpoint_t *ep, const char *method, const char *path,
+                          const void *body, size_t body_len, int timeout_ms,
+                          realm_cli_http_body_cb on_body, void *data, realm_cli_http_res_t *res,
+                          char *err, size_t err_len)
+{
+    return request(ep, method, path, body, body_len, timeout_ms, on_body, data, res, err, err_len);
 }
 
 void realm_cli_http_res_dispose(realm_cli_http_res_t *res)

@@ -66,6 +66,18 @@ int realm_cli_http_request(const realm_cli_endpoint_t *ep, const char *method, c
                            const void *body, size_t body_len, int timeout_ms,
                            realm_cli_http_res_t *res, char *err, size_t err_len);
 
+/*
+ * The same, but the body of a 2xx answer goes to on_body as it arrives
+ * (res->body stays empty; REALM_CLI_HTTP_MAX_BODY does not apply); other
+ * answers are read whole into res as above. on_body returns 0 to go on;
+ * non-zero stops reading (REALM_CLI_HTTP_EIO).
+ */
+typedef int (*realm_cli_http_body_cb)(const char *bytes, size_t len, void *data);
+int realm_cli_http_stream(const realm_cli_endpoint_t *ep, const char *method, const char *path,
+                          const void *body, size_t body_len, int timeout_ms,
+                          realm_cli_http_body_cb on_body, void *data, realm_cli_http_res_t *res,
+                          char *err, size_t err_len);
+
 /* Frees what res owns; safe on a zeroed or already disposed response. */
 void realm_cli_http_res_dispose(realm_cli_http_res_t *res);
 

@@ -105,7 +105,9 @@ static void inv_free(realm_inv_t *inv)
     free(inv->payload);
     free(inv->invoked_arn);
     free(inv->client_context);
+    free(inv->content_type);
     realm_buf_dispose(&inv->log);
+    realm_buf_dispose(&inv->streamed);
     free(inv);
 }
 
@@ -128,7 +130,8 @@ void realm_exec_inv_finish(realm_inv_t *inv, realm_inv_status_t status, const ch
         .error_message = error_message,
         .log_tail = tail,
         .log_tail_len = tail_len,
-        .was_streamed = inv->is_streaming,
+        .was_streamed = inv->is_streaming && inv->sink.on_chunk,
+        .content_type = inv->is_streaming ? inv->content_type : NULL,
     };
     if (status == REALM_INV_THROTTLED) inv->x->st.throttles_total++;
     if (inv->pool) {
@@ -515,6 +518,8 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
     inv->invoked_arn = dup_or_null(req->invoked_arn);
     inv->client_context = dup_or_null(req->client_context);
     realm_buf_init(&inv->log);
+    realm_buf_init(&inv->streamed);
+    inv->waits_past_reserved = req->waits_past_reserved != 0;
     inv->queued_at = uv_now(x->o.loop);
 
     if (x->is_freeing) {
@@ -538,8 +543,15 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
             room = e->pool && e->pool != p && strcmp(e->pool->tenant, p->tenant) == 0 &&
                    e->state == ENV_IDLE;
     }
+    int by_reserved = p->reserved >= 0 && (uint64_t)p->reserved < x->o.concurrency_limit;
+    if (!room && by_reserved && p->n_envs >= pool_cap(p) && !inv->waits_past_reserved) {
+        /* Lambda throttles a synchronous call past reserved concurrency at
+         * once; only waits for the server's own capacity are queued. */
+        inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
+                      "Rate Exceeded.");
+        return inv;
+    }
     if (!room && p->queued - coming >= x->o.queue_depth) {
-        int by_reserved = p->reserved >= 0 && (uint64_t)p->reserved < x->o.concurrency_limit;
         inv_end_later(inv, REALM_INV_THROTTLED,
                       by_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
                                   : "ConcurrentInvocationLimitExceeded",

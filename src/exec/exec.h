@@ -11,7 +11,9 @@
  * environment starts when the queue holds more invocations than there are
  * environments starting, up to the function's reserved concurrency and the
  * account limit (idle environments of other pools are stopped to make
- * room). Past those and a full queue, the caller is throttled at once.
+ * room). Past those and a full queue, the caller is throttled at once. A
+ * synchronous caller past the function's reserved concurrency is throttled
+ * at once without queueing (Lambda's 429); an Event invocation queues.
  *
  * Every invocation ends exactly once through its sink: a result, a
  * function error, a throttle, or a platform error (timeout, out of memory,
@@ -121,6 +123,15 @@ typedef struct {
     const char *client_context; /* decoded JSON; or NULL */
     const char *trace_id;       /* or NULL: one is made */
     const char *request_id;     /* or NULL: one is made */
+    /*
+     * Past the function's reserved concurrency: 0 (synchronous calls) is
+     * throttled at once (ReservedFunctionConcurrentInvocationLimitExceeded,
+     * as Lambda answers Invoke); 1 (Event invocations, which Lambda queues)
+     * waits in the pool's queue like any other. Waits for the server's own
+     * capacity (--concurrency, unreserved) are the same for both: the
+     * bounded queue (queue_depth), then a throttle.
+     */
+    int waits_past_reserved;
 } realm_inv_req_t;
 
 typedef enum {
@@ -140,12 +151,22 @@ typedef struct {
     const char *log_tail;      /* last REALM_EXEC_TAIL_BYTES of this invocation's log */
     size_t log_tail_len;
     int was_streamed; /* chunks went to on_chunk; payload is empty */
+    /* A streamed response's content type (as the function set it, else
+     * application/octet-stream); NULL when the function answered whole. */
+    const char *content_type;
 } realm_inv_result_t;
 
 typedef struct {
     /* A streamed response begins (content type given by the function). Optional. */
     void (*on_stream)(realm_inv_t *inv, const char *content_type, void *data);
-    /* One chunk of a streamed response, borrowed. Optional. */
+    /*
+     * One chunk of a streamed response, borrowed. Optional: without it the
+     * engine collects the chunks and on_done gets them whole as the payload
+     * (what Invoke answers for a streaming function), up to
+     * REALM_EXEC_MAX_RESPONSE; a longer stream still runs to its end, then
+     * ends as a Function.ResponseSizeTooLarge function error, as a whole
+     * response that size does.
+     */
     void (*on_chunk)(realm_inv_t *inv, const void *bytes, size_t len, void *data);
     /* The end (always, once, unless cancelled); inv is freed after it returns. */
     void (*on_done)(realm_inv_t *inv, const realm_inv_result_t *r, void *data);

@@ -59,6 +59,10 @@ struct realm_inv_s {
     int64_t deadline_ms;
     uint64_t queued_at, started_ns;
     realm_buf_t log; /* the tail of this invocation's log */
+    /* A streamed response when the sink takes no chunks: collected here. */
+    realm_buf_t streamed;
+    size_t streamed_total; /* bytes streamed (also past the limit) */
+    char *content_type;    /* of a streamed response; owned, or NULL */
     /* On the engine's later list (is_ending): how it ends, and the links. */
     realm_inv_t *later_prev, *later_next;
     uint64_t later_seq; /* order on the later list */
@@ -68,6 +72,7 @@ struct realm_inv_s {
     unsigned is_queued : 1;
     unsigned is_ending : 1; /* on the later list */
     unsigned is_streaming : 1;
+    unsigned waits_past_reserved : 1; /* realm_inv_req_t's */
 };
 
 struct realm_env_s {

@@ -120,6 +120,23 @@ static void env_answered(realm_env_t *env, realm_inv_t *inv)
     uv_timer_start(&env->timer, realm_exec_on_env_timer, RESTING_GRACE_MS, 0);
 }
 
+/* Ends inv with Lambda's error for a response above the limit (len bytes). */
+static void finish_too_large(realm_inv_t *inv, size_t len)
+{
+    char msg[160];
+    snprintf(msg, sizeof(msg),
+             "Response payload size (%zu bytes) exceeded maximum allowed payload size "
+             "(%u bytes).",
+             len, REALM_EXEC_MAX_RESPONSE);
+    json_t *o =
+        json_pack("{s:s, s:s}", "errorType", "Function.ResponseSizeTooLarge", "errorMessage", msg);
+    char *b = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    realm_exec_inv_finish(inv, REALM_INV_FN_ERROR, b, strlen(b), "Function.ResponseSizeTooLarge",
+                          msg);
+    free(b);
+}
+
 int realm_env_respond(realm_env_t *env, const char *request_id, const void *body, size_t len)
 {
     realm_inv_t *inv;
@@ -129,18 +146,7 @@ int realm_env_respond(realm_env_t *env, const char *request_id, const void *body
     if (oom_ends(env, inv)) return 0;
     env_answered(env, inv);
     if (len > REALM_EXEC_MAX_RESPONSE) {
-        char msg[160];
-        snprintf(msg, sizeof(msg),
-                 "Response payload size (%zu bytes) exceeded maximum allowed payload size "
-                 "(%u bytes).",
-                 len, REALM_EXEC_MAX_RESPONSE);
-        json_t *o = json_pack("{s:s, s:s}", "errorType", "Function.ResponseSizeTooLarge",
-                              "errorMessage", msg);
-        char *b = json_dumps(o, JSON_COMPACT);
-        json_decref(o);
-        realm_exec_inv_finish(inv, REALM_INV_FN_ERROR, b, strlen(b),
-                              "Function.ResponseSizeTooLarge", msg);
-        free(b);
+        finish_too_large(inv, len);
         return REALM_ERR_RESPONSE_TOO_LARGE;
     }
     realm_exec_inv_finish(inv, REALM_INV_OK, body, len, NULL, NULL);
@@ -199,6 +205,9 @@ int realm_env_stream_begin(realm_env_t *env, const char *request_id, const char 
     if (rc != 0) return rc;
     if (inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
     inv->is_streaming = 1;
+    free(inv->content_type);
+    inv->content_type =
+        realm_strdup(content_type && content_type[0] ? content_type : "application/octet-stream");
     if (inv->sink.on_stream)
         inv->sink.on_stream(
             inv, content_type && content_type[0] ? content_type : "application/octet-stream",
@@ -212,7 +221,18 @@ int realm_env_stream_write(realm_env_t *env, const char *request_id, const void 
     int rc = current(env, request_id, &inv);
     if (rc != 0) return rc;
     if (!inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
-    if (len && inv->sink.on_chunk) inv->sink.on_chunk(inv, data, len, inv->data);
+    if (!len) return 0;
+    if (inv->sink.on_chunk) {
+        inv->sink.on_chunk(inv, data, len, inv->data);
+        return 0;
+    }
+    /* Collected for a caller that wants the response whole; past the limit
+     * the rest is only counted (the function runs to its end). */
+    inv->streamed_total += len;
+    if (inv->streamed_total <= REALM_EXEC_MAX_RESPONSE)
+        realm_buf_append(&inv->streamed, data, len);
+    else
+        realm_buf_dispose(&inv->streamed);
     return 0;
 }
 
@@ -231,8 +251,11 @@ int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *e
                       sizeof(et));
         realm_exec_inv_finish(inv, REALM_INV_FN_ERROR, error_body, error_body ? error_len : 0, et,
                               NULL);
+    } else if (inv->streamed_total > REALM_EXEC_MAX_RESPONSE) {
+        finish_too_large(inv, inv->streamed_total);
     } else {
-        realm_exec_inv_finish(inv, REALM_INV_OK, NULL, 0, NULL, NULL);
+        /* Chunks that were collected are the payload (none went to on_chunk). */
+        realm_exec_inv_finish(inv, REALM_INV_OK, inv->streamed.data, inv->streamed.len, NULL, NULL);
     }
     return 0;
 }

@@ -141,6 +141,11 @@ static int on_headers_complete(llhttp_t *l)
 static int on_body(llhttp_t *l, const char *at, size_t len)
 {
     realm_httpc_t *c = C(l);
+    if (c->opts.on_body && c->status >= 200 && c->status < 300) {
+        if (c->opts.on_body(at, len, c->opts.body_data) == 0) return 0;
+        c->failure = "stopped by the caller";
+        return -1;
+    }
     if (c->body.len + len > c->opts.max_body) {
         c->failure = "response body too large";
         return -1;

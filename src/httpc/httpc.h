@@ -45,8 +45,9 @@
 /* Return codes (besides 0). After any of them the connection is closed. */
 #define REALM_HTTPC_ECONNECT (-1) /* could not resolve or connect: nothing was sent */
 #define REALM_HTTPC_EIO (-2)      /* send or receive failed, timed out, or EOF before any answer */
-#define REALM_HTTPC_EPROTO (-3) /* the answer was not HTTP we understand, cut short, or too large  \
-                                 */
+#define REALM_HTTPC_EPROTO                                                                         \
+    (-3) /* the answer was not HTTP we understand, cut short, or too large                         \
+          */
 
 typedef struct realm_httpc_s realm_httpc_t;
 
@@ -55,6 +56,15 @@ typedef struct {
     size_t max_head;         /* bytes of answer header block accepted (names, values, status) */
     const char *keep_header; /* borrowed for the client's life: the header whose value to keep;
                               * NULL for none. Compared case-insensitively. */
+    /*
+     * Optional: the body of a 2xx answer goes to on_body piece by piece as
+     * it arrives (bytes borrowed for the call) instead of to the body
+     * buffer, and max_body does not apply; other answers are kept as
+     * usual. A non-zero return stops reading (REALM_HTTPC_EPROTO, with the
+     * message "stopped by the caller").
+     */
+    int (*on_body)(const char *bytes, size_t len, void *data);
+    void *body_data;
 } realm_httpc_opts_t;
 
 /* host: a name or address without IPv6 brackets; port: decimal. Both copied. */

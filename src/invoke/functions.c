@@ -6,7 +6,8 @@
  * {"index","data_b64"} (other bytes); the final reply is
  * {"request_id","executed_version","payload"} where payload is the
  * function's JSON answer (or its text when it is not JSON; null after a
- * stream). A function error is the call error FUNCTION_ERROR with details
+ * stream, whose reply adds "chunks" and "content_type"). A function
+ * error is the call error FUNCTION_ERROR with details
  * {"error_type","error","request_id"} (error: the function's error JSON);
  * a throttle is THROTTLED with {"reason","retry_after"}.
  */
@@ -16,6 +17,7 @@
 #include "base/err.h"
 #include "base/str.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +27,7 @@ typedef struct {
     realm_call_t *call;
     realm_inv_t *inv;
     char version[24];
+    char content_type[128]; /* of a streamed response */
     json_int_t chunks;
     int want_tail;
 } fcall_t;
@@ -44,6 +47,13 @@ static json_t *bytes_json(json_t *o, const char *text_key, const char *b64_key, 
         realm_buf_dispose(&b);
     }
     return o;
+}
+
+static void on_stream(realm_inv_t *inv, const char *content_type, void *data)
+{
+    (void)inv;
+    fcall_t *fc = data;
+    snprintf(fc->content_type, sizeof(fc->content_type), "%s", content_type);
 }
 
 static void on_chunk(realm_inv_t *inv, const void *bytes, size_t len, void *data)
@@ -69,7 +79,10 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
     case REALM_INV_OK: {
         json_t *o = json_pack("{s:s, s:s, s:o}", "request_id", r->request_id, "executed_version",
                               fc->version, "payload", payload ? payload : json_null());
-        if (r->was_streamed) json_object_set_new(o, "chunks", json_integer(fc->chunks));
+        if (r->was_streamed) {
+            json_object_set_new(o, "chunks", json_integer(fc->chunks));
+            json_object_set_new(o, "content_type", json_string(fc->content_type));
+        }
         if (tail) json_object_set_new(o, "log_tail", tail);
         realm_call_complete(call, o);
         break;
@@ -127,7 +140,8 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     fc->want_tail = want_tail;
     /* The engine takes the text over (no copy), also when nothing runs. */
     realm_inv_req_t req = {.payload_owned = text, .payload_len = strlen(text)};
-    static const realm_inv_sink_t sink = {.on_chunk = on_chunk, .on_done = on_done};
+    static const realm_inv_sink_t sink = {
+        .on_stream = on_stream, .on_chunk = on_chunk, .on_done = on_done};
     realm_error_t e;
     realm_inv_t *inv =
         realm_invoker_start(iv, realm_call_tenant(call) ? realm_call_tenant(call) : "", name,
@@ -209,7 +223,7 @@ static const realm_fn_def_t invoke_def = {
     .params = invoke_params,
     .params_cnt = sizeof(invoke_params) / sizeof(invoke_params[0]),
     .result_json = "{\"request_id\":\"string\",\"executed_version\":\"string\",\"payload\":"
-                   "\"any\",\"chunks\":\"integer\"}",
+                   "\"any\",\"chunks\":\"integer\",\"content_type\":\"string\"}",
     .is_streaming = 1,
     .handler = fn_invoke,
 };

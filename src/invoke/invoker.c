@@ -47,7 +47,6 @@
 #define EVENT_KICK_BUDGET 64                 /* events taken per loop turn at most */
 #define PARK_CHECK_MS 1000                   /* parked functions are looked at this often */
 #define RCACHE_SLOTS 256                     /* resolutions kept (see rcache_t) */
-#define RCACHE_SLOTS 256                     /* resolutions kept (see rcache_t) */
 
 /*
  * The last resolution of an unqualified function name ($LATEST) per slot,
@@ -393,6 +392,14 @@ static int event_expired(realm_invoker_t *iv, const realm_queue_item_t *it, int6
     return 1;
 }
 
+static void on_event_chunk(realm_inv_t *inv, const void *bytes, size_t len, void *data)
+{
+    (void)inv;
+    (void)bytes;
+    (void)len;
+    (void)data;
+}
+
 static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
 {
     (void)inv;
@@ -466,8 +473,11 @@ static void run_event(realm_invoker_t *iv, realm_queue_item_t *it, int64_t now)
     event_t *ev = realm_calloc(1, sizeof(*ev));
     ev->iv = iv;
     ev->item = *it;
-    realm_inv_req_t req = {.payload = it->payload, .payload_len = it->payload_len};
-    static const realm_inv_sink_t sink = {.on_done = on_event_done};
+    /* Lambda queues an Event past reserved concurrency: it waits its turn. */
+    realm_inv_req_t req = {
+        .payload = it->payload, .payload_len = it->payload_len, .waits_past_reserved = 1};
+    /* A streamed answer is read to its end and dropped, as a whole one is. */
+    static const realm_inv_sink_t sink = {.on_chunk = on_event_chunk, .on_done = on_event_done};
     iv->events_running++;
     start_resolved(iv, &r, qualifier, &req, &sink, ev); /* ends in on_event_done, later */
     resolved_dispose(&r);

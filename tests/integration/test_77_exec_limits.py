@@ -22,7 +22,8 @@ RID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
 @pytest.fixture(scope="module")
 def srv():
     # Queue depth 0: a call that finds no environment free and none startable is
-    # throttled at once (the reserved-concurrency throttle test relies on it).
+    # throttled at once. (A synchronous call past reserved concurrency is
+    # throttled at once whatever the depth: test_85_streaming_invoke.py.)
     with fn_server("--invoke-queue-depth", "0") as s:
         yield s
 

@@ -212,6 +212,48 @@ static void test_body_cap(void **state)
     srv_free(&s);
 }
 
+static int collect(const char *bytes, size_t len, void *data)
+{
+    realm_buf_t *b = data;
+    realm_buf_append(b, bytes, len);
+    return b->len >= 9; /* stops past 8 bytes (see test_on_body) */
+}
+
+/* on_body takes a 2xx body as it comes (past max_body); other answers are kept. */
+static void test_on_body(void **state)
+{
+    step_t steps[] = {
+        {"\r\n\r\n",
+         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n",
+         0},
+        {"\r\n\r\n", "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope", 0},
+        {"\r\n\r\n", "HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\nabcdstopmore", 1},
+    };
+    srv_t s;
+    srv_start(&s, steps, 3);
+    realm_buf_t got;
+    realm_buf_init(&got);
+    realm_httpc_opts_t o = {.max_body = 4, .max_head = 1024, .on_body = collect, .body_data = &got};
+    realm_httpc_t *c = realm_httpc_new("127.0.0.1", s.port, &o);
+    assert_int_equal(get(c, 5000), 0);
+    assert_int_equal(realm_httpc_status(c), 200);
+    assert_int_equal(got.len, 5);
+    assert_memory_equal(got.data, "abcde", 5);
+    assert_int_equal(realm_httpc_body(c)->len, 0);
+    assert_int_equal(get(c, 5000), 0);
+    assert_int_equal(realm_httpc_status(c), 404);
+    assert_int_equal(got.len, 5); /* not a 2xx: kept as the body */
+    assert_string_equal(realm_httpc_body(c)->data, "nope");
+    realm_buf_reset(&got);
+    assert_int_equal(get(c, 5000), REALM_HTTPC_EPROTO);
+    assert_string_equal(realm_httpc_strerror(c),
+                        "bad response from the server: stopped by the caller");
+    realm_httpc_free(c);
+    srv_stop(&s);
+    srv_free(&s);
+    realm_buf_dispose(&got);
+}
+
 static void test_head_cap(void **state)
 {
     step_t steps[] = {{"\r\n\r\n",
@@ -395,6 +437,7 @@ int main(void)
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_stream),
         cmocka_unit_test(test_stream_bytes),
+        cmocka_unit_test(test_on_body),
         cmocka_unit_test(test_stream_on_closed_client),
         cmocka_unit_test(test_head_brackets_ipv6),
     };
