@@ -13,6 +13,8 @@
  * admission (SigV4 is over the body as sent) rewrites a control
  * operation's JSON body into AWS's form. Invoke bodies are the function's
  * payload and are never rewritten, in either direction.
+ * LIFETIME: no state of its own; the filter and the rewritten body live and
+ * die with the request.
  * THREADS: loop thread only.
  */
 #ifndef REALM_API_DIALECT_H
