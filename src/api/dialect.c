@@ -63,6 +63,25 @@ int realm_dialect_control_guard(realm_http_req_t *req, realm_http_res_t *res, vo
     return rc;
 }
 
+/* GET /admin/warm-pool/{FunctionName}, under the prefix only. */
+static void on_warm_pool(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    realm_exec_t *exec = data;
+    if (req->mount != MOUNT_LAH) {
+        realm_http_res_error(res, 404, "no such path");
+        return;
+    }
+    const char *name = realm_http_req_param(req, "FunctionName");
+    size_t n = realm_exec_env_count(exec, req->principal, name ? name : "");
+    realm_http_res_send_json(res, 200, json_pack("{s:I, s:[]}", "total", (json_int_t)n, "entries"));
+}
+
+void realm_dialect_routes(realm_http_server_t *control, realm_exec_t *exec)
+{
+    realm_http_server_route(control, "GET", "/admin/warm-pool/{FunctionName}", 1, on_warm_pool,
+                            exec);
+}
+
 void realm_dialect_attach(realm_http_server_t *control, realm_authn_t *authn)
 {
     realm_http_server_mount(control, REALM_DIALECT_LAH_PREFIX, MOUNT_LAH);

@@ -21,6 +21,7 @@
 #define REALM_API_DIALECT_H
 
 #include "api/authn.h"
+#include "exec/exec.h"
 #include "http/server.h"
 
 #define REALM_DIALECT_LAH_PREFIX "/lambda-at-home"
@@ -31,6 +32,16 @@
  * outlive the server's requests).
  */
 void realm_dialect_attach(realm_http_server_t *control, realm_authn_t *authn);
+
+/*
+ * Lambda@Home's routes that are not the Lambda API, served under the prefix
+ * only (elsewhere a 404 like any unknown path): GET
+ * /admin/warm-pool/{FunctionName} answers {"total": environments of the
+ * caller's function now, "entries": []} (Realm's environments are not
+ * containers: no ids to list). exec is borrowed and outlives the server's
+ * requests.
+ */
+void realm_dialect_routes(realm_http_server_t *control, realm_exec_t *exec);
 
 /* The guard realm_dialect_attach installs (data: the authn). */
 int realm_dialect_control_guard(realm_http_req_t *req, realm_http_res_t *res, void *data);

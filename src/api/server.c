@@ -808,6 +808,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     if (open_stores(s, err, err_len) != 0) goto fail;
     s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, s->reg, s->store);
     setup_exec(s);
+    realm_dialect_routes(s->http[L_CONTROL], s->exec);
     s->generate = realm_generate_new(cfg, s->exec, s->metrics, s->dispatch, err, err_len);
     if (!s->generate) goto fail;
     if (realm_invoker_check_provisioned(cfg->provisioned, err, err_len) != 0) goto fail;

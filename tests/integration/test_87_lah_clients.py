@@ -226,3 +226,18 @@ def test_aws_clients_see_no_snake_case(srv, lam):
     assert req(srv, "GET", LAH)[0] == 404
     assert req(srv, "GET", "/lambda-at-homes/2015-03-31/functions")[0] == 404
     assert REGION  # the server's region is the clients' (lambda_util)
+
+
+def test_warm_pool_under_the_prefix_only(srv):
+    """Lambda@Home's GET /admin/warm-pool/{name}: the function's environments
+    now (Realm has no container ids to list); not a Lambda route, so 404
+    without the prefix."""
+    assert lah_create(srv, "lah-pool")[0] == 201
+    status, _, body = req(srv, "GET", LAH + "/admin/warm-pool/lah-pool")
+    assert (status, body) == (200, {"total": 0, "entries": []})
+    status, _, out = req(srv, "POST", LAH + "/2015-03-31/functions/lah-pool/invocations", {})
+    assert status == 200, out
+    status, _, body = req(srv, "GET", LAH + "/admin/warm-pool/lah-pool")
+    assert status == 200 and body["total"] == 1, body
+    status, hs, body = req(srv, "GET", "/admin/warm-pool/lah-pool")
+    assert status == 404 and hs["x-amzn-errortype"] == "UnknownOperationException", body
