@@ -27,11 +27,15 @@ static json_t *lah_filter(realm_http_res_t *res, int status, json_t *body, void 
     return out;
 }
 
-/* Is this route's body the function's payload (Invoke), not an operation's parameters? */
+/*
+ * Is this route's body the function's payload, not an operation's
+ * parameters? Invoke (.../invocations), InvokeWithResponseStream
+ * (.../response-streaming-invocations) and InvokeAsync (.../invoke-async).
+ */
 static int is_payload(const char *route_path)
 {
     size_t n = strlen(route_path);
-    static const char inv[] = "/invocations";
+    static const char inv[] = "invocations";
     return (n >= sizeof(inv) - 1 && strcmp(route_path + n - (sizeof(inv) - 1), inv) == 0) ||
            strstr(route_path, "/invoke-async") != NULL;
 }

@@ -16,7 +16,8 @@ import subprocess
 import pytest
 
 from conftest import Server, finish, realm_bin
-from fn_util import NODE_ECHO, build_zip, deploy_node, fn_client, fn_server, http_request
+from fn_util import (NODE_ECHO, build_zip, decode_event_stream, deploy_node, fn_client, fn_server,
+                     http_request, invoke_path)
 from lambda_util import REGION, lambda_client
 
 LAH = "/lambda-at-home"
@@ -159,6 +160,15 @@ def test_invoke_payload_is_never_renamed(srv, lam):
     # Without the prefix, the same.
     status, _, out = req(srv, "POST", "/2015-03-31/functions/lah-echo/invocations", event)
     assert status == 200 and out["event"] == event
+    # InvokeWithResponseStream and InvokeAsync bodies are payloads too.
+    status, _, raw = http_request(srv.ports["control"], "POST",
+                                  LAH + invoke_path("lah-echo", stream=True),
+                                  json.dumps(event).encode())
+    assert status == 200, raw
+    chunks = [p for kind, _, p in decode_event_stream(raw) if kind == "PayloadChunk"]
+    assert json.loads(b"".join(chunks))["event"] == event
+    status, _, _ = req(srv, "POST", LAH + "/2014-11-13/functions/lah-echo/invoke-async/", event)
+    assert status == 202
 
 
 def test_errors_in_lambda_at_home_shape(srv):
