@@ -43,6 +43,7 @@ void realm_authn_collect(realm_buf_t *out, void *data);
  * InvalidSignatureException; 404 ResourceNotFoundException for an unknown
  * tenant; 429 TooManyRequestsException with Retry-After). Every route of
  * the control listener (control.c, invoke.c) reads req->principal only.
+ * GET /healthz passes unsigned (principal ""): a load balancer's probe.
  */
 int realm_authn_control_guard(realm_http_req_t *req, realm_http_res_t *res, void *data);
 /* The metrics port's guard: `Authorization: Bearer <admin key>`; /health stays open. */

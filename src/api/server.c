@@ -16,6 +16,7 @@
 #include "api/authn.h"
 #include "api/client.h"
 #include "api/control.h"
+#include "api/dialect.h"
 #include "api/invoke.h"
 #include "api/runtime.h"
 #include "base/alloc.h"
@@ -246,6 +247,20 @@ static void on_health(realm_http_req_t *req, realm_http_res_t *res, void *data)
     int n = snprintf(body, sizeof(body), "{\"status\":\"%s\",\"version\":\"%s\"}", status,
                      REALM_VERSION);
     realm_http_res_send(res, s->is_shutting_down ? 503 : 200, "application/json", body, (size_t)n);
+}
+
+/*
+ * The control port's probe, as Lambda@Home answers it (200 "OK"): open
+ * without a signature, so it says nothing else; 503 while shutting down.
+ */
+static void on_healthz(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    (void)req;
+    realm_server_t *s = data;
+    if (s->is_shutting_down)
+        realm_http_res_send(res, 503, "text/plain; charset=utf-8", "shutting down", 13);
+    else
+        realm_http_res_send(res, 200, "text/plain; charset=utf-8", "OK", 2);
 }
 
 static size_t client_connections(void *data)
@@ -786,12 +801,14 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     s->authn = realm_authn_new(cfg, err, err_len);
     if (!s->authn) goto fail;
     ccfg.authn = s->authn;
-    realm_http_server_set_guard(s->http[L_CONTROL], realm_authn_control_guard, s->authn);
+    realm_dialect_attach(s->http[L_CONTROL], s->authn);
+    realm_http_server_route(s->http[L_CONTROL], "GET", "/healthz", 1, on_healthz, s);
     realm_http_server_set_guard(s->http[L_METRICS], realm_authn_metrics_guard, s->authn);
     s->client = realm_client_new(loop, s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
     if (open_stores(s, err, err_len) != 0) goto fail;
     s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, s->reg, s->store);
     setup_exec(s);
+    realm_dialect_routes(s->http[L_CONTROL], s->exec);
     s->generate = realm_generate_new(cfg, s->exec, s->metrics, s->dispatch, err, err_len);
     if (!s->generate) goto fail;
     if (realm_invoker_check_provisioned(cfg->provisioned, err, err_len) != 0) goto fail;

@@ -54,6 +54,11 @@ typedef struct {
     uint64_t body_len; /* body bytes seen (also when discarded) */
     /* Who sent it, as the surface's guard established (a tenant); "" when none. */
     char principal[80];
+    /* The mount the path came under (realm_http_server_mount's tag), 0 when
+     * none, and the path the routes saw: past the mount's prefix (path
+     * itself when none). Set by the router. */
+    int mount;
+    const char *route_path;
     /* Route captures, filled by the router ({name} segments). */
     const char *param_names[REALM_HTTP_MAX_PARAMS];
     char *param_values[REALM_HTTP_MAX_PARAMS]; /* owned; percent-decoded */

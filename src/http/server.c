@@ -41,6 +41,7 @@
 #include <time.h>
 
 #define MAX_ROUTES 64
+#define MAX_MOUNTS 4
 #define MAX_BUFFERED_INPUT (256 * 1024) /* pipelined bytes held while busy */
 
 typedef struct {
@@ -57,6 +58,12 @@ struct realm_http_server_s {
     realm_http_limits_t limits;
     route_t routes[MAX_ROUTES];
     size_t routes_cnt;
+    struct {
+        const char *prefix; /* borrowed; "/x" */
+        size_t len;
+        int tag;
+    } mounts[MAX_MOUNTS];
+    size_t mounts_cnt;
     realm_http_error_cb error_cb;
     void *error_data;
     realm_http_observe_cb observe_cb;
@@ -86,6 +93,8 @@ struct realm_http_res_s {
     unsigned is_ended : 1;
     realm_http_abort_cb abort_cb;
     void *abort_data;
+    realm_http_json_filter_cb json_filter; /* rewrites JSON bodies (a dialect) */
+    void *json_filter_data;
 };
 
 struct http_conn_s {
@@ -336,13 +345,23 @@ static const route_t *find_route(const realm_http_server_t *srv, realm_http_req_
     if (strcmp(method, "HEAD") == 0) method = "GET";
     *status = 404;
     if (allow) allow[0] = '\0';
+    req->mount = 0;
+    req->route_path = req->path;
     if (has_escaped_ctl(req->path) || has_escaped_ctl(req->query)) {
         *status = 400;
         return NULL;
     }
+    for (size_t i = 0; i < srv->mounts_cnt; i++) {
+        if (strncmp(req->path, srv->mounts[i].prefix, srv->mounts[i].len) == 0 &&
+            req->path[srv->mounts[i].len] == '/') {
+            req->mount = srv->mounts[i].tag;
+            req->route_path = req->path + srv->mounts[i].len;
+            break;
+        }
+    }
     for (size_t i = 0; i < srv->routes_cnt; i++) {
         const route_t *r = &srv->routes[i];
-        if (!route_match(r->pattern, req->path, req)) continue;
+        if (!route_match(r->pattern, req->route_path, req)) continue;
         if (strcmp(r->method, method) == 0) {
             *status = 0;
             return r;
@@ -423,6 +442,14 @@ void realm_http_server_route_streamed(realm_http_server_t *s, const char *method
 {
     realm_http_server_route(s, method, pattern, max_body, handler, data);
     s->routes[s->routes_cnt - 1].on_body = on_body;
+}
+
+void realm_http_server_mount(realm_http_server_t *s, const char *prefix, int tag)
+{
+    if (s->mounts_cnt >= MAX_MOUNTS || prefix[0] != '/' || tag == 0) abort(); /* a bug */
+    s->mounts[s->mounts_cnt].prefix = prefix;
+    s->mounts[s->mounts_cnt].len = strlen(prefix);
+    s->mounts[s->mounts_cnt++].tag = tag;
 }
 
 void realm_http_server_set_guard(realm_http_server_t *s, realm_http_guard_cb cb, void *data)
@@ -550,8 +577,42 @@ void realm_http_res_send(realm_http_res_t *res, int status, const char *content_
     res_finish(res);
 }
 
+void realm_http_res_set_json_filter(realm_http_res_t *res, realm_http_json_filter_cb cb, void *data)
+{
+    res->json_filter = cb;
+    res->json_filter_data = data;
+}
+
+long realm_http_res_header_value(const realm_http_res_t *res, const char *name, char *out,
+                                 size_t out_len)
+{
+    size_t nlen = strlen(name);
+    long found = -1;
+    const char *p = res->headers.data, *end = p ? p + res->headers.len : NULL;
+    while (p && p < end) {
+        const char *eol = memchr(p, '\r', (size_t)(end - p));
+        if (!eol) break;
+        if ((size_t)(eol - p) > nlen + 1 && strncasecmp(p, name, nlen) == 0 && p[nlen] == ':') {
+            const char *v = p + nlen + 1;
+            while (v < eol && *v == ' ')
+                v++;
+            size_t vlen = (size_t)(eol - v);
+            if (vlen < out_len) {
+                memcpy(out, v, vlen);
+                out[vlen] = '\0';
+                found = (long)vlen;
+            } else {
+                found = -1;
+            }
+        }
+        p = eol + 2;
+    }
+    return found;
+}
+
 void realm_http_res_send_json(realm_http_res_t *res, int status, json_t *body)
 {
+    if (res->json_filter && body) body = res->json_filter(res, status, body, res->json_filter_data);
     char *text = body ? json_dumps(body, JSON_COMPACT) : NULL;
     json_decref(body);
     if (text == NULL) {

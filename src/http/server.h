@@ -77,6 +77,13 @@ void realm_http_server_route_streamed(realm_http_server_t *s, const char *method
                                       const char *pattern, uint64_t max_body,
                                       realm_http_body_cb on_body, realm_http_handler_cb handler,
                                       void *data);
+/*
+ * Serves every route under a path prefix too ("/lah": "/lah/x" routes as
+ * "/x"), and tags such requests: req->mount is tag (non-zero), req->path
+ * stays as sent and req->route_path is the rest. prefix is borrowed (use a
+ * literal), starts with '/' and has no trailing '/'. At most 4 mounts.
+ */
+void realm_http_server_mount(realm_http_server_t *s, const char *prefix, int tag);
 void realm_http_server_set_error_cb(realm_http_server_t *s, realm_http_error_cb cb, void *data);
 /*
  * A check every routed request passes before its handler (authentication):
@@ -136,6 +143,22 @@ void realm_http_res_send(realm_http_res_t *res, int status, const char *content_
                          const void *body, size_t len);
 /* A complete JSON response; takes ownership of body (a reference). */
 void realm_http_res_send_json(realm_http_res_t *res, int status, json_t *body);
+/*
+ * A rewrite of every JSON body this response sends (realm_http_res_send_json,
+ * so the error callback's too): cb takes body (a reference) and returns the
+ * one to send (a new reference, or body itself). For a dialect of an API.
+ */
+typedef json_t *(*realm_http_json_filter_cb)(realm_http_res_t *res, int status, json_t *body,
+                                             void *data);
+void realm_http_res_set_json_filter(realm_http_res_t *res, realm_http_json_filter_cb cb,
+                                    void *data);
+/*
+ * The value of the last header named name (case-insensitive) added with
+ * realm_http_res_header, copied into out. Returns its length, or -1 when
+ * there is none or it does not fit.
+ */
+long realm_http_res_header_value(const realm_http_res_t *res, const char *name, char *out,
+                                 size_t out_len);
 /* An error in the surface's shape (the server's error callback). */
 void realm_http_res_error(realm_http_res_t *res, int status, const char *message);
 /*
