@@ -50,8 +50,9 @@ struct realm_control_s {
     realm_registry_t *reg;
     realm_pkg_store_t *store;
     realm_pkg_limits_t limits;
-    int jobs;         /* package jobs in flight */
-    int sweep_wanted; /* a sweep is due once jobs reaches 0 */
+    int jobs;                 /* package jobs in flight */
+    int sweep_wanted;         /* a sweep is due once jobs reaches 0 */
+    const realm_exec_t *exec; /* borrowed, or NULL */
     body_op_t ops[OP_COUNT];
     realm_control_change_cb on_change;
     void *change_data;
@@ -218,14 +219,20 @@ static long max_items(realm_http_req_t *req, realm_http_res_t *res)
 
 static int keep_package(const char *hex, void *data)
 {
-    return realm_registry_code_used(data, hex);
+    realm_control_t *ctl = data;
+    if (realm_registry_code_used(ctl->reg, hex)) return 1;
+    if (!ctl->exec) return 0;
+    /* Deleted or replaced while an environment runs it (or a call waits for one). */
+    char tree[4200];
+    realm_pkg_store_tree_path(ctl->store, hex, tree, sizeof(tree));
+    return realm_exec_uses_code(ctl->exec, tree);
 }
 
 static void maybe_sweep(realm_control_t *ctl)
 {
     if (!ctl->sweep_wanted || ctl->jobs > 0) return;
     ctl->sweep_wanted = 0;
-    size_t n = realm_pkg_store_gc(ctl->store, keep_package, ctl->reg);
+    size_t n = realm_pkg_store_gc(ctl->store, keep_package, ctl);
     if (n) realm_info("removed %zu code package%s no function uses", n, n == 1 ? "" : "s");
 }
 
@@ -701,6 +708,17 @@ realm_control_t *realm_control_new(uv_loop_t *loop, realm_http_server_t *http,
 void realm_control_free(realm_control_t *ctl)
 {
     free(ctl);
+}
+
+void realm_control_set_exec(realm_control_t *ctl, const realm_exec_t *x)
+{
+    ctl->exec = x;
+}
+
+void realm_control_sweep(realm_control_t *ctl)
+{
+    ctl->sweep_wanted = 1;
+    maybe_sweep(ctl);
 }
 
 void realm_control_set_change_cb(realm_control_t *ctl, realm_control_change_cb cb, void *data)

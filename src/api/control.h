@@ -12,6 +12,7 @@
 
 #include "config/config.h"
 #include "http/server.h"
+#include "exec/exec.h"
 #include "registry/registry.h"
 
 #include <uv.h>
@@ -32,6 +33,15 @@ void realm_control_free(realm_control_t *ctl);
 typedef void (*realm_control_change_cb)(const char *tenant, const char *name, int is_deleted,
                                         void *data);
 void realm_control_set_change_cb(realm_control_t *ctl, realm_control_change_cb cb, void *data);
+
+/*
+ * The execution engine (borrowed; may be NULL): a package an environment
+ * still runs is kept after its function is deleted or updated, and removed
+ * by realm_control_sweep once the engine releases it.
+ */
+void realm_control_set_exec(realm_control_t *ctl, const realm_exec_t *x);
+/* Removes the packages nothing uses (now, or once package jobs in flight end). */
+void realm_control_sweep(realm_control_t *ctl);
 
 /* Sends an AWS-shaped error (status, x-amzn-ErrorType, x-amzn-RequestId, body). */
 void realm_control_send_error(realm_http_res_t *res, int status, const char *type,

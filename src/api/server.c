@@ -94,6 +94,7 @@ struct realm_server_s {
     uint64_t shutdown_started;
     int signals;
     int is_shutting_down;
+    int is_closing; /* realm_server_free runs: no more package sweeps */
     int grace_over;
 };
 
@@ -566,6 +567,13 @@ static void private_close(void *handle, void *data)
     realm_runtime_private_close(handle, s->runtime);
 }
 
+/* A deleted or replaced function's last environment ended: its package may go now. */
+static void code_released(void *data)
+{
+    realm_server_t *s = data;
+    if (s->control && !s->is_closing) realm_control_sweep(s->control);
+}
+
 static void setup_exec(realm_server_t *s)
 {
     const realm_config_t *cfg = s->cfg;
@@ -631,6 +639,7 @@ static void setup_exec(realm_server_t *s)
         .scratch_dir = s->scratch_dir[0] ? s->scratch_dir : NULL,
         .private_listen = private_listen,
         .private_close = private_close,
+        .code_released = code_released,
         .hook_data = s,
     };
     s->exec = realm_exec_new(&xo);
@@ -639,6 +648,7 @@ static void setup_exec(realm_server_t *s)
                             .ping_interval_ms = 0};
     s->runtime = realm_runtime_new(s->loop, s->exec, s->http[L_RUNTIME], &ws);
     realm_control_set_change_cb(s->control, on_function_changed, s);
+    realm_control_set_exec(s->control, s->exec);
 }
 
 /* ---- shutdown ---- */
@@ -921,6 +931,7 @@ static void on_exec_closed(void *data)
 void realm_server_free(realm_server_t *s)
 {
     if (!s) return;
+    s->is_closing = 1;
     for (int i = 0; i < L_COUNT; i++)
         if (s->listeners[i]) realm_listener_free(s->listeners[i]);
     close_handle((uv_handle_t *)&s->shutdown_timer);

@@ -113,6 +113,8 @@ static void env_detach(realm_env_t *env)
     env->x->n_envs--;
     env->pool = NULL;
     env->x->st.stopped_total++;
+    if (p->is_retired && !p->envs && !p->q_head && env->x->o.code_released)
+        env->x->o.code_released(env->x->o.hook_data);
     /* A waiting `next` hears that no work will come (its connection can close). */
     realm_env_next_cb cb = env->next_cb;
     void *data = env->next_data;

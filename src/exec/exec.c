@@ -603,6 +603,13 @@ void realm_exec_forget(realm_exec_t *x, const char *tenant, const char *name)
     }
 }
 
+int realm_exec_uses_code(const realm_exec_t *x, const char *code_dir)
+{
+    for (const pool_t *p = x->pools; p; p = p->next)
+        if ((p->envs || p->q_head) && strcmp(p->code_dir, code_dir) == 0) return 1;
+    return 0;
+}
+
 void realm_exec_stats(const realm_exec_t *x, realm_exec_stats_t *out)
 {
     *out = x->st;

@@ -88,6 +88,12 @@ typedef struct {
      */
     void *(*private_listen)(realm_env_t *env, int fd, void *data);
     void (*private_close)(void *handle, void *data);
+    /*
+     * Optional: the last environment of a changed or deleted function
+     * (realm_exec_forget) ended and nothing of it waits: a code package it
+     * ran may be unused now (see realm_exec_uses_code).
+     */
+    void (*code_released)(void *data);
     void *hook_data;
 } realm_exec_opts_t;
 
@@ -212,6 +218,13 @@ void realm_exec_provision(realm_exec_t *x, const realm_exec_fn_t *fn, size_t n);
  * ones once they have answered; later invocations get fresh environments.
  */
 void realm_exec_forget(realm_exec_t *x, const char *tenant, const char *name);
+
+/*
+ * 1 while an environment runs, or an invocation waits to run, code from
+ * code_dir (an unpacked package): the package must stay even when no
+ * function refers to it any more (deleted or updated in flight).
+ */
+int realm_exec_uses_code(const realm_exec_t *x, const char *code_dir);
 
 /* Counters for metrics and health. */
 typedef struct {

@@ -9,6 +9,7 @@ writes a byte to it. The gate's connection count says when a function is
 inside its handler, so nothing here waits by sleeping.
 """
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -417,3 +418,43 @@ def test_unreserved_function_still_queues(srv, lam, gate):
         poll_until(lambda: gate.waiting() == 2, 30, what="both calls at the gate")
         gate.release()
         assert sorted(f.result(timeout=60)[1]["done"] for f in fs) == [0, 1]
+
+
+# ---- a function deleted while an invocation runs ------------------------------------
+
+LATE_LOADER = r"""
+const net = require('net');
+exports.handler = async (event) => {
+  await new Promise((resolve, reject) => {
+    const s = net.connect(event.gate, '127.0.0.1');
+    s.once('data', () => { s.destroy(); resolve(); });
+    s.once('error', reject);
+  });
+  // Read from the package only after the gate: the code must still be there.
+  return { late: require('./late.js').value };
+};
+"""
+
+
+def test_delete_during_an_invocation_lets_it_finish_then_frees_the_package(srv, lam, gate):
+    """DeleteFunction while a call runs (AWS lets it finish): the unpacked
+    package stays until the environment ends, then goes."""
+    import base64
+    created = deploy(lam, "deleted-in-flight",
+                     {"index.js": LATE_LOADER, "late.js": "exports.value = 'still here';"},
+                     Timeout=60)
+    tree = os.path.join(srv.data_dir, "packages",
+                        base64.b64decode(created["CodeSha256"]).hex())
+    assert os.path.isdir(tree)
+    with ThreadPoolExecutor(1) as pool:
+        fut = pool.submit(invoke, fn_client(srv, read_timeout=60), "deleted-in-flight",
+                          {"gate": gate.port})
+        poll_until(lambda: gate.waiting() == 1, 60, what="the call at the gate")
+        lam.delete_function(FunctionName="deleted-in-flight")
+        assert os.path.isdir(tree)  # kept: an environment runs it
+        gate.release()
+        r, payload = fut.result(timeout=60)
+    assert "FunctionError" not in r, payload
+    assert payload == {"late": "still here"}
+    # Its environment ends (the function is gone), and the package with it.
+    poll_until(lambda: not os.path.exists(tree), 60, what="the package removed")
