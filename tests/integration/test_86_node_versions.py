@@ -17,7 +17,8 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import Server, finish
-from fn_util import build_zip, deploy, fn_client, fn_server, http_request, ok, py_files
+from fn_util import (build_zip, deploy, fn_client, fn_server, http_request, ok, py_files,
+                     stream_invoke)
 from wsclient import Ws
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -98,6 +99,41 @@ def test_each_nodejs_runtime_runs_its_own_major(lam, major):
     assert cold["execPath"] == "/var/lang/bin/node", cold
     assert cold["path"].split(":")[0] == "/var/lang/bin", cold
     lam.delete_function(FunctionName=name)
+
+
+@pytest.mark.parametrize("major", MAJORS)
+def test_the_bootstrap_works_on_each_major(srv, lam, major):
+    # Realm's bootstrap on each Node: an ES module handler, a callback
+    # handler, a handler error (its class as errorType) and a streamed
+    # response (awslambda.streamifyResponse).
+    rt = f"nodejs{major}.x"
+    deploy(lam, f"esm-{major}", {"index.mjs": "export const handler = async (e) => "
+                                              "({esm: process.version, e});\n"}, runtime=rt)
+    p = ok(lam, f"esm-{major}", {"k": 1})
+    assert p["esm"].startswith(f"v{major}.") and p["e"] == {"k": 1}, p
+    deploy(lam, f"cb-{major}", {"index.js": "exports.handler = (e, c, cb) => "
+                                            "cb(null, {cb: process.version});\n"}, runtime=rt)
+    assert ok(lam, f"cb-{major}")["cb"].startswith(f"v{major}.")
+    deploy(lam, f"err-{major}", {"index.js": "exports.handler = async () => "
+                                             "{ throw new RangeError('no ' + process.version); };\n"},
+           runtime=rt)
+    r = lam.invoke(FunctionName=f"err-{major}", Payload=b"{}")
+    err = json.loads(r["Payload"].read())
+    assert r.get("FunctionError") == "Unhandled", r
+    assert err["errorType"] == "RangeError" and err["errorMessage"].startswith(f"no v{major}."), err
+    deploy(lam, f"stream-{major}", {"index.js": """
+exports.handler = awslambda.streamifyResponse(async (event, stream) => {
+  stream.write('a-' + process.version);
+  stream.write('-b');
+  stream.end();
+});"""}, runtime=rt)
+    status, _, events, _, raw = stream_invoke(srv, f"stream-{major}")
+    assert status == 200, raw
+    body = b"".join(p for kind, _, p in events if kind == "PayloadChunk").decode()
+    assert body.startswith(f"a-v{major}.") and body.endswith("-b"), events
+    assert events[-1][0] == "InvokeComplete" and b"ErrorCode" not in events[-1][2], events
+    for n in ("esm", "cb", "err", "stream"):
+        lam.delete_function(FunctionName=f"{n}-{major}")
 
 
 def test_seed_alias_nodejs24_is_nodejs24x(srv, lam):
