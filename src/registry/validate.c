@@ -49,12 +49,6 @@ int realm_reg_valid_version(const char *s)
 
 /* ---- runtimes (the table: runtimes/runtimes.h) ---- */
 
-const char *realm_reg_runtime(const char *s)
-{
-    const realm_runtimes_entry_t *rt = realm_runtimes_find(s);
-    return rt ? rt->name : NULL;
-}
-
 int realm_reg_runtime_is_provided(const char *rt)
 {
     const realm_runtimes_entry_t *e = realm_runtimes_find(rt);
