@@ -19,7 +19,7 @@ of its median round, every round kept under "rounds". The Node rows over
 HTTP alternate Realm and the peer round by round (A, B, A, B, ...); the
 peer's figures sit under "peer" in the same row.
 
-Function configurations: Node (nodejs20.x) and Python (python3.12) with the
+Function configurations: Node (nodejs20.x) and Python (python3.11) with the
 environment on the HTTP runtime API (LAMBDA_USE_WEBSOCKET=false) and on the
 WebSocket runtime channel (the default), and `provided.al2023` with a C
 bootstrap (bench/functions/bootstrap.c, HTTP runtime API only).
@@ -62,8 +62,8 @@ CONFIGS = [
     # key, runtime, handler, channel
     ("node_http", "nodejs20.x", "index.handler", "http"),
     ("node_ws", "nodejs20.x", "index.handler", "ws"),
-    ("python_http", "python3.12", "app.handler", "http"),
-    ("python_ws", "python3.12", "app.handler", "ws"),
+    ("python_http", "python3.11", "app.handler", "http"),
+    ("python_ws", "python3.11", "app.handler", "ws"),
     ("provided_http", "provided.al2023", "bootstrap", "http"),
 ]
 TRANSPORTS = ["http", "ws"]
@@ -113,7 +113,7 @@ def build_zips(tmp):
     fn = os.path.join(HERE, "functions")
     return {
         "nodejs20.x": zip_bytes({"index.js": (open(os.path.join(fn, "index.js"), "rb").read(), 0o644)}),
-        "python3.12": zip_bytes({"app.py": (open(os.path.join(fn, "app.py"), "rb").read(), 0o644)}),
+        "python3.11": zip_bytes({"app.py": (open(os.path.join(fn, "app.py"), "rb").read(), 0o644)}),
         "provided.al2023": zip_bytes({"bootstrap": (open(exe, "rb").read(), 0o755)}),
     }
 

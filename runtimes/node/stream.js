@@ -83,7 +83,13 @@ class ResponseStream extends Writable {
 
   _write(chunk, encoding, cb) {
     if (chunk.length === 0) return cb();
-    this._sinkOpen().write(chunk, encoding, cb);
+    // A transport that throws fails the stream (its error goes out with the
+    // end) instead of leaving the write pending forever.
+    try {
+      this._sinkOpen().write(chunk, encoding, cb);
+    } catch (err) {
+      cb(err);
+    }
   }
 
   _final(cb) {

@@ -22,6 +22,7 @@
 #include "base/alloc.h"
 #include "base/log.h"
 #include "base/str.h"
+#include "runtimes/runtimes.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -600,7 +601,20 @@ static void on_account(realm_http_req_t *req, realm_http_res_t *res, void *data)
     (void)req;
     realm_control_t *ctl = data;
     realm_error_t e;
-    answer(res, 200, realm_registry_account_settings(ctl->reg, req->principal, &e), &e);
+    json_t *acct = realm_registry_account_settings(ctl->reg, req->principal, &e);
+    /* Realm's own member (AWS clients ignore it): the runtimes this server
+     * can run, each with its interpreter's exact version (null: the
+     * function's own bootstrap), as the server probed them at start. */
+    if (acct) {
+        json_t *rts = json_object();
+        const realm_runtimes_entry_t *rt;
+        for (size_t i = 0; (rt = realm_runtimes_at(i)) != NULL; i++) {
+            const char *v = realm_runtimes_version(rt);
+            if (v) json_object_set_new(rts, rt->name, v[0] ? json_string(v) : json_null());
+        }
+        json_object_set_new(acct, "Runtimes", rts);
+    }
+    answer(res, 200, acct, &e);
 }
 
 static void on_package(realm_http_req_t *req, realm_http_res_t *res, void *data)

@@ -79,6 +79,7 @@ struct realm_server_s {
     realm_runtime_t *runtime;
     char runtimes_dir[4096];
     char node_modules_dir[4096];
+    json_t *runtimes_json; /* owned: {runtime: exact version} of the available ones */
     char logs_dir[4096];
     char scratch_dir[4096]; /* environments' /tmp disks; "" for tmpfs */
     char spawn_exe[4096];   /* the trampoline: realm-spawn beside us, or ourselves */
@@ -544,6 +545,34 @@ static void find_runtimes(realm_server_t *s)
     if (is_dir(nm) && realpath(nm, s->node_modules_dir) == NULL) s->node_modules_dir[0] = '\0';
 }
 
+/*
+ * Which runtimes this server can run, with their exact versions: probed once
+ * here (runtimes/runtimes.h), logged, and kept as {name: version} for
+ * `metadata` (null: the function brings its own bootstrap).
+ */
+static void probe_runtimes(realm_server_t *s)
+{
+    realm_runtimes_probe(s->runtimes_dir);
+    s->runtimes_json = json_object();
+    char missing[1024] = "";
+    size_t ml = 0;
+    const realm_runtimes_entry_t *rt;
+    for (size_t i = 0; (rt = realm_runtimes_at(i)) != NULL; i++) {
+        const char *v = realm_runtimes_version(rt);
+        if (v) {
+            json_object_set_new(s->runtimes_json, rt->name, v[0] ? json_string(v) : json_null());
+        } else if (ml < sizeof(missing)) {
+            int k = snprintf(missing + ml, sizeof(missing) - ml, "%s%s (%s)", ml ? "; " : "",
+                             rt->name, realm_runtimes_why(rt));
+            if (k > 0) ml += (size_t)k;
+        }
+    }
+    char *have = json_dumps(s->runtimes_json, JSON_COMPACT);
+    realm_info("runtimes: %s", have ? have : "{}");
+    free(have);
+    if (missing[0]) realm_info("runtimes not available here: %s", missing);
+}
+
 static void on_function_changed(const char *tenant, const char *name, int is_deleted, void *data)
 {
     realm_server_t *s = data;
@@ -589,6 +618,7 @@ static void setup_exec(realm_server_t *s)
         realm_warn("sandbox: no usable cgroup: the runtime API cannot tell environments apart "
                    "(every runtime connection is refused)");
     find_runtimes(s);
+    probe_runtimes(s);
     find_spawn_exe(s->spawn_exe, sizeof(s->spawn_exe));
     snprintf(s->logs_dir, sizeof(s->logs_dir), "%s/logs", cfg->data_dir);
     realm_exec_net_t net = strcmp(cfg->env_network, "none") == 0   ? REALM_EXEC_NET_NONE
@@ -819,6 +849,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, s->reg, s->store);
     setup_exec(s);
     realm_dialect_routes(s->http[L_CONTROL], s->exec);
+    s->builtins.runtimes = s->runtimes_json; /* probed by setup_exec */
     s->generate = realm_generate_new(cfg, s->exec, s->metrics, s->dispatch, err, err_len);
     if (!s->generate) goto fail;
     if (realm_invoker_check_provisioned(cfg->provisioned, err, err_len) != 0) goto fail;
@@ -948,5 +979,6 @@ void realm_server_free(realm_server_t *s)
     realm_pkg_store_close(s->store);
     realm_authn_free(s->authn);
     realm_metrics_free(s->metrics);
+    json_decref(s->runtimes_json);
     free(s);
 }

@@ -101,16 +101,22 @@ static void fn_metadata(realm_call_t *call, json_t *params, void *data)
 {
     (void)params;
     realm_builtins_ctx_t *ctx = data;
-    realm_call_complete(call, realm_builtins_metadata(ctx->dispatch, realm_call_tenant(call)));
+    json_t *doc = realm_builtins_metadata(ctx->dispatch, realm_call_tenant(call));
+    /* The runtimes functions can be deployed with, each with its exact version. */
+    if (ctx->runtimes) json_object_set_new(doc, "runtimes", json_deep_copy(ctx->runtimes));
+    realm_call_complete(call, doc);
 }
 
 static const realm_fn_def_t metadata_def = {
     .name = "metadata",
     .description = "Describes the runtime and every callable function: params (name, type, "
-                   "required, default, description), result shape, and whether it streams.",
+                   "required, default, description), result shape, and whether it streams; "
+                   "and the runtimes functions can be deployed with, each with the exact "
+                   "version of its interpreter (null: the function brings its own bootstrap).",
     .result_json = "{\"runtime\":{\"name\":\"string\",\"version\":\"string\"},\"functions\":"
                    "[{\"name\":\"string\",\"description\":\"string\",\"params\":\"array\","
-                   "\"result\":\"any\",\"streaming\":\"boolean\"}]}",
+                   "\"result\":\"any\",\"streaming\":\"boolean\"}],\"runtimes\":"
+                   "{\"<runtime>\":\"string or null\"}}",
     .handler = fn_metadata,
 };
 

@@ -17,6 +17,7 @@ typedef struct {
     size_t (*connections)(void *data); /* open client connections */
     void *data;
     realm_dispatch_t *dispatch; /* set by realm_builtins_register */
+    json_t *runtimes; /* borrowed: {runtime: exact version} for metadata (the server's); or NULL */
 } realm_builtins_ctx_t;
 
 /* Registers health, metadata and echo. ctx is borrowed until d is freed. */

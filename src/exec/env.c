@@ -361,13 +361,27 @@ int realm_exec_env_spawn(pool_t *p, char *err, size_t err_len)
     /* How it starts: the runtime table's row (runtimes/runtimes.h). */
     const realm_runtimes_entry_t *rt = realm_runtimes_find(p->runtime);
     if (!rt) rt = realm_runtimes_fallback();
-    char rdir[4200] = "";
+    /* Never another interpreter than the row's: one this server does not
+     * have (a function created before it went away) does not start. */
+    if (!realm_runtimes_version(rt)) {
+        snprintf(err, err_len, "runtime %s is not installed on this server (%s)", rt->name,
+                 realm_runtimes_why(rt));
+        realm_error("environment of %s: %s", p->name, err);
+        return -1;
+    }
+    char rdir[4200] = "", ldir[4200] = "";
     /* The function's own binds, then the runtime's: pairs, NULL-terminated. */
-    const char *binds[2 * MAX_BINDS + 3] = {NULL};
+    const char *binds[2 * MAX_BINDS + 5] = {NULL};
     size_t nb = 0;
     for (size_t i = 0; p->binds && p->binds[i] && nb < 2 * MAX_BINDS; i++)
         binds[nb++] = p->binds[i];
     if (rt->dir) snprintf(rdir, sizeof(rdir), "%s/%s", x->runtimes_dir, rt->dir);
+    if (rt->lang) {
+        /* The interpreter's own tree (runtimes/lang/...), at /var/lang as on AWS. */
+        snprintf(ldir, sizeof(ldir), "%s/%s", x->runtimes_dir, rt->lang);
+        binds[nb++] = ldir;
+        binds[nb++] = REALM_RUNTIMES_LANG_DIR;
+    }
     if (rt->binds_node_modules && x->node_modules_dir) {
         binds[nb++] = x->node_modules_dir;
         binds[nb++] = "/var/runtime/node_modules";
@@ -380,7 +394,8 @@ int realm_exec_env_spawn(pool_t *p, char *err, size_t err_len)
 
     char **ev = NULL;
     size_t en = 0;
-    env_push(&ev, &en, "PATH=/usr/local/bin:/usr/bin:/bin:/opt/bin");
+    env_push(&ev, &en, "PATH=%s/usr/local/bin:/usr/bin:/bin:/opt/bin",
+             rt->lang ? REALM_RUNTIMES_LANG_DIR "/bin:" : "");
     env_push(&ev, &en, "LANG=C.UTF-8");
     env_push(&ev, &en, "TZ=:UTC");
     env_push(&ev, &en, "LD_LIBRARY_PATH=/var/task:/var/task/lib:/opt/lib");

@@ -447,8 +447,8 @@ static int find_bundled_model(char *out, size_t n)
     for (int up = 0; up < 5; up++) {
         snprintf(probe, sizeof(probe), "%s/models/" BUNDLED_FILE, dir);
         if (access(probe, R_OK) == 0) {
-            snprintf(out, n, "%s=%s", BUNDLED_NAME, probe);
-            return 0;
+            int k = snprintf(out, n, "%s=%s", BUNDLED_NAME, probe);
+            return k > 0 && (size_t)k < n ? 0 : -1;
         }
         char *slash = strrchr(dir, '/');
         if (!slash || slash == dir) break;

@@ -30,8 +30,6 @@ struct realm_registry_s {
 int realm_reg_valid_name(const char *s);
 int realm_reg_valid_alias(const char *s);
 int realm_reg_valid_version(const char *s); /* "$LATEST" or digits */
-/* Canonical runtime name for an AWS or seed name, or NULL. */
-const char *realm_reg_runtime(const char *s);
 int realm_reg_runtime_is_provided(const char *rt);
 /* Checks the common configuration fields of req; seen fields are copied to cfg. */
 int realm_reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t *cfg,

@@ -49,12 +49,6 @@ int realm_reg_valid_version(const char *s)
 
 /* ---- runtimes (the table: runtimes/runtimes.h) ---- */
 
-const char *realm_reg_runtime(const char *s)
-{
-    const realm_runtimes_entry_t *rt = realm_runtimes_find(s);
-    return rt ? rt->name : NULL;
-}
-
 int realm_reg_runtime_is_provided(const char *rt)
 {
     const realm_runtimes_entry_t *e = realm_runtimes_find(rt);
@@ -201,17 +195,27 @@ int realm_reg_check_config_fields(const realm_registry_t *r, json_t *req, json_t
     long long n = 0;
     int rc;
     (void)r;
-    char runtimes[256];
-    realm_runtimes_names(runtimes, sizeof(runtimes));
+    /* Only the runtimes whose interpreter this server has (probed at start):
+     * a known one without it is refused by name, never run on another. */
+    char runtimes[512];
+    realm_runtimes_available(runtimes, sizeof(runtimes));
     if ((rc = realm_reg_get_str(req, "Runtime", &s, e)) < 0) return -1;
     if (rc) {
-        const char *rt = realm_reg_runtime(s);
+        const realm_runtimes_entry_t *rt = realm_runtimes_find(s);
         if (!rt)
-            return reg_invalid(e, "Runtime '%.64s' is not supported; the accepted runtimes are %s",
+            return reg_invalid(e,
+                               "Runtime '%.64s' is not supported; the runtimes this server can run "
+                               "are %s",
                                s, runtimes);
-        json_object_set_new(cfg, "Runtime", json_string(rt));
+        if (!realm_runtimes_version(rt))
+            return reg_invalid(e,
+                               "Runtime '%.64s' is not installed on this server; the runtimes it "
+                               "can run are %s",
+                               s, runtimes);
+        json_object_set_new(cfg, "Runtime", json_string(rt->name));
     } else if (is_create) {
-        return reg_invalid(e, "Runtime is required; the accepted runtimes are %s", runtimes);
+        return reg_invalid(e, "Runtime is required; the runtimes this server can run are %s",
+                           runtimes);
     }
     if ((rc = realm_reg_get_str(req, "Handler", &s, e)) < 0) return -1;
     if (rc) {

@@ -21,7 +21,7 @@ const SYSCTLS = {
 const HOST_PATHS = ['/etc/shadow', '/etc/passwd-', '/root', '/home', '/sys', '/boot', '/var/lib',
                     '/run/realm', '/proc/1/root/etc/shadow'];
 const RO_PATHS = ['/escape', '/usr/escape', '/etc/escape', '/var/task/escape', '/opt/escape',
-                  '/var/escape', '/dev/escape', '/proc/escape'];
+                  '/var/escape', '/var/lang/escape', '/var/lang/bin/escape', '/dev/escape', '/proc/escape'];
 
 function procWritable() {
   const found = [];

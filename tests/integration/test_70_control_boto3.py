@@ -85,9 +85,9 @@ def test_create_without_environment_has_no_variables(lam):
 
 def test_create_python_function(lam):
     z = python_zip("py")
-    r = create(lam, "py-fn", z, runtime="python3.12", handler="app.handler", Timeout=30,
+    r = create(lam, "py-fn", z, runtime="python3.11", handler="app.handler", Timeout=30,
                MemorySize=256)
-    assert r["Runtime"] == "python3.12" and r["Handler"] == "app.handler"
+    assert r["Runtime"] == "python3.11" and r["Handler"] == "app.handler"
     assert r["Timeout"] == 30 and r["MemorySize"] == 256
     assert r["CodeSha256"] == code_sha256(z) and r["CodeSize"] == len(z)
 
@@ -539,7 +539,7 @@ def test_waiters(lam):
 # ---- bad input ----------------------------------------------------------------------
 
 BAD_CREATES = {
-    "unknown_runtime": ({"Runtime": "nodejs4.3"}, ["nodejs4.3", "nodejs20.x", "python3.12"]),
+    "unknown_runtime": ({"Runtime": "nodejs4.3"}, ["nodejs4.3", "nodejs20.x", "python3.11"]),
     "timeout_0": ({"Timeout": 0}, ["Timeout"]),
     "timeout_901": ({"Timeout": 901}, ["Timeout", "900"]),
     "memory_127": ({"MemorySize": 127}, ["MemorySize", "128"]),

@@ -69,7 +69,7 @@ def populate(lam):
     lam.tag_resource(Resource=arn("p-node"), Tags={"env": "prod", "cost": "42"})
     lam.untag_resource(Resource=arn("p-node"), TagKeys=["team"])
 
-    create(lam, "p-py", zp, runtime="python3.12", handler="app.handler", MemorySize=1024)
+    create(lam, "p-py", zp, runtime="python3.11", handler="app.handler", MemorySize=1024)
     lam.publish_version(FunctionName="p-py")
     lam.update_function_configuration(FunctionName="p-py", Timeout=60)
     lam.publish_version(FunctionName="p-py")

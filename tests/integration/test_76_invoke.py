@@ -67,7 +67,7 @@ def check_tail(log, request_id, console_line):
 # ---- the AWS CLI ----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("runtime", ["nodejs20.x", "python3.12"])
+@pytest.mark.parametrize("runtime", ["nodejs20.x", "python3.11"])
 def test_aws_cli_deploys_and_invokes(srv, tmp_path, runtime):
     name = "cli-" + runtime.replace(".", "-")
     files, handler = ((node_files(), "index.handler") if runtime.startswith("node")

@@ -344,7 +344,7 @@ def handler(event, context):
         write = e.errno
     return {'uid': os.getuid(), 'pid': os.getpid(), 'cap': status['CapEff'].strip(),
             'env': dict(os.environ), 'write': write, 'cwd': os.getcwd()}
-""", runtime="python3.12")
+""", runtime="python3.11")
     p = ok(lam, "py-probe", {})
     assert p["uid"] == 993 and int(p["cap"], 16) == 0 and p["pid"] < 10, p
     assert p["cwd"] == "/var/task"

@@ -141,7 +141,7 @@ def test_handler_in_a_nested_folder(lam, runtime):
     else:
         files = {"lib/sub/mod.py": "def handler(e, c):\n    return {'nested': 'python', 'e': e}\n",
                  "app.py": "def handler(e, c):\n    return 'wrong file'\n"}
-        deploy(lam, "nested-python", files, runtime="python3.12", handler="lib/sub/mod.handler")
+        deploy(lam, "nested-python", files, runtime="python3.11", handler="lib/sub/mod.handler")
     p = ok(lam, f"nested-{runtime}", {"k": 1})
     assert p == {"nested": runtime, "e": {"k": 1}}, p
 
@@ -186,11 +186,11 @@ INIT_ERRORS = [
      "index.handler", "Runtime.HandlerNotFound", ["index.handler"]),
     ("node-syntax-error", "nodejs20.x", {"index.js": "exports.handler = async () => {{;\n"},
      "index.handler", "Runtime.UserCodeSyntaxError", []),
-    ("python-missing-module", "python3.12", {"other.py": "x = 1\n"}, "app.handler",
+    ("python-missing-module", "python3.11", {"other.py": "x = 1\n"}, "app.handler",
      "Runtime.ImportModuleError", ["app"]),
-    ("python-missing-handler", "python3.12", {"app.py": "def other(e, c):\n    return 1\n"},
+    ("python-missing-handler", "python3.11", {"app.py": "def other(e, c):\n    return 1\n"},
      "app.handler", "Runtime.HandlerNotFound", ["handler"]),
-    ("python-syntax-error", "python3.12", {"app.py": "def handler(e, c)\n    return 1\n"},
+    ("python-syntax-error", "python3.11", {"app.py": "def handler(e, c)\n    return 1\n"},
      "app.handler", "Runtime.UserCodeSyntaxError", ["app"]),
 ]
 

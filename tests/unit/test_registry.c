@@ -208,7 +208,7 @@ static void test_create_validation(void **state)
          "FunctionName is required"},
         {"{\"FunctionName\":\"f\",\"Runtime\":\"java8\",\"Handler\":\"a.b\",\"Code\":{\"ZipFile\":"
          "\"AA==\"}}",
-         "python3.12"},
+         "python3.11"},
         {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Code\":{\"ZipFile\":\"AA==\"}}",
          "Handler is required"},
         {"{\"FunctionName\":\"f\",\"Runtime\":\"nodejs20.x\",\"Handler\":\"a.b\",\"Timeout\":901,"
