@@ -86,10 +86,72 @@ typedef struct {
 struct realm_store_s {
     const realm_store_ops_t *ops;
     realm_store_kind_t kind;
-    uint64_t generation; /* bumped by backends on every call that may write */
+    int64_t schema_version; /* what the database is at after open (schema.c) */
+    uint64_t generation;    /* bumped by backends on every call that may write */
     store_pending_t *pending;
     size_t pending_cnt, pending_cap;
 };
+
+/* ---- versioned schemas (schema.c; docs/storage.md, "Schema versions and migrations") ----
+ *
+ * DESIGN: a backend keeps, per kind, an ordered list of migrations: step i
+ * (from 0) takes that kind's schema from version i to version i + 1, so the
+ * list's length is the latest version this binary knows. The lists are
+ * append-only: a released step is never edited, reordered or removed (a
+ * database at version N ran steps 1..N as they were written). Each database
+ * records the version of each kind it holds in a table
+ * realm_schema(kind TEXT PRIMARY KEY, version INTEGER) of the same shape in
+ * every backend: one row in each SQLite file, one row per kind in a database
+ * that holds several kinds. Versions count per backend (a new backend's
+ * list starts at 1 with its whole schema).
+ *
+ * realm_store_migrate runs at open: it reads the version without locking
+ * (the common case, nothing to do, takes no write lock), refuses a version
+ * newer than the list, and otherwise applies the missing steps and records
+ * the version in one transaction that holds the backend's write lock
+ * (SQLite: BEGIN IMMEDIATE), reading the version again under it, so two
+ * processes opening at once migrate once. A failed step rolls everything
+ * back: the database stays at its old version.
+ */
+typedef struct {
+    const char *what; /* what the step changes, in a few words (log, errors) */
+    const char *sql;  /* its statements, in the backend's dialect */
+} realm_store_migration_t;
+
+typedef struct {
+    const realm_store_migration_t *steps;
+    size_t n; /* the latest version */
+} realm_store_schema_t;
+
+/* A backend's side of realm_store_migrate; conn is its connection. Each
+ * answers 0 or -1, and after -1 errmsg says why. */
+typedef struct {
+    /* The version of kind recorded in the database: 0 with *version and
+     * *is_recorded. With no record, *is_recorded is 0 and *version is the
+     * baseline the backend recognises in what is there (0: an empty database). */
+    int (*read)(void *conn, const char *kind, int64_t *version, int *is_recorded);
+    /* Begins the transaction, holding the lock a second migrating process
+     * waits for, and makes the realm_schema table if it is missing. */
+    int (*lock)(void *conn);
+    int (*exec)(void *conn, const char *sql);
+    /* Records version for kind, inside the transaction. */
+    int (*write)(void *conn, const char *kind, int64_t version);
+    int (*commit)(void *conn);
+    void (*rollback)(void *conn); /* fine after a failed lock */
+    const char *(*errmsg)(void *conn);
+} realm_store_migrate_ops_t;
+
+/*
+ * Brings conn's schema of kind to schema->n (see DESIGN). Returns 0 with
+ * *version = schema->n, or -1 with "LOCATION: reason" in err: when the
+ * database is newer, "LOCATION: schema version N is newer than this realm
+ * (knows up to M); upgrade realm" (nothing is written).
+ */
+int realm_store_migrate(const realm_store_migrate_ops_t *ops, void *conn, const char *location,
+                        realm_store_kind_t kind, const realm_store_schema_t *schema,
+                        int64_t *version, char *err, size_t err_len);
+/* "registry", "queue" or "auth": the kind column of realm_schema. */
+const char *realm_store_kind_name(realm_store_kind_t kind);
 
 realm_store_t *realm_store_sqlite_open(realm_store_kind_t kind, const char *path, char *err,
                                        size_t err_len);

@@ -595,6 +595,7 @@ realm_store_t *realm_store_memory_open(realm_store_kind_t kind, const char *name
     m->ops = memory_ops;
     realm_memory_queue_ops(&m->ops);
     m->base.ops = &m->ops;
+    m->base.schema_version = REALM_MEMORY_SCHEMA_VERSION;
     m->name = realm_strdup(name);
     m->fns = json_object();
     m->parked = json_object(); /* the queue's */

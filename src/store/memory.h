@@ -11,6 +11,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* The in-memory rows' schema version: a constant, nothing to migrate (no
+ * row outlives the process that made it). */
+#define REALM_MEMORY_SCHEMA_VERSION 1
+
 typedef struct {
     int64_t id;
     char *tenant, *function, *qualifier, *last_error;

@@ -56,10 +56,20 @@ char *realm_sqlite_column_dup(sqlite3_stmt *st, int col);       /* "" for NULL *
 void realm_sqlite_column_copy(char *out, size_t len, sqlite3_stmt *st, int col);
 int realm_sqlite_exec(sq_t *q, const char *sql); /* 0 or -1 (logged) */
 
-extern const char realm_sqlite_registry_schema[];
-extern const char realm_sqlite_queue_schema[];
-extern const char realm_sqlite_auth_schema[];
-int realm_sqlite_queue_migrate(sq_t *q, char *err, size_t err_len);
+/* Each kind's migrations (store/internal.h, realm_store_schema_t): append-only. */
+extern const realm_store_schema_t realm_sqlite_registry_schema;
+extern const realm_store_schema_t realm_sqlite_queue_schema;
+extern const realm_store_schema_t realm_sqlite_auth_schema;
+/*
+ * Brings db's schema of kind to schema->n: realm_store_migrate with
+ * SQLite's side (the version in the file's realm_schema table, or for a
+ * file from before that table its PRAGMA user_version; BEGIN IMMEDIATE;
+ * a foreign key check before the version is recorded). path names the file
+ * in messages. 0 with *version, or -1 with "PATH: reason" in err.
+ */
+int realm_sqlite_migrate(sqlite3 *db, const char *path, realm_store_kind_t kind,
+                         const realm_store_schema_t *schema, int64_t *version, char *err,
+                         size_t err_len);
 void realm_sqlite_registry_ops(realm_store_ops_t *ops);
 void realm_sqlite_queue_ops(realm_store_ops_t *ops);
 void realm_sqlite_auth_ops(realm_store_ops_t *ops);

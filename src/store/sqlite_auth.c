@@ -1,7 +1,7 @@
 /*
  * sqlite_auth.c - the SQLite backend's tenants and keys (auth.db).
  *
- * SCHEMA (PRAGMA user_version 1):
+ * SCHEMA (version 1, recorded in realm_schema; the steps below):
  *   tenants(name PK, account_id UNIQUE, created)
  *   keys(key_id PK, tenant, api_key_salt, api_key_hash, access_key_id UNIQUE,
  *        secret_enc, rate, burst, revoked_at NULL, created)
@@ -19,20 +19,24 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char realm_sqlite_auth_schema[] =
-    "CREATE TABLE IF NOT EXISTS tenants("
-    " name TEXT PRIMARY KEY,"
-    " account_id TEXT NOT NULL UNIQUE CHECK(length(account_id) = 12),"
-    " created INTEGER NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS keys("
-    " key_id TEXT PRIMARY KEY,"
-    " tenant TEXT NOT NULL REFERENCES tenants(name),"
-    " api_key_salt BLOB NOT NULL, api_key_hash BLOB NOT NULL,"
-    " access_key_id TEXT NOT NULL UNIQUE, secret_enc BLOB NOT NULL,"
-    " rate REAL NOT NULL DEFAULT 0, burst REAL NOT NULL DEFAULT 0,"
-    " revoked_at INTEGER, created INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS keys_tenant ON keys(tenant, created);"
-    "PRAGMA user_version = 1;";
+/* The migrations (append-only: store/internal.h). Step 1 is the schema of
+ * every release before realm_schema, word for word (IF NOT EXISTS: a file
+ * from then may hold part of it). */
+static const realm_store_migration_t steps[] = {
+    {"tenants, keys", "CREATE TABLE IF NOT EXISTS tenants("
+                      " name TEXT PRIMARY KEY,"
+                      " account_id TEXT NOT NULL UNIQUE CHECK(length(account_id) = 12),"
+                      " created INTEGER NOT NULL);"
+                      "CREATE TABLE IF NOT EXISTS keys("
+                      " key_id TEXT PRIMARY KEY,"
+                      " tenant TEXT NOT NULL REFERENCES tenants(name),"
+                      " api_key_salt BLOB NOT NULL, api_key_hash BLOB NOT NULL,"
+                      " access_key_id TEXT NOT NULL UNIQUE, secret_enc BLOB NOT NULL,"
+                      " rate REAL NOT NULL DEFAULT 0, burst REAL NOT NULL DEFAULT 0,"
+                      " revoked_at INTEGER, created INTEGER NOT NULL);"
+                      "CREATE INDEX IF NOT EXISTS keys_tenant ON keys(tenant, created);"},
+};
+const realm_store_schema_t realm_sqlite_auth_schema = {steps, sizeof(steps) / sizeof(steps[0])};
 
 #define KEY_COLS                                                                                   \
     "k.key_id, k.tenant, t.account_id, k.access_key_id, k.rate, k.burst, k.revoked_at,"            \

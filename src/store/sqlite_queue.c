@@ -1,7 +1,7 @@
 /*
  * sqlite_queue.c - the SQLite backend's Event queue (events.db).
  *
- * SCHEMA (PRAGMA user_version 2):
+ * SCHEMA (version 2, recorded in realm_schema; the steps below):
  *   events(id, tenant, function, qualifier, attempts, enqueued_ms, due_ms,
  *          is_parked, last_error)                   one row per live event
  *   payloads(id, payload)                            its payload, by id
@@ -16,7 +16,7 @@
  * caller can never name a newer event. failed.seq orders failures (newest
  * first) independently of the caller's clock; failed.id is the event's id.
  * Version 1 kept the payload in its `pending` table; open moves such a file
- * to version 2 once, in one transaction.
+ * to version 2 once, in one transaction (the migrations, below).
  *
  * DESIGN: no operation's cost grows with the backlog.
  *   - Payloads (up to 256 KB each) sit in their own table: walking events
@@ -53,54 +53,68 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char realm_sqlite_queue_schema[] =
-    "CREATE TABLE IF NOT EXISTS events("
-    " id INTEGER PRIMARY KEY AUTOINCREMENT,"
-    " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
-    " attempts INTEGER NOT NULL DEFAULT 0, enqueued_ms INTEGER NOT NULL,"
-    " due_ms INTEGER NOT NULL, is_parked INTEGER NOT NULL DEFAULT 0, last_error TEXT);"
-    "CREATE INDEX IF NOT EXISTS events_due ON events(due_ms, id);"
-    "CREATE INDEX IF NOT EXISTS events_fn ON events(tenant, function, is_parked);"
-    "CREATE TABLE IF NOT EXISTS payloads(id INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
-    "CREATE TABLE IF NOT EXISTS fn_counts(tenant TEXT NOT NULL, function TEXT NOT NULL,"
-    " n INTEGER NOT NULL, PRIMARY KEY(tenant, function)) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS tenant_counts(tenant TEXT NOT NULL PRIMARY KEY,"
-    " n INTEGER NOT NULL) WITHOUT ROWID;"
-    "CREATE TABLE IF NOT EXISTS parked_fns(tenant TEXT NOT NULL, function TEXT NOT NULL,"
-    " PRIMARY KEY(tenant, function)) WITHOUT ROWID;"
-    "CREATE TRIGGER IF NOT EXISTS events_added AFTER INSERT ON events BEGIN"
-    " INSERT INTO fn_counts(tenant, function, n) VALUES(NEW.tenant, NEW.function, 1)"
-    "  ON CONFLICT(tenant, function) DO UPDATE SET n = n + 1;"
-    " INSERT INTO tenant_counts(tenant, n) VALUES(NEW.tenant, 1)"
-    "  ON CONFLICT(tenant) DO UPDATE SET n = n + 1;"
-    " END;"
-    "CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events BEGIN"
-    " UPDATE fn_counts SET n = n - 1 WHERE tenant = OLD.tenant AND function = OLD.function;"
-    " UPDATE tenant_counts SET n = n - 1 WHERE tenant = OLD.tenant;"
-    " DELETE FROM payloads WHERE id = OLD.id;"
-    " END;"
-    "CREATE TABLE IF NOT EXISTS failed("
-    " seq INTEGER PRIMARY KEY AUTOINCREMENT, id INTEGER NOT NULL,"
-    " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
-    " payload BLOB NOT NULL, attempts INTEGER NOT NULL,"
-    " error_type TEXT, error_message TEXT,"
-    " enqueued_ms INTEGER NOT NULL, failed_ms INTEGER NOT NULL);"
-    "CREATE INDEX IF NOT EXISTS failed_fn ON failed(tenant, function, seq);"
-    "CREATE INDEX IF NOT EXISTS failed_tenant ON failed(tenant, seq);";
-
-/* Version 1 to 2: events and payloads out of `pending` (the triggers count them). */
-static const char migrate_v1[] =
-    "BEGIN IMMEDIATE;"
-    "INSERT INTO events(id, tenant, function, qualifier, attempts, enqueued_ms, due_ms,"
-    " last_error) SELECT id, tenant, function, qualifier, attempts, enqueued_ms, due_ms,"
-    " last_error FROM pending;"
-    "INSERT INTO payloads(id, payload) SELECT id, payload FROM pending;"
-    "DELETE FROM sqlite_sequence WHERE name = 'events';"
-    "INSERT INTO sqlite_sequence(name, seq) SELECT 'events', seq FROM sqlite_sequence"
-    " WHERE name = 'pending';"
-    "DROP TABLE pending;"
-    "PRAGMA user_version = 2;"
-    "COMMIT;";
+/*
+ * The migrations (append-only: store/internal.h), each as its release wrote
+ * it. Version 1 kept events with their payloads in `pending`; version 2
+ * moves them out (ids and the id sequence kept; the triggers count the
+ * moved events). A new file runs both: creating and dropping an empty
+ * `pending` costs nothing, and one path serves new and old files alike.
+ * IF NOT EXISTS: a file from before realm_schema may hold part of a step
+ * (releases before it made the schema outside a transaction).
+ */
+static const realm_store_migration_t steps[] = {
+    {"pending events with their payloads, failed events",
+     "CREATE TABLE IF NOT EXISTS pending("
+     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+     " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
+     " payload BLOB NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,"
+     " enqueued_ms INTEGER NOT NULL, due_ms INTEGER NOT NULL, last_error TEXT);"
+     "CREATE INDEX IF NOT EXISTS pending_due ON pending(due_ms, id);"
+     "CREATE INDEX IF NOT EXISTS pending_fn ON pending(tenant, function);"
+     "CREATE TABLE IF NOT EXISTS failed("
+     " seq INTEGER PRIMARY KEY AUTOINCREMENT, id INTEGER NOT NULL,"
+     " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
+     " payload BLOB NOT NULL, attempts INTEGER NOT NULL,"
+     " error_type TEXT, error_message TEXT,"
+     " enqueued_ms INTEGER NOT NULL, failed_ms INTEGER NOT NULL);"
+     "CREATE INDEX IF NOT EXISTS failed_fn ON failed(tenant, function, seq);"
+     "CREATE INDEX IF NOT EXISTS failed_tenant ON failed(tenant, seq);"},
+    {"payloads in their own table, counts kept by triggers, parked functions",
+     "CREATE TABLE IF NOT EXISTS events("
+     " id INTEGER PRIMARY KEY AUTOINCREMENT,"
+     " tenant TEXT NOT NULL, function TEXT NOT NULL, qualifier TEXT NOT NULL,"
+     " attempts INTEGER NOT NULL DEFAULT 0, enqueued_ms INTEGER NOT NULL,"
+     " due_ms INTEGER NOT NULL, is_parked INTEGER NOT NULL DEFAULT 0, last_error TEXT);"
+     "CREATE INDEX IF NOT EXISTS events_due ON events(due_ms, id);"
+     "CREATE INDEX IF NOT EXISTS events_fn ON events(tenant, function, is_parked);"
+     "CREATE TABLE IF NOT EXISTS payloads(id INTEGER PRIMARY KEY, payload BLOB NOT NULL);"
+     "CREATE TABLE IF NOT EXISTS fn_counts(tenant TEXT NOT NULL, function TEXT NOT NULL,"
+     " n INTEGER NOT NULL, PRIMARY KEY(tenant, function)) WITHOUT ROWID;"
+     "CREATE TABLE IF NOT EXISTS tenant_counts(tenant TEXT NOT NULL PRIMARY KEY,"
+     " n INTEGER NOT NULL) WITHOUT ROWID;"
+     "CREATE TABLE IF NOT EXISTS parked_fns(tenant TEXT NOT NULL, function TEXT NOT NULL,"
+     " PRIMARY KEY(tenant, function)) WITHOUT ROWID;"
+     "CREATE TRIGGER IF NOT EXISTS events_added AFTER INSERT ON events BEGIN"
+     " INSERT INTO fn_counts(tenant, function, n) VALUES(NEW.tenant, NEW.function, 1)"
+     "  ON CONFLICT(tenant, function) DO UPDATE SET n = n + 1;"
+     " INSERT INTO tenant_counts(tenant, n) VALUES(NEW.tenant, 1)"
+     "  ON CONFLICT(tenant) DO UPDATE SET n = n + 1;"
+     " END;"
+     "CREATE TRIGGER IF NOT EXISTS events_removed AFTER DELETE ON events BEGIN"
+     " UPDATE fn_counts SET n = n - 1 WHERE tenant = OLD.tenant AND function = OLD.function;"
+     " UPDATE tenant_counts SET n = n - 1 WHERE tenant = OLD.tenant;"
+     " DELETE FROM payloads WHERE id = OLD.id;"
+     " END;"
+     "INSERT INTO events(id, tenant, function, qualifier, attempts, enqueued_ms, due_ms,"
+     " last_error) SELECT id, tenant, function, qualifier, attempts, enqueued_ms, due_ms,"
+     " last_error FROM pending;"
+     "INSERT INTO payloads(id, payload) SELECT id, payload FROM pending;"
+     "DELETE FROM sqlite_sequence WHERE name = 'events';"
+     "INSERT INTO sqlite_sequence(name, seq) SELECT 'events', seq FROM sqlite_sequence"
+     " WHERE name = 'pending';"
+     "DROP TABLE pending;"},
+};
+const realm_store_schema_t realm_sqlite_queue_schema = {steps, sizeof(steps) / sizeof(steps[0])};
 
 static const char S_COUNTS[] =
     "SELECT (SELECT n FROM fn_counts WHERE tenant = ?1 AND function = ?2),"
@@ -147,30 +161,6 @@ static const char S_FORGET_PENDING[] = "DELETE FROM events WHERE tenant = ?1 AND
 static const char S_FORGET_FAILED[] = "DELETE FROM failed WHERE tenant = ?1 AND function = ?2";
 static const char S_FORGET_COUNTS[] = "DELETE FROM fn_counts WHERE tenant = ?1 AND function = ?2";
 static const char S_FORGET_PARKED[] = "DELETE FROM parked_fns WHERE tenant = ?1 AND function = ?2";
-
-/* ---- migration ---- */
-
-int realm_sqlite_queue_migrate(sq_t *q, char *err, size_t err_len)
-{
-    sqlite3_stmt *st = NULL;
-    int has_v1 = 0;
-    if (sqlite3_prepare_v2(q->db,
-                           "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'pending'",
-                           -1, &st, NULL) == SQLITE_OK)
-        has_v1 = sqlite3_step(st) == SQLITE_ROW;
-    sqlite3_finalize(st);
-    char *msg = NULL;
-    if (sqlite3_exec(q->db, has_v1 ? migrate_v1 : "PRAGMA user_version = 2", NULL, NULL, &msg) !=
-        SQLITE_OK) {
-        snprintf(err, err_len, "%s: moving the queue to version 2: %s", q->path,
-                 msg ? msg : sqlite3_errmsg(q->db));
-        sqlite3_free(msg);
-        sqlite3_exec(q->db, "ROLLBACK", NULL, NULL, NULL);
-        return -1;
-    }
-    if (has_v1) realm_info("%s: queue moved to version 2 (payloads in their own table)", q->path);
-    return 0;
-}
 
 /* ---- leases ---- */
 

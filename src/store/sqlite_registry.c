@@ -1,7 +1,7 @@
 /*
  * sqlite_registry.c - the SQLite backend's registry (realm.db).
  *
- * SCHEMA (PRAGMA user_version 1):
+ * SCHEMA (version 1, recorded in realm_schema; the steps below):
  *   functions(tenant, name, next_version, reserved, tags)    one per function
  *   versions(tenant, name, num, code, config)                num 0 is $LATEST
  *   aliases(tenant, name, alias, config)
@@ -15,25 +15,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char realm_sqlite_registry_schema[] =
-    "PRAGMA foreign_keys=ON;" /* versions and aliases go with their function */
-    "CREATE TABLE IF NOT EXISTS functions("
-    " tenant TEXT NOT NULL, name TEXT NOT NULL,"
-    " next_version INTEGER NOT NULL DEFAULT 1,"
-    " reserved INTEGER,"
-    " tags TEXT NOT NULL DEFAULT '{}',"
-    " PRIMARY KEY(tenant, name));"
-    "CREATE TABLE IF NOT EXISTS versions("
-    " tenant TEXT NOT NULL, name TEXT NOT NULL, num INTEGER NOT NULL,"
-    " code TEXT NOT NULL, config TEXT NOT NULL,"
-    " PRIMARY KEY(tenant, name, num),"
-    " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
-    "CREATE INDEX IF NOT EXISTS versions_code ON versions(code);"
-    "CREATE TABLE IF NOT EXISTS aliases("
-    " tenant TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, config TEXT NOT NULL,"
-    " PRIMARY KEY(tenant, name, alias),"
-    " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
-    "PRAGMA user_version = 1;";
+/* The migrations (append-only: store/internal.h). Step 1 is the schema of
+ * every release before realm_schema, word for word; IF NOT EXISTS because a
+ * file from then may hold part of it (it was not made in one transaction). */
+static const realm_store_migration_t steps[] = {
+    {"functions, versions, aliases",
+     "CREATE TABLE IF NOT EXISTS functions("
+     " tenant TEXT NOT NULL, name TEXT NOT NULL,"
+     " next_version INTEGER NOT NULL DEFAULT 1,"
+     " reserved INTEGER,"
+     " tags TEXT NOT NULL DEFAULT '{}',"
+     " PRIMARY KEY(tenant, name));"
+     "CREATE TABLE IF NOT EXISTS versions("
+     " tenant TEXT NOT NULL, name TEXT NOT NULL, num INTEGER NOT NULL,"
+     " code TEXT NOT NULL, config TEXT NOT NULL,"
+     " PRIMARY KEY(tenant, name, num),"
+     " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
+     "CREATE INDEX IF NOT EXISTS versions_code ON versions(code);"
+     "CREATE TABLE IF NOT EXISTS aliases("
+     " tenant TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, config TEXT NOT NULL,"
+     " PRIMARY KEY(tenant, name, alias),"
+     " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"},
+};
+const realm_store_schema_t realm_sqlite_registry_schema = {steps, sizeof(steps) / sizeof(steps[0])};
 
 static const char S_FN_GET[] =
     "SELECT next_version, reserved, tags FROM functions WHERE tenant=?1 AND name=?2";

@@ -41,6 +41,11 @@ const char *realm_store_backend(const realm_store_t *s)
     return s->ops->name;
 }
 
+int64_t realm_store_schema_version(const realm_store_t *s)
+{
+    return s->schema_version;
+}
+
 uint64_t realm_store_generation(const realm_store_t *s)
 {
     return s->generation;

@@ -60,8 +60,12 @@ typedef enum {
 
 /*
  * Opens (creating) the store of kind at location (see DESIGN). For SQLite,
- * the file's directory must exist; the schema is created or migrated.
- * Returns the store, or NULL with "LOCATION: reason" in err.
+ * the file's directory must exist. The schema is created or migrated to the
+ * latest version this binary knows, in one transaction (docs/storage.md,
+ * "Schema versions and migrations"). Returns the store, or NULL with
+ * "LOCATION: reason" in err; a database newer than the binary is refused
+ * untouched with "LOCATION: schema version N is newer than this realm
+ * (knows up to M); upgrade realm".
  */
 realm_store_t *realm_store_open(realm_store_kind_t kind, const char *location, char *err,
                                 size_t err_len);
@@ -70,6 +74,9 @@ void realm_store_close(realm_store_t *s); /* NULL is fine */
 const char *realm_store_backend(const realm_store_t *s);
 /* 1 if location names the in-memory backend. */
 int realm_store_is_memory(const char *location);
+/* The schema version the store's database is at (the latest its backend
+ * knows for its kind, once open); the memory backend's is a constant. */
+int64_t realm_store_schema_version(const realm_store_t *s);
 
 /* ---- transactions (any kind) ---- */
 
