@@ -22,8 +22,13 @@
  *             asynchronous facade").
  *
  * Operations: select (SELECT v FROM kv WHERE k = $1, a random key among
- * --rows) and insert (INSERT INTO ev (payload) VALUES ($1), autocommit: one
- * commit each). `--setup` creates and fills the tables.
+ * --rows), insert (INSERT INTO ev (payload) VALUES ($1), autocommit: one
+ * commit each) and txn, the shape of a registry operation: BEGIN, that
+ * SELECT, that INSERT, an UPDATE of the row read, COMMIT (async: each
+ * statement sent when the previous one answered, as code that looks at a
+ * result before the next statement must; pipeline: all five at once with
+ * one Sync, which only code whose statements do not depend on each other's
+ * results could do). `--setup` creates and fills the tables.
  *
  * Measured (after --warmup seconds, for --seconds): the latency of each
  * request from its submission to its completion callback on the loop (p50,
@@ -49,6 +54,22 @@
 /* ---- options and results --------------------------------------------------------- */
 
 enum { M_SYNC, M_ASYNC, M_PIPELINE, M_WORKER };
+enum { OP_SELECT, OP_INSERT, OP_TXN };
+static const char *op_names[] = {"select", "insert", "txn"};
+
+/* The statements of each operation, all prepared on every connection. */
+typedef struct {
+    const char *name, *sql;
+    int param; /* 0 none, 1 the key, 2 the payload */
+} step_t;
+static const step_t st_beg = {"beg", "BEGIN", 0}, st_com = {"com", "COMMIT", 0},
+                    st_sel = {"sel", "SELECT v FROM kv WHERE k = $1", 1},
+                    st_ins = {"ins", "INSERT INTO ev (payload) VALUES ($1)", 2},
+                    st_upd = {"upd", "UPDATE kv SET v = md5(v) WHERE k = $1", 1};
+/* txn: a registry operation's shape (read, write, write in one transaction). */
+static const step_t *const op_steps[3][5] = {
+    {&st_sel}, {&st_ins}, {&st_beg, &st_sel, &st_ins, &st_upd, &st_com}};
+static const int op_nsteps[3] = {1, 1, 5};
 static const char *mode_names[] = {"sync", "async", "pipeline", "worker"};
 
 typedef struct req_s {
@@ -56,14 +77,15 @@ typedef struct req_s {
     uint64_t t0; /* submission, ns */
     int64_t key;
     int failed;
+    int step; /* txn: the statement being run (async) */
     char keybuf[24];
 } req_t;
 
 static struct {
     const char *url;
-    int mode, is_insert, inflight, conns, workers, rows, setup;
+    int mode, op, inflight, conns, workers, rows, setup;
     double seconds, warmup;
-} opt = {NULL, M_ASYNC, 0, 1, 1, 1, 10000, 0, 2.0, 0.5};
+} opt = {NULL, M_ASYNC, OP_SELECT, 1, 1, 1, 10000, 0, 2.0, 0.5};
 
 static struct {
     uint64_t t_start, t_measure, t_end; /* ns */
@@ -113,35 +135,56 @@ static PGconn *connect_prepared(void)
 {
     PGconn *pg = PQconnectdb(opt.url);
     if (PQstatus(pg) != CONNECTION_OK) die("connect", pg);
-    PGresult *r = PQprepare(pg, "sel", "SELECT v FROM kv WHERE k = $1", 1, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) die("prepare sel", pg);
-    PQclear(r);
-    r = PQprepare(pg, "ins", "INSERT INTO ev (payload) VALUES ($1)", 1, NULL);
-    if (PQresultStatus(r) != PGRES_COMMAND_OK) die("prepare ins", pg);
-    PQclear(r);
+    const step_t *all[] = {&st_beg, &st_com, &st_sel, &st_ins, &st_upd};
+    for (size_t i = 0; i < sizeof all / sizeof *all; i++) {
+        PGresult *r = PQprepare(pg, all[i]->name, all[i]->sql, 0, NULL);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) die(all[i]->sql, pg);
+        PQclear(r);
+    }
     return pg;
 }
 
-static const char *stmt(void)
+/* Statement i of q's operation: its name, and its parameter (n is 0 or 1). */
+static const char *step_args(req_t *q, int i, const char **param, int *n)
 {
-    return opt.is_insert ? "ins" : "sel";
-}
-
-static void req_params(req_t *q, const char **param)
-{
-    if (opt.is_insert) {
+    const step_t *st = op_steps[opt.op][i];
+    *n = st->param ? 1 : 0;
+    if (st->param == 2) {
         *param = payload;
-    } else {
+    } else if (st->param == 1) {
         snprintf(q->keybuf, sizeof q->keybuf, "%lld", (long long)q->key);
         *param = q->keybuf;
     }
+    return st->name;
 }
 
+/* Every statement answers one row (SELECT by key) or none. */
 static int result_ok(PGresult *r)
 {
     ExecStatusType st = PQresultStatus(r);
-    if (opt.is_insert) return st == PGRES_COMMAND_OK;
-    return st == PGRES_TUPLES_OK && PQntuples(r) == 1;
+    return st == PGRES_COMMAND_OK || (st == PGRES_TUPLES_OK && PQntuples(r) == 1);
+}
+
+/* Runs q's whole operation with blocking calls (sync and worker modes). */
+static void run_blocking(PGconn *pg, req_t *q)
+{
+    for (int i = 0; i < op_nsteps[opt.op]; i++) {
+        const char *param = NULL;
+        int n;
+        const char *name = step_args(q, i, &param, &n);
+        PGresult *r = PQexecPrepared(pg, name, n, &param, NULL, NULL, 0);
+        if (!result_ok(r)) q->failed = 1;
+        PQclear(r);
+    }
+}
+
+/* Sends statement i of q (async and pipeline modes). */
+static void send_step(PGconn *pg, req_t *q, int i)
+{
+    const char *param = NULL;
+    int n;
+    const char *name = step_args(q, i, &param, &n);
+    if (!PQsendQueryPrepared(pg, name, n, &param, NULL, NULL, 0)) die("send", pg);
 }
 
 /* ---- the closed loop: every completion submits the next request --------------------- */
@@ -230,6 +273,10 @@ static void on_poll(uv_poll_t *h, int status, int events)
                     PQclear(r);
                     continue;
                 }
+                if (++q->step < op_nsteps[opt.op]) { /* txn: its next statement */
+                    send_step(c->pg, q, q->step);
+                    continue;
+                }
                 c->head = q->next;
                 if (!c->head) c->tail = NULL;
                 c->depth--;
@@ -268,10 +315,15 @@ static void conn_watch(conn_t *c)
 
 static void conn_send(conn_t *c, req_t *q)
 {
-    const char *param;
-    req_params(q, &param);
-    if (!PQsendQueryPrepared(c->pg, stmt(), 1, &param, NULL, NULL, 0)) die("send", c->pg);
-    if (opt.mode == M_PIPELINE && !PQpipelineSync(c->pg)) die("sync", c->pg);
+    if (opt.mode == M_PIPELINE) {
+        /* Every statement at once, one Sync: the transaction's statements
+         * cannot depend on each other's results (optimistic for txn). */
+        for (int i = 0; i < op_nsteps[opt.op]; i++)
+            send_step(c->pg, q, i);
+        if (!PQpipelineSync(c->pg)) die("sync", c->pg);
+    } else {
+        send_step(c->pg, q, 0);
+    }
     q->next = NULL;
     if (c->tail)
         c->tail->next = q;
@@ -331,11 +383,7 @@ static void *worker_main(void *arg)
         if (!W.head) W.tail = NULL;
         pthread_mutex_unlock(&W.mu);
 
-        const char *param;
-        req_params(q, &param);
-        PGresult *r = PQexecPrepared(pg, stmt(), 1, &param, NULL, NULL, 0);
-        if (!result_ok(r)) q->failed = 1;
-        PQclear(r);
+        run_blocking(pg, q);
 
         pthread_mutex_lock(&W.mu);
         q->next = W.done;
@@ -434,7 +482,7 @@ static void report(void)
            "\"ops\": %zu, \"seconds\": %.3f, \"ops_per_s\": %.0f, \"p50_us\": %.1f, "
            "\"p99_us\": %.1f, \"max_us\": %.1f, \"loop_cpu_us_per_op\": %.2f, "
            "\"proc_cpu_us_per_op\": %.2f, \"errors\": %llu}\n",
-           mode_names[opt.mode], opt.is_insert ? "insert" : "select", opt.inflight,
+           mode_names[opt.mode], op_names[opt.op], opt.inflight,
            opt.mode == M_WORKER ? opt.workers : opt.conns, opt.mode == M_WORKER ? opt.workers : 0,
            B.lat_n, secs, (double)B.lat_n / secs, pct(0.50), pct(0.99),
            B.lat_n ? B.lat[B.lat_n - 1] : 0.0, (B.loop_cpu1 - B.loop_cpu0) * 1e6 / n,
@@ -463,11 +511,7 @@ static void run_sync(void)
         }
         if (t >= B.t_end) break;
         req_t *q = req_new();
-        const char *param;
-        req_params(q, &param);
-        PGresult *r = PQexecPrepared(pg, stmt(), 1, &param, NULL, NULL, 0);
-        if (!result_ok(r)) q->failed = 1;
-        PQclear(r);
+        run_blocking(pg, q);
         B.outstanding++;
         complete(q);
     }
@@ -506,7 +550,7 @@ static void run_setup(void)
 static void usage(void)
 {
     fprintf(stderr, "usage: realm-pgloop --url URL [--setup] [--mode sync|async|pipeline|worker]\n"
-                    "         [--op select|insert] [--inflight N] [--conns C] [--workers W]\n"
+                    "         [--op select|insert|txn] [--inflight N] [--conns C] [--workers W]\n"
                     "         [--seconds S] [--warmup S] [--rows R]\n");
     exit(2);
 }
@@ -529,8 +573,10 @@ int main(int argc, char **argv)
                 if (!strcmp(v, mode_names[m])) opt.mode = m;
             if (opt.mode < 0) usage();
         } else if (!strcmp(a, "--op")) {
-            if (strcmp(v, "select") && strcmp(v, "insert")) usage();
-            opt.is_insert = !strcmp(v, "insert");
+            opt.op = -1;
+            for (int o = 0; o < 3; o++)
+                if (!strcmp(v, op_names[o])) opt.op = o;
+            if (opt.op < 0) usage();
         } else if (!strcmp(a, "--inflight"))
             opt.inflight = atoi(v);
         else if (!strcmp(a, "--conns"))

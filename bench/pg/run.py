@@ -5,8 +5,9 @@ Builds realm-pgloop (bench/pg/pgloop.c; build/bench, Release, REALM_BENCH=ON,
 only that target), starts a throwaway PostgreSQL cluster with the tests'
 pg_util (fsync on, as in production), fills its tables, then runs each way of
 calling PostgreSQL from a libuv loop (sync on the loop, async + uv_poll,
-pipeline, worker threads) for a SELECT by primary key and an INSERT commit,
-with 1 and 16 requests in flight. Rounds alternate the configurations, and
+pipeline, worker threads) for a SELECT by primary key, an INSERT commit and
+a five-statement transaction (a registry operation's shape), with 1 and 16
+requests in flight. Rounds alternate the configurations, and
 the median round of each is reported (the machine is shared: a neighbour busy
 for a while slows every configuration alike).
 
@@ -54,7 +55,7 @@ CONFIGS = [
     ("workers, 16 in flight, 4 workers", ["--mode", "worker", "--inflight", "16", "--workers", "4"]),
     ("workers, 16 in flight, 16 workers", ["--mode", "worker", "--inflight", "16", "--workers", "16"]),
 ]
-OPS = ["select", "insert"]
+OPS = ["select", "insert", "txn"]
 
 
 def log(msg):

@@ -10,8 +10,6 @@ assumed."""
 import os
 import socket
 
-import pytest
-
 from pg_util import DB_NAME, DB_USER, PgCluster
 
 
