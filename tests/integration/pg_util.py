@@ -35,8 +35,9 @@ here needs a Python driver: psql (from the same directory) is the client.
   checkpoint) -- loses the operating system's page cache, so both recover
   every commit with fsync off too; only a power loss or a kernel crash would
   tell the two apart, and no test here makes one.
-- Stop: `pg_ctl stop -m fast` (or immediate for crash tests) waits for the
-  postmaster to exit; cleanup() also checks that no process of the cluster
+- Stop: `pg_ctl stop -m fast` (or immediate for crash tests), then a
+  bounded poll until no process of the cluster is left (pg_ctl returns when
+  postmaster.pid is gone, a moment before the postmaster exits); cleanup() also checks that no process of the cluster
   is left (the postmaster's pid, its children, `pgrep -f DATADIR`), killing
   any with SIGKILL as a last resort, then removes the directory.
 """
@@ -220,6 +221,11 @@ class PgCluster:
         self._run([self._bin("pg_ctl"), "stop", "-D", self.data, "-m", mode, "-w", "-t",
                    str(READY_TIMEOUT)], timeout=READY_TIMEOUT + 30)
         self.running = False
+        # pg_ctl returns once postmaster.pid is gone; the postmaster removes it
+        # on its way out, so it may still be exiting: wait (bounded) for that.
+        deadline = time.monotonic() + READY_TIMEOUT
+        while self.processes() and time.monotonic() < deadline:
+            time.sleep(0.01)  # the poll's period, bounded by the deadline
 
     def restart(self, mode="fast"):
         self.stop(mode)
@@ -246,6 +252,9 @@ class PgCluster:
                     self.stop("immediate")
         finally:
             left = self.processes()
+            self.left_detail = subprocess.run(["ps", "-o", "pid,ppid,stat,cmd", "-p",
+                                               ",".join(map(str, left))],
+                                              capture_output=True, text=True).stdout if left else ""
             for p in left:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(p, signal.SIGKILL)
@@ -264,7 +273,7 @@ class PgCluster:
             yield c
         finally:
             left = c.cleanup()
-        assert not left, f"PostgreSQL processes left after stop: {left}"
+        assert not left, f"PostgreSQL processes left after stop: {left}: {c.left_detail}"
 
     # ---- clients -----------------------------------------------------------------
 
