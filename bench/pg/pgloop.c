@@ -36,9 +36,15 @@
  * (CLOCK_THREAD_CPUTIME_ID: what the server's one loop would pay) and of the
  * whole process (worker threads included). One JSON object on stdout.
  *
+ * LIFETIME: a request is malloc'd when submitted and freed by complete()
+ * on the loop; connections and handles live in static storage for the whole
+ * run. When the time is up, no request is submitted any more; once the last
+ * one is back, a check handle stops the workers and closes every handle, and
+ * the loop must then close cleanly (uv_loop_close() == 0, else exit 1).
+ *
  * THREADS: the loop thread, plus --workers threads in worker mode; a
- * worker touches only its connection, the two queues (under their mutex)
- * and uv_async_send.
+ * worker touches only its connection, the request it took (the queue's
+ * mutex hands it over and back) and uv_async_send.
  */
 #include <errno.h>
 #include <libpq-fe.h>
