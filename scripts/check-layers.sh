@@ -7,8 +7,8 @@
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
 #   base <- runtimes (the runtime table) <- {registry, exec, invoke, cli, api}
 #   {config, dispatch, registry, queue, exec, model} <- invoke <- api
-# SQL lives only in src/store/: no other file includes sqlite3.h or holds a
-# SQL statement (checked below).
+# SQL lives only in src/store/: no other file includes sqlite3.h or
+# libpq-fe.h or holds a SQL statement (checked below).
 # Domain code (dispatch, invoke, registry, sandbox, exec, queue) never
 # includes http/, ws/ or api/: it exposes callbacks that api/ adapts.
 set -euo pipefail
@@ -56,8 +56,9 @@ for f in $(find . -name '*.[ch]' | sed 's|^\./||' | sort); do
     case " $ok " in *" $inc "*) ;; *) echo "layers: $f includes $inc/ (allowed: $ok)"; bad=1 ;; esac
   done
 done
-# No SQL outside the storage backends: no sqlite3.h, no statement in a string.
-sql_re='#include <sqlite3\.h>|sqlite3_|"[^"]*\b(SELECT [^"]* FROM|INSERT (OR [A-Z]+ )?INTO|UPDATE [A-Za-z_]+ SET|DELETE FROM|CREATE (TABLE|INDEX|TRIGGER)|BEGIN (IMMEDIATE|EXCLUSIVE|DEFERRED)|PRAGMA [a-z_]+)'
+# No SQL outside the storage backends: no sqlite3.h, no libpq-fe.h (nor a
+# libpq call), no statement in a string.
+sql_re='#include <sqlite3\.h>|sqlite3_|#include <(postgresql/)?libpq-fe\.h>|\bPQ[a-z][A-Za-z]*\(|"[^"]*\b(SELECT [^"]* FROM|INSERT (OR [A-Z]+ )?INTO|UPDATE [A-Za-z_]+ SET|DELETE FROM|CREATE (TABLE|INDEX|TRIGGER)|BEGIN (IMMEDIATE|EXCLUSIVE|DEFERRED)|PRAGMA [a-z_]+)'
 for f in $(find . -name '*.[ch]' -not -path './store/*' | sed 's|^\./||' | sort); do
   if grep -nE "$sql_re" "$f" >/dev/null; then
     grep -nE "$sql_re" "$f" | sed "s|^|layers: $f: SQL outside src/store/: |"; bad=1

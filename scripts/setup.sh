@@ -24,6 +24,7 @@ pkgs=(
   build-essential cmake pkg-config
   libuv1-dev node-llhttp libwslay-dev libjansson-dev libssl-dev
   libsqlite3-dev libzip-dev libseccomp-dev zlib1g-dev bubblewrap zip
+  libpq-dev # the PostgreSQL client library (issue 16, docs/storage.md)
   slirp4netns e2fsprogs # environments' network stack and /tmp disks (docs/sandbox.md)
   nodejs npm git
 )
@@ -33,10 +34,12 @@ test_pkgs=(
   prometheus curl
   python3-numpy python3-yaml
   iproute2 # the escape suite's outside test host (a network namespace)
+  postgresql-15 # initdb/pg_ctl/postgres/psql for throwaway clusters (tests/integration/pg_util.py)
 )
 bench_pkgs=(
   wrk python3 python3-boto3 python3-websockets python3-matplotlib
   python3-numpy python3-yaml # llama.cpp's gguf-py writes the benchmark's model
+  postgresql-15 # bench/pg/: a throwaway cluster (taskset is util-linux, essential)
 )
 # The runtimes' Debian interpreters: the `.install` column of the runtime
 # table (the nodejs runtimes' Node versions come from npm, below).

@@ -260,3 +260,14 @@ def close_before_stop(server, client):
 
         server.stop = close_then_stop
     clients.append(client)
+
+
+# ---- PostgreSQL ------------------------------------------------------------------------
+
+@pytest.fixture
+def pg_cluster():
+    """A throwaway PostgreSQL cluster (pg_util.PgCluster: initdb, a free loopback
+    port, trust auth, database `realm`), stopped and removed after the test."""
+    from pg_util import PgCluster
+    with PgCluster.running() as c:
+        yield c
