@@ -9,6 +9,9 @@
  * picks the backend:
  *   "memory:" or "memory:NAME"   everything in this process's memory (tests;
  *                                nothing survives close)
+ *   "postgresql://..." or "postgres://..."   a PostgreSQL database (libpq
+ *                                URL; the registry kind only so far, and its
+ *                                calls block on the network: not for the loop)
  *   anything else                a SQLite file at that path (WAL,
  *                                synchronous=NORMAL, busy timeout 1 s)
  * Each backend is a table of operations (store/internal.h,
@@ -70,10 +73,12 @@ typedef enum {
 realm_store_t *realm_store_open(realm_store_kind_t kind, const char *location, char *err,
                                 size_t err_len);
 void realm_store_close(realm_store_t *s); /* NULL is fine */
-/* "sqlite" or "memory". */
+/* "sqlite", "memory" or "postgresql". */
 const char *realm_store_backend(const realm_store_t *s);
 /* 1 if location names the in-memory backend. */
 int realm_store_is_memory(const char *location);
+/* 1 if location names PostgreSQL ("postgresql://..." or "postgres://..."). */
+int realm_store_is_pg(const char *location);
 /* The schema version the store's database is at (the latest its backend
  * knows for its kind, once open); the memory backend's is a constant. */
 int64_t realm_store_schema_version(const realm_store_t *s);
