@@ -46,11 +46,16 @@ int realm_pg_fail(pg_t *p, const char *what, const PGresult *res)
 int realm_pg_ready(pg_t *p)
 {
     if (PQstatus(p->conn) == CONNECTION_OK) return 0;
-    /* Lost (the server restarted, the network dropped): one reset per call;
-     * an open transaction is gone with the old connection. */
+    /* Lost inside a transaction: every call fails until the caller ends it
+     * (its writes are gone with the session; running the rest on a new
+     * connection would commit half of it). */
+    if (p->in_txn) {
+        realm_warn("store: %s: the connection was lost inside a transaction", p->where);
+        return -1;
+    }
+    /* Lost (the server restarted, the network dropped): one reset per call. */
     PQreset(p->conn);
     memset(p->prepared, 0, sizeof(p->prepared));
-    p->in_txn = 0;
     if (PQstatus(p->conn) == CONNECTION_OK) {
         realm_info("store: %s: reconnected", p->where);
         return 0;
@@ -127,9 +132,12 @@ static int pg_commit(realm_store_t *s)
 {
     pg_t *p = (pg_t *)s;
     p->in_txn = 0;
-    /* COMMIT of a failed transaction answers ROLLBACK without an error. */
-    if (realm_pg_ready(p) != 0) return -1;
+    /* No reset here: a COMMIT on a new connection would "succeed" with
+     * nothing to commit. The next call reconnects. */
+    if (PQstatus(p->conn) != CONNECTION_OK)
+        return realm_pg_fail(p, "COMMIT: the connection was lost; the transaction is lost", NULL);
     PGresult *r = PQexec(p->conn, "COMMIT");
+    /* COMMIT of a failed transaction answers ROLLBACK without an error. */
     int ok = PQresultStatus(r) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(r), "COMMIT") == 0;
     if (!ok) {
         if (PQresultStatus(r) == PGRES_COMMAND_OK)

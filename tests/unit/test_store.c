@@ -771,6 +771,21 @@ static void pg_lost_connection(void **state)
     assert_int_equal(realm_store_fn_get(s, "", "x", NULL), 0);
     assert_int_equal(realm_store_fn_get(s, "", "nope", NULL), 1);
     add_fn(s, "", "y", 'b', 10);
+    /* Lost inside a transaction: its other calls fail too (none runs on a
+     * new connection, outside the transaction), the commit fails, nothing
+     * of it is kept, and the next call reconnects. */
+    assert_int_equal(realm_store_begin(s), 0);
+    assert_int_equal(realm_store_fn_insert(s, "", "z1", NULL), 0);
+    fx_pg_query("SELECT bool_and(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity"
+                " WHERE application_name = 'realm'",
+                out, sizeof(out));
+    assert_string_equal(out, "t");
+    assert_int_equal(realm_store_fn_insert(s, "", "z2", NULL), -1);
+    assert_int_equal(realm_store_fn_insert(s, "", "z3", NULL), -1);
+    assert_int_equal(realm_store_commit(s), -1);
+    assert_int_equal(realm_store_fn_get(s, "", "z1", NULL), 1);
+    assert_int_equal(realm_store_fn_get(s, "", "z3", NULL), 1);
+    assert_int_equal(realm_store_fn_get(s, "", "y", NULL), 0);
 }
 
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
