@@ -1,7 +1,8 @@
 /*
  * store.c - the storage interface's dispatch to a backend (see store.h),
- * and the creates/updates in flight, which every backend of one process
- * keeps the same way.
+ * and the creates/updates in flight, which the SQLite and memory backends
+ * keep the same way, in the process (PostgreSQL keeps them in its database:
+ * the optional ops of internal.h).
  */
 #include "store/internal.h"
 
