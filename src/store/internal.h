@@ -73,6 +73,15 @@ typedef struct {
     int (*key_revoke)(realm_store_t *s, const char *key_id, int64_t now_ms);
     int (*key_any)(realm_store_t *s);
     int64_t (*auth_version)(realm_store_t *s);
+
+    /* Optional (NULL: kept in the process by store.c, from base.generation
+     * and base.pending). A backend shared by several processes (PostgreSQL)
+     * keeps them in its database. */
+    uint64_t (*generation)(realm_store_t *s);
+    int (*pending_add)(realm_store_t *s, const char *t, const char *n, int is_create);
+    int (*pending_get)(realm_store_t *s, const char *t, const char *n);
+    void (*pending_remove)(realm_store_t *s, const char *t, const char *n);
+    size_t (*pending_count)(realm_store_t *s);
 } realm_store_ops_t;
 
 /* A create or code update in flight (kept by store.c for every backend of
@@ -155,6 +164,9 @@ const char *realm_store_kind_name(realm_store_kind_t kind);
 
 realm_store_t *realm_store_sqlite_open(realm_store_kind_t kind, const char *path, char *err,
                                        size_t err_len);
+/* location starts with "postgresql://" or "postgres://" (pg.c). */
+realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location, char *err,
+                                   size_t err_len);
 realm_store_t *realm_store_memory_open(realm_store_kind_t kind, const char *name, char *err,
                                        size_t err_len);
 

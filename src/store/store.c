@@ -1,7 +1,8 @@
 /*
  * store.c - the storage interface's dispatch to a backend (see store.h),
- * and the creates/updates in flight, which every backend of one process
- * keeps the same way.
+ * and the creates/updates in flight, which the SQLite and memory backends
+ * keep the same way, in the process (PostgreSQL keeps them in its database:
+ * the optional ops of internal.h).
  */
 #include "store/internal.h"
 
@@ -15,12 +16,19 @@ int realm_store_is_memory(const char *location)
     return location && strncmp(location, "memory:", 7) == 0;
 }
 
+int realm_store_is_pg(const char *location)
+{
+    return location && (strncmp(location, "postgresql://", 13) == 0 ||
+                        strncmp(location, "postgres://", 11) == 0);
+}
+
 realm_store_t *realm_store_open(realm_store_kind_t kind, const char *location, char *err,
                                 size_t err_len)
 {
-    realm_store_t *s = realm_store_is_memory(location)
-                           ? realm_store_memory_open(kind, location + 7, err, err_len)
-                           : realm_store_sqlite_open(kind, location, err, err_len);
+    realm_store_t *s =
+        realm_store_is_memory(location) ? realm_store_memory_open(kind, location + 7, err, err_len)
+        : realm_store_is_pg(location)   ? realm_store_pg_open(kind, location, err, err_len)
+                                        : realm_store_sqlite_open(kind, location, err, err_len);
     if (s) s->kind = kind;
     return s;
 }
@@ -48,6 +56,9 @@ int64_t realm_store_schema_version(const realm_store_t *s)
 
 uint64_t realm_store_generation(const realm_store_t *s)
 {
+    /* A shared backend reads it from its database (a round trip): the
+     * store is the caller's, so dropping const is only about the signature. */
+    if (s->ops->generation) return s->ops->generation((realm_store_t *)s);
     return s->generation;
 }
 
@@ -63,6 +74,7 @@ static store_pending_t *pending_find(realm_store_t *s, const char *tenant, const
 
 int realm_store_pending_add(realm_store_t *s, const char *tenant, const char *name, int is_create)
 {
+    if (s->ops->pending_add) return s->ops->pending_add(s, tenant, name, is_create);
     if (pending_find(s, tenant, name)) return 1;
     if (s->pending_cnt == s->pending_cap) {
         s->pending_cap = s->pending_cap ? s->pending_cap * 2 : 8;
@@ -75,12 +87,17 @@ int realm_store_pending_add(realm_store_t *s, const char *tenant, const char *na
 
 int realm_store_pending_get(realm_store_t *s, const char *tenant, const char *name)
 {
+    if (s->ops->pending_get) return s->ops->pending_get(s, tenant, name);
     store_pending_t *p = pending_find(s, tenant, name);
     return !p ? 0 : p->is_create ? 2 : 1;
 }
 
 void realm_store_pending_remove(realm_store_t *s, const char *tenant, const char *name)
 {
+    if (s->ops->pending_remove) {
+        s->ops->pending_remove(s, tenant, name);
+        return;
+    }
     store_pending_t *p = pending_find(s, tenant, name);
     if (!p) return;
     free(p->tenant);
@@ -90,6 +107,7 @@ void realm_store_pending_remove(realm_store_t *s, const char *tenant, const char
 
 size_t realm_store_pending_count(realm_store_t *s)
 {
+    if (s->ops->pending_count) return s->ops->pending_count(s);
     return s->pending_cnt;
 }
 

@@ -9,6 +9,9 @@
  * picks the backend:
  *   "memory:" or "memory:NAME"   everything in this process's memory (tests;
  *                                nothing survives close)
+ *   "postgresql://..." or "postgres://..."   a PostgreSQL database (libpq
+ *                                URL; the registry kind only so far, and its
+ *                                calls block on the network: not for the loop)
  *   anything else                a SQLite file at that path (WAL,
  *                                synchronous=NORMAL, busy timeout 1 s)
  * Each backend is a table of operations (store/internal.h,
@@ -70,10 +73,12 @@ typedef enum {
 realm_store_t *realm_store_open(realm_store_kind_t kind, const char *location, char *err,
                                 size_t err_len);
 void realm_store_close(realm_store_t *s); /* NULL is fine */
-/* "sqlite" or "memory". */
+/* "sqlite", "memory" or "postgresql". */
 const char *realm_store_backend(const realm_store_t *s);
 /* 1 if location names the in-memory backend. */
 int realm_store_is_memory(const char *location);
+/* 1 if location names PostgreSQL ("postgresql://..." or "postgres://..."). */
+int realm_store_is_pg(const char *location);
 /* The schema version the store's database is at (the latest its backend
  * knows for its kind, once open); the memory backend's is a constant. */
 int64_t realm_store_schema_version(const realm_store_t *s);
@@ -86,6 +91,8 @@ void realm_store_rollback(realm_store_t *s);
 /*
  * The write generation: grows with every call that may write (committed or
  * not). What was read at one value still holds while it stays the same.
+ * PostgreSQL: shared by every store on the database (it moves when another
+ * server's write commits), one round trip per call.
  */
 uint64_t realm_store_generation(const realm_store_t *s);
 
@@ -166,12 +173,19 @@ int realm_store_alias_using(realm_store_t *s, const char *tenant, const char *na
 
 /* ---- registry: creates and code updates in flight ---- */
 
-/* 0 recorded, 1 if the function already has one. */
+/*
+ * In this process's memory for SQLite and memory; on PostgreSQL, rows every
+ * server on the database sees, each owned by the store that added it (only
+ * it removes it) and expiring 15 minutes after (a dead server's entries
+ * stop counting): docs/storage.md. 0 recorded, 1 if the function already
+ * has one, -1 on a storage error (PostgreSQL).
+ */
 int realm_store_pending_add(realm_store_t *s, const char *tenant, const char *name, int is_create);
-/* 0 none, 1 a code update, 2 a create. */
+/* 0 none, 1 a code update, 2 a create, -1 on a storage error (PostgreSQL). */
 int realm_store_pending_get(realm_store_t *s, const char *tenant, const char *name);
 void realm_store_pending_remove(realm_store_t *s, const char *tenant, const char *name);
-/* How many are in flight. */
+/* How many are in flight (PostgreSQL: 1 on a storage error, so that
+ * nothing is garbage-collected on a guess). */
 size_t realm_store_pending_count(realm_store_t *s);
 
 /* ---- queue ---- */

@@ -2,7 +2,9 @@
  * test_registry.c - the registry's rules without HTTP: names and ARNs,
  * field validation, versions, aliases, concurrency, tags, paging, reopening.
  * Built twice: test_registry over SQLite, test_registry_memory (with
- * REALM_TEST_MEMORY) over the in-memory store, which skips only reopening.
+ * REALM_TEST_MEMORY) over the in-memory store, which skips only reopening,
+ * and test_registry_pg (REALM_TEST_PG) over PostgreSQL, each test on an
+ * emptied database (tests/unit/with_pg.sh starts one for ctest).
  */
 #include "registry/registry.h"
 
@@ -16,9 +18,13 @@
 
 #include <cmocka.h>
 
+#ifdef REALM_TEST_PG
+#include "pg_fixture.h"
+#endif
+
 typedef struct {
     char dir[64];
-    char db[128];
+    char db[512];
     realm_registry_t *r;
 } fx_t;
 
@@ -30,7 +36,7 @@ static const realm_registry_opts_t opts = {.region = "us-east-1",
 
 static realm_registry_t *open_db(fx_t *f)
 {
-    char err[256];
+    char err[512];
     realm_registry_t *r = realm_registry_open(f->db, &opts, err, sizeof(err));
     if (!r) fail_msg("open: %s", err);
     return r;
@@ -41,8 +47,11 @@ static int setup(void **state)
     fx_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/realm-reg-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-#ifdef REALM_TEST_MEMORY
+#if defined(REALM_TEST_MEMORY)
     snprintf(f->db, sizeof(f->db), "memory:registry");
+#elif defined(REALM_TEST_PG)
+    fx_pg_reset();
+    snprintf(f->db, sizeof(f->db), "%s", fx_pg_url());
 #else
     snprintf(f->db, sizeof(f->db), "%s/realm.db", f->dir);
 #endif

@@ -1,0 +1,69 @@
+/*
+ * pg.h - the PostgreSQL backend's shared parts (not a public header): the
+ * store struct, the connection, prepared statements and the errors. The SQL
+ * of each kind is in pg_<kind>.c (pg_registry.c only, so far: the queue and
+ * auth kinds are refused at open, docs/storage.md).
+ *
+ * DESIGN: one PGconn per store, blocking libpq calls (PQexecPrepared), each
+ * statement prepared once per connection (PQprepare, named "r<index>").
+ * A lost connection (CONNECTION_BAD) fails the call (-1, logged) and the
+ * next call tries PQreset once; the prepared statements are made again on
+ * the new connection. The reconnection policy with backoff and the "down"
+ * flag come with the asynchronous façade (docs/storage.md, "The plan").
+ *
+ * LIFETIME: the store owns its connection until realm_store_close.
+ * THREADS: one thread per store; every call waits on the network, so it
+ * must not run on the event loop (the façade's worker thread will).
+ */
+#ifndef REALM_STORE_PG_H
+#define REALM_STORE_PG_H
+
+#include "store/internal.h"
+
+#include <libpq-fe.h>
+
+#define PG_STMT_MAX 64 /* more distinct statements than any kind has */
+
+/* A statement of a kind: its SQL and parameter count (a static table). */
+typedef struct {
+    const char *sql;
+    int nparams;
+} pg_stmt_t;
+
+typedef struct {
+    realm_store_t base;
+    realm_store_ops_t ops; /* base.ops points here */
+    PGconn *conn;
+    char *where;            /* "postgresql://user@host:port/db (kind)": no password */
+    const pg_stmt_t *stmts; /* the kind's statements (pg_registry.c) */
+    size_t stmt_cnt;
+    unsigned char prepared[PG_STMT_MAX]; /* on this connection (cleared by a reset) */
+    int in_txn;
+    uint64_t last_generation; /* the last shared generation read */
+    char owner[96];           /* this store's name in shared rows (pending) */
+} pg_t;
+
+/*
+ * Runs the kind's statement idx with params (text; NULL is SQL NULL),
+ * preparing it first on this connection. Returns the result when its status
+ * is PGRES_COMMAND_OK or PGRES_TUPLES_OK (PQclear it); NULL on error, logged
+ * unless its SQLSTATE is quiet (may be NULL), with the SQLSTATE copied to
+ * sqlstate (6 bytes, may be NULL).
+ */
+PGresult *realm_pg_exec(pg_t *p, size_t idx, const char *const *params, char *sqlstate);
+/* Runs sql without parameters (simple query protocol): 0 or -1 (logged). */
+int realm_pg_simple(pg_t *p, const char *sql);
+/* 0 when the connection is usable (reset once if it was lost), -1 (logged). */
+int realm_pg_ready(pg_t *p);
+/* Logs "store: WHERE: what: libpq's message" and returns -1. */
+int realm_pg_fail(pg_t *p, const char *what, const PGresult *res);
+/* The rows a write changed (PQcmdTuples), 0 if none. */
+int64_t realm_pg_changes(const PGresult *res);
+json_t *realm_pg_json(const PGresult *res, int row, int col); /* never NULL */
+int64_t realm_pg_int(const PGresult *res, int row, int col);  /* 0 for NULL */
+
+extern const realm_store_schema_t realm_pg_registry_schema;
+/* Fills the registry's ops and p->stmts; sets p->owner. */
+void realm_pg_registry_init(pg_t *p);
+
+#endif

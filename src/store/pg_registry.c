@@ -1,0 +1,529 @@
+/*
+ * pg_registry.c - the PostgreSQL backend's registry (docs/storage.md,
+ * "PostgreSQL backend (registry)").
+ *
+ * SCHEMA (version 1, recorded in realm_schema under 'registry'; the steps below):
+ *   functions(tenant, name, next_version, reserved, tags)    one per function
+ *   versions(tenant, name, num, code, config)                num 0 is $LATEST
+ *   aliases(tenant, name, alias, config)
+ *   realm_pending(tenant, name, is_create, owner, expires)   creates/updates in flight
+ *   realm_generation(kind, value)                            the shared write generation
+ * As on SQLite: `config` and `tags` hold JSON text (read back as written;
+ * the queries cast to jsonb where they look inside), `code` the package's
+ * hash (the package bytes stay in each server's data dir for now), and
+ * deleting a function cascades to its versions and aliases. Names compare
+ * and sort bytewise (COLLATE "C"), as SQLite's BINARY does, whatever the
+ * database's locale.
+ *
+ * The write generation is one row bumped by a statement-level trigger on
+ * functions, versions and aliases, in the writing transaction: every
+ * process on the database sees it move when the write commits (and never
+ * before), and a rollback takes the bump back with the write.
+ */
+#include "store/pg.h"
+
+#include "base/log.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+/* The migrations (append-only: store/internal.h). */
+static const realm_store_migration_t steps[] = {
+    {"functions, versions, aliases, pending, generation",
+     "CREATE TABLE functions("
+     " tenant TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,"
+     " next_version BIGINT NOT NULL DEFAULT 1,"
+     " reserved BIGINT,"
+     " tags TEXT NOT NULL DEFAULT '{}',"
+     " PRIMARY KEY(tenant, name));"
+     "CREATE TABLE versions("
+     " tenant TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,"
+     " num BIGINT NOT NULL, code TEXT NOT NULL, config TEXT NOT NULL,"
+     " PRIMARY KEY(tenant, name, num),"
+     " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
+     "CREATE INDEX versions_code ON versions(code);"
+     "CREATE TABLE aliases("
+     " tenant TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,"
+     " alias TEXT COLLATE \"C\" NOT NULL, config TEXT NOT NULL,"
+     " PRIMARY KEY(tenant, name, alias),"
+     " FOREIGN KEY(tenant, name) REFERENCES functions(tenant, name) ON DELETE CASCADE);"
+     "CREATE TABLE realm_pending("
+     " tenant TEXT COLLATE \"C\" NOT NULL, name TEXT COLLATE \"C\" NOT NULL,"
+     " is_create BOOLEAN NOT NULL, owner TEXT NOT NULL, expires TIMESTAMPTZ NOT NULL,"
+     " PRIMARY KEY(tenant, name));"
+     "CREATE TABLE realm_generation(kind TEXT PRIMARY KEY, value BIGINT NOT NULL);"
+     "INSERT INTO realm_generation(kind, value) VALUES('registry', 1);"
+     "CREATE FUNCTION realm_registry_bump() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN UPDATE realm_generation SET value = value + 1 WHERE kind = 'registry';"
+     " RETURN NULL; END $$;"
+     "CREATE TRIGGER functions_generation AFTER INSERT OR UPDATE OR DELETE ON functions"
+     " FOR EACH STATEMENT EXECUTE FUNCTION realm_registry_bump();"
+     "CREATE TRIGGER versions_generation AFTER INSERT OR UPDATE OR DELETE ON versions"
+     " FOR EACH STATEMENT EXECUTE FUNCTION realm_registry_bump();"
+     "CREATE TRIGGER aliases_generation AFTER INSERT OR UPDATE OR DELETE ON aliases"
+     " FOR EACH STATEMENT EXECUTE FUNCTION realm_registry_bump();"},
+};
+const realm_store_schema_t realm_pg_registry_schema = {steps, sizeof(steps) / sizeof(steps[0])};
+
+/* How long a create or code update in flight holds its function when its
+ * server stops without removing it (a killed process): long enough for
+ * the largest package to be unpacked, short enough to free the name. */
+#define PG_PENDING_TTL "interval '15 minutes'"
+
+enum {
+    S_FN_GET,
+    S_FN_INSERT,
+    S_FN_DELETE,
+    S_FN_RESERVED,
+    S_FN_TAGS,
+    S_FN_TAKE,
+    S_FN_SUM,
+    S_FN_USAGE,
+    S_VER_GET,
+    S_VER_LAST,
+    S_VER_INSERT,
+    S_VER_UPDATE,
+    S_VER_UPDATE_CFG,
+    S_VER_DELETE,
+    S_VER_LIST_FN,
+    S_VER_LIST_ALL,
+    S_VER_LIST_LATEST,
+    S_CODE_USED,
+    S_CODE_OWNED,
+    S_ALIAS_GET,
+    S_ALIAS_INSERT,
+    S_ALIAS_UPDATE,
+    S_ALIAS_DELETE,
+    S_ALIAS_LIST,
+    S_ALIAS_USING,
+    S_GENERATION,
+    S_PEND_ADD,
+    S_PEND_GET,
+    S_PEND_DEL,
+    S_PEND_COUNT,
+    S_COUNT
+};
+
+static const pg_stmt_t stmts[S_COUNT] = {
+    [S_FN_GET] = {"SELECT next_version, reserved, tags FROM functions WHERE tenant=$1 AND name=$2",
+                  2},
+    /* DO NOTHING rather than a unique violation, which would abort the
+     * caller's transaction (SQLite's does not). */
+    [S_FN_INSERT] = {"INSERT INTO functions(tenant, name, tags) VALUES($1, $2, $3)"
+                     " ON CONFLICT DO NOTHING",
+                     3},
+    [S_FN_DELETE] = {"DELETE FROM functions WHERE tenant=$1 AND name=$2", 2},
+    [S_FN_RESERVED] = {"UPDATE functions SET reserved=$3 WHERE tenant=$1 AND name=$2", 3},
+    [S_FN_TAGS] = {"UPDATE functions SET tags=$3 WHERE tenant=$1 AND name=$2", 3},
+    [S_FN_TAKE] = {"UPDATE functions SET next_version = next_version + 1"
+                   " WHERE tenant=$1 AND name=$2 RETURNING next_version - 1",
+                   2},
+    [S_FN_SUM] = {"SELECT COALESCE(SUM(reserved), 0)::bigint FROM functions"
+                  " WHERE tenant=$1 AND name != $2",
+                  2},
+    [S_FN_USAGE] = {"SELECT (SELECT COUNT(*) FROM functions WHERE tenant=$1),"
+                    " (SELECT COALESCE(SUM((config::jsonb->>'CodeSize')::bigint), 0)::bigint"
+                    " FROM versions WHERE tenant=$1)",
+                    1},
+    [S_VER_GET] = {"SELECT config, code FROM versions WHERE tenant=$1 AND name=$2 AND num=$3", 3},
+    [S_VER_LAST] = {"SELECT num, config, code FROM versions WHERE tenant=$1 AND name=$2 AND num>0"
+                    " ORDER BY num DESC LIMIT 1",
+                    2},
+    [S_VER_INSERT] = {"INSERT INTO versions(tenant, name, num, code, config)"
+                      " VALUES($1, $2, $3, $4, $5)",
+                      5},
+    [S_VER_UPDATE] =
+        {"UPDATE versions SET code=$4, config=$5 WHERE tenant=$1 AND name=$2 AND num=$3", 5},
+    [S_VER_UPDATE_CFG] = {"UPDATE versions SET config=$4 WHERE tenant=$1 AND name=$2 AND num=$3",
+                          4},
+    [S_VER_DELETE] = {"DELETE FROM versions WHERE tenant=$1 AND name=$2 AND num=$3", 3},
+    [S_VER_LIST_FN] = {"SELECT name, num, config FROM versions WHERE tenant=$1 AND name=$2"
+                       " AND num > $3 ORDER BY num LIMIT $4",
+                       4},
+    [S_VER_LIST_ALL] = {"SELECT name, num, config FROM versions WHERE tenant=$1 AND"
+                        " (name > $2 OR (name = $2 AND num > $3)) ORDER BY name, num LIMIT $4",
+                        4},
+    [S_VER_LIST_LATEST] = {"SELECT name, num, config FROM versions WHERE tenant=$1 AND num=0"
+                           " AND name > $2 ORDER BY name LIMIT $3",
+                           3},
+    [S_CODE_USED] = {"SELECT 1 FROM versions WHERE code=$1 LIMIT 1", 1},
+    [S_CODE_OWNED] = {"SELECT 1 FROM versions WHERE code=$1 AND tenant=$2 LIMIT 1", 2},
+    [S_ALIAS_GET] = {"SELECT config FROM aliases WHERE tenant=$1 AND name=$2 AND alias=$3", 3},
+    [S_ALIAS_INSERT] = {"INSERT INTO aliases(tenant, name, alias, config) VALUES($1, $2, $3, $4)",
+                        4},
+    [S_ALIAS_UPDATE] = {"UPDATE aliases SET config=$4 WHERE tenant=$1 AND name=$2 AND alias=$3", 4},
+    [S_ALIAS_DELETE] = {"DELETE FROM aliases WHERE tenant=$1 AND name=$2 AND alias=$3", 3},
+    [S_ALIAS_LIST] = {"SELECT alias, config FROM aliases WHERE tenant=$1 AND name=$2"
+                      " AND alias > $3 AND (COALESCE($4, '') = ''"
+                      " OR config::jsonb->>'FunctionVersion' = $4) ORDER BY alias LIMIT $5",
+                      5},
+    [S_ALIAS_USING] = {"SELECT alias FROM aliases WHERE tenant=$1 AND name=$2 AND"
+                       " (config::jsonb->>'FunctionVersion' = $3 OR jsonb_exists("
+                       "config::jsonb->'RoutingConfig'->'AdditionalVersionWeights', $3))"
+                       " ORDER BY alias LIMIT 1",
+                       3},
+    [S_GENERATION] = {"SELECT value FROM realm_generation WHERE kind = 'registry'", 0},
+    /* A row of a dead server (expired) is taken over; a live one answers no row. */
+    [S_PEND_ADD] = {"INSERT INTO realm_pending(tenant, name, is_create, owner, expires)"
+                    " VALUES($1, $2, $3, $4, now() + " PG_PENDING_TTL ")"
+                    " ON CONFLICT (tenant, name) DO UPDATE SET is_create = excluded.is_create,"
+                    " owner = excluded.owner, expires = excluded.expires"
+                    " WHERE realm_pending.expires < now()",
+                    4},
+    [S_PEND_GET] = {"SELECT is_create FROM realm_pending WHERE tenant=$1 AND name=$2"
+                    " AND expires >= now()",
+                    2},
+    [S_PEND_DEL] = {"DELETE FROM realm_pending WHERE tenant=$1 AND name=$2 AND owner=$3", 3},
+    [S_PEND_COUNT] = {"SELECT COUNT(*) FROM realm_pending WHERE expires >= now()", 0},
+};
+
+#define P(s) ((pg_t *)(s))
+
+/* Runs a query: 0 with a row (res kept in *out), 1 without (cleared), -1. */
+static int query_row(pg_t *p, int idx, const char *const *params, PGresult **out)
+{
+    PGresult *r = realm_pg_exec(p, (size_t)idx, params, NULL);
+    if (!r) return -1;
+    if (PQntuples(r) == 0) {
+        PQclear(r);
+        return 1;
+    }
+    *out = r;
+    return 0;
+}
+
+/* Runs a write: 0 when it changed a row, 1 when none (missing), -1. */
+static int write_rc(pg_t *p, int idx, const char *const *params)
+{
+    PGresult *r = realm_pg_exec(p, (size_t)idx, params, NULL);
+    if (!r) return -1;
+    int64_t n = realm_pg_changes(r);
+    PQclear(r);
+    return n > 0 ? 0 : 1;
+}
+
+static char *dump(json_t *j)
+{
+    return json_dumps(j, JSON_COMPACT);
+}
+
+static void copy_col(char *out, size_t len, const PGresult *r, int col)
+{
+    snprintf(out, len, "%s", PQgetisnull(r, 0, col) ? "" : PQgetvalue(r, 0, col));
+}
+
+/* ---- functions ---- */
+
+static int fn_get(realm_store_t *s, const char *t, const char *n, realm_store_fn_t *out)
+{
+    PGresult *r = NULL;
+    int rc = query_row(P(s), S_FN_GET, (const char *[]){t, n}, &r);
+    if (rc != 0) return rc;
+    if (out) {
+        out->next_version = realm_pg_int(r, 0, 0);
+        out->reserved = PQgetisnull(r, 0, 1) ? -1 : realm_pg_int(r, 0, 1);
+        out->tags = realm_pg_json(r, 0, 2);
+    }
+    PQclear(r);
+    return 0;
+}
+
+static int fn_insert(realm_store_t *s, const char *t, const char *n, json_t *tags)
+{
+    char *ts = tags ? dump(tags) : NULL;
+    int rc = write_rc(P(s), S_FN_INSERT, (const char *[]){t, n, ts ? ts : "{}"});
+    free(ts);
+    return rc;
+}
+
+static int fn_delete(realm_store_t *s, const char *t, const char *n)
+{
+    return write_rc(P(s), S_FN_DELETE, (const char *[]){t, n});
+}
+
+static int fn_set_reserved(realm_store_t *s, const char *t, const char *n, int64_t reserved)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%" PRId64, reserved);
+    return write_rc(P(s), S_FN_RESERVED, (const char *[]){t, n, reserved >= 0 ? v : NULL}) < 0 ? -1
+                                                                                               : 0;
+}
+
+static int fn_set_tags(realm_store_t *s, const char *t, const char *n, json_t *tags)
+{
+    char *ts = dump(tags);
+    int rc = write_rc(P(s), S_FN_TAGS, (const char *[]){t, n, ts});
+    free(ts);
+    return rc < 0 ? -1 : 0;
+}
+
+static int64_t fn_take_version(realm_store_t *s, const char *t, const char *n)
+{
+    PGresult *r = NULL;
+    if (query_row(P(s), S_FN_TAKE, (const char *[]){t, n}, &r) != 0) return -1;
+    int64_t v = realm_pg_int(r, 0, 0);
+    PQclear(r);
+    return v;
+}
+
+static int64_t fn_sum_reserved(realm_store_t *s, const char *t, const char *except)
+{
+    PGresult *r = NULL;
+    if (query_row(P(s), S_FN_SUM, (const char *[]){t, except ? except : ""}, &r) != 0) return -1;
+    int64_t v = realm_pg_int(r, 0, 0);
+    PQclear(r);
+    return v;
+}
+
+static int fn_usage(realm_store_t *s, const char *t, int64_t *count, int64_t *code_size)
+{
+    PGresult *r = NULL;
+    if (query_row(P(s), S_FN_USAGE, (const char *[]){t}, &r) != 0) return -1;
+    *count = realm_pg_int(r, 0, 0);
+    *code_size = realm_pg_int(r, 0, 1);
+    PQclear(r);
+    return 0;
+}
+
+/* ---- versions ---- */
+
+static int ver_get(realm_store_t *s, const char *t, const char *n, int64_t num, json_t **config,
+                   char *code)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%" PRId64, num);
+    PGresult *r = NULL;
+    int rc = query_row(P(s), S_VER_GET, (const char *[]){t, n, v}, &r);
+    if (rc != 0) return rc;
+    if (config) *config = realm_pg_json(r, 0, 0);
+    if (code) copy_col(code, REALM_STORE_HEX_LEN + 1, r, 1);
+    PQclear(r);
+    return 0;
+}
+
+static int ver_last(realm_store_t *s, const char *t, const char *n, int64_t *num, json_t **config,
+                    char *code)
+{
+    PGresult *r = NULL;
+    int rc = query_row(P(s), S_VER_LAST, (const char *[]){t, n}, &r);
+    if (rc != 0) return rc;
+    *num = realm_pg_int(r, 0, 0);
+    if (config) *config = realm_pg_json(r, 0, 1);
+    if (code) copy_col(code, REALM_STORE_HEX_LEN + 1, r, 2);
+    PQclear(r);
+    return 0;
+}
+
+static int ver_insert(realm_store_t *s, const char *t, const char *n, int64_t num, const char *code,
+                      json_t *config)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%" PRId64, num);
+    char *cs = dump(config);
+    int rc = write_rc(P(s), S_VER_INSERT, (const char *[]){t, n, v, code, cs});
+    free(cs);
+    return rc < 0 ? -1 : 0;
+}
+
+static int ver_update(realm_store_t *s, const char *t, const char *n, int64_t num, const char *code,
+                      json_t *config)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%" PRId64, num);
+    char *cs = dump(config);
+    int rc = code ? write_rc(P(s), S_VER_UPDATE, (const char *[]){t, n, v, code, cs})
+                  : write_rc(P(s), S_VER_UPDATE_CFG, (const char *[]){t, n, v, cs});
+    free(cs);
+    return rc < 0 ? -1 : 0;
+}
+
+static int ver_delete(realm_store_t *s, const char *t, const char *n, int64_t num)
+{
+    char v[24];
+    snprintf(v, sizeof(v), "%" PRId64, num);
+    return write_rc(P(s), S_VER_DELETE, (const char *[]){t, n, v});
+}
+
+static json_t *ver_list(realm_store_t *s, const char *t, const char *n, const char *after_name,
+                        int64_t after_num, int latest_only, size_t limit)
+{
+    char an[24], lim[24];
+    snprintf(an, sizeof(an), "%" PRId64, after_num);
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    const char *after = after_name ? after_name : "";
+    PGresult *r =
+        n ? realm_pg_exec(P(s), S_VER_LIST_FN, (const char *[]){t, n, an, lim}, NULL)
+        : latest_only
+            ? realm_pg_exec(P(s), S_VER_LIST_LATEST, (const char *[]){t, after, lim}, NULL)
+            : realm_pg_exec(P(s), S_VER_LIST_ALL, (const char *[]){t, after, an, lim}, NULL);
+    if (!r) return NULL;
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(list, json_pack("{s:s, s:I, s:o}", "name", PQgetvalue(r, i, 0), "num",
+                                              (json_int_t)realm_pg_int(r, i, 1), "config",
+                                              realm_pg_json(r, i, 2)));
+    PQclear(r);
+    return list;
+}
+
+static int code_used(realm_store_t *s, const char *t, const char *hex)
+{
+    PGresult *r = t ? realm_pg_exec(P(s), S_CODE_OWNED, (const char *[]){hex, t}, NULL)
+                    : realm_pg_exec(P(s), S_CODE_USED, (const char *[]){hex}, NULL);
+    if (!r) return -1;
+    int used = PQntuples(r) > 0;
+    PQclear(r);
+    return used;
+}
+
+/* ---- aliases ---- */
+
+static int alias_get(realm_store_t *s, const char *t, const char *n, const char *a, json_t **config)
+{
+    PGresult *r = NULL;
+    int rc = query_row(P(s), S_ALIAS_GET, (const char *[]){t, n, a}, &r);
+    if (rc != 0) return rc;
+    if (config) *config = realm_pg_json(r, 0, 0);
+    PQclear(r);
+    return 0;
+}
+
+static int alias_put(realm_store_t *s, const char *t, const char *n, const char *a, json_t *config,
+                     int is_insert)
+{
+    char *cs = dump(config);
+    int rc =
+        write_rc(P(s), is_insert ? S_ALIAS_INSERT : S_ALIAS_UPDATE, (const char *[]){t, n, a, cs});
+    free(cs);
+    return rc < 0 ? -1 : 0;
+}
+
+static int alias_delete(realm_store_t *s, const char *t, const char *n, const char *a)
+{
+    return write_rc(P(s), S_ALIAS_DELETE, (const char *[]){t, n, a});
+}
+
+static json_t *alias_list(realm_store_t *s, const char *t, const char *n, const char *after,
+                          const char *version, size_t limit)
+{
+    char lim[24];
+    snprintf(lim, sizeof(lim), "%zu", limit);
+    PGresult *r = realm_pg_exec(P(s), S_ALIAS_LIST,
+                                (const char *[]){t, n, after ? after : "", version, lim}, NULL);
+    if (!r) return NULL;
+    json_t *list = json_array();
+    for (int i = 0; i < PQntuples(r); i++)
+        json_array_append_new(list, json_pack("{s:s, s:o}", "alias", PQgetvalue(r, i, 0), "config",
+                                              realm_pg_json(r, i, 1)));
+    PQclear(r);
+    return list;
+}
+
+static int alias_using(realm_store_t *s, const char *t, const char *n, const char *version,
+                       char *alias_out)
+{
+    PGresult *r = NULL;
+    int rc = query_row(P(s), S_ALIAS_USING, (const char *[]){t, n, version}, &r);
+    if (rc < 0) return -1;
+    if (rc == 1) return 0;
+    copy_col(alias_out, 129, r, 0);
+    PQclear(r);
+    return 1;
+}
+
+/* ---- shared state: the generation, the creates/updates in flight ---- */
+
+static uint64_t generation(realm_store_t *s)
+{
+    pg_t *p = P(s);
+    PGresult *r = NULL;
+    /* The database's counter (every process's committed writes: one round
+     * trip) plus this store's own write calls (base.generation), so that a
+     * rolled-back write moves it too, as store.h promises; both only grow.
+     * When the database cannot answer, the last value read stands (logged):
+     * what was cached stays served, as the façade will do while it is down. */
+    if (query_row(p, S_GENERATION, NULL, &r) == 0) {
+        p->last_generation = (uint64_t)realm_pg_int(r, 0, 0);
+        PQclear(r);
+    }
+    return p->last_generation + p->base.generation;
+}
+
+static int pending_add(realm_store_t *s, const char *t, const char *n, int is_create)
+{
+    pg_t *p = P(s);
+    int rc = write_rc(p, S_PEND_ADD, (const char *[]){t, n, is_create ? "t" : "f", p->owner});
+    return rc < 0 ? -1 : rc;
+}
+
+static int pending_get(realm_store_t *s, const char *t, const char *n)
+{
+    PGresult *r = NULL;
+    int rc = query_row(P(s), S_PEND_GET, (const char *[]){t, n}, &r);
+    if (rc < 0) return -1;
+    if (rc == 1) return 0;
+    int is_create = strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    return is_create ? 2 : 1;
+}
+
+static void pending_remove(realm_store_t *s, const char *t, const char *n)
+{
+    pg_t *p = P(s);
+    write_rc(p, S_PEND_DEL, (const char *[]){t, n, p->owner});
+}
+
+static size_t pending_count(realm_store_t *s)
+{
+    PGresult *r = NULL;
+    /* On an error, "one": nothing is garbage-collected on a guess. */
+    if (query_row(P(s), S_PEND_COUNT, NULL, &r) != 0) return 1;
+    int64_t n = realm_pg_int(r, 0, 0);
+    PQclear(r);
+    return n > 0 ? (size_t)n : 0;
+}
+
+void realm_pg_registry_init(pg_t *p)
+{
+    realm_store_ops_t *o = &p->ops;
+    p->stmts = stmts;
+    p->stmt_cnt = S_COUNT;
+    _Static_assert(S_COUNT <= PG_STMT_MAX, "PG_STMT_MAX");
+    /* This store's name in realm_pending: host, process and a per-open part
+     * (two stores of one process are two owners). */
+    char host[64] = "";
+    gethostname(host, sizeof(host) - 1);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", host, (long)getpid(),
+             (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec ^ (unsigned long)(uintptr_t)p);
+    o->fn_get = fn_get;
+    o->fn_insert = fn_insert;
+    o->fn_delete = fn_delete;
+    o->fn_set_reserved = fn_set_reserved;
+    o->fn_set_tags = fn_set_tags;
+    o->fn_take_version = fn_take_version;
+    o->fn_sum_reserved = fn_sum_reserved;
+    o->fn_usage = fn_usage;
+    o->ver_get = ver_get;
+    o->ver_last = ver_last;
+    o->ver_insert = ver_insert;
+    o->ver_update = ver_update;
+    o->ver_delete = ver_delete;
+    o->ver_list = ver_list;
+    o->code_used = code_used;
+    o->alias_get = alias_get;
+    o->alias_put = alias_put;
+    o->alias_delete = alias_delete;
+    o->alias_list = alias_list;
+    o->alias_using = alias_using;
+    o->generation = generation;
+    o->pending_add = pending_add;
+    o->pending_get = pending_get;
+    o->pending_remove = pending_remove;
+    o->pending_count = pending_count;
+}
