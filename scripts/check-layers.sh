@@ -4,6 +4,7 @@
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
+#   base <- storeq (the store queue: a worker thread behind a uv_async façade)
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
 #   base <- runtimes (the runtime table) <- {registry, exec, invoke, cli, api}
 #   {config, dispatch, registry, queue, exec, model} <- invoke <- api
@@ -31,6 +32,7 @@ allowed() {
     exec) echo "base sandbox runtimes exec" ;;
     queue) echo "base store queue" ;;
     store) echo "base store" ;;
+    storeq) echo "base storeq" ;;
     model) echo "base model" ;;
     httpc) echo "base httpc" ;;
     llm) echo "base httpc llm" ;;
