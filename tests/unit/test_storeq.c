@@ -2,7 +2,8 @@
  * test_storeq.c - the store queue (storeq/storeq.h): work runs on one other
  * thread in submission order, done runs on the loop thread in the same
  * order and never inside submit, a full queue refuses at once, close
- * cancels what has not started and finishes what runs, 100,000 jobs leave
+ * cancels what has not started and finishes what runs (also from a done_fn,
+ * after which submit is refused), 100,000 jobs leave
  * nothing behind (ASan), a job that blocks does not block the loop, and the
  * round trip submit -> work -> done measured (p50/p99 printed).
  * Synchronisation with the worker is by a gate (mutex + condition) the test
@@ -338,6 +339,39 @@ static void test_close_idle(void **state)
     assert_int_equal(uv_loop_close(&c.loop), 0);
 }
 
+/* A done_fn may close the queue; a submit after that is refused. */
+typedef struct {
+    ctx_t c;
+    job_t a;
+    job_t late;
+    int late_rc;
+} selfclose_t;
+
+static void selfclose_done(void *data, int status)
+{
+    done_fn(data, status);
+    selfclose_t *sc = (selfclose_t *)((job_t *)data)->ctx; /* c is the first member */
+    realm_storeq_close(sc->c.q, on_q_closed, &sc->c);
+    sc->late = (job_t){.ctx = &sc->c, .n = 1};
+    sc->late_rc = realm_storeq_submit(sc->c.q, work_fn, done_fn, &sc->late);
+}
+
+static void test_close_from_done(void **state)
+{
+    (void)state;
+    selfclose_t *sc = calloc(1, sizeof(*sc));
+    ctx_init(&sc->c, 4);
+    sc->a = (job_t){.ctx = &sc->c, .n = 0};
+    assert_int_equal(realm_storeq_submit(sc->c.q, work_fn, selfclose_done, &sc->a), 0);
+    uv_run(&sc->c.loop, UV_RUN_DEFAULT);
+    assert_int_equal(sc->c.closed_cnt, 1);
+    assert_int_equal(sc->a.status, 0);
+    assert_int_equal(sc->late_rc, REALM_ERR_SHUTTING_DOWN);
+    assert_false(sc->late.has_done);
+    assert_int_equal(uv_loop_close(&sc->c.loop), 0);
+    free(sc);
+}
+
 /* A blocked job does not block the loop: a timer fires while the job waits
  * at the gate, checks that it is still waiting, and opens it. */
 typedef struct {
@@ -507,6 +541,7 @@ int main(void)
         cmocka_unit_test(test_full_queue_rejects),
         cmocka_unit_test(test_close_with_work_queued),
         cmocka_unit_test(test_close_idle),
+        cmocka_unit_test(test_close_from_done),
         cmocka_unit_test(test_blocked_job_does_not_block_loop),
         cmocka_unit_test(test_many_jobs),
         cmocka_unit_test(test_hop_cost),
