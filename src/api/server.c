@@ -34,6 +34,7 @@
 #include "registry/registry.h"
 #include "runtimes/runtimes.h"
 #include "sandbox/sandbox.h"
+#include "store/store.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -765,6 +766,21 @@ static void on_signal(uv_signal_t *h, int signum)
 
 /* ---- life ---- */
 
+void realm_server_db_shown(const char *db, char *out, size_t len)
+{
+    /* postgresql://USER:PASSWORD@HOST/DB: the password is left out. */
+    const char *scheme = strstr(db, "://");
+    const char *at = scheme ? strchr(scheme + 3, '@') : NULL;
+    const char *slash = scheme ? strchr(scheme + 3, '/') : NULL;
+    const char *colon = scheme ? memchr(scheme + 3, ':', at ? (size_t)(at - scheme - 3) : 0) : NULL;
+    if (at && (!slash || at < slash) && colon)
+        snprintf(out, len, "%.*s%s", (int)(colon - db), db, at);
+    else
+        snprintf(out, len, "%s", db);
+    char *q = strchr(out, '?'); /* options may hold a password too */
+    if (q) *q = '\0';
+}
+
 /* Opens the registry and the package store the control API and the invoker share. */
 static int open_stores(realm_server_t *s, char *err, size_t err_len)
 {
@@ -773,14 +789,26 @@ static int open_stores(realm_server_t *s, char *err, size_t err_len)
     snprintf(path, sizeof(path), "%s/packages", cfg->data_dir);
     s->store = realm_pkg_store_open(path, err, err_len);
     if (!s->store) return -1;
-    snprintf(path, sizeof(path), "%s/realm.db", cfg->data_dir);
+    if (realm_store_is_pg(cfg->db)) {
+        snprintf(path, sizeof(path), "%s", cfg->db);
+    } else if (strcmp(cfg->db, "sqlite") == 0) {
+        snprintf(path, sizeof(path), "%s/realm.db", cfg->data_dir);
+    } else {
+        snprintf(err, err_len, "--db: '%.200s' is neither sqlite nor a postgresql:// URL", cfg->db);
+        return -1;
+    }
     realm_registry_opts_t opts = {.region = cfg->region,
                                   .account_id = cfg->account_id,
                                   .concurrency_limit = cfg->concurrency_limit,
                                   .max_zip_bytes = cfg->max_code_zip_bytes,
                                   .max_unzipped_bytes = cfg->max_code_unzipped_bytes};
     s->reg = realm_registry_open(path, &opts, err, err_len);
-    return s->reg ? 0 : -1;
+    if (!s->reg) return -1;
+    char shown[512];
+    realm_server_db_shown(cfg->db, shown, sizeof(shown));
+    realm_info("storage: %s%s%s", shown, realm_store_is_pg(cfg->db) ? "" : " in ",
+               realm_store_is_pg(cfg->db) ? "" : cfg->data_dir);
+    return 0;
 }
 
 int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t **out, char *err,

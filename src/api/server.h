@@ -38,5 +38,7 @@ int realm_server_run(realm_server_t *s);
 void realm_server_shutdown(realm_server_t *s);
 /* Frees everything; the loop is then empty and uv_loop_close() returns 0. */
 void realm_server_free(realm_server_t *s);
+/* The --db value as it may be shown (a URL's password and options left out). */
+void realm_server_db_shown(const char *db, char *out, size_t len);
 
 #endif

@@ -113,6 +113,9 @@ static const cfg_opt_t options[] = {
     OPT_PORT("runtime-port", runtime_port, "9001", "Lambda runtime API port"),
     OPT_PORT("metrics-port", metrics_port, "9090", "Prometheus /metrics port"),
     OPT_STRING("data-dir", data_dir, "./realm-data", "DIR", "directory for Realm's state"),
+    OPT_STRING("db", db, "sqlite", "URL",
+               "where functions, code, Events and keys live: sqlite (files in the data dir) or "
+               "postgresql://USER@HOST:PORT/DB (shared by every server using it)"),
     OPT_ENUM("log-format", log_format, "text", "text|json", "log line format"),
     OPT_ENUM("log-level", log_level, "info", "debug|info|warn|error", "lowest level logged"),
     OPT_SIZE("max-message-bytes", max_message_bytes, "16MiB", 1,

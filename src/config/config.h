@@ -21,60 +21,61 @@
 #include <stdio.h>
 
 typedef struct {
-    char *host;                        /* owned; listen address for every listener */
-    int port;                          /* client WebSocket listener */
-    int control_port;                  /* Lambda control API */
-    int runtime_port;                  /* Lambda runtime API */
-    int metrics_port;                  /* Prometheus /metrics */
-    char *data_dir;                    /* owned */
-    char *log_format;                  /* owned; "text" | "json" */
-    char *log_level;                   /* owned; "debug" | "info" | "warn" | "error" */
-    uint64_t max_message_bytes;        /* WebSocket message limit (close 1009) */
-    uint64_t max_send_queue_bytes;     /* per-connection unsent bytes before the peer is dropped */
-    uint64_t max_header_bytes;         /* HTTP request header block limit (431) */
-    uint64_t max_body_bytes;           /* default HTTP request body limit (413) */
-    uint64_t header_timeout_ms;        /* time to receive a whole request header block */
-    uint64_t idle_timeout_ms;          /* keep-alive idle time / body progress time */
-    uint64_t ws_ping_interval_ms;      /* ping a silent WebSocket peer after this; drop after 2x */
-    uint64_t shutdown_grace_ms;        /* in-flight work allowed to finish on SIGINT/SIGTERM */
-    uint64_t max_calls_per_connection; /* in-flight calls on one client WebSocket */
-    char *region;                      /* owned; the AWS region in ARNs */
-    char *account_id;                  /* owned; 12 digits, the account in ARNs */
-    uint64_t max_code_zip_bytes;       /* largest code package (zip bytes) */
-    uint64_t max_code_unzipped_bytes;  /* largest code package, uncompressed */
-    uint64_t max_code_entries;         /* most entries in one code package */
-    uint64_t concurrency_limit;        /* account concurrency (environments at once) */
-    uint64_t max_package_jobs;         /* code packages unpacked at once (429 beyond) */
-    char *runtimes_dir;                /* owned; our bootstraps (node/, python/); "" = find */
-    uint64_t env_idle_ms;              /* an idle execution environment is stopped after this */
-    uint64_t env_init_timeout_ms;      /* from start to the runtime's first `next` */
-    uint64_t env_tmp_bytes;            /* size of each environment's /tmp */
-    uint64_t env_pids_max;             /* processes and threads in one environment */
-    char *env_network;                 /* owned; "private" | "none" | "host" */
-    char *env_host_uids;               /* owned; "FIRST-LAST" host uids of environments */
-    int env_tmp_disk;                  /* /tmp on a loop-mounted disk when root */
-    uint64_t invoke_queue_depth;       /* invocations waiting per function before 429 */
-    uint64_t event_retries;            /* retries of a failed Event invocation */
-    uint64_t event_retry_base_ms;      /* first retry delay; doubles each time */
+    char *host;                    /* owned; listen address for every listener */
+    int port;                      /* client WebSocket listener */
+    int control_port;              /* Lambda control API */
+    int runtime_port;              /* Lambda runtime API */
+    int metrics_port;              /* Prometheus /metrics */
+    char *data_dir;                /* owned */
+    char *db;                      /* owned; "sqlite" (files in data_dir) or a postgresql:// URL */
+    char *log_format;              /* owned; "text" | "json" */
+    char *log_level;               /* owned; "debug" | "info" | "warn" | "error" */
+    uint64_t max_message_bytes;    /* WebSocket message limit (close 1009) */
+    uint64_t max_send_queue_bytes; /* per-connection unsent bytes before the peer is dropped */
+    uint64_t max_header_bytes;     /* HTTP request header block limit (431) */
+    uint64_t max_body_bytes;       /* default HTTP request body limit (413) */
+    uint64_t header_timeout_ms;    /* time to receive a whole request header block */
+    uint64_t idle_timeout_ms;      /* keep-alive idle time / body progress time */
+    uint64_t ws_ping_interval_ms;  /* ping a silent WebSocket peer after this; drop after 2x */
+    uint64_t shutdown_grace_ms;    /* in-flight work allowed to finish on SIGINT/SIGTERM */
+    uint64_t max_calls_per_connection;     /* in-flight calls on one client WebSocket */
+    char *region;                          /* owned; the AWS region in ARNs */
+    char *account_id;                      /* owned; 12 digits, the account in ARNs */
+    uint64_t max_code_zip_bytes;           /* largest code package (zip bytes) */
+    uint64_t max_code_unzipped_bytes;      /* largest code package, uncompressed */
+    uint64_t max_code_entries;             /* most entries in one code package */
+    uint64_t concurrency_limit;            /* account concurrency (environments at once) */
+    uint64_t max_package_jobs;             /* code packages unpacked at once (429 beyond) */
+    char *runtimes_dir;                    /* owned; our bootstraps (node/, python/); "" = find */
+    uint64_t env_idle_ms;                  /* an idle execution environment is stopped after this */
+    uint64_t env_init_timeout_ms;          /* from start to the runtime's first `next` */
+    uint64_t env_tmp_bytes;                /* size of each environment's /tmp */
+    uint64_t env_pids_max;                 /* processes and threads in one environment */
+    char *env_network;                     /* owned; "private" | "none" | "host" */
+    char *env_host_uids;                   /* owned; "FIRST-LAST" host uids of environments */
+    int env_tmp_disk;                      /* /tmp on a loop-mounted disk when root */
+    uint64_t invoke_queue_depth;           /* invocations waiting per function before 429 */
+    uint64_t event_retries;                /* retries of a failed Event invocation */
+    uint64_t event_retry_base_ms;          /* first retry delay; doubles each time */
     uint64_t event_queue_max_per_function; /* queued Events of one function (429 beyond) */
     uint64_t event_queue_max_per_tenant;   /* queued Events of one tenant (429 beyond) */
-    uint64_t log_file_bytes;           /* per-function log file size before rotation */
-    int auth;                          /* API keys and SigV4 required on the public surfaces */
-    char *admin_key;                   /* owned; acts for any tenant; "none" for no admin key */
-    uint64_t rate_limit;               /* default requests per second per key */
-    uint64_t rate_burst;               /* default bucket size per key */
-    uint64_t max_connections;          /* client WebSockets at once (503 beyond) */
-    uint64_t max_tenant_connections;   /* client WebSockets of one tenant at once */
-    uint64_t max_control_connections;   /* control API connections at once (503 beyond) */
-    uint64_t max_metrics_connections;   /* metrics listener connections at once */
-    uint64_t max_runtime_connections;   /* runtime API connections at once */
-    uint64_t max_idle_http_connections; /* idle HTTP connections per listener; oldest close */
-    uint64_t reserved_fds;              /* descriptors kept for environments, storage, logs */
-    char *models;                 /* owned; "NAME=PATH,...", "bundled" or "none" */
-    uint64_t llm_timeout_ms;      /* longest generation */
-    uint64_t llm_memory_bytes;    /* memory limit of a model environment; 0: from the model size */
-    uint64_t llm_threads;         /* threads per generation */
-    char *provisioned; /* owned; "NAME[:QUALIFIER]=N,..." warm environments, or "none" */
+    uint64_t log_file_bytes;               /* per-function log file size before rotation */
+    int auth;                              /* API keys and SigV4 required on the public surfaces */
+    char *admin_key;                       /* owned; acts for any tenant; "none" for no admin key */
+    uint64_t rate_limit;                   /* default requests per second per key */
+    uint64_t rate_burst;                   /* default bucket size per key */
+    uint64_t max_connections;              /* client WebSockets at once (503 beyond) */
+    uint64_t max_tenant_connections;       /* client WebSockets of one tenant at once */
+    uint64_t max_control_connections;      /* control API connections at once (503 beyond) */
+    uint64_t max_metrics_connections;      /* metrics listener connections at once */
+    uint64_t max_runtime_connections;      /* runtime API connections at once */
+    uint64_t max_idle_http_connections;    /* idle HTTP connections per listener; oldest close */
+    uint64_t reserved_fds;                 /* descriptors kept for environments, storage, logs */
+    char *models;                          /* owned; "NAME=PATH,...", "bundled" or "none" */
+    uint64_t llm_timeout_ms;               /* longest generation */
+    uint64_t llm_memory_bytes; /* memory limit of a model environment; 0: from the model size */
+    uint64_t llm_threads;      /* threads per generation */
+    char *provisioned;         /* owned; "NAME[:QUALIFIER]=N,..." warm environments, or "none" */
 } realm_config_t;
 
 /* Fills c with the defaults (allocates the string fields). */
