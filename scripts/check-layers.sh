@@ -4,6 +4,7 @@
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
+#   storeq <- {registry, queue} (their async façades: registry/async.h, queue/async.h)
 #   base <- storeq (the store queue: a worker thread behind a uv_async façade)
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
 #   base <- runtimes (the runtime table) <- {registry, exec, invoke, cli, api}
@@ -26,11 +27,11 @@ allowed() {
     config) echo "base config" ;;
     dispatch) echo "base metrics dispatch" ;;
     pkg) echo "base pkg" ;;
-    registry) echo "base store pkg runtimes registry" ;;
+    registry) echo "base store storeq pkg runtimes registry" ;;
     sandbox) echo "base sandbox" ;;
     runtimes) echo "base runtimes" ;;
     exec) echo "base sandbox runtimes exec" ;;
-    queue) echo "base store queue" ;;
+    queue) echo "base store storeq queue" ;;
     store) echo "base store" ;;
     storeq) echo "base storeq" ;;
     model) echo "base model" ;;
@@ -39,7 +40,7 @@ allowed() {
     auth) echo "base store auth" ;;
     cli) echo "base pkg auth httpc runtimes cli" ;;
     admit) echo "base auth metrics admit" ;;
-    invoke) echo "base config metrics dispatch pkg registry queue exec model runtimes invoke" ;;
+    invoke) echo "base config metrics dispatch pkg registry queue exec model runtimes storeq invoke" ;;
     api) echo "*" ;;
     *) echo "" ;;
   esac

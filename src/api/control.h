@@ -5,7 +5,8 @@
  *
  * LIFETIME: create after the control HTTP server, free after the loop has
  * run out of work (package jobs in flight hold the loop open).
- * THREADS: loop thread; package work runs on libuv's thread pool.
+ * THREADS: loop thread; package work runs on libuv's thread pool, registry
+ * work on the registry's store worker (registry/async.h).
  */
 #ifndef REALM_API_CONTROL_H
 #define REALM_API_CONTROL_H
@@ -13,19 +14,21 @@
 #include "config/config.h"
 #include "http/server.h"
 #include "exec/exec.h"
-#include "registry/registry.h"
+#include "registry/async.h"
 
 #include <uv.h>
 
 typedef struct realm_control_s realm_control_t;
 
 /*
- * Serves the registry and the package store (both borrowed, opened by the
- * server, and kept open until after realm_control_free): removes packages
+ * Serves the registry (on its worker: every operation is a job there, and
+ * the answer is sent when it is done) and the package store (both
+ * borrowed, opened by the server, and kept open until after
+ * realm_control_free): removes packages
  * no function uses, and adds the routes to http.
  */
 realm_control_t *realm_control_new(uv_loop_t *loop, realm_http_server_t *http,
-                                   const realm_config_t *cfg, realm_registry_t *reg,
+                                   const realm_config_t *cfg, realm_registry_async_t *ra,
                                    realm_pkg_store_t *store);
 void realm_control_free(realm_control_t *ctl);
 

@@ -316,6 +316,24 @@ static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res,
     realm_http_res_send(res, 202, NULL, NULL, 0);
 }
 
+/* Nothing runs: the error is the answer. */
+static void call_refused(call_t *c, const realm_error_t *e)
+{
+    if (c->res) {
+        realm_http_res_on_abort(c->res, NULL, NULL);
+        reg_error(c->res, e);
+    }
+    realm_buf_dispose(&c->frame);
+    free(c);
+}
+
+/* The name was resolved on the registry's worker: it runs (inv), or not (e). */
+static void on_started(realm_inv_t *inv, const realm_error_t *e, void *data)
+{
+    call_t *c = data;
+    if (!inv) call_refused(c, e);
+}
+
 static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invoker_t *iv,
                         int is_stream)
 {
@@ -342,16 +360,12 @@ static void invoke_http(realm_http_req_t *req, realm_http_res_t *res, realm_invo
     static const realm_inv_sink_t stream_sink = {
         .on_stream = on_stream_start, .on_chunk = on_stream_chunk, .on_done = on_stream_done};
     realm_http_res_on_abort(res, call_aborted, c);
-    realm_inv_t *inv =
-        realm_invoker_start(iv, ir.tenant, ir.fn, ir.qualifier, &rq,
-                            is_stream ? &stream_sink : &sync_sink, c, c->version, &e);
+    realm_inv_t *inv;
+    int rc = realm_invoker_start(iv, ir.tenant, ir.fn, ir.qualifier, &rq,
+                                 is_stream ? &stream_sink : &sync_sink, c, c->version, on_started,
+                                 &inv, &e);
     realm_buf_dispose(&ir.cc);
-    if (!inv) { /* nothing to run; else it answers in its sink, later */
-        realm_http_res_on_abort(res, NULL, NULL);
-        realm_buf_dispose(&c->frame);
-        free(c);
-        reg_error(res, &e);
-    }
+    if (rc < 0) call_refused(c, &e); /* else it answers in its sink, later */
 }
 
 static void on_invoke(realm_http_req_t *req, realm_http_res_t *res, void *data)

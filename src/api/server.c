@@ -31,6 +31,7 @@
 #include "metrics/metrics.h"
 #include "net/listener.h"
 #include "pkg/pkg.h"
+#include "registry/async.h"
 #include "registry/registry.h"
 #include "runtimes/runtimes.h"
 #include "sandbox/sandbox.h"
@@ -50,10 +51,13 @@ static const char *const listener_names[L_COUNT] = {"client", "control", "runtim
 
 #define SHUTDOWN_POLL_MS 20
 #define CLOSE_HANDSHAKE_MS 5000
-#define AUTH_TIMEOUT_MS 10000 /* to send {"type":"auth"} on a new WebSocket */
-#define TRIM_TICK_MS 1000     /* how often memory use is looked at (base/alloc.h) */
-#define TRIM_BUSY_TICKS 30    /* trim at least this often (in ticks) while busy */
-#define IDLE_GRACE_MS 1000    /* a new idle connection is safe from the idle cap this long */
+#define AUTH_TIMEOUT_MS 10000   /* to send {"type":"auth"} on a new WebSocket */
+#define TRIM_TICK_MS 1000       /* how often memory use is looked at (base/alloc.h) */
+#define TRIM_BUSY_TICKS 30      /* trim at least this often (in ticks) while busy */
+#define IDLE_GRACE_MS 1000      /* a new idle connection is safe from the idle cap this long */
+#define REGISTRY_MAX_JOBS 65536 /* the registry worker's queue bound (control refuses past 4096)   \
+                                 */
+#define REGISTRY_POLL_MS 1000   /* another server's registry writes are seen this soon */
 
 typedef struct {
     realm_server_t *s;
@@ -69,8 +73,9 @@ struct realm_server_s {
     realm_builtins_ctx_t builtins;
     realm_client_t *client;
     realm_control_t *control;
-    realm_registry_t *reg;    /* DATA_DIR/realm.db, opened here, lent to control and the invoker */
-    realm_pkg_store_t *store; /* DATA_DIR/packages, likewise */
+    realm_registry_t *reg;      /* DATA_DIR/realm.db or --db, opened here, then used by ra only */
+    realm_registry_async_t *ra; /* the registry on its worker, lent to control and the invoker */
+    realm_pkg_store_t *store;   /* DATA_DIR/packages, likewise */
     realm_sandbox_probe_t probe;
     realm_exec_t *exec;
     realm_invoker_t *invoker;
@@ -874,7 +879,12 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_http_server_set_guard(s->http[L_METRICS], realm_authn_metrics_guard, s->authn);
     s->client = realm_client_new(loop, s->dispatch, s->metrics, s->http[L_CLIENT], &ccfg);
     if (open_stores(s, err, err_len) != 0) goto fail;
-    s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, s->reg, s->store);
+    s->ra = realm_registry_async_new(loop, s->reg, REGISTRY_MAX_JOBS, REGISTRY_POLL_MS);
+    if (!s->ra) {
+        snprintf(err, err_len, "cannot start the registry's worker thread");
+        goto fail;
+    }
+    s->control = realm_control_new(loop, s->http[L_CONTROL], cfg, s->ra, s->store);
     setup_exec(s);
     realm_dialect_routes(s->http[L_CONTROL], s->exec);
     s->builtins.runtimes = s->runtimes_json; /* probed by setup_exec */
@@ -882,7 +892,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     if (!s->generate) goto fail;
     if (realm_invoker_check_provisioned(cfg->provisioned, err, err_len) != 0) goto fail;
     realm_invoker_opts_t io = {
-        .loop = loop, .cfg = cfg, .reg = s->reg, .store = s->store, .exec = s->exec};
+        .loop = loop, .cfg = cfg, .ra = s->ra, .store = s->store, .exec = s->exec};
     s->invoker = realm_invoker_new(&io, err, err_len);
     if (!s->invoker) goto fail;
     realm_invoke_routes(s->invoker, s->http[L_CONTROL]);
@@ -981,6 +991,21 @@ static void on_exec_closed(void *data)
 }
 
 /*
+ * Teardown, first step: the registry's worker is gone (jobs not started were
+ * cancelled, their callbacks have run), so no resolution can start an
+ * invocation any more; now the engine closes.
+ */
+static void on_registry_stopped(void *data)
+{
+    realm_server_t *s = data;
+    if (s->exec) {
+        realm_exec_close(s->exec, on_exec_closed, s);
+    } else {
+        on_exec_closed(s);
+    }
+}
+
+/*
  * Safe on a server realm_server_new gave up on halfway: everything not made
  * is NULL. Everything that closes on the loop is closed first (the execution
  * engine first: its end settles invocations and queued events, then
@@ -997,12 +1022,12 @@ void realm_server_free(realm_server_t *s)
     close_handle((uv_handle_t *)&s->trim_timer);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigterm);
-    if (s->exec) {
-        realm_exec_close(s->exec, on_exec_closed, s);
-    } else {
-        on_exec_closed(s);
-    }
+    if (s->ra)
+        realm_registry_async_close(s->ra, on_registry_stopped, s);
+    else
+        on_registry_stopped(s);
     uv_run(s->loop, UV_RUN_DEFAULT);
+    realm_registry_async_free(s->ra);
     realm_registry_close(s->reg);
     realm_pkg_store_close(s->store);
     realm_authn_free(s->authn);

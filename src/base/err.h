@@ -63,6 +63,8 @@
       "request too large")                                                                         \
     X(EVENT_QUEUE_FULL, -1103, "EVENT_QUEUE_FULL", 429, "TooManyRequestsException",                \
       "the event queue is full")                                                                   \
+    X(STORE_UNAVAILABLE, -1104, "STORE_UNAVAILABLE", 503, "ServiceException",                      \
+      "the database is unavailable; retry shortly")                                                \
     /* generate (invoke/generate.c). */                                                            \
     X(NO_MODEL, -1220, "NO_MODEL", 503, "ServiceException", "generate has no model")               \
     X(GENERATE_UNAVAILABLE, -1221, "GENERATE_UNAVAILABLE", 503, "ServiceException",                \

@@ -30,6 +30,9 @@ typedef struct {
     char content_type[128]; /* of a streamed response */
     json_int_t chunks;
     int want_tail;
+    int is_by_name;
+    int is_cancelled; /* while the name was being resolved */
+    char name[200];
 } fcall_t;
 
 /* Text or base64 of some bytes, as a new JSON object with one of the keys. */
@@ -115,11 +118,50 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
     free(fc);
 }
 
+/* Nothing runs: the call fails with the reason. */
+static void refuse(realm_call_t *call, const char *name, int is_by_name, const realm_error_t *e)
+{
+    /* Called by name, anything that names no deployed function is "no such function". */
+    int status = e->code ? realm_err_http_status(e->code) : 0;
+    if (status == 404 || (is_by_name && status < 500)) {
+        realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, json_pack("{s:s}", "function", name),
+                        "%s", e->message);
+    } else if (status == 503) {
+        realm_call_fail(call, e->code, NULL, "%s", e->message);
+    } else if (status >= 500) {
+        realm_call_fail(call, REALM_ERR_INTERNAL_ERROR, NULL, "%s", e->message);
+    } else {
+        realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "name"), "%s",
+                        e->message);
+    }
+}
+
 static void on_cancel(realm_call_t *call, void *data)
 {
     (void)call;
     fcall_t *fc = data;
+    if (!fc->inv) { /* still resolving: on_started drops it */
+        fc->is_cancelled = 1;
+        return;
+    }
     realm_inv_cancel(fc->inv);
+    free(fc);
+}
+
+static void on_started(realm_inv_t *inv, const realm_error_t *e, void *data)
+{
+    fcall_t *fc = data;
+    if (fc->is_cancelled) {
+        if (inv) realm_inv_cancel(inv);
+        free(fc);
+        return;
+    }
+    if (inv) {
+        fc->inv = inv;
+        return;
+    }
+    realm_call_on_cancel(fc->call, NULL, NULL);
+    refuse(fc->call, fc->name, fc->is_by_name, e);
     free(fc);
 }
 
@@ -143,26 +185,20 @@ static void run(realm_call_t *call, realm_invoker_t *iv, const char *name, const
     static const realm_inv_sink_t sink = {
         .on_stream = on_stream, .on_chunk = on_chunk, .on_done = on_done};
     realm_error_t e;
-    realm_inv_t *inv =
-        realm_invoker_start(iv, realm_call_tenant(call) ? realm_call_tenant(call) : "", name,
-                            qualifier, &req, &sink, fc, fc->version, &e);
-    if (inv) { /* it ends in on_done, on a later turn (or is cancelled first) */
-        fc->inv = inv;
-        realm_call_on_cancel(call, on_cancel, fc);
+    realm_inv_t *inv;
+    int rc = realm_invoker_start(iv, realm_call_tenant(call) ? realm_call_tenant(call) : "", name,
+                                 qualifier, &req, &sink, fc, fc->version, on_started, &inv, &e);
+    if (rc < 0) {
+        free(fc);
+        refuse(call, name, is_by_name, &e);
         return;
     }
-    free(fc);
-    /* Called by name, anything that names no deployed function is "no such function". */
-    int status = e.code ? realm_err_http_status(e.code) : 0;
-    if (status == 404 || (is_by_name && status < 500)) {
-        realm_call_fail(call, REALM_ERR_FUNCTION_NOT_FOUND, json_pack("{s:s}", "function", name),
-                        "%s", e.message);
-    } else if (status >= 500) {
-        realm_call_fail(call, REALM_ERR_INTERNAL_ERROR, NULL, "%s", e.message);
-    } else {
-        realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "name"), "%s",
-                        e.message);
-    }
+    /* It ends in on_done, on a later turn (or is cancelled first); while the
+     * name is resolved, a cancel is remembered (on_started acts on it). */
+    fc->inv = inv;
+    fc->is_by_name = is_by_name;
+    snprintf(fc->name, sizeof(fc->name), "%s", name);
+    realm_call_on_cancel(call, on_cancel, fc);
 }
 
 /* A string param holding a control character: refused before any lookup. */

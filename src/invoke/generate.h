@@ -26,9 +26,8 @@ typedef struct realm_generate_s realm_generate_t;
  * message in err) and registers `generate` on d. Without the worker (a build
  * without llama.cpp) generate is still listed and answers why it cannot run.
  */
-realm_generate_t *realm_generate_new(const realm_config_t *cfg, realm_exec_t *x,
-                                     realm_metrics_t *m, realm_dispatch_t *d, char *err,
-                                     size_t err_len);
+realm_generate_t *realm_generate_new(const realm_config_t *cfg, realm_exec_t *x, realm_metrics_t *m,
+                                     realm_dispatch_t *d, char *err, size_t err_len);
 void realm_generate_free(realm_generate_t *g);
 
 #endif

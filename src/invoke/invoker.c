@@ -122,7 +122,7 @@ static void rcache_clear(rcache_t *c)
 static int rcache_get(realm_invoker_t *iv, const rcache_t *c, const char *key,
                       realm_fn_version_t *v, int *no_network)
 {
-    if (!c->key || c->generation != realm_registry_generation(iv->o.reg) ||
+    if (!c->key || c->generation != realm_registry_async_generation(iv->o.ra) ||
         strcmp(c->key, key) != 0)
         return 0;
     *v = c->v;
@@ -132,30 +132,100 @@ static int rcache_get(realm_invoker_t *iv, const rcache_t *c, const char *key,
     return 1;
 }
 
-static void rcache_put(realm_invoker_t *iv, rcache_t *c, const char *key,
+static void rcache_put(rcache_t *c, const char *key, uint64_t generation,
                        const realm_fn_version_t *v, int no_network)
 {
     rcache_clear(c);
     c->key = realm_strdup(key);
-    c->generation = realm_registry_generation(iv->o.reg);
+    c->generation = generation;
     c->v = *v;
     c->v.config = json_incref(v->config);
     c->no_network = no_network;
 }
 
-static int resolve(realm_invoker_t *iv, const char *tenant, const char *function,
-                   const char *qualifier, resolved_t *r, realm_error_t *e)
+/* The unqualified ARN: FunctionArn of a version ends in ":N". */
+static void unqualified_arn(const realm_fn_version_t *v, char *out, size_t len)
 {
-    memset(r, 0, sizeof(*r));
-    char key[600];
-    int no_network = 0;
-    rcache_t *slot = rcache_slot(iv, tenant, function, qualifier, key, sizeof(key));
-    int is_cached = slot && rcache_get(iv, slot, key, &r->v, &no_network);
-    if (!is_cached) {
-        double pick = (double)(rand() % 1000000) / 1000000.0;
-        if (realm_registry_resolve(iv->o.reg, tenant, function, qualifier, pick, &r->v, e) != 0)
-            return -1;
+    const char *fa = json_string_value(json_object_get(v->config, "FunctionArn"));
+    snprintf(out, len, "%s", fa ? fa : v->name);
+    if (strcmp(v->version, "$LATEST") != 0) {
+        char *colon = strrchr(out, ':');
+        if (colon && strcmp(colon + 1, v->version) == 0) *colon = '\0';
     }
+}
+
+/*
+ * A lookup in the registry, on its worker: the version that runs and its
+ * policy (the realm:network tag takes the network away: docs/execution.md).
+ * For an asynchronous start it also carries the call until it can start.
+ */
+typedef struct {
+    realm_invoker_t *iv;
+    char *tenant, *function, *qualifier, *key;
+    double pick;
+    /* results (worker) */
+    uint64_t generation; /* the registry's, read before resolving */
+    int rc;
+    realm_fn_version_t v;
+    int no_network;
+    realm_error_t e;
+    /* an asynchronous start */
+    realm_inv_req_t req; /* payload_owned taken; strings below */
+    char *invoked_arn, *client_context, *trace_id, *request_id;
+    realm_inv_sink_t sink;
+    void *data;
+    char *executed_version;
+    realm_invoker_started_cb started;
+} lookup_t;
+
+static void lookup_work(realm_registry_t *reg, void *data)
+{
+    lookup_t *l = data;
+    l->generation = realm_registry_generation(reg);
+    l->rc =
+        realm_registry_resolve(reg, l->tenant, l->function, l->qualifier, l->pick, &l->v, &l->e);
+    if (l->rc != 0) return;
+    char arn[256];
+    unqualified_arn(&l->v, arn, sizeof(arn));
+    realm_error_t te;
+    json_t *tags = realm_registry_list_tags(reg, l->tenant, arn, &te);
+    const char *net =
+        json_string_value(json_object_get(json_object_get(tags, "Tags"), "realm:network"));
+    if (net && (strcasecmp(net, "none") == 0 || strcasecmp(net, "off") == 0 ||
+                strcasecmp(net, "false") == 0))
+        l->no_network = 1;
+    json_decref(tags);
+}
+
+static void lookup_free(lookup_t *l)
+{
+    free(l->tenant);
+    free(l->function);
+    free(l->qualifier);
+    free(l->key);
+    free(l->req.payload_owned);
+    free(l->invoked_arn);
+    free(l->client_context);
+    free(l->trace_id);
+    free(l->request_id);
+    realm_fn_version_dispose(&l->v);
+}
+
+static void lookup_init(lookup_t *l, realm_invoker_t *iv, const char *tenant, const char *function,
+                        const char *qualifier, const char *key)
+{
+    memset(l, 0, sizeof(*l));
+    l->iv = iv;
+    l->tenant = realm_strdup(tenant);
+    l->function = realm_strdup(function);
+    l->qualifier = qualifier ? realm_strdup(qualifier) : NULL;
+    l->key = key ? realm_strdup(key) : NULL;
+    l->pick = (double)(rand() % 1000000) / 1000000.0;
+}
+
+/* Fills what runs from a resolved version (on the loop). */
+static void resolved_fill(realm_invoker_t *iv, resolved_t *r, const char *tenant, int no_network)
+{
     json_t *c = r->v.config;
     realm_pkg_store_tree_path(iv->o.store, r->v.code_hex, r->code_dir, sizeof(r->code_dir));
     json_t *vars = json_object_get(json_object_get(c, "Environment"), "Variables");
@@ -170,25 +240,7 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
         realm_buf_appendf(&b, "%s=%s", k, json_string_value(val) ? json_string_value(val) : "");
         r->env[n++] = realm_buf_steal(&b, NULL);
     }
-    /* The unqualified ARN: FunctionArn of a version ends in ":N". */
-    const char *fa = json_string_value(json_object_get(c, "FunctionArn"));
-    snprintf(r->arn, sizeof(r->arn), "%s", fa ? fa : r->v.name);
-    if (strcmp(r->v.version, "$LATEST") != 0) {
-        char *colon = strrchr(r->arn, ':');
-        if (colon && strcmp(colon + 1, r->v.version) == 0) *colon = '\0';
-    }
-    /* The tag realm:network=none takes the network away (docs/execution.md). */
-    if (!is_cached) {
-        realm_error_t te;
-        json_t *tags = realm_registry_list_tags(iv->o.reg, tenant, r->arn, &te);
-        const char *net =
-            json_string_value(json_object_get(json_object_get(tags, "Tags"), "realm:network"));
-        if (net && (strcasecmp(net, "none") == 0 || strcasecmp(net, "off") == 0 ||
-                    strcasecmp(net, "false") == 0))
-            no_network = 1;
-        json_decref(tags);
-        if (slot) rcache_put(iv, slot, key, &r->v, no_network);
-    }
+    unqualified_arn(&r->v, r->arn, sizeof(r->arn));
     r->fn = (realm_exec_fn_t){
         .tenant = tenant,
         .name = r->v.name,
@@ -206,7 +258,48 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
         .reserved = r->v.reserved,
         .no_network = no_network,
     };
+}
+
+/* A lookup's answer on the loop: cached (unqualified names) and moved into
+ * r, whose fn.tenant is tenant (it must outlive r). */
+static int lookup_take(realm_invoker_t *iv, lookup_t *l, const char *tenant, resolved_t *r,
+                       realm_error_t *e)
+{
+    if (l->rc != 0) {
+        *e = l->e;
+        return -1;
+    }
+    char key[600];
+    rcache_t *slot = rcache_slot(iv, l->tenant, l->function, l->qualifier, key, sizeof(key));
+    if (slot) rcache_put(slot, key, l->generation, &l->v, l->no_network);
+    r->v = l->v;
+    memset(&l->v, 0, sizeof(l->v));
+    resolved_fill(iv, r, tenant, l->no_network);
     return 0;
+}
+
+/*
+ * Resolves now: from the cache, else through the registry's worker, WAITING
+ * for it (registry/async.h: the paths not yet asynchronous).
+ */
+static int resolve(realm_invoker_t *iv, const char *tenant, const char *function,
+                   const char *qualifier, resolved_t *r, realm_error_t *e)
+{
+    memset(r, 0, sizeof(*r));
+    char key[600];
+    int no_network = 0;
+    rcache_t *slot = rcache_slot(iv, tenant, function, qualifier, key, sizeof(key));
+    if (slot && rcache_get(iv, slot, key, &r->v, &no_network)) {
+        resolved_fill(iv, r, tenant, no_network);
+        return 0;
+    }
+    lookup_t l;
+    lookup_init(&l, iv, tenant, function, qualifier, NULL);
+    int rc = realm_registry_async_call(iv->o.ra, lookup_work, &l);
+    if (rc != 0) realm_error_set(&l.e, rc, "%s", realm_err_message(rc)), l.rc = -1;
+    rc = lookup_take(iv, &l, tenant, r, e);
+    lookup_free(&l);
+    return rc;
 }
 
 /* Runs what resolve found; the sink's on_done comes later (exec.h). */
@@ -225,31 +318,98 @@ static realm_inv_t *start_resolved(realm_invoker_t *iv, resolved_t *r, const cha
     return realm_exec_invoke(iv->o.exec, &r->fn, &rq, sink, data);
 }
 
-realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
-                                 const char *qualifier, const realm_inv_req_t *req,
-                                 const realm_inv_sink_t *sink, void *data, char *executed_version,
-                                 realm_error_t *e)
+static char *dup_opt(const char *v)
 {
-    resolved_t r;
-    e->code = 0;
-    if (resolve(iv, tenant, function, qualifier, &r, e) != 0) {
-        free(req->payload_owned); /* taken over in every case */
-        return NULL;
-    }
-    if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
-    realm_inv_t *inv = start_resolved(iv, &r, qualifier, req, sink, data);
-    resolved_dispose(&r);
-    return inv;
+    return v ? realm_strdup(v) : NULL;
 }
 
-json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
+static void start_done(void *data, int status)
 {
-    json_t *out = json_array();
+    lookup_t *l = data;
+    realm_invoker_t *iv = l->iv;
+    if (status != 0) l->rc = realm_error_set(&l->e, status, "%s", realm_err_message(status));
+    resolved_t r;
+    realm_error_t e;
+    memset(&r, 0, sizeof(r));
+    if (lookup_take(iv, l, l->tenant, &r, &e) != 0) {
+        l->started(NULL, &e, l->data);
+    } else {
+        if (l->executed_version) snprintf(l->executed_version, 24, "%s", r.v.version);
+        l->req.invoked_arn = l->invoked_arn;
+        l->req.client_context = l->client_context;
+        l->req.trace_id = l->trace_id;
+        l->req.request_id = l->request_id;
+        realm_inv_t *inv = start_resolved(iv, &r, l->qualifier, &l->req, &l->sink, l->data);
+        l->req.payload_owned = NULL; /* the engine took it */
+        resolved_dispose(&r);
+        l->started(inv, NULL, l->data);
+    }
+    lookup_free(l);
+    free(l);
+}
+
+int realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
+                        const char *qualifier, const realm_inv_req_t *req,
+                        const realm_inv_sink_t *sink, void *data, char *executed_version,
+                        realm_invoker_started_cb started, realm_inv_t **inv, realm_error_t *e)
+{
+    e->code = 0;
+    *inv = NULL;
+    char key[600];
+    int no_network = 0;
+    resolved_t r;
+    memset(&r, 0, sizeof(r));
+    rcache_t *slot = rcache_slot(iv, tenant, function, qualifier, key, sizeof(key));
+    if (slot && rcache_get(iv, slot, key, &r.v, &no_network)) {
+        resolved_fill(iv, &r, tenant, no_network);
+        if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
+        *inv = start_resolved(iv, &r, qualifier, req, sink, data);
+        resolved_dispose(&r);
+        return 1;
+    }
+    /* Not cached: the registry's worker looks it up; the call starts in start_done. */
+    lookup_t *l = realm_malloc(sizeof(*l));
+    lookup_init(l, iv, tenant, function, qualifier, NULL);
+    l->req = *req;
+    if (!req->payload_owned) {
+        l->req.payload_owned = realm_malloc(req->payload_len + 1);
+        if (req->payload_len) memcpy(l->req.payload_owned, req->payload, req->payload_len);
+        l->req.payload_owned[req->payload_len] = '\0';
+    }
+    l->invoked_arn = dup_opt(req->invoked_arn);
+    l->client_context = dup_opt(req->client_context);
+    l->trace_id = dup_opt(req->trace_id);
+    l->request_id = dup_opt(req->request_id);
+    l->sink = *sink;
+    l->data = data;
+    l->executed_version = executed_version;
+    l->started = started;
+    int rc = realm_registry_async_submit(iv->o.ra, lookup_work, start_done, l);
+    if (rc != 0) {
+        lookup_free(l);
+        free(l);
+        realm_error_set(e, rc, "%s", realm_err_message(rc));
+        return -1;
+    }
+    return 0;
+}
+
+typedef struct {
+    const char *tenant;
+    json_t *out;
+} describe_t;
+
+/* On the registry's worker: every function of the tenant, page by page. */
+static void describe_work(realm_registry_t *reg, void *data)
+{
+    describe_t *d = data;
+    const char *tenant = d->tenant;
+    json_t *out = d->out;
     char marker[256] = "";
     for (;;) {
         realm_error_t e;
         json_t *page =
-            realm_registry_list_functions(iv->o.reg, tenant, marker[0] ? marker : NULL, 50, 0, &e);
+            realm_registry_list_functions(reg, tenant, marker[0] ? marker : NULL, 50, 0, &e);
         if (!page) break;
         size_t i;
         json_t *f;
@@ -279,7 +439,13 @@ json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
         snprintf(marker, sizeof(marker), "%s", next);
         json_decref(page);
     }
-    return out;
+}
+
+json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
+{
+    describe_t d = {.tenant = tenant, .out = json_array()};
+    realm_registry_async_call(iv->o.ra, describe_work, &d);
+    return d.out;
 }
 
 /* ---- provisioned concurrency (--provisioned NAME[:QUALIFIER]=N,...) ---- */
@@ -451,7 +617,10 @@ static void run_event(realm_invoker_t *iv, realm_queue_item_t *it, int64_t now)
     resolved_t r;
     realm_error_t e;
     if (resolve(iv, it->tenant, it->function, qualifier, &r, &e) != 0) {
-        realm_queue_fail(iv->queue, it->id, realm_err_aws_type(e.code), e.message, now);
+        if (realm_err_http_status(e.code) == 503) /* the registry is out of reach: later */
+            realm_queue_defer(iv->queue, it->id, now + THROTTLED_RETRY_MS);
+        else
+            realm_queue_fail(iv->queue, it->id, realm_err_aws_type(e.code), e.message, now);
         realm_queue_item_dispose(it);
         return;
     }
@@ -490,7 +659,7 @@ static void run_event(realm_invoker_t *iv, realm_queue_item_t *it, int64_t now)
  */
 static void parked_check(realm_invoker_t *iv, int64_t now)
 {
-    uint64_t gen = realm_registry_generation(iv->o.reg);
+    uint64_t gen = realm_registry_async_generation(iv->o.ra);
     if (iv->is_parked_checked && gen == iv->parked_gen) return;
     json_t *list = realm_queue_parked(iv->queue);
     if (!list) return; /* a storage error (logged): look again next time */
@@ -607,7 +776,8 @@ int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const c
     /* Queued under the function's own name, with the qualifier however it was
      * given (InvokeAsync: none, it runs $LATEST). */
     if (mode == REALM_INVOKER_EVENT &&
-        realm_registry_parse_name(iv->o.reg, tenant, function, 1, name, q, e) != 0)
+        realm_registry_parse_name(realm_registry_async_registry(iv->o.ra), tenant, function, 1,
+                                  name, q, e) != 0)
         q[0] = '\0';
     const char *queued_q = mode == REALM_INVOKER_EVENT && qualifier ? qualifier : q;
     char err[256];
@@ -666,8 +836,8 @@ int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char
 {
     char q[129];
     resolved_t r;
-    if (realm_registry_parse_name(iv->o.reg, tenant, function ? function : "", 0, name, q, e) !=
-            0 ||
+    if (realm_registry_parse_name(realm_registry_async_registry(iv->o.ra), tenant,
+                                  function ? function : "", 0, name, q, e) != 0 ||
         resolve(iv, tenant, name, NULL, &r, e) != 0)
         return -1;
     resolved_dispose(&r);

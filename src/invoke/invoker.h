@@ -31,7 +31,7 @@
 #include "exec/exec.h"
 #include "pkg/pkg.h"
 #include "queue/queue.h"
-#include "registry/registry.h"
+#include "registry/async.h"
 
 #include <jansson.h>
 #include <uv.h>
@@ -43,10 +43,10 @@ typedef struct realm_invoker_s realm_invoker_t;
 
 typedef struct {
     uv_loop_t *loop;
-    const realm_config_t *cfg; /* borrowed: data_dir, limits, --provisioned, event retries */
-    realm_registry_t *reg;     /* borrowed */
-    realm_pkg_store_t *store;  /* borrowed */
-    realm_exec_t *exec;        /* borrowed */
+    const realm_config_t *cfg;  /* borrowed: data_dir, limits, --provisioned, event retries */
+    realm_registry_async_t *ra; /* borrowed: the registry on its worker */
+    realm_pkg_store_t *store;   /* borrowed */
+    realm_exec_t *exec;         /* borrowed */
 } realm_invoker_opts_t;
 
 /* Opens the event queue (DATA_DIR/events.db). NULL with a message in err. */
@@ -68,18 +68,28 @@ void realm_invoker_drain(realm_invoker_t *iv);
 /* ---- synchronous and streamed invocation ---- */
 
 /*
- * Starts an invocation of a deployed function. Returns it, and the sink's
- * on_done comes exactly once on a later loop turn (also when it is
- * throttled: exec.h); or NULL with e filled (404, 400...) when there is
- * nothing to run, and then the sink is never called. tenant, function,
- * qualifier and req are borrowed for the call only, but req->payload_owned
- * is taken over in every case (freed when NULL is returned). executed_version (24
- * bytes, or NULL) gets the version that runs.
+ * Starts an invocation of a deployed function. The resolution of the name
+ * comes from the cache when it can (an unqualified name nobody changed),
+ * else from the registry's worker, and the loop does not wait for it:
+ *   1: started now: *inv is the invocation; the sink's on_done comes
+ *      exactly once on a later loop turn (also when throttled: exec.h);
+ *      started is never called.
+ *   0: resolving: started(inv, NULL, data) comes once, later, with the
+ *      invocation (the sink follows, as above), or started(NULL, e, data)
+ *      when there is nothing to run (404, 400, 503 while the database is
+ *      unavailable...) and the sink is never called.
+ *  -1: nothing to run, said now in e (the registry's queue is full or
+ *      closing); nothing is ever called.
+ * tenant, function, qualifier and req are borrowed for the call only (what
+ * a later start needs is copied), but req->payload_owned is taken over in
+ * every case. executed_version (24 bytes, or NULL; it must live until
+ * started or on_done) gets the version that runs.
  */
-realm_inv_t *realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
-                                 const char *qualifier, const realm_inv_req_t *req,
-                                 const realm_inv_sink_t *sink, void *data, char *executed_version,
-                                 realm_error_t *e);
+typedef void (*realm_invoker_started_cb)(realm_inv_t *inv, const realm_error_t *e, void *data);
+int realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *function,
+                        const char *qualifier, const realm_inv_req_t *req,
+                        const realm_inv_sink_t *sink, void *data, char *executed_version,
+                        realm_invoker_started_cb started, realm_inv_t **inv, realm_error_t *e);
 
 /* ---- Event invocation ---- */
 

@@ -47,7 +47,10 @@ void realm_reg_now(char out[32])
 
 int realm_reg_db_fail(realm_registry_t *r, realm_error_t *e)
 {
-    (void)r; /* the store logged the cause */
+    /* The store logged the cause; a database out of reach is a 503 (retry). */
+    if (realm_store_is_unreachable(r->store))
+        return realm_error_set(e, REALM_ERR_STORE_UNAVAILABLE,
+                               "The registry's database is unavailable; retry shortly");
     return realm_error_set(e, REALM_ERR_INTERNAL_ERROR,
                            "The registry could not complete the operation (storage error)");
 }

@@ -97,6 +97,7 @@ struct realm_store_s {
     realm_store_kind_t kind;
     int64_t schema_version; /* what the database is at after open (schema.c) */
     uint64_t generation;    /* bumped by backends on every call that may write */
+    int is_unreachable;     /* the last call found the database out of reach (PostgreSQL) */
     store_pending_t *pending;
     size_t pending_cnt, pending_cap;
 };

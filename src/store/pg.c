@@ -45,7 +45,9 @@ int realm_pg_fail(pg_t *p, const char *what, const PGresult *res)
 
 int realm_pg_ready(pg_t *p)
 {
+    p->base.is_unreachable = 0;
     if (PQstatus(p->conn) == CONNECTION_OK) return 0;
+    p->base.is_unreachable = 1;
     /* Lost inside a transaction: every call fails until the caller ends it
      * (its writes are gone with the session; running the rest on a new
      * connection would commit half of it). */
@@ -58,6 +60,7 @@ int realm_pg_ready(pg_t *p)
     memset(p->prepared, 0, sizeof(p->prepared));
     if (PQstatus(p->conn) == CONNECTION_OK) {
         realm_info("store: %s: reconnected", p->where);
+        p->base.is_unreachable = 0;
         return 0;
     }
     return realm_pg_fail(p, "reconnecting", NULL);
@@ -86,6 +89,10 @@ PGresult *realm_pg_exec(pg_t *p, size_t idx, const char *const *params, char *sq
     if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) return r;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (sqlstate && state) snprintf(sqlstate, 6, "%s", state);
+    /* Lost mid-statement, or the server is shutting down or starting up. */
+    p->base.is_unreachable =
+        PQstatus(p->conn) != CONNECTION_OK ||
+        (state && (strncmp(state, "08", 2) == 0 || strncmp(state, "57P", 3) == 0));
     realm_pg_fail(p, st->sql, r);
     PQclear(r);
     return NULL;

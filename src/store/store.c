@@ -332,3 +332,8 @@ int64_t realm_store_auth_version(realm_store_t *s)
 {
     return s->ops->auth_version(s);
 }
+
+int realm_store_is_unreachable(const realm_store_t *s)
+{
+    return s->is_unreachable;
+}

@@ -79,6 +79,13 @@ const char *realm_store_backend(const realm_store_t *s);
 int realm_store_is_memory(const char *location);
 /* 1 if location names PostgreSQL ("postgresql://..." or "postgres://..."). */
 int realm_store_is_pg(const char *location);
+/*
+ * 1 when the last call failed because the database could not be reached
+ * (PostgreSQL: the connection is lost and reconnecting failed), 0 otherwise
+ * (SQLite and memory: always 0). Callers answer 503 STORE_UNAVAILABLE
+ * rather than a plain storage error; the next call tries to reconnect.
+ */
+int realm_store_is_unreachable(const realm_store_t *s);
 /* The schema version the store's database is at (the latest its backend
  * knows for its kind, once open); the memory backend's is a constant. */
 int64_t realm_store_schema_version(const realm_store_t *s);

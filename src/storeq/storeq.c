@@ -168,8 +168,9 @@ static void on_async(uv_async_t *a)
         int status = j->status;
         free(j);
         uv_mutex_lock(&q->mu);
-        q->st.in_flight--;
+        int is_idle = --q->st.in_flight == 0;
         uv_mutex_unlock(&q->mu);
+        if (is_idle && !q->is_closing) uv_unref((uv_handle_t *)&q->async);
         if (fn) fn(data, status);
     }
     /* exited implies closing, and nothing more can complete: the worker
@@ -219,6 +220,7 @@ realm_storeq_t *realm_storeq_new(uv_loop_t *loop, const char *name, size_t max_j
         goto fail_thread;
     }
     q->async.data = q;
+    uv_unref((uv_handle_t *)&q->async); /* an idle queue does not keep the loop alive */
     uv_mutex_lock(&q->mu);
     q->is_async_ready = 1;
     uv_mutex_unlock(&q->mu);
@@ -250,7 +252,7 @@ int realm_storeq_submit(realm_storeq_t *q, realm_storeq_work_cb work_fn,
     j->submitted_ns = uv_hrtime();
     list_push(&q->pending, j);
     q->st.queued++;
-    q->st.in_flight++;
+    if (q->st.in_flight++ == 0) uv_ref((uv_handle_t *)&q->async); /* jobs keep the loop alive */
     q->st.submitted_cnt++;
     uv_cond_signal(&q->cond);
     uv_mutex_unlock(&q->mu);
@@ -267,6 +269,7 @@ void realm_storeq_close(realm_storeq_t *q, realm_storeq_close_cb cb, void *data)
     q->is_closing = 1;
     q->close_cb = cb;
     q->close_data = data;
+    uv_ref((uv_handle_t *)&q->async); /* the loop runs until the queue is gone */
     /* The worker finishes the job it runs, cancels the pending ones in
      * order, and sends the async when it leaves. */
     uv_cond_signal(&q->cond);

@@ -42,6 +42,9 @@
  * same for close and its callback. A done_fn may submit (to this queue or
  * another) or call realm_storeq_close.
  *
+ * LOOP: the queue keeps its loop alive only while jobs are in flight (its
+ * uv_async_t is referenced from the first submit until the last done).
+ *
  * LIFETIME: the queue lives from realm_storeq_new until the close callback
  * has been called (after it the pointer is freed and must not be used).
  * data is borrowed by the queue from submit until done_fn is called; the
