@@ -42,6 +42,7 @@ static struct {
     char dir[64];
     realm_config_t cfg;
     realm_registry_t *reg;
+    realm_registry_async_t *ra; /* reg on its worker, as the server has it */
     realm_pkg_store_t *store;
     realm_exec_t *exec;
     realm_invoker_t *iv;
@@ -83,7 +84,10 @@ static void on_exec_closed(void *data)
 
 static void cleanup(void)
 {
-    int exec_closed = 0;
+    int exec_closed = 0, ra_closed = 0;
+    realm_registry_async_close(fx.ra, on_exec_closed, &ra_closed);
+    while (!ra_closed)
+        uv_run(&fx.loop, UV_RUN_ONCE);
     realm_exec_close(fx.exec, on_exec_closed, &exec_closed);
     while (!exec_closed)
         uv_run(&fx.loop, UV_RUN_ONCE);
@@ -91,6 +95,7 @@ static void cleanup(void)
     uv_run(&fx.loop, UV_RUN_DEFAULT);
     realm_http_server_free(fx.http);
     realm_pkg_store_close(fx.store);
+    realm_registry_async_free(fx.ra);
     realm_registry_close(fx.reg);
     uv_loop_close(&fx.loop);
     char cmd[128];
@@ -151,8 +156,10 @@ static void setup(void)
     json_decref(req);
     realm_exec_opts_t xo = {.loop = &fx.loop, .concurrency_limit = 10, .queue_depth = 10};
     fx.exec = realm_exec_new(&xo);
+    fx.ra = realm_registry_async_new(&fx.loop, fx.reg, 64, 0);
+    if (!fx.ra) abort();
     realm_invoker_opts_t io = {
-        .loop = &fx.loop, .cfg = &fx.cfg, .reg = fx.reg, .store = fx.store, .exec = fx.exec};
+        .loop = &fx.loop, .cfg = &fx.cfg, .ra = fx.ra, .store = fx.store, .exec = fx.exec};
     fx.iv = realm_invoker_new(&io, err, sizeof(err));
     if (!fx.iv) {
         fprintf(stderr, "fuzz_invoke: %s\n", err);
@@ -167,9 +174,24 @@ static void setup(void)
 /* ---- RequestResponse ---- */
 
 typedef struct {
+    int calls;
+    realm_inv_t *inv;
+    realm_error_t e;
+} started_t;
+
+typedef struct {
     int done;
     realm_inv_status_t status;
+    started_t *st;
 } probe_t;
+
+static void on_started(realm_inv_t *inv, const realm_error_t *e, void *data)
+{
+    started_t *st = ((probe_t *)data)->st;
+    st->calls++;
+    st->inv = inv;
+    if (e) st->e = *e;
+}
 
 static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
 {
@@ -189,8 +211,19 @@ static void run_sync(const realm_invoke_req_t *ir)
                           .client_context = ir->cc.len ? ir->cc.data : NULL};
     char version[24];
     realm_error_t e;
-    realm_inv_t *inv =
-        realm_invoker_start(fx.iv, ir->tenant, ir->fn, ir->qualifier, &rq, &sink, &p, version, &e);
+    realm_inv_t *inv = NULL;
+    started_t st = {0};
+    p.st = &st;
+    int rc = realm_invoker_start(fx.iv, ir->tenant, ir->fn, ir->qualifier, &rq, &sink, &p, version,
+                                 on_started, &inv, &e);
+    if (rc == 0) { /* resolved on the registry's worker: started comes later, once */
+        if (st.calls) __builtin_trap();
+        while (!st.calls)
+            uv_run(&fx.loop, UV_RUN_ONCE);
+        if (st.calls != 1) __builtin_trap();
+        inv = st.inv;
+        e = st.e;
+    }
     if (!inv) {
         if (realm_err_http_status(e.code) < 400 || realm_err_http_status(e.code) > 599 ||
             !realm_err_aws_type(e.code) || !e.message[0])
