@@ -32,7 +32,7 @@ static const char *param_type_json(realm_param_type_t t)
     return "any";
 }
 
-json_t *realm_builtins_metadata(const realm_dispatch_t *d, const char *tenant)
+json_t *realm_builtins_metadata(const realm_dispatch_t *d, json_t *more)
 {
     json_t *fns = json_array();
     for (size_t i = 0; i < realm_dispatch_count(d); i++) {
@@ -63,9 +63,7 @@ json_t *realm_builtins_metadata(const realm_dispatch_t *d, const char *tenant)
                                              "result", result ? result : json_null(), "streaming",
                                              def->is_streaming));
     }
-    json_t *more = realm_dispatch_describe_more(d, tenant);
     if (more) json_array_extend(fns, more);
-    json_decref(more);
     json_t *doc = json_pack("{s:{s:s, s:s}, s:o}", "runtime", "name", "realm", "version",
                             REALM_VERSION, "functions", fns);
     realm_dispatch_annotate(d, doc);
@@ -97,14 +95,51 @@ static const realm_fn_def_t health_def = {
 
 /* ---- metadata ---- */
 
+/* A metadata call waiting for the deployed functions (found off the loop). */
+typedef struct {
+    realm_call_t *call; /* NULL once cancelled */
+    realm_builtins_ctx_t *ctx;
+} metadata_wait_t;
+
+static void metadata_complete(realm_call_t *call, realm_builtins_ctx_t *ctx, json_t *more)
+{
+    json_t *doc = realm_builtins_metadata(ctx->dispatch, more);
+    /* The runtimes functions can be deployed with, each with its exact version. */
+    if (ctx->runtimes) json_object_set_new(doc, "runtimes", json_deep_copy(ctx->runtimes));
+    realm_call_complete(call, doc);
+}
+
+static void metadata_cancelled(realm_call_t *call, void *data)
+{
+    (void)call;
+    metadata_wait_t *w = data;
+    w->call = NULL; /* freed when the answer comes */
+}
+
+static void metadata_described(json_t *more, void *data)
+{
+    metadata_wait_t *w = data;
+    if (w->call) {
+        realm_call_on_cancel(w->call, NULL, NULL);
+        metadata_complete(w->call, w->ctx, more);
+    }
+    json_decref(more);
+    free(w);
+}
+
 static void fn_metadata(realm_call_t *call, json_t *params, void *data)
 {
     (void)params;
     realm_builtins_ctx_t *ctx = data;
-    json_t *doc = realm_builtins_metadata(ctx->dispatch, realm_call_tenant(call));
-    /* The runtimes functions can be deployed with, each with its exact version. */
-    if (ctx->runtimes) json_object_set_new(doc, "runtimes", json_deep_copy(ctx->runtimes));
-    realm_call_complete(call, doc);
+    metadata_wait_t *w = realm_malloc(sizeof(*w));
+    *w = (metadata_wait_t){.call = call, .ctx = ctx};
+    if (realm_dispatch_describe_more(ctx->dispatch, realm_call_tenant(call), metadata_described,
+                                     w) == 0) {
+        realm_call_on_cancel(call, metadata_cancelled, w);
+        return;
+    }
+    free(w);
+    metadata_complete(call, ctx, NULL);
 }
 
 static const realm_fn_def_t metadata_def = {

@@ -22,7 +22,8 @@ typedef struct {
 
 /* Registers health, metadata and echo. ctx is borrowed until d is freed. */
 void realm_builtins_register(realm_dispatch_t *d, realm_builtins_ctx_t *ctx);
-/* The metadata document for every function a tenant (NULL: none) can call (new reference). */
-json_t *realm_builtins_metadata(const realm_dispatch_t *d, const char *tenant);
+/* The metadata document: the table's functions and more (borrowed: the
+ * describer's deployed functions, or NULL). A new reference. */
+json_t *realm_builtins_metadata(const realm_dispatch_t *d, json_t *more);
 
 #endif

@@ -519,9 +519,10 @@ void realm_dispatch_annotate(const realm_dispatch_t *d, json_t *doc)
     if (d->annotate) d->annotate(doc, d->annotate_data);
 }
 
-json_t *realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant)
+int realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant,
+                                 realm_dispatch_described_cb done, void *ctx)
 {
-    return d->describe ? d->describe(tenant, d->describe_data) : NULL;
+    return d->describe ? d->describe(tenant, done, ctx, d->describe_data) : -1;
 }
 
 const char *realm_call_function(const realm_call_t *call)

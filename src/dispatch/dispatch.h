@@ -110,10 +110,19 @@ const realm_fn_def_t *realm_dispatch_lookup(const realm_dispatch_t *d, const cha
  * function. Used for deployed functions. def is borrowed.
  */
 void realm_dispatch_set_fallback(realm_dispatch_t *d, const realm_fn_def_t *def, void *fn_data);
-/* More functions for `metadata` (deployed ones): a new JSON array, or NULL. */
-typedef json_t *(*realm_dispatch_describe_cb)(const char *tenant, void *data);
+/*
+ * More functions for `metadata` (deployed ones), found off the loop: the
+ * describer answers 0 and calls done(more, ctx) once, on a later loop turn,
+ * with a new JSON array (or NULL when it could not say); or answers -1 and
+ * never calls done. tenant is borrowed for the call only.
+ */
+typedef void (*realm_dispatch_described_cb)(json_t *more, void *ctx);
+typedef int (*realm_dispatch_describe_cb)(const char *tenant, realm_dispatch_described_cb done,
+                                          void *ctx, void *data);
 void realm_dispatch_set_describer(realm_dispatch_t *d, realm_dispatch_describe_cb cb, void *data);
-json_t *realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant);
+/* As the describer (see above); -1 when there is none. */
+int realm_dispatch_describe_more(const realm_dispatch_t *d, const char *tenant,
+                                 realm_dispatch_described_cb done, void *ctx);
 /* A last touch to the metadata document (e.g. the loaded models). */
 typedef void (*realm_dispatch_annotate_cb)(json_t *doc, void *data);
 void realm_dispatch_set_annotator(realm_dispatch_t *d, realm_dispatch_annotate_cb cb, void *data);

@@ -281,22 +281,37 @@ struct realm_functions_s {
  * may be called "echo") is listed as shadowed: by name the built-in
  * answers; `invoke` reaches the function.
  */
-static json_t *describe(const char *tenant, void *data)
+typedef struct {
+    realm_functions_t *fs;
+    realm_dispatch_described_cb done;
+    void *ctx;
+} describing_t;
+
+static void described(json_t *fns, void *data)
 {
-    realm_functions_t *fs = data;
-    json_t *fns = realm_invoker_describe(fs->iv, tenant ? tenant : "");
+    describing_t *w = data;
     size_t i;
     json_t *f;
     json_array_foreach(fns, i, f)
     {
         const char *name = json_string_value(json_object_get(f, "name"));
-        if (!name || !realm_dispatch_lookup(fs->d, name)) continue;
+        if (!name || !realm_dispatch_lookup(w->fs->d, name)) continue;
         json_object_set_new(f, "shadowed", json_true());
         json_object_set_new(f, "description",
                             json_string("A deployed Lambda function named like a built-in: "
                                         "call it with invoke"));
     }
-    return fns;
+    w->done(fns, w->ctx);
+    free(w);
+}
+
+static int describe(const char *tenant, realm_dispatch_described_cb done, void *ctx, void *data)
+{
+    describing_t *w = realm_malloc(sizeof(*w));
+    *w = (describing_t){.fs = data, .done = done, .ctx = ctx};
+    if (realm_invoker_describe(w->fs->iv, tenant ? tenant : "", described, w) == 0) return 0;
+    free(w);
+    return -1;
 }
 
 realm_functions_t *realm_functions_new(realm_dispatch_t *d, realm_invoker_t *iv)

@@ -395,8 +395,10 @@ int realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *fun
 }
 
 typedef struct {
-    const char *tenant;
+    char *tenant;
     json_t *out;
+    void (*done)(json_t *fns, void *ctx);
+    void *ctx;
 } describe_t;
 
 /* On the registry's worker: every function of the tenant, page by page. */
@@ -441,11 +443,26 @@ static void describe_work(realm_registry_t *reg, void *data)
     }
 }
 
-json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant)
+static void describe_done(void *data, int status)
 {
-    describe_t d = {.tenant = tenant, .out = json_array()};
-    realm_registry_async_call(iv->o.ra, describe_work, &d);
-    return d.out;
+    (void)status; /* cancelled at shutdown: the list is empty */
+    describe_t *d = data;
+    d->done(d->out, d->ctx);
+    free(d->tenant);
+    free(d);
+}
+
+int realm_invoker_describe(realm_invoker_t *iv, const char *tenant,
+                           void (*done)(json_t *fns, void *ctx), void *ctx)
+{
+    describe_t *d = realm_malloc(sizeof(*d));
+    *d =
+        (describe_t){.tenant = realm_strdup(tenant), .out = json_array(), .done = done, .ctx = ctx};
+    if (realm_registry_async_submit(iv->o.ra, describe_work, describe_done, d) == 0) return 0;
+    json_decref(d->out);
+    free(d->tenant);
+    free(d);
+    return -1;
 }
 
 /* ---- provisioned concurrency (--provisioned NAME[:QUALIFIER]=N,...) ---- */

@@ -162,8 +162,14 @@ void realm_invoker_provision(realm_invoker_t *iv, const char *only);
 /* A function was deleted: its queued and failed events go too. */
 void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name);
 
-/* Every deployed function of a tenant for `metadata` (a new array). */
-json_t *realm_invoker_describe(realm_invoker_t *iv, const char *tenant);
+/*
+ * Every deployed function of a tenant for `metadata`, read on the
+ * registry's worker: 0 and done(fns, ctx) comes once, on a later loop turn,
+ * with a new array (the callee owns it; empty when the registry could not
+ * be read); or -1 (the worker is full or closing) and done never comes.
+ */
+int realm_invoker_describe(realm_invoker_t *iv, const char *tenant,
+                           void (*done)(json_t *fns, void *ctx), void *ctx);
 
 /* Resolutions served from the cache since the start (tests). */
 uint64_t realm_invoker_cache_hits(const realm_invoker_t *iv);
