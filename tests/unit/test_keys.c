@@ -33,7 +33,7 @@ typedef struct {
 static realm_keys_t *open_k(const char *dir)
 {
     char err[512] = "";
-    realm_keys_t *k = realm_keys_open(dir, err, sizeof(err));
+    realm_keys_t *k = realm_keys_open(dir, NULL, NULL, err, sizeof(err));
     if (k == NULL) fail_msg("open %s: %s", dir, err);
     return k;
 }
@@ -331,7 +331,7 @@ static void test_server_key_mode(void **state)
     for (size_t i = 0; i < sizeof(bad_modes) / sizeof(bad_modes[0]); i++) {
         assert_int_equal(chmod(p, bad_modes[i]), 0);
         err[0] = '\0';
-        realm_keys_t *k = realm_keys_open(f->dir, err, sizeof(err));
+        realm_keys_t *k = realm_keys_open(f->dir, NULL, NULL, err, sizeof(err));
         assert_null(k);
         assert_non_null(strstr(err, "server.key"));
         assert_non_null(strstr(err, "chmod 600"));
@@ -343,13 +343,13 @@ static void test_server_key_mode(void **state)
     /* Wrong size: refused. */
     unsigned char short_key[16] = {0};
     write_key_file(f->dir, 0600, short_key, sizeof(short_key));
-    assert_null(realm_keys_open(f->dir, err, sizeof(err)));
+    assert_null(realm_keys_open(f->dir, NULL, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "bytes"));
 
     /* A symlink is not followed. */
     unlink(p);
     assert_int_equal(symlink("/etc/passwd", p), 0);
-    assert_null(realm_keys_open(f->dir, err, sizeof(err)));
+    assert_null(realm_keys_open(f->dir, NULL, NULL, err, sizeof(err)));
     unlink(p);
 
     /* No keys yet: a missing server.key is simply created. */
@@ -365,7 +365,7 @@ static void test_server_key_mode(void **state)
     snprintf(moved, sizeof(moved), "%s/moved.key", f->dir);
     assert_int_equal(rename(p, moved), 0);
     err[0] = '\0';
-    assert_null(realm_keys_open(f->dir, err, sizeof(err)));
+    assert_null(realm_keys_open(f->dir, NULL, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "missing"));
     assert_int_equal(access(p, F_OK), -1); /* and it did not create one */
     assert_int_equal(rename(moved, p), 0);
@@ -531,9 +531,9 @@ static void test_open_errors(void **state)
 {
     (void)state;
     char err[256] = "";
-    assert_null(realm_keys_open("/proc/realm-no-such/dir", err, sizeof(err)));
+    assert_null(realm_keys_open("/proc/realm-no-such/dir", NULL, NULL, err, sizeof(err)));
     assert_true(strlen(err) > 0);
-    assert_null(realm_keys_open("", err, sizeof(err)));
+    assert_null(realm_keys_open("", NULL, NULL, err, sizeof(err)));
 }
 
 int main(void)
