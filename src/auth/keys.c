@@ -469,12 +469,15 @@ realm_keys_t *realm_keys_open(const char *data_dir, const char *db, const char *
                             "servers using it); " SHARED_KEY_HINT,
                             err, err_len) != 0)
             goto fail;
+        /* The keys first: a key that opens none of them must not record its check
+         * (a database whose check row was lost). */
         server_key_check(k, mine);
-        if (realm_store_auth_key_check(k->store, mine, held) != 0) {
+        int opens = !has_keys || server_key_opens_keys(k) == 0;
+        if (opens && realm_store_auth_key_check(k->store, mine, held) != 0) {
             set_err(err, err_len, "%s: cannot record the server key check", where);
             goto fail;
         }
-        if (strcmp(held, mine) != 0 || (has_keys && server_key_opens_keys(k) != 0)) {
+        if (!opens || strcmp(held, mine) != 0) {
             set_err(err, err_len,
                     "%s is not the server key the keys in the database were made with; "
                     "" SHARED_KEY_HINT,
