@@ -695,8 +695,8 @@ int realm_keys_find_access_key(realm_keys_t *k, const char *access_key_id, realm
             if (out != NULL) read_info(&row, out);
             ok = 1;
         } else {
-            realm_error("auth.db: the secret of access key %s does not decrypt: server.key "
-                        "is not the key it was created with, or auth.db was altered",
+            realm_error("keys: the secret of access key %s does not decrypt: the server key "
+                        "file is not the key it was created with, or its row was altered",
                         row.access_key_id);
         }
     }

@@ -48,8 +48,10 @@
  *
  * THREADS: one realm_keys_t per thread; in the server, the loop thread only.
  * Every call blocks on one small transaction (at most busy_timeout when
- * another process holds the write lock). Different processes and different
- * realm_keys_t on the same data dir are safe together.
+ * another process holds the write lock; on PostgreSQL, network round
+ * trips: such a store must not be called on the loop, docs/storage.md).
+ * Different processes and different realm_keys_t on the same data dir or
+ * database are safe together.
  */
 #ifndef REALM_AUTH_KEYS_H
 #define REALM_AUTH_KEYS_H
@@ -149,9 +151,10 @@ int realm_keys_tenant_account(realm_keys_t *k, const char *tenant, char account_
 /*
  * A number that changes whenever the store changed since the last call, by
  * this realm_keys_t or by any other connection or process (PRAGMA
- * data_version plus a count of this connection's own writes). It only grows.
- * Cheap (one PRAGMA reading SQLite's shared WAL index). Poll it and reload cached
- * decisions (e.g. revocations on open connections) when it moves.
+ * data_version plus a count of this connection's own writes; PostgreSQL:
+ * the database's change counter, one round trip). It only grows. Cheap on
+ * SQLite (one PRAGMA reading the shared WAL index). Poll it and reload
+ * cached decisions (e.g. revocations on open connections) when it moves.
  */
 uint64_t realm_keys_version(realm_keys_t *k);
 
