@@ -1,8 +1,10 @@
 /*
  * keys.c - the tenant and key store (see keys.h).
  *
- * STORAGE: tenants and keys are rows of a store (store/store.h; the SQLite
- * backend's schema is in store/sqlite_auth.c). Keys are never deleted: a
+ * STORAGE: tenants and keys are rows of a store (store/store.h; the
+ * schemas are in store/sqlite_auth.c and store/pg_auth.c). On a shared
+ * (PostgreSQL) store the server key file is checked against the check
+ * value the database keeps (keys.h, SHARED). Keys are never deleted: a
  * revoked row keeps its key id and access key id taken, so neither is ever
  * reissued. A data dir "memory:" keeps the rows and the server key in this
  * process's memory (tests; no file is made).

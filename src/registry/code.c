@@ -27,7 +27,7 @@ int realm_registry_code_keep(realm_registry_t *r, const char *hex, const void *z
 {
     if (!is_hex64(hex)) return -1;
     int rc = realm_store_pkg_put(r->store, hex, zip, len);
-    return rc < 0 ? -1 : 0; /* REALM_STORE_PKG_NOT_KEPT: nothing to do */
+    return rc < 0 ? -1 : 0; /* REALM_STORE_NOT_KEPT: nothing to do */
 }
 
 int realm_registry_code_fetch(realm_registry_t *r, realm_pkg_store_t *pkgs, const char *hex,

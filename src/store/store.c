@@ -335,7 +335,7 @@ int64_t realm_store_auth_version(realm_store_t *s)
 
 int realm_store_auth_key_check(realm_store_t *s, const char *check, char *stored)
 {
-    if (!s->ops->auth_key_check) return REALM_STORE_PKG_NOT_KEPT;
+    if (!s->ops->auth_key_check) return REALM_STORE_NOT_KEPT;
     return s->ops->auth_key_check(s, check, stored);
 }
 
@@ -343,7 +343,7 @@ int realm_store_auth_key_check(realm_store_t *s, const char *check, char *stored
 
 int realm_store_pkg_put(realm_store_t *s, const char *hex, const void *data, size_t len)
 {
-    if (!s->ops->pkg_put) return REALM_STORE_PKG_NOT_KEPT;
+    if (!s->ops->pkg_put) return REALM_STORE_NOT_KEPT;
     return s->ops->pkg_put(s, hex, data, len);
 }
 

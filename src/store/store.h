@@ -158,18 +158,19 @@ int realm_store_code_used(realm_store_t *s, const char *tenant, const char *hex)
  * PostgreSQL"), in chunks of REALM_STORE_PKG_CHUNK bytes; memory in the
  * process (tests); SQLite NOT AT ALL: there the data dir's package store
  * (pkg/) is the truth, so put and delete_unused keep nothing and answer
- * REALM_STORE_PKG_NOT_KEPT / 0, get answers 1 and has 0.
+ * REALM_STORE_NOT_KEPT / 0, get answers 1 and has 0.
  * A package is named by hex, the SHA-256 of its bytes (lower-case hex): the
  * store does not hash, its callers check (registry/, realm_registry_code_fetch).
  */
 #define REALM_STORE_PKG_CHUNK (1024 * 1024)
-#define REALM_STORE_PKG_NOT_KEPT 2
+/* What an optional call answers on a backend that keeps no such thing. */
+#define REALM_STORE_NOT_KEPT 2
 /*
  * Keeps package hex (len bytes). Idempotent: a package already there is
  * kept as it is (only its "last touched" time moves, see delete_unused).
  * Inside the caller's transaction when one is open (the package commits
  * with the version row that names it, or not at all); else in a
- * transaction of its own. 0, REALM_STORE_PKG_NOT_KEPT (SQLite), -1.
+ * transaction of its own. 0, REALM_STORE_NOT_KEPT (SQLite), -1.
  */
 int realm_store_pkg_put(realm_store_t *s, const char *hex, const void *data, size_t len);
 /* 0 with *data (malloc'd, len + 1 bytes, NUL-terminated) and *len, 1 missing, -1. */
@@ -348,7 +349,7 @@ int64_t realm_store_auth_version(realm_store_t *s);
  * servers share them. check NULL: only reads. Else records check when the
  * database holds none (the first store to record wins). Returns 0 with the
  * value held (after the call) in stored (65 bytes), 1 when none is held
- * (check NULL), REALM_STORE_PKG_NOT_KEPT when the backend keeps none (SQLite
+ * (check NULL), REALM_STORE_NOT_KEPT when the backend keeps none (SQLite
  * and memory: the key file lives with the database), -1.
  */
 int realm_store_auth_key_check(realm_store_t *s, const char *check, char *stored);

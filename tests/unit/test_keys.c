@@ -541,6 +541,48 @@ static void test_bad_input_refused(void **state)
     assert_int_equal(realm_keys_tenant_account(f->k, "acme", acct), 0);
 }
 
+/* --server-key-file: a path of its own (made 0600 there, not in the data
+ * dir), "DATA_DIR/..." in the data dir; a directory that does not exist is
+ * an error; a bad --db is refused. */
+static void test_server_key_file_path(void **state)
+{
+    fx_t *f = *state;
+    char dir[128], key[160], err[512] = "", path[200];
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s/d2", f->dir);
+    snprintf(key, sizeof(key), "%s/elsewhere.key", f->dir);
+    realm_keys_t *k = realm_keys_open(dir, "sqlite", key, err, sizeof(err));
+    if (k == NULL) fail_msg("open: %s", err);
+    made_t m = make(k, "acme");
+    realm_keys_close(k);
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof(path), "%s/server.key", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    /* Reopened with it, the secret decrypts; with the data dir's default, the
+     * missing key is refused (the keys exist). */
+    k = realm_keys_open(dir, NULL, key, err, sizeof(err));
+    if (k == NULL) fail_msg("reopen: %s", err);
+    char dec[REALM_KEYS_SECRET_LEN];
+    assert_int_equal(realm_keys_find_access_key(k, m.info.access_key_id, NULL, dec, sizeof(dec)),
+                     1);
+    assert_string_equal(dec, m.secret);
+    realm_keys_close(k);
+    assert_null(realm_keys_open(dir, NULL, "DATA_DIR/server.key", err, sizeof(err)));
+    assert_non_null(strstr(err, "is missing"));
+    /* "DATA_DIR/x.key" is made in the data dir. */
+    snprintf(dir, sizeof(dir), "%s/d3", f->dir);
+    k = realm_keys_open(dir, NULL, "DATA_DIR/x.key", err, sizeof(err));
+    if (k == NULL) fail_msg("open: %s", err);
+    realm_keys_close(k);
+    snprintf(path, sizeof(path), "%s/x.key", dir);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(key, sizeof(key), "%s/no/such/dir.key", f->dir);
+    assert_null(realm_keys_open(dir, NULL, key, err, sizeof(err)));
+    assert_null(realm_keys_open(dir, "mysql://x", NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "use sqlite or a postgresql:// URL"));
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
@@ -685,6 +727,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
 #ifndef REALM_TEST_MEMORY
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test_setup_teardown(test_server_key_file_path, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -632,7 +632,7 @@ static void packages(void **state)
     char *got = NULL;
     size_t got_len = 0;
     if (strcmp(f->backend, "sqlite") == 0) {
-        assert_int_equal(realm_store_pkg_put(s, ha, big, len), REALM_STORE_PKG_NOT_KEPT);
+        assert_int_equal(realm_store_pkg_put(s, ha, big, len), REALM_STORE_NOT_KEPT);
         assert_int_equal(realm_store_pkg_has(s, ha), 0);
         assert_int_equal(realm_store_pkg_get(s, ha, &got, &got_len), 1);
         assert_null(got);
