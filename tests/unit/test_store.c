@@ -973,6 +973,119 @@ static void pg_auth_two_stores(void **state)
     realm_store_close(b);
 }
 
+typedef struct {
+    realm_store_t *s;
+    const char *hex;
+    const unsigned char *data;
+    size_t len;
+    int64_t deleted; /* gc: what delete_unused answered */
+    int rc;          /* create: 0 when every call worked */
+} pkg_job_t;
+
+static void *gc_job(void *arg)
+{
+    pkg_job_t *j = arg;
+    j->deleted = realm_store_pkg_delete_unused(j->s);
+    return NULL;
+}
+
+/* A create on another server: the package and a version naming it, one transaction. */
+static void *create_job(void *arg)
+{
+    pkg_job_t *j = arg;
+    json_t *cfg = json_object();
+    j->rc = realm_store_begin(j->s) == 0 &&
+                    realm_store_pkg_put(j->s, j->hex, j->data, j->len) == 0 &&
+                    realm_store_fn_insert(j->s, "t9", j->hex, NULL) == 0 &&
+                    realm_store_ver_insert(j->s, "t9", j->hex, 0, j->hex, cfg) == 0 &&
+                    realm_store_commit(j->s) == 0
+                ? 0
+                : -1;
+    json_decref(cfg);
+    return NULL;
+}
+
+/* Until a session of Realm's waits on a lock (polling the database, no sleep). */
+static void wait_for_lock_waiter(void)
+{
+    char out[16] = "";
+    for (int i = 0; i < 100000; i++) {
+        fx_pg_query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'realm'"
+                    " AND wait_event_type = 'Lock'",
+                    out, sizeof(out));
+        if (strcmp(out, "0") != 0) return;
+    }
+    fail_msg("no session waited on a lock");
+}
+
+/* delete_unused racing a create on another server, both orders (docs/storage.md,
+ * "Deleting unused packages"): the create holds the package row first, so
+ * the collection waits and then skips it; the collection deletes it first,
+ * so the create waits and then puts it back whole. Either way the version's
+ * package is there, every byte. */
+static void pg_packages_gc_races_create(void **state)
+{
+    fx_t *f = *state;
+    realm_store_t *a = f->reg, *b = open_pg();
+    size_t len = 3 * (size_t)REALM_STORE_PKG_CHUNK / 2;
+    unsigned char *bytes = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        bytes[i] = (unsigned char)(i * 7 + 1);
+    char hp[REALM_STORE_HEX_LEN + 1], hq[REALM_STORE_HEX_LEN + 1];
+    hex_of('p', hp);
+    hex_of('q', hq);
+    char *got = NULL;
+    size_t got_len = 0;
+
+    /* 1. The create first: an old, unused package P put again inside a's
+     * transaction; b's collection waits on its row, then skips it. */
+    assert_int_equal(realm_store_pkg_put(a, hp, bytes, len), 0);
+    fx_pg_query("UPDATE realm_packages SET touched = now() - interval '1 hour'", NULL, 0);
+    assert_int_equal(realm_store_begin(a), 0);
+    assert_int_equal(realm_store_pkg_put(a, hp, bytes, len), 0);
+    pkg_job_t gc = {.s = b};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, gc_job, &gc), 0);
+    wait_for_lock_waiter();
+    json_t *cfg = json_object();
+    assert_int_equal(realm_store_fn_insert(a, "t1", "p", NULL), 0);
+    assert_int_equal(realm_store_ver_insert(a, "t1", "p", 0, hp, cfg), 0);
+    json_decref(cfg);
+    assert_int_equal(realm_store_commit(a), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(gc.deleted, 0);
+    assert_int_equal(realm_store_pkg_get(b, hp, &got, &got_len), 0);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, bytes, len);
+    free(got);
+
+    /* 2. The collection first: b deletes the old, unused Q in its transaction;
+     * a's create (put Q + version) waits on the row, then puts Q back whole. */
+    assert_int_equal(realm_store_pkg_put(a, hq, bytes, len), 0);
+    fx_pg_query("UPDATE realm_packages SET touched = now() - interval '1 hour'"
+                " WHERE hex = repeat('q', 64)",
+                NULL, 0);
+    assert_int_equal(realm_store_begin(b), 0);
+    assert_int_equal(realm_store_pkg_delete_unused(b), 1);
+    pkg_job_t cr = {.s = a, .hex = hq, .data = bytes, .len = len, .rc = 1};
+    assert_int_equal(pthread_create(&th, NULL, create_job, &cr), 0);
+    wait_for_lock_waiter();
+    assert_int_equal(realm_store_commit(b), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(cr.rc, 0);
+    assert_int_equal(realm_store_code_used(b, NULL, hq), 1);
+    assert_int_equal(realm_store_pkg_get(b, hq, &got, &got_len), 0);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, bytes, len);
+    free(got);
+    char out[16];
+    fx_pg_query("SELECT count(*) FROM realm_package_chunks WHERE hex = repeat('q', 64)", out,
+                sizeof(out));
+    assert_string_equal(out, "2");
+    realm_store_close(b);
+    free(bytes);
+}
+
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
 int main(void)
@@ -989,6 +1102,7 @@ int main(void)
         PG(tenants_and_keys),
         PG(packages),
         PG(pg_auth_two_stores),
+        PG(pg_packages_gc_races_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
