@@ -280,11 +280,12 @@ static int create_server_key(const char *dir, const char *path, char *err, size_
 }
 
 /* Reads (creating it if may_create) the server key file path, in directory dir, into
- * k->server_key. 0, or -1 with a message; missing says why a missing file is not created. */
+ * k->server_key. 0 (1 when it was created), or -1 with a message; missing says why a
+ * missing file is not created. */
 static int load_server_key(realm_keys_t *k, const char *path, const char *dir, int may_create,
                            const char *missing, char *err, size_t err_len)
 {
-    int fd = -1;
+    int fd = -1, created = 0;
     for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
         fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) break;
@@ -297,7 +298,7 @@ static int load_server_key(realm_keys_t *k, const char *path, const char *dir, i
             return -1;
         }
         if (create_server_key(dir, path, err, err_len) != 0) return -1;
-        realm_info("keys: created the server key %s", path);
+        created = 1;
     }
     struct stat st;
     int rc = -1;
@@ -322,7 +323,7 @@ static int load_server_key(realm_keys_t *k, const char *path, const char *dir, i
             got += (size_t)n;
         }
         if (got == SERVER_KEY_LEN)
-            rc = 0;
+            rc = created;
         else
             set_err(err, err_len, "%s: short read", path);
     }
@@ -454,7 +455,7 @@ realm_keys_t *realm_keys_open(const char *data_dir, const char *db, const char *
                  "%s holds keys whose secrets it encrypted; "
                  "restore it (or move auth.db away to start with no keys)",
                  path);
-        if (load_server_key(k, key_path, key_dir, !has_keys, missing, err, err_len) != 0) goto fail;
+        if (load_server_key(k, key_path, key_dir, !has_keys, missing, err, err_len) < 0) goto fail;
     } else {
         /* Shared: the database keeps the check value of the key its secrets are sealed
          * under. A key file is made only for a database with neither keys nor a check,
@@ -466,11 +467,13 @@ realm_keys_t *realm_keys_open(const char *data_dir, const char *db, const char *
             set_err(err, err_len, "%s: cannot read the server key check", where);
             goto fail;
         }
-        if (load_server_key(k, key_path, key_dir, !has_keys && rc != 0,
-                            "the database holds keys (or the check of the server key of the "
-                            "servers using it); " SHARED_KEY_HINT,
-                            err, err_len) != 0)
-            goto fail;
+        int made = load_server_key(k, key_path, key_dir, !has_keys && rc != 0,
+                                   "the database holds keys (or the check of the server key of "
+                                   "the servers using it); " SHARED_KEY_HINT,
+                                   err, err_len);
+        if (made < 0) goto fail;
+        /* Worth a line: the other servers on this database need a copy of it. */
+        if (made) realm_info("keys: created the server key %s", key_path);
         /* The keys first: a key that opens none of them must not record its check
          * (a database whose check row was lost). */
         server_key_check(k, mine);
