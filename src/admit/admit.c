@@ -85,7 +85,7 @@ realm_admit_t *realm_admit_new(const realm_admit_config_t *cfg, char *err, size_
     if (cfg->admin_key && cfg->admin_key[0] && strcmp(cfg->admin_key, "none") != 0)
         ad->admin_key = realm_strdup(cfg->admin_key);
     if (!cfg->auth) return ad;
-    ad->keys = realm_keys_open(cfg->data_dir, err, err_len);
+    ad->keys = realm_keys_open(cfg->data_dir, cfg->db, cfg->server_key_file, err, err_len);
     if (!ad->keys) {
         realm_admit_free(ad);
         return NULL;

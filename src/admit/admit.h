@@ -69,6 +69,8 @@ typedef struct realm_admit_s realm_admit_t;
 typedef struct {
     int auth;                      /* 0: no credentials asked, everyone is the default principal */
     const char *data_dir;          /* the key store's directory (auth on) */
+    const char *db;                /* where keys live: NULL/"sqlite" or a postgresql:// URL */
+    const char *server_key_file;   /* NULL: DATA_DIR/server.key (auth/keys.h) */
     const char *admin_key;         /* acts for any tenant; NULL or "none": no admin key */
     double rate_limit, rate_burst; /* per key, for keys without their own */
     size_t max_connections;        /* connections at once: TOO_MANY_CONNECTIONS beyond */

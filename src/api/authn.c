@@ -28,6 +28,8 @@ realm_authn_t *realm_authn_new(const realm_config_t *cfg, char *err, size_t err_
     realm_admit_config_t ac = {
         .auth = cfg->auth,
         .data_dir = cfg->data_dir,
+        .db = cfg->db,
+        .server_key_file = cfg->server_key_file,
         .admin_key = cfg->admin_key,
         .rate_limit = (double)cfg->rate_limit,
         .rate_burst = (double)cfg->rate_burst,

@@ -1,8 +1,10 @@
 /*
  * keys.c - the tenant and key store (see keys.h).
  *
- * STORAGE: tenants and keys are rows of a store (store/store.h; the SQLite
- * backend's schema is in store/sqlite_auth.c). Keys are never deleted: a
+ * STORAGE: tenants and keys are rows of a store (store/store.h; the
+ * schemas are in store/sqlite_auth.c and store/pg_auth.c). On a shared
+ * (PostgreSQL) store the server key file is checked against the check
+ * value the database keeps (keys.h, SHARED). Keys are never deleted: a
  * revoked row keeps its key id and access key id taken, so neither is ever
  * reissued. A data dir "memory:" keeps the rows and the server key in this
  * process's memory (tests; no file is made).
@@ -277,13 +279,13 @@ static int create_server_key(const char *dir, const char *path, char *err, size_
     return rc;
 }
 
-/* Reads (creating it if allowed) DATA_DIR/server.key into k->server_key. 0, or -1. */
-static int load_server_key(realm_keys_t *k, const char *dir, int may_create, char *err,
-                           size_t err_len)
+/* Reads (creating it if may_create) the server key file path, in directory dir, into
+ * k->server_key. 0 (1 when it was created), or -1 with a message; missing says why a
+ * missing file is not created. */
+static int load_server_key(realm_keys_t *k, const char *path, const char *dir, int may_create,
+                           const char *missing, char *err, size_t err_len)
 {
-    char path[PATH_MAX_LEN];
-    snprintf(path, sizeof(path), "%s/server.key", dir);
-    int fd = -1;
+    int fd = -1, created = 0;
     for (int attempt = 0; attempt < 2 && fd < 0; attempt++) {
         fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
         if (fd >= 0) break;
@@ -292,13 +294,11 @@ static int load_server_key(realm_keys_t *k, const char *dir, int may_create, cha
             return -1;
         }
         if (!may_create) {
-            set_err(err, err_len,
-                    "%s is missing, but %s/auth.db holds keys whose secrets it encrypted; "
-                    "restore it (or move auth.db away to start with no keys)",
-                    path, dir);
+            set_err(err, err_len, "%s is missing, but %s", path, missing);
             return -1;
         }
         if (create_server_key(dir, path, err, err_len) != 0) return -1;
+        created = 1;
     }
     struct stat st;
     int rc = -1;
@@ -323,7 +323,7 @@ static int load_server_key(realm_keys_t *k, const char *dir, int may_create, cha
             got += (size_t)n;
         }
         if (got == SERVER_KEY_LEN)
-            rc = 0;
+            rc = created;
         else
             set_err(err, err_len, "%s: short read", path);
     }
@@ -331,45 +331,165 @@ static int load_server_key(realm_keys_t *k, const char *dir, int may_create, cha
     return rc;
 }
 
-realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len)
+/* The server key's check value kept in a shared database: SHA-256 of a label and the
+ * key, in hex (says whether two servers hold the same key, and nothing about it). */
+static void server_key_check(const realm_keys_t *k, char out[2 * HASH_LEN + 1])
+{
+    static const char label[] = "realm server key check v1";
+    unsigned char h[HASH_LEN];
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    if (md == NULL || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1 ||
+        EVP_DigestUpdate(md, label, sizeof(label) - 1) != 1 ||
+        EVP_DigestUpdate(md, k->server_key, SERVER_KEY_LEN) != 1 ||
+        EVP_DigestFinal_ex(md, h, &n) != 1 || n != HASH_LEN)
+        abort(); /* only fails on OOM */
+    EVP_MD_CTX_free(md);
+    for (size_t i = 0; i < HASH_LEN; i++) {
+        out[2 * i] = hex_lower[h[i] >> 4];
+        out[2 * i + 1] = hex_lower[h[i] & 15];
+    }
+    out[2 * HASH_LEN] = '\0';
+}
+
+/* 0 if the server key opens the first key's secret (or there is none), -1 if not. */
+static int server_key_opens_keys(realm_keys_t *k)
+{
+    realm_store_key_t *rows = NULL;
+    size_t n = 0;
+    if (realm_store_key_list(k->store, &rows, &n) != 0) return -1;
+    int rc = 0;
+    if (n > 0) {
+        unsigned char plain[SIGV4_SECRET_LEN];
+        rc = rows[0].secret_enc_len == NONCE_LEN + SIGV4_SECRET_LEN + TAG_LEN &&
+                     open_sealed(k->server_key, rows[0].access_key_id, rows[0].secret_enc,
+                                 rows[0].secret_enc_len, plain, sizeof(plain)) == 0
+                 ? 0
+                 : -1;
+        OPENSSL_cleanse(plain, sizeof(plain));
+    }
+    OPENSSL_cleanse(rows, n * sizeof(*rows));
+    free(rows);
+    return rc;
+}
+
+#define SHARED_KEY_HINT                                                                            \
+    "every server on one database needs the same server key file: copy it from a server "          \
+    "that uses this database (--server-key-file PATH, or DATA_DIR/server.key)"
+
+realm_keys_t *realm_keys_open(const char *data_dir, const char *db, const char *server_key_file,
+                              char *err, size_t err_len)
 {
     realm_keys_t *k = realm_calloc(1, sizeof(*k));
-    char path[PATH_MAX_LEN];
+    char path[PATH_MAX_LEN], key_path[PATH_MAX_LEN], key_dir[PATH_MAX_LEN];
+    const char *loc = path;
     if (data_dir == NULL || *data_dir == '\0') {
         set_err(err, err_len, "no data dir");
         goto fail;
     }
-    int memory = realm_store_is_memory(data_dir);
-    if (!memory) {
+    if (db != NULL && (*db == '\0' || strcmp(db, "sqlite") == 0)) db = NULL;
+    int memory = realm_store_is_memory(data_dir) || (db != NULL && realm_store_is_memory(db));
+    int shared = db != NULL && realm_store_is_pg(db);
+    if (db != NULL && !memory && !shared) {
+        set_err(err, err_len, "db '%.200s': use sqlite or a postgresql:// URL", db);
+        goto fail;
+    }
+    if (memory) {
+        loc = db != NULL ? db : data_dir;
+    } else {
         if (mkdir_p(data_dir) != 0) {
             set_err(err, err_len, "data dir %s: %s", data_dir, strerror(errno));
             goto fail;
         }
-        if (snprintf(path, sizeof(path), "%s/auth.db", data_dir) >= (int)sizeof(path)) {
+        if (snprintf(path, sizeof(path), "%s/auth.db", data_dir) >= (int)sizeof(path) ||
+            snprintf(key_path, sizeof(key_path), "%s/server.key", data_dir) >=
+                (int)sizeof(key_path)) {
             set_err(err, err_len, "data dir %s: path too long", data_dir);
             goto fail;
         }
-        /* Create the file 0600 before SQLite does (it would use 0644 & ~umask); the -wal
-         * and -shm files SQLite makes next to it copy its mode. */
-        int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            set_err(err, err_len, "%s: %s", path, strerror(errno));
+        /* "DATA_DIR/..." names a file in the data dir (the config's default). */
+        int in_dir = server_key_file != NULL && strncmp(server_key_file, "DATA_DIR/", 9) == 0;
+        if (server_key_file != NULL && *server_key_file != '\0' &&
+            (in_dir ? snprintf(key_path, sizeof(key_path), "%s/%s", data_dir, server_key_file + 9)
+                    : snprintf(key_path, sizeof(key_path), "%s", server_key_file)) >=
+                (int)sizeof(key_path)) {
+            set_err(err, err_len, "server key file %.200s: path too long", server_key_file);
             goto fail;
         }
-        close(fd);
+        /* The key file's directory (a new key is made there, then linked into place). */
+        snprintf(key_dir, sizeof(key_dir), "%s", key_path);
+        char *slash = strrchr(key_dir, '/');
+        if (slash == NULL)
+            snprintf(key_dir, sizeof(key_dir), ".");
+        else if (slash == key_dir)
+            key_dir[1] = '\0';
+        else
+            *slash = '\0';
+        if (shared) {
+            loc = db;
+        } else {
+            /* Create the file 0600 before SQLite does (it would use 0644 & ~umask); the
+             * -wal and -shm files SQLite makes next to it copy its mode. */
+            int fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600);
+            if (fd < 0) {
+                set_err(err, err_len, "%s: %s", path, strerror(errno));
+                goto fail;
+            }
+            close(fd);
+        }
     }
-    /* The server and `realm keys` share the file (the store's busy timeout). */
-    k->store = realm_store_open(REALM_STORE_AUTH, memory ? data_dir : path, err, err_len);
+    /* The server and `realm keys` share the file (the store's busy timeout) or the database. */
+    k->store = realm_store_open(REALM_STORE_AUTH, loc, err, err_len);
     if (!k->store) goto fail;
+    const char *where = shared ? "the database" : loc;
     int has_keys = realm_store_key_any(k->store);
     if (has_keys < 0) {
-        set_err(err, err_len, "%s: cannot read the keys", memory ? data_dir : path);
+        set_err(err, err_len, "%s: cannot read the keys", where);
         goto fail;
     }
-    if (memory)
+    if (memory) {
         random_bytes(k->server_key, sizeof(k->server_key));
-    else if (load_server_key(k, data_dir, !has_keys, err, err_len) != 0)
-        goto fail;
+    } else if (!shared) {
+        char missing[PATH_MAX_LEN + 160];
+        snprintf(missing, sizeof(missing),
+                 "%s holds keys whose secrets it encrypted; "
+                 "restore it (or move auth.db away to start with no keys)",
+                 path);
+        if (load_server_key(k, key_path, key_dir, !has_keys, missing, err, err_len) < 0) goto fail;
+    } else {
+        /* Shared: the database keeps the check value of the key its secrets are sealed
+         * under. A key file is made only for a database with neither keys nor a check,
+         * and the first server to record its check wins: a second server with another
+         * key is refused, before it could seal a secret no other server opens. */
+        char held[2 * HASH_LEN + 1] = "", mine[2 * HASH_LEN + 1];
+        int rc = realm_store_auth_key_check(k->store, NULL, held);
+        if (rc < 0) {
+            set_err(err, err_len, "%s: cannot read the server key check", where);
+            goto fail;
+        }
+        int made = load_server_key(k, key_path, key_dir, !has_keys && rc != 0,
+                                   "the database holds keys (or the check of the server key of "
+                                   "the servers using it); " SHARED_KEY_HINT,
+                                   err, err_len);
+        if (made < 0) goto fail;
+        /* Worth a line: the other servers on this database need a copy of it. */
+        if (made) realm_info("keys: created the server key %s", key_path);
+        /* The keys first: a key that opens none of them must not record its check
+         * (a database whose check row was lost). */
+        server_key_check(k, mine);
+        int opens = !has_keys || server_key_opens_keys(k) == 0;
+        if (opens && realm_store_auth_key_check(k->store, mine, held) != 0) {
+            set_err(err, err_len, "%s: cannot record the server key check", where);
+            goto fail;
+        }
+        if (!opens || strcmp(held, mine) != 0) {
+            set_err(err, err_len,
+                    "%s is not the server key the keys in the database were made with; "
+                    "" SHARED_KEY_HINT,
+                    key_path);
+            goto fail;
+        }
+    }
     k->data_version = realm_store_auth_version(k->store);
     return k;
 fail:
@@ -580,8 +700,8 @@ int realm_keys_find_access_key(realm_keys_t *k, const char *access_key_id, realm
             if (out != NULL) read_info(&row, out);
             ok = 1;
         } else {
-            realm_error("auth.db: the secret of access key %s does not decrypt: server.key "
-                        "is not the key it was created with, or auth.db was altered",
+            realm_error("keys: the secret of access key %s does not decrypt: the server key "
+                        "file is not the key it was created with, or its row was altered",
                         row.access_key_id);
         }
     }

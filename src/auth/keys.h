@@ -14,7 +14,19 @@
  *               file or that is not exactly 32 bytes is refused. A missing
  *               server.key is created only while auth.db holds no keys: with
  *               keys, a fresh server.key could decrypt none of them, so open
- *               fails instead and says so.
+ *               fails instead and says so. Its path can be given instead
+ *               (--server-key-file; it must be in an existing directory).
+ *
+ * SHARED (db a postgresql:// URL): tenants and keys are rows of that
+ * database, and every server using it (and `realm keys --db URL`) must hold
+ * the same server key file. The database keeps a check value of that key
+ * (SHA-256 of a label and the key, store.h realm_store_auth_key_check),
+ * recorded by the first server to open it. Open refuses, saying so, a key
+ * file whose check differs or that does not decrypt the database's keys,
+ * and a missing key file while the database holds keys or a check; a key
+ * file is created only for a database with neither (the first server's).
+ * A server notices keys added or revoked elsewhere through
+ * realm_keys_version (a counter row of the database).
  *
  * SECRETS: an API key is "rk_<key_id>_<secret>" (key_id "k" + 12 lowercase
  * hex digits, secret 32 chars of [a-z2-7], 160 bits). Only a random 16-byte
@@ -36,8 +48,10 @@
  *
  * THREADS: one realm_keys_t per thread; in the server, the loop thread only.
  * Every call blocks on one small transaction (at most busy_timeout when
- * another process holds the write lock). Different processes and different
- * realm_keys_t on the same data dir are safe together.
+ * another process holds the write lock; on PostgreSQL, network round
+ * trips: such a store must not be called on the loop, docs/storage.md).
+ * Different processes and different realm_keys_t on the same data dir or
+ * database are safe together.
  */
 #ifndef REALM_AUTH_KEYS_H
 #define REALM_AUTH_KEYS_H
@@ -64,14 +78,19 @@ typedef struct {
 } realm_key_info_t;
 
 /*
- * Opens the store in data_dir (borrowed for the call), creating the
- * directory, auth.db and server.key as needed (see FILES). Returns a new
- * store (close with realm_keys_close), or NULL with a message in err (an
- * unusable server.key, an unreadable database...). A data_dir of
- * "memory:" keeps tenants, keys and a random server key in memory (tests;
- * store/store.h's in-memory backend): no file is made.
+ * Opens the store, creating what is missing (see FILES). db names where the
+ * tenants and keys live: NULL, "" or "sqlite": DATA_DIR/auth.db; a
+ * postgresql:// URL: that database, shared by every server using it (then
+ * DATA_DIR holds only the default key file). server_key_file: NULL or "":
+ * DATA_DIR/server.key; a path starting "DATA_DIR/" is in data_dir. data_dir, db and server_key_file
+ * are borrowed for the call. Returns a new store (close with realm_keys_close), or NULL with a
+ * message in err (an unusable server key, an unreadable database, a key file that is not the one
+ * the shared database's secrets were sealed under...). A data_dir (or db) of "memory:" keeps
+ * tenants, keys and a random server key in memory (tests; store/store.h's in-memory backend): no
+ * file is made.
  */
-realm_keys_t *realm_keys_open(const char *data_dir, char *err, size_t err_len);
+realm_keys_t *realm_keys_open(const char *data_dir, const char *db, const char *server_key_file,
+                              char *err, size_t err_len);
 /* Closes the database and wipes the server key from memory. NULL is fine. */
 void realm_keys_close(realm_keys_t *k);
 
@@ -132,9 +151,10 @@ int realm_keys_tenant_account(realm_keys_t *k, const char *tenant, char account_
 /*
  * A number that changes whenever the store changed since the last call, by
  * this realm_keys_t or by any other connection or process (PRAGMA
- * data_version plus a count of this connection's own writes). It only grows.
- * Cheap (one PRAGMA reading SQLite's shared WAL index). Poll it and reload cached
- * decisions (e.g. revocations on open connections) when it moves.
+ * data_version plus a count of this connection's own writes; PostgreSQL:
+ * the database's change counter, one round trip). It only grows. Cheap on
+ * SQLite (one PRAGMA reading the shared WAL index). Poll it and reload
+ * cached decisions (e.g. revocations on open connections) when it moves.
  */
 uint64_t realm_keys_version(realm_keys_t *k);
 

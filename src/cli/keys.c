@@ -4,10 +4,12 @@
  *
  * DESIGN: unlike the other commands these are not clients of the control
  * API: they open DATA_DIR/auth.db directly (--data-dir, else
- * $REALM_DATA_DIR, else ./realm-data, the default of `realm serve`), so
- * they work whether or not the server runs. A running server shares the
- * file (SQLite WAL) and notices every change through realm_keys_version, so
- * a revocation takes effect there without a restart.
+ * $REALM_DATA_DIR, else ./realm-data, the default of `realm serve`), or
+ * the PostgreSQL database of --db URL with the server key of
+ * --server-key-file (as `realm serve` takes them), so they work whether or
+ * not a server runs. A running server shares the file (SQLite WAL) or the
+ * database and notices every change through realm_keys_version, so a
+ * revocation takes effect there without a restart.
  *
  * Secrets are printed once, by create, on stdout; never on stderr, never
  * by list.
@@ -37,14 +39,19 @@
 
 #define DATA_DIR_HELP                                                                              \
     "  --data-dir DIR       the server's data dir (default: $" DATA_DIR_ENV ", else\n"             \
-    "                       " DEFAULT_DATA_DIR ")\n"
+    "                       " DEFAULT_DATA_DIR ")\n"                                               \
+    "  --db URL             where the keys live, as `realm serve --db`: sqlite\n"                  \
+    "                       (DATA_DIR/auth.db, the default) or postgresql://...\n"                 \
+    "  --server-key-file PATH  the server key (default: DATA_DIR/server.key); with a\n"            \
+    "                       postgresql:// --db, the same file every server on it uses\n"
 
 static void usage_keys(FILE *out)
 {
     fputs("Usage: realm keys <create|list|revoke> [options]\n"
           "\n"
-          "Manages tenants and their keys in DATA_DIR/auth.db, whether or not the server\n"
-          "runs (a running server sees changes at once).\n"
+          "Manages tenants and their keys in DATA_DIR/auth.db (or the PostgreSQL database\n"
+          "of --db URL, shared by the servers using it), whether or not a server runs (a\n"
+          "running server sees changes at once).\n"
           "\n"
           "  create --tenant T    a new key for tenant T (created with its account id on\n"
           "                       first use); prints the secrets, once\n"
@@ -62,7 +69,7 @@ static void usage_create(FILE *out)
           "Creates a key for tenant T: an API key (client WebSocket) and an access key id\n"
           "with its secret access key (AWS Signature V4 on the control API). The secrets\n"
           "are shown once; Realm keeps only a hash of the API key and the secret access\n"
-          "key encrypted under DATA_DIR/server.key.\n"
+          "key encrypted under the server key (DATA_DIR/server.key, or --server-key-file).\n"
           "\n"
           "Options:\n"
           "  --tenant T           tenant name: 1 to 64 of A-Z a-z 0-9 _ - (required)\n"
@@ -134,11 +141,29 @@ static const char *resolve_data_dir(const char *flag)
     return env != NULL && *env != '\0' ? env : DEFAULT_DATA_DIR;
 }
 
+/* Where the store is: --data-dir, --db, --server-key-file (each NULL when not given). */
+typedef struct {
+    const char *data_dir, *db, *key_file;
+} where_t;
+
+/* 1 if argv[*i] is one of where's options (its value taken), -1 if it lacks its value, 0 if
+ * it is none of them. */
+static int where_opt(int argc, char **argv, int *i, where_t *w)
+{
+    int r;
+    if ((r = realm_cli_opt_value(argc, argv, i, "--data-dir", &w->data_dir)) != 0 ||
+        (r = realm_cli_opt_value(argc, argv, i, "--db", &w->db)) != 0 ||
+        (r = realm_cli_opt_value(argc, argv, i, "--server-key-file", &w->key_file)) != 0)
+        return r;
+    return 0;
+}
+
 /* Opens the store; NULL after a message ("realm keys CMD: ...") on stderr. */
-static realm_keys_t *open_store(const char *cmd, const char *flag)
+static realm_keys_t *open_store(const char *cmd, const where_t *w)
 {
     char err[1024];
-    realm_keys_t *k = realm_keys_open(resolve_data_dir(flag), err, sizeof(err));
+    realm_keys_t *k =
+        realm_keys_open(resolve_data_dir(w->data_dir), w->db, w->key_file, err, sizeof(err));
     if (k == NULL) fprintf(stderr, "realm %s: %s\n", cmd, err);
     return k;
 }
@@ -165,7 +190,8 @@ static void format_rate(char *out, size_t out_len, double v, const char *unit)
 static int keys_create(int argc, char **argv)
 {
     const char *cmd = "keys create";
-    const char *tenant = NULL, *data_dir = NULL, *rate_s = NULL, *burst_s = NULL;
+    const char *tenant = NULL, *rate_s = NULL, *burst_s = NULL;
+    where_t w = {0};
     int is_json = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -179,7 +205,7 @@ static int keys_create(int argc, char **argv)
         } else if ((r = realm_cli_opt_value(argc, argv, &i, "--tenant", &tenant)) != 0 ||
                    (r = realm_cli_opt_value(argc, argv, &i, "--rate", &rate_s)) != 0 ||
                    (r = realm_cli_opt_value(argc, argv, &i, "--burst", &burst_s)) != 0 ||
-                   (r = realm_cli_opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
+                   (r = where_opt(argc, argv, &i, &w)) != 0) {
             if (r < 0)
                 return realm_cli_usage_error(cmd, usage_create, "option '%s' needs a value", a);
         } else if (a[0] == '-') {
@@ -203,7 +229,7 @@ static int keys_create(int argc, char **argv)
         return realm_cli_usage_error(cmd, usage_create, "--burst takes a number >= 1, not '%.40s'",
                                      burst_s);
 
-    realm_keys_t *k = open_store(cmd, data_dir);
+    realm_keys_t *k = open_store(cmd, &w);
     if (k == NULL) return 1;
     realm_key_info_t info;
     char api_key[REALM_KEYS_API_KEY_LEN], secret[REALM_KEYS_SECRET_LEN], err[512];
@@ -307,7 +333,7 @@ static void print_table(const json_t *keys)
 static int keys_list(int argc, char **argv)
 {
     const char *cmd = "keys list";
-    const char *data_dir = NULL;
+    where_t w = {0};
     int is_json = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -318,7 +344,7 @@ static int keys_list(int argc, char **argv)
         }
         if (strcmp(a, "--json") == 0) {
             is_json = 1;
-        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
+        } else if ((r = where_opt(argc, argv, &i, &w)) != 0) {
             if (r < 0)
                 return realm_cli_usage_error(cmd, usage_list, "option '%s' needs a value", a);
         } else if (a[0] == '-') {
@@ -327,7 +353,7 @@ static int keys_list(int argc, char **argv)
             return realm_cli_usage_error(cmd, usage_list, "unexpected argument '%s'", a);
         }
     }
-    realm_keys_t *k = open_store(cmd, data_dir);
+    realm_keys_t *k = open_store(cmd, &w);
     if (k == NULL) return 1;
     json_t *keys = realm_keys_list(k);
     realm_keys_close(k);
@@ -350,7 +376,8 @@ static int keys_list(int argc, char **argv)
 static int keys_revoke(int argc, char **argv)
 {
     const char *cmd = "keys revoke";
-    const char *data_dir = NULL, *id = NULL;
+    const char *id = NULL;
+    where_t w = {0};
     int is_json = 0, no_more_opts = 0;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i];
@@ -366,7 +393,7 @@ static int keys_revoke(int argc, char **argv)
             return 0;
         } else if (strcmp(a, "--json") == 0) {
             is_json = 1;
-        } else if ((r = realm_cli_opt_value(argc, argv, &i, "--data-dir", &data_dir)) != 0) {
+        } else if ((r = where_opt(argc, argv, &i, &w)) != 0) {
             if (r < 0)
                 return realm_cli_usage_error(cmd, usage_revoke, "option '%s' needs a value", a);
         } else {
@@ -376,7 +403,7 @@ static int keys_revoke(int argc, char **argv)
     if (id == NULL || *id == '\0')
         return realm_cli_usage_error(cmd, usage_revoke, "missing the key ID");
 
-    realm_keys_t *k = open_store(cmd, data_dir);
+    realm_keys_t *k = open_store(cmd, &w);
     if (k == NULL) return 1;
     /* The key's tenant and state, for the message (list holds every key; they are few). */
     json_t *keys = realm_keys_list(k), *key = NULL;

@@ -116,6 +116,9 @@ static const cfg_opt_t options[] = {
     OPT_STRING("db", db, "sqlite", "URL",
                "where functions, code, Events and keys live: sqlite (files in the data dir) or "
                "postgresql://USER@HOST:PORT/DB (shared by every server using it)"),
+    OPT_STRING("server-key-file", server_key_file, "DATA_DIR/server.key", "PATH",
+               "the key that encrypts the keys' secrets (DATA_DIR/ means the data dir); every "
+               "server on one postgresql:// --db needs a copy of the same file"),
     OPT_ENUM("log-format", log_format, "text", "text|json", "log line format"),
     OPT_ENUM("log-level", log_level, "info", "debug|info|warn|error", "lowest level logged"),
     OPT_SIZE("max-message-bytes", max_message_bytes, "16MiB", 1,

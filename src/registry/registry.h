@@ -156,6 +156,41 @@ int realm_registry_code_owned(realm_registry_t *r, const char *tenant, const cha
 int realm_registry_code_used(realm_registry_t *r, const char *hex);
 
 /*
+ * Code packages in the database (code.c; docs/storage.md, "Code packages
+ * on PostgreSQL"): where the store keeps package bytes (PostgreSQL, memory),
+ * every server fetches a version's package from there into its own package
+ * store; on SQLite the data dir's package store is the only copy and these
+ * are no-ops. SYNCHRONOUS: each blocks on the database (and fetch on the
+ * disk); in the server they run on the store worker thread (storeq/), never
+ * on the loop.
+ *
+ * keep: keeps zip (len bytes; hex must be its SHA-256, as realm_pkg_hash
+ * gives) in the database, inside the caller's store transaction when one is
+ * open (so it commits with the version row naming it). Idempotent. 0 (also
+ * on SQLite, where nothing is kept), or -1 (a storage error, logged).
+ */
+int realm_registry_code_keep(realm_registry_t *r, const char *hex, const void *zip, size_t len);
+/*
+ * fetch: makes sure pkgs holds hex's tree: when it does not, reads the zip
+ * from the database, checks that its SHA-256 is hex (on every fetch: a
+ * mismatch is refused and logged, nothing is written) and stores it with
+ * realm_pkg_store_put (generous limits: the package passed the limits of
+ * the server that took it). 0, or -1 with a message in err (not in the
+ * database, SQLite included; a storage error; a hash mismatch; a zip pkg/
+ * refuses).
+ */
+int realm_registry_code_fetch(realm_registry_t *r, realm_pkg_store_t *pkgs, const char *hex,
+                              char *err, size_t err_len);
+/*
+ * forget_unused: deletes from the database the packages no version of any
+ * tenant names (PostgreSQL: and untouched for REALM_STORE_PKG_GRACE_S, see
+ * store.h); nothing while a create or update is in flight. Returns how many
+ * (0 on SQLite and on errors, which are logged). Local package stores are
+ * collected apart (realm_pkg_store_gc with realm_registry_code_used).
+ */
+size_t realm_registry_code_forget_unused(realm_registry_t *r);
+
+/*
  * Parses a FunctionName as AWS accepts it: a name, a partial ARN
  * (ACCOUNT:function:NAME) or a full ARN, with an optional ":QUALIFIER" when
  * allow_qualifier. Fills name (65 bytes) and qualifier (129 bytes; "" when

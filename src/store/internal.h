@@ -82,6 +82,14 @@ typedef struct {
     int (*pending_get)(realm_store_t *s, const char *t, const char *n);
     void (*pending_remove)(realm_store_t *s, const char *t, const char *n);
     size_t (*pending_count)(realm_store_t *s);
+
+    /* Optional (NULL: the backend keeps no package bytes, SQLite; store.h). */
+    int (*pkg_put)(realm_store_t *s, const char *hex, const void *data, size_t len);
+    int (*pkg_get)(realm_store_t *s, const char *hex, char **data, size_t *len);
+    int (*pkg_has)(realm_store_t *s, const char *hex);
+    int64_t (*pkg_delete_unused)(realm_store_t *s);
+    /* Optional (NULL: no server key check is kept, store.h). */
+    int (*auth_key_check)(realm_store_t *s, const char *check, char *stored);
 } realm_store_ops_t;
 
 /* A create or code update in flight (kept by store.c for every backend of

@@ -48,6 +48,7 @@ static int m_begin(realm_store_t *s)
     if (m->in_tx) return -1;
     m->in_tx = 1;
     m->fns_snapshot = json_deep_copy(m->fns);
+    m->pkgs_snapshot = json_copy(m->pkgs); /* the bytes are never changed: shared */
     m->tenants_snap = realm_memory_dup(m->tenants, m->tenant_cnt * sizeof(*m->tenants));
     m->tenant_snap_cnt = m->tenant_cnt;
     m->keys_snap = realm_memory_dup(m->keys, m->key_cnt * sizeof(*m->keys));
@@ -59,6 +60,8 @@ static void drop_snapshot(mem_t *m)
 {
     json_decref(m->fns_snapshot);
     m->fns_snapshot = NULL;
+    json_decref(m->pkgs_snapshot);
+    m->pkgs_snapshot = NULL;
     free(m->tenants_snap);
     m->tenants_snap = NULL;
     free(m->keys_snap);
@@ -81,6 +84,9 @@ static void m_rollback(realm_store_t *s)
     json_decref(m->fns);
     m->fns = m->fns_snapshot;
     m->fns_snapshot = NULL;
+    json_decref(m->pkgs);
+    m->pkgs = m->pkgs_snapshot;
+    m->pkgs_snapshot = NULL;
     free(m->tenants);
     m->tenants = m->tenants_snap;
     m->tenant_cnt = m->tenant_snap_cnt;
@@ -534,6 +540,49 @@ static int64_t m_auth_version(realm_store_t *s)
     return 0; /* no other connection can write this store */
 }
 
+/* ---- code packages (store.h): no grace period, one process ---- */
+
+static int m_pkg_put(realm_store_t *s, const char *hex, const void *data, size_t len)
+{
+    mem_t *m = M(s);
+    s->generation++;
+    if (!json_object_get(m->pkgs, hex))
+        json_object_set_new(m->pkgs, hex, json_stringn_nocheck(data, len));
+    return 0;
+}
+
+static int m_pkg_get(realm_store_t *s, const char *hex, char **data, size_t *len)
+{
+    json_t *b = json_object_get(M(s)->pkgs, hex);
+    if (!b) return 1;
+    *len = json_string_length(b);
+    *data = realm_malloc(*len + 1);
+    memcpy(*data, json_string_value(b), *len);
+    (*data)[*len] = 0;
+    return 0;
+}
+
+static int m_pkg_has(realm_store_t *s, const char *hex)
+{
+    return json_object_get(M(s)->pkgs, hex) != NULL;
+}
+
+static int64_t m_pkg_delete_unused(realm_store_t *s)
+{
+    mem_t *m = M(s);
+    s->generation++;
+    int64_t n = 0;
+    const char *hex;
+    json_t *b, *tmp;
+    json_object_foreach_safe(m->pkgs, tmp, hex, b)
+    {
+        if (m_code_used(s, NULL, hex)) continue;
+        json_object_del(m->pkgs, hex);
+        n++;
+    }
+    return n;
+}
+
 /* ---- open / close ---- */
 
 static void m_close(realm_store_t *s)
@@ -541,6 +590,7 @@ static void m_close(realm_store_t *s)
     mem_t *m = M(s);
     drop_snapshot(m);
     json_decref(m->fns);
+    json_decref(m->pkgs);
     realm_memory_queue_dispose(m);
     free(m->tenants);
     free(m->keys);
@@ -583,6 +633,10 @@ static const realm_store_ops_t memory_ops = {
     .key_revoke = m_key_revoke,
     .key_any = m_key_any,
     .auth_version = m_auth_version,
+    .pkg_put = m_pkg_put,
+    .pkg_get = m_pkg_get,
+    .pkg_has = m_pkg_has,
+    .pkg_delete_unused = m_pkg_delete_unused,
 };
 
 realm_store_t *realm_store_memory_open(realm_store_kind_t kind, const char *name, char *err,
@@ -598,6 +652,7 @@ realm_store_t *realm_store_memory_open(realm_store_kind_t kind, const char *name
     m->base.schema_version = REALM_MEMORY_SCHEMA_VERSION;
     m->name = realm_strdup(name);
     m->fns = json_object();
+    m->pkgs = json_object();
     m->parked = json_object(); /* the queue's */
     return &m->base;
 }

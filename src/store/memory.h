@@ -49,6 +49,7 @@ typedef struct {
     int in_tx;
     /* registry */
     json_t *fns, *fns_snapshot;
+    json_t *pkgs, *pkgs_snapshot; /* {hex: the package's bytes as a string} */
     /* queue */
     mem_event_t *ev;
     size_t ev_cnt, ev_cap;

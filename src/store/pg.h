@@ -1,8 +1,8 @@
 /*
  * pg.h - the PostgreSQL backend's shared parts (not a public header): the
  * store struct, the connection, prepared statements and the errors. The SQL
- * of each kind is in pg_<kind>.c (pg_registry.c only, so far: the queue and
- * auth kinds are refused at open, docs/storage.md).
+ * of each kind is in pg_<kind>.c (pg_registry.c, pg_auth.c; the queue kind
+ * is refused at open so far, docs/storage.md).
  *
  * DESIGN: one PGconn per store, blocking libpq calls (PQexecPrepared), each
  * statement prepared once per connection (PQprepare, named "r<index>").
@@ -51,6 +51,10 @@ typedef struct {
  * sqlstate (6 bytes, may be NULL).
  */
 PGresult *realm_pg_exec(pg_t *p, size_t idx, const char *const *params, char *sqlstate);
+/* realm_pg_exec with PQexecPrepared's lengths and formats (1: binary; both
+ * may be NULL: all text) and the result in binary when binary_result. */
+PGresult *realm_pg_exec_bin(pg_t *p, size_t idx, const char *const *params, const int *lengths,
+                            const int *formats, int binary_result, char *sqlstate);
 /* Runs sql without parameters (simple query protocol): 0 or -1 (logged). */
 int realm_pg_simple(pg_t *p, const char *sql);
 /* 0 when the connection is usable (reset once if it was lost), -1 (logged). */
@@ -65,5 +69,9 @@ int64_t realm_pg_int(const PGresult *res, int row, int col);  /* 0 for NULL */
 extern const realm_store_schema_t realm_pg_registry_schema;
 /* Fills the registry's ops and p->stmts; sets p->owner. */
 void realm_pg_registry_init(pg_t *p);
+
+extern const realm_store_schema_t realm_pg_auth_schema;
+/* Fills the auth kind's ops and p->stmts (pg_auth.c). */
+void realm_pg_auth_init(pg_t *p);
 
 #endif

@@ -2,15 +2,19 @@
  * pg_registry.c - the PostgreSQL backend's registry (docs/storage.md,
  * "PostgreSQL backend (registry)").
  *
- * SCHEMA (version 1, recorded in realm_schema under 'registry'; the steps below):
+ * SCHEMA (version 2, recorded in realm_schema under 'registry'; the steps below):
  *   functions(tenant, name, next_version, reserved, tags)    one per function
  *   versions(tenant, name, num, code, config)                num 0 is $LATEST
  *   aliases(tenant, name, alias, config)
  *   realm_pending(tenant, name, is_create, owner, expires)   creates/updates in flight
  *   realm_generation(kind, value)                            the shared write generation
+ *   realm_packages(hex, size, created, touched)              code packages kept (step 2)
+ *   realm_package_chunks(hex, n, bytes)                      their bytes, 1 MiB a row
  * As on SQLite: `config` and `tags` hold JSON text (read back as written;
  * the queries cast to jsonb where they look inside), `code` the package's
- * hash (the package bytes stay in each server's data dir for now), and
+ * hash (its bytes in realm_packages once the caller keeps them there:
+ * realm_store_pkg_put; the trigger of step 2 touches a package whenever a
+ * version row names it or stops naming it), and
  * deleting a function cascades to its versions and aliases. Names compare
  * and sort bytewise (COLLATE "C"), as SQLite's BINARY does, whatever the
  * database's locale.
@@ -22,6 +26,7 @@
  */
 #include "store/pg.h"
 
+#include "base/alloc.h"
 #include "base/log.h"
 
 #include <inttypes.h>
@@ -66,6 +71,31 @@ static const realm_store_migration_t steps[] = {
      " FOR EACH STATEMENT EXECUTE FUNCTION realm_registry_bump();"
      "CREATE TRIGGER aliases_generation AFTER INSERT OR UPDATE OR DELETE ON aliases"
      " FOR EACH STATEMENT EXECUTE FUNCTION realm_registry_bump();"},
+    {"code packages (realm_packages, realm_package_chunks)",
+     "CREATE TABLE realm_packages("
+     " hex TEXT COLLATE \"C\" NOT NULL PRIMARY KEY, size BIGINT NOT NULL,"
+     " created TIMESTAMPTZ NOT NULL DEFAULT now(),"
+     " touched TIMESTAMPTZ NOT NULL DEFAULT now());"
+     "CREATE TABLE realm_package_chunks("
+     " hex TEXT COLLATE \"C\" NOT NULL REFERENCES realm_packages(hex) ON DELETE CASCADE,"
+     " n INTEGER NOT NULL, bytes BYTEA NOT NULL, PRIMARY KEY(hex, n));"
+     /* zips are compressed already: out of line, without TOAST's compression */
+     "ALTER TABLE realm_package_chunks ALTER COLUMN bytes SET STORAGE EXTERNAL;"
+     /* A version row naming a package (inserted, its code changed, deleted)
+      * touches it, in the writing transaction (the row lock is what
+      * realm_store_pkg_delete_unused waits for: docs/storage.md). */
+     "CREATE FUNCTION realm_packages_touch() RETURNS trigger LANGUAGE plpgsql AS $$"
+     " BEGIN"
+     " IF TG_OP = 'INSERT' THEN"
+     "  UPDATE realm_packages SET touched = now() WHERE hex = NEW.code;"
+     " ELSIF TG_OP = 'DELETE' THEN"
+     "  UPDATE realm_packages SET touched = now() WHERE hex = OLD.code;"
+     " ELSIF OLD.code IS DISTINCT FROM NEW.code THEN"
+     "  UPDATE realm_packages SET touched = now() WHERE hex IN (OLD.code, NEW.code);"
+     " END IF;"
+     " RETURN NULL; END $$;"
+     "CREATE TRIGGER versions_touch_packages AFTER INSERT OR UPDATE OF code OR DELETE"
+     " ON versions FOR EACH ROW EXECUTE FUNCTION realm_packages_touch();"},
 };
 const realm_store_schema_t realm_pg_registry_schema = {steps, sizeof(steps) / sizeof(steps[0])};
 
@@ -105,6 +135,11 @@ enum {
     S_PEND_GET,
     S_PEND_DEL,
     S_PEND_COUNT,
+    S_PKG_UPSERT,
+    S_PKG_CHUNK_PUT,
+    S_PKG_SIZE,
+    S_PKG_CHUNK_GET,
+    S_PKG_DELETE_UNUSED,
     S_COUNT
 };
 
@@ -179,6 +214,20 @@ static const pg_stmt_t stmts[S_COUNT] = {
                     2},
     [S_PEND_DEL] = {"DELETE FROM realm_pending WHERE tenant=$1 AND name=$2 AND owner=$3", 3},
     [S_PEND_COUNT] = {"SELECT COUNT(*) FROM realm_pending WHERE expires >= now()", 0},
+    /* inserted: 't' for a new row (xmax 0), 'f' when it was there (touched, locked) */
+    [S_PKG_UPSERT] = {"INSERT INTO realm_packages(hex, size) VALUES($1, $2)"
+                      " ON CONFLICT (hex) DO UPDATE SET touched = now()"
+                      " RETURNING (xmax = 0) AS inserted",
+                      2},
+    [S_PKG_CHUNK_PUT] = {"INSERT INTO realm_package_chunks(hex, n, bytes) VALUES($1, $2, $3)"
+                         " ON CONFLICT DO NOTHING",
+                         3},
+    [S_PKG_SIZE] = {"SELECT size FROM realm_packages WHERE hex = $1", 1},
+    [S_PKG_CHUNK_GET] = {"SELECT bytes FROM realm_package_chunks WHERE hex = $1 AND n = $2", 2},
+    [S_PKG_DELETE_UNUSED] = {"DELETE FROM realm_packages p"
+                             " WHERE p.touched < now() - make_interval(secs => $1)"
+                             " AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.code = p.hex)",
+                             1},
 };
 
 #define P(s) ((pg_t *)(s))
@@ -487,6 +536,113 @@ static size_t pending_count(realm_store_t *s)
     return n > 0 ? (size_t)n : 0;
 }
 
+/* ---- code packages (store.h; docs/storage.md, "Code packages on PostgreSQL") ---- */
+
+/* Ends what pkg_put / pkg_get began when they opened a transaction of their own. */
+static int own_end(pg_t *p, int own, int ok)
+{
+    if (!own) return ok ? 0 : -1;
+    if (ok) return p->ops.commit(&p->base);
+    p->ops.rollback(&p->base);
+    return -1;
+}
+
+static int pkg_put(realm_store_t *s, const char *hex, const void *data, size_t len)
+{
+    pg_t *p = P(s);
+    /* In the caller's transaction when one is open: the package commits
+     * with the version row that names it. */
+    int own = !p->in_txn;
+    if (own && p->ops.begin(s) != 0) return -1;
+    char size[24];
+    snprintf(size, sizeof(size), "%zu", len);
+    PGresult *r = NULL;
+    int ok = query_row(p, S_PKG_UPSERT, (const char *[]){hex, size}, &r) == 0;
+    /* The row first, then the chunks: a delete_unused that deleted the
+     * package (and its chunks) while this waited on its row has committed
+     * by now, so the chunks below are not lost to it. */
+    int is_new = ok && strcmp(PQgetvalue(r, 0, 0), "t") == 0;
+    PQclear(r);
+    for (size_t off = 0, n = 0; ok && is_new && off < len; off += REALM_STORE_PKG_CHUNK, n++) {
+        size_t part = len - off < REALM_STORE_PKG_CHUNK ? len - off : REALM_STORE_PKG_CHUNK;
+        char num[24];
+        snprintf(num, sizeof(num), "%zu", n);
+        const char *params[3] = {hex, num, (const char *)data + off};
+        const int lengths[3] = {0, 0, (int)part}, formats[3] = {0, 0, 1};
+        PGresult *c = realm_pg_exec_bin(p, S_PKG_CHUNK_PUT, params, lengths, formats, 0, NULL);
+        ok = c != NULL;
+        PQclear(c);
+    }
+    return own_end(p, own, ok);
+}
+
+static int pkg_get(realm_store_t *s, const char *hex, char **data, size_t *len)
+{
+    pg_t *p = P(s);
+    *data = NULL;
+    *len = 0;
+    /* One snapshot for the size and every chunk. */
+    int own = !p->in_txn;
+    if (own) {
+        if (realm_pg_simple(p, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY") != 0) return -1;
+        p->in_txn = 1;
+    }
+    PGresult *r = NULL;
+    int rc = query_row(p, S_PKG_SIZE, (const char *[]){hex}, &r);
+    if (rc != 0) {
+        own_end(p, own, rc == 1);
+        return rc;
+    }
+    int64_t size = realm_pg_int(r, 0, 0);
+    PQclear(r);
+    char *buf = realm_malloc((size_t)(size > 0 ? size : 0) + 1);
+    size_t got = 0;
+    int ok = size >= 0;
+    for (int64_t n = 0; ok && (int64_t)got < size; n++) {
+        char num[24];
+        snprintf(num, sizeof(num), "%" PRId64, n);
+        PGresult *c =
+            realm_pg_exec_bin(p, S_PKG_CHUNK_GET, (const char *[]){hex, num}, NULL, NULL, 1, NULL);
+        ok = c != NULL && PQntuples(c) == 1 && (size_t)PQgetlength(c, 0, 0) <= (size_t)size - got &&
+             PQgetlength(c, 0, 0) > 0;
+        if (ok) {
+            memcpy(buf + got, PQgetvalue(c, 0, 0), (size_t)PQgetlength(c, 0, 0));
+            got += (size_t)PQgetlength(c, 0, 0);
+        } else if (c) {
+            realm_warn("store: %s: package %s: chunk %" PRId64 " is missing or of the wrong size",
+                       p->where, hex, n);
+        }
+        PQclear(c);
+    }
+    if (own_end(p, own, ok) != 0 || !ok) {
+        free(buf);
+        return -1;
+    }
+    buf[got] = 0;
+    *data = buf;
+    *len = got;
+    return 0;
+}
+
+static int pkg_has(realm_store_t *s, const char *hex)
+{
+    PGresult *r = NULL;
+    int rc = query_row(P(s), S_PKG_SIZE, (const char *[]){hex}, &r);
+    if (rc == 0) PQclear(r);
+    return rc == 0 ? 1 : rc == 1 ? 0 : -1;
+}
+
+static int64_t pkg_delete_unused(realm_store_t *s)
+{
+    char grace[24];
+    snprintf(grace, sizeof(grace), "%d", REALM_STORE_PKG_GRACE_S);
+    PGresult *r = realm_pg_exec(P(s), S_PKG_DELETE_UNUSED, (const char *[]){grace}, NULL);
+    if (!r) return -1;
+    int64_t n = realm_pg_changes(r);
+    PQclear(r);
+    return n;
+}
+
 void realm_pg_registry_init(pg_t *p)
 {
     realm_store_ops_t *o = &p->ops;
@@ -526,4 +682,8 @@ void realm_pg_registry_init(pg_t *p)
     o->pending_get = pending_get;
     o->pending_remove = pending_remove;
     o->pending_count = pending_count;
+    o->pkg_put = pkg_put;
+    o->pkg_get = pkg_get;
+    o->pkg_has = pkg_has;
+    o->pkg_delete_unused = pkg_delete_unused;
 }

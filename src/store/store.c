@@ -337,3 +337,37 @@ int realm_store_is_unreachable(const realm_store_t *s)
 {
     return s->is_unreachable;
 }
+
+int realm_store_auth_key_check(realm_store_t *s, const char *check, char *stored)
+{
+    if (!s->ops->auth_key_check) return REALM_STORE_NOT_KEPT;
+    return s->ops->auth_key_check(s, check, stored);
+}
+
+/* ---- code packages (optional: SQLite keeps none, the data dir is the truth) ---- */
+
+int realm_store_pkg_put(realm_store_t *s, const char *hex, const void *data, size_t len)
+{
+    if (!s->ops->pkg_put) return REALM_STORE_NOT_KEPT;
+    return s->ops->pkg_put(s, hex, data, len);
+}
+
+int realm_store_pkg_get(realm_store_t *s, const char *hex, char **data, size_t *len)
+{
+    *data = NULL;
+    *len = 0;
+    if (!s->ops->pkg_get) return 1;
+    return s->ops->pkg_get(s, hex, data, len);
+}
+
+int realm_store_pkg_has(realm_store_t *s, const char *hex)
+{
+    if (!s->ops->pkg_has) return 0;
+    return s->ops->pkg_has(s, hex);
+}
+
+int64_t realm_store_pkg_delete_unused(realm_store_t *s)
+{
+    if (!s->ops->pkg_delete_unused) return 0;
+    return s->ops->pkg_delete_unused(s);
+}

@@ -10,8 +10,8 @@
  *   "memory:" or "memory:NAME"   everything in this process's memory (tests;
  *                                nothing survives close)
  *   "postgresql://..." or "postgres://..."   a PostgreSQL database (libpq
- *                                URL; the registry kind only so far, and its
- *                                calls block on the network: not for the loop)
+ *                                URL; the registry and auth kinds so far, and
+ *                                its calls block on the network: not for the loop)
  *   anything else                a SQLite file at that path (WAL,
  *                                synchronous=NORMAL, busy timeout 1 s)
  * Each backend is a table of operations (store/internal.h,
@@ -157,6 +157,43 @@ json_t *realm_store_ver_list(realm_store_t *s, const char *tenant, const char *n
                              size_t limit);
 /* 1 if a version uses package hex (tenant NULL: any tenant's), 0 if none, -1. */
 int realm_store_code_used(realm_store_t *s, const char *tenant, const char *hex);
+
+/* ---- registry: the code packages' bytes ----
+ *
+ * Where a backend keeps them: PostgreSQL in the registry's database (every
+ * server on it fetches from there; docs/storage.md, "Code packages on
+ * PostgreSQL"), in chunks of REALM_STORE_PKG_CHUNK bytes; memory in the
+ * process (tests); SQLite NOT AT ALL: there the data dir's package store
+ * (pkg/) is the truth, so put and delete_unused keep nothing and answer
+ * REALM_STORE_NOT_KEPT / 0, get answers 1 and has 0.
+ * A package is named by hex, the SHA-256 of its bytes (lower-case hex): the
+ * store does not hash, its callers check (registry/, realm_registry_code_fetch).
+ */
+#define REALM_STORE_PKG_CHUNK (1024 * 1024)
+/* What an optional call answers on a backend that keeps no such thing. */
+#define REALM_STORE_NOT_KEPT 2
+/*
+ * Keeps package hex (len bytes). Idempotent: a package already there is
+ * kept as it is (only its "last touched" time moves, see delete_unused).
+ * Inside the caller's transaction when one is open (the package commits
+ * with the version row that names it, or not at all); else in a
+ * transaction of its own. 0, REALM_STORE_NOT_KEPT (SQLite), -1.
+ */
+int realm_store_pkg_put(realm_store_t *s, const char *hex, const void *data, size_t len);
+/* 0 with *data (malloc'd, len + 1 bytes, NUL-terminated) and *len, 1 missing, -1. */
+int realm_store_pkg_get(realm_store_t *s, const char *hex, char **data, size_t *len);
+/* 1 kept, 0 not, -1. */
+int realm_store_pkg_has(realm_store_t *s, const char *hex);
+/*
+ * Deletes the packages no version row of any tenant names. PostgreSQL:
+ * only those also untouched for REALM_STORE_PKG_GRACE_S seconds (a put, or
+ * a version row naming them inserted, changed or deleted, touches a
+ * package), which makes it safe against a create or a publish running on
+ * another server at the same moment (docs/storage.md explains why under
+ * READ COMMITTED). Returns how many were deleted, or -1.
+ */
+#define REALM_STORE_PKG_GRACE_S 900
+int64_t realm_store_pkg_delete_unused(realm_store_t *s);
 
 /* ---- registry: aliases ---- */
 
@@ -307,8 +344,21 @@ int realm_store_key_revoke(realm_store_t *s, const char *key_id, int64_t now_ms)
 int realm_store_key_any(realm_store_t *s);
 /*
  * A number that moves when another connection or process changed the
- * store (SQLite: PRAGMA data_version); writes through s are not counted.
+ * store (SQLite: PRAGMA data_version); writes through s may not be counted
+ * (SQLite's are not). PostgreSQL: a counter row shared by every store on
+ * the database, moved by every committed change of tenants or keys (s's
+ * own included), one round trip; on an error the last value read stands.
  */
 int64_t realm_store_auth_version(realm_store_t *s);
+/*
+ * The check value of the server key that sealed the database's secrets
+ * (auth/keys.c makes it; 64 hex chars), kept with the keys when several
+ * servers share them. check NULL: only reads. Else records check when the
+ * database holds none (the first store to record wins). Returns 0 with the
+ * value held (after the call) in stored (65 bytes), 1 when none is held
+ * (check NULL), REALM_STORE_NOT_KEPT when the backend keeps none (SQLite
+ * and memory: the key file lives with the database), -1.
+ */
+int realm_store_auth_key_check(realm_store_t *s, const char *check, char *stored);
 
 #endif

@@ -63,7 +63,7 @@ static int setup(void **state)
     snprintf(f->dir, sizeof(f->dir), "/tmp/realm-admit-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
     char err[512] = "";
-    f->k = realm_keys_open(f->dir, err, sizeof(err));
+    f->k = realm_keys_open(f->dir, NULL, NULL, err, sizeof(err));
     if (!f->k) fail_msg("open: %s", err);
     f->a1 = make(f->k, "alpha", 0, 0);
     f->a2 = make(f->k, "alpha", 0, 0);

@@ -6,8 +6,11 @@
  * server.key failing lookups cleanly, a missing server.key refused while
  * keys exist, realm_keys_version seeing another connection's write, account
  * ids (12 digits, unique, stable per tenant), tenant name and limit checks.
- * Built twice: test_keys over SQLite, test_keys_memory (REALM_TEST_MEMORY)
- * over the in-memory store, without the tests about files.
+ * Built three times: test_keys over SQLite, test_keys_memory
+ * (REALM_TEST_MEMORY) over the in-memory store, without the tests about
+ * files, and test_keys_pg (REALM_TEST_PG, through tests/unit/with_pg.sh)
+ * over PostgreSQL: the same store tests, then servers sharing one database
+ * and one server key file (refusals of a missing or different key file).
  */
 #include "auth/keys.h"
 
@@ -25,6 +28,10 @@
 
 #include <cmocka.h>
 
+#ifdef REALM_TEST_PG
+#include "pg_fixture.h"
+#endif
+
 typedef struct {
     char dir[64];
     realm_keys_t *k;
@@ -33,7 +40,11 @@ typedef struct {
 static realm_keys_t *open_k(const char *dir)
 {
     char err[512] = "";
-    realm_keys_t *k = realm_keys_open(dir, err, sizeof(err));
+#ifdef REALM_TEST_PG
+    realm_keys_t *k = realm_keys_open(dir, fx_pg_url(), NULL, err, sizeof(err));
+#else
+    realm_keys_t *k = realm_keys_open(dir, NULL, NULL, err, sizeof(err));
+#endif
     if (k == NULL) fail_msg("open %s: %s", dir, err);
     return k;
 }
@@ -43,8 +54,11 @@ static int setup(void **state)
     fx_t *f = calloc(1, sizeof(*f));
     snprintf(f->dir, sizeof(f->dir), "/tmp/realm-keys-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
-#ifdef REALM_TEST_MEMORY
+#if defined(REALM_TEST_MEMORY)
     f->k = open_k("memory:");
+#elif defined(REALM_TEST_PG)
+    fx_pg_reset();
+    f->k = open_k(f->dir);
 #else
     f->k = open_k(f->dir);
 #endif
@@ -331,7 +345,7 @@ static void test_server_key_mode(void **state)
     for (size_t i = 0; i < sizeof(bad_modes) / sizeof(bad_modes[0]); i++) {
         assert_int_equal(chmod(p, bad_modes[i]), 0);
         err[0] = '\0';
-        realm_keys_t *k = realm_keys_open(f->dir, err, sizeof(err));
+        realm_keys_t *k = realm_keys_open(f->dir, NULL, NULL, err, sizeof(err));
         assert_null(k);
         assert_non_null(strstr(err, "server.key"));
         assert_non_null(strstr(err, "chmod 600"));
@@ -343,13 +357,13 @@ static void test_server_key_mode(void **state)
     /* Wrong size: refused. */
     unsigned char short_key[16] = {0};
     write_key_file(f->dir, 0600, short_key, sizeof(short_key));
-    assert_null(realm_keys_open(f->dir, err, sizeof(err)));
+    assert_null(realm_keys_open(f->dir, NULL, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "bytes"));
 
     /* A symlink is not followed. */
     unlink(p);
     assert_int_equal(symlink("/etc/passwd", p), 0);
-    assert_null(realm_keys_open(f->dir, err, sizeof(err)));
+    assert_null(realm_keys_open(f->dir, NULL, NULL, err, sizeof(err)));
     unlink(p);
 
     /* No keys yet: a missing server.key is simply created. */
@@ -365,7 +379,7 @@ static void test_server_key_mode(void **state)
     snprintf(moved, sizeof(moved), "%s/moved.key", f->dir);
     assert_int_equal(rename(p, moved), 0);
     err[0] = '\0';
-    assert_null(realm_keys_open(f->dir, err, sizeof(err)));
+    assert_null(realm_keys_open(f->dir, NULL, NULL, err, sizeof(err)));
     assert_non_null(strstr(err, "missing"));
     assert_int_equal(access(p, F_OK), -1); /* and it did not create one */
     assert_int_equal(rename(moved, p), 0);
@@ -527,14 +541,164 @@ static void test_bad_input_refused(void **state)
     assert_int_equal(realm_keys_tenant_account(f->k, "acme", acct), 0);
 }
 
+/* --server-key-file: a path of its own (made 0600 there, not in the data
+ * dir), "DATA_DIR/..." in the data dir; a directory that does not exist is
+ * an error; a bad --db is refused. */
+static void test_server_key_file_path(void **state)
+{
+    fx_t *f = *state;
+    char dir[128], key[160], err[512] = "", path[200];
+    struct stat st;
+    snprintf(dir, sizeof(dir), "%s/d2", f->dir);
+    snprintf(key, sizeof(key), "%s/elsewhere.key", f->dir);
+    realm_keys_t *k = realm_keys_open(dir, "sqlite", key, err, sizeof(err));
+    if (k == NULL) fail_msg("open: %s", err);
+    made_t m = make(k, "acme");
+    realm_keys_close(k);
+    assert_int_equal(stat(key, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    snprintf(path, sizeof(path), "%s/server.key", dir);
+    assert_int_equal(access(path, F_OK), -1);
+    /* Reopened with it, the secret decrypts; with the data dir's default, the
+     * missing key is refused (the keys exist). */
+    k = realm_keys_open(dir, NULL, key, err, sizeof(err));
+    if (k == NULL) fail_msg("reopen: %s", err);
+    char dec[REALM_KEYS_SECRET_LEN];
+    assert_int_equal(realm_keys_find_access_key(k, m.info.access_key_id, NULL, dec, sizeof(dec)),
+                     1);
+    assert_string_equal(dec, m.secret);
+    realm_keys_close(k);
+    assert_null(realm_keys_open(dir, NULL, "DATA_DIR/server.key", err, sizeof(err)));
+    assert_non_null(strstr(err, "is missing"));
+    /* "DATA_DIR/x.key" is made in the data dir. */
+    snprintf(dir, sizeof(dir), "%s/d3", f->dir);
+    k = realm_keys_open(dir, NULL, "DATA_DIR/x.key", err, sizeof(err));
+    if (k == NULL) fail_msg("open: %s", err);
+    realm_keys_close(k);
+    snprintf(path, sizeof(path), "%s/x.key", dir);
+    assert_int_equal(stat(path, &st), 0);
+    snprintf(key, sizeof(key), "%s/no/such/dir.key", f->dir);
+    assert_null(realm_keys_open(dir, NULL, key, err, sizeof(err)));
+    assert_null(realm_keys_open(dir, "mysql://x", NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "use sqlite or a postgresql:// URL"));
+}
+
 static void test_open_errors(void **state)
 {
     (void)state;
     char err[256] = "";
-    assert_null(realm_keys_open("/proc/realm-no-such/dir", err, sizeof(err)));
+    assert_null(realm_keys_open("/proc/realm-no-such/dir", NULL, NULL, err, sizeof(err)));
     assert_true(strlen(err) > 0);
-    assert_null(realm_keys_open("", err, sizeof(err)));
+    assert_null(realm_keys_open("", NULL, NULL, err, sizeof(err)));
 }
+
+#ifdef REALM_TEST_PG
+
+/* Opens a second server's store: its own data dir, the database, key_file. */
+static realm_keys_t *open_second(const char *dir, const char *key_file, char *err, size_t len)
+{
+    err[0] = '\0';
+    return realm_keys_open(dir, fx_pg_url(), key_file, err, len);
+}
+
+/* Two servers on one database (each its data dir, one key file): the
+ * second sees the first's key, decrypts its secret with the same key file,
+ * notices its revocation (realm_keys_version); without the key file, or
+ * with another one, it is refused and says why, and makes no key file; a
+ * lost check row does not let another key in (the keys must decrypt). */
+static void test_pg_shared_server_key(void **state)
+{
+    fx_t *f = *state;
+    char dir2[128], shared[160], other[160], err[1024], path[160];
+    snprintf(dir2, sizeof(dir2), "%s/second", f->dir);
+    snprintf(shared, sizeof(shared), "%s/server.key", f->dir);
+    made_t m = make(f->k, "acme");
+
+    realm_keys_t *b = open_second(dir2, shared, err, sizeof(err));
+    if (b == NULL) fail_msg("open: %s", err);
+    char dec[REALM_KEYS_SECRET_LEN] = "";
+    realm_key_info_t info;
+    assert_int_equal(realm_keys_find_access_key(b, m.info.access_key_id, &info, dec, sizeof(dec)),
+                     1);
+    assert_string_equal(dec, m.secret);
+    assert_string_equal(info.account_id, m.info.account_id);
+    assert_int_equal(realm_keys_check_api_key(b, m.api_key, NULL), 1);
+    uint64_t v = realm_keys_version(b);
+    assert_int_equal(realm_keys_revoke(f->k, m.info.key_id, err, sizeof(err)), 0);
+    assert_true(realm_keys_version(b) > v);
+    assert_int_equal(realm_keys_check_api_key(b, m.api_key, NULL), 0);
+    made_t m2 = make(b, "beta"); /* and the first server opens the second's secret */
+    assert_int_equal(
+        realm_keys_find_access_key(f->k, m2.info.access_key_id, NULL, dec, sizeof(dec)), 1);
+    assert_string_equal(dec, m2.secret);
+    realm_keys_close(b);
+
+    /* No key file: refused, and none is made. */
+    assert_null(open_second(dir2, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "is missing"));
+    assert_non_null(strstr(err, "every server on one database needs the same server key file"));
+    snprintf(path, sizeof(path), "%s/server.key", dir2);
+    assert_int_equal(access(path, F_OK), -1);
+    /* Another key file: refused. */
+    unsigned char bytes[32];
+    for (int i = 0; i < 32; i++)
+        bytes[i] = (unsigned char)(i * 11 + 3);
+    write_key_file(dir2, 0600, bytes, sizeof(bytes));
+    snprintf(other, sizeof(other), "%s/server.key", dir2);
+    assert_null(open_second(dir2, other, err, sizeof(err)));
+    assert_non_null(strstr(err, "is not the server key the keys in the database were made with"));
+    /* The check row lost: the keys still tell, and the wrong key records nothing. */
+    fx_pg_query("DELETE FROM realm_auth_meta", NULL, 0);
+    assert_null(open_second(dir2, other, err, sizeof(err)));
+    assert_non_null(strstr(err, "is not the server key"));
+    char out[8];
+    fx_pg_query("SELECT count(*) FROM realm_auth_meta", out, sizeof(out));
+    assert_string_equal(out, "0");
+    b = open_second(dir2, shared, err, sizeof(err)); /* the right one records it again */
+    if (b == NULL) fail_msg("open: %s", err);
+    realm_keys_close(b);
+    fx_pg_query("SELECT count(*) FROM realm_auth_meta", out, sizeof(out));
+    assert_string_equal(out, "1");
+}
+
+/* An empty database: the first server made its key file and recorded its
+ * check; a second server without a key file is refused even before any
+ * key exists (its fresh key would seal secrets no other server opens),
+ * and works once given a copy ("DATA_DIR/..." names the data dir's file). */
+static void test_pg_first_key_wins(void **state)
+{
+    fx_t *f = *state;
+    char dir2[128], err[1024], cmd[400], path[160];
+    snprintf(dir2, sizeof(dir2), "%s/second", f->dir);
+    assert_null(open_second(dir2, NULL, err, sizeof(err)));
+    assert_non_null(strstr(err, "is missing"));
+    assert_null(open_second(dir2, "DATA_DIR/server.key", err, sizeof(err)));
+    snprintf(path, sizeof(path), "%s/server.key", dir2);
+    assert_int_equal(access(path, F_OK), -1);
+    snprintf(cmd, sizeof(cmd), "cp -p %s/server.key %s/copy.key", f->dir, dir2);
+    assert_int_equal(system(cmd), 0);
+    realm_keys_t *b = open_second(dir2, "DATA_DIR/copy.key", err, sizeof(err));
+    if (b == NULL) fail_msg("open: %s", err);
+    made_t m = make(b, "acme");
+    assert_int_equal(realm_keys_check_api_key(f->k, m.api_key, NULL), 1);
+    realm_keys_close(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_create_list_check_revoke, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_wrong_keys_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_sees_other_connection, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_account_ids, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_shared_server_key, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pg_first_key_wins, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
+
+#else
 
 int main(void)
 {
@@ -563,7 +727,10 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_bad_input_refused, setup, teardown),
 #ifndef REALM_TEST_MEMORY
         cmocka_unit_test(test_open_errors),
+        cmocka_unit_test_setup_teardown(test_server_key_file_path, setup, teardown),
 #endif
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
+
+#endif

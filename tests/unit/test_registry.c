@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -492,6 +493,109 @@ static void test_paging_and_reopen(void **state)
     assert_string_equal(realm_err_aws_type(e.code), "ResourceNotFoundException");
 }
 
+/* A file of n pseudo-random bytes (deflate cannot shrink it) at path. */
+static void write_noise(const char *path, size_t n)
+{
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    uint32_t x = 2463534242u;
+    for (size_t i = 0; i < n; i++) {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        fputc((int)(x & 0xff), fp);
+    }
+    fclose(fp);
+}
+
+/* Packages kept in the registry's database (code.c): a 2.5 MiB package
+ * (three chunks) kept, fetched into a fresh package store and unpacked the
+ * same; a package in the local store is not fetched again; a corrupted
+ * chunk is refused by the hash check (PostgreSQL); forget_unused keeps what
+ * a version names. SQLite keeps nothing: keep is a no-op, fetch finds
+ * nothing. */
+static void test_code_in_db(void **state)
+{
+    fx_t *f = *state;
+    char src[128], file[160], root[128], err[512] = "";
+    snprintf(src, sizeof(src), "%s/src", f->dir);
+    snprintf(root, sizeof(root), "%s/pkgs", f->dir);
+    snprintf(file, sizeof(file), "%s/noise.bin", src);
+    assert_int_equal(mkdir(src, 0700), 0);
+    write_noise(file, 5 * 1024 * 1024 / 2);
+    realm_buf_t zip;
+    realm_buf_init(&zip);
+    assert_int_equal(realm_pkg_zip_dir(src, &zip, err, sizeof(err)), 0);
+    assert_true(zip.len > 2 * 1024 * 1024);
+    realm_pkg_info_t info;
+    realm_pkg_hash(zip.data, zip.len, &info);
+    realm_pkg_store_t *pkgs = realm_pkg_store_open(root, err, sizeof(err));
+    assert_non_null(pkgs);
+
+    assert_int_equal(realm_registry_code_keep(f->r, info.hex, zip.data, zip.len), 0);
+    assert_int_equal(realm_registry_code_keep(f->r, info.hex, zip.data, zip.len), 0);
+    assert_int_equal(realm_registry_code_keep(f->r, "not-a-hash", zip.data, zip.len), -1);
+    assert_int_equal(realm_registry_code_fetch(f->r, pkgs, "../x", err, sizeof(err)), -1);
+#if !defined(REALM_TEST_MEMORY) && !defined(REALM_TEST_PG)
+    /* SQLite: the data dir is the truth; nothing is kept in the database. */
+    assert_int_equal(realm_registry_code_fetch(f->r, pkgs, info.hex, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "is not in the database"));
+    assert_int_equal(realm_registry_code_forget_unused(f->r), 0);
+#else
+    err[0] = '\0';
+    if (realm_registry_code_fetch(f->r, pkgs, info.hex, err, sizeof(err)) != 0)
+        fail_msg("fetch: %s", err);
+    assert_int_equal(realm_pkg_store_has(pkgs, info.hex), 1);
+    char tree[256], path[320], cmd[800];
+    realm_pkg_store_tree_path(pkgs, info.hex, tree, sizeof(tree));
+    snprintf(path, sizeof(path), "%s/noise.bin", tree);
+    snprintf(cmd, sizeof(cmd), "cmp -s %s %s", file, path);
+    assert_int_equal(system(cmd), 0);
+    /* There already: not read again (a function that would fail otherwise). */
+    assert_int_equal(realm_registry_code_fetch(f->r, pkgs, info.hex, err, sizeof(err)), 0);
+
+    /* A version names it: forget_unused keeps it; an unused one goes. */
+    json_t *req = json_loads(SIMPLE("withcode"), 0, NULL);
+    char name[65];
+    realm_error_t e;
+    assert_non_null(realm_registry_create_check(f->r, "", req, name, &e));
+    json_t *cfg = realm_registry_create_commit(f->r, "", req, &info, &e);
+    assert_non_null(cfg);
+    json_decref(cfg);
+    json_decref(req);
+    realm_pkg_info_t other;
+    realm_pkg_hash("other", 5, &other);
+    assert_int_equal(realm_registry_code_keep(f->r, other.hex, "other", 5), 0);
+#ifdef REALM_TEST_PG
+    assert_int_equal(realm_registry_code_forget_unused(f->r), 0); /* within the grace period */
+    fx_pg_query("UPDATE realm_packages SET touched = now() - interval '1 hour'", NULL, 0);
+#endif
+    assert_int_equal(realm_registry_code_forget_unused(f->r), 1);
+    assert_int_equal(realm_registry_code_fetch(f->r, pkgs, other.hex, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "is not in the database"));
+
+#ifdef REALM_TEST_PG
+    /* A byte of a chunk changed in the database: the hash check refuses it,
+     * and nothing is written to the package store. */
+    assert_int_equal(realm_pkg_store_remove(pkgs, info.hex), 0);
+    fx_pg_query("UPDATE realm_package_chunks SET bytes = overlay(bytes placing"
+                " decode(CASE WHEN get_byte(bytes, 1000) = 0 THEN '01' ELSE '00' END, 'hex')"
+                " from 1001 for 1) WHERE n = 1",
+                NULL, 0);
+    err[0] = '\0';
+    assert_int_equal(realm_registry_code_fetch(f->r, pkgs, info.hex, err, sizeof(err)), -1);
+    assert_non_null(strstr(err, "do not match its hash"));
+    assert_int_equal(realm_pkg_store_has(pkgs, info.hex), 0);
+    /* A missing chunk: refused too. */
+    fx_pg_query("DELETE FROM realm_package_chunks WHERE n = 2", NULL, 0);
+    assert_int_equal(realm_registry_code_fetch(f->r, pkgs, info.hex, err, sizeof(err)), -1);
+    assert_int_equal(realm_pkg_store_has(pkgs, info.hex), 0);
+#endif
+#endif
+    realm_pkg_store_close(pkgs);
+    realm_buf_dispose(&zip);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -503,6 +607,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_versions_and_aliases, setup, teardown),
         cmocka_unit_test_setup_teardown(test_paging_and_reopen, setup, teardown),
         cmocka_unit_test_setup_teardown(test_generation, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_code_in_db, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

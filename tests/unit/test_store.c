@@ -11,9 +11,10 @@
  *
  * Built again as test_store_pg (REALM_TEST_PG, run by ctest through
  * tests/unit/with_pg.sh, which starts a throwaway PostgreSQL): the registry
- * tests and the timing loop against the PostgreSQL backend (the only kind
- * it has so far), then what only a shared database has: two stores on one
- * database, concurrent migrations, refusals, a lost connection.
+ * tests, tenants and keys, packages and the timing loop against the
+ * PostgreSQL backend (the registry and auth kinds), then what only a shared
+ * database has: two stores on one database (registry, auth), concurrent
+ * migrations, refusals, a lost connection.
  */
 #include "store/store.h"
 
@@ -68,9 +69,10 @@ static int setup(void **state, const char *backend)
     snprintf(f->dir, sizeof(f->dir), "/tmp/realm-store-XXXXXX");
     assert_non_null(mkdtemp(f->dir));
 #ifdef REALM_TEST_PG
-    if (strcmp(backend, "postgresql") == 0) { /* the registry only, so far */
+    if (strcmp(backend, "postgresql") == 0) { /* the registry and auth kinds, so far */
         fx_pg_reset();
         f->reg = open_kind(f, REALM_STORE_REGISTRY, "realm.db");
+        f->auth = open_kind(f, REALM_STORE_AUTH, "auth.db");
         *state = f;
         return 0;
     }
@@ -611,6 +613,115 @@ static void timing(void **state)
                   f->backend, (t1 - t0) / N, (t2 - t1) / N, (t3 - t2) / N, N);
 }
 
+/* Package bytes (store.h): a multi-chunk round trip, idempotent puts, a put
+ * rolled back with its transaction, delete_unused keeping what a version
+ * names; SQLite keeps none (the data dir is the truth there). PostgreSQL:
+ * the chunks' rows, and the grace period (a touched package is kept). */
+static void packages(void **state)
+{
+    fx_t *f = *state;
+    realm_store_t *s = f->reg;
+    char ha[REALM_STORE_HEX_LEN + 1], hb[REALM_STORE_HEX_LEN + 1], hc[REALM_STORE_HEX_LEN + 1];
+    hex_of('a', ha);
+    hex_of('b', hb);
+    hex_of('c', hc);
+    size_t len = 5 * (size_t)REALM_STORE_PKG_CHUNK / 2; /* 2.5 MiB: 3 chunks */
+    unsigned char *big = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        big[i] = (unsigned char)(i * 131 + (i >> 20)); /* NULs and every byte value */
+    char *got = NULL;
+    size_t got_len = 0;
+    if (strcmp(f->backend, "sqlite") == 0) {
+        assert_int_equal(realm_store_pkg_put(s, ha, big, len), REALM_STORE_NOT_KEPT);
+        assert_int_equal(realm_store_pkg_has(s, ha), 0);
+        assert_int_equal(realm_store_pkg_get(s, ha, &got, &got_len), 1);
+        assert_null(got);
+        assert_int_equal(realm_store_pkg_delete_unused(s), 0);
+        free(big);
+        return;
+    }
+    assert_int_equal(realm_store_pkg_has(s, ha), 0);
+    assert_int_equal(realm_store_pkg_get(s, ha, &got, &got_len), 1);
+    assert_int_equal(realm_store_pkg_put(s, ha, big, len), 0);
+    assert_int_equal(realm_store_pkg_put(s, ha, big, len), 0); /* idempotent */
+    assert_int_equal(realm_store_pkg_has(s, ha), 1);
+    assert_int_equal(realm_store_pkg_get(s, ha, &got, &got_len), 0);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, big, len);
+    assert_int_equal(got[len], 0);
+    free(got);
+    assert_int_equal(realm_store_pkg_put(s, hb, "xyz", 3), 0);
+    assert_int_equal(realm_store_pkg_get(s, hb, &got, &got_len), 0);
+    assert_int_equal(got_len, 3);
+    assert_memory_equal(got, "xyz", 3);
+    free(got);
+    /* In a transaction: gone with its rollback, kept with its commit. */
+    assert_int_equal(realm_store_begin(s), 0);
+    assert_int_equal(realm_store_pkg_put(s, hc, "c", 1), 0);
+    assert_int_equal(realm_store_pkg_has(s, hc), 1);
+    realm_store_rollback(s);
+    assert_int_equal(realm_store_pkg_has(s, hc), 0);
+    assert_int_equal(realm_store_begin(s), 0);
+    assert_int_equal(realm_store_pkg_put(s, hc, "c", 1), 0);
+    add_fn(s, "t1", "fc", 'c', 1);
+    assert_int_equal(realm_store_commit(s), 0);
+    assert_int_equal(realm_store_pkg_has(s, hc), 1);
+    add_fn(s, "t2", "fa", 'a', 10); /* another tenant's version names a */
+
+    int is_pg = strcmp(f->backend, "postgresql") == 0;
+#ifdef REALM_TEST_PG
+    if (is_pg) {
+        char out[64];
+        fx_pg_query("SELECT count(*) || ':' || sum(length(bytes)) FROM realm_package_chunks"
+                    " WHERE hex = repeat('a', 64)",
+                    out, sizeof(out));
+        assert_string_equal(out, "3:2621440");
+        /* Within the grace period nothing goes; then b (unused) does. */
+        assert_int_equal(realm_store_pkg_delete_unused(s), 0);
+        fx_pg_query("UPDATE realm_packages SET touched = now() - interval '1 hour'", NULL, 0);
+    }
+#endif
+    assert_int_equal(realm_store_pkg_delete_unused(s), 1);
+    assert_int_equal(realm_store_pkg_has(s, hb), 0);
+    assert_int_equal(realm_store_pkg_has(s, ha), 1);
+    assert_int_equal(realm_store_pkg_has(s, hc), 1);
+    /* a's last version goes: a is unused, but touched by that delete (PostgreSQL). */
+    assert_int_equal(realm_store_ver_delete(s, "t2", "fa", 0), 0);
+    assert_int_equal(realm_store_pkg_delete_unused(s), is_pg ? 0 : 1);
+#ifdef REALM_TEST_PG
+    if (is_pg) {
+        char out[64];
+        fx_pg_query("UPDATE realm_packages SET touched = now() - interval '1 hour'", NULL, 0);
+        assert_int_equal(realm_store_pkg_delete_unused(s), 1);
+        fx_pg_query("SELECT count(*) FROM realm_package_chunks WHERE hex = repeat('a', 64)", out,
+                    sizeof(out));
+        assert_string_equal(out, "0"); /* the chunks went with it */
+    }
+#endif
+    assert_int_equal(realm_store_pkg_has(s, ha), 0);
+    assert_int_equal(realm_store_pkg_has(s, hc), 1);
+
+    /* What a put and a get of this 2.5 MiB package cost (printed, not asserted). */
+    enum { N = 5 };
+    double put_us = 0, get_us = 0;
+    for (int i = 0; i < N; i++) {
+        char hx[REALM_STORE_HEX_LEN + 1];
+        hex_of((char)('d' + i), hx);
+        double t0 = now_us();
+        assert_int_equal(realm_store_pkg_put(s, hx, big, len), 0);
+        double t1 = now_us();
+        assert_int_equal(realm_store_pkg_get(s, hx, &got, &got_len), 0);
+        double t2 = now_us();
+        assert_int_equal(got_len, len);
+        free(got);
+        put_us += t1 - t0;
+        get_us += t2 - t1;
+    }
+    print_message("store %s: package of %zu bytes: put %.0f us, get %.0f us (means of %d)\n",
+                  f->backend, len, put_us / N, get_us / N, N);
+    free(big);
+}
+
 #ifdef REALM_TEST_PG
 
 static int setup_pg(void **state)
@@ -721,12 +832,12 @@ static void pg_migrations_at_once(void **state)
     pthread_barrier_destroy(&go);
     for (int i = 0; i < N; i++) {
         if (!o[i].s) fail_msg("open %d: %s", i, o[i].err);
-        assert_int_equal(realm_store_schema_version(o[i].s), 1);
+        assert_int_equal(realm_store_schema_version(o[i].s), 2);
     }
     char out[64];
     fx_pg_query("SELECT string_agg(kind || '=' || version, ',') FROM realm_schema", out,
                 sizeof(out));
-    assert_string_equal(out, "registry=1");
+    assert_string_equal(out, "registry=2");
     fx_pg_query("SELECT count(*) FROM realm_generation", out, sizeof(out));
     assert_string_equal(out, "1");
     for (int i = 0; i < N; i++)
@@ -742,19 +853,17 @@ static void pg_refusals(void **state)
     char err[512] = "";
     assert_null(realm_store_open(REALM_STORE_QUEUE, fx_pg_url(), err, sizeof(err)));
     assert_non_null(strstr(err, "the queue is not yet implemented on PostgreSQL"));
-    assert_null(realm_store_open(REALM_STORE_AUTH, fx_pg_url(), err, sizeof(err)));
-    assert_non_null(strstr(err, "the auth is not yet implemented on PostgreSQL"));
-    assert_non_null(strstr(err, "(auth)"));
+    assert_non_null(strstr(err, "(queue)"));
 
     realm_store_close(f->reg);
     f->reg = NULL;
-    fx_pg_query("UPDATE realm_schema SET version = 2 WHERE kind = 'registry'", NULL, 0);
+    fx_pg_query("UPDATE realm_schema SET version = 3 WHERE kind = 'registry'", NULL, 0);
     assert_null(realm_store_open(REALM_STORE_REGISTRY, fx_pg_url(), err, sizeof(err)));
-    assert_non_null(strstr(err, "(registry): schema version 2 is newer than this realm (knows "
-                                "up to 1); upgrade realm"));
+    assert_non_null(strstr(err, "(registry): schema version 3 is newer than this realm (knows "
+                                "up to 2); upgrade realm"));
     char out[16];
     fx_pg_query("SELECT version FROM realm_schema WHERE kind = 'registry'", out, sizeof(out));
-    assert_string_equal(out, "2");
+    assert_string_equal(out, "3");
 
     /* Port 1 on loopback: nothing listens (refused at once). */
     assert_null(realm_store_open(
@@ -799,14 +908,201 @@ static void pg_lost_connection(void **state)
     assert_int_equal(realm_store_fn_get(s, "", "y", NULL), 0);
 }
 
+/* Two auth stores on one database (two servers): a tenant and a key added
+ * or revoked through one are seen by the other and move its auth_version
+ * (how a server notices a key revoked elsewhere); a rolled-back change
+ * does not; an id taken inside a transaction leaves it usable (ON
+ * CONFLICT: auth/keys.c draws again in it); the server key check is
+ * recorded once (the first wins). */
+static void pg_auth_two_stores(void **state)
+{
+    fx_t *f = *state;
+    char err[512] = "", acct[13];
+    realm_store_t *a = f->auth,
+                  *b = realm_store_open(REALM_STORE_AUTH, fx_pg_url(), err, sizeof(err));
+    if (!b) fail_msg("open: %s", err);
+    int64_t va = realm_store_auth_version(a), vb = realm_store_auth_version(b);
+    assert_int_equal(realm_store_tenant_add(a, "acme", "111111111111", 1), 0);
+    assert_true(realm_store_auth_version(b) != vb);
+    vb = realm_store_auth_version(b);
+    assert_int_equal(realm_store_tenant_get(b, "acme", acct), 0);
+    assert_string_equal(acct, "111111111111");
+    realm_store_key_t k1 = key_row("k1", "AKIA1", "acme", 5);
+    assert_int_equal(realm_store_key_add(a, &k1), 0);
+    assert_true(realm_store_auth_version(b) != vb);
+    vb = realm_store_auth_version(b);
+    assert_int_equal(realm_store_key_any(b), 1);
+    realm_store_key_t got;
+    assert_int_equal(realm_store_key_get(b, "AKIA1", 1, &got), 0);
+    assert_int_equal(got.revoked_ms, 0);
+    assert_int_equal(got.salt_len, 16);
+    assert_memory_equal(got.secret_enc, k1.secret_enc, 68);
+    /* b revokes: a sees it, and a's version moved. */
+    va = realm_store_auth_version(a);
+    assert_int_equal(realm_store_key_revoke(b, "k1", 42), 0);
+    assert_true(realm_store_auth_version(a) != va);
+    assert_int_equal(realm_store_key_get(a, "k1", 0, &got), 0);
+    assert_int_equal(got.revoked_ms, 42);
+    /* Uncommitted: neither seen nor counted; rolled back: never. */
+    va = realm_store_auth_version(a);
+    assert_int_equal(realm_store_begin(b), 0);
+    realm_store_key_t k2 = key_row("k2", "AKIA2", "acme", 6);
+    realm_store_key_t dup = key_row("k1", "AKIA9", "acme", 6);
+    assert_int_equal(realm_store_key_add(b, &dup), 1); /* taken: the transaction goes on */
+    assert_int_equal(realm_store_key_add(b, &k2), 0);
+    assert_int_equal(realm_store_auth_version(a), va);
+    assert_int_equal(realm_store_key_get(a, "k2", 0, &got), 1);
+    realm_store_rollback(b);
+    assert_int_equal(realm_store_auth_version(a), va);
+    assert_int_equal(realm_store_key_get(a, "k2", 0, &got), 1);
+    /* The server key check: none, then the first recorded wins. */
+    char held[REALM_STORE_HEX_LEN + 1] = "", c1[REALM_STORE_HEX_LEN + 1],
+                                    c2[REALM_STORE_HEX_LEN + 1];
+    hex_of('1', c1);
+    hex_of('2', c2);
+    assert_int_equal(realm_store_auth_key_check(a, NULL, held), 1);
+    assert_int_equal(realm_store_auth_key_check(a, c1, held), 0);
+    assert_string_equal(held, c1);
+    assert_int_equal(realm_store_auth_key_check(b, c2, held), 0);
+    assert_string_equal(held, c1);
+    assert_int_equal(realm_store_auth_key_check(b, NULL, held), 0);
+    assert_string_equal(held, c1);
+    char out[16];
+    fx_pg_query("SELECT version FROM realm_schema WHERE kind = 'auth'", out, sizeof(out));
+    assert_string_equal(out, "1");
+    realm_store_close(b);
+}
+
+typedef struct {
+    realm_store_t *s;
+    const char *hex;
+    const unsigned char *data;
+    size_t len;
+    int64_t deleted; /* gc: what delete_unused answered */
+    int rc;          /* create: 0 when every call worked */
+} pkg_job_t;
+
+static void *gc_job(void *arg)
+{
+    pkg_job_t *j = arg;
+    j->deleted = realm_store_pkg_delete_unused(j->s);
+    return NULL;
+}
+
+/* A create on another server: the package and a version naming it, one transaction. */
+static void *create_job(void *arg)
+{
+    pkg_job_t *j = arg;
+    json_t *cfg = json_object();
+    j->rc = realm_store_begin(j->s) == 0 &&
+                    realm_store_pkg_put(j->s, j->hex, j->data, j->len) == 0 &&
+                    realm_store_fn_insert(j->s, "t9", j->hex, NULL) == 0 &&
+                    realm_store_ver_insert(j->s, "t9", j->hex, 0, j->hex, cfg) == 0 &&
+                    realm_store_commit(j->s) == 0
+                ? 0
+                : -1;
+    json_decref(cfg);
+    return NULL;
+}
+
+/* Until a session of Realm's waits on a lock (polling the database, no sleep). */
+static void wait_for_lock_waiter(void)
+{
+    char out[16] = "";
+    for (int i = 0; i < 100000; i++) {
+        fx_pg_query("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'realm'"
+                    " AND wait_event_type = 'Lock'",
+                    out, sizeof(out));
+        if (strcmp(out, "0") != 0) return;
+    }
+    fail_msg("no session waited on a lock");
+}
+
+/* delete_unused racing a create on another server, both orders (docs/storage.md,
+ * "Deleting unused packages"): the create holds the package row first, so
+ * the collection waits and then skips it; the collection deletes it first,
+ * so the create waits and then puts it back whole. Either way the version's
+ * package is there, every byte. */
+static void pg_packages_gc_races_create(void **state)
+{
+    fx_t *f = *state;
+    realm_store_t *a = f->reg, *b = open_pg();
+    size_t len = 3 * (size_t)REALM_STORE_PKG_CHUNK / 2;
+    unsigned char *bytes = malloc(len);
+    for (size_t i = 0; i < len; i++)
+        bytes[i] = (unsigned char)(i * 7 + 1);
+    char hp[REALM_STORE_HEX_LEN + 1], hq[REALM_STORE_HEX_LEN + 1];
+    hex_of('p', hp);
+    hex_of('q', hq);
+    char *got = NULL;
+    size_t got_len = 0;
+
+    /* 1. The create first: an old, unused package P put again inside a's
+     * transaction; b's collection waits on its row, then skips it. */
+    assert_int_equal(realm_store_pkg_put(a, hp, bytes, len), 0);
+    fx_pg_query("UPDATE realm_packages SET touched = now() - interval '1 hour'", NULL, 0);
+    assert_int_equal(realm_store_begin(a), 0);
+    assert_int_equal(realm_store_pkg_put(a, hp, bytes, len), 0);
+    pkg_job_t gc = {.s = b};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, gc_job, &gc), 0);
+    wait_for_lock_waiter();
+    json_t *cfg = json_object();
+    assert_int_equal(realm_store_fn_insert(a, "t1", "p", NULL), 0);
+    assert_int_equal(realm_store_ver_insert(a, "t1", "p", 0, hp, cfg), 0);
+    json_decref(cfg);
+    assert_int_equal(realm_store_commit(a), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(gc.deleted, 0);
+    assert_int_equal(realm_store_pkg_get(b, hp, &got, &got_len), 0);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, bytes, len);
+    free(got);
+
+    /* 2. The collection first: b deletes the old, unused Q in its transaction;
+     * a's create (put Q + version) waits on the row, then puts Q back whole. */
+    assert_int_equal(realm_store_pkg_put(a, hq, bytes, len), 0);
+    fx_pg_query("UPDATE realm_packages SET touched = now() - interval '1 hour'"
+                " WHERE hex = repeat('q', 64)",
+                NULL, 0);
+    assert_int_equal(realm_store_begin(b), 0);
+    assert_int_equal(realm_store_pkg_delete_unused(b), 1);
+    pkg_job_t cr = {.s = a, .hex = hq, .data = bytes, .len = len, .rc = 1};
+    assert_int_equal(pthread_create(&th, NULL, create_job, &cr), 0);
+    wait_for_lock_waiter();
+    assert_int_equal(realm_store_commit(b), 0);
+    pthread_join(th, NULL);
+    assert_int_equal(cr.rc, 0);
+    assert_int_equal(realm_store_code_used(b, NULL, hq), 1);
+    assert_int_equal(realm_store_pkg_get(b, hq, &got, &got_len), 0);
+    assert_int_equal(got_len, len);
+    assert_memory_equal(got, bytes, len);
+    free(got);
+    char out[16];
+    fx_pg_query("SELECT count(*) FROM realm_package_chunks WHERE hex = repeat('q', 64)", out,
+                sizeof(out));
+    assert_string_equal(out, "2");
+    realm_store_close(b);
+    free(bytes);
+}
+
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        PG(functions_and_versions), PG(aliases),     PG(transactions_and_generation),
-        PG(pg_two_stores),          PG(pg_refusals), PG(pg_lost_connection),
-        PG(pg_migrations_at_once),  PG(timing),
+        PG(functions_and_versions),
+        PG(aliases),
+        PG(transactions_and_generation),
+        PG(pg_two_stores),
+        PG(pg_refusals),
+        PG(pg_lost_connection),
+        PG(pg_migrations_at_once),
+        PG(timing),
+        PG(tenants_and_keys),
+        PG(packages),
+        PG(pg_auth_two_stores),
+        PG(pg_packages_gc_races_create),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
@@ -826,6 +1122,7 @@ int main(void)
         BOTH(queue_leases),
         BOTH(queue_caps_failed_parked),
         BOTH(tenants_and_keys),
+        BOTH(packages),
         BOTH(timing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
