@@ -29,7 +29,10 @@
  * outcome names: an outcome for a lease lost meanwhile changes nothing).
  * With SQLite, leases live in memory only: after a crash (or any close and
  * reopen) nothing is leased and every pending event is due again at its
- * stored due time, so an event is delivered at least once.
+ * stored due time, so an event is delivered at least once. On PostgreSQL
+ * (a database several servers may share) leases are rows that last
+ * REALM_QUEUE_LEASE_MS: another server (or this one, restarted) claims a
+ * dead server's events again once they expire.
  *
  * Durability: each operation is one small transaction in WAL mode with
  * synchronous=NORMAL: an event whose push returned survives a SIGKILL of the
@@ -54,6 +57,12 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* How long take_due's lease lasts on PostgreSQL (SQLite, memory: until the
+ * outcome or the close): longer than an invocation may run (15 minutes)
+ * plus its wait for a free slot; an event still running then may be taken
+ * again by another server. */
+#define REALM_QUEUE_LEASE_MS (30 * 60 * 1000LL)
 
 /* Failed events kept per function; older ones are deleted on insert. */
 #define REALM_QUEUE_FAILED_KEEP 1000

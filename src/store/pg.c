@@ -4,8 +4,8 @@
  * latest version (schema.c's procedure; PostgreSQL's side below: an
  * advisory lock in the migrating transaction), prepared statements,
  * transactions and the lost-connection rule (pg.h). One database holds
- * every kind, each kind with its own row in realm_schema; only the registry
- * kind exists so far (pg_registry.c).
+ * every kind, each kind with its own row in realm_schema; the registry
+ * (pg_registry.c) and the queue (pg_queue.c) exist so far.
  *
  * The location shown in messages never holds the password:
  * "postgresql://user@host:port/db (registry)".
@@ -65,6 +65,12 @@ int realm_pg_ready(pg_t *p)
 
 PGresult *realm_pg_exec(pg_t *p, size_t idx, const char *const *params, char *sqlstate)
 {
+    return realm_pg_exec_ex(p, idx, params, NULL, NULL, 0, sqlstate);
+}
+
+PGresult *realm_pg_exec_ex(pg_t *p, size_t idx, const char *const *params, const int *lengths,
+                           const int *formats, int result_format, char *sqlstate)
+{
     if (sqlstate) sqlstate[0] = 0;
     if (idx >= p->stmt_cnt || realm_pg_ready(p) != 0) return NULL;
     const pg_stmt_t *st = &p->stmts[idx];
@@ -81,7 +87,8 @@ PGresult *realm_pg_exec(pg_t *p, size_t idx, const char *const *params, char *sq
     /* This store's part of the generation: every statement that may write
      * counts, committed or not (store.h); the database's part is shared. */
     if (strncmp(st->sql, "SELECT", 6) != 0) p->base.generation++;
-    PGresult *r = PQexecPrepared(p->conn, name, st->nparams, params, NULL, NULL, 0);
+    PGresult *r =
+        PQexecPrepared(p->conn, name, st->nparams, params, lengths, formats, result_format);
     ExecStatusType es = PQresultStatus(r);
     if (es == PGRES_COMMAND_OK || es == PGRES_TUPLES_OK) return r;
     const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
@@ -302,12 +309,18 @@ realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location
         goto fail;
     }
     PQsetNoticeProcessor(p->conn, quiet_notice, NULL);
-    if (kind != REALM_STORE_REGISTRY) {
+    if (kind != REALM_STORE_REGISTRY && kind != REALM_STORE_QUEUE) {
         snprintf(err, err_len, "%s: the %s is not yet implemented on PostgreSQL", where,
                  realm_store_kind_name(kind));
         goto fail;
     }
-    realm_pg_registry_init(p);
+    const realm_store_schema_t *schema = &realm_pg_registry_schema;
+    if (kind == REALM_STORE_QUEUE) {
+        realm_pg_queue_init(p);
+        schema = &realm_pg_queue_schema;
+    } else {
+        realm_pg_registry_init(p);
+    }
     pg_mig_t m = {p->conn, {0}};
     if (realm_store_migrate(&(const realm_store_migrate_ops_t){.read = mig_read,
                                                                .lock = mig_lock,
@@ -316,8 +329,7 @@ realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location
                                                                .commit = mig_commit,
                                                                .rollback = mig_rollback,
                                                                .errmsg = mig_errmsg},
-                            &m, where, kind, &realm_pg_registry_schema, &p->base.schema_version,
-                            err, err_len) != 0)
+                            &m, where, kind, schema, &p->base.schema_version, err, err_len) != 0)
         goto fail;
     return &p->base;
 fail:

@@ -1,8 +1,8 @@
 /*
  * pg.h - the PostgreSQL backend's shared parts (not a public header): the
  * store struct, the connection, prepared statements and the errors. The SQL
- * of each kind is in pg_<kind>.c (pg_registry.c only, so far: the queue and
- * auth kinds are refused at open, docs/storage.md).
+ * of each kind is in pg_<kind>.c (pg_registry.c and pg_queue.c, so far: the
+ * auth kind is refused at open, docs/storage.md).
  *
  * DESIGN: one PGconn per store, blocking libpq calls (PQexecPrepared), each
  * statement prepared once per connection (PQprepare, named "r<index>").
@@ -40,7 +40,13 @@ typedef struct {
     unsigned char prepared[PG_STMT_MAX]; /* on this connection (cleared by a reset) */
     int in_txn;
     uint64_t last_generation; /* the last shared generation read */
-    char owner[96];           /* this store's name in shared rows (pending) */
+    char owner[96];           /* this store's name in shared rows (pending, leases) */
+    /* The queue kind (pg_queue.c): realm_store_q_stats' counters, and a hook
+     * the tests set to act between an enqueue's statement and its COMMIT
+     * (xid: the enqueue's transaction id, text). */
+    uint64_t q_rows, q_payload_reads, q_payload_bytes;
+    void (*q_before_commit)(void *arg, const char *xid);
+    void *q_hook_arg;
 } pg_t;
 
 /*
@@ -51,6 +57,10 @@ typedef struct {
  * sqlstate (6 bytes, may be NULL).
  */
 PGresult *realm_pg_exec(pg_t *p, size_t idx, const char *const *params, char *sqlstate);
+/* realm_pg_exec with libpq's lengths and formats of the parameters (NULL:
+ * all text) and the results' format (0 text, 1 binary). */
+PGresult *realm_pg_exec_ex(pg_t *p, size_t idx, const char *const *params, const int *lengths,
+                           const int *formats, int result_format, char *sqlstate);
 /* Runs sql without parameters (simple query protocol): 0 or -1 (logged). */
 int realm_pg_simple(pg_t *p, const char *sql);
 /* 0 when the connection is usable (reset once if it was lost), -1 (logged). */
@@ -65,5 +75,17 @@ int64_t realm_pg_int(const PGresult *res, int row, int col);  /* 0 for NULL */
 extern const realm_store_schema_t realm_pg_registry_schema;
 /* Fills the registry's ops and p->stmts; sets p->owner. */
 void realm_pg_registry_init(pg_t *p);
+
+extern const realm_store_schema_t realm_pg_queue_schema;
+/* Fills the queue's ops and p->stmts; sets p->owner (pg_queue.c). */
+void realm_pg_queue_init(pg_t *p);
+/*
+ * Whether the transaction xid (text, pg_current_xact_id) committed, after a
+ * COMMIT whose answer was lost: 1 committed, 0 aborted (it never will), -1
+ * unknown (logged). Reconnects first; when the old session (old_pid) is
+ * still finishing it, that session is ended (waiting up to 5 s) so that the
+ * answer is final (pg_queue.c; exported for the tests).
+ */
+int realm_pg_q_committed(pg_t *p, const char *xid, int old_pid);
 
 #endif

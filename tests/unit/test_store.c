@@ -740,8 +740,6 @@ static void pg_refusals(void **state)
 {
     fx_t *f = *state;
     char err[512] = "";
-    assert_null(realm_store_open(REALM_STORE_QUEUE, fx_pg_url(), err, sizeof(err)));
-    assert_non_null(strstr(err, "the queue is not yet implemented on PostgreSQL"));
     assert_null(realm_store_open(REALM_STORE_AUTH, fx_pg_url(), err, sizeof(err)));
     assert_non_null(strstr(err, "the auth is not yet implemented on PostgreSQL"));
     assert_non_null(strstr(err, "(auth)"));
