@@ -1123,6 +1123,26 @@ static void pg_queue_push_in_doubt(void **state)
      * enqueue would be a second run). */
     assert_int_equal(realm_pg_q_committed(p, h.xid[1], 0), 1);
 
+    /* A transaction still open in another session (its client gone, the
+     * server not yet aware) reads as in progress: that session is ended,
+     * and the answer is final: aborted. */
+    PGconn *other = PQconnectdb(fx_pg_url());
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    PGresult *r = PQexec(other, "BEGIN; INSERT INTO parked_fns VALUES('x', 'y');"
+                                " SELECT pg_current_xact_id()::text");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char open_xid[32];
+    snprintf(open_xid, sizeof(open_xid), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    assert_int_equal(realm_pg_q_committed(p, open_xid, PQbackendPID(other)), 0);
+    r = PQexec(other, "COMMIT");
+    assert_true(PQresultStatus(r) != PGRES_COMMAND_OK); /* its session is gone */
+    PQclear(r);
+    PQfinish(other);
+    json_t *parked = realm_store_q_parked(f->q);
+    assert_int_equal(json_array_size(parked), 0);
+    json_decref(parked);
+
     /* Without a loss: one transaction. */
     h = (hook_t){.terminate_on = -1};
     assert_true(realm_store_q_push(f->q, "", "fn", NULL, "x", 1, 1, 0, 0, &which) > id);
