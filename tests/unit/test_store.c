@@ -561,6 +561,40 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+#ifdef REALM_TEST_PG
+static realm_store_t *open_pg_queue(void)
+{
+    char err[512] = "";
+    realm_store_t *s = realm_store_open(REALM_STORE_QUEUE, fx_pg_url(), err, sizeof(err));
+    if (!s) fail_msg("open: %s", err);
+    return s;
+}
+
+enum { RATE_N = 500 };
+
+typedef struct {
+    pthread_barrier_t *go;
+    realm_store_t *s;
+    const char *tenant;
+    double start, end;
+} rate_t;
+
+static void *push_rate(void *arg)
+{
+    rate_t *r = arg;
+    pthread_barrier_wait(r->go);
+    r->start = now_us();
+    for (int i = 0; i < RATE_N; i++) {
+        char which;
+        if (realm_store_q_push(r->s, r->tenant, "fn", NULL, "{}", 2, 1, 100000, 200000, &which) <=
+            0)
+            fail_msg("push");
+    }
+    r->end = now_us();
+    return NULL;
+}
+#endif
+
 /* Prints what a create, a resolve and an enqueue + claim + complete cost
  * (means over N runs, microseconds). Measured, never asserted. */
 static void timing(void **state)
@@ -636,6 +670,27 @@ static void timing(void **state)
         print_message("queue %s: %.0f enqueues/s, %.0f claimed+completed/s (batches of %d; "
                       "%d events, one connection)\n",
                       f->backend, M / ((e1 - e0) / 1e6), M / ((e2 - e1) / 1e6), B, M);
+#ifdef REALM_TEST_PG
+        /* Two servers enqueueing at once: one tenant (its cap check is
+         * serialised by the tenant's lock), then two tenants. */
+        for (int tenants = 1; tenants <= 2; tenants++) {
+            pthread_barrier_t go;
+            pthread_barrier_init(&go, NULL, 2);
+            rate_t r[2] = {{.go = &go, .s = f->q, .tenant = "t0"},
+                           {.go = &go, .s = open_pg_queue(), .tenant = tenants == 1 ? "t0" : "t1"}};
+            pthread_t th[2];
+            for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&th[i], NULL, push_rate, &r[i]), 0);
+            for (int i = 0; i < 2; i++)
+                pthread_join(th[i], NULL);
+            pthread_barrier_destroy(&go);
+            double secs = (r[0].end > r[1].end ? r[0].end : r[1].end) -
+                          (r[0].start < r[1].start ? r[0].start : r[1].start);
+            print_message("queue %s: %.0f enqueues/s from two servers, %d tenant%s\n", f->backend,
+                          2 * RATE_N / (secs / 1e6), tenants, tenants == 1 ? "" : "s");
+            realm_store_close(r[1].s);
+        }
+#endif
         return;
     }
     print_message("store %s: create %.1f us, resolve %.1f us, enqueue+claim+complete %.1f us "
@@ -830,14 +885,6 @@ static void pg_lost_connection(void **state)
 }
 
 /* ---- the queue on a shared database ---- */
-
-static realm_store_t *open_pg_queue(void)
-{
-    char err[512] = "";
-    realm_store_t *s = realm_store_open(REALM_STORE_QUEUE, fx_pg_url(), err, sizeof(err));
-    if (!s) fail_msg("open: %s", err);
-    return s;
-}
 
 enum { SERVER_EVENTS = 300 };
 
