@@ -1,7 +1,9 @@
 /*
  * queue.h - the durable queue of asynchronous (InvocationType=Event) Lambda
  * invocations, in one store (store/store.h): a SQLite file (e.g.
- * DATA_DIR/events.db), or memory when the path is "memory:...".
+ * DATA_DIR/events.db), a PostgreSQL database several servers may share
+ * when the path is "postgresql://..." (docs/storage.md), or memory when it
+ * is "memory:...".
  *
  * DESIGN: an event is pushed once the invoke request is accepted (202) and
  * stays pending until the dispatcher reports its outcome: done (removed),

@@ -10,8 +10,10 @@
  *   "memory:" or "memory:NAME"   everything in this process's memory (tests;
  *                                nothing survives close)
  *   "postgresql://..." or "postgres://..."   a PostgreSQL database (libpq
- *                                URL; the registry kind only so far, and its
- *                                calls block on the network: not for the loop)
+ *                                URL; the registry and queue kinds so far, one
+ *                                database for both, shared by every server
+ *                                that opens it; its calls block on the
+ *                                network: not for the loop)
  *   anything else                a SQLite file at that path (WAL,
  *                                synchronous=NORMAL, busy timeout 1 s)
  * Each backend is a table of operations (store/internal.h,
@@ -25,7 +27,9 @@
  * here, not in the modules: the write generation (realm_store_generation),
  * the functions being created or updated (realm_store_pending_*), the
  * queue's leases (claim hands out a lease token; every outcome names it and
- * a stale token is a no-op), the keys' change counter (realm_store_auth_version).
+ * a stale token is a no-op; on PostgreSQL they are rows, so servers claim
+ * disjoint events and a dead server's come back when its leases end), the
+ * keys' change counter (realm_store_auth_version).
  *
  * Return codes: int calls answer 0 (done / found), 1 (not found / already
  * there, as documented per call) or -1 (storage error, logged by the
@@ -209,7 +213,8 @@ typedef struct {
  * Enqueues an event due at now_ms (attempts 0), unless tenant's function
  * already has max_fn pending events or tenant max_tenant (0: no cap).
  * Returns the id (> 0); -2 with *which 'f' or 't' when a cap is reached;
- * -1 on error.
+ * -1 on error. PostgreSQL: the caps hold across servers, and an enqueue
+ * whose COMMIT was lost is settled (queued once, never twice).
  */
 int64_t realm_store_q_push(realm_store_t *s, const char *tenant, const char *function,
                            const char *qualifier, const void *payload, size_t len, int64_t now_ms,
@@ -247,7 +252,9 @@ int64_t realm_store_q_unpark(realm_store_t *s, const char *tenant, const char *f
                              int64_t now_ms);
 /* [["tenant", "function"], ...] of functions with parked events; NULL on error. */
 json_t *realm_store_q_parked(realm_store_t *s);
-/* Earliest due time of an unleased pending event, -1 if none or on error. */
+/* Earliest due time of an unleased pending event, -1 if none or on error.
+ * PostgreSQL: or sooner, the end of a lease (when a leased event may be
+ * claimed again), unless that is INT64_MAX. */
 int64_t realm_store_q_next_due(realm_store_t *s);
 /* Pending events of all (function NULL: tenant NULL) or of tenant's function. */
 size_t realm_store_q_pending(realm_store_t *s, const char *tenant, const char *function);
