@@ -26,7 +26,7 @@
  * Every outcome names the token in its WHERE (lease 0: unfenced, as on
  * SQLite), so a stale one changes nothing.
  *
- * Enqueue: BEGIN; SELECT realm_queue_push(...) (the cap check under a
+ * Enqueue: BEGIN; SELECT realm_events_push(...) (the cap check under a
  * per-tenant advisory lock, both inserts, the transaction id); COMMIT. When
  * the connection is lost before the COMMIT, nothing was committed: it runs
  * once more on a new connection. When the COMMIT's answer is lost, the
@@ -78,7 +78,7 @@ static const realm_store_migration_t steps[] = {
      "CREATE INDEX failed_fn ON failed(tenant, function, seq);"
      "CREATE INDEX failed_tenant ON failed(tenant, seq);"
      /* The counts: one row per (group, random shard) per statement. */
-     "CREATE FUNCTION realm_queue_added() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+     "CREATE FUNCTION realm_events_added() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
      " INSERT INTO fn_counts AS c(tenant, function, shard, n)"
      "  SELECT tenant, function, floor(random() * 8)::smallint, count(*) FROM added"
      "  GROUP BY tenant, function"
@@ -87,7 +87,7 @@ static const realm_store_migration_t steps[] = {
      "  SELECT tenant, floor(random() * 8)::smallint, count(*) FROM added GROUP BY tenant"
      "  ON CONFLICT (tenant, shard) DO UPDATE SET n = c.n + excluded.n;"
      " RETURN NULL; END $$;"
-     "CREATE FUNCTION realm_queue_removed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+     "CREATE FUNCTION realm_events_removed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
      " INSERT INTO fn_counts AS c(tenant, function, shard, n)"
      "  SELECT tenant, function, floor(random() * 8)::smallint, -count(*) FROM removed"
      "  GROUP BY tenant, function"
@@ -97,15 +97,15 @@ static const realm_store_migration_t steps[] = {
      "  ON CONFLICT (tenant, shard) DO UPDATE SET n = c.n + excluded.n;"
      " RETURN NULL; END $$;"
      "CREATE TRIGGER events_added AFTER INSERT ON events REFERENCING NEW TABLE AS added"
-     " FOR EACH STATEMENT EXECUTE FUNCTION realm_queue_added();"
+     " FOR EACH STATEMENT EXECUTE FUNCTION realm_events_added();"
      "CREATE TRIGGER events_removed AFTER DELETE ON events REFERENCING OLD TABLE AS removed"
-     " FOR EACH STATEMENT EXECUTE FUNCTION realm_queue_removed();"
+     " FOR EACH STATEMENT EXECUTE FUNCTION realm_events_removed();"
      /* An enqueue. The caps are checked under a transaction-scoped advisory
       * lock of the tenant, and each statement of a VOLATILE function reads a
       * new snapshot: the counts read after the lock include every enqueue
       * that held it before (committed), so the caps are exact across
       * servers. Returns (id, '' | 'f' | 't' when a cap is reached, xid). */
-     "CREATE FUNCTION realm_queue_push(p_t TEXT, p_f TEXT, p_q TEXT, p_body BYTEA,"
+     "CREATE FUNCTION realm_events_push(p_t TEXT, p_f TEXT, p_q TEXT, p_body BYTEA,"
      " p_now BIGINT, p_max_fn BIGINT, p_max_tenant BIGINT,"
      " OUT o_id BIGINT, OUT o_full TEXT, OUT o_xid TEXT) LANGUAGE plpgsql AS $$"
      " DECLARE fn_n BIGINT; t_n BIGINT; BEGIN"
@@ -127,7 +127,7 @@ static const realm_store_migration_t steps[] = {
      /* A failure: the event (and its payload, read before the cascade) to
       * the failed list, then all but the newest p_keep of its function
       * dropped. 1 moved, 0 stale or gone. */
-     "CREATE FUNCTION realm_queue_fail(p_id BIGINT, p_lease BIGINT, p_type TEXT, p_msg TEXT,"
+     "CREATE FUNCTION realm_events_fail(p_id BIGINT, p_lease BIGINT, p_type TEXT, p_msg TEXT,"
      " p_now BIGINT, p_keep BIGINT) RETURNS INTEGER LANGUAGE plpgsql AS $$"
      " DECLARE v_t TEXT; v_f TEXT; BEGIN"
      " WITH e AS (DELETE FROM events WHERE id = p_id AND (p_lease = 0 OR lease = p_lease)"
@@ -175,7 +175,7 @@ enum {
 };
 
 static const pg_stmt_t stmts[S_COUNT] = {
-    [S_PUSH] = {"SELECT o_id, o_full, o_xid FROM realm_queue_push($1, $2, $3, $4, $5::bigint,"
+    [S_PUSH] = {"SELECT o_id, o_full, o_xid FROM realm_events_push($1, $2, $3, $4, $5::bigint,"
                 " $6::bigint, $7::bigint)",
                 7},
     /* $1 now, $2 lease until, $3 max, $4 the first token minus 1, $5 owner.
@@ -196,7 +196,7 @@ static const pg_stmt_t stmts[S_COUNT] = {
                  4},
     [S_DEFER] = {"UPDATE events SET due_ms = $3::bigint, " UNLEASE FENCE, 3},
     [S_RELEASE] = {"UPDATE events SET " UNLEASE FENCE " AND lease IS NOT NULL", 2},
-    [S_FAIL] = {"SELECT realm_queue_fail($1::bigint, $2::bigint, $3, $4, $5::bigint, $6::bigint)",
+    [S_FAIL] = {"SELECT realm_events_fail($1::bigint, $2::bigint, $3, $4, $5::bigint, $6::bigint)",
                 6},
     [S_PARK] = {"WITH u AS (UPDATE events SET is_parked = true, due_ms = $3::bigint,"
                 " " UNLEASE FENCE " RETURNING tenant, function)"
@@ -339,6 +339,7 @@ static int64_t q_push(realm_store_t *s, const char *t, const char *f, const char
                       uint64_t max_tenant, char *which)
 {
     pg_t *p = P(s);
+    if (len > INT32_MAX) return realm_pg_fail(p, "enqueue: payload too large", NULL);
     char now[24], mf[24], mt[24];
     snprintf(now, sizeof(now), "%" PRId64, now_ms);
     snprintf(mf, sizeof(mf), "%" PRIu64, max_fn > INT64_MAX ? (uint64_t)INT64_MAX : max_fn);
@@ -346,7 +347,6 @@ static int64_t q_push(realm_store_t *s, const char *t, const char *f, const char
     const char *params[] = {t, f, qual, len ? payload : "", now, mf, mt};
     const int lengths[] = {0, 0, 0, (int)len, 0, 0, 0};
     const int formats[] = {0, 0, 0, 1, 0, 0, 0};
-    if (len > INT32_MAX) return realm_pg_fail(p, "enqueue: payload too large", NULL);
     /* Inside the caller's transaction, its COMMIT decides; otherwise our own. */
     const int own = !p->in_txn;
     for (int attempt = 0; attempt < 2; attempt++) {
@@ -388,7 +388,13 @@ static int64_t q_push(realm_store_t *s, const char *t, const char *f, const char
             realm_info("store: %s: enqueue of event %" PRId64 " was committed", p->where, id);
             return id;
         }
-        if (committed < 0) return -1;
+        if (committed < 0) {
+            /* The database did not answer again (it is down): an error,
+             * the event maybe queued; the log names the transaction. */
+            realm_warn("store: %s: enqueue of event %" PRId64 " (transaction %s): outcome unknown",
+                       p->where, id, xid);
+            return -1;
+        }
         realm_info("store: %s: enqueue was not committed; once more", p->where);
     }
     return -1;
