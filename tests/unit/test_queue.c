@@ -24,6 +24,7 @@
 #include <string.h>
 #include <signal.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -863,6 +864,67 @@ static void large_backlog_costs_nothing(void **state)
     dispose_all(it, 16);
 }
 
+#ifdef REALM_TEST_PG
+static double now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
+}
+
+/*
+ * PostgreSQL: 100,000 events put in the database in one transaction (as a
+ * flood leaves it): counting, the next due time, taking two batches (the
+ * second past the first's leases) and a capped push each answer right and
+ * touch a few rows through the indexes. The times are printed, never
+ * asserted (docs/storage.md).
+ */
+static void pg_large_backlog(void **state)
+{
+    fx_t *f = *state;
+    enum { N = 100000, R = 10 };
+    fx_pg_query("BEGIN;"
+                "INSERT INTO events(tenant, function, qualifier, enqueued_ms, due_ms)"
+                " SELECT '', 'flood', '', x, x FROM generate_series(1, 100000) x;"
+                "INSERT INTO payloads(id, payload)"
+                " SELECT id, decode(repeat('00', 1024), 'hex') FROM events;"
+                "COMMIT; ANALYZE events",
+                NULL, 0);
+    realm_queue_close(f->q);
+    f->q = open_q(f);
+    realm_queue_set_limits(f->q, 200000, 200000);
+    /* The first round prepares the statements: timed are the next R. */
+    double t[5] = {0};
+    realm_queue_item_t it[16];
+    char err[256] = "";
+    for (int round = 0; round <= R; round++) {
+        double a = now_us();
+        assert_int_equal(realm_queue_pending(f->q), N + (size_t)round);
+        double b = now_us();
+        assert_int_equal(realm_queue_next_due(f->q), 1 + 16 * round);
+        double c = now_us();
+        assert_int_equal(realm_queue_take_due(f->q, 200000, it, 16), 16);
+        assert_int_equal(it[0].id, 1 + 16 * round); /* past the leases of the rounds before */
+        double d = now_us();
+        assert_true(realm_queue_push(f->q, "", "flood", NULL, "x", 1, 300000, err, sizeof(err)) >
+                    0);
+        double e = now_us();
+        dispose_all(it, 16);
+        if (round == 0) continue;
+        t[0] += b - a;
+        t[1] += c - b;
+        t[2] += d - c;
+        t[3] += e - d;
+    }
+    realm_queue_stats_t st;
+    realm_queue_stats(f->q, &st);
+    assert_int_equal(st.payload_reads, 0);
+    print_message("backlog of %d on PostgreSQL (means of %d): count %.0f us, next due %.0f us, "
+                  "take 16 past the leased ones %.0f us, capped push %.0f us\n",
+                  N, R, t[0] / R, t[1] / R, t[2] / R, t[3] / R);
+}
+#endif
+
 static void missing_directory(void **state)
 {
     fx_t *f = *state;
@@ -888,6 +950,7 @@ int main(void)
 #endif
 #ifdef REALM_TEST_PG
         cmocka_unit_test_setup_teardown(reopen_keeps_leases_until_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(pg_large_backlog, setup, teardown),
 #endif
 #ifndef REALM_TEST_MEMORY /* files: SQLite only */
         cmocka_unit_test_setup_teardown(survives_sigkill, setup, teardown),
