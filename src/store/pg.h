@@ -8,7 +8,12 @@
  * statement prepared once per connection (PQprepare, named "r<index>").
  * A lost connection (CONNECTION_BAD) fails the call (-1, logged) and the
  * next call tries PQreset once; the prepared statements are made again on
- * the new connection. The reconnection policy with backoff and the "down"
+ * the new connection. One exception: an enqueue (pg_queue.c) whose
+ * connection is lost runs again at once, or, when its COMMIT was in doubt,
+ * reconnects and asks the database whether it committed (realm_pg_q_committed),
+ * so that it is queued exactly once. Shared rows name their store by
+ * p->owner (host:pid and a per-open part): the registry's pending entries,
+ * the queue's leases. The reconnection policy with backoff and the "down"
  * flag come with the asynchronous façade (docs/storage.md, "The plan").
  *
  * LIFETIME: the store owns its connection until realm_store_close.
