@@ -37,6 +37,7 @@ struct realm_queue_s {
     uint64_t max_per_function; /* pending events of one function; 0: no cap */
     uint64_t max_per_tenant;   /* pending events of one tenant; 0: no cap */
     int is_shared;             /* PostgreSQL: leases expire (REALM_QUEUE_LEASE_MS) */
+    int64_t renewed_ms;        /* when the leases were last renewed (PostgreSQL) */
 };
 
 /* ---- lease tokens ---- */
@@ -137,6 +138,23 @@ int64_t realm_queue_push(realm_queue_t *q, const char *tenant, const char *funct
 size_t realm_queue_take_due(realm_queue_t *q, int64_t now_ms, realm_queue_item_t *items, size_t max)
 {
     if (max == 0) return 0;
+    /* PostgreSQL: the leases of the events still running (or waiting for a
+     * slot) are renewed every third of their length, before anything is
+     * claimed, so this server never claims its own events again and other
+     * servers take them only once it has stopped renewing (dead). */
+    if (q->is_shared && q->lease_cnt && now_ms - q->renewed_ms >= REALM_QUEUE_LEASE_MS / 3) {
+        int64_t *ids = realm_calloc(q->lease_cnt, sizeof(*ids));
+        uint64_t *tokens = realm_calloc(q->lease_cnt, sizeof(*tokens));
+        for (size_t i = 0; i < q->lease_cnt; i++) {
+            ids[i] = q->leases[i].id;
+            tokens[i] = q->leases[i].token;
+        }
+        if (realm_store_q_renew(q->store, ids, tokens, q->lease_cnt,
+                                now_ms + REALM_QUEUE_LEASE_MS) >= 0)
+            q->renewed_ms = now_ms;
+        free(ids);
+        free(tokens);
+    }
     realm_store_event_t *ev = realm_calloc(max, sizeof(*ev));
     int64_t until = q->is_shared ? now_ms + REALM_QUEUE_LEASE_MS : INT64_MAX;
     size_t n = realm_store_q_claim(q->store, now_ms, until, ev, max);

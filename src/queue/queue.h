@@ -61,9 +61,11 @@
 #include <stdint.h>
 
 /* How long take_due's lease lasts on PostgreSQL (SQLite, memory: until the
- * outcome or the close): longer than an invocation may run (15 minutes)
- * plus its wait for a free slot; an event still running then may be taken
- * again by another server. */
+ * outcome or the close). take_due renews the leases of the events this
+ * queue still holds every third of it, before claiming: a live server
+ * keeps its events; a dead one's come back at most this long after it
+ * stopped (a server that stops calling take_due for longer may lose them:
+ * another server takes them, and this one's outcomes are stale). */
 #define REALM_QUEUE_LEASE_MS (30 * 60 * 1000LL)
 
 /* Failed events kept per function; older ones are deleted on insert. */

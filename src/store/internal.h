@@ -82,6 +82,9 @@ typedef struct {
     int (*pending_get)(realm_store_t *s, const char *t, const char *n);
     void (*pending_remove)(realm_store_t *s, const char *t, const char *n);
     size_t (*pending_count)(realm_store_t *s);
+    /* Optional (NULL: leases last until the outcome; nothing to renew). */
+    int64_t (*q_renew)(realm_store_t *s, const int64_t *ids, const uint64_t *leases, size_t n,
+                       int64_t until_ms);
 } realm_store_ops_t;
 
 /* A create or code update in flight (kept by store.c for every backend of

@@ -171,6 +171,7 @@ enum {
     S_FORGET,
     S_XACT_STATUS,
     S_END_SESSION,
+    S_RENEW,
     S_COUNT
 };
 
@@ -242,6 +243,10 @@ static const pg_stmt_t stmts[S_COUNT] = {
     [S_END_SESSION] = {"SELECT pg_terminate_backend(pid, 5000) FROM pg_stat_activity"
                        " WHERE pid = $1::integer AND backend_xid = $2::xid8::xid",
                        2},
+    /* $1 until, $2 ids, $3 their tokens (arrays): the leases still current. */
+    [S_RENEW] = {"UPDATE events e SET lease_until_ms = $1::bigint FROM unnest($2::bigint[],"
+                 " $3::bigint[]) AS l(id, lease) WHERE e.id = l.id AND e.lease = l.lease",
+                 3},
 };
 
 #define P(s) ((pg_t *)(s))
@@ -523,6 +528,37 @@ static int q_park(realm_store_t *s, int64_t id, uint64_t lease, int64_t until_ms
     return outcome(s, S_PARK, id, lease, u, NULL);
 }
 
+/* "{1,2,3}": an array literal of n integers. */
+static char *int_array(const void *v, size_t n, int is_signed)
+{
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_buf_appends(&b, "{");
+    for (size_t i = 0; i < n; i++) {
+        if (is_signed)
+            realm_buf_appendf(&b, "%s%" PRId64, i ? "," : "", ((const int64_t *)v)[i]);
+        else
+            realm_buf_appendf(&b, "%s%" PRIu64, i ? "," : "", ((const uint64_t *)v)[i]);
+    }
+    realm_buf_appends(&b, "}");
+    return realm_buf_steal(&b, NULL);
+}
+
+static int64_t q_renew(realm_store_t *s, const int64_t *ids, const uint64_t *leases, size_t n,
+                       int64_t until_ms)
+{
+    char until[24];
+    snprintf(until, sizeof(until), "%" PRId64, until_ms);
+    char *a = int_array(ids, n, 1), *l = int_array(leases, n, 0);
+    PGresult *r = run(P(s), S_RENEW, (const char *[]){until, a, l});
+    free(a);
+    free(l);
+    if (!r) return -1;
+    int64_t renewed = realm_pg_changes(r);
+    PQclear(r);
+    return renewed;
+}
+
 static int64_t q_unpark(realm_store_t *s, const char *t, const char *f, int64_t now_ms)
 {
     char n[24];
@@ -642,4 +678,5 @@ void realm_pg_queue_init(pg_t *p)
     o->q_stats = q_stats;
     o->q_failed = q_failed;
     o->q_forget = q_forget;
+    o->q_renew = q_renew;
 }

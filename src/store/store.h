@@ -247,6 +247,14 @@ int realm_store_q_release(realm_store_t *s, int64_t id, uint64_t lease);
 int realm_store_q_fail(realm_store_t *s, int64_t id, uint64_t lease, const char *error_type,
                        const char *error_message, int64_t now_ms, int64_t keep);
 int realm_store_q_park(realm_store_t *s, int64_t id, uint64_t lease, int64_t until_ms);
+/*
+ * Extends the leases (ids[i], leases[i]) still current to until_ms: how
+ * many, or -1. A lease that ended and was claimed again is not renewed (its
+ * outcome stays stale). SQLite, memory: 0, nothing to do (leases last until
+ * the outcome).
+ */
+int64_t realm_store_q_renew(realm_store_t *s, const int64_t *ids, const uint64_t *leases, size_t n,
+                            int64_t until_ms);
 /* Wakes tenant's function's parked events (due at now_ms): how many, or -1. */
 int64_t realm_store_q_unpark(realm_store_t *s, const char *tenant, const char *function,
                              int64_t now_ms);

@@ -362,6 +362,35 @@ static void reopen_keeps_leases_until_expiry(void **state)
 }
 #endif
 
+#ifdef REALM_TEST_PG
+/* PostgreSQL: a server that goes on taking renews the leases of the events
+ * it still runs (every third of their length), so another server cannot
+ * take them at their first expiry, only once the renewals stop. */
+static void leases_renewed_while_running(void **state)
+{
+    fx_t *f = *state;
+    int64_t a = push(f->q, "fn", "a", 1);
+    int64_t b = push(f->q, "fn", "b", 1);
+    realm_queue_item_t it[3];
+    assert_int_equal(realm_queue_take_due(f->q, 10, it, 3), 2);
+    dispose_all(it, 2);
+    const int64_t later = 10 + REALM_QUEUE_LEASE_MS / 2;
+    assert_int_equal(realm_queue_take_due(f->q, later, it, 3), 0); /* renews, takes nothing */
+    assert_int_equal(realm_queue_done(f->q, b), 0);
+    realm_queue_t *other = open_q(f);
+    assert_int_equal(realm_queue_take_due(other, 10 + REALM_QUEUE_LEASE_MS, it, 3), 0);
+    assert_int_equal(realm_queue_next_due(other), later + REALM_QUEUE_LEASE_MS);
+    assert_int_equal(realm_queue_take_due(other, later + REALM_QUEUE_LEASE_MS, it, 3), 1);
+    assert_int_equal(it[0].id, a);
+    dispose_all(it, 1);
+    assert_int_equal(realm_queue_done(f->q, a), 0); /* stale now: other holds it */
+    assert_int_equal(realm_queue_pending(other), 1);
+    assert_int_equal(realm_queue_done(other, a), 0);
+    assert_int_equal(realm_queue_pending(other), 0);
+    realm_queue_close(other);
+}
+#endif
+
 /* A child pushes, takes and is SIGKILLed without closing: nothing is lost. */
 static void survives_sigkill(void **state)
 {
@@ -950,6 +979,7 @@ int main(void)
 #endif
 #ifdef REALM_TEST_PG
         cmocka_unit_test_setup_teardown(reopen_keeps_leases_until_expiry, setup, teardown),
+        cmocka_unit_test_setup_teardown(leases_renewed_while_running, setup, teardown),
         cmocka_unit_test_setup_teardown(pg_large_backlog, setup, teardown),
 #endif
 #ifndef REALM_TEST_MEMORY /* files: SQLite only */

@@ -980,7 +980,10 @@ static void pg_queue_dead_server(void **state)
     assert_true(got[0].lease != ev[0].lease && got[1].lease != ev[1].lease);
     assert_int_equal(got[0].attempts, 0);
 
-    /* The dead server's tokens: stale, for every outcome. */
+    /* The dead server's tokens: stale, for every outcome, and a renewal. */
+    int64_t ids[2] = {a, b};
+    uint64_t old_leases[2] = {ev[0].lease, ev[1].lease};
+    assert_int_equal(realm_store_q_renew(live, ids, old_leases, 2, 9999), 0);
     assert_int_equal(realm_store_q_complete(live, a, ev[0].lease), 0);
     assert_int_equal(realm_store_q_retry(live, a, ev[0].lease, 1, "x"), 0);
     assert_int_equal(realm_store_q_defer(live, b, ev[1].lease, 1), 0);
@@ -995,6 +998,13 @@ static void pg_queue_dead_server(void **state)
     snprintf(want, sizeof(want), "%lld:0:10:false:5000,%lld:0:20:false:5000", (long long)a,
              (long long)b);
     assert_string_equal(out, want);
+    /* The live ones renew (only b's here: a's lease stays as it was). */
+    uint64_t live_leases[2] = {got[1].lease, got[0].lease};
+    assert_int_equal(realm_store_q_renew(live, ids, live_leases, 2, 6000), 0);
+    assert_int_equal(realm_store_q_renew(live, ids + 1, live_leases, 1, 6000), 1);
+    fx_pg_query("SELECT string_agg(lease_until_ms::text, ',' ORDER BY id) FROM events", out,
+                sizeof(out));
+    assert_string_equal(out, "5000,6000");
     json_t *failed = realm_store_q_failed(live, "", NULL, 10);
     assert_int_equal(json_array_size(failed), 0);
     json_decref(failed);
