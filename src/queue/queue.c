@@ -8,8 +8,9 @@
  * token per event; the queue remembers each taken id's token (a sorted
  * array, at most the events in flight) and names it in the outcome, so an
  * outcome for an event whose lease was lost (claimed again elsewhere) does
- * nothing. Leases held by this process never expire (a crash forgets them:
- * every pending event is due again at its stored due time).
+ * nothing. On SQLite, leases held by this process never expire (a crash
+ * forgets them: every pending event is due again at its stored due time);
+ * on PostgreSQL they last REALM_QUEUE_LEASE_MS (a dead server's come back).
  *
  * LIFETIME: the queue owns its store and token array until
  * realm_queue_close. THREADS: loop thread only.
@@ -35,6 +36,8 @@ struct realm_queue_s {
     size_t lease_cnt, lease_cap;
     uint64_t max_per_function; /* pending events of one function; 0: no cap */
     uint64_t max_per_tenant;   /* pending events of one tenant; 0: no cap */
+    int is_shared;             /* PostgreSQL: leases expire (REALM_QUEUE_LEASE_MS) */
+    int64_t renewed_ms;        /* when the leases were last renewed (PostgreSQL) */
 };
 
 /* ---- lease tokens ---- */
@@ -85,6 +88,7 @@ realm_queue_t *realm_queue_open(const char *path, char *err, size_t err_len)
     if (!s) return NULL;
     realm_queue_t *q = realm_calloc(1, sizeof(*q));
     q->store = s;
+    q->is_shared = realm_store_is_pg(path);
     return q;
 }
 
@@ -134,8 +138,26 @@ int64_t realm_queue_push(realm_queue_t *q, const char *tenant, const char *funct
 size_t realm_queue_take_due(realm_queue_t *q, int64_t now_ms, realm_queue_item_t *items, size_t max)
 {
     if (max == 0) return 0;
+    /* PostgreSQL: the leases of the events still running (or waiting for a
+     * slot) are renewed every third of their length, before anything is
+     * claimed, so this server never claims its own events again and other
+     * servers take them only once it has stopped renewing (dead). */
+    if (q->is_shared && q->lease_cnt && now_ms - q->renewed_ms >= REALM_QUEUE_LEASE_MS / 3) {
+        int64_t *ids = realm_calloc(q->lease_cnt, sizeof(*ids));
+        uint64_t *tokens = realm_calloc(q->lease_cnt, sizeof(*tokens));
+        for (size_t i = 0; i < q->lease_cnt; i++) {
+            ids[i] = q->leases[i].id;
+            tokens[i] = q->leases[i].token;
+        }
+        if (realm_store_q_renew(q->store, ids, tokens, q->lease_cnt,
+                                now_ms + REALM_QUEUE_LEASE_MS) >= 0)
+            q->renewed_ms = now_ms;
+        free(ids);
+        free(tokens);
+    }
     realm_store_event_t *ev = realm_calloc(max, sizeof(*ev));
-    size_t n = realm_store_q_claim(q->store, now_ms, INT64_MAX, ev, max);
+    int64_t until = q->is_shared ? now_ms + REALM_QUEUE_LEASE_MS : INT64_MAX;
+    size_t n = realm_store_q_claim(q->store, now_ms, until, ev, max);
     for (size_t i = 0; i < n; i++) {
         realm_queue_item_t *it = &items[i];
         memset(it, 0, sizeof(*it));

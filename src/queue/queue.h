@@ -1,7 +1,9 @@
 /*
  * queue.h - the durable queue of asynchronous (InvocationType=Event) Lambda
  * invocations, in one store (store/store.h): a SQLite file (e.g.
- * DATA_DIR/events.db), or memory when the path is "memory:...".
+ * DATA_DIR/events.db), a PostgreSQL database several servers may share
+ * when the path is "postgresql://..." (docs/storage.md), or memory when it
+ * is "memory:...".
  *
  * DESIGN: an event is pushed once the invoke request is accepted (202) and
  * stays pending until the dispatcher reports its outcome: done (removed),
@@ -29,7 +31,10 @@
  * outcome names: an outcome for a lease lost meanwhile changes nothing).
  * With SQLite, leases live in memory only: after a crash (or any close and
  * reopen) nothing is leased and every pending event is due again at its
- * stored due time, so an event is delivered at least once.
+ * stored due time, so an event is delivered at least once. On PostgreSQL
+ * (a database several servers may share) leases are rows that last
+ * REALM_QUEUE_LEASE_MS: another server (or this one, restarted) claims a
+ * dead server's events again once they expire.
  *
  * Durability: each operation is one small transaction in WAL mode with
  * synchronous=NORMAL: an event whose push returned survives a SIGKILL of the
@@ -54,6 +59,14 @@
 #include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/* How long take_due's lease lasts on PostgreSQL (SQLite, memory: until the
+ * outcome or the close). take_due renews the leases of the events this
+ * queue still holds every third of it, before claiming: a live server
+ * keeps its events; a dead one's come back at most this long after it
+ * stopped (a server that stops calling take_due for longer may lose them:
+ * another server takes them, and this one's outcomes are stale). */
+#define REALM_QUEUE_LEASE_MS (30 * 60 * 1000LL)
 
 /* Failed events kept per function; older ones are deleted on insert. */
 #define REALM_QUEUE_FAILED_KEEP 1000

@@ -90,6 +90,9 @@ typedef struct {
     int64_t (*pkg_delete_unused)(realm_store_t *s);
     /* Optional (NULL: no server key check is kept, store.h). */
     int (*auth_key_check)(realm_store_t *s, const char *check, char *stored);
+    /* Optional (NULL: leases last until the outcome; nothing to renew). */
+    int64_t (*q_renew)(realm_store_t *s, const int64_t *ids, const uint64_t *leases, size_t n,
+                       int64_t until_ms);
 } realm_store_ops_t;
 
 /* A create or code update in flight (kept by store.c for every backend of

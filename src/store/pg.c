@@ -5,7 +5,7 @@
  * advisory lock in the migrating transaction), prepared statements,
  * transactions and the lost-connection rule (pg.h). One database holds
  * every kind, each kind with its own row in realm_schema: the registry
- * (pg_registry.c) and the auth kind (pg_auth.c) so far.
+ * (pg_registry.c), the queue (pg_queue.c) and the auth kind (pg_auth.c).
  *
  * The location shown in messages never holds the password:
  * "postgresql://user@host:port/db (registry)".
@@ -320,6 +320,9 @@ realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location
     if (kind == REALM_STORE_REGISTRY) {
         realm_pg_registry_init(p);
         schema = &realm_pg_registry_schema;
+    } else if (kind == REALM_STORE_QUEUE) {
+        realm_pg_queue_init(p);
+        schema = &realm_pg_queue_schema;
     } else if (kind == REALM_STORE_AUTH) {
         realm_pg_auth_init(p);
         schema = &realm_pg_auth_schema;

@@ -1,14 +1,19 @@
 /*
  * pg.h - the PostgreSQL backend's shared parts (not a public header): the
  * store struct, the connection, prepared statements and the errors. The SQL
- * of each kind is in pg_<kind>.c (pg_registry.c, pg_auth.c; the queue kind
- * is refused at open so far, docs/storage.md).
+ * of each kind is in pg_<kind>.c (pg_registry.c, pg_queue.c, pg_auth.c;
+ * docs/storage.md).
  *
  * DESIGN: one PGconn per store, blocking libpq calls (PQexecPrepared), each
  * statement prepared once per connection (PQprepare, named "r<index>").
  * A lost connection (CONNECTION_BAD) fails the call (-1, logged) and the
  * next call tries PQreset once; the prepared statements are made again on
- * the new connection. The reconnection policy with backoff and the "down"
+ * the new connection. One exception: an enqueue (pg_queue.c) whose
+ * connection is lost runs again at once, or, when its COMMIT was in doubt,
+ * reconnects and asks the database whether it committed (realm_pg_q_committed),
+ * so that it is queued exactly once. Shared rows name their store by
+ * p->owner (host:pid and a per-open part): the registry's pending entries,
+ * the queue's leases. The reconnection policy with backoff and the "down"
  * flag come with the asynchronous façade (docs/storage.md, "The plan").
  *
  * LIFETIME: the store owns its connection until realm_store_close.
@@ -40,7 +45,13 @@ typedef struct {
     unsigned char prepared[PG_STMT_MAX]; /* on this connection (cleared by a reset) */
     int in_txn;
     uint64_t last_generation; /* the last shared generation read */
-    char owner[96];           /* this store's name in shared rows (pending) */
+    char owner[96];           /* this store's name in shared rows (pending, leases) */
+    /* The queue kind (pg_queue.c): realm_store_q_stats' counters, and a hook
+     * the tests set to act between an enqueue's statement and its COMMIT
+     * (xid: the enqueue's transaction id, text). */
+    uint64_t q_rows, q_payload_reads, q_payload_bytes;
+    void (*q_before_commit)(void *arg, const char *xid);
+    void *q_hook_arg;
 } pg_t;
 
 /*
@@ -73,5 +84,16 @@ void realm_pg_registry_init(pg_t *p);
 extern const realm_store_schema_t realm_pg_auth_schema;
 /* Fills the auth kind's ops and p->stmts (pg_auth.c). */
 void realm_pg_auth_init(pg_t *p);
+extern const realm_store_schema_t realm_pg_queue_schema;
+/* Fills the queue's ops and p->stmts; sets p->owner (pg_queue.c). */
+void realm_pg_queue_init(pg_t *p);
+/*
+ * Whether the transaction xid (text, pg_current_xact_id) committed, after a
+ * COMMIT whose answer was lost: 1 committed, 0 aborted (it never will), -1
+ * unknown (logged). Reconnects first; when the old session (old_pid) is
+ * still finishing it, that session is ended (waiting up to 5 s) so that the
+ * answer is final (pg_queue.c; exported for the tests).
+ */
+int realm_pg_q_committed(pg_t *p, const char *xid, int old_pid);
 
 #endif

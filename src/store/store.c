@@ -270,6 +270,12 @@ int realm_store_q_park(realm_store_t *s, int64_t id, uint64_t lease, int64_t unt
 {
     return s->ops->q_park(s, id, lease, until_ms);
 }
+int64_t realm_store_q_renew(realm_store_t *s, const int64_t *ids, const uint64_t *leases, size_t n,
+                            int64_t until_ms)
+{
+    if (!s->ops->q_renew || n == 0) return 0;
+    return s->ops->q_renew(s, ids, leases, n, until_ms);
+}
 int64_t realm_store_q_unpark(realm_store_t *s, const char *t, const char *f, int64_t now_ms)
 {
     return s->ops->q_unpark(s, t, f, now_ms);

@@ -10,8 +10,9 @@
  *   "memory:" or "memory:NAME"   everything in this process's memory (tests;
  *                                nothing survives close)
  *   "postgresql://..." or "postgres://..."   a PostgreSQL database (libpq
- *                                URL; the registry and auth kinds so far, and
- *                                its calls block on the network: not for the loop)
+ *                                URL; every kind, one database for all,
+ *                                shared by every server that opens it; its
+ *                                calls block on the network: not for the loop)
  *   anything else                a SQLite file at that path (WAL,
  *                                synchronous=NORMAL, busy timeout 1 s)
  * Each backend is a table of operations (store/internal.h,
@@ -25,7 +26,9 @@
  * here, not in the modules: the write generation (realm_store_generation),
  * the functions being created or updated (realm_store_pending_*), the
  * queue's leases (claim hands out a lease token; every outcome names it and
- * a stale token is a no-op), the keys' change counter (realm_store_auth_version).
+ * a stale token is a no-op; on PostgreSQL they are rows, so servers claim
+ * disjoint events and a dead server's come back when its leases end), the
+ * keys' change counter (realm_store_auth_version).
  *
  * Return codes: int calls answer 0 (done / found), 1 (not found / already
  * there, as documented per call) or -1 (storage error, logged by the
@@ -253,7 +256,8 @@ typedef struct {
  * Enqueues an event due at now_ms (attempts 0), unless tenant's function
  * already has max_fn pending events or tenant max_tenant (0: no cap).
  * Returns the id (> 0); -2 with *which 'f' or 't' when a cap is reached;
- * -1 on error.
+ * -1 on error. PostgreSQL: the caps hold across servers, and an enqueue
+ * whose COMMIT was lost is settled (queued once, never twice).
  */
 int64_t realm_store_q_push(realm_store_t *s, const char *tenant, const char *function,
                            const char *qualifier, const void *payload, size_t len, int64_t now_ms,
@@ -286,12 +290,22 @@ int realm_store_q_release(realm_store_t *s, int64_t id, uint64_t lease);
 int realm_store_q_fail(realm_store_t *s, int64_t id, uint64_t lease, const char *error_type,
                        const char *error_message, int64_t now_ms, int64_t keep);
 int realm_store_q_park(realm_store_t *s, int64_t id, uint64_t lease, int64_t until_ms);
+/*
+ * Extends the leases (ids[i], leases[i]) still current to until_ms: how
+ * many, or -1. A lease that ended and was claimed again is not renewed (its
+ * outcome stays stale). SQLite, memory: 0, nothing to do (leases last until
+ * the outcome).
+ */
+int64_t realm_store_q_renew(realm_store_t *s, const int64_t *ids, const uint64_t *leases, size_t n,
+                            int64_t until_ms);
 /* Wakes tenant's function's parked events (due at now_ms): how many, or -1. */
 int64_t realm_store_q_unpark(realm_store_t *s, const char *tenant, const char *function,
                              int64_t now_ms);
 /* [["tenant", "function"], ...] of functions with parked events; NULL on error. */
 json_t *realm_store_q_parked(realm_store_t *s);
-/* Earliest due time of an unleased pending event, -1 if none or on error. */
+/* Earliest due time of an unleased pending event, -1 if none or on error.
+ * PostgreSQL: or sooner, the end of a lease (when a leased event may be
+ * claimed again), unless that is INT64_MAX. */
 int64_t realm_store_q_next_due(realm_store_t *s);
 /* Pending events of all (function NULL: tenant NULL) or of tenant's function. */
 size_t realm_store_q_pending(realm_store_t *s, const char *tenant, const char *function);

@@ -11,10 +11,14 @@
  *
  * Built again as test_store_pg (REALM_TEST_PG, run by ctest through
  * tests/unit/with_pg.sh, which starts a throwaway PostgreSQL): the registry
- * tests, tenants and keys, packages and the timing loop against the
- * PostgreSQL backend (the registry and auth kinds), then what only a shared
- * database has: two stores on one database (registry, auth), concurrent
- * migrations, refusals, a lost connection.
+ * and queue tests, tenants and keys, packages and the timing loop against
+ * the PostgreSQL backend (its registry, queue and auth kinds, in one
+ * database), then what only a shared
+ * database has: two stores on one database, concurrent migrations,
+ * refusals, a lost connection; for the queue, two servers claiming at once
+ * (disjoint), a dead server's leases (back after they expire, its tokens
+ * stale), the caps held exactly by two servers pushing at once, and an
+ * enqueue whose COMMIT is lost (queued exactly once).
  */
 #include "store/store.h"
 
@@ -32,7 +36,10 @@
 #ifdef REALM_TEST_PG
 #include "pg_fixture.h"
 
+#include "store/pg.h"
+
 #include <pthread.h>
+#include <stdatomic.h>
 #endif
 
 typedef struct {
@@ -73,6 +80,7 @@ static int setup(void **state, const char *backend)
         fx_pg_reset();
         f->reg = open_kind(f, REALM_STORE_REGISTRY, "realm.db");
         f->auth = open_kind(f, REALM_STORE_AUTH, "auth.db");
+        f->q = open_kind(f, REALM_STORE_QUEUE, "events.db");
         *state = f;
         return 0;
     }
@@ -555,6 +563,40 @@ static double now_us(void)
     return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
 }
 
+#ifdef REALM_TEST_PG
+static realm_store_t *open_pg_queue(void)
+{
+    char err[512] = "";
+    realm_store_t *s = realm_store_open(REALM_STORE_QUEUE, fx_pg_url(), err, sizeof(err));
+    if (!s) fail_msg("open: %s", err);
+    return s;
+}
+
+enum { RATE_N = 500 };
+
+typedef struct {
+    pthread_barrier_t *go;
+    realm_store_t *s;
+    const char *tenant;
+    double start, end;
+} rate_t;
+
+static void *push_rate(void *arg)
+{
+    rate_t *r = arg;
+    pthread_barrier_wait(r->go);
+    r->start = now_us();
+    for (int i = 0; i < RATE_N; i++) {
+        char which;
+        if (realm_store_q_push(r->s, r->tenant, "fn", NULL, "{}", 2, 1, 100000, 200000, &which) <=
+            0)
+            fail_msg("push");
+    }
+    r->end = now_us();
+    return NULL;
+}
+#endif
+
 /* Prints what a create, a resolve and an enqueue + claim + complete cost
  * (means over N runs, microseconds). Measured, never asserted. */
 static void timing(void **state)
@@ -597,15 +639,60 @@ static void timing(void **state)
     }
     double t3 = now_us();
     json_decref(cfg);
-    if (!f->q) { /* PostgreSQL: the registry only; the shared generation is a round trip */
+    if (strcmp(f->backend, "postgresql") == 0) { /* the shared generation is a round trip */
         uint64_t g = 0;
         for (int i = 0; i < N; i++)
             g += realm_store_generation(f->reg);
         assert_true(g > 0);
         double t4 = now_us();
-        print_message("store %s: create %.1f us, resolve %.1f us, generation %.1f us "
-                      "(means of %d; this build's flags)\n",
-                      f->backend, (t1 - t0) / N, (t2 - t1) / N, (t4 - t3) / N, N);
+        print_message("store %s: create %.1f us, resolve %.1f us, generation %.1f us, "
+                      "enqueue+claim+complete %.1f us (means of %d; this build's flags)\n",
+                      f->backend, (t1 - t0) / N, (t2 - t1) / N, (t4 - t3) / N, (t3 - t2) / N, N);
+        /* The queue's rates on one connection: enqueues (one commit each,
+         * the caps checked), then claims of 16 with a complete each. */
+        enum { M = 2000, B = 16 };
+        double e0 = now_us();
+        for (int i = 0; i < M; i++) {
+            char which;
+            assert_true(realm_store_q_push(f->q, "", "fn", NULL, "{\"k\":1}", 7, 5000, 100000,
+                                           200000, &which) > 0);
+        }
+        double e1 = now_us();
+        size_t done = 0;
+        realm_store_event_t ev[B];
+        for (size_t n; (n = realm_store_q_claim(f->q, 5000, INT64_MAX, ev, B)) > 0;) {
+            for (size_t i = 0; i < n; i++) {
+                assert_int_equal(realm_store_q_complete(f->q, ev[i].id, ev[i].lease), 0);
+                realm_store_event_dispose(&ev[i]);
+            }
+            done += n;
+        }
+        double e2 = now_us();
+        assert_int_equal(done, M);
+        print_message("queue %s: %.0f enqueues/s, %.0f claimed+completed/s (batches of %d; "
+                      "%d events, one connection)\n",
+                      f->backend, M / ((e1 - e0) / 1e6), M / ((e2 - e1) / 1e6), B, M);
+#ifdef REALM_TEST_PG
+        /* Two servers enqueueing at once: one tenant (its cap check is
+         * serialised by the tenant's lock), then two tenants. */
+        for (int tenants = 1; tenants <= 2; tenants++) {
+            pthread_barrier_t go;
+            pthread_barrier_init(&go, NULL, 2);
+            rate_t r[2] = {{.go = &go, .s = f->q, .tenant = "t0"},
+                           {.go = &go, .s = open_pg_queue(), .tenant = tenants == 1 ? "t0" : "t1"}};
+            pthread_t th[2];
+            for (int i = 0; i < 2; i++)
+                assert_int_equal(pthread_create(&th[i], NULL, push_rate, &r[i]), 0);
+            for (int i = 0; i < 2; i++)
+                pthread_join(th[i], NULL);
+            pthread_barrier_destroy(&go);
+            double secs = (r[0].end > r[1].end ? r[0].end : r[1].end) -
+                          (r[0].start < r[1].start ? r[0].start : r[1].start);
+            print_message("queue %s: %.0f enqueues/s from two servers, %d tenant%s\n", f->backend,
+                          2 * RATE_N / (secs / 1e6), tenants, tenants == 1 ? "" : "s");
+            realm_store_close(r[1].s);
+        }
+#endif
         return;
     }
     print_message("store %s: create %.1f us, resolve %.1f us, enqueue+claim+complete %.1f us "
@@ -844,16 +931,12 @@ static void pg_migrations_at_once(void **state)
         realm_store_close(o[i].s);
 }
 
-/* What is refused, clearly: the kinds not built yet, a database newer than
- * the binary (untouched), a server that cannot be reached (and the
+/* What is refused, clearly: a database newer than the binary (untouched), a server that cannot be reached (and the
  * password never shows). */
 static void pg_refusals(void **state)
 {
     fx_t *f = *state;
     char err[512] = "";
-    assert_null(realm_store_open(REALM_STORE_QUEUE, fx_pg_url(), err, sizeof(err)));
-    assert_non_null(strstr(err, "the queue is not yet implemented on PostgreSQL"));
-    assert_non_null(strstr(err, "(queue)"));
 
     realm_store_close(f->reg);
     f->reg = NULL;
@@ -1086,6 +1169,331 @@ static void pg_packages_gc_races_create(void **state)
     free(bytes);
 }
 
+/* ---- the queue on a shared database ---- */
+
+enum { SERVER_EVENTS = 300 };
+
+typedef struct {
+    pthread_barrier_t *go;
+    realm_store_t *s;
+    int64_t ids[SERVER_EVENTS];
+    size_t n;
+    int failed;
+} claimer_t;
+
+/* One server's loop: claim up to 8 due events, complete them, until none is left. */
+static void *claim_all(void *arg)
+{
+    claimer_t *c = arg;
+    pthread_barrier_wait(c->go);
+    realm_store_event_t ev[8];
+    for (size_t n; (n = realm_store_q_claim(c->s, 100, 1000000, ev, 8)) > 0;) {
+        for (size_t i = 0; i < n; i++) {
+            if (c->n < SERVER_EVENTS)
+                c->ids[c->n++] = ev[i].id;
+            else
+                c->failed = 1;
+            if (realm_store_q_complete(c->s, ev[i].id, ev[i].lease) != 0) c->failed = 1;
+            realm_store_event_dispose(&ev[i]);
+        }
+    }
+    return NULL;
+}
+
+static int cmp_id(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Two servers (two stores, two connections) claiming from one database at
+ * the same time: every event is claimed by exactly one of them. */
+static void pg_queue_two_servers_claim(void **state)
+{
+    fx_t *f = *state;
+    int64_t first = 0;
+    for (int i = 0; i < SERVER_EVENTS; i++) {
+        int64_t id = push(f->q, "", i % 2 ? "a" : "b", i % 7);
+        if (!first) first = id;
+    }
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    claimer_t *c = calloc(2, sizeof(*c));
+    c[0] = (claimer_t){.go = &go, .s = f->q};
+    c[1] = (claimer_t){.go = &go, .s = open_pg_queue()};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, claim_all, &c[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+    assert_false(c[0].failed || c[1].failed);
+    print_message("two servers claimed %zu and %zu events\n", c[0].n, c[1].n);
+    assert_int_equal(c[0].n + c[1].n, SERVER_EVENTS);
+    int64_t all[SERVER_EVENTS];
+    memcpy(all, c[0].ids, c[0].n * sizeof(int64_t));
+    memcpy(all + c[0].n, c[1].ids, c[1].n * sizeof(int64_t));
+    qsort(all, SERVER_EVENTS, sizeof(int64_t), cmp_id);
+    for (int i = 0; i < SERVER_EVENTS; i++)
+        assert_int_equal(all[i], first + i); /* each once: disjoint, and all of them */
+    assert_int_equal(realm_store_q_pending(f->q, NULL, NULL), 0);
+    realm_store_close(c[1].s);
+    free(c);
+}
+
+/* A server claims and dies (closed without an outcome): its events stay
+ * leased until lease_until_ms, then another server claims them with new
+ * tokens, and the dead server's tokens change nothing. */
+static void pg_queue_dead_server(void **state)
+{
+    fx_t *f = *state;
+    realm_store_t *dead = open_pg_queue(), *live = f->q;
+    int64_t a = push(live, "", "fn", 10), b = push(live, "", "fn", 20);
+    realm_store_event_t ev[3], got[3];
+    assert_int_equal(realm_store_q_claim(dead, 50, 1000, ev, 3), 2);
+    char out[64];
+    fx_pg_query("SELECT count(DISTINCT lease_owner) FROM events WHERE lease_until_ms = 1000", out,
+                sizeof(out));
+    assert_string_equal(out, "1");
+    realm_store_close(dead);
+
+    assert_int_equal(realm_store_q_claim(live, 999, 5000, got, 3), 0);
+    assert_int_equal(realm_store_q_next_due(live), 1000); /* when the leases end */
+    assert_int_equal(realm_store_q_claim(live, 1000, 5000, got, 3), 2);
+    assert_int_equal(got[0].id, a);
+    assert_int_equal(got[1].id, b);
+    assert_true(got[0].lease != ev[0].lease && got[1].lease != ev[1].lease);
+    assert_int_equal(got[0].attempts, 0);
+
+    /* The dead server's tokens: stale, for every outcome, and a renewal. */
+    int64_t ids[2] = {a, b};
+    uint64_t old_leases[2] = {ev[0].lease, ev[1].lease};
+    assert_int_equal(realm_store_q_renew(live, ids, old_leases, 2, 9999), 0);
+    assert_int_equal(realm_store_q_complete(live, a, ev[0].lease), 0);
+    assert_int_equal(realm_store_q_retry(live, a, ev[0].lease, 1, "x"), 0);
+    assert_int_equal(realm_store_q_defer(live, b, ev[1].lease, 1), 0);
+    assert_int_equal(realm_store_q_release(live, b, ev[1].lease), 0);
+    assert_int_equal(realm_store_q_park(live, b, ev[1].lease, 1), 0);
+    assert_int_equal(realm_store_q_fail(live, a, ev[0].lease, "E", "m", 1, 10), 0);
+    assert_int_equal(realm_store_q_pending(live, NULL, NULL), 2);
+    fx_pg_query("SELECT string_agg(id || ':' || attempts || ':' || due_ms || ':' || is_parked"
+                " || ':' || lease_until_ms, ',' ORDER BY id) FROM events",
+                out, sizeof(out));
+    char want[64];
+    snprintf(want, sizeof(want), "%lld:0:10:false:5000,%lld:0:20:false:5000", (long long)a,
+             (long long)b);
+    assert_string_equal(out, want);
+    /* The live ones renew (only b's here: a's lease stays as it was). */
+    uint64_t live_leases[2] = {got[1].lease, got[0].lease};
+    assert_int_equal(realm_store_q_renew(live, ids, live_leases, 2, 6000), 0);
+    assert_int_equal(realm_store_q_renew(live, ids + 1, live_leases, 1, 6000), 1);
+    fx_pg_query("SELECT string_agg(lease_until_ms::text, ',' ORDER BY id) FROM events", out,
+                sizeof(out));
+    assert_string_equal(out, "5000,6000");
+    json_t *failed = realm_store_q_failed(live, "", NULL, 10);
+    assert_int_equal(json_array_size(failed), 0);
+    json_decref(failed);
+    /* The live tokens work. */
+    assert_int_equal(realm_store_q_complete(live, a, got[0].lease), 0);
+    assert_int_equal(realm_store_q_release(live, b, got[1].lease), 0);
+    assert_int_equal(realm_store_q_pending(live, NULL, NULL), 1);
+    assert_int_equal(realm_store_q_next_due(live), 20);
+    for (int i = 0; i < 2; i++) {
+        realm_store_event_dispose(&ev[i]);
+        realm_store_event_dispose(&got[i]);
+    }
+}
+
+typedef struct {
+    pthread_barrier_t *go;
+    realm_store_t *s;
+    int accepted, full_fn, full_tenant, errors;
+} pusher_t;
+
+static void *push_many(void *arg)
+{
+    pusher_t *p = arg;
+    pthread_barrier_wait(p->go);
+    for (int i = 0; i < 60; i++) {
+        char which = 0;
+        int64_t id =
+            realm_store_q_push(p->s, "t", i % 3 ? "a" : "b", NULL, "x", 1, 1, 40, 50, &which);
+        if (id > 0)
+            p->accepted++;
+        else if (id == -2 && which == 'f')
+            p->full_fn++;
+        else if (id == -2 && which == 't')
+            p->full_tenant++;
+        else
+            p->errors++;
+    }
+    return NULL;
+}
+
+/* Two servers pushing at once against the caps (40 per function, 50 per
+ * tenant): together they queue exactly what the caps allow. */
+static void pg_queue_caps_two_servers(void **state)
+{
+    fx_t *f = *state;
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    pusher_t p[2] = {{.go = &go, .s = f->q}, {.go = &go, .s = open_pg_queue()}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, push_many, &p[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+    assert_int_equal(p[0].errors + p[1].errors, 0);
+    assert_int_equal(p[0].accepted + p[1].accepted, 50);
+    assert_int_equal(realm_store_q_pending(f->q, NULL, NULL), 50);
+    assert_true(realm_store_q_pending(f->q, "t", "a") <= 40);
+    char out[32];
+    fx_pg_query("SELECT count(*) FROM events", out, sizeof(out));
+    assert_string_equal(out, "50");
+    fx_pg_query("SELECT count(*) FROM events WHERE function = 'a'", out, sizeof(out));
+    assert_int_equal(atoi(out), (int)realm_store_q_pending(f->q, "t", "a"));
+    realm_store_close(p[1].s);
+}
+
+typedef struct {
+    pthread_barrier_t *go;
+    realm_store_t *s;
+    atomic_int *arrived;
+    int64_t id;
+    char which;
+} racer_t;
+
+/* Before its COMMIT, a push waits until the other one has either come this
+ * far too or waits on a lock: the tenant's (it will read the count after
+ * this one commits), or a row this one holds (it read the count before this
+ * one committed: the cap can be passed, and the test fails). */
+static void race_hook(void *arg, const char *xid)
+{
+    (void)xid;
+    atomic_int *arrived = arg;
+    atomic_fetch_add(arrived, 1);
+    for (;;) {
+        if (atomic_load(arrived) >= 2) return;
+        char out[16];
+        fx_pg_query("SELECT count(*) FROM pg_locks WHERE NOT granted", out, sizeof(out));
+        if (strcmp(out, "0") != 0) return;
+    }
+}
+
+static void *push_one(void *arg)
+{
+    racer_t *r = arg;
+    pthread_barrier_wait(r->go);
+    r->id = realm_store_q_push(r->s, "t", "a", NULL, "x", 1, 1, 0, 50, &r->which);
+    return NULL;
+}
+
+/* The last place under a cap, taken by two servers at once: one gets it. */
+static void pg_queue_caps_race(void **state)
+{
+    fx_t *f = *state;
+    for (int i = 0; i < 49; i++)
+        push(f->q, "t", "a", 1);
+    atomic_int arrived = 0;
+    pthread_barrier_t go;
+    pthread_barrier_init(&go, NULL, 2);
+    racer_t r[2] = {{.go = &go, .s = f->q, .arrived = &arrived},
+                    {.go = &go, .s = open_pg_queue(), .arrived = &arrived}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        ((pg_t *)r[i].s)->q_before_commit = race_hook;
+        ((pg_t *)r[i].s)->q_hook_arg = &arrived;
+        assert_int_equal(pthread_create(&th[i], NULL, push_one, &r[i]), 0);
+    }
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    pthread_barrier_destroy(&go);
+    ((pg_t *)f->q)->q_before_commit = NULL;
+    assert_int_equal((r[0].id > 0) + (r[1].id > 0), 1);
+    assert_int_equal(r[0].id > 0 ? r[1].id : r[0].id, -2);
+    assert_int_equal(r[0].id > 0 ? r[1].which : r[0].which, 't');
+    assert_int_equal(realm_store_q_pending(f->q, NULL, NULL), 50);
+    realm_store_close(r[1].s);
+}
+
+typedef struct {
+    int calls, terminate_on;
+    char xid[2][32];
+} hook_t;
+
+/* Between the enqueue's statement and its COMMIT: records the transaction,
+ * and on call terminate_on the server ends the session (a restart, a
+ * dropped network), so the COMMIT is lost. */
+static void before_commit(void *arg, const char *xid)
+{
+    hook_t *h = arg;
+    if (h->calls < 2) snprintf(h->xid[h->calls], sizeof(h->xid[0]), "%s", xid);
+    if (h->calls++ != h->terminate_on) return;
+    char sql[256], out[16];
+    snprintf(sql, sizeof(sql),
+             "SELECT bool_and(pg_terminate_backend(pid, 10000)) FROM pg_stat_activity"
+             " WHERE backend_xid = '%s'::xid8::xid",
+             xid);
+    fx_pg_query(sql, out, sizeof(out));
+    assert_string_equal(out, "t");
+}
+
+/* An enqueue whose connection is lost at its COMMIT is queued exactly once,
+ * and the check of a lost COMMIT tells committed from not, even once the
+ * event has been run and removed. */
+static void pg_queue_push_in_doubt(void **state)
+{
+    fx_t *f = *state;
+    pg_t *p = (pg_t *)f->q;
+    hook_t h = {.terminate_on = 0};
+    p->q_before_commit = before_commit;
+    p->q_hook_arg = &h;
+    char which = 0;
+    int64_t id = realm_store_q_push(f->q, "", "fn", NULL, "once", 4, 1, 0, 0, &which);
+    assert_true(id > 0);
+    assert_int_equal(h.calls, 2); /* the first transaction was lost, the second committed */
+    assert_int_equal(realm_store_q_pending(f->q, NULL, NULL), 1);
+    realm_store_event_t ev[2];
+    assert_int_equal(realm_store_q_claim(f->q, 1, 100, ev, 2), 1);
+    assert_int_equal(ev[0].id, id);
+    assert_int_equal(realm_pg_q_committed(p, h.xid[0], 0), 0);
+    assert_int_equal(realm_pg_q_committed(p, h.xid[1], 0), 1);
+    assert_int_equal(realm_store_q_complete(f->q, id, ev[0].lease), 0);
+    realm_store_event_dispose(&ev[0]);
+    /* Run and removed: its transaction still reads as committed (a second
+     * enqueue would be a second run). */
+    assert_int_equal(realm_pg_q_committed(p, h.xid[1], 0), 1);
+
+    /* A transaction still open in another session (its client gone, the
+     * server not yet aware) reads as in progress: that session is ended,
+     * and the answer is final: aborted. */
+    PGconn *other = PQconnectdb(fx_pg_url());
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    PGresult *r = PQexec(other, "BEGIN; INSERT INTO parked_fns VALUES('x', 'y');"
+                                " SELECT pg_current_xact_id()::text");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    char open_xid[32];
+    snprintf(open_xid, sizeof(open_xid), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    assert_int_equal(realm_pg_q_committed(p, open_xid, PQbackendPID(other)), 0);
+    r = PQexec(other, "COMMIT");
+    assert_true(PQresultStatus(r) != PGRES_COMMAND_OK); /* its session is gone */
+    PQclear(r);
+    PQfinish(other);
+    json_t *parked = realm_store_q_parked(f->q);
+    assert_int_equal(json_array_size(parked), 0);
+    json_decref(parked);
+
+    /* Without a loss: one transaction. */
+    h = (hook_t){.terminate_on = -1};
+    assert_true(realm_store_q_push(f->q, "", "fn", NULL, "x", 1, 1, 0, 0, &which) > id);
+    assert_int_equal(h.calls, 1);
+    assert_int_equal(realm_pg_q_committed(p, h.xid[0], 0), 1);
+    p->q_before_commit = NULL;
+    assert_int_equal(realm_store_q_pending(f->q, NULL, NULL), 1);
+}
+
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
 int main(void)
@@ -1094,6 +1502,8 @@ int main(void)
         PG(functions_and_versions),
         PG(aliases),
         PG(transactions_and_generation),
+        PG(queue_leases),
+        PG(queue_caps_failed_parked),
         PG(pg_two_stores),
         PG(pg_refusals),
         PG(pg_lost_connection),
@@ -1103,6 +1513,11 @@ int main(void)
         PG(packages),
         PG(pg_auth_two_stores),
         PG(pg_packages_gc_races_create),
+        PG(pg_queue_two_servers_claim),
+        PG(pg_queue_dead_server),
+        PG(pg_queue_caps_two_servers),
+        PG(pg_queue_caps_race),
+        PG(pg_queue_push_in_doubt),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
