@@ -80,6 +80,7 @@ typedef struct {
     char tenant[80]; /* the request's principal */
     char fn[200];    /* FunctionName as given (JOB_CODE) */
     json_t *out;     /* the commit's answer */
+    realm_buf_t zip; /* the package's bytes, from the unpacking to the commit */
     char path[4096]; /* JOB_DOWNLOAD */
     /* results of the worker */
     int rc;
@@ -370,9 +371,15 @@ static void rop_work(realm_registry_t *reg, void *data)
     case R_ACCOUNT:
         op->out = realm_registry_account_settings(reg, t, e);
         break;
-    case R_PACKAGE:
-        op->rc = realm_registry_code_owned(reg, t, op->hex) ? 0 : -1;
+    case R_PACKAGE: {
+        char err[300];
+        op->rc =
+            realm_registry_code_owned(reg, t, op->hex) &&
+                    realm_registry_code_fetch(reg, op->ctl->store, op->hex, err, sizeof(err)) == 0
+                ? 0
+                : -1;
         break;
+    }
     }
 }
 
@@ -481,9 +488,10 @@ static int note_unused(const char *hex, void *data)
 
 static void sweep_work(realm_registry_t *reg, void *data)
 {
-    (void)reg;
     sweep_t *sw = data;
     realm_pkg_store_gc(sw->ctl->store, note_unused, sw);
+    /* The database's copies too (PostgreSQL; after a grace: store.h). */
+    realm_registry_code_forget_unused(reg);
 }
 
 static void sweep_done(void *data, int status)
@@ -575,6 +583,9 @@ static void job_work(uv_work_t *w)
                                    j->err.message, sizeof(j->err.message)) != 0) {
         j->rc = -1;
         j->err.code = REALM_ERR_INVALID_PARAMS;
+    } else {
+        j->zip = zip; /* the database keeps it too (commit_work) */
+        return;
     }
     realm_buf_dispose(&zip);
 }
@@ -593,6 +604,7 @@ static void job_end(job_t *j)
     json_decref(j->req);
     json_decref(j->out);
     realm_buf_dispose(&j->file);
+    realm_buf_dispose(&j->zip);
     free(j);
     ctl->jobs--;
     maybe_sweep(ctl);
@@ -602,6 +614,12 @@ static void job_end(job_t *j)
 static void commit_work(realm_registry_t *reg, void *data)
 {
     job_t *j = data;
+    if (j->rc == 0 && realm_registry_code_keep(reg, j->info.hex, j->zip.data, j->zip.len) < 0)
+        j->rc = realm_error_set(&j->err,
+                                realm_registry_unreachable(reg) ? REALM_ERR_STORE_UNAVAILABLE
+                                                                : REALM_ERR_INTERNAL_ERROR,
+                                "The code package could not be stored in the database");
+    realm_buf_dispose(&j->zip);
     if (j->rc != 0)
         realm_registry_update_abort(reg, j->tenant, j->name);
     else if (j->kind == JOB_CREATE)

@@ -174,6 +174,9 @@ static const cfg_opt_t options[] = {
     OPT_COUNT("event-retries", event_retries, "2", 0, "retries of a failed Event invocation"),
     OPT_MS("event-retry-base-ms", event_retry_base_ms, "1000", 0,
            "first Event retry delay (doubles each retry)"),
+    OPT_MS("event-lease-ms", event_lease_ms, "1800000", 1000,
+           "on a shared --db: how long a server holds a queued event it took (renewed "
+           "while it lives; a dead server's events run elsewhere after it)"),
     OPT_COUNT("event-queue-max-per-function", event_queue_max_per_function, "100000", 1,
               "queued Event invocations of one function (429 beyond)"),
     OPT_COUNT("event-queue-max-per-tenant", event_queue_max_per_tenant, "200000", 1,

@@ -58,6 +58,7 @@ typedef struct {
     uint64_t invoke_queue_depth;           /* invocations waiting per function before 429 */
     uint64_t event_retries;                /* retries of a failed Event invocation */
     uint64_t event_retry_base_ms;          /* first retry delay; doubles each time */
+    uint64_t event_lease_ms;               /* a taken event's lease on a shared database */
     uint64_t event_queue_max_per_function; /* queued Events of one function (429 beyond) */
     uint64_t event_queue_max_per_tenant;   /* queued Events of one tenant (429 beyond) */
     uint64_t log_file_bytes;               /* per-function log file size before rotation */

@@ -185,6 +185,16 @@ static void lookup_work(realm_registry_t *reg, void *data)
     l->rc =
         realm_registry_resolve(reg, l->tenant, l->function, l->qualifier, l->pick, &l->v, &l->e);
     if (l->rc != 0) return;
+    /* The code, from the database when this server's data dir lacks it
+     * (another server took it, or the data dir is new): hash checked. */
+    char err[300];
+    if (realm_registry_code_fetch(reg, l->iv->o.store, l->v.code_hex, err, sizeof(err)) != 0) {
+        realm_error("function %s: %s", l->v.name, err);
+        l->rc = realm_error_set(&l->e, REALM_ERR_STORE_UNAVAILABLE,
+                                "The function's code package could not be fetched; retry shortly");
+        realm_fn_version_dispose(&l->v);
+        return;
+    }
     char arn[256];
     unqualified_arn(&l->v, arn, sizeof(arn));
     realm_error_t te;
@@ -909,12 +919,18 @@ realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, siz
     realm_invoker_t *iv = realm_calloc(1, sizeof(*iv));
     iv->o = *o;
     char path[4096];
-    snprintf(path, sizeof(path), "%s/events.db", o->cfg->data_dir);
+    /* The queue lives where the registry does (--db): the data dir's
+     * events.db, or the shared PostgreSQL database. */
+    if (o->cfg->db && strcmp(o->cfg->db, "sqlite") != 0)
+        snprintf(path, sizeof(path), "%s", o->cfg->db);
+    else
+        snprintf(path, sizeof(path), "%s/events.db", o->cfg->data_dir);
     iv->queue = realm_queue_open(path, err, err_len);
     if (!iv->queue) {
         free(iv);
         return NULL;
     }
+    realm_queue_set_lease(iv->queue, (int64_t)o->cfg->event_lease_ms);
     realm_queue_set_limits(iv->queue, o->cfg->event_queue_max_per_function,
                            o->cfg->event_queue_max_per_tenant);
     uv_timer_init(o->loop, &iv->timer);

@@ -36,7 +36,8 @@ struct realm_queue_s {
     size_t lease_cnt, lease_cap;
     uint64_t max_per_function; /* pending events of one function; 0: no cap */
     uint64_t max_per_tenant;   /* pending events of one tenant; 0: no cap */
-    int is_shared;             /* PostgreSQL: leases expire (REALM_QUEUE_LEASE_MS) */
+    int is_shared;             /* PostgreSQL: leases expire (lease_ms) */
+    int64_t lease_ms;          /* REALM_QUEUE_LEASE_MS unless set */
     int64_t renewed_ms;        /* when the leases were last renewed (PostgreSQL) */
 };
 
@@ -89,6 +90,7 @@ realm_queue_t *realm_queue_open(const char *path, char *err, size_t err_len)
     realm_queue_t *q = realm_calloc(1, sizeof(*q));
     q->store = s;
     q->is_shared = realm_store_is_pg(path);
+    q->lease_ms = REALM_QUEUE_LEASE_MS;
     return q;
 }
 
@@ -142,21 +144,20 @@ size_t realm_queue_take_due(realm_queue_t *q, int64_t now_ms, realm_queue_item_t
      * slot) are renewed every third of their length, before anything is
      * claimed, so this server never claims its own events again and other
      * servers take them only once it has stopped renewing (dead). */
-    if (q->is_shared && q->lease_cnt && now_ms - q->renewed_ms >= REALM_QUEUE_LEASE_MS / 3) {
+    if (q->is_shared && q->lease_cnt && now_ms - q->renewed_ms >= q->lease_ms / 3) {
         int64_t *ids = realm_calloc(q->lease_cnt, sizeof(*ids));
         uint64_t *tokens = realm_calloc(q->lease_cnt, sizeof(*tokens));
         for (size_t i = 0; i < q->lease_cnt; i++) {
             ids[i] = q->leases[i].id;
             tokens[i] = q->leases[i].token;
         }
-        if (realm_store_q_renew(q->store, ids, tokens, q->lease_cnt,
-                                now_ms + REALM_QUEUE_LEASE_MS) >= 0)
+        if (realm_store_q_renew(q->store, ids, tokens, q->lease_cnt, now_ms + q->lease_ms) >= 0)
             q->renewed_ms = now_ms;
         free(ids);
         free(tokens);
     }
     realm_store_event_t *ev = realm_calloc(max, sizeof(*ev));
-    int64_t until = q->is_shared ? now_ms + REALM_QUEUE_LEASE_MS : INT64_MAX;
+    int64_t until = q->is_shared ? now_ms + q->lease_ms : INT64_MAX;
     size_t n = realm_store_q_claim(q->store, now_ms, until, ev, max);
     for (size_t i = 0; i < n; i++) {
         realm_queue_item_t *it = &items[i];
@@ -306,4 +307,9 @@ json_t *realm_queue_list_failed(realm_queue_t *q, const char *tenant, const char
 int realm_queue_forget(realm_queue_t *q, const char *tenant, const char *function)
 {
     return realm_store_q_forget(q->store, tenant, function);
+}
+
+void realm_queue_set_lease(realm_queue_t *q, int64_t lease_ms)
+{
+    q->lease_ms = lease_ms > 0 ? lease_ms : REALM_QUEUE_LEASE_MS;
 }

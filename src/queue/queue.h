@@ -109,6 +109,9 @@ void realm_queue_close(realm_queue_t *q);
  * Caps the pending events (leased, parked or not) of one function and of
  * one tenant; 0 means no cap (the default). Pushes beyond are refused.
  */
+/* How long a lease lasts on a shared database (REALM_QUEUE_LEASE_MS when
+ * lease_ms <= 0; --event-lease-ms). Renewed every third of it. */
+void realm_queue_set_lease(realm_queue_t *q, int64_t lease_ms);
 void realm_queue_set_limits(realm_queue_t *q, uint64_t per_function, uint64_t per_tenant);
 
 /*

@@ -45,6 +45,11 @@ void realm_reg_now(char out[32])
     snprintf(out + n, 32 - n, ".%03ld+0000", ts.tv_nsec / 1000000);
 }
 
+int realm_registry_unreachable(const realm_registry_t *r)
+{
+    return realm_store_is_unreachable(r->store);
+}
+
 int realm_reg_db_fail(realm_registry_t *r, realm_error_t *e)
 {
     /* The store logged the cause; a database out of reach is a 503 (retry). */

@@ -189,6 +189,8 @@ int realm_registry_code_fetch(realm_registry_t *r, realm_pkg_store_t *pkgs, cons
  * collected apart (realm_pkg_store_gc with realm_registry_code_used).
  */
 size_t realm_registry_code_forget_unused(realm_registry_t *r);
+/* 1 when the registry's last storage error was the database out of reach. */
+int realm_registry_unreachable(const realm_registry_t *r);
 
 /*
  * Parses a FunctionName as AWS accepts it: a name, a partial ARN
