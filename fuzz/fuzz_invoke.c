@@ -32,6 +32,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -128,6 +129,16 @@ static void setup(void)
         fprintf(stderr, "fuzz_invoke: %s\n", err);
         abort();
     }
+    /* The fake package every function names is "stored" (a zip and a tree):
+     * resolution checks that the code is there. */
+    char hex[REALM_PKG_HEX_LEN + 1], zip[4200], tree[4200];
+    memset(hex, 'a', REALM_PKG_HEX_LEN);
+    hex[REALM_PKG_HEX_LEN] = '\0';
+    realm_pkg_store_zip_path(fx.store, hex, zip, sizeof(zip));
+    realm_pkg_store_tree_path(fx.store, hex, tree, sizeof(tree));
+    FILE *zf = fopen(zip, "w");
+    if (!zf || mkdir(tree, 0755) != 0) abort();
+    fclose(zf);
     create("", "f");
     create("", "g");
     create("111122223333", "h");

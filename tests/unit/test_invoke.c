@@ -105,6 +105,18 @@ static int setup(void **state)
     snprintf(path, sizeof(path), "%s/packages", f->dir);
     f->store = realm_pkg_store_open(path, err, sizeof(err));
     if (!f->store) fail_msg("packages: %s", err);
+    /* The fake package the functions name is "stored" (a zip and a tree), as
+     * resolution checks that the code is there (registry/code.c). */
+    char hex[REALM_PKG_HEX_LEN + 1];
+    memset(hex, 'a', REALM_PKG_HEX_LEN);
+    hex[REALM_PKG_HEX_LEN] = '\0';
+    char zip[4200], tree[4200];
+    realm_pkg_store_zip_path(f->store, hex, zip, sizeof(zip));
+    realm_pkg_store_tree_path(f->store, hex, tree, sizeof(tree));
+    FILE *z = fopen(zip, "w");
+    assert_non_null(z);
+    fclose(z);
+    assert_int_equal(mkdir(tree, 0755), 0);
     create(f, "f");
     realm_exec_opts_t xo = {.loop = &f->loop, .concurrency_limit = 10, .queue_depth = 10};
     f->exec = realm_exec_new(&xo);
