@@ -815,7 +815,12 @@ int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const c
         return -1;
     }
     if (id < 0) {
-        realm_error_set(e, REALM_ERR_INTERNAL_ERROR, "%s", err);
+        /* Not acknowledged: a 202 the database cannot back is never sent. */
+        if (realm_queue_unreachable(iv->queue))
+            realm_error_set(e, REALM_ERR_STORE_UNAVAILABLE,
+                            "The event queue's database is unavailable; retry shortly");
+        else
+            realm_error_set(e, REALM_ERR_INTERNAL_ERROR, "%s", err);
         return -1;
     }
     events_kick_soon(iv);

@@ -313,3 +313,8 @@ void realm_queue_set_lease(realm_queue_t *q, int64_t lease_ms)
 {
     q->lease_ms = lease_ms > 0 ? lease_ms : REALM_QUEUE_LEASE_MS;
 }
+
+int realm_queue_unreachable(const realm_queue_t *q)
+{
+    return realm_store_is_unreachable(q->store);
+}

@@ -109,6 +109,8 @@ void realm_queue_close(realm_queue_t *q);
  * Caps the pending events (leased, parked or not) of one function and of
  * one tenant; 0 means no cap (the default). Pushes beyond are refused.
  */
+/* 1 when the last storage error was the database out of reach (store.h). */
+int realm_queue_unreachable(const realm_queue_t *q);
 /* How long a lease lasts on a shared database (REALM_QUEUE_LEASE_MS when
  * lease_ms <= 0; --event-lease-ms). Renewed every third of it. */
 void realm_queue_set_lease(realm_queue_t *q, int64_t lease_ms);

@@ -19,8 +19,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #define PG_CONNECT_TIMEOUT "5" /* seconds, unless the URL says otherwise */
+#define PG_BACKOFF_MIN_MS 100  /* between reconnections while the database is down */
+#define PG_BACKOFF_MAX_MS 5000
 /* pg_advisory_xact_lock's key for migrations: "realm" in ASCII. */
 #define PG_MIGRATE_LOCK "491496910189"
 
@@ -55,14 +58,25 @@ int realm_pg_ready(pg_t *p)
         realm_warn("store: %s: the connection was lost inside a transaction", p->where);
         return -1;
     }
-    /* Lost (the server restarted, the network dropped): one reset per call. */
+    /* Lost (the server restarted, the network dropped): reconnect, at most
+     * once per backoff period (100 ms doubling to 5 s, with jitter); calls
+     * in between fail at once, unreachable, without touching the network. */
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    int64_t now = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    if (now < p->retry_at_ms) return -1;
     PQreset(p->conn);
     memset(p->prepared, 0, sizeof(p->prepared));
     if (PQstatus(p->conn) == CONNECTION_OK) {
         realm_info("store: %s: reconnected", p->where);
         p->base.is_unreachable = 0;
+        p->backoff_ms = 0;
+        p->retry_at_ms = 0;
         return 0;
     }
+    p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : PG_BACKOFF_MIN_MS;
+    if (p->backoff_ms > PG_BACKOFF_MAX_MS) p->backoff_ms = PG_BACKOFF_MAX_MS;
+    p->retry_at_ms = now + p->backoff_ms / 2 + rand() % (p->backoff_ms / 2 + 1);
     return realm_pg_fail(p, "reconnecting", NULL);
 }
 
@@ -297,8 +311,13 @@ realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location
     p->ops.rollback = pg_rollback;
     p->base.ops = &p->ops;
     /* Realm's defaults first: the URL's own parameters override them. */
-    const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-    const char *const vals[] = {PG_CONNECT_TIMEOUT, "realm", location, NULL};
+    /* TCP keepalives and a user timeout: a database that stops answering
+     * without closing the connection (a partition) is noticed in ~25 s. */
+    const char *const keys[] = {
+        "connect_timeout",  "application_name", "keepalives_idle", "keepalives_interval",
+        "keepalives_count", "tcp_user_timeout", "dbname",          NULL};
+    const char *const vals[] = {PG_CONNECT_TIMEOUT, "realm", "10", "5", "3", "25000",
+                                location,           NULL};
     p->conn = PQconnectdbParams(keys, vals, 1);
     char where[512];
     if (!p->conn) {

@@ -13,8 +13,11 @@
  * reconnects and asks the database whether it committed (realm_pg_q_committed),
  * so that it is queued exactly once. Shared rows name their store by
  * p->owner (host:pid and a per-open part): the registry's pending entries,
- * the queue's leases. The reconnection policy with backoff and the "down"
- * flag come with the asynchronous façade (docs/storage.md, "The plan").
+ * the queue's leases. A lost connection is reset at most once per backoff
+ * period (100 ms doubling to 5 s, jittered); calls in between fail at once
+ * with the store marked unreachable (realm_store_is_unreachable: callers
+ * answer 503 STORE_UNAVAILABLE). TCP keepalives and tcp_user_timeout bound
+ * how long a silent database (a partition) holds a call: ~25 s.
  *
  * LIFETIME: the store owns its connection until realm_store_close.
  * THREADS: one thread per store; every call waits on the network, so it
@@ -45,6 +48,8 @@ typedef struct {
     unsigned char prepared[PG_STMT_MAX]; /* on this connection (cleared by a reset) */
     int in_txn;
     uint64_t last_generation; /* the last shared generation read */
+    int64_t backoff_ms;       /* reconnection backoff while the database is down */
+    int64_t retry_at_ms;      /* no reconnection before (CLOCK_MONOTONIC ms) */
     char owner[96];           /* this store's name in shared rows (pending, leases) */
     /* The queue kind (pg_queue.c): realm_store_q_stats' counters, and a hook
      * the tests set to act between an enqueue's statement and its COMMIT
