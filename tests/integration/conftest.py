@@ -145,7 +145,26 @@ def pg_session_cluster():
                 raise
             _pg = c
             atexit.register(_pg_stop)  # also when the session dies before its finish hook
+            _stop_cluster_on(signal.SIGTERM, signal.SIGHUP)
         return _pg
+
+
+def _stop_cluster_on(*signals):
+    """A pytest killed by these signals stops and removes the cluster first
+    (atexit does not run on a signal's default action)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in signals:
+        previous = signal.getsignal(sig)
+        if previous not in (signal.SIG_DFL, None):
+            continue  # someone else handles it
+
+        def handler(signum, frame, owner=os.getpid()):
+            if os.getpid() == owner:  # not in a forked child
+                _pg_stop()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        signal.signal(sig, handler)
 
 
 def _pg_stop():
