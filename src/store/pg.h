@@ -40,7 +40,7 @@ typedef struct {
     unsigned char prepared[PG_STMT_MAX]; /* on this connection (cleared by a reset) */
     int in_txn;
     uint64_t last_generation; /* the last shared generation read */
-    char owner[96];           /* this store's name in shared rows (pending) */
+    char owner[192];          /* this store's name in shared rows (pending) */
 } pg_t;
 
 /*
@@ -65,5 +65,9 @@ int64_t realm_pg_int(const PGresult *res, int row, int col);  /* 0 for NULL */
 extern const realm_store_schema_t realm_pg_registry_schema;
 /* Fills the registry's ops and p->stmts; sets p->owner. */
 void realm_pg_registry_init(pg_t *p);
+/* Once the schema is there: drops the creates/updates in flight left by
+ * dead processes of this machine's pid namespace (pg_registry.c). A
+ * failure is logged and changes nothing (those rows expire anyway). */
+void realm_pg_registry_opened(pg_t *p);
 
 #endif

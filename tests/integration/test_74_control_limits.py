@@ -12,7 +12,7 @@ import base64
 import zipfile
 
 from conftest import PG_MODE, pg_session_cluster
-from lambda_util import create, expect_error, lambda_client, node_zip
+from lambda_util import code_sha256, create, expect_error, lambda_client, node_zip
 
 
 def big_zip(tag):
@@ -124,3 +124,31 @@ def test_storage_failure_is_service_exception(make_server):
         assert lam.get_function_configuration(FunctionName="locked")["Timeout"] == 3
     # Once the lock is gone, the same update works.
     assert lam.update_function_configuration(FunctionName="locked", Timeout=9)["Timeout"] == 9
+
+
+def test_an_update_cut_by_kill_9_does_not_hold_the_function(make_server, tmp_path):
+    """A server killed while a code update is in flight, started again on the
+    same data: the update is gone, the old code stands, and the function takes
+    the next update at once (SQLite: the entry in flight died with the
+    process; PostgreSQL: the next server on this machine drops the entry of
+    the dead process instead of waiting for it to expire)."""
+    data = str(tmp_path / "data")
+    s1 = make_server(data_dir=data)
+    lam = lambda_client(s1)
+    before = node_zip("before")
+    create(lam, "cut", before)
+    c = socket.create_connection(("127.0.0.1", s1.ports["control"]), timeout=60)
+    c.sendall(raw_update_code("cut", big_zip("during")))
+    while lam.get_function_configuration(FunctionName="cut")["LastUpdateStatus"] != "InProgress":
+        pass
+    s1.kill()
+    c.close()
+
+    s2 = make_server(data_dir=data)
+    lam = lambda_client(s2)
+    cfg = lam.get_function_configuration(FunctionName="cut")
+    assert cfg["CodeSha256"] == code_sha256(before), cfg  # killed mid-update: the old code
+    assert cfg["LastUpdateStatus"] == "Successful", cfg
+    after = node_zip("after")
+    assert lam.update_function_code(FunctionName="cut", ZipFile=after)["CodeSha256"] == \
+        code_sha256(after)
