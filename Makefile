@@ -1,8 +1,9 @@
 # Thin wrapper over CMake. The two commands a newcomer needs:
 #   make run    install what is missing, build, start `build/realm serve`
 #   make test   install what is missing, build with ASan+UBSan, run every test
+#               (the integration suite twice: SQLite, then PostgreSQL)
 #   make bench  install what is missing, build Release, compare with Node (BENCHMARKS.md)
-.PHONY: all setup setup-test setup-bench build build-asan build-bench run test test-model unit integration fuzz fuzz-build bench format clean
+.PHONY: all setup setup-test setup-bench build build-asan build-bench run test test-model unit integration integration-pg fuzz fuzz-build bench format clean
 
 JOBS ?= 2
 ARGS ?=
@@ -38,6 +39,11 @@ unit: build-asan
 integration: build-asan
 	@REALM_BIN=$(CURDIR)/build/asan/realm /usr/bin/python3 -m pytest -q tests/integration
 
+# The same suite with the registry in PostgreSQL: one throwaway cluster
+# (tests/integration/pg_util.py), a database per server (conftest.py).
+integration-pg: build-asan
+	@REALM_TEST_DB=pg REALM_BIN=$(CURDIR)/build/asan/realm /usr/bin/python3 -m pytest -q tests/integration
+
 fuzz-build: setup-test
 	@CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DREALM_SANITIZE=ON -DREALM_FUZZ=ON -DREALM_TESTS=OFF >/dev/null
 	@cmake --build build/fuzz -j$(JOBS)
@@ -62,7 +68,7 @@ $(TEST_MODEL): scripts/make_test_model.py package-lock.json
 	@PYTHONPATH=build/llama.cpp/gguf-py /usr/bin/python3 scripts/make_test_model.py --out $@
 
 # The Release build is compiled too: -O2 finds warnings -O0 does not.
-test: build test-model unit integration fuzz
+test: build test-model unit integration integration-pg fuzz
 
 # The same configuration bench/run.sh builds (it rebuilds when run alone).
 build-bench: setup-bench

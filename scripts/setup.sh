@@ -35,6 +35,7 @@ test_pkgs=(
   python3-numpy python3-yaml
   iproute2 # the escape suite's outside test host (a network namespace)
   postgresql-15 # initdb/pg_ctl/postgres/psql for throwaway clusters (tests/integration/pg_util.py)
+  procps # pgrep/ps: pg_util.py checks that no process of a cluster is left (not in debian:12 images)
 )
 bench_pkgs=(
   wrk python3 python3-boto3 python3-websockets python3-matplotlib

@@ -360,6 +360,7 @@ realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location
                                                                .errmsg = mig_errmsg},
                             &m, where, kind, schema, &p->base.schema_version, err, err_len) != 0)
         goto fail;
+    realm_pg_registry_opened(p);
     return &p->base;
 fail:
     pg_close(&p->base);

@@ -50,7 +50,7 @@ typedef struct {
     uint64_t last_generation; /* the last shared generation read */
     int64_t backoff_ms;       /* reconnection backoff while the database is down */
     int64_t retry_at_ms;      /* no reconnection before (CLOCK_MONOTONIC ms) */
-    char owner[96];           /* this store's name in shared rows (pending, leases) */
+    char owner[192];          /* this store's name in shared rows (pending, leases) */
     /* The queue kind (pg_queue.c): realm_store_q_stats' counters, and a hook
      * the tests set to act between an enqueue's statement and its COMMIT
      * (xid: the enqueue's transaction id, text). */
@@ -85,6 +85,10 @@ int64_t realm_pg_int(const PGresult *res, int row, int col);  /* 0 for NULL */
 extern const realm_store_schema_t realm_pg_registry_schema;
 /* Fills the registry's ops and p->stmts; sets p->owner. */
 void realm_pg_registry_init(pg_t *p);
+/* Once the schema is there: drops the creates/updates in flight left by
+ * dead processes of this machine's pid namespace (pg_registry.c). A
+ * failure is logged and changes nothing (those rows expire anyway). */
+void realm_pg_registry_opened(pg_t *p);
 
 extern const realm_store_schema_t realm_pg_auth_schema;
 /* Fills the auth kind's ops and p->stmts (pg_auth.c). */

@@ -19,6 +19,13 @@
  * and sort bytewise (COLLATE "C"), as SQLite's BINARY does, whatever the
  * database's locale.
  *
+ * A create or update in flight is a realm_pending row named by its store's
+ * owner, "SPACE:PID:SALT", SPACE being the host, its boot and its pid
+ * namespace. It expires after PG_PENDING_TTL; and a store that opens drops
+ * at once the rows of its own SPACE whose PID is no longer alive (a server
+ * killed mid-create and started again: on SQLite the entry died with the
+ * process, and the name is free again at once here too).
+ *
  * The write generation is one row bumped by a statement-level trigger on
  * functions, versions and aliases, in the writing transaction: every
  * process on the database sees it move when the write commits (and never
@@ -29,10 +36,13 @@
 #include "base/alloc.h"
 #include "base/log.h"
 
+#include <errno.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -140,6 +150,8 @@ enum {
     S_PKG_SIZE,
     S_PKG_CHUNK_GET,
     S_PKG_DELETE_UNUSED,
+    S_PEND_OWNERS,
+    S_PEND_DROP,
     S_COUNT
 };
 
@@ -228,6 +240,11 @@ static const pg_stmt_t stmts[S_COUNT] = {
                              " WHERE p.touched < now() - make_interval(secs => $1)"
                              " AND NOT EXISTS (SELECT 1 FROM versions v WHERE v.code = p.hex)",
                              1},
+    /* The owners of this store's space ($1: "SPACE:"), and one owner's rows. */
+    [S_PEND_OWNERS] = {"SELECT DISTINCT owner FROM realm_pending"
+                       " WHERE left(owner, length($1)) = $1",
+                       1},
+    [S_PEND_DROP] = {"DELETE FROM realm_pending WHERE owner=$1", 1},
 };
 
 #define P(s) ((pg_t *)(s))
@@ -643,19 +660,69 @@ static int64_t pkg_delete_unused(realm_store_t *s)
     return n;
 }
 
+/* Where a pid means one process: "HOST/BOOT/PIDNS" (this boot of this
+ * machine, this pid namespace); without /proc, the host alone, and then
+ * nobody's rows are judged by their pid (pid_space answers 0). */
+static int pid_space(char *out, size_t len)
+{
+    char host[64] = "", boot[40] = "";
+    gethostname(host, sizeof(host) - 1);
+    for (char *c = host; *c; c++)
+        if (*c == ':' || *c == '/') *c = '_'; /* the owner's separators */
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "r");
+    if (f) {
+        if (!fgets(boot, sizeof(boot), f)) boot[0] = 0;
+        fclose(f);
+    }
+    boot[strcspn(boot, "\n")] = 0;
+    struct stat ns;
+    if (!boot[0] || stat("/proc/self/ns/pid", &ns) != 0) {
+        snprintf(out, len, "%s", host);
+        return 0;
+    }
+    snprintf(out, len, "%s/%.8s/%lu", host, boot, (unsigned long)ns.st_ino);
+    return 1;
+}
+
+void realm_pg_registry_opened(pg_t *p)
+{
+    char space[128], prefix[130];
+    if (!pid_space(space, sizeof(space))) return;
+    snprintf(prefix, sizeof(prefix), "%s:", space);
+    PGresult *r = realm_pg_exec(p, S_PEND_OWNERS, (const char *[]){prefix}, NULL);
+    if (!r) return;
+    size_t plen = strlen(prefix);
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *owner = PQgetvalue(r, i, 0);
+        char *end = NULL;
+        errno = 0;
+        long pid = strtol(owner + plen, &end, 10);
+        if (errno || end == owner + plen || *end != ':' || pid <= 0) continue;
+        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to see) */
+        PGresult *d = realm_pg_exec(p, S_PEND_DROP, (const char *[]){owner}, NULL);
+        if (d) {
+            realm_info("store: %s: %" PRId64 " create(s)/update(s) in flight of process %ld "
+                       "(gone) dropped",
+                       p->where, realm_pg_changes(d), pid);
+            PQclear(d);
+        }
+    }
+    PQclear(r);
+}
+
 void realm_pg_registry_init(pg_t *p)
 {
     realm_store_ops_t *o = &p->ops;
     p->stmts = stmts;
     p->stmt_cnt = S_COUNT;
     _Static_assert(S_COUNT <= PG_STMT_MAX, "PG_STMT_MAX");
-    /* This store's name in realm_pending: host, process and a per-open part
-     * (two stores of one process are two owners). */
-    char host[64] = "";
-    gethostname(host, sizeof(host) - 1);
+    /* This store's name in realm_pending: its space, process and a per-open
+     * part (two stores of one process are two owners). */
+    char space[128];
+    pid_space(space, sizeof(space));
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", host, (long)getpid(),
+    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", space, (long)getpid(),
              (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec ^ (unsigned long)(uintptr_t)p);
     o->fn_get = fn_get;
     o->fn_insert = fn_insert;

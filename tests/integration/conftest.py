@@ -12,9 +12,26 @@ What every test file shares lives here, once:
   exit, no sanitizer report);
 - lambda_client(): the one boto3 Lambda client factory (closed before its
   server stops);
-- assert_no_sanitizer_report() for the output of a `realm` command.
+- assert_no_sanitizer_report() for the output of a `realm` command;
+- the PostgreSQL mode (REALM_TEST_DB=pg, `make integration-pg`): see below.
+
+REALM_TEST_DB=pg runs the same tests with the registry in PostgreSQL: one
+throwaway cluster for the whole session (pg_util.PgCluster, fsync off: the
+functional suite does not test durability against a power loss, and a killed
+Realm or an immediate stop of PostgreSQL keeps every commit either way; see
+pg_util), and every server a test starts (Server, hence running(), `server`,
+make_server, fn_util's servers) gets `--db URL` of a database of its own,
+made with CREATE DATABASE when first needed. The database is keyed by the
+server's data dir: a test that starts a server again on the same data dir (a
+restart, a crash and recovery) finds the same database again, as it finds the
+same files. A test that passes its own --db keeps it (`--db sqlite` asks for
+SQLite explicitly). Tests marked sqlite_only (they open realm.db with sqlite3,
+migrate SQLite files...) are deselected in this mode, not skipped: the summary
+line counts them as deselected.
 """
+import atexit
 import contextlib
+import itertools
 import os
 import re
 import signal
@@ -101,12 +118,122 @@ class Proc:
             t.join(timeout)
 
 
+# ---- the backend under test (REALM_TEST_DB) ---------------------------------------------
+
+TEST_DB = os.environ.get("REALM_TEST_DB", "sqlite")
+if TEST_DB not in ("sqlite", "pg"):
+    raise RuntimeError(f"REALM_TEST_DB={TEST_DB!r}: sqlite (the default) or pg")
+PG_MODE = TEST_DB == "pg"
+
+_pg = None                 # the session's PgCluster, started by the first server needing it
+_pg_dbs = {}               # absolute data dir -> that server's database URL
+_pg_names = itertools.count(1)
+_pg_lock = threading.Lock()
+
+
+def pg_session_cluster():
+    """The session's cluster (started on first use; stopped at the session's end)."""
+    global _pg
+    with _pg_lock:
+        if _pg is None:
+            from pg_util import PgCluster
+            c = PgCluster(fsync=False)
+            try:
+                c.start()
+            except BaseException:
+                c.cleanup()
+                raise
+            _pg = c
+            atexit.register(_pg_stop)  # also when the session dies before its finish hook
+            _stop_cluster_on(signal.SIGTERM, signal.SIGHUP)
+        return _pg
+
+
+def _stop_cluster_on(*signals):
+    """A pytest killed by these signals stops and removes the cluster first
+    (atexit does not run on a signal's default action)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in signals:
+        previous = signal.getsignal(sig)
+        if previous not in (signal.SIG_DFL, None):
+            continue  # someone else handles it
+
+        def handler(signum, frame, owner=os.getpid()):
+            if os.getpid() == owner:  # not in a forked child
+                _pg_stop()
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+        signal.signal(sig, handler)
+
+
+def _pg_stop():
+    global _pg
+    with _pg_lock:
+        c, _pg = _pg, None
+    if c is not None:
+        return c.cleanup()
+    return []
+
+
+def pg_database_for(data_dir):
+    """The URL of data_dir's own database in the session's cluster, made on first use."""
+    key = os.path.realpath(data_dir)
+    cluster = pg_session_cluster()
+    with _pg_lock:
+        url = _pg_dbs.get(key)
+        if url is None:
+            url = cluster.create_database(f"realm_t{next(_pg_names)}")
+            _pg_dbs[key] = url
+        return url
+
+
+def has_db_flag(args):
+    return any(a == "--db" or str(a).startswith("--db=") for a in args)
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "sqlite_only: the test looks at SQLite files itself (realm.db...); "
+        "deselected when REALM_TEST_DB=pg")
+
+
+def pytest_collection_modifyitems(config, items):
+    if not PG_MODE:
+        return
+    keep, drop = [], []
+    for item in items:
+        (drop if item.get_closest_marker("sqlite_only") else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_report_header(config):
+    return f"realm backend: {TEST_DB}" + (" (REALM_TEST_DB=pg: a session cluster, "
+                                          "a database per server)" if PG_MODE else "")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    left = _pg_stop()
+    if left:  # a failure of the run, though every test passed
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        print(f"\nERROR: PostgreSQL processes left after the session (killed): {left}")
+
+
 class Server(Proc):
-    """A running `realm serve` with ports[name] for client/control/runtime/metrics."""
+    """A running `realm serve` with ports[name] for client/control/runtime/metrics.
+    In PostgreSQL mode (REALM_TEST_DB=pg) it gets --db with its data dir's own
+    database unless args hold a --db already; self.db is that URL (or None)."""
 
     def __init__(self, *args, data_dir=None, preexec_fn=None):
         self.tmp = tempfile.TemporaryDirectory(prefix="realm-test-")
         self.data_dir = data_dir or os.path.join(self.tmp.name, "data")
+        self.db = None
+        if PG_MODE and not has_db_flag(args):
+            # A relative data dir is the server's, relative to its cwd (self.tmp).
+            self.db = pg_database_for(os.path.join(self.tmp.name, self.data_dir))
+            args = ("--db", self.db, *args)
         cmd = [realm_bin(), "serve", "--port", "0", "--control-port", "0",
                "--runtime-port", "0", "--metrics-port", "0",
                "--data-dir", self.data_dir, *args]

@@ -3,7 +3,12 @@ file of a data dir records its schema version in a realm_schema table; a
 file newer than the binary makes `realm serve` (and `realm keys`) refuse to
 start, naming the file and both versions, and leaves the file untouched; a
 data dir from the releases before realm_schema (the same tables, the version
-in PRAGMA user_version) starts, records its version and keeps its functions."""
+in PRAGMA user_version) starts, records its version and keeps its functions.
+
+With REALM_TEST_DB=pg the registry's version is a row of realm_schema in the
+server's database (conftest: one per data dir), the queue's and the keys'
+still in their files, and the refusal names the database. The files from
+before realm_schema are SQLite's own history (sqlite_only)."""
 import contextlib
 import os
 import sqlite3
@@ -11,15 +16,18 @@ import subprocess
 
 import pytest
 
-from conftest import assert_no_sanitizer_report, lambda_client, realm_bin
+from conftest import (PG_MODE, assert_no_sanitizer_report, lambda_client, pg_database_for,
+                      pg_session_cluster, realm_bin)
 from lambda_util import create, node_zip
 
 
 def serve(data_dir):
-    """`realm serve` on the data dir, expected to exit by itself (refusing)."""
+    """`realm serve` on the data dir (and, with REALM_TEST_DB=pg, its database),
+    expected to exit by itself (refusing)."""
+    db = ["--db", pg_database_for(data_dir)] if PG_MODE else []
     return subprocess.run([realm_bin(), "serve", "--port", "0", "--control-port", "0",
                            "--runtime-port", "0", "--metrics-port", "0",
-                           "--data-dir", data_dir], capture_output=True, text=True, timeout=60)
+                           "--data-dir", data_dir, *db], capture_output=True, text=True, timeout=60)
 
 
 def sql(path, *statements):
@@ -34,6 +42,33 @@ def sql(path, *statements):
 
 def versions(path):
     return dict(sql(path, "SELECT kind, version FROM realm_schema"))
+
+
+class Kept:
+    """Where a data dir keeps one kind's version: its file (DATA_DIR/FILE), or,
+    for the registry (realm.db) with REALM_TEST_DB=pg, the realm_schema table
+    of the data dir's database."""
+
+    def __init__(self, data_dir, file):
+        self.path = os.path.join(data_dir, file)
+        self.url = pg_database_for(data_dir) if PG_MODE and file == "realm.db" else None
+        # As the messages name it.
+        self.where = self.url + " (registry)" if self.url else self.path
+
+    def sql(self, statement):
+        if not self.url:
+            return sql(self.path, statement)
+        out = pg_session_cluster().psql(statement, db=self.url.rsplit("/", 1)[1])
+        return [tuple(line.split("|")) for line in out.splitlines()]
+
+    def versions(self):
+        return {k: int(v) for k, v in self.sql("SELECT kind, version FROM realm_schema")}
+
+    def cookie(self):
+        """Changes when the schema or the version row does."""
+        if not self.url:
+            return self.sql("PRAGMA schema_version")
+        return self.sql("SELECT xmin, version FROM realm_schema ORDER BY kind")
 
 
 def populate(make_server, data):
@@ -54,9 +89,11 @@ def still_there(make_server, data):
 def test_each_file_records_its_version(make_server, tmp_path):
     data = str(tmp_path / "data")
     populate(make_server, data)
-    reg, queue = versions(os.path.join(data, "realm.db")), versions(os.path.join(data, "events.db"))
+    reg, queue = Kept(data, "realm.db").versions(), Kept(data, "events.db").versions()
     assert list(reg) == ["registry"] and reg["registry"] >= 1, reg
     assert list(queue) == ["queue"] and queue["queue"] >= 2, queue
+    # With REALM_TEST_DB=pg the registry is in the database only.
+    assert os.path.exists(os.path.join(data, "realm.db")) == (not PG_MODE)
     p = subprocess.run([realm_bin(), "keys", "create", "--tenant", "acme", "--json",
                         "--data-dir", data], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
@@ -69,23 +106,23 @@ def test_each_file_records_its_version(make_server, tmp_path):
 def test_newer_file_is_refused(make_server, tmp_path, file, kind):
     data = str(tmp_path / "data")
     populate(make_server, data)
-    path = os.path.join(data, file)
-    known = versions(path)[kind]
-    sql(path, f"UPDATE realm_schema SET version = {known + 5}")
-    cookie = sql(path, "PRAGMA schema_version")
+    f = Kept(data, file)
+    known = f.versions()[kind]
+    f.sql(f"UPDATE realm_schema SET version = {known + 5}")
+    cookie = f.cookie()
 
     p = serve(data)
     assert p.returncode == 1, (p.returncode, p.stderr)
     assert_no_sanitizer_report(p.stderr)
-    want = (f"realm serve: {path}: schema version {known + 5} is newer than this realm "
+    want = (f"realm serve: {f.where}: schema version {known + 5} is newer than this realm "
             f"(knows up to {known}); upgrade realm")
     assert want in p.stderr.splitlines(), p.stderr
     assert "listening" not in p.stdout, p.stdout
-    assert versions(path) == {kind: known + 5}
-    assert sql(path, "PRAGMA schema_version") == cookie  # nothing written
+    assert f.versions() == {kind: known + 5}
+    assert f.cookie() == cookie  # nothing written
 
     # Only the version stood in the way: back at the known one, all is there.
-    sql(path, f"UPDATE realm_schema SET version = {known}")
+    f.sql(f"UPDATE realm_schema SET version = {known}")
     still_there(make_server, data)
 
 
@@ -107,6 +144,7 @@ def test_newer_auth_file_is_refused_by_keys(tmp_path):
     assert versions(path) == {"auth": known + 1}
 
 
+@pytest.mark.sqlite_only  # SQLite files as the releases before realm_schema left them
 def test_data_dir_from_before_versions(make_server, tmp_path):
     data = str(tmp_path / "data")
     populate(make_server, data)

@@ -1,7 +1,8 @@
 """The two error types that need the server under pressure:
 TooManyRequestsException (more code packages at once than --max-package-jobs)
 and ServiceException (storage failing: the database's write lock held by
-another process longer than the server waits for it)."""
+another process longer than the server waits for it; with REALM_TEST_DB=pg,
+the database refusing the write)."""
 import io
 import json
 import os
@@ -10,7 +11,8 @@ import sqlite3
 import base64
 import zipfile
 
-from lambda_util import create, expect_error, lambda_client, node_zip
+from conftest import PG_MODE, pg_session_cluster
+from lambda_util import code_sha256, create, expect_error, lambda_client, node_zip
 
 
 def big_zip(tag):
@@ -80,19 +82,73 @@ def test_too_many_packages_at_once_is_429(make_server):
     create(lam, "other", node_zip())
 
 
+class WritesRefused:
+    """Makes the server's registry refuse writes while in the with block: on
+    SQLite another process holds realm.db's write lock (longer than the busy
+    timeout); on PostgreSQL (REALM_TEST_DB=pg) a trigger makes every write
+    of versions fail (the server's sessions do not wait on a lock forever)."""
+
+    def __init__(self, server):
+        self.server = server
+
+    def _psql(self, sql):
+        pg_session_cluster().psql(sql, db=self.server.db.rsplit("/", 1)[1])
+
+    def __enter__(self):
+        if PG_MODE:
+            self._psql("CREATE FUNCTION test_refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                       "$$ BEGIN RAISE EXCEPTION 'test: writes refused'; END $$;"
+                       "CREATE TRIGGER test_refuse BEFORE INSERT OR UPDATE OR DELETE ON versions"
+                       " FOR EACH ROW EXECUTE FUNCTION test_refuse()")
+        else:
+            self.db = sqlite3.connect(os.path.join(self.server.data_dir, "realm.db"), timeout=0)
+            self.db.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+        return self
+
+    def __exit__(self, *exc):
+        if PG_MODE:
+            self._psql("DROP TRIGGER test_refuse ON versions; DROP FUNCTION test_refuse()")
+        else:
+            self.db.rollback()
+            self.db.close()
+
+
 def test_storage_failure_is_service_exception(make_server):
     s = make_server()
     lam = lambda_client(s)
     create(lam, "locked", node_zip())
-    db = sqlite3.connect(os.path.join(s.data_dir, "realm.db"), timeout=0)
-    db.execute("BEGIN IMMEDIATE")  # another process holds the write lock
-    try:
+    with WritesRefused(s):
         expect_error(lambda: lam.update_function_configuration(FunctionName="locked", Timeout=9),
                      "ServiceException", 500)
         # Reads go on (WAL): the old configuration is intact.
         assert lam.get_function_configuration(FunctionName="locked")["Timeout"] == 3
-    finally:
-        db.rollback()
-        db.close()
     # Once the lock is gone, the same update works.
     assert lam.update_function_configuration(FunctionName="locked", Timeout=9)["Timeout"] == 9
+
+
+def test_an_update_cut_by_kill_9_does_not_hold_the_function(make_server, tmp_path):
+    """A server killed while a code update is in flight, started again on the
+    same data: the update is gone, the old code stands, and the function takes
+    the next update at once (SQLite: the entry in flight died with the
+    process; PostgreSQL: the next server on this machine drops the entry of
+    the dead process instead of waiting for it to expire)."""
+    data = str(tmp_path / "data")
+    s1 = make_server(data_dir=data)
+    lam = lambda_client(s1)
+    before = node_zip("before")
+    create(lam, "cut", before)
+    c = socket.create_connection(("127.0.0.1", s1.ports["control"]), timeout=60)
+    c.sendall(raw_update_code("cut", big_zip("during")))
+    while lam.get_function_configuration(FunctionName="cut")["LastUpdateStatus"] != "InProgress":
+        pass
+    s1.kill()
+    c.close()
+
+    s2 = make_server(data_dir=data)
+    lam = lambda_client(s2)
+    cfg = lam.get_function_configuration(FunctionName="cut")
+    assert cfg["CodeSha256"] == code_sha256(before), cfg  # killed mid-update: the old code
+    assert cfg["LastUpdateStatus"] == "Successful", cfg
+    after = node_zip("after")
+    assert lam.update_function_code(FunctionName="cut", ZipFile=after)["CodeSha256"] == \
+        code_sha256(after)

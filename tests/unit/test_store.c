@@ -40,6 +40,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <sys/wait.h>
 #endif
 
 typedef struct {
@@ -1494,6 +1495,39 @@ static void pg_queue_push_in_doubt(void **state)
     assert_int_equal(realm_store_q_pending(f->q, NULL, NULL), 1);
 }
 
+/* A server killed between a create's two steps, started again: its entry
+ * in flight died with it on SQLite; here the next store opened on this
+ * machine drops it at once (the process is gone), and keeps the entries of
+ * live processes and of other machines (those wait for their expiry). */
+static void pg_dead_process_pending(void **state)
+{
+    fx_t *f = *state;
+    assert_int_equal(realm_store_pending_add(f->reg, "", "live", 1), 0);
+    fx_pg_query("INSERT INTO realm_pending VALUES('', 'elsewhere', true,"
+                " 'other-host/0123abcd/4026531836:1:1.1', now() + interval '15 minutes')",
+                NULL, 0);
+    pid_t child = fork();
+    assert_true(child >= 0);
+    if (child == 0) {
+        char err[512];
+        realm_store_t *s = realm_store_open(REALM_STORE_REGISTRY, fx_pg_url(), err, sizeof(err));
+        _exit(s && realm_store_pending_add(s, "", "dead", 1) == 0 ? 0 : 1); /* killed: no close */
+    }
+    int status = 0;
+    assert_int_equal(waitpid(child, &status, 0), child);
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    /* Already open stores still see it (nothing is judged but at open). */
+    assert_int_equal(realm_store_pending_get(f->reg, "", "dead"), 2);
+    assert_int_equal(realm_store_pending_count(f->reg), 3);
+    realm_store_t *again = open_pg();
+    assert_int_equal(realm_store_pending_get(again, "", "dead"), 0);
+    assert_int_equal(realm_store_pending_add(again, "", "dead", 1), 0);
+    assert_int_equal(realm_store_pending_get(again, "", "live"), 2);      /* this process */
+    assert_int_equal(realm_store_pending_get(again, "", "elsewhere"), 2); /* another machine */
+    assert_int_equal(realm_store_pending_count(again), 3);
+    realm_store_close(again);
+}
+
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
 int main(void)
@@ -1518,6 +1552,7 @@ int main(void)
         PG(pg_queue_caps_two_servers),
         PG(pg_queue_caps_race),
         PG(pg_queue_push_in_doubt),
+        PG(pg_dead_process_pending),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
