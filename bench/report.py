@@ -357,7 +357,8 @@ def invoke_section(path):
         f"{' '.join(r['loadavg_at_start'])} at start, {' '.join(r.get('loadavg_at_end', []))} at end), "
         f"writing `bench/results/invoke.json`; keys below are of that file (`invoke.json: KEY`). "
         "One Realm server (`" + c["realm"] + "`), no-op functions (`bench/functions/`): Node "
-        "(`nodejs20.x`, `index.js`), Python (`python3.11`, `app.py`) and `provided.al2023` with a C "
+        f"(`{fns.get('node_http', {}).get('runtime', 'nodejs20.x')}`, `index.js`), Python "
+        f"(`{fns.get('python_http', {}).get('runtime', 'python3.11')}`, `app.py`) and `provided.al2023` with a C "
         "bootstrap (`bootstrap.c`, compiled with gcc at bench time, HTTP runtime API over one "
         "keep-alive socket). The environment uses the WebSocket runtime channel (Realm's default) "
         "or the HTTP runtime API (`LAMBDA_USE_WEBSOCKET=false`).",
