@@ -326,6 +326,7 @@ def render(src, dst):
         ]
     out += invoke_section(os.path.join(os.path.dirname(src), "invoke.json"))
     out += llm_section(os.path.join(os.path.dirname(src), "llm.json"))
+    out += store_section(os.path.join(os.path.dirname(src), "store.json"))
     with open(dst, "w") as f:
         f.write("\n".join(out))
 
@@ -631,6 +632,172 @@ def llm_section(path):
     ]
     out += table(["Run", "tokens/s", "time to first token (ms)", "key"], rows)
     out += [""]
+    return out
+
+
+STORE_OPS = (
+    ("create", "CreateFunction (small zip, new name)", "operations/s"),
+    ("get", "GetFunction", "operations/s"),
+    ("update", "UpdateFunctionConfiguration (new Description)", "operations/s"),
+    ("publish", "UpdateFunctionConfiguration + PublishVersion (a new version each)", "pairs/s"),
+    ("list", "ListFunctions (MaxItems 50)", "operations/s"),
+)
+STORE_SIDES = ("sqlite", "postgresql")
+STORE_LABEL = {"sqlite": "SQLite", "postgresql": "PostgreSQL",
+               "postgresql_async": "PostgreSQL, synchronous_commit off"}
+
+
+def store_section(path):
+    """Realm on SQLite against Realm on PostgreSQL (bench/store.py), if it ran."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        r = json.load(f)
+    m, c, b, q = r["machine"], r["config"], r["backends"], r["ratio_pg_sqlite"]
+    K = "`store.json: "
+
+    def span(x, d=0):
+        return f'{fmt(x["median"], d)} ({fmt(x["min"], d)}–{fmt(x["max"], d)})' if x else "n/a"
+
+    pin = (f"Realm, its environments and PostgreSQL are pinned to CPU {c['server_cpu']} and the load "
+           f"generators to CPU {c['client_cpu']} (`taskset`; `config.pinned`)" if c["pinned"]
+           else "Nothing is pinned (fewer than two CPUs; `config.pinned`)")
+    out = [
+        "## Storage: SQLite and PostgreSQL",
+        "",
+        f"`{r['command']}` ({m['date']}, {m['cores']} cores, {m['cpu_model']}; commit {m['realm_commit']}, "
+        f"{m['realm_tracked_files_modified']} tracked files modified; {m['postgresql']}; load average "
+        f"{m['loadavg_at_start']} at start, {c['loadavg_at_end']} at end, {fmt(c['duration_s'])} s in all), "
+        "writing `bench/results/store.json`; keys below are of that file (`store.json: KEY`).",
+        "",
+        "Realm servers of the same Release build (`" + c["realm"] + "`), each with its own data "
+        "directory: one on SQLite (the default: `realm.db`, `events.db`, `auth.db` in the data "
+        "directory, WAL, `synchronous=NORMAL`: a commit is not flushed to disk, a checkpoint is) and "
+        "one with `--db postgresql://…` (registry, code packages, the Event queue and keys in "
+        "PostgreSQL), on a throwaway cluster on loopback started by `tests/integration/pg_util.py` "
+        "with fsync on (`config.postgresql_fsync`) and `synchronous_commit` on: each commit waits "
+        "for its WAL flush, as in production."
+        + (" A third server uses another database of the same cluster with `synchronous_commit = off` "
+           "(`ALTER DATABASE`): its commits do not wait for the flush, like SQLite's here, which "
+           "separates what the flush costs from the rest (the network round trips, PostgreSQL's own "
+           "work); it is a measurement, not a recommended setting (a power loss could lose the last "
+           "commits acknowledged)." if "postgresql_async" in c.get("backends", []) else "")
+        + " "
+        f"{pin}: the server side's CPU (Realm's and, on PostgreSQL, the database's) is "
+        "one core on both. Unsigned requests (no `--auth`), over raw HTTP/1.1 keep-alive from a "
+        f"Python client (`http.client`, {c['clients']} threads: `config.clients`), each in a closed loop.",
+        "",
+        f"- control: each operation for {fmt(c['control_seconds'], 1)} s per round "
+        "(`config.control_seconds`); the functions created stay, so ListFunctions and the later "
+        "rounds see a registry that grows by a few thousand functions; UpdateFunctionConfiguration "
+        "and PublishVersion act on one function per client (a publish with nothing changed returns "
+        "the last version, so each pair changes the Description first and is counted as one);",
+        f"- Events: {c['events_per_round']} `InvocationType: Event` invocations per round "
+        "(`config.events_per_round`) of a no-op `provided.al2023` function (`bench/functions/"
+        "bootstrap.c`, HTTP runtime API) with warm environments, server run with "
+        f"`--concurrency-limit {c['concurrency_limit']}` (at most that many events at once). "
+        "Enqueue: 202s per second from the first send to the last 202. Dispatch: events run to "
+        "completion per second, from the first send until "
+        "`GET /realm/v1/functions/NAME/failed-events` says `Pending: 0` (polled every 10 ms), so it "
+        "is never above the enqueue rate: dispatching starts while events are still coming in;",
+        f"- warm invoke: synchronous Invoke of the same warm function, one `wrk` caller "
+        f"({c['wrk']}) in a closed loop for {c['warm_seconds']} s (`config.warm_seconds`). The "
+        "resolution of an unchanged function is cached on the loop, so neither backend's database "
+        "is read: the two should agree.",
+        "",
+        f"After an unrecorded warm-up of each server, {c['rounds']} rounds (`config.rounds`) alternate "
+        "SQLite and PostgreSQL (each round: every control operation, the Events, the warm invokes). "
+        "Figures are the median round with the min–max over the rounds; ratios are PostgreSQL over "
+        "SQLite of the medians (for rates, below 1 means PostgreSQL is slower; for latency and CPU "
+        "per operation, above 1 does). Server-side CPU per operation is Realm's CPU plus, on "
+        "PostgreSQL, the postmaster's and its backends' (`/proc/PID/stat`), divided by the "
+        "operations completed: less sensitive to the neighbours than a rate.",
+        "",
+    ]
+    if m.get("note"):
+        out += [f"**What the machine was doing:** {m['note']} (`machine.note`)", ""]
+    sides = c.get("backends", list(STORE_SIDES))
+    pgs = [x for x in sides if x != "sqlite"]
+    rq = {"postgresql": q, "postgresql_async": r.get("ratio_pg_async_sqlite")}
+    rname = {"postgresql": "ratio_pg_sqlite", "postgresql_async": "ratio_pg_async_sqlite"}
+    kb = f"{K}backends.{{{','.join(sides)}}}."
+    rk = rname[pgs[0]] if len(pgs) == 1 else "{" + ",".join(rname[x] for x in pgs) + "}"
+    rows = []
+
+    def row(label, get, d=0, ratio=None, key=""):
+        """get(side_dict) -> a spread or a cell text; ratio(ratio_dict) -> a number or text."""
+        cells = [label]
+        for side in sides:
+            v = get(b[side])
+            cells.append(v if isinstance(v, str) else span(v, d))
+            if side != "sqlite":
+                x = ratio(rq[side]) if ratio else None
+                cells.append(x if isinstance(x, str) else fmt(x, 2))
+        rows.append(cells + [key])
+
+    for op, label, unit in STORE_OPS:
+        row(f"{label}: {unit}", lambda x: x["control"][op]["per_s"], ratio=lambda z: z["control"][op]["per_s"],
+            key=f"{kb}control.{op}.per_s`, `{rk}.control.{op}.per_s`")
+        row(f"{label}: p50 / p99 latency, ms",
+            lambda x: f'{fmt(x["control"][op]["p50_ms"]["median"], 2)} / {fmt(x["control"][op]["p99_ms"]["median"], 2)}',
+            ratio=lambda z: f'{fmt(z["control"][op]["p50_ms"], 2)} / {fmt(z["control"][op]["p99_ms"], 2)}',
+            key=f"{kb}control.{op}.{{p50_ms,p99_ms}}.median`, `{rk}.control.{op}.{{p50_ms,p99_ms}}`")
+        row(f"{label}: server-side CPU per operation, µs", lambda x: x["control"][op]["server_side_cpu_us_per_op"],
+            ratio=lambda z: z["control"][op]["server_side_cpu_us_per_op"],
+            key=f"{kb}control.{op}.server_side_cpu_us_per_op`, `{rk}.control.{op}.server_side_cpu_us_per_op`")
+    row("Event enqueue: 202s/s", lambda x: x["events"]["enqueue_per_s"], ratio=lambda z: z["events"]["enqueue_per_s"],
+        key=f"{kb}events.enqueue_per_s`, `{rk}.events.enqueue_per_s`")
+    row("Event dispatch: events run to completion/s", lambda x: x["events"]["dispatch_per_s"],
+        ratio=lambda z: z["events"]["dispatch_per_s"], key=f"{kb}events.dispatch_per_s`, `{rk}.events.dispatch_per_s`")
+    row("Event: server-side CPU per event (enqueue to completion, environment apart), µs",
+        lambda x: x["events"]["server_side_cpu_us_per_op"], ratio=lambda z: z["events"]["server_side_cpu_us_per_op"],
+        key=f"{kb}events.server_side_cpu_us_per_op`, `{rk}.events.server_side_cpu_us_per_op`")
+    for fld, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
+        row(f"Warm synchronous Invoke: {label} latency, ms", lambda x: x["warm"][fld], 3,
+            ratio=lambda z: z["warm"][fld], key=f"{kb}warm.{fld}`, `{rk}.warm.{fld}`")
+    head = ["Figure (median; min–max)", "SQLite"]
+    for side in pgs:
+        head += [STORE_LABEL[side], f"{STORE_LABEL[side]} / SQLite"]
+    out += table(head + ["key"], rows)
+    out += ["", "CPU in the rounds (medians): Realm's server process and PostgreSQL's processes (% of a core, "
+            "together on one core), the load generator (% of a core; the largest round in brackets) and "
+            "every other process, in cores (`/proc/stat` less those: other agents' work, and the "
+            "environments during the Events).", ""]
+    crows, flagged, errs = [], [], []
+    scen = [(f"control.{op}", label.split(" (")[0]) for op, label, _ in STORE_OPS] + [("events", "Events"),
+                                                                                      ("warm", "warm Invoke")]
+    for key, label in scen:
+        cells = [label]
+        for side in sides:
+            x = b[side]
+            for part in key.split("."):
+                x = x[part]
+            cmax = x.get("client_cpu_pct_max")
+            if cmax is not None and cmax >= BOTTLENECK_PCT:
+                flagged.append(f"{label} on {STORE_LABEL[side]} ({fmt(cmax)} %)")
+            if x.get("errors") or x.get("rejected") or x.get("failed_for_good"):
+                errs.append(f"{label} on {STORE_LABEL[side]}: errors {x.get('errors', 0)}, rejected {x.get('rejected', 0)}, "
+                            f"failed {x.get('failed_for_good', 0)}")
+            client = fmt(x["client_cpu_pct"]["median"]) if "client_cpu_pct" in x else "n/a"
+            if cmax is not None:
+                client += f" ({fmt(cmax)})"
+            cells.append(f'{fmt(x["server_cpu_pct"]["median"])} / {fmt(x["db_cpu_pct"]["median"])} / '
+                         f'{client} / {fmt(x["other_cpu_cores"]["median"], 2)}')
+        crows.append(cells + [f"{kb}{key}.{{server_cpu_pct,db_cpu_pct,client_cpu_pct,other_cpu_cores}}`"])
+    out += table(["Scenario"] + [f"{STORE_LABEL[x]}: Realm % / db % / client % / other cores" for x in sides]
+                 + ["key"], crows)
+    out += [""]
+    if flagged:
+        out += [f"**The load generator (Python, one process) used {fmt(BOTTLENECK_PCT)} % of a core or more "
+                "in a round of: " + "; ".join(flagged) + ". There it set the pace, and the figure is a lower "
+                "bound of the server's rate; the server-side CPU per operation still compares the backends.**", ""]
+    else:
+        out += [f"No load generator reached {fmt(BOTTLENECK_PCT)} % of a core in any round.", ""]
+    if errs:
+        out += ["Failures: " + "; ".join(errs) + " (`errors`, `rejected`, `failed_for_good`).", ""]
+    else:
+        out += ["No operation failed, no Event was refused and none failed (`errors`, `rejected`, "
+                "`failed_for_good` are 0).", ""]
     return out
 
 

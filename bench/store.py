@@ -2,12 +2,17 @@
 """bench/store.py - Realm on SQLite and on PostgreSQL, side by side (issue 16).
 
 Starts a throwaway PostgreSQL cluster (tests/integration/pg_util.py, fsync on,
-as in production) and two Realm servers, each with its own data directory:
-one on SQLite (the default) and one with `--db <the cluster's url>`. The
+as in production) and Realm servers, each with its own data directory: one on
+SQLite (the default), one with `--db <the cluster's url>`, and (unless
+--no-async-commit) one on another database of the cluster whose
+synchronous_commit is off: a commit does not wait for its WAL flush there,
+as SQLite's WAL with synchronous=NORMAL does not, which shows what the flush
+costs. The
 server side (Realm, its environments and PostgreSQL) is pinned to CPU 0, this
 script and its load generators to CPU 1 (taskset), when there are two CPUs.
 Then, after an unrecorded warm-up of each server, --rounds rounds that
-alternate the servers (SQLite, PostgreSQL, SQLite, ...) measure, per server:
+alternate the servers (SQLite, PostgreSQL, PostgreSQL async, SQLite, ...)
+measure, per server:
 
   control  operations/s of the control API over raw HTTP/1.1 keep-alive
            (unsigned, no --auth), --clients clients in a closed loop for
@@ -27,7 +32,8 @@ alternate the servers (SQLite, PostgreSQL, SQLite, ...) measure, per server:
            closed loop for --warm-s seconds: p50 and p99 latency
 
 Each figure is the median of its rounds with the min and max kept; ratios
-are PostgreSQL over SQLite of those medians. Writes bench/results/store.json
+are PostgreSQL over SQLite of those medians. Server-side CPU per operation:
+Realm's CPU plus the cluster's (postmaster and backends), per operation. Writes bench/results/store.json
 (or --out); bench/report.py renders it into BENCHMARKS.md.
 """
 import argparse
@@ -51,7 +57,11 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import invoke  # noqa: E402  (zips, the Realm server wrapper, the wrk runs)
 from pg_util import PgCluster, _children  # noqa: E402
 
-BACKENDS = ("sqlite", "postgresql")
+# sqlite: the default; postgresql: --db on the cluster, fsync and synchronous_commit on (as in
+# production); postgresql_async: the same cluster, another database with synchronous_commit off
+# (a commit does not wait for its WAL flush: what SQLite's WAL with synchronous=NORMAL does too),
+# which tells the commit's flush apart from the rest of the cost.
+BACKENDS = ["sqlite", "postgresql", "postgresql_async"]
 OPS = ("create", "get", "update", "publish", "list")
 ROLE = "arn:aws:iam::000000000000:role/bench"
 
@@ -343,6 +353,7 @@ def summarize(rounds):
                               "p50_ms": spread([x["p50_ms"] for x in rs]),
                               "p99_ms": spread([x["p99_ms"] for x in rs]),
                               "errors": sum(x["errors"] for x in rs),
+                              "client_cpu_pct": spread([x["client_cpu_pct"] for x in rs]),
                               "client_cpu_pct_max": max(x["client_cpu_pct"] for x in rs),
                               "server_cpu_pct": spread([x["server_cpu_pct"] for x in rs]),
                               "db_cpu_pct": spread([x["db_cpu_pct"] for x in rs]),
@@ -362,9 +373,9 @@ def summarize(rounds):
     return out
 
 
-def ratios(s):
+def ratios(s, pg="postgresql"):
     q = lambda a, b: round(a["median"] / b["median"], 3) if a and b and b["median"] else None  # noqa: E731
-    p, l_ = s["postgresql"], s["sqlite"]
+    p, l_ = s[pg], s["sqlite"]
     out = {"control": {op: {k: q(p["control"][op][k], l_["control"][op][k])
                             for k in ("per_s", "p50_ms", "p99_ms", "server_side_cpu_us_per_op")} for op in OPS},
            "events": {k: q(p["events"][k], l_["events"][k])
@@ -409,9 +420,13 @@ def main():
     ap.add_argument("--event-timeout-s", type=float, default=120)
     ap.add_argument("--warm-s", type=int, default=1)
     ap.add_argument("--concurrency-limit", type=int, default=4)
+    ap.add_argument("--no-async-commit", action="store_true",
+                    help="skip the third server (PostgreSQL with synchronous_commit off)")
     ap.add_argument("--note", default="", help="what else the machine was doing (BENCHMARKS.md prints it)")
     a = ap.parse_args()
     a.pin = os.cpu_count() >= 2
+    if a.no_async_commit:
+        BACKENDS.remove("postgresql_async")
     a.server_cpu, a.client_cpu = "0", 1
     if a.pin:
         os.sched_setaffinity(0, {a.client_cpu})  # this script and wrk
@@ -422,7 +437,7 @@ def main():
                       "warmup_seconds": a.warmup_s, "events_per_round": a.events, "warm_seconds": a.warm_s,
                       "concurrency_limit": a.concurrency_limit, "pinned": a.pin,
                       "server_cpu": a.server_cpu if a.pin else None, "client_cpu": a.client_cpu if a.pin else None,
-                      "postgresql_fsync": True, "realm": os.path.relpath(a.realm, ROOT),
+                      "postgresql_fsync": True, "backends": BACKENDS, "realm": os.path.relpath(a.realm, ROOT),
                       "wrk": invoke.wrk_version(), "python": sys.version.split()[0]}}
     tmp = tempfile.mkdtemp(prefix="realm-store-")
     servers = {}
@@ -432,6 +447,11 @@ def main():
             servers["sqlite"] = Server(a, "sqlite", tmp)
             servers["postgresql"] = Server(a, "postgresql", tmp, pg.url)
             servers["postgresql"].pg = pg
+            if "postgresql_async" in BACKENDS:
+                url = pg.create_database("realm_async")
+                pg.psql("ALTER DATABASE realm_async SET synchronous_commit = off", db="postgres")
+                servers["postgresql_async"] = Server(a, "postgresql_async", tmp, url)
+                servers["postgresql_async"].pg = pg
             for b in BACKENDS:
                 log(f"warm-up {b}")
                 warmup(a, servers[b], zips)
@@ -449,6 +469,8 @@ def main():
                         f"p99 {r['warm']['p99_ms']:.3f} ms")
             out["backends"] = {b: dict(summarize(rounds[b]), rounds=rounds[b]) for b in BACKENDS}
             out["ratio_pg_sqlite"] = ratios(out["backends"])
+            if "postgresql_async" in BACKENDS:
+                out["ratio_pg_async_sqlite"] = ratios(out["backends"], "postgresql_async")
             for b in BACKENDS:
                 out["backends"][b]["server_rss_kb_end"] = servers[b].realm.rss_kb()
         finally:
