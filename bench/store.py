@@ -42,6 +42,7 @@ import http.client
 import json
 import os
 import resource
+import shlex
 import statistics
 import subprocess
 import sys
@@ -431,7 +432,7 @@ def main():
     if a.pin:
         os.sched_setaffinity(0, {a.client_cpu})  # this script and wrk
     t_start = time.time()
-    out = {"command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+    out = {"command": shlex.join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
            "machine": dict(machine(a), note=a.note),
            "config": {"rounds": a.rounds, "clients": a.clients, "control_seconds": a.control_s,
                       "warmup_seconds": a.warmup_s, "events_per_round": a.events, "warm_seconds": a.warm_s,
