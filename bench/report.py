@@ -700,7 +700,10 @@ def store_section(path):
         "Enqueue: 202s per second from the first send to the last 202. Dispatch: events run to "
         "completion per second, from the first send until "
         "`GET /realm/v1/functions/NAME/failed-events` says `Pending: 0` (polled every 10 ms), so it "
-        "is never above the enqueue rate: dispatching starts while events are still coming in;",
+        "is never above the enqueue rate: dispatching starts while events are still coming in. "
+        "Meanwhile a separate process sends `GET /health` to the metrics listener, one request at "
+        "a time, 1 ms apart: every listener is served by Realm's one event loop, so its latency "
+        "shows how long the loop is held by the Event path's storage calls;",
         f"- warm invoke: synchronous Invoke of the same warm function, one `wrk` caller "
         f"({c['wrk']}) in a closed loop for {c['warm_seconds']} s (`config.warm_seconds`). The "
         "resolution of an unchanged function is cached on the loop, so neither backend's database "
@@ -753,6 +756,10 @@ def store_section(path):
     row("Event: server-side CPU per event (enqueue to completion, environment apart), µs",
         lambda x: x["events"]["server_side_cpu_us_per_op"], ratio=lambda z: z["events"]["server_side_cpu_us_per_op"],
         key=f"{kb}events.server_side_cpu_us_per_op`, `{rk}.events.server_side_cpu_us_per_op`")
+    for fld, label in (("p50_ms", "p50"), ("p99_ms", "p99"), ("max_ms", "max")):
+        row(f"During the Events, GET /health (metrics listener, same loop): {label} latency, ms",
+            lambda x: x["events"][f"health_{fld}"], 2, ratio=lambda z: z["events"].get(f"health_{fld}"),
+            key=f"{kb}events.health_{fld}`, `{rk}.events.health_{fld}`")
     for fld, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
         row(f"Warm synchronous Invoke: {label} latency, ms", lambda x: x["warm"][fld], 3,
             ratio=lambda z: z["warm"][fld], key=f"{kb}warm.{fld}`, `{rk}.warm.{fld}`")

@@ -27,7 +27,10 @@ measure, per server:
            --clients clients: the enqueue rate (202s/s, first send to last
            202) and the dispatch rate (events run to completion per second,
            from the first send until failed-events says Pending 0, polled
-           every 10 ms); the server runs with --concurrency-limit 4
+           every 10 ms); the server runs with --concurrency-limit 4.
+           Meanwhile a separate process times GET /health on the metrics
+           listener (one at a time, 1 ms apart): the loop's responsiveness
+           while the queue works
   warm     synchronous Invoke of the same warm function, one wrk caller in a
            closed loop for --warm-s seconds: p50 and p99 latency
 
@@ -252,8 +255,43 @@ def pending(c, name):
     return j["Pending"], len(j["FailedEvents"])
 
 
+HEALTH_POLLER = r"""
+import http.client, json, signal, sys, time
+h = http.client.HTTPConnection("127.0.0.1", int(sys.argv[1]), timeout=60)
+lat, stop = [], []
+signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+print("ready", flush=True)
+while not stop:
+    t0 = time.perf_counter()
+    h.request("GET", "/health")
+    h.getresponse().read()
+    lat.append((time.perf_counter() - t0) * 1000)
+    time.sleep(0.001)
+print(json.dumps(lat), flush=True)
+"""
+
+
+class HealthPoller:
+    """GET /health on the metrics listener, one request at a time (1 ms apart), from its own
+    process (no GIL shared with the clients), while a round runs: how long Realm's event loop
+    takes to answer while it also serves the round (every listener is on that one loop)."""
+
+    def __init__(self, srv):
+        self.p = subprocess.Popen([sys.executable, "-c", HEALTH_POLLER, str(srv.realm.ports["metrics"])],
+                                  stdout=subprocess.PIPE, text=True)
+        if self.p.stdout.readline().strip() != "ready":
+            raise RuntimeError("the /health poller did not start")
+
+    def stop(self):
+        self.p.terminate()
+        lat = json.loads(self.p.stdout.readline())
+        self.p.wait(10)
+        return {"n": len(lat), "p50_ms": pct(lat, 50), "p99_ms": pct(lat, 99), "max_ms": max(lat) if lat else None}
+
+
 def events_round(a, srv, name, n_events):
-    """n_events Event invocations from a.clients clients: enqueue and dispatch rates."""
+    """n_events Event invocations from a.clients clients: enqueue and dispatch rates, and
+    GET /health's latency meanwhile."""
     poll = Client(srv.port)
     p0, failed0 = pending(poll, name)
     if p0:
@@ -276,6 +314,7 @@ def events_round(a, srv, name, n_events):
     ts = [threading.Thread(target=run, args=(i,)) for i in range(a.clients)]
     for t in ts:
         t.start()
+    hp = HealthPoller(srv)
     c0 = srv.cpu()
     t0 = time.perf_counter()
     go.wait()
@@ -294,6 +333,7 @@ def events_round(a, srv, name, n_events):
         time.sleep(0.01)  # the poll's period (a measurement, not synchronisation)
     t_empty = time.perf_counter()
     c1 = srv.cpu()
+    health = hp.stop()
     for c in conns + [poll]:
         c.close()
     total = {}
@@ -305,7 +345,8 @@ def events_round(a, srv, name, n_events):
     return dict({"events": n_events, "accepted": accepted, "status_counts": total,
                  "failed_for_good": failed - failed0,
                  "enqueue_s": round(t_enq - t0, 4), "enqueue_per_s": round(accepted / (t_enq - t0), 1),
-                 "dispatch_s": round(wall, 4), "dispatch_per_s": round(accepted / wall, 1), "polls": polls},
+                 "dispatch_s": round(wall, 4), "dispatch_per_s": round(accepted / wall, 1), "polls": polls,
+                 "health_during": health},
                 **cost(srv, c0, c1, wall, accepted))
 
 
@@ -365,6 +406,8 @@ def summarize(rounds):
                                                              "db_cpu_pct", "client_cpu_pct", "other_cpu_cores",
                                                              "server_side_cpu_us_per_op")}
     out["events"]["client_cpu_pct_max"] = max(x["client_cpu_pct"] for x in ev)
+    for k in ("p50_ms", "p99_ms", "max_ms"):
+        out["events"][f"health_{k}"] = spread([x["health_during"][k] for x in ev])
     out["events"]["rejected"] = sum(x["events"] - x["accepted"] for x in ev)
     out["events"]["failed_for_good"] = sum(x["failed_for_good"] for x in ev)
     w = [r["warm"] for r in rounds]
@@ -380,7 +423,8 @@ def ratios(s, pg="postgresql"):
     out = {"control": {op: {k: q(p["control"][op][k], l_["control"][op][k])
                             for k in ("per_s", "p50_ms", "p99_ms", "server_side_cpu_us_per_op")} for op in OPS},
            "events": {k: q(p["events"][k], l_["events"][k])
-                      for k in ("enqueue_per_s", "dispatch_per_s", "server_side_cpu_us_per_op")},
+                      for k in ("enqueue_per_s", "dispatch_per_s", "server_side_cpu_us_per_op", "health_p50_ms",
+                                "health_p99_ms", "health_max_ms")},
            "warm": {k: q(p["warm"][k], l_["warm"][k]) for k in ("p50_ms", "p99_ms")}}
     return out
 
