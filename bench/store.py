@@ -46,6 +46,7 @@ import json
 import os
 import resource
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -524,6 +525,7 @@ def main():
                 s.realm.err.seek(0)
                 if b in out.get("backends", {}):
                     out["backends"][b]["server_stderr_tail"] = s.realm.err.read().splitlines()[-20:]
+    shutil.rmtree(tmp, ignore_errors=True)
     out["config"]["loadavg_at_end"] = " ".join(open("/proc/loadavg").read().split()[:3])
     out["config"]["duration_s"] = round(time.time() - t_start, 1)
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
