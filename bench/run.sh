@@ -19,6 +19,10 @@
 #           bench/results/invoke.json, and PNG plots by bench/plots.py
 #           (skipped with BENCH_INVOKE=0)
 #   llm     bench/llm.py: generate against node-llama-cpp (bench/results/llm.json)
+#   store   bench/store.py: Realm on SQLite and on PostgreSQL (a throwaway
+#           cluster, fsync on) side by side: control operations/s, Event
+#           enqueue and dispatch rates, warm invoke latency
+#           (bench/results/store.json; skipped with BENCH_STORE=0)
 #
 # Each load scenario starts with an unrecorded warm-up of BENCH_WARMUP seconds
 # per server, then BENCH_ROUNDS rounds of BENCH_SECONDS seconds that alternate
@@ -33,7 +37,9 @@
 # BENCHMARKS.md.
 #
 # Knobs (environment): BENCH_ROUNDS (5), BENCH_SECONDS (1), BENCH_WARMUP (1),
-# BENCH_IDLE (1000), REALM_BENCH_CFLAGS (extra CMAKE_C_FLAGS for the build).
+# BENCH_IDLE (1000), REALM_BENCH_CFLAGS (extra CMAKE_C_FLAGS for the build),
+# BENCH_INVOKE / BENCH_STORE (1; 0 skips bench/invoke.py / bench/store.py),
+# BENCH_STORE_NOTE (what else the machine was doing, printed in BENCHMARKS.md).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -319,6 +325,14 @@ fi
 if [ -x build/bench/realm-llm ] && command -v node >/dev/null; then
     [ -f build/models/bench-300.gguf ] || PYTHONPATH=build/llama.cpp/gguf-py /usr/bin/python3 scripts/make_test_model.py --size-mb 300 --out build/models/bench-300.gguf
     /usr/bin/python3 bench/llm.py --realm build/bench/realm && log "wrote bench/results/llm.json"
+fi
+# Storage (issue 16): SQLite and PostgreSQL, each its own server.
+if [ "${BENCH_STORE:-1}" = 1 ]; then
+    /usr/bin/python3 -c 'import sys; sys.path.insert(0, "tests/integration"); import pg_util; pg_util.pg_bindir()' ||
+        die "PostgreSQL's server binaries are missing (scripts/setup.sh --bench installs postgresql-15)"
+    /usr/bin/python3 bench/store.py --realm "$REALM" --out bench/results/store.json ${BENCH_STORE_NOTE:+--note "$BENCH_STORE_NOTE"} ||
+        die "bench/store.py failed"
+    log "wrote bench/results/store.json"
 fi
 /usr/bin/python3 bench/report.py render "$RESULTS" BENCHMARKS.md
 log "wrote BENCHMARKS.md"

@@ -40,7 +40,7 @@ test_pkgs=(
 bench_pkgs=(
   wrk python3 python3-boto3 python3-websockets python3-matplotlib
   python3-numpy python3-yaml # llama.cpp's gguf-py writes the benchmark's model
-  postgresql-15 # bench/pg/: a throwaway cluster (taskset is util-linux, essential)
+  postgresql-15 # bench/pg/, bench/store.py: a throwaway cluster (taskset is util-linux, essential)
 )
 # The runtimes' Debian interpreters: the `.install` column of the runtime
 # table (the nodejs runtimes' Node versions come from npm, below).
