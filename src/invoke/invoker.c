@@ -8,24 +8,9 @@
  * realm:network tag), so an invocation of a function nobody changed reads
  * no SQL and parses no configuration.
  *
- * EVENTS: the queue (queue/queue.h) is the only copy of an Event
- * invocation. The invoker leases due events, runs them and then removes,
- * reschedules (retry_base_ms, doubling, --event-retries times) or moves
- * them to the failed list. Leases live in memory, so after a crash every
- * unfinished event is due again: at least once, as on Lambda.
- *
- * The dispatcher (events_kick) does bounded work per loop turn, whatever
- * the backlog: it takes at most EVENT_KICK_BUDGET events, then yields (an
- * idle handle brings it back on the next turn, after I/O was polled). A
- * push or an ending event only asks for a kick on a later turn, so 6,000
- * requests in a burst cost one kick per turn, not one each, and an event's
- * end never starts the next one inside its own call stack. An event is
- * resolved before its payload is read: one whose function has reserved
- * concurrency 0 is parked (queue/queue.h) without reading it, and costs
- * nothing more until its function changes (parked_check, at most once a
- * second and only when the registry's generation moved) or it is 6 hours
- * old. An event older than that is dropped to the failed list
- * (EventAgeExceeded), as Lambda drops it.
+ * EVENTS: see events.c (the queue on its worker, submission, the
+ * dispatcher). This file keeps resolution, starts, `metadata`,
+ * --provisioned, names and logs, and the invoker's life.
  */
 #include "invoke/internal.h"
 

@@ -11,9 +11,10 @@
  *
  * DESIGN: resolution of an unqualified name is cached per registry write
  * generation (a function nobody changed reads no SQL); versions and
- * aliases are resolved each time (a weighted alias picks anew). Events go
- * to the queue only; a dispatcher on the loop takes due events with a
- * bounded budget per loop turn, runs them, and then removes, retries
+ * aliases are resolved each time (a weighted alias picks anew), on the
+ * registry's worker (registry/async.h). Events go to the queue only, which
+ * lives on a worker of its own (events.c): a dispatcher takes due events
+ * in jobs, with a bounded budget, runs them, and then removes, retries
  * (doubling delays, --event-retries times), defers (throttled), parks
  * (reserved concurrency 0) or fails them (EventAgeExceeded after 6 hours).
  * This module knows no wire format: callers get exec's sinks (exec.h).
@@ -21,7 +22,8 @@
  * LIFETIME: the registry, the package store and the engine are borrowed
  * (opened by the server) and must outlive the invoker; realm_invoker_close
  * closes its handles and frees it on a later loop turn.
- * THREADS: loop thread only.
+ * THREADS: the loop thread, but the registry (its worker) and the queue
+ * (the events worker): both are touched only by jobs (internal.h).
  */
 #ifndef REALM_INVOKE_INVOKER_H
 #define REALM_INVOKE_INVOKER_H
