@@ -310,26 +310,26 @@ static void run_event(const realm_invoke_req_t *ir, uint8_t how)
     int64_t now = INT64_MAX / 4;
     for (size_t i = 0; i < n; i++) {
         int64_t id = items[i].id;
-        int rc;
+        int orc;
         switch ((how + i) % 6) {
         case 0:
         case 1:
-            rc = realm_queue_done(q, id);
+            orc = realm_queue_done(q, id);
             break;
         case 2:
-            rc = realm_queue_retry(q, id, now, "Unhandled");
+            orc = realm_queue_retry(q, id, now, "Unhandled");
             break;
         case 3:
-            rc = realm_queue_fail(q, id, "Unhandled", it->payload, now);
+            orc = realm_queue_fail(q, id, "Unhandled", it->payload, now);
             break;
         case 4:
-            rc = realm_queue_defer(q, id, now);
+            orc = realm_queue_defer(q, id, now);
             break;
         default:
-            rc = realm_queue_park(q, id, now);
+            orc = realm_queue_park(q, id, now);
             break;
         }
-        if (rc != 0) __builtin_trap();
+        if (orc != 0) __builtin_trap();
         realm_queue_item_dispose(&items[i]);
     }
     json_t *failed = realm_queue_list_failed(q, ir->tenant, it->function, 5);
