@@ -179,6 +179,8 @@ static void setup(void)
     realm_http_limits_t lim = {.max_header_bytes = 16384, .max_body_bytes = 1024 * 1024};
     fx.http = realm_http_server_new("control", &lim);
     realm_invoke_routes(fx.iv, fx.http);
+    /* No dispatcher: the fuzzer reads and settles the queue itself. */
+    realm_invoker_drain(fx.iv);
     atexit(cleanup);
 }
 
@@ -250,11 +252,38 @@ static void run_sync(const realm_invoke_req_t *ir)
 
 /* ---- Event and DryRun ---- */
 
-static void run_event(const realm_invoke_req_t *ir, uint8_t how)
-{
+typedef struct {
+    int calls;
     char version[24];
     realm_error_t e;
-    if (realm_invoke_submit(fx.iv, ir, version, &e) != 0) {
+} submitted_t;
+
+static void on_submitted(const char *version, const realm_error_t *e, void *data)
+{
+    submitted_t *sb = data;
+    sb->calls++;
+    if (version) snprintf(sb->version, sizeof(sb->version), "%s", version);
+    if (e) sb->e = *e;
+    if ((version == NULL) == (e == NULL)) __builtin_trap(); /* one or the other */
+}
+
+static void run_event(const realm_invoke_req_t *ir, uint8_t how)
+{
+    realm_error_t e;
+    submitted_t sb = {0};
+    int rc = realm_invoke_submit(fx.iv, ir, on_submitted, &sb, &e);
+    if (rc == 0) { /* the answer comes later, once */
+        if (sb.calls) __builtin_trap();
+        while (!sb.calls)
+            uv_run(&fx.loop, UV_RUN_ONCE);
+        if (sb.calls != 1) __builtin_trap();
+        if (sb.e.code) rc = -1, e = sb.e;
+        /* Its jobs done: the queue is the fuzzer's until the next call. */
+        while (!realm_invoker_events_idle(fx.iv))
+            uv_run(&fx.loop, UV_RUN_ONCE);
+    }
+    const char *version = sb.version;
+    if (rc != 0) {
         if (realm_err_http_status(e.code) < 400 || realm_err_http_status(e.code) > 599 ||
             !realm_err_aws_type(e.code) || !e.message[0])
             __builtin_trap();
@@ -281,26 +310,26 @@ static void run_event(const realm_invoke_req_t *ir, uint8_t how)
     int64_t now = INT64_MAX / 4;
     for (size_t i = 0; i < n; i++) {
         int64_t id = items[i].id;
-        int rc;
+        int orc;
         switch ((how + i) % 6) {
         case 0:
         case 1:
-            rc = realm_queue_done(q, id);
+            orc = realm_queue_done(q, id);
             break;
         case 2:
-            rc = realm_queue_retry(q, id, now, "Unhandled");
+            orc = realm_queue_retry(q, id, now, "Unhandled");
             break;
         case 3:
-            rc = realm_queue_fail(q, id, "Unhandled", it->payload, now);
+            orc = realm_queue_fail(q, id, "Unhandled", it->payload, now);
             break;
         case 4:
-            rc = realm_queue_defer(q, id, now);
+            orc = realm_queue_defer(q, id, now);
             break;
         default:
-            rc = realm_queue_park(q, id, now);
+            orc = realm_queue_park(q, id, now);
             break;
         }
-        if (rc != 0) __builtin_trap();
+        if (orc != 0) __builtin_trap();
         realm_queue_item_dispose(&items[i]);
     }
     json_t *failed = realm_queue_list_failed(q, ir->tenant, it->function, 5);
@@ -392,6 +421,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         realm_invoker_forget(fx.iv, "", "f");
         realm_invoker_forget(fx.iv, "", "g");
         realm_invoker_forget(fx.iv, "111122223333", "h");
+        while (!realm_invoker_events_idle(fx.iv))
+            uv_run(&fx.loop, UV_RUN_ONCE);
     }
     return 0;
 }

@@ -284,36 +284,88 @@ void realm_invoke_req_dispose(realm_invoke_req_t *ir)
     realm_buf_dispose(&ir->cc);
 }
 
-int realm_invoke_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
-                        realm_error_t *e)
+int realm_invoke_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir,
+                        realm_invoker_submitted_cb cb, void *data, realm_error_t *e)
 {
     realm_invoker_mode_t mode =
         strcmp(ir->type, "DryRun") == 0 ? REALM_INVOKER_DRY_RUN : REALM_INVOKER_EVENT;
     return realm_invoker_submit(iv, mode, ir->tenant, ir->fn, ir->qualifier, ir->payload, ir->len,
-                                version, e);
+                                cb, data, e);
 }
 
-static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res,
-                                   const realm_invoke_req_t *ir)
+/* An Event, DryRun or InvokeAsync request waiting for the queue's answer. */
+typedef enum { WAIT_DRY_RUN, WAIT_EVENT, WAIT_ASYNC } wait_kind_t;
+
+typedef struct {
+    realm_http_res_t *res; /* NULL once the client went away (the event still counts) */
+    wait_kind_t kind;
+} submit_wait_t;
+
+static void submit_aborted(realm_http_res_t *res, void *data)
 {
-    char version[24];
-    realm_error_t e;
-    if (realm_invoke_submit(iv, ir, version, &e) != 0) {
-        if (realm_err_http_status(e.code) == 429)
-            throttled(res, realm_invoker_throttle_reason(e.code), e.message);
-        else
-            reg_error(res, &e);
+    (void)res;
+    submit_wait_t *w = data;
+    w->res = NULL;
+}
+
+static void submit_refused(realm_http_res_t *res, const realm_error_t *e)
+{
+    if (realm_err_http_status(e->code) == 429)
+        throttled(res, realm_invoker_throttle_reason(e->code), e->message);
+    else
+        reg_error(res, e);
+}
+
+static void on_submitted(const char *version, const realm_error_t *e, void *data)
+{
+    submit_wait_t *w = data;
+    realm_http_res_t *res = w->res;
+    wait_kind_t kind = w->kind;
+    free(w);
+    if (!res) return;
+    realm_http_res_on_abort(res, NULL, NULL);
+    if (e) {
+        submit_refused(res, e);
         return;
     }
     char rid[37];
     realm_str_uuid4(rid);
     realm_http_res_header(res, "x-amzn-RequestId", rid);
-    if (strcmp(ir->type, "DryRun") == 0) {
+    if (kind == WAIT_DRY_RUN) {
         realm_http_res_header(res, "X-Amz-Executed-Version", version);
         realm_http_res_send(res, 204, NULL, NULL, 0);
+    } else if (kind == WAIT_EVENT) {
+        realm_http_res_send(res, 202, NULL, NULL, 0);
+    } else {
+        realm_http_res_send_json(res, 202, json_pack("{s:i}", "Status", 202));
+    }
+}
+
+static submit_wait_t *submit_wait(realm_http_res_t *res, wait_kind_t kind)
+{
+    submit_wait_t *w = realm_malloc(sizeof(*w));
+    *w = (submit_wait_t){.res = res, .kind = kind};
+    return w;
+}
+
+/* Submitted: the answer comes in on_submitted; refused now: answered here. */
+static void submit_started(realm_http_res_t *res, submit_wait_t *w, int rc, const realm_error_t *e)
+{
+    if (rc == 0) {
+        realm_http_res_on_abort(res, submit_aborted, w);
         return;
     }
-    realm_http_res_send(res, 202, NULL, NULL, 0);
+    free(w);
+    submit_refused(res, e);
+}
+
+static void invoke_without_running(realm_invoker_t *iv, realm_http_res_t *res,
+                                   const realm_invoke_req_t *ir)
+{
+    realm_error_t e;
+    submit_wait_t *w =
+        submit_wait(res, strcmp(ir->type, "DryRun") == 0 ? WAIT_DRY_RUN : WAIT_EVENT);
+    submit_started(res, w, realm_invoke_submit(iv, ir, on_submitted, w, &e), &e);
 }
 
 /* Nothing runs: the error is the answer. */
@@ -386,24 +438,15 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
     const char *fn = realm_http_req_param(req, "FunctionName");
     const char *payload;
     size_t len;
-    char version[24];
     realm_error_t e;
     if (event_payload(req, ASYNC_LIMIT, "InvokeAsync", &payload, &len, &e) != 0) {
         reg_error(res, &e);
         return;
     }
-    if (realm_invoker_submit(iv, REALM_INVOKER_EVENT_PLAIN, req->principal, fn, NULL, payload, len,
-                             version, &e) != 0) {
-        if (realm_err_http_status(e.code) == 429)
-            throttled(res, realm_invoker_throttle_reason(e.code), e.message);
-        else
-            reg_error(res, &e);
-        return;
-    }
-    char rid[37];
-    realm_str_uuid4(rid);
-    realm_http_res_header(res, "x-amzn-RequestId", rid);
-    realm_http_res_send_json(res, 202, json_pack("{s:i}", "Status", 202));
+    submit_wait_t *w = submit_wait(res, WAIT_ASYNC);
+    int rc = realm_invoker_submit(iv, REALM_INVOKER_EVENT_PLAIN, req->principal, fn, NULL, payload,
+                                  len, on_submitted, w, &e);
+    submit_started(res, w, rc, &e);
 }
 
 /* The function's name (no qualifier) from the path, or NULL after answering. */
@@ -445,19 +488,36 @@ static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
     realm_buf_dispose(&out);
 }
 
+static void on_failed_listed(json_t *list, int64_t pending, void *data)
+{
+    submit_wait_t *w = data;
+    realm_http_res_t *res = w->res;
+    free(w);
+    if (!res) {
+        json_decref(list);
+        return;
+    }
+    realm_http_res_on_abort(res, NULL, NULL);
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(res, "x-amzn-RequestId", rid);
+    realm_http_res_send_json(
+        res, 200, json_pack("{s:o, s:I}", "FailedEvents", list, "Pending", (json_int_t)pending));
+}
+
 /* GET /realm/v1/functions/{name}/failed-events: Event invocations that failed for good. */
 static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     realm_invoker_t *iv = data;
     char name[65];
     if (!plain_name(iv, req, res, name)) return;
-    int64_t pending;
-    json_t *list = realm_invoker_failed_events(iv, req->principal, name, &pending);
-    char rid[37];
-    realm_str_uuid4(rid);
-    realm_http_res_header(res, "x-amzn-RequestId", rid);
-    realm_http_res_send_json(
-        res, 200, json_pack("{s:o, s:I}", "FailedEvents", list, "Pending", (json_int_t)pending));
+    submit_wait_t *w = submit_wait(res, WAIT_EVENT);
+    if (realm_invoker_failed_events(iv, req->principal, name, on_failed_listed, w) != 0) {
+        free(w);
+        amz_error(res, REALM_ERR_SHUTTING_DOWN, "the server is shutting down");
+        return;
+    }
+    realm_http_res_on_abort(res, submit_aborted, w);
 }
 
 void realm_invoke_routes(realm_invoker_t *iv, realm_http_server_t *http)

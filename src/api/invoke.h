@@ -44,10 +44,10 @@ int realm_invoke_parse(const realm_http_req_t *req, int is_stream, realm_invoke_
                        realm_error_t *e);
 void realm_invoke_req_dispose(realm_invoke_req_t *ir);
 /*
- * An Event or DryRun request (not RequestResponse) handed to the invoker
- * (realm_invoker_submit): 0 with the version that would run, or -1 with e.
+ * An Event or DryRun request (not RequestResponse) handed to the invoker:
+ * realm_invoker_submit's contract (cb later, or -1 with e now).
  */
-int realm_invoke_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir, char version[24],
-                        realm_error_t *e);
+int realm_invoke_submit(realm_invoker_t *iv, const realm_invoke_req_t *ir,
+                        realm_invoker_submitted_cb cb, void *data, realm_error_t *e);
 
 #endif

@@ -8,26 +8,11 @@
  * realm:network tag), so an invocation of a function nobody changed reads
  * no SQL and parses no configuration.
  *
- * EVENTS: the queue (queue/queue.h) is the only copy of an Event
- * invocation. The invoker leases due events, runs them and then removes,
- * reschedules (retry_base_ms, doubling, --event-retries times) or moves
- * them to the failed list. Leases live in memory, so after a crash every
- * unfinished event is due again: at least once, as on Lambda.
- *
- * The dispatcher (events_kick) does bounded work per loop turn, whatever
- * the backlog: it takes at most EVENT_KICK_BUDGET events, then yields (an
- * idle handle brings it back on the next turn, after I/O was polled). A
- * push or an ending event only asks for a kick on a later turn, so 6,000
- * requests in a burst cost one kick per turn, not one each, and an event's
- * end never starts the next one inside its own call stack. An event is
- * resolved before its payload is read: one whose function has reserved
- * concurrency 0 is parked (queue/queue.h) without reading it, and costs
- * nothing more until its function changes (parked_check, at most once a
- * second and only when the registry's generation moved) or it is 6 hours
- * old. An event older than that is dropped to the failed list
- * (EventAgeExceeded), as Lambda drops it.
+ * EVENTS: see events.c (the queue on its worker, submission, the
+ * dispatcher). This file keeps resolution, starts, `metadata`,
+ * --provisioned, names and logs, and the invoker's life.
  */
-#include "invoke/invoker.h"
+#include "invoke/internal.h"
 
 #include "base/alloc.h"
 #include "base/log.h"
@@ -40,57 +25,9 @@
 #include <strings.h>
 #include <time.h>
 
-#define DEFAULT_TENANT ""                    /* the namespace when authentication is off */
-#define EVENT_BATCH 16                       /* events taken from the queue at once */
-#define THROTTLED_RETRY_MS 1000              /* a throttled event waits this long */
-#define EVENT_MAX_AGE_MS (6 * 3600 * 1000LL) /* Lambda keeps an event this long */
-#define EVENT_KICK_BUDGET 64                 /* events taken per loop turn at most */
-#define PARK_CHECK_MS 1000                   /* parked functions are looked at this often */
-#define RCACHE_SLOTS 256                     /* resolutions kept (see rcache_t) */
-
-/*
- * The last resolution of an unqualified function name ($LATEST) per slot,
- * kept while the registry's generation stays the same: an invocation of a
- * function nobody changed reads no SQL and parses no configuration. Direct-
- * mapped by a hash of tenant and name; a collision replaces the entry.
- * Versions and aliases (a weighted alias picks anew each time) are not kept.
- */
-typedef struct {
-    char *key; /* owned: tenant "\n" name; NULL when the slot is empty */
-    uint64_t generation;
-    realm_fn_version_t v; /* config: an owned reference */
-    int no_network;
-} rcache_t;
-
-struct realm_invoker_s {
-    realm_invoker_opts_t o;
-    realm_queue_t *queue;
-    uv_timer_t timer;    /* the next due event (or the next parked check) */
-    uv_idle_t kick_idle; /* a kick on the next loop turn */
-    size_t events_running;
-    uint64_t parked_gen;   /* the registry generation parked functions were checked at */
-    int has_parked;        /* some function has parked events */
-    int is_parked_checked; /* parked_gen is meaningful */
-    int is_draining;
-    int is_closing;
-    int handles_open; /* timer and kick_idle until they are closed */
-    realm_invoker_close_cb on_closed;
-    void *closed_data;
-    uint64_t cache_hits;
-    rcache_t rcache[RCACHE_SLOTS];
-};
-
 /* ---- resolution ---- */
 
-typedef struct {
-    realm_exec_fn_t fn;
-    realm_fn_version_t v;
-    char code_dir[4096];
-    char **env;
-    char arn[256];
-} resolved_t;
-
-static void resolved_dispose(resolved_t *r)
+void realm_invoker_resolved_dispose(resolved_t *r)
 {
     if (r->env)
         for (char **e = r->env; *e; e++)
@@ -176,6 +113,8 @@ typedef struct {
     void *data;
     char *executed_version;
     realm_invoker_started_cb started;
+    /* or a resolution for someone else (realm_invoker_resolve_async) */
+    realm_invoker_resolved_cb resolved;
 } lookup_t;
 
 static void lookup_work(realm_registry_t *reg, void *data)
@@ -288,6 +227,58 @@ static int lookup_take(realm_invoker_t *iv, lookup_t *l, const char *tenant, res
     return 0;
 }
 
+int realm_invoker_cached(realm_invoker_t *iv, const char *tenant, const char *function,
+                         const char *qualifier, resolved_t *r)
+{
+    memset(r, 0, sizeof(*r));
+    char key[600];
+    int no_network = 0;
+    rcache_t *slot = rcache_slot(iv, tenant, function, qualifier, key, sizeof(key));
+    if (!slot || !rcache_get(iv, slot, key, &r->v, &no_network)) return 0;
+    resolved_fill(iv, r, tenant, no_network);
+    return 1;
+}
+
+static void resolve_done(void *data, int status)
+{
+    lookup_t *l = data;
+    realm_invoker_t *iv = l->iv;
+    if (status != 0) l->rc = realm_error_set(&l->e, status, "%s", realm_err_message(status));
+    resolved_t r;
+    realm_error_t e;
+    memset(&r, 0, sizeof(r));
+    if (lookup_take(iv, l, l->tenant, &r, &e) != 0) {
+        l->resolved(iv, NULL, &e, l->data);
+    } else {
+        l->resolved(iv, &r, NULL, l->data);
+        realm_invoker_resolved_dispose(&r);
+    }
+    lookup_free(l);
+    free(l);
+}
+
+int realm_invoker_resolve_async(realm_invoker_t *iv, const char *tenant, const char *function,
+                                const char *qualifier, realm_invoker_resolved_cb done, void *data)
+{
+    lookup_t *l = realm_malloc(sizeof(*l));
+    lookup_init(l, iv, tenant, function, qualifier, NULL);
+    l->resolved = done;
+    l->data = data;
+    int rc = realm_registry_async_submit(iv->o.ra, lookup_work, resolve_done, l);
+    if (rc != 0) {
+        lookup_free(l);
+        free(l);
+    }
+    return rc;
+}
+
+int64_t realm_invoker_wall_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
  * Resolves now: from the cache, else through the registry's worker, WAITING
  * for it (registry/async.h: the paths not yet asynchronous).
@@ -313,9 +304,9 @@ static int resolve(realm_invoker_t *iv, const char *tenant, const char *function
 }
 
 /* Runs what resolve found; the sink's on_done comes later (exec.h). */
-static realm_inv_t *start_resolved(realm_invoker_t *iv, resolved_t *r, const char *qualifier,
-                                   const realm_inv_req_t *req, const realm_inv_sink_t *sink,
-                                   void *data)
+realm_inv_t *realm_invoker_start_resolved(realm_invoker_t *iv, resolved_t *r, const char *qualifier,
+                                          const realm_inv_req_t *req, const realm_inv_sink_t *sink,
+                                          void *data)
 {
     /* The ARN as invoked: qualified when a qualifier was given. */
     char invoked[400];
@@ -349,9 +340,10 @@ static void start_done(void *data, int status)
         l->req.client_context = l->client_context;
         l->req.trace_id = l->trace_id;
         l->req.request_id = l->request_id;
-        realm_inv_t *inv = start_resolved(iv, &r, l->qualifier, &l->req, &l->sink, l->data);
+        realm_inv_t *inv =
+            realm_invoker_start_resolved(iv, &r, l->qualifier, &l->req, &l->sink, l->data);
         l->req.payload_owned = NULL; /* the engine took it */
-        resolved_dispose(&r);
+        realm_invoker_resolved_dispose(&r);
         l->started(inv, NULL, l->data);
     }
     lookup_free(l);
@@ -373,8 +365,8 @@ int realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *fun
     if (slot && rcache_get(iv, slot, key, &r.v, &no_network)) {
         resolved_fill(iv, &r, tenant, no_network);
         if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
-        *inv = start_resolved(iv, &r, qualifier, req, sink, data);
-        resolved_dispose(&r);
+        *inv = realm_invoker_start_resolved(iv, &r, qualifier, req, sink, data);
+        realm_invoker_resolved_dispose(&r);
         return 1;
     }
     /* Not cached: the registry's worker looks it up; the call starts in start_done. */
@@ -538,327 +530,8 @@ void realm_invoker_provision(realm_invoker_t *iv, const char *only)
         realm_exec_provision(iv->o.exec, &r.fn, count);
         realm_info("provisioned: %zu warm environment%s of %s:%s", count, count == 1 ? "" : "s",
                    r.v.name, r.v.version);
-        resolved_dispose(&r);
+        realm_invoker_resolved_dispose(&r);
     }
-}
-
-/* ---- Event ---- */
-
-static void events_kick(realm_invoker_t *iv);
-static void events_kick_soon(realm_invoker_t *iv);
-
-typedef struct {
-    realm_invoker_t *iv;
-    realm_queue_item_t item;
-} event_t;
-
-static int64_t wall_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void event_retry_or_fail(realm_invoker_t *iv, const realm_queue_item_t *it, const char *type,
-                                const char *msg)
-{
-    int64_t delay;
-    if (realm_invoker_event_verdict(iv->o.cfg, it->attempts, &delay) == REALM_EVENT_RETRY) {
-        realm_queue_retry(iv->queue, it->id, wall_ms() + delay, msg);
-        realm_info("event %" PRId64 " of %s failed (%s); retry %d of %" PRIu64 " in %" PRId64 " ms",
-                   it->id, it->function, type, it->attempts + 1, iv->o.cfg->event_retries, delay);
-    } else {
-        realm_queue_fail(iv->queue, it->id, type, msg, wall_ms());
-        realm_warn("event %" PRId64 " of %s failed for good after %d attempts: %s", it->id,
-                   it->function, it->attempts + 1, type);
-    }
-}
-
-/* An event past Lambda's maximum age is dropped to the failed list. 1 if it was. */
-static int event_expired(realm_invoker_t *iv, const realm_queue_item_t *it, int64_t now)
-{
-    if (!realm_invoker_event_is_expired(it->enqueued_ms, now)) return 0;
-    realm_queue_fail(iv->queue, it->id, "EventAgeExceeded",
-                     "The event was not run within 6 hours (throttled or reserved concurrency 0).",
-                     now);
-    realm_warn("event %" PRId64 " of %s dropped: older than 6 hours", it->id, it->function);
-    return 1;
-}
-
-static void on_event_chunk(realm_inv_t *inv, const void *bytes, size_t len, void *data)
-{
-    (void)inv;
-    (void)bytes;
-    (void)len;
-    (void)data;
-}
-
-static void on_event_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
-{
-    (void)inv;
-    event_t *ev = data;
-    realm_invoker_t *iv = ev->iv;
-    iv->events_running--;
-    switch (r->status) {
-    case REALM_INV_OK:
-        realm_queue_done(iv->queue, ev->item.id);
-        break;
-    case REALM_INV_THROTTLED:
-        /* Not the function's fault: try again later without counting it, for
-         * as long as Lambda keeps an event (6 hours). */
-        if (!event_expired(iv, &ev->item, wall_ms()))
-            realm_queue_defer(iv->queue, ev->item.id, wall_ms() + THROTTLED_RETRY_MS);
-        break;
-    case REALM_INV_FN_ERROR: {
-        realm_buf_t msg;
-        realm_buf_init(&msg);
-        realm_buf_append(&msg, r->payload, r->payload_len > 1024 ? 1024 : r->payload_len);
-        event_retry_or_fail(iv, &ev->item, r->error_type ? r->error_type : "Unhandled",
-                            msg.data ? msg.data : "");
-        realm_buf_dispose(&msg);
-        break;
-    }
-    default:
-        if (iv->is_draining)
-            realm_queue_release(iv->queue, ev->item.id);
-        else
-            event_retry_or_fail(iv, &ev->item, "ServiceException",
-                                r->error_message ? r->error_message : "");
-    }
-    realm_queue_item_dispose(&ev->item);
-    free(ev);
-    if (!iv->is_draining) events_kick_soon(iv);
-}
-
-/*
- * Runs one taken event, or parks, fails or defers it. The payload is read
- * only once the event is about to run.
- */
-static void run_event(realm_invoker_t *iv, realm_queue_item_t *it, int64_t now)
-{
-    if (event_expired(iv, it, now)) {
-        realm_queue_item_dispose(it);
-        return;
-    }
-    const char *qualifier = it->qualifier && it->qualifier[0] ? it->qualifier : NULL;
-    resolved_t r;
-    realm_error_t e;
-    if (resolve(iv, it->tenant, it->function, qualifier, &r, &e) != 0) {
-        if (realm_err_http_status(e.code) == 503) /* the registry is out of reach: later */
-            realm_queue_defer(iv->queue, it->id, now + THROTTLED_RETRY_MS);
-        else
-            realm_queue_fail(iv->queue, it->id, realm_err_aws_type(e.code), e.message, now);
-        realm_queue_item_dispose(it);
-        return;
-    }
-    if (r.v.reserved == 0) {
-        /* It may not run at all: asleep until its function changes or it expires. */
-        realm_queue_park(iv->queue, it->id, it->enqueued_ms + EVENT_MAX_AGE_MS);
-        iv->has_parked = 1;
-        resolved_dispose(&r);
-        realm_queue_item_dispose(it);
-        return;
-    }
-    if (realm_queue_load_payload(iv->queue, it) != 0) {
-        /* Gone meanwhile (forgotten: a no-op) or a storage error: later, not in a loop. */
-        realm_queue_defer(iv->queue, it->id, now + THROTTLED_RETRY_MS);
-        resolved_dispose(&r);
-        realm_queue_item_dispose(it);
-        return;
-    }
-    event_t *ev = realm_calloc(1, sizeof(*ev));
-    ev->iv = iv;
-    ev->item = *it;
-    /* Lambda queues an Event past reserved concurrency: it waits its turn. */
-    realm_inv_req_t req = {
-        .payload = it->payload, .payload_len = it->payload_len, .waits_past_reserved = 1};
-    /* A streamed answer is read to its end and dropped, as a whole one is. */
-    static const realm_inv_sink_t sink = {.on_chunk = on_event_chunk, .on_done = on_event_done};
-    iv->events_running++;
-    start_resolved(iv, &r, qualifier, &req, &sink, ev); /* ends in on_event_done, later */
-    resolved_dispose(&r);
-}
-
-/*
- * Wakes the parked events of functions that may run again (their reserved
- * concurrency changed, or they are gone). Reads the short list of parked
- * functions only when the registry changed since the last look.
- */
-static void parked_check(realm_invoker_t *iv, int64_t now)
-{
-    uint64_t gen = realm_registry_async_generation(iv->o.ra);
-    if (iv->is_parked_checked && gen == iv->parked_gen) return;
-    json_t *list = realm_queue_parked(iv->queue);
-    if (!list) return; /* a storage error (logged): look again next time */
-    iv->is_parked_checked = 1;
-    iv->parked_gen = gen;
-    iv->has_parked = 0;
-    size_t i;
-    json_t *pair;
-    json_array_foreach(list, i, pair)
-    {
-        const char *tenant = json_string_value(json_array_get(pair, 0));
-        const char *fn = json_string_value(json_array_get(pair, 1));
-        resolved_t r;
-        realm_error_t e;
-        int is_still = 0;
-        if (resolve(iv, tenant, fn, NULL, &r, &e) == 0) {
-            is_still = r.v.reserved == 0;
-            resolved_dispose(&r);
-        }
-        if (is_still) {
-            iv->has_parked = 1;
-            continue;
-        }
-        int64_t n = realm_queue_unpark(iv->queue, tenant, fn, now);
-        if (n > 0)
-            realm_info("%" PRId64 " parked event%s of %s may run again", n, n == 1 ? "" : "s", fn);
-    }
-    json_decref(list);
-}
-
-static void on_event_timer(uv_timer_t *t)
-{
-    events_kick(t->data);
-}
-
-static void on_kick_idle(uv_idle_t *h)
-{
-    realm_invoker_t *iv = h->data;
-    uv_idle_stop(&iv->kick_idle);
-    events_kick(iv);
-}
-
-/* A kick on the next loop turn (many requests in one turn share it). */
-static void events_kick_soon(realm_invoker_t *iv)
-{
-    if (!iv->is_draining) uv_idle_start(&iv->kick_idle, on_kick_idle);
-}
-
-/*
- * Runs what is due, EVENT_KICK_BUDGET events at most (the rest on the next
- * turn), and sets the timer for the next due event, or for the next look at
- * parked functions.
- */
-static void events_kick(realm_invoker_t *iv)
-{
-    if (iv->is_draining) return;
-    int64_t now = wall_ms();
-    parked_check(iv, now);
-    size_t cap = (size_t)iv->o.cfg->concurrency_limit;
-    size_t budget = EVENT_KICK_BUDGET;
-    int is_more = 0;
-    while (iv->events_running < cap) {
-        if (budget == 0) {
-            is_more = 1;
-            break;
-        }
-        realm_queue_item_t items[EVENT_BATCH];
-        size_t want = cap - iv->events_running;
-        if (want > EVENT_BATCH) want = EVENT_BATCH;
-        if (want > budget) want = budget;
-        size_t n = realm_queue_take_due(iv->queue, now, items, want);
-        budget -= n;
-        for (size_t i = 0; i < n; i++)
-            run_event(iv, &items[i], now);
-        if (n < want) break;
-    }
-    if (iv->events_running >= cap) {
-        uv_timer_stop(&iv->timer); /* an ending event kicks again */
-        return;
-    }
-    if (is_more) {
-        uv_timer_stop(&iv->timer);
-        events_kick_soon(iv);
-        return;
-    }
-    int64_t next = realm_queue_next_due(iv->queue);
-    int64_t wait = next < 0 ? -1 : next - wall_ms(); /* -1: nothing pending */
-    if (next >= 0 && wait < 0) wait = 0;
-    if (iv->has_parked && (wait < 0 || wait > PARK_CHECK_MS)) wait = PARK_CHECK_MS;
-    if (wait < 0) {
-        uv_timer_stop(&iv->timer);
-    } else if (wait == 0) {
-        /* Due already (time moved on): a turn later, not a 0 ms timer run in this pass. */
-        uv_timer_stop(&iv->timer);
-        events_kick_soon(iv);
-    } else {
-        uv_timer_start(&iv->timer, on_event_timer, (uint64_t)wait, 0);
-    }
-}
-
-/* ---- Event submission ---- */
-
-int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const char *tenant,
-                         const char *function, const char *qualifier, const char *payload,
-                         size_t len, char version[24], realm_error_t *e)
-{
-    resolved_t r;
-    if (resolve(iv, tenant, function, qualifier, &r, e) != 0) return -1;
-    char name[65], q[129] = "";
-    snprintf(version, 24, "%s", r.v.version);
-    snprintf(name, sizeof(name), "%s", r.v.name);
-    resolved_dispose(&r);
-    if (mode == REALM_INVOKER_DRY_RUN) return 0;
-    /* Queued under the function's own name, with the qualifier however it was
-     * given (InvokeAsync: none, it runs $LATEST). */
-    if (mode == REALM_INVOKER_EVENT &&
-        realm_registry_parse_name(realm_registry_async_registry(iv->o.ra), tenant, function, 1,
-                                  name, q, e) != 0)
-        q[0] = '\0';
-    const char *queued_q = mode == REALM_INVOKER_EVENT && qualifier ? qualifier : q;
-    char err[256];
-    int64_t id = realm_queue_push(iv->queue, tenant, name, queued_q, payload, len, wall_ms(), err,
-                                  sizeof(err));
-    if (id == REALM_QUEUE_FULL) {
-        realm_error_set(e, REALM_ERR_EVENT_QUEUE_FULL, "%s", err);
-        return -1;
-    }
-    if (id < 0) {
-        /* Not acknowledged: a 202 the database cannot back is never sent. */
-        if (realm_queue_unreachable(iv->queue))
-            realm_error_set(e, REALM_ERR_STORE_UNAVAILABLE,
-                            "The event queue's database is unavailable; retry shortly");
-        else
-            realm_error_set(e, REALM_ERR_INTERNAL_ERROR, "%s", err);
-        return -1;
-    }
-    events_kick_soon(iv);
-    return 0;
-}
-
-const char *realm_invoker_throttle_reason(int code)
-{
-    return code == REALM_ERR_EVENT_QUEUE_FULL ? "EventQueueFull" : "";
-}
-
-size_t realm_invoker_events_pending(realm_invoker_t *iv)
-{
-    return iv->queue ? realm_queue_pending(iv->queue) : 0;
-}
-
-json_t *realm_invoker_failed_events(realm_invoker_t *iv, const char *tenant, const char *name,
-                                    int64_t *pending)
-{
-    json_t *list = realm_queue_list_failed(iv->queue, tenant, name, 100);
-    *pending = (int64_t)realm_queue_pending_of(iv->queue, tenant, name);
-    return list ? list : json_array();
-}
-
-realm_event_verdict_t realm_invoker_event_verdict(const realm_config_t *cfg, int attempts,
-                                                  int64_t *delay_ms)
-{
-    if ((uint64_t)attempts < cfg->event_retries) {
-        *delay_ms = (int64_t)cfg->event_retry_base_ms << attempts;
-        return REALM_EVENT_RETRY;
-    }
-    *delay_ms = 0;
-    return REALM_EVENT_FAIL;
-}
-
-int realm_invoker_event_is_expired(int64_t enqueued_ms, int64_t now_ms)
-{
-    return now_ms - enqueued_ms >= EVENT_MAX_AGE_MS;
 }
 
 /* ---- names and logs ---- */
@@ -872,7 +545,7 @@ int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char
                                   function ? function : "", 0, name, q, e) != 0 ||
         resolve(iv, tenant, name, NULL, &r, e) != 0)
         return -1;
-    resolved_dispose(&r);
+    realm_invoker_resolved_dispose(&r);
     return 0;
 }
 
@@ -923,64 +596,42 @@ realm_invoker_t *realm_invoker_new(const realm_invoker_opts_t *o, char *err, siz
 {
     realm_invoker_t *iv = realm_calloc(1, sizeof(*iv));
     iv->o = *o;
-    char path[4096];
-    /* The queue lives where the registry does (--db): the data dir's
-     * events.db, or the shared PostgreSQL database. */
-    if (o->cfg->db && strcmp(o->cfg->db, "sqlite") != 0)
-        snprintf(path, sizeof(path), "%s", o->cfg->db);
-    else
-        snprintf(path, sizeof(path), "%s/events.db", o->cfg->data_dir);
-    iv->queue = realm_queue_open(path, err, err_len);
-    if (!iv->queue) {
+    if (realm_invoker_events_open(iv, err, err_len) != 0) {
         free(iv);
         return NULL;
     }
-    realm_queue_set_lease(iv->queue, (int64_t)o->cfg->event_lease_ms);
-    realm_queue_set_limits(iv->queue, o->cfg->event_queue_max_per_function,
-                           o->cfg->event_queue_max_per_tenant);
     uv_timer_init(o->loop, &iv->timer);
     iv->timer.data = iv;
     uv_idle_init(o->loop, &iv->kick_idle);
     iv->kick_idle.data = iv;
-    iv->handles_open = 2;
+    iv->handles_open = 3; /* the timer, the idle handle and the events worker */
     return iv;
 }
 
 void realm_invoker_begin(realm_invoker_t *iv)
 {
     realm_invoker_provision(iv, NULL);
-    /* Reads the counts, not the events; the first kick comes on the loop's first turn. */
-    size_t pending = realm_queue_pending(iv->queue);
-    if (pending)
-        realm_info("%zu queued event invocation%s to run", pending, pending == 1 ? "" : "s");
-    events_kick_soon(iv);
-}
-
-realm_queue_t *realm_invoker_queue(realm_invoker_t *iv)
-{
-    return iv->queue;
-}
-
-void realm_invoker_forget(realm_invoker_t *iv, const char *tenant, const char *name)
-{
-    realm_queue_forget(iv->queue, tenant, name);
+    realm_invoker_events_begin(iv);
 }
 
 void realm_invoker_drain(realm_invoker_t *iv)
 {
     iv->is_draining = 1;
-    uv_timer_stop(&iv->timer);
-    uv_idle_stop(&iv->kick_idle);
+    realm_invoker_events_stop(iv);
 }
 
-static void on_handle_closed(uv_handle_t *h)
+static void one_closed(realm_invoker_t *iv)
 {
-    realm_invoker_t *iv = h->data;
     if (--iv->handles_open > 0) return;
     realm_invoker_close_cb cb = iv->on_closed;
     void *data = iv->closed_data;
     free(iv);
     if (cb) cb(data);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    one_closed(h->data);
 }
 
 void realm_invoker_close(realm_invoker_t *iv, realm_invoker_close_cb cb, void *data)
@@ -990,10 +641,12 @@ void realm_invoker_close(realm_invoker_t *iv, realm_invoker_close_cb cb, void *d
     iv->on_closed = cb;
     iv->closed_data = data;
     iv->is_draining = 1;
-    realm_queue_close(iv->queue);
-    iv->queue = NULL;
+    realm_invoker_events_stop(iv);
     for (size_t i = 0; i < RCACHE_SLOTS; i++)
         rcache_clear(&iv->rcache[i]);
     uv_close((uv_handle_t *)&iv->timer, on_handle_closed);
     uv_close((uv_handle_t *)&iv->kick_idle, on_handle_closed);
+    /* The events worker finishes what it was given (outcomes of events that
+     * ended), then the queue closes on it. */
+    realm_invoker_events_close(iv, one_closed);
 }

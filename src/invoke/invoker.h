@@ -11,9 +11,10 @@
  *
  * DESIGN: resolution of an unqualified name is cached per registry write
  * generation (a function nobody changed reads no SQL); versions and
- * aliases are resolved each time (a weighted alias picks anew). Events go
- * to the queue only; a dispatcher on the loop takes due events with a
- * bounded budget per loop turn, runs them, and then removes, retries
+ * aliases are resolved each time (a weighted alias picks anew), on the
+ * registry's worker (registry/async.h). Events go to the queue only, which
+ * lives on a worker of its own (events.c): a dispatcher takes due events
+ * in jobs, with a bounded budget, runs them, and then removes, retries
  * (doubling delays, --event-retries times), defers (throttled), parks
  * (reserved concurrency 0) or fails them (EventAgeExceeded after 6 hours).
  * This module knows no wire format: callers get exec's sinks (exec.h).
@@ -21,7 +22,8 @@
  * LIFETIME: the registry, the package store and the engine are borrowed
  * (opened by the server) and must outlive the invoker; realm_invoker_close
  * closes its handles and frees it on a later loop turn.
- * THREADS: loop thread only.
+ * THREADS: the loop thread, but the registry (its worker) and the queue
+ * (the events worker): both are touched only by jobs (internal.h).
  */
 #ifndef REALM_INVOKE_INVOKER_H
 #define REALM_INVOKE_INVOKER_H
@@ -100,29 +102,41 @@ typedef enum {
 } realm_invoker_mode_t;
 
 /*
- * Resolves the function and, for an Event, puts it in the durable queue (it
- * runs later, on the dispatcher). payload is borrowed (JSON text, already
- * within REALM_INVOKER_ASYNC_LIMIT). Returns 0 with the version that would
- * run in version; or -1 with e: the registry's error (404, 400...),
- * REALM_ERR_EVENT_QUEUE_FULL (429) when the queue is full or
- * REALM_ERR_INTERNAL_ERROR (500) on a storage error.
+ * Resolves the function (on the registry's worker) and, for an Event, puts
+ * it in the durable queue (on the events worker; it runs later, on the
+ * dispatcher). payload is copied (JSON text, already within
+ * REALM_INVOKER_ASYNC_LIMIT). Returns 0, and cb(version, NULL, data) comes
+ * once, on a later loop turn, when the event is queued (or would run:
+ * DryRun), with the version that runs; or cb(NULL, e, data) with the
+ * registry's error (404, 400...), REALM_ERR_EVENT_QUEUE_FULL (429),
+ * REALM_ERR_STORE_UNAVAILABLE (503: nothing was queued) or
+ * REALM_ERR_INTERNAL_ERROR (500). Or -1 with e now (the registry's worker
+ * is full or closing) and cb never comes.
  */
+typedef void (*realm_invoker_submitted_cb)(const char *version, const realm_error_t *e, void *data);
 int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const char *tenant,
                          const char *function, const char *qualifier, const char *payload,
-                         size_t len, char version[24], realm_error_t *e);
+                         size_t len, realm_invoker_submitted_cb cb, void *data, realm_error_t *e);
 /* The Reason of a 429 answer for an error code ("EventQueueFull"), "" for others. */
 const char *realm_invoker_throttle_reason(int code);
-/* The Event queue (borrowed until realm_invoker_close; for tests and fuzzers). */
+/* The Event queue (borrowed until realm_invoker_close). It belongs to the
+ * events worker: tests and fuzzers may use it only while no job is queued. */
 realm_queue_t *realm_invoker_queue(realm_invoker_t *iv);
-/* Event invocations queued, all tenants and functions (the metric). */
+/* 1 when no Event job is queued or under way and no kick is due (tests). */
+int realm_invoker_events_idle(realm_invoker_t *iv);
+/* Event invocations queued, all tenants and functions (the metric), as the
+ * dispatcher last counted them (plus those queued since). */
 size_t realm_invoker_events_pending(realm_invoker_t *iv);
 /*
  * The failed Event invocations of a function (at most 100, a new JSON
- * array) and how many are pending in *pending; the function's name is its
- * plain name (realm_invoker_plain_name).
+ * array, the callee's) and how many are pending, read on the events
+ * worker: 0 and cb(list, pending, data) comes once, later (an empty list
+ * when they could not be read); or -1 (closing) and cb never comes. The
+ * function's name is its plain name (realm_invoker_plain_name).
  */
-json_t *realm_invoker_failed_events(realm_invoker_t *iv, const char *tenant, const char *name,
-                                    int64_t *pending);
+typedef void (*realm_invoker_failed_cb)(json_t *list, int64_t pending, void *data);
+int realm_invoker_failed_events(realm_invoker_t *iv, const char *tenant, const char *name,
+                                realm_invoker_failed_cb cb, void *data);
 
 /*
  * The event dispatcher's decision for an event that ended (pure; tests).
