@@ -360,7 +360,9 @@ realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location
                                                                .errmsg = mig_errmsg},
                             &m, where, kind, schema, &p->base.schema_version, err, err_len) != 0)
         goto fail;
-    realm_pg_registry_opened(p);
+    /* What this machine's dead processes left (a server killed, restarted). */
+    if (kind == REALM_STORE_REGISTRY) realm_pg_registry_opened(p);
+    if (kind == REALM_STORE_QUEUE) realm_pg_queue_opened(p);
     return &p->base;
 fail:
     pg_close(&p->base);

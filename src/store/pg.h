@@ -89,6 +89,16 @@ void realm_pg_registry_init(pg_t *p);
  * dead processes of this machine's pid namespace (pg_registry.c). A
  * failure is logged and changes nothing (those rows expire anyway). */
 void realm_pg_registry_opened(pg_t *p);
+/* Releases the leases of this machine's dead processes (pg_queue.c). */
+void realm_pg_queue_opened(pg_t *p);
+/*
+ * Where a pid means one process: "HOST/BOOT/PIDNS" into out; 1, or 0 when
+ * it cannot say (then the host alone, and no row is judged by its pid).
+ * Owners of shared rows are "SPACE:PID:SALT".
+ */
+int realm_pg_pid_space(char *out, size_t len);
+/* The pid of owner when it is in prefix's space ("SPACE:") and gone, else 0. */
+long realm_pg_dead_owner(const char *owner, const char *prefix);
 
 extern const realm_store_schema_t realm_pg_auth_schema;
 /* Fills the auth kind's ops and p->stmts (pg_auth.c). */

@@ -172,6 +172,8 @@ enum {
     S_XACT_STATUS,
     S_END_SESSION,
     S_RENEW,
+    S_LEASE_OWNERS,
+    S_LEASE_DROP,
     S_COUNT
 };
 
@@ -247,6 +249,11 @@ static const pg_stmt_t stmts[S_COUNT] = {
     [S_RENEW] = {"UPDATE events e SET lease_until_ms = $1::bigint FROM unnest($2::bigint[],"
                  " $3::bigint[]) AS l(id, lease) WHERE e.id = l.id AND e.lease = l.lease",
                  3},
+    /* The lease owners of this machine's pid space ($1: "SPACE:"), and one's leases. */
+    [S_LEASE_OWNERS] = {"SELECT DISTINCT lease_owner FROM events"
+                        " WHERE lease_owner IS NOT NULL AND left(lease_owner, length($1)) = $1",
+                        1},
+    [S_LEASE_DROP] = {"UPDATE events SET " UNLEASE " WHERE lease_owner = $1", 1},
 };
 
 #define P(s) ((pg_t *)(s))
@@ -648,6 +655,33 @@ static int q_forget(realm_store_t *s, const char *t, const char *f)
     return run_done(P(s), S_FORGET, (const char *[]){t, f});
 }
 
+/*
+ * A server killed while it held events and started again on this machine:
+ * its leases would hold them until they end (--event-lease-ms); the
+ * process is gone, so they are released now (its tokens stay stale). Leases
+ * of live processes and of other machines wait for their end.
+ */
+void realm_pg_queue_opened(pg_t *p)
+{
+    char space[128], prefix[130];
+    if (!realm_pg_pid_space(space, sizeof(space))) return;
+    snprintf(prefix, sizeof(prefix), "%s:", space);
+    PGresult *r = realm_pg_exec(p, S_LEASE_OWNERS, (const char *[]){prefix}, NULL);
+    if (!r) return;
+    for (int i = 0; i < PQntuples(r); i++) {
+        const char *owner = PQgetvalue(r, i, 0);
+        long pid = realm_pg_dead_owner(owner, prefix);
+        if (!pid) continue;
+        PGresult *d = realm_pg_exec(p, S_LEASE_DROP, (const char *[]){owner}, NULL);
+        if (d) {
+            realm_info("store: %s: %" PRId64 " event(s) taken by process %ld (gone) released",
+                       p->where, realm_pg_changes(d), pid);
+            PQclear(d);
+        }
+    }
+    PQclear(r);
+}
+
 void realm_pg_queue_init(pg_t *p)
 {
     realm_store_ops_t *o = &p->ops;
@@ -656,11 +690,11 @@ void realm_pg_queue_init(pg_t *p)
     _Static_assert(S_COUNT <= PG_STMT_MAX, "PG_STMT_MAX");
     /* This store's name in the leases it holds: host, process and a
      * per-open part (two stores of one process are two owners). */
-    char host[64] = "";
-    gethostname(host, sizeof(host) - 1);
+    char space[128];
+    realm_pg_pid_space(space, sizeof(space));
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", host, (long)getpid(),
+    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", space, (long)getpid(),
              (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec ^ (unsigned long)(uintptr_t)p);
     o->q_push = q_push;
     o->q_claim = q_claim;

@@ -663,7 +663,7 @@ static int64_t pkg_delete_unused(realm_store_t *s)
 /* Where a pid means one process: "HOST/BOOT/PIDNS" (this boot of this
  * machine, this pid namespace); without /proc, the host alone, and then
  * nobody's rows are judged by their pid (pid_space answers 0). */
-static int pid_space(char *out, size_t len)
+int realm_pg_pid_space(char *out, size_t len)
 {
     char host[64] = "", boot[40] = "";
     gethostname(host, sizeof(host) - 1);
@@ -684,21 +684,29 @@ static int pid_space(char *out, size_t len)
     return 1;
 }
 
+long realm_pg_dead_owner(const char *owner, const char *prefix)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(owner, prefix, plen) != 0) return 0;
+    char *end = NULL;
+    errno = 0;
+    long pid = strtol(owner + plen, &end, 10);
+    if (errno || end == owner + plen || *end != ':' || pid <= 0) return 0;
+    if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) return 0; /* alive (or not ours to see) */
+    return pid;
+}
+
 void realm_pg_registry_opened(pg_t *p)
 {
     char space[128], prefix[130];
-    if (!pid_space(space, sizeof(space))) return;
+    if (!realm_pg_pid_space(space, sizeof(space))) return;
     snprintf(prefix, sizeof(prefix), "%s:", space);
     PGresult *r = realm_pg_exec(p, S_PEND_OWNERS, (const char *[]){prefix}, NULL);
     if (!r) return;
-    size_t plen = strlen(prefix);
     for (int i = 0; i < PQntuples(r); i++) {
         const char *owner = PQgetvalue(r, i, 0);
-        char *end = NULL;
-        errno = 0;
-        long pid = strtol(owner + plen, &end, 10);
-        if (errno || end == owner + plen || *end != ':' || pid <= 0) continue;
-        if (kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue; /* alive (or not ours to see) */
+        long pid = realm_pg_dead_owner(owner, prefix);
+        if (!pid) continue;
         PGresult *d = realm_pg_exec(p, S_PEND_DROP, (const char *[]){owner}, NULL);
         if (d) {
             realm_info("store: %s: %" PRId64 " create(s)/update(s) in flight of process %ld "
@@ -719,7 +727,7 @@ void realm_pg_registry_init(pg_t *p)
     /* This store's name in realm_pending: its space, process and a per-open
      * part (two stores of one process are two owners). */
     char space[128];
-    pid_space(space, sizeof(space));
+    realm_pg_pid_space(space, sizeof(space));
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", space, (long)getpid(),

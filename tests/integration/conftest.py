@@ -188,6 +188,15 @@ def pg_database_for(data_dir):
         return url
 
 
+def db_args(data_dir):
+    """What `realm keys` needs besides --data-dir to work on the keys of the
+    server that runs on data_dir: nothing on SQLite (auth.db is in the data
+    dir); in PostgreSQL mode, that server's --db."""
+    if TEST_DB != "pg":
+        return []
+    return ["--db", pg_database_for(data_dir)]
+
+
 def has_db_flag(args):
     return any(a == "--db" or str(a).startswith("--db=") for a in args)
 

@@ -5,9 +5,10 @@ start, naming the file and both versions, and leaves the file untouched; a
 data dir from the releases before realm_schema (the same tables, the version
 in PRAGMA user_version) starts, records its version and keeps its functions.
 
-With REALM_TEST_DB=pg the registry's version is a row of realm_schema in the
-server's database (conftest: one per data dir), the queue's and the keys'
-still in their files, and the refusal names the database. The files from
+With REALM_TEST_DB=pg the registry's and the queue's versions are rows of
+realm_schema in the server's database (conftest: one per data dir), the
+keys' (of `realm keys --data-dir`) still in auth.db, and the refusal names
+the database and the kind. The files from
 before realm_schema are SQLite's own history (sqlite_only)."""
 import contextlib
 import os
@@ -44,16 +45,21 @@ def versions(path):
     return dict(sql(path, "SELECT kind, version FROM realm_schema"))
 
 
+KINDS = {"realm.db": "registry", "events.db": "queue"}
+
+
 class Kept:
     """Where a data dir keeps one kind's version: its file (DATA_DIR/FILE), or,
-    for the registry (realm.db) with REALM_TEST_DB=pg, the realm_schema table
-    of the data dir's database."""
+    for the registry (realm.db) and the queue (events.db) with
+    REALM_TEST_DB=pg, the kind's row of realm_schema in the data dir's
+    database."""
 
     def __init__(self, data_dir, file):
         self.path = os.path.join(data_dir, file)
-        self.url = pg_database_for(data_dir) if PG_MODE and file == "realm.db" else None
+        self.kind = KINDS.get(file)
+        self.url = pg_database_for(data_dir) if PG_MODE and self.kind else None
         # As the messages name it.
-        self.where = self.url + " (registry)" if self.url else self.path
+        self.where = f"{self.url} ({self.kind})" if self.url else self.path
 
     def sql(self, statement):
         if not self.url:
@@ -62,13 +68,14 @@ class Kept:
         return [tuple(line.split("|")) for line in out.splitlines()]
 
     def versions(self):
-        return {k: int(v) for k, v in self.sql("SELECT kind, version FROM realm_schema")}
+        only = f" WHERE kind = '{self.kind}'" if self.url else ""
+        return {k: int(v) for k, v in self.sql("SELECT kind, version FROM realm_schema" + only)}
 
     def cookie(self):
         """Changes when the schema or the version row does."""
         if not self.url:
             return self.sql("PRAGMA schema_version")
-        return self.sql("SELECT xmin, version FROM realm_schema ORDER BY kind")
+        return self.sql(f"SELECT xmin, version FROM realm_schema WHERE kind = '{self.kind}'")
 
 
 def populate(make_server, data):
@@ -91,9 +98,10 @@ def test_each_file_records_its_version(make_server, tmp_path):
     populate(make_server, data)
     reg, queue = Kept(data, "realm.db").versions(), Kept(data, "events.db").versions()
     assert list(reg) == ["registry"] and reg["registry"] >= 1, reg
-    assert list(queue) == ["queue"] and queue["queue"] >= 2, queue
-    # With REALM_TEST_DB=pg the registry is in the database only.
+    assert list(queue) == ["queue"] and queue["queue"] >= (1 if PG_MODE else 2), queue
+    # With REALM_TEST_DB=pg the registry and the queue are in the database only.
     assert os.path.exists(os.path.join(data, "realm.db")) == (not PG_MODE)
+    assert os.path.exists(os.path.join(data, "events.db")) == (not PG_MODE)
     p = subprocess.run([realm_bin(), "keys", "create", "--tenant", "acme", "--json",
                         "--data-dir", data], capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
@@ -108,7 +116,7 @@ def test_newer_file_is_refused(make_server, tmp_path, file, kind):
     populate(make_server, data)
     f = Kept(data, file)
     known = f.versions()[kind]
-    f.sql(f"UPDATE realm_schema SET version = {known + 5}")
+    f.sql(f"UPDATE realm_schema SET version = {known + 5} WHERE kind = '{kind}'")
     cookie = f.cookie()
 
     p = serve(data)
@@ -122,7 +130,7 @@ def test_newer_file_is_refused(make_server, tmp_path, file, kind):
     assert f.cookie() == cookie  # nothing written
 
     # Only the version stood in the way: back at the known one, all is there.
-    f.sql(f"UPDATE realm_schema SET version = {known}")
+    f.sql(f"UPDATE realm_schema SET version = {known} WHERE kind = '{kind}'")
     still_there(make_server, data)
 
 

@@ -37,7 +37,7 @@ from botocore.exceptions import ClientError
 from wsproto import ConnectionType, WSConnection
 from wsproto.events import AcceptConnection, RejectConnection, RejectData, Request, TextMessage
 
-from conftest import Server, realm_bin
+from conftest import Server, realm_bin, db_args
 from fn_util import build_zip, fn_client, http_request, invoke_path, poll_until
 from lambda_util import AWS_BIN, REGION, ROLE, finish, lambda_client, write_zip
 from wsclient import Ws
@@ -88,7 +88,7 @@ def node_zip(src):
 def keys_create(srv, tenant, *extra):
     """`realm keys create --tenant T --json` on the server's data dir."""
     p = subprocess.run([realm_bin(), "keys", "create", "--tenant", tenant, "--json",
-                        "--data-dir", srv.data_dir, *extra],
+                        "--data-dir", srv.data_dir, *db_args(srv.data_dir), *extra],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     k = json.loads(p.stdout)
@@ -97,7 +97,8 @@ def keys_create(srv, tenant, *extra):
 
 
 def keys_revoke(srv, key_id):
-    p = subprocess.run([realm_bin(), "keys", "revoke", key_id, "--data-dir", srv.data_dir],
+    p = subprocess.run([realm_bin(), "keys", "revoke", key_id, "--data-dir", srv.data_dir,
+                        *db_args(srv.data_dir)],
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 0, p.stderr
 

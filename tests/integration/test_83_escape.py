@@ -28,7 +28,7 @@ import threading
 
 import pytest
 
-from conftest import lambda_client, realm_bin
+from conftest import lambda_client, realm_bin, db_args
 from fn_util import build_zip, fn_client, fn_server, poll_until
 from lambda_util import ROLE
 
@@ -213,7 +213,8 @@ def abstract():
 
 def tenant_key(s):
     p = subprocess.run([realm_bin(), "keys", "create", "--tenant", "intruder", "--json",
-                        "--data-dir", s.data_dir], capture_output=True, text=True, timeout=30)
+                        "--data-dir", s.data_dir, *db_args(s.data_dir)], capture_output=True,
+                       text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 

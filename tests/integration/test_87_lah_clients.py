@@ -15,7 +15,7 @@ import subprocess
 
 import pytest
 
-from conftest import Server, finish, realm_bin
+from conftest import Server, finish, realm_bin, db_args
 from fn_util import (NODE_ECHO, build_zip, decode_event_stream, deploy_node, fn_client, fn_server,
                      http_request, invoke_path)
 from lambda_util import REGION, lambda_client
@@ -85,7 +85,8 @@ def auth_srv():
 
 def keys_create(srv, tenant):
     p = subprocess.run([realm_bin(), "keys", "create", "--tenant", tenant, "--json",
-                        "--data-dir", srv.data_dir], capture_output=True, text=True, timeout=30)
+                        "--data-dir", srv.data_dir, *db_args(srv.data_dir)], capture_output=True,
+                       text=True, timeout=30)
     assert p.returncode == 0, p.stderr
     return json.loads(p.stdout)
 
