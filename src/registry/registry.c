@@ -169,9 +169,11 @@ static int pending_find(realm_registry_t *r, const char *tenant, const char *nam
     return realm_store_pending_get(r->store, tenant, name) != 0;
 }
 
-static void pending_add(realm_registry_t *r, const char *tenant, const char *name, int is_create)
+/* 0 recorded; 1 another server recorded one first (between the find and
+ * this: a shared database); -1 a storage error. */
+static int pending_add(realm_registry_t *r, const char *tenant, const char *name, int is_create)
 {
-    realm_store_pending_add(r->store, tenant, name, is_create);
+    return realm_store_pending_add(r->store, tenant, name, is_create);
 }
 
 void realm_registry_update_abort(realm_registry_t *r, const char *tenant, const char *name)
@@ -403,7 +405,14 @@ const char *realm_registry_create_check(realm_registry_t *r, const char *tenant,
     if (realm_reg_get_bool(req, "Publish", &publish, e) < 0) return NULL;
     const char *zip = zip_of(json_object_get(req, "Code"), e);
     if (!zip) return NULL;
-    pending_add(r, tenant, name, 1);
+    rc = pending_add(r, tenant, name, 1);
+    if (rc != 0) {
+        if (rc < 0)
+            realm_reg_db_fail(r, e);
+        else
+            realm_error_set(e, REALM_ERR_RESOURCE_CONFLICT, "Function already exist: %s", name);
+        return NULL;
+    }
     memcpy(name_out, name, sizeof(name));
     return zip;
 }
@@ -553,7 +562,14 @@ const char *realm_registry_code_check(realm_registry_t *r, const char *tenant, c
         realm_reg_conflict_updating(r, tenant, name, e);
         return NULL;
     }
-    pending_add(r, tenant, name, 0);
+    rc = pending_add(r, tenant, name, 0);
+    if (rc != 0) {
+        if (rc < 0)
+            realm_reg_db_fail(r, e);
+        else
+            realm_reg_conflict_updating(r, tenant, name, e);
+        return NULL;
+    }
     return zip;
 }
 
