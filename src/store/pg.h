@@ -99,6 +99,11 @@ void realm_pg_queue_opened(pg_t *p);
 int realm_pg_pid_space(char *out, size_t len);
 /* The pid of owner when it is in prefix's space ("SPACE:") and gone, else 0. */
 long realm_pg_dead_owner(const char *owner, const char *prefix);
+/* p->owner: "SPACE:PID:SALT" (two stores of one process are two owners). */
+void realm_pg_set_owner(pg_t *p);
+/* Runs drop_stmt(owner) for each owner owners_stmt("SPACE:") lists whose
+ * process is gone (this machine's), logging how many rows of what. */
+void realm_pg_release_dead(pg_t *p, size_t owners_stmt, size_t drop_stmt, const char *what);
 
 extern const realm_store_schema_t realm_pg_auth_schema;
 /* Fills the auth kind's ops and p->stmts (pg_auth.c). */

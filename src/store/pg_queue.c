@@ -663,23 +663,7 @@ static int q_forget(realm_store_t *s, const char *t, const char *f)
  */
 void realm_pg_queue_opened(pg_t *p)
 {
-    char space[128], prefix[130];
-    if (!realm_pg_pid_space(space, sizeof(space))) return;
-    snprintf(prefix, sizeof(prefix), "%s:", space);
-    PGresult *r = realm_pg_exec(p, S_LEASE_OWNERS, (const char *[]){prefix}, NULL);
-    if (!r) return;
-    for (int i = 0; i < PQntuples(r); i++) {
-        const char *owner = PQgetvalue(r, i, 0);
-        long pid = realm_pg_dead_owner(owner, prefix);
-        if (!pid) continue;
-        PGresult *d = realm_pg_exec(p, S_LEASE_DROP, (const char *[]){owner}, NULL);
-        if (d) {
-            realm_info("store: %s: %" PRId64 " event(s) taken by process %ld (gone) released",
-                       p->where, realm_pg_changes(d), pid);
-            PQclear(d);
-        }
-    }
-    PQclear(r);
+    realm_pg_release_dead(p, S_LEASE_OWNERS, S_LEASE_DROP, "taken event(s)");
 }
 
 void realm_pg_queue_init(pg_t *p)
@@ -688,14 +672,7 @@ void realm_pg_queue_init(pg_t *p)
     p->stmts = stmts;
     p->stmt_cnt = S_COUNT;
     _Static_assert(S_COUNT <= PG_STMT_MAX, "PG_STMT_MAX");
-    /* This store's name in the leases it holds: host, process and a
-     * per-open part (two stores of one process are two owners). */
-    char space[128];
-    realm_pg_pid_space(space, sizeof(space));
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", space, (long)getpid(),
-             (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec ^ (unsigned long)(uintptr_t)p);
+    realm_pg_set_owner(p); /* its name in the leases it holds */
     o->q_push = q_push;
     o->q_claim = q_claim;
     o->q_payload = q_payload;

@@ -696,26 +696,40 @@ long realm_pg_dead_owner(const char *owner, const char *prefix)
     return pid;
 }
 
-void realm_pg_registry_opened(pg_t *p)
+void realm_pg_release_dead(pg_t *p, size_t owners_stmt, size_t drop_stmt, const char *what)
 {
     char space[128], prefix[130];
     if (!realm_pg_pid_space(space, sizeof(space))) return;
     snprintf(prefix, sizeof(prefix), "%s:", space);
-    PGresult *r = realm_pg_exec(p, S_PEND_OWNERS, (const char *[]){prefix}, NULL);
+    PGresult *r = realm_pg_exec(p, owners_stmt, (const char *[]){prefix}, NULL);
     if (!r) return;
     for (int i = 0; i < PQntuples(r); i++) {
         const char *owner = PQgetvalue(r, i, 0);
         long pid = realm_pg_dead_owner(owner, prefix);
         if (!pid) continue;
-        PGresult *d = realm_pg_exec(p, S_PEND_DROP, (const char *[]){owner}, NULL);
+        PGresult *d = realm_pg_exec(p, drop_stmt, (const char *[]){owner}, NULL);
         if (d) {
-            realm_info("store: %s: %" PRId64 " create(s)/update(s) in flight of process %ld "
-                       "(gone) dropped",
-                       p->where, realm_pg_changes(d), pid);
+            realm_info("store: %s: %" PRId64 " %s of process %ld (gone) released", p->where,
+                       realm_pg_changes(d), what, pid);
             PQclear(d);
         }
     }
     PQclear(r);
+}
+
+void realm_pg_set_owner(pg_t *p)
+{
+    char space[128];
+    realm_pg_pid_space(space, sizeof(space));
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", space, (long)getpid(),
+             (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec ^ (unsigned long)(uintptr_t)p);
+}
+
+void realm_pg_registry_opened(pg_t *p)
+{
+    realm_pg_release_dead(p, S_PEND_OWNERS, S_PEND_DROP, "create(s)/update(s) in flight");
 }
 
 void realm_pg_registry_init(pg_t *p)
@@ -724,14 +738,7 @@ void realm_pg_registry_init(pg_t *p)
     p->stmts = stmts;
     p->stmt_cnt = S_COUNT;
     _Static_assert(S_COUNT <= PG_STMT_MAX, "PG_STMT_MAX");
-    /* This store's name in realm_pending: its space, process and a per-open
-     * part (two stores of one process are two owners). */
-    char space[128];
-    realm_pg_pid_space(space, sizeof(space));
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    snprintf(p->owner, sizeof(p->owner), "%s:%ld:%lx.%lx", space, (long)getpid(),
-             (unsigned long)ts.tv_sec, (unsigned long)ts.tv_nsec ^ (unsigned long)(uintptr_t)p);
+    realm_pg_set_owner(p); /* its name in realm_pending */
     o->fn_get = fn_get;
     o->fn_insert = fn_insert;
     o->fn_delete = fn_delete;
