@@ -462,11 +462,26 @@ static void parked_resolve_work(realm_registry_t *reg, void *data)
     j->list = wake;
 }
 
+static void on_event_timer(uv_timer_t *t);
+
+/* Some function has parked events: the dispatcher looks again within PARK_CHECK_MS. */
+static void look_again_soon(realm_invoker_t *iv)
+{
+    if (iv->is_draining) return;
+    if (!uv_is_active((uv_handle_t *)&iv->timer) || uv_timer_get_due_in(&iv->timer) > PARK_CHECK_MS)
+        uv_timer_start(&iv->timer, on_event_timer, PARK_CHECK_MS, 0);
+}
+
 static void parked_resolved(void *data, int status)
 {
     qjob_t *j = data;
     realm_invoker_t *iv = j->iv;
-    if (status == 0 && j->n) iv->has_parked = 1;
+    /* The timer may have been set before this answer (the take runs beside
+     * it): with parked events left, it must come back within a second. */
+    if (status == 0 && j->n) {
+        iv->has_parked = 1;
+        look_again_soon(iv);
+    }
     if (status == 0 && json_array_size(j->list) && !iv->is_draining) {
         qjob_t *u = qjob_new(iv, Q_UNPARK);
         u->list = json_incref(j->list);
@@ -484,6 +499,7 @@ static void parked_listed(qjob_t *j, int status)
     realm_invoker_t *iv = j->iv;
     if (status != 0 || !j->list || iv->is_draining) { /* a storage error (logged): next time */
         iv->is_parked_checking = 0;
+        if (status == 0 && !j->list) look_again_soon(iv);
         return;
     }
     iv->is_parked_checked = 1;
@@ -501,6 +517,7 @@ static void parked_listed(qjob_t *j, int status)
         free(r);
         iv->has_parked = 1;
         iv->is_parked_checking = 0;
+        look_again_soon(iv);
     }
 }
 
