@@ -859,15 +859,13 @@ void realm_invoker_events_stop(realm_invoker_t *iv)
     uv_idle_stop(&iv->kick_idle);
 }
 
-static void (*eq_one_closed)(realm_invoker_t *iv);
-
 static void on_eq_closed(void *data)
 {
     realm_invoker_t *iv = data;
     realm_queue_close(iv->queue); /* the worker is gone: the loop may */
     iv->queue = NULL;
     iv->eq = NULL;
-    eq_one_closed(iv);
+    iv->eq_one_closed(iv);
 }
 
 static void maybe_close_eq(realm_invoker_t *iv)
@@ -879,7 +877,7 @@ static void maybe_close_eq(realm_invoker_t *iv)
 
 void realm_invoker_events_close(realm_invoker_t *iv, void (*one_closed)(realm_invoker_t *iv))
 {
-    eq_one_closed = one_closed;
+    iv->eq_one_closed = one_closed;
     maybe_close_eq(iv);
 }
 

@@ -55,7 +55,8 @@ struct realm_invoker_s {
     int is_draining;
     int is_closing;
     int is_eq_closed;
-    int handles_open; /* timer, kick_idle and eq until they are closed */
+    int handles_open;                           /* timer, kick_idle and eq until they are closed */
+    void (*eq_one_closed)(realm_invoker_t *iv); /* eq is gone (invoker.c's close) */
     realm_invoker_close_cb on_closed;
     void *closed_data;
     uint64_t cache_hits;

@@ -286,14 +286,7 @@ int64_t realm_invoker_wall_ms(void)
 static int resolve(realm_invoker_t *iv, const char *tenant, const char *function,
                    const char *qualifier, resolved_t *r, realm_error_t *e)
 {
-    memset(r, 0, sizeof(*r));
-    char key[600];
-    int no_network = 0;
-    rcache_t *slot = rcache_slot(iv, tenant, function, qualifier, key, sizeof(key));
-    if (slot && rcache_get(iv, slot, key, &r->v, &no_network)) {
-        resolved_fill(iv, r, tenant, no_network);
-        return 0;
-    }
+    if (realm_invoker_cached(iv, tenant, function, qualifier, r)) return 0;
     lookup_t l;
     lookup_init(&l, iv, tenant, function, qualifier, NULL);
     int rc = realm_registry_async_call(iv->o.ra, lookup_work, &l);
@@ -357,13 +350,8 @@ int realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *fun
 {
     e->code = 0;
     *inv = NULL;
-    char key[600];
-    int no_network = 0;
     resolved_t r;
-    memset(&r, 0, sizeof(r));
-    rcache_t *slot = rcache_slot(iv, tenant, function, qualifier, key, sizeof(key));
-    if (slot && rcache_get(iv, slot, key, &r.v, &no_network)) {
-        resolved_fill(iv, &r, tenant, no_network);
+    if (realm_invoker_cached(iv, tenant, function, qualifier, &r)) {
         if (executed_version) snprintf(executed_version, 24, "%s", r.v.version);
         *inv = realm_invoker_start_resolved(iv, &r, qualifier, req, sink, data);
         realm_invoker_resolved_dispose(&r);
