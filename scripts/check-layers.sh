@@ -4,7 +4,7 @@
 #   base <- {proto, metrics, config, queue} ; metrics <- dispatch <- api
 #   base <- pkg <- registry ; base <- sandbox <- exec ; pkg <- cli
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
-#   storeq <- {registry, queue} (their async façades: registry/async.h, queue/async.h)
+#   storeq <- {registry, invoke, admit} (their workers: registry/async.h, the Event queue in invoke/events.c, the key store in admit.c)
 #   base <- storeq (the store queue: a worker thread behind a uv_async façade)
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
 #   base <- runtimes (the runtime table) <- {registry, exec, invoke, cli, api}
@@ -39,7 +39,7 @@ allowed() {
     llm) echo "base httpc llm" ;;
     auth) echo "base store auth" ;;
     cli) echo "base pkg auth httpc runtimes cli" ;;
-    admit) echo "base auth metrics admit" ;;
+    admit) echo "base auth metrics storeq admit" ;;
     invoke) echo "base config metrics dispatch pkg registry queue exec model runtimes storeq invoke" ;;
     api) echo "*" ;;
     *) echo "" ;;

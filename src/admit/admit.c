@@ -12,8 +12,10 @@
 #include "base/alloc.h"
 #include "base/err.h"
 #include "metrics/metrics.h"
+#include "storeq/storeq.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <openssl/crypto.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -22,6 +24,8 @@
 #include <uv.h>
 
 #define ADMIN_ACCESS_KEY "admin" /* SigV4 access key id of the admin key */
+#define MAX_LOOKUPS 4096          /* lookups waiting on the worker; beyond, 503 */
+#define VERSION_POLL_MS 1000
 
 typedef struct {
     char key_id[32];
@@ -46,6 +50,13 @@ struct realm_admit_s {
     size_t tenants_cnt, tenants_cap;
     size_t conns;
     int is_draining;
+    /* The worker (auth on, with a loop): the store is its own from then on. */
+    realm_storeq_t *q;
+    uv_timer_t poll;
+    int is_polling, is_closing, pending_closes;
+    void (*close_cb)(void *data);
+    void *close_data;
+    _Atomic uint64_t version; /* the store's change counter, as the worker last read it */
 };
 
 static uint64_t default_now(void)
@@ -75,6 +86,8 @@ static int admitted(realm_admit_verdict_t *v)
     return 0;
 }
 
+static int start_worker(realm_admit_t *ad, uv_loop_t *loop);
+
 realm_admit_t *realm_admit_new(const realm_admit_config_t *cfg, char *err, size_t err_len)
 {
     realm_admit_t *ad = realm_calloc(1, sizeof(*ad));
@@ -90,12 +103,26 @@ realm_admit_t *realm_admit_new(const realm_admit_config_t *cfg, char *err, size_
         realm_admit_free(ad);
         return NULL;
     }
+    /* Read before the worker exists: until then the store is this thread's. */
+    atomic_store(&ad->version, realm_keys_version(ad->keys));
+    if (cfg->loop && start_worker(ad, cfg->loop) != 0) {
+        snprintf(err, err_len, "could not start the key store's worker thread");
+        realm_admit_free(ad);
+        return NULL;
+    }
     return ad;
 }
 
 void realm_admit_free(realm_admit_t *ad)
 {
     if (!ad) return;
+    /* Not closed (a server that failed to start): nothing runs on the worker
+     * now that the loop is not run, so closing it and running the loop once
+     * joins it. */
+    if (ad->q && !ad->is_closing) {
+        realm_admit_close(ad, NULL, NULL);
+        uv_run(ad->cfg.loop, UV_RUN_DEFAULT);
+    }
     realm_keys_close(ad->keys);
     if (ad->admin_key) OPENSSL_cleanse(ad->admin_key, strlen(ad->admin_key));
     free(ad->admin_key);
@@ -107,6 +134,212 @@ void realm_admit_free(realm_admit_t *ad)
 int realm_admit_is_on(const realm_admit_t *ad)
 {
     return ad && ad->keys != NULL;
+}
+
+/* ---- the worker ---- */
+
+static void publish_version(realm_admit_t *ad)
+{
+    atomic_store(&ad->version, realm_keys_version(ad->keys));
+}
+
+static void poll_work(void *data)
+{
+    publish_version(data);
+}
+
+static void poll_done(void *data, int status)
+{
+    (void)status;
+    realm_admit_t *ad = data;
+    ad->is_polling = 0;
+}
+
+static void on_poll(uv_timer_t *t)
+{
+    realm_admit_t *ad = t->data;
+    if (ad->is_polling || ad->is_closing) return;
+    if (realm_storeq_submit(ad->q, poll_work, poll_done, ad) == 0) ad->is_polling = 1;
+}
+
+static int start_worker(realm_admit_t *ad, uv_loop_t *loop)
+{
+    ad->q = realm_storeq_new(loop, "auth", MAX_LOOKUPS);
+    if (!ad->q) return -1;
+    uv_timer_init(loop, &ad->poll);
+    ad->poll.data = ad;
+    uv_timer_start(&ad->poll, on_poll, VERSION_POLL_MS, VERSION_POLL_MS);
+    uv_unref((uv_handle_t *)&ad->poll);
+    return 0;
+}
+
+static void one_closed(realm_admit_t *ad)
+{
+    if (--ad->pending_closes > 0) return;
+    ad->q = NULL;
+    if (ad->close_cb) ad->close_cb(ad->close_data);
+}
+
+static void on_queue_closed(void *data)
+{
+    one_closed(data);
+}
+
+static void on_timer_closed(uv_handle_t *h)
+{
+    one_closed(h->data);
+}
+
+void realm_admit_close(realm_admit_t *ad, void (*cb)(void *data), void *data)
+{
+    if (!ad || ad->is_closing) return;
+    ad->is_closing = 1;
+    if (!ad->q) {
+        if (cb) cb(data);
+        return;
+    }
+    ad->close_cb = cb;
+    ad->close_data = data;
+    ad->pending_closes = 2;
+    uv_close((uv_handle_t *)&ad->poll, on_timer_closed);
+    realm_storeq_close(ad->q, on_queue_closed, ad);
+}
+
+typedef struct {
+    realm_admit_t *ad;
+    char *api_key, *access_key_id, *act_as; /* owned copies */
+    realm_admit_principal_t who;            /* the query's, with has_who */
+    int has_who;
+    realm_admit_found_t f;
+    realm_admit_found_cb cb;
+    void *data;
+} find_job_t;
+
+static void wipe_free(char *s)
+{
+    if (!s) return;
+    OPENSSL_cleanse(s, strlen(s));
+    free(s);
+}
+
+static char *dup_opt(const char *s)
+{
+    return s ? realm_strdup(s) : NULL;
+}
+
+static void find_work(void *data)
+{
+    find_job_t *j = data;
+    realm_admit_found_t *f = &j->f;
+    if (j->api_key)
+        realm_admit_api_key(j->ad, j->api_key, &f->who, &f->v);
+    else if (j->access_key_id)
+        realm_admit_sigv4_key(j->ad, j->access_key_id, &f->who, f->secret, sizeof(f->secret),
+                              &f->v);
+    else if (j->has_who) {
+        f->who = j->who;
+        admitted(&f->v);
+    } else {
+        refuse(&f->v, REALM_ERR_UNAUTHORIZED, 0, "invalid API key");
+    }
+    if (f->v.err == 0) realm_admit_tenant(j->ad, &f->who, j->act_as, &f->as, &f->as_v);
+}
+
+static void find_done(void *data, int status)
+{
+    find_job_t *j = data;
+    if (status != 0) {
+        memset(&j->f, 0, sizeof(j->f));
+        refuse(&j->f.v, REALM_ERR_SHUTTING_DOWN, 1, "the server is shutting down");
+        j->f.as_v = j->f.v;
+    }
+    j->cb(&j->f, status, j->data);
+    OPENSSL_cleanse(j->f.secret, sizeof(j->f.secret));
+    wipe_free(j->api_key);
+    free(j->access_key_id);
+    free(j->act_as);
+    free(j);
+}
+
+int realm_admit_find(realm_admit_t *ad, const realm_admit_query_t *q, realm_admit_found_cb cb,
+                     void *data)
+{
+    if (!ad->q || ad->is_closing) return REALM_ERR_SHUTTING_DOWN;
+    find_job_t *j = realm_calloc(1, sizeof(*j));
+    j->ad = ad;
+    j->api_key = dup_opt(q->api_key);
+    j->access_key_id = dup_opt(q->access_key_id);
+    j->act_as = dup_opt(q->act_as);
+    if (q->who) {
+        j->who = *q->who;
+        j->has_who = 1;
+    }
+    j->cb = cb;
+    j->data = data;
+    int rc = realm_storeq_submit(ad->q, find_work, find_done, j);
+    if (rc != 0) {
+        wipe_free(j->api_key);
+        free(j->access_key_id);
+        free(j->act_as);
+        free(j);
+    }
+    return rc;
+}
+
+typedef struct {
+    realm_admit_t *ad;
+    char **ids;
+    size_t n, revoked_cnt;
+    const char **revoked; /* into ids */
+    realm_admit_revoked_cb cb;
+    void *data;
+} revoked_job_t;
+
+static void revoked_work(void *data)
+{
+    revoked_job_t *j = data;
+    for (size_t i = 0; i < j->n; i++) {
+        realm_admit_principal_t p = {0};
+        snprintf(p.key_id, sizeof(p.key_id), "%s", j->ids[i]);
+        p.is_admin = strcmp(j->ids[i], "admin") == 0;
+        if (!realm_admit_is_active(j->ad, &p)) j->revoked[j->revoked_cnt++] = j->ids[i];
+    }
+    publish_version(j->ad);
+}
+
+static void revoked_done(void *data, int status)
+{
+    revoked_job_t *j = data;
+    j->cb(j->revoked, status == 0 ? j->revoked_cnt : 0, status, j->data);
+    for (size_t i = 0; i < j->n; i++)
+        free(j->ids[i]);
+    free(j->ids);
+    free(j->revoked);
+    free(j);
+}
+
+int realm_admit_find_revoked(realm_admit_t *ad, const char *const *key_ids, size_t n,
+                             realm_admit_revoked_cb cb, void *data)
+{
+    if (!ad->q || ad->is_closing) return REALM_ERR_SHUTTING_DOWN;
+    revoked_job_t *j = realm_calloc(1, sizeof(*j));
+    j->ad = ad;
+    j->n = n;
+    j->ids = realm_calloc(n ? n : 1, sizeof(*j->ids));
+    j->revoked = realm_calloc(n ? n : 1, sizeof(*j->revoked));
+    for (size_t i = 0; i < n; i++)
+        j->ids[i] = realm_strdup(key_ids[i]);
+    j->cb = cb;
+    j->data = data;
+    int rc = realm_storeq_submit(ad->q, revoked_work, revoked_done, j);
+    if (rc != 0) {
+        for (size_t i = 0; i < n; i++)
+            free(j->ids[i]);
+        free(j->ids);
+        free(j->revoked);
+        free(j);
+    }
+    return rc;
 }
 
 /* ---- principals ---- */
@@ -239,12 +472,15 @@ int realm_admit_conn_open(realm_admit_t *ad, realm_admit_conn_t *c, realm_admit_
     return admitted(v);
 }
 
-int realm_admit_conn_identify(realm_admit_t *ad, realm_admit_conn_t *c, const char *api_key,
-                              realm_admit_verdict_t *v)
+int realm_admit_conn_identify(realm_admit_t *ad, realm_admit_conn_t *c,
+                              const realm_admit_principal_t *found, realm_admit_verdict_t *v)
 {
     if (c->is_identified) return admitted(v);
     realm_admit_principal_t who;
-    if (realm_admit_api_key(ad, api_key, &who, v) != 0) return v->err;
+    if (ad->keys)
+        who = *found;
+    else
+        memset(&who, 0, sizeof(who));
     tenant_count_t *t = NULL;
     if (ad->keys && !who.is_admin) {
         t = tenant_count(ad, who.tenant, 1);
@@ -313,22 +549,34 @@ static double take(realm_admit_t *ad, const realm_admit_principal_t *p)
     return (1 - b->tokens) / rate;
 }
 
-int realm_admit_call(realm_admit_t *ad, const realm_admit_principal_t *who, const char *act_as,
-                     unsigned flags, realm_admit_principal_t *as, realm_admit_verdict_t *v)
+int realm_admit_act_as(realm_admit_t *ad, const realm_admit_principal_t *who, const char *act_as,
+                       realm_admit_principal_t *as, realm_admit_verdict_t *v)
+{
+    *as = *who;
+    if (!act_as || !ad->keys) return admitted(v);
+    if (who->is_admin) return REALM_ADMIT_FIND;
+    if (strcmp(act_as, who->tenant) != 0 && strcmp(act_as, who->ns) != 0)
+        return refuse(v, REALM_ERR_UNAUTHORIZED, 0,
+                      "this connection's key does not act for that tenant_id");
+    return admitted(v);
+}
+
+int realm_admit_tenant(realm_admit_t *ad, const realm_admit_principal_t *who, const char *act_as,
+                       realm_admit_principal_t *as, realm_admit_verdict_t *v)
+{
+    int rc = realm_admit_act_as(ad, who, act_as, as, v);
+    if (rc != REALM_ADMIT_FIND) return rc;
+    if (!act_as_tenant(ad, act_as, as))
+        return refuse(v, REALM_ERR_TENANT_NOT_FOUND, 0, "no such tenant");
+    return admitted(v);
+}
+
+int realm_admit_call(realm_admit_t *ad, const realm_admit_principal_t *as, unsigned flags,
+                     realm_admit_verdict_t *v)
 {
     int ends_work = (flags & REALM_ADMIT_ENDS_WORK) != 0;
-    *as = *who;
     if (ad->is_draining && !ends_work && !(flags & REALM_ADMIT_IN_DRAIN))
         return refuse(v, REALM_ERR_SHUTTING_DOWN, 1, "the server is shutting down");
-    if (act_as && ad->keys) {
-        if (who->is_admin) {
-            if (!act_as_tenant(ad, act_as, as))
-                return refuse(v, REALM_ERR_TENANT_NOT_FOUND, 0, "no such tenant");
-        } else if (strcmp(act_as, who->tenant) != 0 && strcmp(act_as, who->ns) != 0) {
-            return refuse(v, REALM_ERR_UNAUTHORIZED, 0,
-                          "this connection's key does not act for that tenant_id");
-        }
-    }
     double wait = ends_work ? 0 : take(ad, as);
     if (wait > 0) {
         int secs = (int)ceil(wait);
@@ -359,7 +607,9 @@ int realm_admit_is_active(realm_admit_t *ad, const realm_admit_principal_t *who)
 
 uint64_t realm_admit_version(realm_admit_t *ad)
 {
-    return ad->keys ? realm_keys_version(ad->keys) : 0;
+    if (!ad->keys) return 0;
+    if (!ad->q) return realm_keys_version(ad->keys); /* no worker: the store is ours */
+    return atomic_load(&ad->version);
 }
 
 void realm_admit_collect(realm_buf_t *out, void *data)

@@ -21,9 +21,11 @@
 struct realm_authn_s {
     const realm_config_t *cfg;
     realm_admit_t *ad;
+    void (*on_admitted)(realm_http_req_t *req);
 };
 
-realm_authn_t *realm_authn_new(const realm_config_t *cfg, char *err, size_t err_len)
+realm_authn_t *realm_authn_new(uv_loop_t *loop, const realm_config_t *cfg, char *err,
+                               size_t err_len)
 {
     realm_admit_config_t ac = {
         .auth = cfg->auth,
@@ -35,6 +37,7 @@ realm_authn_t *realm_authn_new(const realm_config_t *cfg, char *err, size_t err_
         .rate_burst = (double)cfg->rate_burst,
         .max_connections = (size_t)cfg->max_connections,
         .max_tenant_connections = (size_t)cfg->max_tenant_connections,
+        .loop = loop,
     };
     realm_admit_t *ad = realm_admit_new(&ac, err, err_len);
     if (!ad) return NULL;
@@ -42,6 +45,16 @@ realm_authn_t *realm_authn_new(const realm_config_t *cfg, char *err, size_t err_
     a->cfg = cfg;
     a->ad = ad;
     return a;
+}
+
+void realm_authn_close(realm_authn_t *a, void (*cb)(void *data), void *data)
+{
+    realm_admit_close(a->ad, cb, data);
+}
+
+void realm_authn_on_admitted(realm_authn_t *a, void (*cb)(realm_http_req_t *req))
+{
+    a->on_admitted = cb;
 }
 
 void realm_authn_free(realm_authn_t *a)
@@ -77,51 +90,28 @@ static void throttled(realm_http_res_t *res, int retry_after)
     realm_control_send_error(res, 429, "TooManyRequestsException", "Rate exceeded");
 }
 
-int realm_authn_control_guard(realm_http_req_t *req, realm_http_res_t *res, void *data)
-{
-    realm_authn_t *a = data;
-    req->principal[0] = '\0';
-    if (!realm_admit_is_on(a->ad)) return 0;
-    /* A load balancer's probe: unsigned, and it answers nothing but OK. */
-    if (strcmp(req->route_path ? req->route_path : req->path, "/healthz") == 0) return 0;
-    const char *authz = realm_http_req_header(req, "Authorization");
-    char msg[512];
+/* A control request waiting for its key: what the guard parsed. */
+typedef struct {
+    realm_authn_t *a;
+    realm_http_res_t *res;
     realm_sigv4_auth_t sa;
-    if (!authz) {
-        realm_control_send_error(res, 403, "MissingAuthenticationTokenException",
-                                 "Missing Authentication Token");
-        return -1;
+    realm_admit_found_t *f; /* while resumed */
+} pending_t;
+
+/* The key was found (or not): verify the signature, then admit. */
+static void on_found_resumed(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    pending_t *p = data;
+    realm_authn_t *a = p->a;
+    realm_admit_found_t *f = p->f;
+    char msg[512];
+    if (f->v.err == REALM_ERR_SHUTTING_DOWN) {
+        realm_control_send_error(res, 503, "ServiceException", "The server is shutting down.");
+        return;
     }
-    if (realm_sigv4_parse(authz, &sa, msg, sizeof(msg)) != 0) {
-        realm_control_send_error(res, 400, "IncompleteSignatureException", msg);
-        return -1;
-    }
-    if (strcmp(sa.service, "lambda") != 0) {
-        realm_control_send_error(res, 403, "InvalidSignatureException",
-                                 "Credential should be scoped to correct service: 'lambda'.");
-        return -1;
-    }
-    if (strcmp(sa.region, a->cfg->region) != 0) {
-        snprintf(msg, sizeof(msg), "Credential should be scoped to a valid region, not '%.60s'.",
-                 sa.region);
-        realm_control_send_error(res, 403, "InvalidSignatureException", msg);
-        return -1;
-    }
-    /* The signer normalizes dot segments; a path that has any is not ours to route. */
-    size_t plen = strlen(req->path);
-    if (strstr(req->path, "/./") || strstr(req->path, "/../") || strstr(req->path, "//") ||
-        (plen >= 2 && strcmp(req->path + plen - 2, "/.") == 0) ||
-        (plen >= 3 && strcmp(req->path + plen - 3, "/..") == 0)) {
-        realm_control_send_error(res, 400, "InvalidRequestContentException",
-                                 "The request path must not hold '.', '..' or empty segments");
-        return -1;
-    }
-    realm_admit_principal_t p;
-    realm_admit_verdict_t v;
-    char secret[128] = "";
-    if (realm_admit_sigv4_key(a->ad, sa.access_key_id, &p, secret, sizeof(secret), &v) != 0) {
-        realm_control_send_error(res, 403, "UnrecognizedClientException", v.message);
-        return -1;
+    if (f->v.err != 0) {
+        realm_control_send_error(res, 403, "UnrecognizedClientException", f->v.message);
+        return;
     }
     realm_sigv4_header_t hs[REALM_HTTP_MAX_HEADERS];
     for (size_t i = 0; i < req->headers_cnt; i++) {
@@ -140,28 +130,99 @@ int realm_authn_control_guard(realm_http_req_t *req, realm_http_res_t *res, void
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     int64_t now_ms = (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-    int rc = realm_sigv4_verify(&sr, &sa, secret, now_ms, msg, sizeof(msg));
-    OPENSSL_cleanse(secret, sizeof(secret));
+    int rc = realm_sigv4_verify(&sr, &p->sa, f->secret, now_ms, msg, sizeof(msg));
     if (rc != REALM_SIGV4_OK) {
         if (rc == REALM_SIGV4_MALFORMED)
             realm_control_send_error(res, 400, "IncompleteSignatureException", msg);
         else
             realm_control_send_error(res, 403, "InvalidSignatureException", msg);
-        return -1;
+        return;
     }
-    /* The admin acts for the tenant it names, else in the default namespace;
-     * another key's X-Realm-Tenant is ignored. */
-    const char *as_tenant = p.is_admin ? realm_http_req_header(req, TENANT_HEADER) : NULL;
-    realm_admit_principal_t as;
-    if (realm_admit_call(a->ad, &p, as_tenant, REALM_ADMIT_IN_DRAIN, &as, &v) != 0) {
-        if (v.err == REALM_ERR_RATE_LIMIT_EXCEEDED)
-            throttled(res, v.retry_after);
-        else
-            realm_control_send_error(res, 404, "ResourceNotFoundException", "No such tenant");
-        return -1;
+    /* The admin acts for the tenant it named (found with the key), else in
+     * the default namespace; another key's X-Realm-Tenant is ignored. */
+    const realm_admit_principal_t *as = f->who.is_admin ? &f->as : &f->who;
+    realm_admit_verdict_t v;
+    if (f->who.is_admin && f->as_v.err != 0) {
+        realm_control_send_error(res, 404, "ResourceNotFoundException", "No such tenant");
+        return;
     }
-    snprintf(req->principal, sizeof(req->principal), "%s", as.ns);
-    return 0;
+    if (realm_admit_call(a->ad, as, REALM_ADMIT_IN_DRAIN, &v) != 0) {
+        throttled(res, v.retry_after);
+        return;
+    }
+    snprintf(req->principal, sizeof(req->principal), "%s", as->ns);
+    if (a->on_admitted) a->on_admitted(req);
+    realm_http_req_route(req, res);
+}
+
+static void on_found(realm_admit_found_t *f, int status, void *data)
+{
+    (void)status; /* a lookup cancelled by shutdown says so in f->v */
+    pending_t *p = data;
+    p->f = f;
+    realm_http_res_resume(p->res, on_found_resumed, p);
+    free(p);
+}
+
+int realm_authn_control_guard(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    realm_authn_t *a = data;
+    req->principal[0] = '\0';
+    if (!realm_admit_is_on(a->ad)) return 0;
+    /* A load balancer's probe: unsigned, and it answers nothing but OK. */
+    if (strcmp(req->route_path ? req->route_path : req->path, "/healthz") == 0) return 0;
+    const char *authz = realm_http_req_header(req, "Authorization");
+    char msg[512];
+    pending_t *p = realm_calloc(1, sizeof(*p));
+    realm_sigv4_auth_t *sa = &p->sa;
+    int rc = -1;
+    if (!authz) {
+        realm_control_send_error(res, 403, "MissingAuthenticationTokenException",
+                                 "Missing Authentication Token");
+        goto done;
+    }
+    if (realm_sigv4_parse(authz, sa, msg, sizeof(msg)) != 0) {
+        realm_control_send_error(res, 400, "IncompleteSignatureException", msg);
+        goto done;
+    }
+    if (strcmp(sa->service, "lambda") != 0) {
+        realm_control_send_error(res, 403, "InvalidSignatureException",
+                                 "Credential should be scoped to correct service: 'lambda'.");
+        goto done;
+    }
+    if (strcmp(sa->region, a->cfg->region) != 0) {
+        snprintf(msg, sizeof(msg), "Credential should be scoped to a valid region, not '%.60s'.",
+                 sa->region);
+        realm_control_send_error(res, 403, "InvalidSignatureException", msg);
+        goto done;
+    }
+    /* The signer normalizes dot segments; a path that has any is not ours to route. */
+    size_t plen = strlen(req->path);
+    if (strstr(req->path, "/./") || strstr(req->path, "/../") || strstr(req->path, "//") ||
+        (plen >= 2 && strcmp(req->path + plen - 2, "/.") == 0) ||
+        (plen >= 3 && strcmp(req->path + plen - 3, "/..") == 0)) {
+        realm_control_send_error(res, 400, "InvalidRequestContentException",
+                                 "The request path must not hold '.', '..' or empty segments");
+        goto done;
+    }
+    /* The tenant header counts for the admin only: the worker resolves it
+     * only for the admin key. */
+    realm_admit_query_t q = {
+        .access_key_id = sa->access_key_id,
+        .act_as = realm_http_req_header(req, TENANT_HEADER),
+    };
+    p->a = a;
+    p->res = res;
+    int err = realm_admit_find(a->ad, &q, on_found, p);
+    if (err == 0) return REALM_HTTP_GUARD_LATER;
+    if (err == REALM_ERR_SHUTTING_DOWN)
+        realm_control_send_error(res, 503, "ServiceException", "The server is shutting down.");
+    else
+        realm_control_send_error(res, 503, "ServiceException",
+                                 "Too many requests are waiting for their keys; retry.");
+done:
+    free(p);
+    return rc;
 }
 
 int realm_authn_metrics_guard(realm_http_req_t *req, realm_http_res_t *res, void *data)

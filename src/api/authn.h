@@ -25,7 +25,10 @@ typedef struct realm_authn_s realm_authn_t;
  * max_connections, max_tenant_connections): opens the key store when
  * cfg->auth. NULL with a message in err.
  */
-realm_authn_t *realm_authn_new(const realm_config_t *cfg, char *err, size_t err_len);
+realm_authn_t *realm_authn_new(uv_loop_t *loop, const realm_config_t *cfg, char *err,
+                               size_t err_len);
+/* Stops the key store's worker (realm_admit_close); cb(data) once it is gone. Then free. */
+void realm_authn_close(realm_authn_t *a, void (*cb)(void *data), void *data);
 void realm_authn_free(realm_authn_t *a);
 int realm_authn_is_on(const realm_authn_t *a);
 /* The admission every surface calls (borrowed; lives as long as a). */
@@ -44,8 +47,14 @@ void realm_authn_collect(realm_buf_t *out, void *data);
  * tenant; 429 TooManyRequestsException with Retry-After). Every route of
  * the control listener (control.c, invoke.c) reads req->principal only.
  * GET /healthz passes unsigned (principal ""): a load balancer's probe.
+ * The key is looked up on the key store's worker: the guard answers
+ * REALM_HTTP_GUARD_LATER and the request goes on (or is refused) when the
+ * lookup answers; 503 ServiceException when the lookups are backed up.
+ * on_admitted (realm_authn_on_admitted; may be NULL) runs on every request
+ * admitted, right before its route.
  */
 int realm_authn_control_guard(realm_http_req_t *req, realm_http_res_t *res, void *data);
+void realm_authn_on_admitted(realm_authn_t *a, void (*cb)(realm_http_req_t *req));
 /* The metrics port's guard: `Authorization: Bearer <admin key>`; /health stays open. */
 int realm_authn_metrics_guard(realm_http_req_t *req, realm_http_res_t *res, void *data);
 

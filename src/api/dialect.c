@@ -59,11 +59,17 @@ static void lah_request(realm_http_req_t *req)
     free(text);
 }
 
+/* A request admitted (now, or after its key was looked up): in AWS's form for the routes. */
+static void on_admitted(realm_http_req_t *req)
+{
+    if (req->mount == MOUNT_LAH) lah_request(req);
+}
+
 int realm_dialect_control_guard(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
     if (req->mount == MOUNT_LAH) realm_http_res_set_json_filter(res, lah_filter, NULL);
     int rc = realm_authn_control_guard(req, res, data);
-    if (rc == 0 && req->mount == MOUNT_LAH) lah_request(req);
+    if (rc == 0) on_admitted(req); /* else refused, or admitted later through on_admitted */
     return rc;
 }
 
@@ -90,4 +96,5 @@ void realm_dialect_attach(realm_http_server_t *control, realm_authn_t *authn)
 {
     realm_http_server_mount(control, REALM_DIALECT_LAH_PREFIX, MOUNT_LAH);
     realm_http_server_set_guard(control, realm_dialect_control_guard, authn);
+    realm_authn_on_admitted(authn, on_admitted);
 }

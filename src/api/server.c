@@ -871,7 +871,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     s->builtins = (realm_builtins_ctx_t){
         .loop = loop, .start_ns = uv_hrtime(), .connections = client_connections, .data = s};
     realm_builtins_register(s->dispatch, &s->builtins);
-    s->authn = realm_authn_new(cfg, err, err_len);
+    s->authn = realm_authn_new(loop, cfg, err, err_len);
     if (!s->authn) goto fail;
     ccfg.authn = s->authn;
     realm_dialect_attach(s->http[L_CONTROL], s->authn);
@@ -1006,6 +1006,20 @@ static void on_registry_stopped(void *data)
 }
 
 /*
+ * Teardown, step zero: the key store's worker is gone (lookups not started
+ * were answered SHUTTING_DOWN while the surfaces still stood); now the
+ * registry's worker.
+ */
+static void on_authn_stopped(void *data)
+{
+    realm_server_t *s = data;
+    if (s->ra)
+        realm_registry_async_close(s->ra, on_registry_stopped, s);
+    else
+        on_registry_stopped(s);
+}
+
+/*
  * Safe on a server realm_server_new gave up on halfway: everything not made
  * is NULL. Everything that closes on the loop is closed first (the execution
  * engine first: its end settles invocations and queued events, then
@@ -1022,10 +1036,10 @@ void realm_server_free(realm_server_t *s)
     close_handle((uv_handle_t *)&s->trim_timer);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigterm);
-    if (s->ra)
-        realm_registry_async_close(s->ra, on_registry_stopped, s);
+    if (s->authn)
+        realm_authn_close(s->authn, on_authn_stopped, s);
     else
-        on_registry_stopped(s);
+        on_authn_stopped(s);
     uv_run(s->loop, UV_RUN_DEFAULT);
     realm_registry_async_free(s->ra);
     realm_registry_close(s->reg);

@@ -910,6 +910,30 @@ static void on_message(http_conn_t *hc)
     hc->route->handler(req, res, hc->route->data);
 }
 
+void realm_http_req_route(realm_http_req_t *req, realm_http_res_t *res)
+{
+    http_conn_t *hc = res->hc;
+    if (hc && hc->route) hc->route->handler(req, res, hc->route->data);
+}
+
+int realm_http_res_resume(realm_http_res_t *res, realm_http_handler_cb cb, void *data)
+{
+    http_conn_t *hc = res->hc;
+    if (hc == NULL) { /* orphaned by on_close, which left it to us */
+        res_free(res);
+        return 0;
+    }
+    hc->in_process = 1; /* as in process(): an ended response does not re-enter it */
+    cb(&hc->parser.req, res, data);
+    hc->in_process = 0;
+    if (hc->is_upgraded) {
+        http_conn_free(hc);
+        return 1;
+    }
+    if (!hc->res) process(hc); /* answered: on with the connection */
+    return 1;
+}
+
 /* A streamed route gets the body bytes parsed so far (first call: is_first). */
 static void deliver_body(http_conn_t *hc, int is_first)
 {

@@ -87,11 +87,26 @@ void realm_http_server_mount(realm_http_server_t *s, const char *prefix, int tag
 void realm_http_server_set_error_cb(realm_http_server_t *s, realm_http_error_cb cb, void *data);
 /*
  * A check every routed request passes before its handler (authentication):
- * it returns 0 to go on (having set req->principal, say), or non-zero
- * after ending res itself.
+ * it returns 0 to go on (having set req->principal, say), -1 after ending
+ * res itself, or REALM_HTTP_GUARD_LATER when it decides later (it waits for
+ * a key store, say): then it calls realm_http_res_resume with a callback
+ * that either ends res or goes on with realm_http_req_route. A guard that
+ * answers later must not set an abort callback on res.
  */
+#define REALM_HTTP_GUARD_LATER 1
 typedef int (*realm_http_guard_cb)(realm_http_req_t *req, realm_http_res_t *res, void *data);
 void realm_http_server_set_guard(realm_http_server_t *s, realm_http_guard_cb cb, void *data);
+/*
+ * Runs cb(req, res, data) on a response left pending (a guard's
+ * REALM_HTTP_GUARD_LATER, or a handler that returned without ending res and
+ * set no abort callback), as a handler runs: cb may read the request, end
+ * res, upgrade the connection, or go on to the route (realm_http_req_route).
+ * Returns 1 when cb ran; 0 when the connection died meanwhile: res is freed
+ * then and cb is not called. Never from inside a handler.
+ */
+int realm_http_res_resume(realm_http_res_t *res, realm_http_handler_cb cb, void *data);
+/* From a guard's resumed callback: runs the request's route handler. */
+void realm_http_req_route(realm_http_req_t *req, realm_http_res_t *res);
 void realm_http_server_set_observer(realm_http_server_t *s, realm_http_observe_cb cb, void *data);
 /* New requests get `Connection: close` from now on (graceful shutdown). */
 void realm_http_server_drain(realm_http_server_t *s);
