@@ -5,17 +5,21 @@ a key in the database from anywhere; `realm serve --db URL --auth
 and over SigV4 (boto3), and refuses it once `realm keys revoke --db URL`
 revoked it; a server or a `realm keys` command with a missing or another
 key file is refused with a message saying every server on one database
-needs the same key file, and makes no key file."""
+needs the same key file, and makes no key file. Key lookups never hold up
+the event loop: with the keys table locked, only the requests that wait for
+a key wait."""
 import json
 import os
 import subprocess
+import threading
+import urllib.request
 
 import pytest
 from botocore.exceptions import ClientError
 
 from conftest import Server, assert_no_sanitizer_report, finish, realm_bin
 from fn_util import poll_until
-from test_82_tenants import tenant_client, ws_message_auth
+from test_82_tenants import Conn, tenant_client, ws_bearer, ws_message_auth
 
 
 def keys(*args):
@@ -119,3 +123,81 @@ def test_help_names_the_shared_key_file():
     assert "every server on one postgresql:// --db needs a copy of the same file" in p.stdout
     p = keys("create", "--help")
     assert p.returncode == 0 and "--server-key-file PATH" in p.stdout and "--db URL" in p.stdout
+
+
+def test_a_locked_key_table_holds_up_only_the_requests_that_wait_for_a_key(shared, pg_cluster):
+    """Another session holds the keys table locked: a signed control request,
+    a Bearer upgrade and an auth message wait for their keys, while the loop
+    goes on serving a connection authenticated before, the metrics port and
+    the unsigned /healthz. Unlocked, all three complete."""
+    url, key_file, k = shared
+    srv = Server("--db", url, "--auth", "--server-key-file", str(key_file))
+    locker = None
+    try:
+        before = ws_bearer(srv, k["api_key"], tenant="acme")
+        locker = subprocess.Popen(
+            [pg_cluster._bin("psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", url],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        locker.stdin.write("BEGIN;\nLOCK TABLE keys IN ACCESS EXCLUSIVE MODE;\n\\echo locked\n")
+        locker.stdin.flush()
+        assert locker.stdout.readline().strip() == "locked"
+
+        got = {}
+
+        def run(name, fn):
+            try:
+                got[name] = fn()
+            except Exception as e:  # pylint: disable=broad-except
+                got[name] = e
+
+        waiting = [
+            threading.Thread(target=run, args=("control", lambda: tenant_client(srv, k)
+                                                .list_functions()["Functions"])),
+            threading.Thread(target=run, args=("bearer", lambda: Conn(srv.ports["client"],
+                                                                      k["api_key"], timeout=60))),
+            threading.Thread(target=run, args=("message", lambda: ws_message_auth(srv,
+                                                                                  k["api_key"]))),
+        ]
+        for t in waiting:
+            t.start()
+        # The server's key store waits on the lock (one lookup at a time).
+        poll_until(lambda: pg_cluster.psql(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'keys'::regclass")
+            != "0", 30, what="a key lookup waiting on the lock")
+
+        # Meanwhile the loop serves everything that needs no key lookup.
+        m = before.call_wait({"id": "h1", "function": "health", "params": {}})
+        assert m["status"] == "complete", m
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.ports['metrics']}/health",
+                                    timeout=10) as r:
+            assert r.status == 200
+        with urllib.request.urlopen(f"http://127.0.0.1:{srv.ports['control']}/healthz",
+                                    timeout=10) as r:
+            assert r.status == 200 and r.read() == b"OK"
+        assert all(t.is_alive() for t in waiting), got
+
+        locker.stdin.write("COMMIT;\n")
+        locker.stdin.close()
+        assert locker.wait(timeout=30) == 0
+        locker = None
+        for t in waiting:
+            t.join(timeout=60)
+            assert not t.is_alive()
+        assert got["control"] == [], got
+        c = got["bearer"]
+        assert not isinstance(c, Exception) and c.status == 101, got
+        w = c.recv()
+        assert w.get("status") == "connected" and w.get("tenant_id") == "acme", w
+        c.sock.close()
+        assert not isinstance(got["message"], Exception), got
+        c, msgs, code = got["message"]
+        assert code is None and msgs[0]["type"] == "auth_success", (msgs, code)
+        c.sock.close()
+        m = before.call_wait({"id": "h2", "function": "health", "params": {}})
+        assert m["status"] == "complete", m
+        before.sock.close()
+    finally:
+        if locker is not None:
+            locker.kill()
+            locker.wait()
+        finish(srv)
