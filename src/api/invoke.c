@@ -449,43 +449,19 @@ static void on_invoke_async(realm_http_req_t *req, realm_http_res_t *res, void *
     submit_started(res, w, rc, &e);
 }
 
-/* The function's name (no qualifier) from the path, or NULL after answering. */
-static const char *plain_name(realm_invoker_t *iv, realm_http_req_t *req, realm_http_res_t *res,
-                              char name[65])
-{
-    realm_error_t e;
-    if (realm_invoker_plain_name(iv, req->principal, realm_http_req_param(req, "FunctionName"),
-                                 name, &e) != 0) {
-        reg_error(res, &e);
-        return NULL;
-    }
-    return name;
-}
+/* GET .../logs and .../failed-events: waiting for the function's plain name. */
+typedef struct {
+    realm_http_res_t *res; /* NULL once the client went away */
+    realm_invoker_t *iv;
+    long tail; /* the logs' bytes; 0: the failed events */
+    char tenant[80];
+} named_wait_t;
 
-/* GET /realm/v1/functions/{name}/logs[?tail=BYTES]: the function's log, text. */
-static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
+static void named_aborted(realm_http_res_t *res, void *data)
 {
-    realm_invoker_t *iv = data;
-    char name[65], buf[32];
-    if (!plain_name(iv, req, res, name)) return;
-    long tail = 64 * 1024;
-    if (req_query(req, "tail", buf, sizeof(buf))) {
-        char *end;
-        tail = strtol(buf, &end, 10);
-        if (!buf[0] || *end || tail < 1 || tail > 16 * 1024 * 1024) {
-            amz_error(res, REALM_ERR_INVALID_PARAMS,
-                      "tail must be a byte count from 1 to 16777216");
-            return;
-        }
-    }
-    realm_buf_t out;
-    realm_buf_init(&out);
-    realm_invoker_read_log(iv, req->principal, name, tail, &out);
-    char rid[37];
-    realm_str_uuid4(rid);
-    realm_http_res_header(res, "x-amzn-RequestId", rid);
-    realm_http_res_send(res, 200, "text/plain; charset=utf-8", out.data ? out.data : "", out.len);
-    realm_buf_dispose(&out);
+    (void)res;
+    named_wait_t *w = data;
+    w->res = NULL;
 }
 
 static void on_failed_listed(json_t *list, int64_t pending, void *data)
@@ -505,19 +481,86 @@ static void on_failed_listed(json_t *list, int64_t pending, void *data)
         res, 200, json_pack("{s:o, s:I}", "FailedEvents", list, "Pending", (json_int_t)pending));
 }
 
+static void send_log(named_wait_t *w, const char *name)
+{
+    realm_buf_t out;
+    realm_buf_init(&out);
+    realm_invoker_read_log(w->iv, w->tenant, name, w->tail, &out);
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(w->res, "x-amzn-RequestId", rid);
+    realm_http_res_send(w->res, 200, "text/plain; charset=utf-8", out.data ? out.data : "",
+                        out.len);
+    realm_buf_dispose(&out);
+}
+
+static void list_failed(named_wait_t *w, const char *name)
+{
+    submit_wait_t *sw = submit_wait(w->res, WAIT_EVENT);
+    if (realm_invoker_failed_events(w->iv, w->tenant, name, on_failed_listed, sw) != 0) {
+        realm_http_res_on_abort(w->res, NULL, NULL);
+        free(sw);
+        amz_error(w->res, REALM_ERR_SHUTTING_DOWN, "the server is shutting down");
+        return;
+    }
+    realm_http_res_on_abort(w->res, submit_aborted, sw);
+}
+
+static void on_named(const char *name, const realm_error_t *e, void *data)
+{
+    named_wait_t *w = data;
+    if (w->res) {
+        realm_http_res_on_abort(w->res, NULL, NULL);
+        if (!name)
+            reg_error(w->res, e);
+        else if (w->tail > 0)
+            send_log(w, name);
+        else
+            list_failed(w, name);
+    }
+    free(w);
+}
+
+/* Looks the path's function up on the registry's worker, then answers (on_named). */
+static void wait_for_name(realm_invoker_t *iv, realm_http_req_t *req, realm_http_res_t *res,
+                          long tail)
+{
+    named_wait_t *w = realm_calloc(1, sizeof(*w));
+    w->res = res;
+    w->iv = iv;
+    w->tail = tail;
+    snprintf(w->tenant, sizeof(w->tenant), "%s", req->principal);
+    realm_error_t e;
+    if (realm_invoker_plain_name(iv, req->principal, realm_http_req_param(req, "FunctionName"),
+                                 on_named, w, &e) != 0) {
+        free(w);
+        reg_error(res, &e);
+        return;
+    }
+    realm_http_res_on_abort(res, named_aborted, w);
+}
+
+/* GET /realm/v1/functions/{name}/logs[?tail=BYTES]: the function's log, text. */
+static void on_logs(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    char buf[32];
+    long tail = 64 * 1024;
+    if (req_query(req, "tail", buf, sizeof(buf))) {
+        char *end;
+        tail = strtol(buf, &end, 10);
+        if (!buf[0] || *end || tail < 1 || tail > 16 * 1024 * 1024) {
+            amz_error(res, REALM_ERR_INVALID_PARAMS,
+                      "tail must be a byte count from 1 to 16777216");
+            return;
+        }
+    }
+    wait_for_name(data, req, res, tail);
+}
+
 /* GET /realm/v1/functions/{name}/failed-events: Event invocations that failed for good. */
 static void on_failed_events(realm_http_req_t *req, realm_http_res_t *res, void *data)
 {
-    realm_invoker_t *iv = data;
-    char name[65];
-    if (!plain_name(iv, req, res, name)) return;
-    submit_wait_t *w = submit_wait(res, WAIT_EVENT);
-    if (realm_invoker_failed_events(iv, req->principal, name, on_failed_listed, w) != 0) {
-        free(w);
-        amz_error(res, REALM_ERR_SHUTTING_DOWN, "the server is shutting down");
-        return;
-    }
-    realm_http_res_on_abort(res, submit_aborted, w);
+    wait_for_name(data, req, res, 0);
 }
 
 void realm_invoke_routes(realm_invoker_t *iv, realm_http_server_t *http)

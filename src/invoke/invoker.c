@@ -279,23 +279,6 @@ int64_t realm_invoker_wall_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/*
- * Resolves now: from the cache, else through the registry's worker, WAITING
- * for it (registry/async.h: the paths not yet asynchronous).
- */
-static int resolve(realm_invoker_t *iv, const char *tenant, const char *function,
-                   const char *qualifier, resolved_t *r, realm_error_t *e)
-{
-    if (realm_invoker_cached(iv, tenant, function, qualifier, r)) return 0;
-    lookup_t l;
-    lookup_init(&l, iv, tenant, function, qualifier, NULL);
-    int rc = realm_registry_async_call(iv->o.ra, lookup_work, &l);
-    if (rc != 0) realm_error_set(&l.e, rc, "%s", realm_err_message(rc)), l.rc = -1;
-    rc = lookup_take(iv, &l, tenant, r, e);
-    lookup_free(&l);
-    return rc;
-}
-
 /* Runs what resolve found; the sink's on_done comes later (exec.h). */
 realm_inv_t *realm_invoker_start_resolved(realm_invoker_t *iv, resolved_t *r, const char *qualifier,
                                           const realm_inv_req_t *req, const realm_inv_sink_t *sink,
@@ -479,6 +462,26 @@ int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len)
     return 0;
 }
 
+typedef struct {
+    size_t count;
+    int is_quiet; /* a change of one function: not found is no news */
+    char fn[300];
+} provision_t;
+
+static void provision_found(realm_invoker_t *iv, resolved_t *r, const realm_error_t *e, void *data)
+{
+    provision_t *pv = data;
+    if (!r) {
+        if (!pv->is_quiet && e->code != REALM_ERR_SHUTTING_DOWN)
+            realm_info("provisioned: %s: %s (applied once it exists)", pv->fn, e->message);
+    } else if (!iv->is_draining) {
+        realm_exec_provision(iv->o.exec, &r->fn, pv->count);
+        realm_info("provisioned: %zu warm environment%s of %s:%s", pv->count,
+                   pv->count == 1 ? "" : "s", r->v.name, r->v.version);
+    }
+    free(pv);
+}
+
 void realm_invoker_provision(realm_invoker_t *iv, const char *only)
 {
     const char *spec = iv->o.cfg->provisioned;
@@ -509,31 +512,48 @@ void realm_invoker_provision(realm_invoker_t *iv, const char *only)
             qualifier = colon + 1;
         }
         if (only && strcmp(only, fn) != 0) continue;
-        resolved_t r;
-        realm_error_t e;
-        if (resolve(iv, tenant, fn, qualifier, &r, &e) != 0) {
-            if (!only) realm_info("provisioned: %s: %s (applied once it exists)", fn, e.message);
-            continue;
-        }
-        realm_exec_provision(iv->o.exec, &r.fn, count);
-        realm_info("provisioned: %zu warm environment%s of %s:%s", count, count == 1 ? "" : "s",
-                   r.v.name, r.v.version);
-        realm_invoker_resolved_dispose(&r);
+        provision_t *pv = realm_calloc(1, sizeof(*pv));
+        pv->count = count;
+        pv->is_quiet = only != NULL;
+        snprintf(pv->fn, sizeof(pv->fn), "%s", fn);
+        if (realm_invoker_resolve_async(iv, tenant, fn, qualifier, provision_found, pv) != 0)
+            free(pv);
     }
 }
 
 /* ---- names and logs ---- */
 
-int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char *function,
-                             char name[65], realm_error_t *e)
+typedef struct {
+    realm_invoker_named_cb cb;
+    void *data;
+    char name[65];
+} named_t;
+
+static void named_found(realm_invoker_t *iv, resolved_t *r, const realm_error_t *e, void *data)
 {
+    (void)iv;
+    named_t *n = data;
+    n->cb(r ? n->name : NULL, r ? NULL : e, n->data);
+    free(n);
+}
+
+int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char *function,
+                             realm_invoker_named_cb cb, void *data, realm_error_t *e)
+{
+    named_t *n = realm_calloc(1, sizeof(*n));
+    n->cb = cb;
+    n->data = data;
     char q[129];
-    resolved_t r;
     if (realm_registry_parse_name(realm_registry_async_registry(iv->o.ra), tenant,
-                                  function ? function : "", 0, name, q, e) != 0 ||
-        resolve(iv, tenant, name, NULL, &r, e) != 0)
+                                  function ? function : "", 0, n->name, q, e) != 0) {
+        free(n);
         return -1;
-    realm_invoker_resolved_dispose(&r);
+    }
+    int rc = realm_invoker_resolve_async(iv, tenant, n->name, NULL, named_found, n);
+    if (rc != 0) {
+        free(n);
+        return realm_error_set(e, rc, "%s", realm_err_message(rc));
+    }
     return 0;
 }
 

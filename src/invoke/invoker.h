@@ -152,11 +152,15 @@ int realm_invoker_event_is_expired(int64_t enqueued_ms, int64_t now_ms);
 /* ---- functions, policy and logs ---- */
 
 /*
- * The plain name (no qualifier) of a function reference into name (65
- * bytes), checking that it exists. 0, or -1 with e (404, 400).
+ * The plain name (no qualifier) of a function reference, checking on the
+ * registry's worker that it exists: 0 and cb(name, NULL, data) or cb(NULL,
+ * e, data) (404; 503 when closing) once, later, on the loop; or -1 with e
+ * now (a malformed name 400, the worker full or closing 503): cb never
+ * comes.
  */
+typedef void (*realm_invoker_named_cb)(const char *name, const realm_error_t *e, void *data);
 int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char *function,
-                             char name[65], realm_error_t *e);
+                             realm_invoker_named_cb cb, void *data, realm_error_t *e);
 /*
  * Appends the last `tail` bytes of a function's log (the older file first
  * when the current one holds less) to out. name is a plain name.
@@ -169,7 +173,8 @@ int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len)
 /*
  * Keeps the warm environments --provisioned asks for: of every function
  * listed (only NULL), or of the one named only (after it was created or
- * changed).
+ * changed). Each is resolved on the registry's worker and provisioned when
+ * found.
  */
 void realm_invoker_provision(realm_invoker_t *iv, const char *only);
 

@@ -8,7 +8,6 @@
 #include "base/log.h"
 #include "storeq/storeq.h"
 
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -60,59 +59,6 @@ int realm_registry_async_submit(realm_registry_async_t *ra, realm_registry_work_
     *j = (job_t){.ra = ra, .work = work, .done = done, .data = data};
     int rc = realm_storeq_submit(ra->q, job_work, job_done, j);
     if (rc != 0) free(j);
-    return rc;
-}
-
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cond;
-    int is_done;
-    realm_registry_work_cb work;
-    void *data;
-} call_t;
-
-static void call_work(realm_registry_t *reg, void *data)
-{
-    call_t *c = data;
-    c->work(reg, c->data);
-}
-
-static void call_signal(void *data)
-{
-    call_t *c = data;
-    pthread_mutex_lock(&c->mu);
-    c->is_done = 1;
-    pthread_cond_signal(&c->cond);
-    pthread_mutex_unlock(&c->mu);
-}
-
-static void call_job_work(void *data)
-{
-    job_t *j = data;
-    call_work(j->ra->reg, j->data);
-    publish(j->ra);
-    call_signal(j->data);
-}
-
-int realm_registry_async_call(realm_registry_async_t *ra, realm_registry_work_cb work, void *data)
-{
-    if (ra->is_closing) return REALM_ERR_SHUTTING_DOWN;
-    call_t c = {.work = work, .data = data};
-    pthread_mutex_init(&c.mu, NULL);
-    pthread_cond_init(&c.cond, NULL);
-    job_t *j = realm_malloc(sizeof(*j));
-    *j = (job_t){.ra = ra, .data = &c};
-    int rc = realm_storeq_submit(ra->q, call_job_work, job_done, j);
-    if (rc != 0) {
-        free(j);
-    } else {
-        pthread_mutex_lock(&c.mu);
-        while (!c.is_done)
-            pthread_cond_wait(&c.cond, &c.mu);
-        pthread_mutex_unlock(&c.mu);
-    }
-    pthread_cond_destroy(&c.cond);
-    pthread_mutex_destroy(&c.mu);
     return rc;
 }
 

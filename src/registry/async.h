@@ -45,14 +45,6 @@ realm_registry_async_t *realm_registry_async_new(uv_loop_t *loop, realm_registry
  */
 int realm_registry_async_submit(realm_registry_async_t *ra, realm_registry_work_cb work,
                                 realm_registry_done_cb done, void *data);
-/*
- * Runs work on the worker and WAITS for it (the loop blocks meanwhile, also
- * behind the jobs queued before it). Only for the paths not yet made
- * asynchronous (docs/storage.md lists them); never on a client's hot path.
- * Returns 0, or REALM_ERR_SHUTTING_DOWN / REALM_ERR_BACKPRESSURE (work did
- * not run).
- */
-int realm_registry_async_call(realm_registry_async_t *ra, realm_registry_work_cb work, void *data);
 /* The registry's write generation as the worker last read it. */
 uint64_t realm_registry_async_generation(const realm_registry_async_t *ra);
 /* The registry (immutable parts only on the loop: names, ARNs; see registry.h). */
