@@ -2,8 +2,10 @@
  * test_limits.c - the robustness pieces of issue 13 below the server:
  * realm_str_has_ctl (names with control characters), the memory trim policy
  * (realm_mem_idle_tick), and on a real loop with real sockets, a listener's
- * connection limit with its canned refusal and the HTTP server's idle
- * connections closed oldest first.
+ * connection limit with its canned refusal, the HTTP server's idle
+ * connections closed oldest first, and a guard that answers later
+ * (REALM_HTTP_GUARD_LATER, realm_http_res_resume): pipelined requests wait
+ * their turn, and a connection gone meanwhile frees the response.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -251,6 +253,115 @@ static void test_limit_refuses_with_canned_answer(void **state)
     fixture_dispose(&f);
 }
 
+/* ---- a guard that answers later ---- */
+
+static realm_http_res_t *waiting[4];
+static int waiting_cnt, routed_cnt, resumed_cnt;
+
+static int later_guard(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    (void)req, (void)data;
+    assert_cmp_int(waiting_cnt, <, 4);
+    waiting[waiting_cnt++] = res;
+    return REALM_HTTP_GUARD_LATER;
+}
+
+static void routed(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    (void)data;
+    routed_cnt++;
+    char body[128];
+    int n = snprintf(body, sizeof(body), "routed %s %s", req->path, req->principal);
+    realm_http_res_send(res, 200, "text/plain", body, (size_t)n);
+}
+
+static void let_in(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    resumed_cnt++;
+    snprintf(req->principal, sizeof(req->principal), "%s", (const char *)data);
+    realm_http_req_route(req, res);
+}
+
+static void keep_out(realm_http_req_t *req, realm_http_res_t *res, void *data)
+{
+    (void)req, (void)data;
+    resumed_cnt++;
+    realm_http_res_send(res, 403, "text/plain", "no", 2);
+}
+
+/* Runs the loop and reads until buf holds want (5 s at most). */
+static void read_until(fixture_t *f, int fd, char *buf, size_t cap, const char *want)
+{
+    size_t got = strlen(buf);
+    for (int i = 0; i < 5000 && !strstr(buf, want); i++) {
+        uv_run(&f->loop, UV_RUN_NOWAIT);
+        ssize_t n = recv(fd, buf + got, cap - got - 1, MSG_DONTWAIT);
+        if (n > 0) got += (size_t)n;
+        buf[got] = '\0';
+        if (n == 0) break;
+        if (n < 0) usleep(1000);
+    }
+    if (!strstr(buf, want)) fail_msg("no '%s' in '%s'", want, buf);
+}
+
+static void run_until_waiting(fixture_t *f, int n)
+{
+    for (int i = 0; i < 5000 && waiting_cnt < n; i++)
+        uv_run(&f->loop, UV_RUN_NOWAIT), usleep(1000);
+    assert_int_equal(waiting_cnt, n);
+}
+
+static void test_guard_answers_later(void **state)
+{
+    (void)state;
+    fixture_t f;
+    fixture_init(&f, 10, 100, NULL);
+    realm_http_server_route(f.http, "GET", "/r/{x}", 0, routed, NULL);
+    realm_http_server_set_guard(f.http, later_guard, NULL);
+    waiting_cnt = routed_cnt = resumed_cnt = 0;
+
+    /* Two pipelined requests: the second waits behind the first's guard. */
+    int c = client(&f);
+    const char two[] = "GET /r/1 HTTP/1.1\r\nHost: t\r\n\r\nGET /r/2 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(c, two, sizeof(two) - 1, 0), (ssize_t)sizeof(two) - 1);
+    run_until_waiting(&f, 1);
+    for (int i = 0; i < 20; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT);
+    char buf[2048] = "";
+    assert_int_equal(recv(c, buf, sizeof(buf) - 1, MSG_DONTWAIT), -1); /* nothing yet */
+    assert_int_equal(waiting_cnt, 1);
+    assert_int_equal(realm_http_res_resume(waiting[0], let_in, "alice"), 1);
+    read_until(&f, c, buf, sizeof(buf), "routed /r/1 alice");
+    /* The second's guard runs now; refused, the connection stays usable. */
+    run_until_waiting(&f, 2);
+    assert_int_equal(realm_http_res_resume(waiting[1], keep_out, NULL), 1);
+    read_until(&f, c, buf, sizeof(buf), "HTTP/1.1 403");
+    assert_int_equal(routed_cnt, 1);
+    const char three[] = "GET /r/3 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(c, three, sizeof(three) - 1, 0), (ssize_t)sizeof(three) - 1);
+    run_until_waiting(&f, 3);
+    assert_int_equal(realm_http_res_resume(waiting[2], let_in, "bob"), 1);
+    read_until(&f, c, buf, sizeof(buf), "routed /r/3 bob");
+    close(c);
+
+    /* The client is gone while its request waits: resume frees it, runs nothing. */
+    int d = client(&f);
+    const char four[] = "GET /r/4 HTTP/1.1\r\nHost: t\r\n\r\n";
+    assert_int_equal(send(d, four, sizeof(four) - 1, 0), (ssize_t)sizeof(four) - 1);
+    run_until_waiting(&f, 4);
+    struct linger lg = {1, 0}; /* a reset: a FIN alone still wants its answers */
+    setsockopt(d, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    close(d);
+    for (int i = 0; i < 5000 && realm_listener_open_cnt(f.l) > 0; i++)
+        uv_run(&f.loop, UV_RUN_NOWAIT), usleep(1000);
+    assert_int_equal(realm_listener_open_cnt(f.l), 0);
+    int before = resumed_cnt;
+    assert_int_equal(realm_http_res_resume(waiting[3], let_in, "carol"), 0);
+    assert_int_equal(resumed_cnt, before);
+    assert_int_equal(routed_cnt, 2);
+    fixture_dispose(&f);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -258,6 +369,7 @@ int main(void)
         cmocka_unit_test(test_trim_policy),
         cmocka_unit_test(test_idle_closed_oldest_first),
         cmocka_unit_test(test_limit_refuses_with_canned_answer),
+        cmocka_unit_test(test_guard_answers_later),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
