@@ -52,8 +52,7 @@ struct realm_admit_s {
     int is_draining;
     /* The worker (auth on, with a loop): the store is its own from then on. */
     realm_storeq_t *q;
-    uv_timer_t poll;
-    int is_polling, is_closing, pending_closes;
+    int is_closing;
     void (*close_cb)(void *data);
     void *close_data;
     _Atomic uint64_t version; /* the store's change counter, as the worker last read it */
@@ -148,46 +147,19 @@ static void poll_work(void *data)
     publish_version(data);
 }
 
-static void poll_done(void *data, int status)
-{
-    (void)status;
-    realm_admit_t *ad = data;
-    ad->is_polling = 0;
-}
-
-static void on_poll(uv_timer_t *t)
-{
-    realm_admit_t *ad = t->data;
-    if (ad->is_polling || ad->is_closing) return;
-    if (realm_storeq_submit(ad->q, poll_work, poll_done, ad) == 0) ad->is_polling = 1;
-}
-
 static int start_worker(realm_admit_t *ad, uv_loop_t *loop)
 {
     ad->q = realm_storeq_new(loop, "auth", MAX_LOOKUPS);
     if (!ad->q) return -1;
-    uv_timer_init(loop, &ad->poll);
-    ad->poll.data = ad;
-    uv_timer_start(&ad->poll, on_poll, VERSION_POLL_MS, VERSION_POLL_MS);
-    uv_unref((uv_handle_t *)&ad->poll);
+    realm_storeq_every(ad->q, VERSION_POLL_MS, poll_work, ad);
     return 0;
-}
-
-static void one_closed(realm_admit_t *ad)
-{
-    if (--ad->pending_closes > 0) return;
-    ad->q = NULL;
-    if (ad->close_cb) ad->close_cb(ad->close_data);
 }
 
 static void on_queue_closed(void *data)
 {
-    one_closed(data);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    one_closed(h->data);
+    realm_admit_t *ad = data;
+    ad->q = NULL;
+    if (ad->close_cb) ad->close_cb(ad->close_data);
 }
 
 void realm_admit_close(realm_admit_t *ad, void (*cb)(void *data), void *data)
@@ -200,8 +172,6 @@ void realm_admit_close(realm_admit_t *ad, void (*cb)(void *data), void *data)
     }
     ad->close_cb = cb;
     ad->close_data = data;
-    ad->pending_closes = 2;
-    uv_close((uv_handle_t *)&ad->poll, on_timer_closed);
     realm_storeq_close(ad->q, on_queue_closed, ad);
 }
 

@@ -15,10 +15,7 @@ struct realm_registry_async_s {
     uv_loop_t *loop;
     realm_registry_t *reg;
     realm_storeq_t *q;
-    uv_timer_t poll;
     _Atomic uint64_t generation;
-    int is_polling; /* a poll job is queued */
-    int pending_closes;
     int is_closing;
     void (*close_cb)(void *data);
     void *close_data;
@@ -62,18 +59,9 @@ int realm_registry_async_submit(realm_registry_async_t *ra, realm_registry_work_
     return rc;
 }
 
-static void poll_done(void *data, int status)
+static void poll_work(void *data)
 {
-    (void)status;
-    realm_registry_async_t *ra = data;
-    ra->is_polling = 0;
-}
-
-static void on_poll(uv_timer_t *t)
-{
-    realm_registry_async_t *ra = t->data;
-    if (ra->is_polling) return;
-    if (realm_registry_async_submit(ra, NULL, poll_done, ra) == 0) ra->is_polling = 1;
+    publish(data);
 }
 
 realm_registry_async_t *realm_registry_async_new(uv_loop_t *loop, realm_registry_t *reg,
@@ -88,10 +76,7 @@ realm_registry_async_t *realm_registry_async_new(uv_loop_t *loop, realm_registry
         free(ra);
         return NULL;
     }
-    uv_timer_init(loop, &ra->poll);
-    ra->poll.data = ra;
-    if (poll_ms) uv_timer_start(&ra->poll, on_poll, poll_ms, poll_ms);
-    uv_unref((uv_handle_t *)&ra->poll);
+    if (poll_ms) realm_storeq_every(ra->q, poll_ms, poll_work, ra);
     return ra;
 }
 
@@ -113,21 +98,11 @@ uint64_t realm_registry_async_in_flight(realm_registry_async_t *ra)
     return st.in_flight;
 }
 
-static void one_closed(realm_registry_async_t *ra)
-{
-    if (--ra->pending_closes > 0) return;
-    ra->q = NULL;
-    if (ra->close_cb) ra->close_cb(ra->close_data);
-}
-
 static void on_queue_closed(void *data)
 {
-    one_closed(data);
-}
-
-static void on_timer_closed(uv_handle_t *h)
-{
-    one_closed(h->data);
+    realm_registry_async_t *ra = data;
+    ra->q = NULL;
+    if (ra->close_cb) ra->close_cb(ra->close_data);
 }
 
 void realm_registry_async_free(realm_registry_async_t *ra)
@@ -141,7 +116,5 @@ void realm_registry_async_close(realm_registry_async_t *ra, void (*cb)(void *dat
     ra->is_closing = 1;
     ra->close_cb = cb;
     ra->close_data = data;
-    ra->pending_closes = 2;
-    uv_close((uv_handle_t *)&ra->poll, on_timer_closed);
     realm_storeq_close(ra->q, on_queue_closed, ra);
 }

@@ -67,6 +67,11 @@ struct realm_storeq_s {
     realm_storeq_stats_t st;
     /* loop thread only */
     int is_handle_closing; /* uv_close called on async */
+    int handles_open;      /* the async, and the timer of realm_storeq_every */
+    uv_timer_t every;      /* realm_storeq_every's */
+    realm_storeq_work_cb every_fn;
+    void *every_data;
+    int has_every, is_every_out;
     realm_storeq_close_cb close_cb;
     void *close_data;
 };
@@ -143,6 +148,7 @@ static void worker_main(void *arg)
 static void on_closed(uv_handle_t *h)
 {
     realm_storeq_t *q = h->data;
+    if (--q->handles_open > 0) return;
     realm_storeq_close_cb cb = q->close_cb;
     void *data = q->close_data;
     uv_cond_destroy(&q->cond);
@@ -220,6 +226,7 @@ realm_storeq_t *realm_storeq_new(uv_loop_t *loop, const char *name, size_t max_j
         goto fail_thread;
     }
     q->async.data = q;
+    q->handles_open = 1;
     uv_unref((uv_handle_t *)&q->async); /* an idle queue does not keep the loop alive */
     uv_mutex_lock(&q->mu);
     q->is_async_ready = 1;
@@ -270,10 +277,48 @@ void realm_storeq_close(realm_storeq_t *q, realm_storeq_close_cb cb, void *data)
     q->close_cb = cb;
     q->close_data = data;
     uv_ref((uv_handle_t *)&q->async); /* the loop runs until the queue is gone */
+    if (q->has_every) uv_close((uv_handle_t *)&q->every, on_closed);
     /* The worker finishes the job it runs, cancels the pending ones in
      * order, and sends the async when it leaves. */
     uv_cond_signal(&q->cond);
     uv_mutex_unlock(&q->mu);
+}
+
+static void every_done(void *data, int status)
+{
+    (void)status;
+    realm_storeq_t *q = data;
+    q->is_every_out = 0;
+}
+
+static void every_work(void *data)
+{
+    realm_storeq_t *q = data;
+    q->every_fn(q->every_data); /* every_fn and every_data are set before the first tick */
+}
+
+static void on_every(uv_timer_t *t)
+{
+    realm_storeq_t *q = t->data;
+    if (q->is_every_out) return;
+    if (realm_storeq_submit(q, every_work, every_done, q) == 0) q->is_every_out = 1;
+}
+
+void realm_storeq_every(realm_storeq_t *q, uint64_t period_ms, realm_storeq_work_cb work_fn,
+                        void *data)
+{
+    uv_mutex_lock(&q->mu);
+    int is_closing = q->is_closing;
+    uv_mutex_unlock(&q->mu);
+    if (q->has_every || is_closing || period_ms == 0) return;
+    q->has_every = 1;
+    q->every_fn = work_fn;
+    q->every_data = data;
+    uv_timer_init(q->loop, &q->every);
+    q->every.data = q;
+    q->handles_open++;
+    uv_timer_start(&q->every, on_every, period_ms, period_ms);
+    uv_unref((uv_handle_t *)&q->every);
 }
 
 void realm_storeq_stats(realm_storeq_t *q, realm_storeq_stats_t *out)

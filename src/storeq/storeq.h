@@ -26,7 +26,8 @@
  * REALM_ERR_SHUTTING_DOWN), CANCELS the jobs not started (their work_fn
  * never runs; their done_fn runs with REALM_ERR_SHUTTING_DOWN), lets the one
  * job running finish (done_fn with 0), joins the thread, closes its
- * uv_async_t and then calls the close callback on the loop. Cancelling
+ * uv_async_t (and realm_storeq_every's timer) and then calls the close
+ * callback on the loop. Cancelling
  * rather than draining bounds a shutdown to one job (with PostgreSQL down,
  * a drained backlog would take its length times the statement timeout), and
  * a job not started has changed nothing: its caller answers 503 and the
@@ -105,6 +106,16 @@ int realm_storeq_submit(realm_storeq_t *q, realm_storeq_work_cb work_fn,
  * A second close is ignored (its cb is never called).
  */
 void realm_storeq_close(realm_storeq_t *q, realm_storeq_close_cb cb, void *data);
+
+/*
+ * Runs work_fn(data) on the worker every period_ms (> 0), as a job like any
+ * other (no done_fn), never two at once: a tick while the last one still
+ * waits or runs is skipped. For an owner that reads a change counter now
+ * and then (the registry's generation, the keys' version). The timer does
+ * not keep the loop alive; close stops it. At most once per queue.
+ */
+void realm_storeq_every(realm_storeq_t *q, uint64_t period_ms, realm_storeq_work_cb work_fn,
+                        void *data);
 
 /* Copies the counters into out. */
 void realm_storeq_stats(realm_storeq_t *q, realm_storeq_stats_t *out);

@@ -5,7 +5,8 @@
  * cancels what has not started and finishes what runs (also from a done_fn,
  * after which submit is refused), 100,000 jobs leave
  * nothing behind (ASan), a job that blocks does not block the loop, and the
- * round trip submit -> work -> done measured (p50/p99 printed).
+ * round trip submit -> work -> done measured (p50/p99 printed), and the
+ * periodic job of realm_storeq_every (never two at once; stopped by close).
  * Synchronisation with the worker is by a gate (mutex + condition) the test
  * opens, never by sleeping.
  */
@@ -533,6 +534,83 @@ static void test_hop_cost(void **state)
     ctx_finish(&c);
 }
 
+/* ---- every ---- */
+
+typedef struct {
+    gate_t gate;
+    uv_mutex_t mu;
+    int runs;      /* under mu */
+    int held;      /* the first run waits at the gate */
+    uv_thread_t thread;
+} every_t;
+
+static void every_work(void *data)
+{
+    every_t *e = data;
+    uv_mutex_lock(&e->mu);
+    int n = ++e->runs;
+    e->thread = uv_thread_self();
+    uv_mutex_unlock(&e->mu);
+    if (n == 1) gate_pass(&e->gate);
+}
+
+static int every_runs(every_t *e)
+{
+    uv_mutex_lock(&e->mu);
+    int n = e->runs;
+    uv_mutex_unlock(&e->mu);
+    return n;
+}
+
+static void on_tick(uv_timer_t *t)
+{
+    (*(int *)t->data)++;
+}
+
+static void test_every(void **state)
+{
+    (void)state;
+    ctx_t c;
+    ctx_init(&c, 4);
+    every_t e;
+    memset(&e, 0, sizeof(e));
+    gate_init(&e.gate);
+    assert_int_equal(uv_mutex_init(&e.mu), 0);
+    realm_storeq_every(c.q, 2, every_work, &e);
+    /* A timer of the test's own counts periods while the first run is held. */
+    int ticks = 0;
+    uv_timer_t tick;
+    uv_timer_init(&c.loop, &tick);
+    tick.data = &ticks;
+    uv_timer_start(&tick, on_tick, 2, 2);
+    while (!gate_is_entered(&e.gate))
+        uv_run(&c.loop, UV_RUN_ONCE);
+    ticks = 0;
+    while (ticks < 10)
+        uv_run(&c.loop, UV_RUN_ONCE);
+    /* Ten periods later, still the one run: a tick while it is out is skipped. */
+    assert_int_equal(every_runs(&e), 1);
+    realm_storeq_stats_t st;
+    realm_storeq_stats(c.q, &st);
+    assert_int_equal(st.submitted_cnt, 1);
+    gate_open(&e.gate);
+    while (every_runs(&e) < 3)
+        uv_run(&c.loop, UV_RUN_ONCE);
+    assert_false(uv_thread_equal(&e.thread, &c.loop_thread)); /* on the worker */
+    uv_timer_stop(&tick);
+    uv_close((uv_handle_t *)&tick, NULL);
+    /* Close stops it: the loop ends (the timer is gone too), no run after. */
+    realm_storeq_close(c.q, on_q_closed, &c);
+    uv_run(&c.loop, UV_RUN_DEFAULT);
+    assert_int_equal(c.closed_cnt, 1);
+    int after = every_runs(&e);
+    uv_run(&c.loop, UV_RUN_NOWAIT);
+    assert_int_equal(every_runs(&e), after);
+    assert_int_equal(uv_loop_close(&c.loop), 0);
+    uv_mutex_destroy(&e.mu);
+    gate_dispose(&e.gate);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -545,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_blocked_job_does_not_block_loop),
         cmocka_unit_test(test_many_jobs),
         cmocka_unit_test(test_hop_cost),
+        cmocka_unit_test(test_every),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
