@@ -250,11 +250,12 @@ static void hold(session_t *s, const char *data, size_t len)
     s->held_cnt++;
 }
 
-/* A lookup went out: later messages wait for it. */
+/* A lookup went out: later messages wait for it, and the peer is not read meanwhile. */
 static void wait_for_lookup(session_t *s)
 {
     s->is_waiting = 1;
     s->refs++;
+    if (s->ws) realm_ws_hold(s->ws, 1);
 }
 
 /* A lookup answered: 1 if the session is still there to use (else it is freed). */
@@ -269,7 +270,7 @@ static int lookup_answered(session_t *s)
     return 1;
 }
 
-/* The messages that waited, in order, until one waits again. */
+/* The messages that waited, in order, until one waits again; then the peer is read again. */
 static void release_held(session_t *s)
 {
     while (s->held && !s->is_waiting && !s->is_closing && s->ws) {
@@ -280,6 +281,7 @@ static void release_held(session_t *s)
         handle_text(s, h->data, h->len);
         free(h);
     }
+    if (!s->is_waiting && s->ws) realm_ws_hold(s->ws, 0);
 }
 
 /* ---- authentication ---- */

@@ -28,6 +28,7 @@ struct realm_ws_s {
     unsigned got_input : 1; /* something arrived since the last ping tick */
     unsigned ping_outstanding : 1;
     unsigned is_paused : 1; /* reading stopped for backpressure */
+    unsigned is_held : 1;   /* reading stopped by realm_ws_hold */
     unsigned is_dropping : 1;
 };
 
@@ -122,7 +123,7 @@ static void on_drain(realm_conn_t *c)
     realm_ws_t *ws = realm_conn_data(c);
     if (ws->is_paused) {
         ws->is_paused = 0;
-        realm_conn_read_start(c);
+        if (!ws->is_held) realm_conn_read_start(c);
     }
 }
 
@@ -183,6 +184,16 @@ void realm_ws_close(realm_ws_t *ws, uint16_t code, const char *reason)
 size_t realm_ws_pending(const realm_ws_t *ws)
 {
     return realm_conn_pending(ws->conn);
+}
+
+void realm_ws_hold(realm_ws_t *ws, int hold)
+{
+    if (!ws->is_held == !hold) return;
+    ws->is_held = hold != 0;
+    if (hold)
+        realm_conn_read_stop(ws->conn);
+    else if (!ws->is_paused)
+        realm_conn_read_start(ws->conn);
 }
 
 realm_conn_t *realm_ws_conn(const realm_ws_t *ws)

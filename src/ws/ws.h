@@ -58,6 +58,13 @@ void realm_ws_feed(realm_ws_t *ws, const char *data, size_t len);
 int realm_ws_send_text(realm_ws_t *ws, const char *data, size_t len);
 /* Starts the closing handshake (the peer gets close_timeout to answer). */
 void realm_ws_close(realm_ws_t *ws, uint16_t code, const char *reason);
+/*
+ * Stops reading the peer (hold 1) until told to go on (hold 0), whatever
+ * the send queue does: a surface that must answer one message before it
+ * reads more (a key being looked up). Messages of bytes already read still
+ * come; they are few (one read's worth).
+ */
+void realm_ws_hold(realm_ws_t *ws, int hold);
 /* Unsent bytes queued for this peer. */
 size_t realm_ws_pending(const realm_ws_t *ws);
 realm_conn_t *realm_ws_conn(const realm_ws_t *ws);

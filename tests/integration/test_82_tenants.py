@@ -784,6 +784,42 @@ def test_ws_auth_message_flow(srv, ka):
         assert [m.get("type") for m in msgs] == ["auth_failed"] and code == 1008, (first, msgs)
 
 
+def test_messages_behind_a_key_lookup_keep_their_order(srv, ka):
+    """Keys are looked up off the event loop (docs/storage.md): calls sent in
+    the same packet right behind the auth message wait for the key, then run
+    in order; so do calls behind an admin's call naming a tenant (the tenant
+    is looked up too), whatever that lookup answers."""
+    c = Conn(srv.ports["client"])
+    try:
+        assert c.recv() == {"type": "auth_required"}
+        batch = [{"type": "auth", "api_key": ka["api_key"]}] + [
+            {"id": f"p{i}", "function": "health", "params": {}} for i in range(5)]
+        c.sock.sendall(b"".join(c.ws.send(TextMessage(data=json.dumps(m))) for m in batch))
+        assert c.recv() == {"type": "auth_success", "tenant_id": "team-a"}
+        assert c.recv()["status"] == "connected"
+        got = [c.recv() for _ in range(5)]
+        assert [(m["id"], m["status"]) for m in got] == [(f"p{i}", "complete")
+                                                         for i in range(5)], got
+    finally:
+        c.close()
+    c = ws_bearer(srv, ADMIN_KEY)
+    try:
+        batch = [{"id": "a0", "function": "health", "params": {}, "tenant_id": "team-a"},
+                 {"id": "h1", "function": "health", "params": {}},
+                 {"id": "x", "function": "health", "params": {}, "tenant_id": "nobody"},
+                 {"id": "h2", "function": "health", "params": {}},
+                 {"id": "a1", "function": "health", "params": {},
+                  "tenant_id": ka["account_id"]}]
+        c.sock.sendall(b"".join(c.ws.send(TextMessage(data=json.dumps(m))) for m in batch))
+        got = [c.recv() for _ in range(5)]
+        assert [(m["id"], m["status"]) for m in got] == [
+            ("a0", "complete"), ("h1", "complete"), ("x", "error"), ("h2", "complete"),
+            ("a1", "complete")], got
+        assert got[2]["error"]["code"] == "UNAUTHORIZED", got[2]
+    finally:
+        c.close()
+
+
 # ---- revocation -----------------------------------------------------------------------------
 
 
