@@ -6,6 +6,7 @@
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
 #   storeq <- {registry, invoke, admit} (their workers: registry/async.h, the Event queue in invoke/events.c, the key store in admit.c)
 #   base <- storeq (the store queue: a worker thread behind a uv_async façade)
+#   base <- bus (the cluster's NATS connection; libnats only here) <- api
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
 #   base <- runtimes (the runtime table) <- {registry, exec, invoke, cli, api}
 #   {config, dispatch, registry, queue, exec, model} <- invoke <- api
@@ -34,6 +35,7 @@ allowed() {
     queue) echo "base store storeq queue" ;;
     store) echo "base store" ;;
     storeq) echo "base storeq" ;;
+    bus) echo "base bus" ;;
     model) echo "base model" ;;
     httpc) echo "base httpc" ;;
     llm) echo "base httpc llm" ;;
@@ -58,6 +60,12 @@ for f in $(find . -name '*.[ch]' | sed 's|^\./||' | sort); do
   for inc in $(grep -oE '^#include "[a-z_]+/' "$f" | sed -E 's/#include "([a-z_]+)\//\1/' | sort -u); do
     case " $ok " in *" $inc "*) ;; *) echo "layers: $f includes $inc/ (allowed: $ok)"; bad=1 ;; esac
   done
+done
+# libnats only in src/bus/.
+for f in $(find . -name '*.[ch]' -not -path './bus/*' | sed 's|^\./||' | sort); do
+  if grep -nE '#include <nats/|\bnats(Connection|Options|Msg|Subscription|Status)_' "$f" >/dev/null; then
+    echo "layers: $f: libnats outside src/bus/"; bad=1
+  fi
 done
 # No SQL outside the storage backends: no sqlite3.h, no libpq-fe.h (nor a
 # libpq call), no statement in a string.

@@ -25,6 +25,7 @@ pkgs=(
   libuv1-dev node-llhttp libwslay-dev libjansson-dev libssl-dev
   libsqlite3-dev libzip-dev libseccomp-dev zlib1g-dev bubblewrap zip
   libpq-dev # the PostgreSQL client library (issue 16, docs/storage.md)
+  libnats-dev nats-server # the cluster's message bus and its server (docs/cluster.md)
   slirp4netns e2fsprogs # environments' network stack and /tmp disks (docs/sandbox.md)
   nodejs npm git
 )

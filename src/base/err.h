@@ -65,6 +65,13 @@
       "the event queue is full")                                                                   \
     X(STORE_UNAVAILABLE, -1104, "STORE_UNAVAILABLE", 503, "ServiceException",                      \
       "the database is unavailable; retry shortly")                                                \
+    /* The cluster's message bus (bus/, docs/cluster.md). */                                       \
+    X(BUS_UNAVAILABLE, -1300, "CLUSTER_UNAVAILABLE", 503, "ServiceException",                      \
+      "the cluster's message bus is unavailable; retry shortly")                                   \
+    X(BUS_TIMEOUT, -1301, "NODE_TIMEOUT", 504, "ServiceException",                                 \
+      "another node did not answer in time")                                                       \
+    X(BUS_NO_RESPONDERS, -1302, "NODE_UNAVAILABLE", 503, "ServiceException",                       \
+      "no node listens for that")                                                                  \
     /* generate (invoke/generate.c). */                                                            \
     X(NO_MODEL, -1220, "NO_MODEL", 503, "ServiceException", "generate has no model")               \
     X(GENERATE_UNAVAILABLE, -1221, "GENERATE_UNAVAILABLE", 503, "ServiceException",                \
