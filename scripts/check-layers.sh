@@ -6,7 +6,7 @@
 #   base <- store (the storage interface and its backends) <- {registry, queue, auth}
 #   storeq <- {registry, invoke, admit} (their workers: registry/async.h, the Event queue in invoke/events.c, the key store in admit.c)
 #   base <- storeq (the store queue: a worker thread behind a uv_async façade)
-#   base <- bus (the cluster's NATS connection; libnats only here) <- api
+#   base <- bus (the cluster's NATS connection; libnats only here) <- cluster (membership) <- api
 #   base <- httpc (the blocking HTTP client) <- {cli, llm} ; {auth, metrics} <- admit <- api
 #   base <- runtimes (the runtime table) <- {registry, exec, invoke, cli, api}
 #   {config, dispatch, registry, queue, exec, model} <- invoke <- api
@@ -36,6 +36,7 @@ allowed() {
     store) echo "base store" ;;
     storeq) echo "base storeq" ;;
     bus) echo "base bus" ;;
+    cluster) echo "base bus cluster" ;;
     model) echo "base model" ;;
     httpc) echo "base httpc" ;;
     llm) echo "base httpc llm" ;;

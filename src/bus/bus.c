@@ -337,6 +337,7 @@ realm_bus_t *realm_bus_open(uv_loop_t *loop, const realm_bus_config_t *cfg,
         goto fail;
     }
     b->async.data = b;
+    uv_unref((uv_handle_t *)&b->async); /* the bus alone does not keep the loop alive */
     st = natsConnection_Connect(&b->nc, b->opts);
     if (st == NATS_OK) {
         post(b, EV_CONNECTED, NULL, NULL); /* connected at once: no callback says so */
@@ -357,6 +358,7 @@ realm_bus_t *realm_bus_open(uv_loop_t *loop, const realm_bus_config_t *cfg,
     if (!b->inbox[0] || subscribe(b, sub, NULL, NULL, NULL) != 0) {
         snprintf(err, err_len, "bus: could not subscribe to the inbox");
         b->is_closing = 1;
+        uv_ref((uv_handle_t *)&b->async);
         natsConnection_Close(b->nc);
         return NULL; /* freed on the loop once libnats is done (on_async) */
     }
@@ -375,6 +377,7 @@ void realm_bus_close(realm_bus_t *b, realm_bus_close_cb cb, void *data)
     b->is_closing = 1;
     b->close_cb = cb;
     b->close_data = data;
+    uv_ref((uv_handle_t *)&b->async); /* the loop runs until libnats is done */
     while (b->reqs)
         req_finish(b->reqs, REALM_ERR_SHUTTING_DOWN, "", 0);
     /* Joins libnats' reader and flusher; the subscriptions complete and the

@@ -28,7 +28,8 @@
  * LIFETIME: realm_bus_open() connects (in the background); realm_bus_close()
  * closes the connection (the requests in flight are answered
  * REALM_ERR_SHUTTING_DOWN), joins libnats' threads and calls its callback
- * on a later loop turn, after which the bus is gone.
+ * on a later loop turn, after which the bus is gone. An open bus does not
+ * keep the loop alive (a request's timer does, until it is answered).
  * THREADS: loop thread only (libnats' threads never call out of this file).
  */
 #ifndef REALM_BUS_BUS_H

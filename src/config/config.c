@@ -119,6 +119,12 @@ static const cfg_opt_t options[] = {
     OPT_STRING("server-key-file", server_key_file, "DATA_DIR/server.key", "PATH",
                "the key that encrypts the keys' secrets (DATA_DIR/ means the data dir); every "
                "server on one postgresql:// --db needs a copy of the same file"),
+    OPT_STRING("nats", nats, "none", "URL[,URL]",
+               "the cluster's NATS servers (nats://HOST:PORT); none: this server is a cluster of "
+               "its own. Every node of a cluster uses the same postgresql:// --db"),
+    OPT_STRING("node-id", node_id, "auto", "ID",
+               "this node's id in a cluster, 1 to 32 of [A-Za-z0-9_-] (auto: the host name and "
+               "the client port)"),
     OPT_ENUM("log-format", log_format, "text", "text|json", "log line format"),
     OPT_ENUM("log-level", log_level, "info", "debug|info|warn|error", "lowest level logged"),
     OPT_SIZE("max-message-bytes", max_message_bytes, "16MiB", 1,

@@ -78,10 +78,12 @@ static void fn_health(realm_call_t *call, json_t *params, void *data)
     realm_builtins_ctx_t *ctx = data;
     json_int_t uptime = (json_int_t)((uv_hrtime() - ctx->start_ns) / 1000000000u);
     size_t conns = ctx->connections ? ctx->connections(ctx->data) : 0;
-    realm_call_complete(call, json_pack("{s:s, s:s, s:I, s:I, s:I}", "status", "ok", "version",
-                                        REALM_VERSION, "uptime_seconds", uptime, "connections",
-                                        (json_int_t)conns, "in_flight",
-                                        (json_int_t)realm_dispatch_in_flight(ctx->dispatch)));
+    json_t *cluster = ctx->cluster ? ctx->cluster(ctx->data) : NULL;
+    realm_call_complete(call, json_pack("{s:s, s:s, s:I, s:I, s:I, s:o*}", "status", "ok",
+                                        "version", REALM_VERSION, "uptime_seconds", uptime,
+                                        "connections", (json_int_t)conns, "in_flight",
+                                        (json_int_t)realm_dispatch_in_flight(ctx->dispatch),
+                                        "cluster", cluster));
 }
 
 static const realm_fn_def_t health_def = {

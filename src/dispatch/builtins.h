@@ -15,6 +15,7 @@ typedef struct {
     uv_loop_t *loop;
     uint64_t start_ns;                 /* uv_hrtime() at server start */
     size_t (*connections)(void *data); /* open client connections */
+    json_t *(*cluster)(void *data);    /* health's "cluster" (a new object), or NULL: none */
     void *data;
     realm_dispatch_t *dispatch; /* set by realm_builtins_register */
     json_t *runtimes; /* borrowed: {runtime: exact version} for metadata (the server's); or NULL */

@@ -1,0 +1,129 @@
+"""Several Realm nodes as one (issue 17, docs/cluster.md), first step:
+membership. Nodes started with the same --nats and --db find each other
+through NATS alone (no list of peers): each one's `health` names every node
+up and /metrics counts them. A node killed with -9 is dropped by the others
+once silent (3.5 heartbeats), one stopped cleanly at once (it says goodbye),
+and either comes back without the others restarting. The bus survives its
+server: nats-server killed and started again, the nodes reconnect and see
+each other again. Bad flags are refused with a message."""
+import re
+import subprocess
+import urllib.request
+
+import pytest
+
+from conftest import Server, assert_no_sanitizer_report, finish, realm_bin
+from fn_util import poll_until
+from nats_util import NatsServer
+from wsclient import Ws
+
+
+@pytest.fixture
+def nats():
+    with NatsServer.running() as n:
+        yield n
+
+
+def node(pg, nats, node_id, *extra):
+    return Server("--db", pg.url, "--nats", nats.url, "--node-id", node_id, *extra)
+
+
+def health(srv):
+    c = Ws(srv.ports["client"])
+    try:
+        c.call({"id": "h", "function": "health", "params": {}})
+        while True:
+            m = c.recv()
+            if isinstance(m, dict) and m.get("id") == "h":
+                assert m["status"] == "complete", m
+                return m["data"]
+    finally:
+        c.close()
+
+
+def nodes_seen(srv):
+    return sorted(health(srv)["cluster"]["nodes"])
+
+
+def metric(srv, name):
+    with urllib.request.urlopen(srv.url("metrics", "/metrics"), timeout=10) as r:
+        text = r.read().decode()
+    m = re.search(rf"^{name} (\S+)$", text, re.M)
+    return float(m.group(1)) if m else None
+
+
+def test_nodes_find_each_other_and_notice_who_leaves(pg_cluster, nats):
+    n1 = node(pg_cluster, nats, "n1")
+    n2 = node(pg_cluster, nats, "n2")
+    n3 = node(pg_cluster, nats, "n3")
+    try:
+        for n in (n1, n2, n3):
+            poll_until(lambda n=n: nodes_seen(n) == ["n1", "n2", "n3"], 15,
+                       what="three nodes seen")
+        h = health(n2)["cluster"]
+        assert h["node"] == "n2" and h["bus_connected"] is True, h
+        assert metric(n1, "realm_cluster_nodes") == 3
+        assert metric(n1, "realm_cluster_bus_connected") == 1
+
+        # kill -9: dropped once silent; the others go on.
+        n3.kill()
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n2"], 15, what="n3 dropped by n1")
+        poll_until(lambda: nodes_seen(n2) == ["n1", "n2"], 15, what="n3 dropped by n2")
+        # Started again (its own data dir, the same database): back in.
+        n3 = node(pg_cluster, nats, "n3")
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n2", "n3"], 15, what="n3 back")
+
+        # A clean stop says goodbye: gone from the others at once, long
+        # before a silent node would be.
+        assert n2.stop() == 0
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n3"], 2, what="n2 gone at once")
+        assert metric(n1, "realm_cluster_nodes") == 2
+    finally:
+        for n in (n1, n2, n3):
+            finish(n)
+
+
+def test_nodes_survive_a_nats_restart(pg_cluster, nats):
+    n1 = node(pg_cluster, nats, "n1")
+    n2 = node(pg_cluster, nats, "n2")
+    try:
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n2"], 15, what="two nodes")
+        nats.kill()
+        poll_until(lambda: metric(n1, "realm_cluster_bus_connected") == 0, 15,
+                   what="n1 sees the bus gone")
+        # Calls on a node keep working without the bus.
+        assert health(n1)["status"] == "ok"
+        poll_until(lambda: nodes_seen(n1) == ["n1"], 15, what="n2 silent to n1")
+        nats.start()
+        poll_until(lambda: metric(n1, "realm_cluster_bus_connected") == 1, 15,
+                   what="n1 reconnected")
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n2"], 15, what="n2 seen again")
+        poll_until(lambda: nodes_seen(n2) == ["n1", "n2"], 15, what="n1 seen again")
+    finally:
+        for n in (n1, n2):
+            finish(n)
+
+
+def refused(*args):
+    p = subprocess.run([realm_bin(), "serve", "--port", "0", "--control-port", "0",
+                        "--runtime-port", "0", "--metrics-port", "0", *args],
+                       capture_output=True, text=True, timeout=60)
+    assert_no_sanitizer_report(p.stderr)
+    assert p.returncode != 0, p.stderr
+    return p.stderr
+
+
+def test_bad_cluster_flags_are_refused(tmp_path, pg_cluster, nats):
+    d = ["--data-dir", str(tmp_path / "d")]
+    assert "the nodes of a cluster share one database" in refused(
+        *d, "--db", "sqlite", "--nats", nats.url)
+    assert "is not a list of nats://HOST:PORT URLs" in refused(
+        *d, "--db", pg_cluster.url, "--nats", "http://127.0.0.1:1")
+    assert "--node-id: 'bad id!' is not 1 to 32 of [A-Za-z0-9_-]" in refused(
+        *d, "--db", pg_cluster.url, "--nats", nats.url, "--node-id", "bad id!")
+
+
+def test_without_nats_there_is_no_cluster(make_server):
+    srv = make_server()
+    assert "cluster" not in health(srv)
+    assert metric(srv, "realm_cluster_nodes") is None
