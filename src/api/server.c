@@ -14,8 +14,7 @@
 #include "api/server.h"
 
 #include "api/authn.h"
-#include "bus/bus.h"
-#include "cluster/cluster.h"
+#include "api/node.h"
 #include "api/client.h"
 #include "api/control.h"
 #include "api/dialect.h"
@@ -82,8 +81,7 @@ struct realm_server_s {
     realm_exec_t *exec;
     realm_invoker_t *invoker;
     realm_authn_t *authn;
-    realm_bus_t *bus;         /* --nats: the cluster's message bus, or NULL */
-    realm_cluster_t *cluster; /* and membership over it */
+    realm_node_t *node; /* --nats: this server in its cluster, or NULL */
     realm_functions_t *functions;
     realm_generate_t *generate;
     realm_runtime_t *runtime;
@@ -299,75 +297,16 @@ static json_t *node_state(void *data)
                      s->authn && realm_admit_is_draining(realm_authn_admit(s->authn)));
 }
 
-/* health's "cluster": this node's id and the nodes up. */
 static json_t *cluster_health(void *data)
 {
     realm_server_t *s = data;
-    if (!s->cluster) return NULL;
-    json_t *ids = json_array();
-    json_t *nodes = realm_cluster_nodes(s->cluster);
-    size_t i;
-    json_t *n;
-    json_array_foreach(nodes, i, n) json_array_append(ids, json_object_get(n, "id"));
-    json_decref(nodes);
-    return json_pack("{s:s, s:o, s:b}", "node", realm_cluster_node_id(s->cluster), "nodes", ids,
-                     "bus_connected", realm_bus_is_connected(s->bus));
+    return realm_node_health(s->node);
 }
 
 static void collect_cluster(realm_buf_t *out, void *data)
 {
     realm_server_t *s = data;
-    if (!s->cluster) return;
-    realm_metrics_emit_header(out, "realm_cluster_nodes", "Nodes of the cluster up, this one included",
-                              REALM_METRIC_GAUGE);
-    realm_metrics_emit_sample(out, "realm_cluster_nodes", NULL,
-                              (double)realm_cluster_size(s->cluster));
-    realm_metrics_emit_header(out, "realm_cluster_bus_connected",
-                              "1 while this node is connected to the cluster's NATS servers",
-                              REALM_METRIC_GAUGE);
-    realm_metrics_emit_sample(out, "realm_cluster_bus_connected", NULL,
-                              realm_bus_is_connected(s->bus));
-}
-
-/* --nats: the bus, then membership. The listeners are bound (their URLs go in the heartbeat). */
-static int setup_cluster(realm_server_t *s, const realm_config_t *cfg, char *err, size_t err_len)
-{
-    if (strcmp(cfg->nats, "none") == 0) return 0;
-    if (!realm_store_is_pg(cfg->db)) {
-        snprintf(err, err_len,
-                 "--nats: the nodes of a cluster share one database: add --db "
-                 "postgresql://USER@HOST:PORT/DB (the same on every node)");
-        return -1;
-    }
-    char id[96];
-    if (strcmp(cfg->node_id, "auto") == 0) {
-        char host[64] = "node";
-        size_t hl = sizeof(host);
-        if (uv_os_gethostname(host, &hl) != 0) snprintf(host, sizeof(host), "node");
-        host[20] = '\0';
-        for (char *p = host; *p; p++)
-            if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
-                *p = '-';
-        snprintf(id, sizeof(id), "%s-%d", host, realm_listener_port(s->listeners[L_CLIENT]));
-    } else {
-        snprintf(id, sizeof(id), "%s", cfg->node_id);
-    }
-    realm_bus_config_t bc = {.urls = cfg->nats, .name = id};
-    s->bus = realm_bus_open(s->loop, &bc, NULL, NULL, err, err_len);
-    if (!s->bus) return -1;
-    realm_cluster_config_t cc = {.node_id = id, .state_cb = node_state, .ud = s};
-    s->cluster = realm_cluster_open(s->loop, s->bus, &cc, err, err_len);
-    if (!s->cluster) return -1;
-    realm_info("cluster: node %s on %s", id, cfg->nats);
-    return 0;
-}
-
-static void on_bus_closed_step(void *data)
-{
-    realm_server_t *s = data;
-    s->cluster = NULL;
-    realm_bus_close(s->bus, NULL, NULL);
-    s->bus = NULL;
+    realm_node_collect(out, s->node);
 }
 
 static size_t client_connections(void *data)
@@ -1023,7 +962,9 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         limit_listener(s, i);
     }
     realm_exec_set_runtime_port(s->exec, realm_listener_port(s->listeners[L_RUNTIME]));
-    if (setup_cluster(s, cfg, err, err_len) != 0) goto fail;
+    if (realm_node_open(loop, cfg, realm_listener_port(s->listeners[L_CLIENT]), node_state, s,
+                        &s->node, err, err_len) != 0)
+        goto fail;
     realm_invoker_begin(s->invoker);
     /* The trim timer never keeps the loop alive on its own. */
     realm_mem_idle_init(&s->mem, TRIM_BUSY_TICKS);
@@ -1141,10 +1082,8 @@ void realm_server_free(realm_server_t *s)
     close_handle((uv_handle_t *)&s->trim_timer);
     close_handle((uv_handle_t *)&s->sigint);
     close_handle((uv_handle_t *)&s->sigterm);
-    if (s->cluster)
-        realm_cluster_close(s->cluster, on_bus_closed_step, s); /* then the bus */
-    else if (s->bus)
-        realm_bus_close(s->bus, NULL, NULL);
+    realm_node_close(s->node);
+    s->node = NULL;
     if (s->authn)
         realm_authn_close(s->authn, on_authn_stopped, s);
     else

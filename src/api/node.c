@@ -1,0 +1,115 @@
+/*
+ * node.c - this server in its cluster (see node.h).
+ */
+#include "api/node.h"
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "bus/bus.h"
+#include "cluster/cluster.h"
+#include "metrics/metrics.h"
+#include "store/store.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct realm_node_s {
+    realm_bus_t *bus;
+    realm_cluster_t *cluster;
+};
+
+json_t *realm_node_health(void *data)
+{
+    realm_node_t *n = data;
+    if (!n) return NULL;
+    json_t *ids = json_array();
+    json_t *nodes = realm_cluster_nodes(n->cluster);
+    size_t i;
+    json_t *o;
+    json_array_foreach(nodes, i, o) json_array_append(ids, json_object_get(o, "id"));
+    json_decref(nodes);
+    return json_pack("{s:s, s:o, s:b}", "node", realm_cluster_node_id(n->cluster), "nodes", ids,
+                     "bus_connected", realm_bus_is_connected(n->bus));
+}
+
+void realm_node_collect(realm_buf_t *out, void *data)
+{
+    realm_node_t *n = data;
+    if (!n) return;
+    realm_metrics_emit_header(out, "realm_cluster_nodes",
+                              "Nodes of the cluster up, this one included", REALM_METRIC_GAUGE);
+    realm_metrics_emit_sample(out, "realm_cluster_nodes", NULL,
+                              (double)realm_cluster_size(n->cluster));
+    realm_metrics_emit_header(out, "realm_cluster_bus_connected",
+                              "1 while this node is connected to the cluster's NATS servers",
+                              REALM_METRIC_GAUGE);
+    realm_metrics_emit_sample(out, "realm_cluster_bus_connected", NULL,
+                              realm_bus_is_connected(n->bus));
+}
+
+/* "auto": the host name (20 characters at most, others made '-') and the client port. */
+static void auto_id(int client_port, char *id, size_t len)
+{
+    char host[64] = "node";
+    size_t hl = sizeof(host);
+    if (uv_os_gethostname(host, &hl) != 0) snprintf(host, sizeof(host), "node");
+    host[20] = '\0';
+    for (char *p = host; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9')))
+            *p = '-';
+    snprintf(id, len, "%s-%d", host, client_port);
+}
+
+int realm_node_open(uv_loop_t *loop, const realm_config_t *cfg, int client_port,
+                    realm_node_state_cb state_cb, void *ud, realm_node_t **out, char *err,
+                    size_t err_len)
+{
+    *out = NULL;
+    if (strcmp(cfg->nats, "none") == 0) return 0;
+    if (!realm_store_is_pg(cfg->db)) {
+        snprintf(err, err_len,
+                 "--nats: the nodes of a cluster share one database: add --db "
+                 "postgresql://USER@HOST:PORT/DB (the same on every node)");
+        return -1;
+    }
+    char id[96];
+    if (strcmp(cfg->node_id, "auto") == 0)
+        auto_id(client_port, id, sizeof(id));
+    else
+        snprintf(id, sizeof(id), "%s", cfg->node_id);
+    if (!realm_cluster_id_is_valid(id)) {
+        snprintf(err, err_len, "--node-id: '%.64s' is not 1 to 32 of [A-Za-z0-9_-]", id);
+        return -1;
+    }
+    realm_node_t *n = realm_calloc(1, sizeof(*n));
+    realm_bus_config_t bc = {.urls = cfg->nats, .name = id};
+    n->bus = realm_bus_open(loop, &bc, NULL, NULL, err, err_len);
+    if (!n->bus) {
+        free(n);
+        return -1;
+    }
+    realm_cluster_config_t cc = {.node_id = id, .state_cb = state_cb, .ud = ud};
+    n->cluster = realm_cluster_open(loop, n->bus, &cc, err, err_len);
+    if (!n->cluster) {
+        realm_bus_close(n->bus, NULL, NULL);
+        free(n);
+        return -1;
+    }
+    realm_info("cluster: node %s on %s", id, cfg->nats);
+    *out = n;
+    return 0;
+}
+
+static void on_cluster_closed(void *data)
+{
+    realm_node_t *n = data;
+    realm_bus_close(n->bus, NULL, NULL); /* after the goodbye went out */
+    free(n);
+}
+
+void realm_node_close(realm_node_t *n)
+{
+    if (!n) return;
+    realm_cluster_close(n->cluster, on_cluster_closed, n);
+}
