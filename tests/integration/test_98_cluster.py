@@ -127,3 +127,53 @@ def test_without_nats_there_is_no_cluster(make_server):
     srv = make_server()
     assert "cluster" not in health(srv)
     assert metric(srv, "realm_cluster_nodes") is None
+
+
+def alive(pid):
+    """1 while pid runs (a zombie nobody reaps does not)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_cluster_script_up_restart_down(tmp_path):
+    """scripts/cluster.sh: `up DIR 3` starts PostgreSQL, three clustered
+    nats-servers and three nodes, waits until each sees all, and writes
+    cluster.json; `start-node` brings a stopped node back on its former
+    ports; `down` stops everything."""
+    import json
+    import os
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    script = os.path.join(root, "scripts", "cluster.sh")
+    env = {**os.environ, "REALM_BIN": realm_bin()}
+    d = tmp_path / "c"
+
+    def run(*args):
+        p = subprocess.run([script, *args], capture_output=True, text=True, timeout=300, env=env)
+        assert p.returncode == 0, p.stdout + p.stderr
+        return p.stdout
+
+    run("up", str(d), "3")
+    try:
+        doc = json.loads((d / "cluster.json").read_text())
+        assert [n["id"] for n in doc["nodes"]] == ["n1", "n2", "n3"], doc
+        assert len(doc["nats"]) == 3 and doc["db"].startswith("postgresql://"), doc
+        for n in doc["nodes"]:
+            assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/", n["client"]), n
+            assert re.fullmatch(r"http://127\.0\.0\.1:\d+", n["control"]), n
+            with urllib.request.urlopen(n["metrics"] + "/metrics", timeout=10) as r:
+                assert "realm_cluster_nodes 3\n" in r.read().decode()
+        n2 = doc["nodes"][1]
+        os.kill(n2["pid"], 9)
+        poll_until(lambda: not alive(n2["pid"]), 30, what="n2 dead")
+        run("start-node", str(d), "n2")
+        again = json.loads((d / "cluster.json").read_text())["nodes"][1]
+        assert again["client"] == n2["client"] and again["pid"] != n2["pid"], (again, n2)
+        with urllib.request.urlopen(again["metrics"] + "/metrics", timeout=10) as r:
+            assert "realm_cluster_nodes 3\n" in r.read().decode()
+    finally:
+        run("down", str(d))
+    assert not (d / "cluster.json").exists()
+    assert not any(alive(n["pid"]) for n in doc["nodes"] + doc["nats"]), doc
