@@ -17,6 +17,7 @@
 struct realm_node_s {
     realm_bus_t *bus;
     realm_cluster_t *cluster;
+    realm_node_config_t nc;
 };
 
 json_t *realm_node_health(void *data)
@@ -61,10 +62,34 @@ static void auto_id(int client_port, char *id, size_t len)
     snprintf(id, len, "%s-%d", host, client_port);
 }
 
-int realm_node_open(uv_loop_t *loop, const realm_config_t *cfg, int client_port,
-                    realm_node_state_cb state_cb, void *ud, realm_node_t **out, char *err,
-                    size_t err_len)
+/* Another node wrote the registry: what this one cached goes now. */
+static void on_registry_hint(const char *subject, const char *reply, const char *data,
+                             size_t len, void *ud)
 {
+    (void)subject, (void)reply;
+    realm_node_t *n = ud;
+    json_t *m = json_loadb(data, len, 0, NULL);
+    const char *from = json_string_value(json_object_get(m, "node"));
+    /* Its own writes a node has seen already. */
+    if (from && strcmp(from, realm_cluster_node_id(n->cluster)) != 0 && n->nc.invoker)
+        realm_invoker_forget_cached(n->nc.invoker);
+    json_decref(m);
+}
+
+/* This node wrote the registry (registry/async.h's write hook): the others
+ * hear it before the writer's caller has its answer. */
+static void on_registry_write(void *data)
+{
+    realm_node_t *n = data;
+    char msg[96];
+    int len = snprintf(msg, sizeof(msg), "{\"node\":\"%s\"}", realm_cluster_node_id(n->cluster));
+    realm_bus_publish(n->bus, REALM_NODE_REGISTRY_SUBJECT, NULL, msg, (size_t)len);
+}
+
+int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t **out,
+                    char *err, size_t err_len)
+{
+    const realm_config_t *cfg = nc->cfg;
     *out = NULL;
     if (strcmp(cfg->nats, "none") == 0) return 0;
     if (!realm_store_is_pg(cfg->db)) {
@@ -75,7 +100,7 @@ int realm_node_open(uv_loop_t *loop, const realm_config_t *cfg, int client_port,
     }
     char id[96];
     if (strcmp(cfg->node_id, "auto") == 0)
-        auto_id(client_port, id, sizeof(id));
+        auto_id(nc->client_port, id, sizeof(id));
     else
         snprintf(id, sizeof(id), "%s", cfg->node_id);
     if (!realm_cluster_id_is_valid(id)) {
@@ -83,19 +108,26 @@ int realm_node_open(uv_loop_t *loop, const realm_config_t *cfg, int client_port,
         return -1;
     }
     realm_node_t *n = realm_calloc(1, sizeof(*n));
+    n->nc = *nc;
     realm_bus_config_t bc = {.urls = cfg->nats, .name = id};
     n->bus = realm_bus_open(loop, &bc, NULL, NULL, err, err_len);
     if (!n->bus) {
         free(n);
         return -1;
     }
-    realm_cluster_config_t cc = {.node_id = id, .state_cb = state_cb, .ud = ud};
+    realm_cluster_config_t cc = {.node_id = id, .state_cb = nc->state, .ud = nc->ud};
     n->cluster = realm_cluster_open(loop, n->bus, &cc, err, err_len);
-    if (!n->cluster) {
+    if (!n->cluster ||
+        realm_bus_subscribe(n->bus, REALM_NODE_REGISTRY_SUBJECT, NULL, on_registry_hint, n) != 0) {
+        if (n->cluster) {
+            snprintf(err, err_len, "cluster: could not subscribe on the bus");
+            realm_cluster_close(n->cluster, NULL, NULL);
+        }
         realm_bus_close(n->bus, NULL, NULL);
         free(n);
         return -1;
     }
+    if (nc->ra) realm_registry_async_on_write(nc->ra, on_registry_write, n);
     realm_info("cluster: node %s on %s", id, cfg->nats);
     *out = n;
     return 0;
@@ -111,5 +143,6 @@ static void on_cluster_closed(void *data)
 void realm_node_close(realm_node_t *n)
 {
     if (!n) return;
+    if (n->nc.ra) realm_registry_async_on_write(n->nc.ra, NULL, NULL);
     realm_cluster_close(n->cluster, on_cluster_closed, n);
 }

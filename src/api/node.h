@@ -13,24 +13,37 @@
 
 #include "base/buf.h"
 #include "config/config.h"
+#include "invoke/invoker.h"
+#include "registry/async.h"
 
 #include <jansson.h>
 #include <uv.h>
 
 typedef struct realm_node_s realm_node_t;
 
-/* What the node adds to its heartbeat (a new JSON object, or NULL). */
-typedef json_t *(*realm_node_state_cb)(void *ud);
+typedef struct {
+    const realm_config_t *cfg; /* --nats, --node-id, --db */
+    int client_port;           /* names an "auto" node id */
+    /* What the node adds to its heartbeat (a new JSON object, or NULL). */
+    json_t *(*state)(void *ud);
+    void *ud;
+    /* This node's registry writes are told to the others before their
+     * answers go out; theirs make invoker forget what it cached. */
+    realm_registry_async_t *ra;
+    realm_invoker_t *invoker;
+} realm_node_config_t;
+
+/* Where a node says it wrote the registry: {"node": ID}. */
+#define REALM_NODE_REGISTRY_SUBJECT "realm.registry.changed"
 
 /*
  * With cfg->nats "none": 0 and *out NULL (no cluster). Else opens the bus
  * and joins: 0 and *out; or -1 with a message (--nats without a
- * postgresql:// --db, a bad URL list or --node-id). client_port names an
- * "auto" node id.
+ * postgresql:// --db, a bad URL list or --node-id).
  */
-int realm_node_open(uv_loop_t *loop, const realm_config_t *cfg, int client_port,
-                    realm_node_state_cb state_cb, void *ud, realm_node_t **out, char *err,
-                    size_t err_len);
+int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t **out,
+                    char *err, size_t err_len);
+
 /* NULL does nothing. */
 void realm_node_close(realm_node_t *n);
 

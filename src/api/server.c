@@ -275,13 +275,14 @@ static void on_healthz(realm_http_req_t *req, realm_http_res_t *res, void *data)
 
 /* ---- the cluster (--nats) ---- */
 
-static void listener_url(const realm_server_t *s, int i, char *out, size_t len)
+/* A listener's URL: scheme://host:port and path. */
+static void listener_url(const realm_server_t *s, int i, const char *path, char *out, size_t len)
 {
     static const char *const schemes[L_COUNT] = {"ws", "http", "http", "http"};
     const char *host = realm_listener_host(s->listeners[i]);
     int v6 = strchr(host, ':') != NULL;
     snprintf(out, len, "%s://%s%s%s:%d%s", schemes[i], v6 ? "[" : "", host, v6 ? "]" : "",
-             realm_listener_port(s->listeners[i]), i == L_CLIENT ? "/" : "");
+             realm_listener_port(s->listeners[i]), path);
 }
 
 /* What this node says about itself in its heartbeat (cluster.h). */
@@ -289,9 +290,9 @@ static json_t *node_state(void *data)
 {
     realm_server_t *s = data;
     char client[300], control[300], metrics[300];
-    listener_url(s, L_CLIENT, client, sizeof(client));
-    listener_url(s, L_CONTROL, control, sizeof(control));
-    listener_url(s, L_METRICS, metrics, sizeof(metrics));
+    listener_url(s, L_CLIENT, "/", client, sizeof(client));
+    listener_url(s, L_CONTROL, "", control, sizeof(control));
+    listener_url(s, L_METRICS, "", metrics, sizeof(metrics));
     return json_pack("{s:s, s:s, s:s, s:s, s:b}", "version", REALM_VERSION, "client", client,
                      "control", control, "metrics", metrics, "draining",
                      s->authn && realm_admit_is_draining(realm_authn_admit(s->authn)));
@@ -301,12 +302,6 @@ static json_t *cluster_health(void *data)
 {
     realm_server_t *s = data;
     return realm_node_health(s->node);
-}
-
-static void collect_cluster(realm_buf_t *out, void *data)
-{
-    realm_server_t *s = data;
-    realm_node_collect(out, s->node);
 }
 
 static size_t client_connections(void *data)
@@ -946,7 +941,6 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
     realm_metrics_add_collector(s->metrics, collect_exec, s);
     realm_metrics_add_collector(s->metrics, realm_authn_collect, s->authn);
     realm_metrics_add_collector(s->metrics, realm_metrics_collect_process, NULL);
-    realm_metrics_add_collector(s->metrics, collect_cluster, s);
 
     for (int i = 0; i < L_COUNT; i++) {
         /* The runtime API is for environments on this machine only. */
@@ -962,9 +956,14 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         limit_listener(s, i);
     }
     realm_exec_set_runtime_port(s->exec, realm_listener_port(s->listeners[L_RUNTIME]));
-    if (realm_node_open(loop, cfg, realm_listener_port(s->listeners[L_CLIENT]), node_state, s,
-                        &s->node, err, err_len) != 0)
-        goto fail;
+    realm_node_config_t nc = {.cfg = cfg,
+                              .client_port = realm_listener_port(s->listeners[L_CLIENT]),
+                              .state = node_state,
+                              .ud = s,
+                              .ra = s->ra,
+                              .invoker = s->invoker};
+    if (realm_node_open(loop, &nc, &s->node, err, err_len) != 0) goto fail;
+    if (s->node) realm_metrics_add_collector(s->metrics, realm_node_collect, s->node);
     realm_invoker_begin(s->invoker);
     /* The trim timer never keeps the loop alive on its own. */
     realm_mem_idle_init(&s->mem, TRIM_BUSY_TICKS);
@@ -992,13 +991,10 @@ fail:
 
 void realm_server_print_listeners(const realm_server_t *s, FILE *out)
 {
-    static const char *const schemes[L_COUNT] = {"ws", "http", "http", "http"};
     for (int i = 0; i < L_COUNT; i++) {
-        const char *host = realm_listener_host(s->listeners[i]);
-        int v6 = strchr(host, ':') != NULL;
-        fprintf(out, "listening %s %s://%s%s%s:%d%s\n", listener_names[i], schemes[i],
-                v6 ? "[" : "", host, v6 ? "]" : "", realm_listener_port(s->listeners[i]),
-                i == L_METRICS ? "/metrics" : "");
+        char url[300];
+        listener_url(s, i, i == L_METRICS ? "/metrics" : "", url, sizeof(url));
+        fprintf(out, "listening %s %s\n", listener_names[i], url);
     }
     fflush(out);
 }

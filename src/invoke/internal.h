@@ -29,10 +29,14 @@
  * function nobody changed reads no SQL and parses no configuration. Direct-
  * mapped by a hash of tenant and name; a collision replaces the entry.
  * Versions and aliases (a weighted alias picks anew each time) are not kept.
+ * Another node's write (a hint over the cluster's bus) bumps the invoker's
+ * cache epoch, which empties the cache at once, ahead of the generation
+ * poll.
  */
 typedef struct {
     char *key; /* owned: tenant "\n" name; NULL when the slot is empty */
     uint64_t generation;
+    uint64_t epoch; /* the invoker's cache_epoch when the lookup started */
     realm_fn_version_t v; /* config: an owned reference */
     int no_network;
 } rcache_t;
@@ -60,6 +64,7 @@ struct realm_invoker_s {
     realm_invoker_close_cb on_closed;
     void *closed_data;
     uint64_t cache_hits;
+    uint64_t cache_epoch; /* realm_invoker_forget_cached bumps it */
     rcache_t rcache[RCACHE_SLOTS];
 };
 

@@ -60,7 +60,7 @@ static int rcache_get(realm_invoker_t *iv, const rcache_t *c, const char *key,
                       realm_fn_version_t *v, int *no_network)
 {
     if (!c->key || c->generation != realm_registry_async_generation(iv->o.ra) ||
-        strcmp(c->key, key) != 0)
+        c->epoch != iv->cache_epoch || strcmp(c->key, key) != 0)
         return 0;
     *v = c->v;
     v->config = json_incref(c->v.config);
@@ -69,12 +69,13 @@ static int rcache_get(realm_invoker_t *iv, const rcache_t *c, const char *key,
     return 1;
 }
 
-static void rcache_put(rcache_t *c, const char *key, uint64_t generation,
+static void rcache_put(rcache_t *c, const char *key, uint64_t generation, uint64_t epoch,
                        const realm_fn_version_t *v, int no_network)
 {
     rcache_clear(c);
     c->key = realm_strdup(key);
     c->generation = generation;
+    c->epoch = epoch;
     c->v = *v;
     c->v.config = json_incref(v->config);
     c->no_network = no_network;
@@ -102,6 +103,7 @@ typedef struct {
     double pick;
     /* results (worker) */
     uint64_t generation; /* the registry's, read before resolving */
+    uint64_t epoch;      /* the invoker's cache epoch when the lookup was made */
     int rc;
     realm_fn_version_t v;
     int no_network;
@@ -170,6 +172,7 @@ static void lookup_init(lookup_t *l, realm_invoker_t *iv, const char *tenant, co
     l->qualifier = qualifier ? realm_strdup(qualifier) : NULL;
     l->key = key ? realm_strdup(key) : NULL;
     l->pick = (double)(rand() % 1000000) / 1000000.0;
+    l->epoch = iv->cache_epoch;
 }
 
 /* Fills what runs from a resolved version (on the loop). */
@@ -220,7 +223,9 @@ static int lookup_take(realm_invoker_t *iv, lookup_t *l, const char *tenant, res
     }
     char key[600];
     rcache_t *slot = rcache_slot(iv, l->tenant, l->function, l->qualifier, key, sizeof(key));
-    if (slot) rcache_put(slot, key, l->generation, &l->v, l->no_network);
+    /* Not when another node wrote since the lookup began: it may have read the old rows. */
+    if (slot && l->epoch == iv->cache_epoch)
+        rcache_put(slot, key, l->generation, l->epoch, &l->v, l->no_network);
     r->v = l->v;
     memset(&l->v, 0, sizeof(l->v));
     resolved_fill(iv, r, tenant, l->no_network);
@@ -591,6 +596,11 @@ void realm_invoker_read_log(realm_invoker_t *iv, const char *tenant, const char 
     }
     realm_buf_append(out, cur.data ? cur.data : "", cur.len);
     realm_buf_dispose(&cur);
+}
+
+void realm_invoker_forget_cached(realm_invoker_t *iv)
+{
+    iv->cache_epoch++;
 }
 
 uint64_t realm_invoker_cache_hits(const realm_invoker_t *iv)

@@ -168,6 +168,13 @@ int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char
 void realm_invoker_read_log(realm_invoker_t *iv, const char *tenant, const char *name, long tail,
                             realm_buf_t *out);
 
+/*
+ * Forgets every cached resolution at once: the next invocation of each
+ * function reads the registry again (another node changed it: a hint
+ * over the cluster's bus, docs/cluster.md).
+ */
+void realm_invoker_forget_cached(realm_invoker_t *iv);
+
 /* Checks --provisioned's syntax: 0, or -1 with a message. */
 int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len);
 /*

@@ -17,6 +17,8 @@ struct realm_registry_async_s {
     realm_storeq_t *q;
     _Atomic uint64_t generation;
     int is_closing;
+    void (*on_write)(void *data); /* realm_registry_async_on_write's */
+    void *on_write_data;
     void (*close_cb)(void *data);
     void *close_data;
 };
@@ -26,6 +28,7 @@ typedef struct {
     realm_registry_work_cb work;
     realm_registry_done_cb done;
     void *data;
+    int wrote; /* the work moved the generation (worker; read in done) */
 } job_t;
 
 static void publish(realm_registry_async_t *ra)
@@ -37,13 +40,17 @@ static void publish(realm_registry_async_t *ra)
 static void job_work(void *data)
 {
     job_t *j = data;
+    uint64_t before = realm_registry_local_writes(j->ra->reg);
     if (j->work) j->work(j->ra->reg, j->data);
+    j->wrote = realm_registry_local_writes(j->ra->reg) != before;
     publish(j->ra);
 }
 
 static void job_done(void *data, int status)
 {
     job_t *j = data;
+    /* Others hear of a write before its caller's answer goes out. */
+    if (j->wrote && j->ra->on_write) j->ra->on_write(j->ra->on_write_data);
     if (j->done) j->done(j->data, status);
     free(j);
 }
@@ -103,6 +110,13 @@ static void on_queue_closed(void *data)
     realm_registry_async_t *ra = data;
     ra->q = NULL;
     if (ra->close_cb) ra->close_cb(ra->close_data);
+}
+
+void realm_registry_async_on_write(realm_registry_async_t *ra, void (*cb)(void *data),
+                                   void *data)
+{
+    ra->on_write = cb;
+    ra->on_write_data = data;
 }
 
 void realm_registry_async_free(realm_registry_async_t *ra)

@@ -59,4 +59,12 @@ uint64_t realm_registry_async_in_flight(realm_registry_async_t *ra);
 void realm_registry_async_close(realm_registry_async_t *ra, void (*cb)(void *data), void *data);
 void realm_registry_async_free(realm_registry_async_t *ra); /* after close's cb; NULL is fine */
 
+/*
+ * cb(data) runs on the loop after every job that may have written the
+ * registry (its generation moved), before that job's done callback answers
+ * its caller: a cluster node tells the others here (docs/cluster.md).
+ */
+void realm_registry_async_on_write(realm_registry_async_t *ra, void (*cb)(void *data),
+                                   void *data);
+
 #endif

@@ -819,6 +819,11 @@ uint64_t realm_registry_generation(const realm_registry_t *r)
     return realm_store_generation(r->store);
 }
 
+uint64_t realm_registry_local_writes(const realm_registry_t *r)
+{
+    return realm_store_local_writes(r->store);
+}
+
 void realm_fn_version_dispose(realm_fn_version_t *v)
 {
     json_decref(v->config);

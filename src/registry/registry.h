@@ -149,6 +149,8 @@ void realm_fn_version_dispose(realm_fn_version_t *v);
  * the same. Writes by other processes are not seen.
  */
 uint64_t realm_registry_generation(const realm_registry_t *r);
+/* This registry's own calls that may have written, ever (cheap: no round trip). */
+uint64_t realm_registry_local_writes(const realm_registry_t *r);
 
 /* 1 if a version of one of tenant's functions uses the package (errors: 0). */
 int realm_registry_code_owned(realm_registry_t *r, const char *tenant, const char *hex);

@@ -54,6 +54,11 @@ int64_t realm_store_schema_version(const realm_store_t *s)
     return s->schema_version;
 }
 
+uint64_t realm_store_local_writes(const realm_store_t *s)
+{
+    return s->generation;
+}
+
 uint64_t realm_store_generation(const realm_store_t *s)
 {
     /* A shared backend reads it from its database (a round trip): the

@@ -105,6 +105,8 @@ void realm_store_rollback(realm_store_t *s);
  * server's write commits), one round trip per call.
  */
 uint64_t realm_store_generation(const realm_store_t *s);
+/* This store's own calls that may write, ever (no round trip; this process only). */
+uint64_t realm_store_local_writes(const realm_store_t *s);
 
 /* ---- registry: functions ---- */
 

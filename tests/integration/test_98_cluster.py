@@ -5,7 +5,10 @@ up and /metrics counts them. A node killed with -9 is dropped by the others
 once silent (3.5 heartbeats), one stopped cleanly at once (it says goodbye),
 and either comes back without the others restarting. The bus survives its
 server: nats-server killed and started again, the nodes reconnect and see
-each other again. Bad flags are refused with a message."""
+each other again. A function created through one node runs through the
+others, and its code updated through one node runs on the very next invoke
+through another (the writer tells the others before it answers). Bad flags
+are refused with a message."""
 import re
 import subprocess
 import urllib.request
@@ -13,7 +16,7 @@ import urllib.request
 import pytest
 
 from conftest import Server, assert_no_sanitizer_report, finish, realm_bin
-from fn_util import poll_until
+from fn_util import build_zip, deploy, fn_client, ok, poll_until
 from nats_util import NatsServer
 from wsclient import Ws
 
@@ -177,3 +180,39 @@ def test_cluster_script_up_restart_down(tmp_path):
         run("down", str(d))
     assert not (d / "cluster.json").exists()
     assert not any(alive(n["pid"]) for n in doc["nodes"] + doc["nats"]), doc
+
+
+VERSION_SRC = """exports.handler = async (event) => ({version: %d, got: event});
+"""
+
+
+def test_a_function_written_on_one_node_runs_on_the_others(pg_cluster, nats):
+    n1 = node(pg_cluster, nats, "n1")
+    n2 = node(pg_cluster, nats, "n2")
+    n3 = node(pg_cluster, nats, "n3")
+    try:
+        poll_until(lambda: nodes_seen(n3) == ["n1", "n2", "n3"], 15, what="three nodes")
+        l1, l3 = fn_client(n1), fn_client(n3)
+        deploy(l1, "hop", {"index.js": VERSION_SRC % 1})
+        l1.get_waiter("function_active_v2").wait(FunctionName="hop")
+        assert ok(l3, "hop", {"via": "n3"}) == {"version": 1, "got": {"via": "n3"}}
+        c = Ws(n2.ports["client"])
+        try:
+            c.call({"id": "1", "function": "invoke", "params": {"name": "hop",
+                                                                 "payload": {"via": "n2"}}})
+            m = c.recv()
+            while m.get("id") != "1" or m.get("status") not in ("complete", "error"):
+                m = c.recv()
+            assert m["status"] == "complete", m
+            assert m["data"]["payload"] == {"version": 1, "got": {"via": "n2"}}, m
+        finally:
+            c.close()
+        # n3 has version 1 cached now; each update through n1 runs on the
+        # very next invoke through n3.
+        for v in range(2, 6):
+            l1.update_function_code(FunctionName="hop",
+                                    ZipFile=build_zip({"index.js": VERSION_SRC % v}))
+            assert ok(l3, "hop")["version"] == v
+    finally:
+        for n in (n1, n2, n3):
+            finish(n)
