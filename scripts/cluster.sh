@@ -20,6 +20,7 @@ if [ -z "$BIN" ]; then
   for b in "$ROOT/build/realm" "$ROOT/build/asan/realm"; do [ -x "$b" ] && BIN="$b" && break; done
 fi
 PG_BIN="${REALM_PG_BINDIR:-/usr/lib/postgresql/15/bin}"
+NATS_SERVER=$(command -v nats-server || echo /usr/sbin/nats-server) # Debian: /usr/sbin
 PY=/usr/bin/python3
 
 die() { echo "cluster: $*" >&2; exit 1; }
@@ -114,7 +115,7 @@ cmd_up() {
   local urls=""
   for i in 0 1 2; do
     mkdir -p "$dir/nats/$((i + 1))"
-    nohup nats-server -a 127.0.0.1 -p "${ports[$i]}" --name "nats$((i + 1))" \
+    nohup "$NATS_SERVER" -a 127.0.0.1 -p "${ports[$i]}" --name "nats$((i + 1))" \
       --cluster_name realm --cluster "nats://127.0.0.1:${ports[$((i + 3))]}" --routes "$routes" \
       >"$dir/nats/$((i + 1))/log" 2>&1 </dev/null &
     echo $! >"$dir/nats/$((i + 1))/pid"

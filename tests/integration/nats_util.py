@@ -8,11 +8,14 @@ no sleeps), killed with SIGKILL, started again on the same port.
 """
 import contextlib
 import re
+import shutil
 import signal
 import subprocess
 import threading
 
 LISTEN_RE = re.compile(r"Listening for client connections on 127\.0\.0\.1:(\d+)")
+# Debian installs it in /usr/sbin, which a user's PATH may lack.
+NATS_SERVER = shutil.which("nats-server") or "/usr/sbin/nats-server"
 
 
 class NatsServer:
@@ -22,7 +25,7 @@ class NatsServer:
         self.log = []
 
     def start(self, timeout=30):
-        self.proc = subprocess.Popen(["nats-server", "-a", "127.0.0.1", "-p", str(self.port)],
+        self.proc = subprocess.Popen([NATS_SERVER, "-a", "127.0.0.1", "-p", str(self.port)],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         got = threading.Event()
 

@@ -47,6 +47,9 @@ static void nats_start(nats_t *n, int port)
         close(fds[0]);
         close(fds[1]);
         execlp("nats-server", "nats-server", "-a", "127.0.0.1", "-p", port_arg, (char *)NULL);
+        /* Debian installs it in /usr/sbin, which a user's PATH may lack. */
+        execl("/usr/sbin/nats-server", "nats-server", "-a", "127.0.0.1", "-p", port_arg,
+              (char *)NULL);
         _exit(127);
     }
     close(fds[1]);
