@@ -175,7 +175,7 @@ wait_healthy() {
   for nd in "$dir"/nodes/*; do
     alive "$(cat "$nd/pid")" || continue
     m=$(cut -d' ' -f4 "$nd/ports")
-    wait_for "curl -sf http://127.0.0.1:$m/metrics | grep -qx 'realm_cluster_nodes $want'" 30 ||
+    wait_for "curl -sf http://127.0.0.1:$m/metrics | grep -qE '^realm_cluster_nodes(\{[^}]*\})? $want\$'" 30 ||
       die "node $(basename "$nd") does not see $want nodes (see $nd/log)"
   done
 }

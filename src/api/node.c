@@ -34,7 +34,7 @@ json_t *realm_node_health(void *data)
                      "bus_connected", realm_bus_is_connected(n->bus));
 }
 
-void realm_node_collect(realm_buf_t *out, void *data)
+static void collect(realm_buf_t *out, void *data)
 {
     realm_node_t *n = data;
     if (!n) return;
@@ -128,6 +128,10 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
         return -1;
     }
     if (nc->ra) realm_registry_async_on_write(nc->ra, on_registry_write, n);
+    if (nc->metrics) {
+        realm_metrics_set_const_label(nc->metrics, "node", id);
+        realm_metrics_add_collector(nc->metrics, collect, n);
+    }
     realm_info("cluster: node %s on %s", id, cfg->nats);
     *out = n;
     return 0;

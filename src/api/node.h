@@ -14,6 +14,7 @@
 #include "base/buf.h"
 #include "config/config.h"
 #include "invoke/invoker.h"
+#include "metrics/metrics.h"
 #include "registry/async.h"
 
 #include <jansson.h>
@@ -31,6 +32,8 @@ typedef struct {
      * answers go out; theirs make invoker forget what it cached. */
     realm_registry_async_t *ra;
     realm_invoker_t *invoker;
+    /* Every sample gets node="ID"; the cluster's families are added. */
+    realm_metrics_t *metrics;
 } realm_node_config_t;
 
 /* Where a node says it wrote the registry: {"node": ID}. */
@@ -49,7 +52,5 @@ void realm_node_close(realm_node_t *n);
 
 /* health's "cluster" (a new object; data: the node, or NULL: none). */
 json_t *realm_node_health(void *data);
-/* Metrics collector: realm_cluster_nodes, realm_cluster_bus_connected (data: the node). */
-void realm_node_collect(realm_buf_t *out, void *data);
 
 #endif

@@ -75,6 +75,7 @@ struct realm_metrics_s {
     collector_t *collectors; /* owned, registration order */
     size_t collectors_cnt;
     size_t collectors_cap;
+    char *const_label; /* owned: `name="escaped value"`, or NULL */
 };
 
 /* ------------------------------------------------------------------------ */
@@ -217,6 +218,7 @@ void realm_metrics_free(realm_metrics_t *m)
         family_free(m->families[i]);
     free(m->families);
     free(m->collectors);
+    free(m->const_label);
     free(m);
 }
 
@@ -494,12 +496,53 @@ static void render_family(realm_buf_t *out, const realm_metric_family_t *f)
     }
 }
 
-void realm_metrics_render(realm_metrics_t *m, realm_buf_t *out)
+static void render_all(realm_metrics_t *m, realm_buf_t *out)
 {
     for (size_t i = 0; i < m->families_cnt; i++)
         render_family(out, m->families[i]);
     for (size_t i = 0; i < m->collectors_cnt; i++)
         m->collectors[i].cb(out, m->collectors[i].data);
+}
+
+void realm_metrics_render(realm_metrics_t *m, realm_buf_t *out)
+{
+    if (!m->const_label) {
+        render_all(m, out);
+        return;
+    }
+    /* Rendered apart, then copied with the label put first in every
+     * sample line: `a 1` -> `a{node="n1"} 1`, `a{x="y"} 1` -> `a{node="n1",x="y"} 1`. */
+    realm_buf_t all;
+    realm_buf_init(&all);
+    render_all(m, &all);
+    const char *p = all.data ? all.data : "", *end = p + all.len;
+    while (p < end) {
+        const char *eol = memchr(p, '\n', (size_t)(end - p));
+        size_t len = eol ? (size_t)(eol - p) + 1 : (size_t)(end - p);
+        size_t name_len = strcspn(p, "{ \n");
+        if (p[0] == '#' || name_len >= len || p[name_len] == '\n') {
+            realm_buf_append(out, p, len);
+        } else {
+            realm_buf_append(out, p, name_len);
+            realm_buf_appendf(out, "{%s%s", m->const_label, p[name_len] == '{' ? "," : "}");
+            size_t rest = name_len + (p[name_len] == '{' ? 1 : 0);
+            realm_buf_append(out, p + rest, len - rest);
+        }
+        p += len;
+    }
+    realm_buf_dispose(&all);
+}
+
+void realm_metrics_set_const_label(realm_metrics_t *m, const char *name, const char *value)
+{
+    realm_buf_t b;
+    realm_buf_init(&b);
+    realm_buf_appendf(&b, "%s=\"", name);
+    append_escaped(&b, value, 1);
+    realm_buf_appends(&b, "\"");
+    free(m->const_label);
+    m->const_label = realm_strdup(b.data);
+    realm_buf_dispose(&b);
 }
 
 /* ------------------------------------------------------------------------ */

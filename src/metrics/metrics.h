@@ -97,6 +97,13 @@ void realm_metrics_emit_sample(realm_buf_t *out, const char *name, const char *c
 
 /* Appends the whole exposition (families, then collectors) to out. */
 void realm_metrics_render(realm_metrics_t *m, realm_buf_t *out);
+/*
+ * Every sample rendered from now on carries name="value" first (a node's id
+ * in a cluster: node="n1"), collectors' samples included. name is a valid
+ * label name no family uses (copied); value is escaped (copied). A second
+ * call replaces the first.
+ */
+void realm_metrics_set_const_label(realm_metrics_t *m, const char *name, const char *value);
 
 /*
  * A collector for the standard process metrics, read from /proc/self:

@@ -48,10 +48,12 @@ def nodes_seen(srv):
     return sorted(health(srv)["cluster"]["nodes"])
 
 
-def metric(srv, name):
-    with urllib.request.urlopen(srv.url("metrics", "/metrics"), timeout=10) as r:
-        text = r.read().decode()
-    m = re.search(rf"^{name} (\S+)$", text, re.M)
+def metric(srv, name, text=None):
+    """A node's sample of name (its node="ID" label aside), or None."""
+    if text is None:
+        with urllib.request.urlopen(srv.url("metrics", "/metrics"), timeout=10) as r:
+            text = r.read().decode()
+    m = re.search(rf'^{name}(?:{{node="[^"]*"}})? (\S+)$', text, re.M)
     return float(m.group(1)) if m else None
 
 
@@ -67,6 +69,13 @@ def test_nodes_find_each_other_and_notice_who_leaves(pg_cluster, nats):
         assert h["node"] == "n2" and h["bus_connected"] is True, h
         assert metric(n1, "realm_cluster_nodes") == 3
         assert metric(n1, "realm_cluster_bus_connected") == 1
+        # Every sample of a node carries its id first.
+        with urllib.request.urlopen(n2.url("metrics", "/metrics"), timeout=10) as r:
+            text = r.read().decode()
+        samples = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+        assert samples and all(ln.split(" ")[0].split("{")[1].startswith('node="n2"')
+                               for ln in samples), [ln for ln in samples
+                                                    if 'node="n2"' not in ln][:5]
 
         # kill -9: dropped once silent; the others go on.
         n3.kill()
@@ -167,7 +176,7 @@ def test_cluster_script_up_restart_down(tmp_path):
             assert re.fullmatch(r"ws://127\.0\.0\.1:\d+/", n["client"]), n
             assert re.fullmatch(r"http://127\.0\.0\.1:\d+", n["control"]), n
             with urllib.request.urlopen(n["metrics"] + "/metrics", timeout=10) as r:
-                assert "realm_cluster_nodes 3\n" in r.read().decode()
+                assert f'realm_cluster_nodes{{node="{n["id"]}"}} 3\n' in r.read().decode()
         n2 = doc["nodes"][1]
         os.kill(n2["pid"], 9)
         poll_until(lambda: not alive(n2["pid"]), 30, what="n2 dead")
@@ -175,7 +184,7 @@ def test_cluster_script_up_restart_down(tmp_path):
         again = json.loads((d / "cluster.json").read_text())["nodes"][1]
         assert again["client"] == n2["client"] and again["pid"] != n2["pid"], (again, n2)
         with urllib.request.urlopen(again["metrics"] + "/metrics", timeout=10) as r:
-            assert "realm_cluster_nodes 3\n" in r.read().decode()
+            assert 'realm_cluster_nodes{node="n2"} 3\n' in r.read().decode()
     finally:
         run("down", str(d))
     assert not (d / "cluster.json").exists()

@@ -23,6 +23,8 @@
 
 #include <cmocka.h>
 
+#include "fixture.h"
+
 /* a > b, printing both values when it is not. */
 #define assert_gt(a, b)                                                                            \
     do {                                                                                           \
@@ -472,6 +474,47 @@ static void test_process_collector(void **state)
     assert_near(after, before + 1, 0);
 }
 
+/* A node's id on every sample, collectors' included; headers untouched. */
+static void emit_two(realm_buf_t *out, void *data)
+{
+    (void)data;
+    realm_metrics_emit_header(out, "c_plain", "h", REALM_METRIC_GAUGE);
+    realm_metrics_emit_sample(out, "c_plain", NULL, 1);
+    const char *labels[] = {"k", "v", NULL};
+    realm_metrics_emit_sample(out, "c_labelled", labels, 2);
+}
+
+static void test_const_label(void **state)
+{
+    (void)state;
+    realm_metrics_t *m = realm_metrics_new();
+    realm_metric_family_t *f =
+        realm_metrics_family(m, REALM_METRIC_COUNTER, "a_total", "help", "x", NULL, 0);
+    const char *xv[] = {"1"};
+    realm_metric_inc(realm_metrics_child(f, xv));
+    realm_metrics_family(m, REALM_METRIC_HISTOGRAM, "h_seconds", "help", NULL,
+                         (const double[]){0.5}, 1);
+    realm_metrics_add_collector(m, emit_two, NULL);
+    realm_metrics_set_const_label(m, "node", "n\"1");
+    realm_buf_t out;
+    realm_buf_init(&out);
+    realm_metrics_render(m, &out);
+    assert_contains(out.data, "# HELP a_total help\n# TYPE a_total counter\n");
+    assert_contains(out.data, "\na_total{node=\"n\\\"1\",x=\"1\"} 1\n");
+    assert_contains(out.data, "\nh_seconds_bucket{node=\"n\\\"1\",le=\"0.5\"} 0\n");
+    assert_contains(out.data, "\nh_seconds_count{node=\"n\\\"1\"} 0\n");
+    assert_contains(out.data, "\nc_plain{node=\"n\\\"1\"} 1\n");
+    assert_contains(out.data, "\nc_labelled{node=\"n\\\"1\",k=\"v\"} 2\n");
+    /* Every sample line has it. */
+    for (const char *p = out.data; p && *p;) {
+        const char *eol = strchr(p, '\n');
+        if (p[0] != '#' && !strstr(p, "{node=\"n\\\"1\"")) fail_msg("no node label: %.80s", p);
+        p = eol ? eol + 1 : NULL;
+    }
+    realm_buf_dispose(&out);
+    realm_metrics_free(m);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -486,6 +529,7 @@ int main(void)
         cmocka_unit_test(test_same_name_returns_existing),
         cmocka_unit_test(test_collectors_after_families),
         cmocka_unit_test(test_process_collector),
+        cmocka_unit_test(test_const_label),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
