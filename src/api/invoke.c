@@ -481,17 +481,39 @@ static void on_failed_listed(json_t *list, int64_t pending, void *data)
         res, 200, json_pack("{s:o, s:I}", "FailedEvents", list, "Pending", (json_int_t)pending));
 }
 
-static void send_log(named_wait_t *w, const char *name)
+static void answer_log(realm_http_res_t *res, const char *text, size_t len, const char *nodes)
 {
+    char rid[37];
+    realm_str_uuid4(rid);
+    realm_http_res_header(res, "x-amzn-RequestId", rid);
+    if (nodes) realm_http_res_header(res, "X-Realm-Log-Nodes", nodes);
+    realm_http_res_send(res, 200, "text/plain; charset=utf-8", text, len);
+}
+
+/* A cluster's nodes answered (the wait ends here). */
+static void on_logs_gathered(const char *text, size_t len, const char *nodes, void *data)
+{
+    named_wait_t *w = data;
+    if (w->res) {
+        realm_http_res_on_abort(w->res, NULL, NULL);
+        answer_log(w->res, text, len, nodes);
+    }
+    free(w);
+}
+
+/* 1 when the answer comes later (from every node of a cluster: w is kept), 0 when sent. */
+static int send_log(named_wait_t *w, const char *name)
+{
+    if (realm_invoker_gather_logs(w->iv, w->tenant, name, w->tail, on_logs_gathered, w) == 0) {
+        realm_http_res_on_abort(w->res, named_aborted, w);
+        return 1;
+    }
     realm_buf_t out;
     realm_buf_init(&out);
     realm_invoker_read_log(w->iv, w->tenant, name, w->tail, &out);
-    char rid[37];
-    realm_str_uuid4(rid);
-    realm_http_res_header(w->res, "x-amzn-RequestId", rid);
-    realm_http_res_send(w->res, 200, "text/plain; charset=utf-8", out.data ? out.data : "",
-                        out.len);
+    answer_log(w->res, out.data ? out.data : "", out.len, NULL);
     realm_buf_dispose(&out);
+    return 0;
 }
 
 static void list_failed(named_wait_t *w, const char *name)
@@ -513,9 +535,9 @@ static void on_named(const char *name, const realm_error_t *e, void *data)
         realm_http_res_on_abort(w->res, NULL, NULL);
         if (!name)
             reg_error(w->res, e);
-        else if (w->tail > 0)
-            send_log(w, name);
-        else
+        else if (w->tail > 0 && send_log(w, name))
+            return; /* on_logs_gathered frees w */
+        else if (w->tail <= 0)
             list_failed(w, name);
     }
     free(w);

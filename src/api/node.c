@@ -76,6 +76,119 @@ static void on_registry_hint(const char *subject, const char *reply, const char 
     json_decref(m);
 }
 
+/* ---- logs from every node ---- */
+
+/* Another node asks for a function's log: this node's part. */
+static void on_logs_asked(const char *subject, const char *reply, const char *data, size_t len,
+                          void *ud)
+{
+    (void)subject;
+    realm_node_t *n = ud;
+    json_t *m = json_loadb(data, len, 0, NULL);
+    const char *from = json_string_value(json_object_get(m, "from"));
+    const char *tenant = json_string_value(json_object_get(m, "tenant"));
+    const char *name = json_string_value(json_object_get(m, "name"));
+    json_int_t tail = json_integer_value(json_object_get(m, "tail"));
+    const char *self = realm_cluster_node_id(n->cluster);
+    if (reply && from && strcmp(from, self) != 0 && tenant && name && tail > 0 &&
+        tail <= 16 * 1024 * 1024 && !strchr(name, '/') && !strchr(tenant, '/') &&
+        strcmp(name, "..") != 0 && n->nc.invoker) {
+        realm_buf_t out;
+        realm_buf_init(&out);
+        realm_buf_appendf(&out, "%s\n", self);
+        realm_invoker_read_log(n->nc.invoker, tenant, name, (long)tail, &out);
+        realm_bus_publish(n->bus, reply, NULL, out.data, out.len);
+        realm_buf_dispose(&out);
+    }
+    json_decref(m);
+}
+
+typedef struct {
+    realm_node_t *n;
+    char *tenant, *name;
+    long tail;
+    realm_invoker_logs_cb done;
+    void *done_data;
+} logs_wait_t;
+
+typedef struct {
+    const char *id;
+    const char *text;
+    size_t len;
+} part_t;
+
+static int by_id(const void *a, const void *b)
+{
+    return strcmp(((const part_t *)a)->id, ((const part_t *)b)->id);
+}
+
+static void on_logs_gathered(int status, size_t cnt, const char *const *datas, const size_t *lens,
+                             void *ud)
+{
+    (void)status;
+    logs_wait_t *w = ud;
+    realm_node_t *n = w->n;
+    realm_buf_t own;
+    realm_buf_init(&own);
+    realm_invoker_read_log(n->nc.invoker, w->tenant, w->name, w->tail, &own);
+    part_t *parts = realm_calloc(cnt + 1, sizeof(*parts));
+    size_t np = 0;
+    char *ids = realm_calloc(cnt + 1, 40);
+    parts[np++] = (part_t){realm_cluster_node_id(n->cluster), own.data ? own.data : "", own.len};
+    for (size_t i = 0; i < cnt; i++) {
+        const char *nl = memchr(datas[i], '\n', lens[i]);
+        size_t id_len = nl ? (size_t)(nl - datas[i]) : 0;
+        if (!nl || id_len == 0 || id_len > 32) continue;
+        char *id = ids + 40 * (i + 1);
+        memcpy(id, datas[i], id_len);
+        id[id_len] = '\0';
+        parts[np++] = (part_t){id, nl + 1, lens[i] - id_len - 1};
+    }
+    qsort(parts, np, sizeof(*parts), by_id);
+    realm_buf_t text, nodes;
+    realm_buf_init(&text);
+    realm_buf_init(&nodes);
+    for (size_t i = 0; i < np; i++) {
+        realm_buf_append(&text, parts[i].text, parts[i].len);
+        realm_buf_appendf(&nodes, "%s%s", i ? "," : "", parts[i].id);
+    }
+    w->done(text.data ? text.data : "", text.len, nodes.data, w->done_data);
+    realm_buf_dispose(&text);
+    realm_buf_dispose(&nodes);
+    realm_buf_dispose(&own);
+    free(parts);
+    free(ids);
+    free(w->tenant);
+    free(w->name);
+    free(w);
+}
+
+/* realm_invoker_logs_gather_cb: every other node up is asked; those that answer in time count. */
+static int gather_logs(const char *tenant, const char *name, long tail, realm_invoker_logs_cb done,
+                       void *done_data, void *data)
+{
+    realm_node_t *n = data;
+    size_t others = realm_cluster_size(n->cluster) - 1;
+    if (others == 0 || !realm_bus_is_connected(n->bus)) return -1;
+    json_t *q = json_pack("{s:s, s:s, s:s, s:I}", "from", realm_cluster_node_id(n->cluster),
+                          "tenant", tenant, "name", name, "tail", (json_int_t)tail);
+    char *text = json_dumps(q, JSON_COMPACT);
+    json_decref(q);
+    logs_wait_t *w = realm_calloc(1, sizeof(*w));
+    *w = (logs_wait_t){n, realm_strdup(tenant), realm_strdup(name), tail, done, done_data};
+    int rc = text ? realm_bus_gather(n->bus, REALM_NODE_LOGS_SUBJECT, text, strlen(text), others,
+                                     REALM_NODE_LOGS_TIMEOUT_MS, on_logs_gathered, w)
+                  : -1;
+    free(text);
+    if (rc != 0) {
+        free(w->tenant);
+        free(w->name);
+        free(w);
+        return -1;
+    }
+    return 0;
+}
+
 /* This node wrote the registry (registry/async.h's write hook): the others
  * hear it before the writer's caller has its answer. */
 static void on_registry_write(void *data)
@@ -128,6 +241,10 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
         return -1;
     }
     if (nc->ra) realm_registry_async_on_write(nc->ra, on_registry_write, n);
+    if (nc->invoker) {
+        realm_bus_subscribe(n->bus, REALM_NODE_LOGS_SUBJECT, NULL, on_logs_asked, n);
+        realm_invoker_set_logs_gather(nc->invoker, gather_logs, n);
+    }
     if (nc->metrics) {
         realm_metrics_set_const_label(nc->metrics, "node", id);
         realm_metrics_add_collector(nc->metrics, collect, n);
@@ -148,5 +265,6 @@ void realm_node_close(realm_node_t *n)
 {
     if (!n) return;
     if (n->nc.ra) realm_registry_async_on_write(n->nc.ra, NULL, NULL);
+    if (n->nc.invoker) realm_invoker_set_logs_gather(n->nc.invoker, NULL, NULL);
     realm_cluster_close(n->cluster, on_cluster_closed, n);
 }

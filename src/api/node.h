@@ -38,6 +38,9 @@ typedef struct {
 
 /* Where a node says it wrote the registry: {"node": ID}. */
 #define REALM_NODE_REGISTRY_SUBJECT "realm.registry.changed"
+/* A function's log, asked of every node: {"from","tenant","name","tail"}; "ID\n" + bytes back. */
+#define REALM_NODE_LOGS_SUBJECT "realm.node.logs"
+#define REALM_NODE_LOGS_TIMEOUT_MS 2000
 
 /*
  * With cfg->nats "none": 0 and *out NULL (no cluster). Else opens the bus

@@ -45,8 +45,12 @@ typedef struct req_s {
     bus_t *b;
     uint64_t id;
     uv_timer_t timer;
-    realm_bus_reply_cb cb;
+    realm_bus_reply_cb cb; /* a request: the first reply */
+    realm_bus_gather_cb gather_cb; /* a gather: every reply up to want */
     void *ud;
+    size_t want, got;
+    char **datas; /* a gather's replies so far (owned) */
+    size_t *lens;
     struct req_s *prev, *next;
 } req_t;
 
@@ -126,7 +130,12 @@ static void on_nats_closed(natsConnection *nc, void *closure)
 
 static void req_closed(uv_handle_t *h)
 {
-    free(h->data);
+    req_t *r = h->data;
+    for (size_t i = 0; i < r->got; i++)
+        free(r->datas[i]);
+    free(r->datas);
+    free(r->lens);
+    free(r);
 }
 
 static void req_finish(req_t *r, int status, const char *data, size_t len)
@@ -139,12 +148,33 @@ static void req_finish(req_t *r, int status, const char *data, size_t len)
     if (r->next) r->next->prev = r->prev;
     uv_timer_stop(&r->timer);
     uv_close((uv_handle_t *)&r->timer, req_closed);
-    r->cb(status, data, len, r->ud);
+    if (r->gather_cb)
+        r->gather_cb(status == REALM_ERR_SHUTTING_DOWN ? status : 0,
+                     status == REALM_ERR_SHUTTING_DOWN ? 0 : r->got,
+                     (const char *const *)r->datas, r->lens, r->ud);
+    else
+        r->cb(status, data, len, r->ud);
 }
 
 static void on_req_timeout(uv_timer_t *t)
 {
     req_finish(t->data, REALM_ERR_BUS_TIMEOUT, "", 0);
+}
+
+/* A gather's reply: kept; the last one wanted finishes it. */
+static void gathered(req_t *r, natsMsg *msg)
+{
+    if (natsMsg_IsNoResponders(msg)) {
+        req_finish(r, 0, "", 0);
+        return;
+    }
+    size_t len = (size_t)natsMsg_GetDataLength(msg);
+    char *copy = realm_malloc(len + 1);
+    memcpy(copy, natsMsg_GetData(msg), len);
+    copy[len] = '\0';
+    r->datas[r->got] = copy;
+    r->lens[r->got++] = len;
+    if (r->got == r->want) req_finish(r, 0, "", 0);
 }
 
 /* An inbox message: a request's reply ("r<n>"), else the owner's. */
@@ -155,7 +185,9 @@ static void on_inbox(bus_t *b, const char *subject, const char *reply, natsMsg *
         uint64_t id = strtoull(tok + 1, NULL, 10);
         for (req_t *r = b->reqs; r; r = r->next) {
             if (r->id != id) continue;
-            if (natsMsg_IsNoResponders(msg))
+            if (r->gather_cb)
+                gathered(r, msg);
+            else if (natsMsg_IsNoResponders(msg))
                 req_finish(r, REALM_ERR_BUS_NO_RESPONDERS, "", 0);
             else
                 req_finish(r, 0, natsMsg_GetData(msg), (size_t)natsMsg_GetDataLength(msg));
@@ -417,18 +449,16 @@ void realm_bus_set_inbox(realm_bus_t *b, realm_bus_msg_cb inbox_cb, void *ud)
     b->inbox_ud = ud;
 }
 
-int realm_bus_request(realm_bus_t *b, const char *subject, const void *data, size_t len,
-                      uint64_t timeout_ms, realm_bus_reply_cb cb, void *ud)
+static int request(realm_bus_t *b, const char *subject, const void *data, size_t len,
+                   uint64_t timeout_ms, req_t *r)
 {
-    if (b->is_closing) return REALM_ERR_BUS_UNAVAILABLE;
-    req_t *r = realm_calloc(1, sizeof(*r));
     r->b = b;
     r->id = ++b->next_req;
-    r->cb = cb;
-    r->ud = ud;
     char reply[96];
     snprintf(reply, sizeof(reply), "%sr%" PRIu64, b->inbox, r->id);
     if (realm_bus_publish(b, subject, reply, data, len) != 0) {
+        free(r->datas);
+        free(r->lens);
         free(r);
         return REALM_ERR_BUS_UNAVAILABLE;
     }
@@ -439,4 +469,27 @@ int realm_bus_request(realm_bus_t *b, const char *subject, const void *data, siz
     if (b->reqs) b->reqs->prev = r;
     b->reqs = r;
     return 0;
+}
+
+int realm_bus_request(realm_bus_t *b, const char *subject, const void *data, size_t len,
+                      uint64_t timeout_ms, realm_bus_reply_cb cb, void *ud)
+{
+    if (b->is_closing) return REALM_ERR_BUS_UNAVAILABLE;
+    req_t *r = realm_calloc(1, sizeof(*r));
+    r->cb = cb;
+    r->ud = ud;
+    return request(b, subject, data, len, timeout_ms, r);
+}
+
+int realm_bus_gather(realm_bus_t *b, const char *subject, const void *data, size_t len,
+                     size_t want, uint64_t timeout_ms, realm_bus_gather_cb cb, void *ud)
+{
+    if (b->is_closing || want == 0) return REALM_ERR_BUS_UNAVAILABLE;
+    req_t *r = realm_calloc(1, sizeof(*r));
+    r->gather_cb = cb;
+    r->ud = ud;
+    r->want = want;
+    r->datas = realm_calloc(want, sizeof(*r->datas));
+    r->lens = realm_calloc(want, sizeof(*r->lens));
+    return request(b, subject, data, len, timeout_ms, r);
 }

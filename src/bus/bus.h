@@ -109,4 +109,17 @@ void realm_bus_set_inbox(realm_bus_t *b, realm_bus_msg_cb inbox_cb, void *ud);
 int realm_bus_request(realm_bus_t *b, const char *subject, const void *data, size_t len,
                       uint64_t timeout_ms, realm_bus_reply_cb cb, void *ud);
 
+/*
+ * Sends a request every subscriber of subject answers (a question to all
+ * nodes) and gathers the replies: cb once, with the first `want` replies,
+ * or with those that came within timeout_ms (possibly none), never before
+ * returning; datas and lens are borrowed for the call, in arrival order.
+ * status 0, or REALM_ERR_SHUTTING_DOWN (the bus closed; n 0). Returns 0,
+ * or REALM_ERR_BUS_UNAVAILABLE (cb is then never called).
+ */
+typedef void (*realm_bus_gather_cb)(int status, size_t n, const char *const *datas,
+                                    const size_t *lens, void *ud);
+int realm_bus_gather(realm_bus_t *b, const char *subject, const void *data, size_t len,
+                     size_t want, uint64_t timeout_ms, realm_bus_gather_cb cb, void *ud);
+
 #endif

@@ -65,6 +65,8 @@ struct realm_invoker_s {
     void *closed_data;
     uint64_t cache_hits;
     uint64_t cache_epoch; /* realm_invoker_forget_cached bumps it */
+    realm_invoker_logs_gather_cb logs_gather; /* a cluster's (realm_invoker_set_logs_gather) */
+    void *logs_gather_data;
     rcache_t rcache[RCACHE_SLOTS];
 };
 

@@ -598,6 +598,20 @@ void realm_invoker_read_log(realm_invoker_t *iv, const char *tenant, const char 
     realm_buf_dispose(&cur);
 }
 
+void realm_invoker_set_logs_gather(realm_invoker_t *iv, realm_invoker_logs_gather_cb gather,
+                                   void *data)
+{
+    iv->logs_gather = gather;
+    iv->logs_gather_data = data;
+}
+
+int realm_invoker_gather_logs(realm_invoker_t *iv, const char *tenant, const char *name, long tail,
+                              realm_invoker_logs_cb done, void *done_data)
+{
+    if (!iv->logs_gather) return -1;
+    return iv->logs_gather(tenant, name, tail, done, done_data, iv->logs_gather_data);
+}
+
 void realm_invoker_forget_cached(realm_invoker_t *iv)
 {
     iv->cache_epoch++;

@@ -165,6 +165,22 @@ int realm_invoker_plain_name(realm_invoker_t *iv, const char *tenant, const char
  * Appends the last `tail` bytes of a function's log (the older file first
  * when the current one holds less) to out. name is a plain name.
  */
+/*
+ * A function's log on every node of a cluster (api/node.c gathers them:
+ * realm_invoker_set_logs_gather). 0 and done(text, len, nodes, done_data)
+ * once, later, on the loop: each node's last `tail` bytes, nodes in id
+ * order, and the ids of the nodes that answered ("n1,n2"); or -1 when
+ * there is no cluster (done never comes: read the local log).
+ */
+typedef void (*realm_invoker_logs_cb)(const char *text, size_t len, const char *nodes,
+                                      void *done_data);
+typedef int (*realm_invoker_logs_gather_cb)(const char *tenant, const char *name, long tail,
+                                            realm_invoker_logs_cb done, void *done_data,
+                                            void *data);
+void realm_invoker_set_logs_gather(realm_invoker_t *iv, realm_invoker_logs_gather_cb gather,
+                                   void *data);
+int realm_invoker_gather_logs(realm_invoker_t *iv, const char *tenant, const char *name, long tail,
+                              realm_invoker_logs_cb done, void *done_data);
 void realm_invoker_read_log(realm_invoker_t *iv, const char *tenant, const char *name, long tail,
                             realm_buf_t *out);
 

@@ -7,7 +7,8 @@ and either comes back without the others restarting. The bus survives its
 server: nats-server killed and started again, the nodes reconnect and see
 each other again. A function created through one node runs through the
 others, and its code updated through one node runs on the very next invoke
-through another (the writer tells the others before it answers). Bad flags
+through another (the writer tells the others before it answers). A
+function's log read through any node holds what every node wrote. Bad flags
 are refused with a message."""
 import re
 import subprocess
@@ -16,7 +17,7 @@ import urllib.request
 import pytest
 
 from conftest import Server, assert_no_sanitizer_report, finish, realm_bin
-from fn_util import build_zip, deploy, fn_client, ok, poll_until
+from fn_util import build_zip, deploy, fn_client, http_request, ok, poll_until
 from nats_util import NatsServer
 from wsclient import Ws
 
@@ -222,6 +223,45 @@ def test_a_function_written_on_one_node_runs_on_the_others(pg_cluster, nats):
             l1.update_function_code(FunctionName="hop",
                                     ZipFile=build_zip({"index.js": VERSION_SRC % v}))
             assert ok(l3, "hop")["version"] == v
+    finally:
+        for n in (n1, n2, n3):
+            finish(n)
+
+
+LOG_SRC = """exports.handler = async (event) => { console.log("ran " + event.tag); return event.tag; };
+"""
+
+
+def test_logs_read_through_any_node_hold_every_nodes_lines(pg_cluster, nats):
+    n1 = node(pg_cluster, nats, "n1")
+    n2 = node(pg_cluster, nats, "n2")
+    n3 = node(pg_cluster, nats, "n3")
+    try:
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n2", "n3"], 15, what="three nodes")
+        clients = {"n1": fn_client(n1), "n2": fn_client(n2), "n3": fn_client(n3)}
+        deploy(clients["n1"], "logger", {"index.js": LOG_SRC})
+        clients["n1"].get_waiter("function_active_v2").wait(FunctionName="logger")
+        for nid, lam in clients.items():
+            assert ok(lam, "logger", {"tag": f"on-{nid}"}) == f"on-{nid}"
+        path = "/realm/v1/functions/logger/logs"
+        for srv in (n1, n2, n3):
+            status, headers, body = http_request(srv.ports["control"], "GET", path)
+            assert status == 200, (status, body)
+            assert headers.get("x-realm-log-nodes") == "n1,n2,n3", headers
+            text = body.decode()
+            for nid in ("n1", "n2", "n3"):
+                assert f"ran on-{nid}" in text, (srv.ports, text)
+            # Node by node, in id order.
+            assert text.index("ran on-n1") < text.index("ran on-n2") < text.index("ran on-n3")
+        # A node gone: the others answer with what they have.
+        n3.kill()
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n2"], 15, what="n3 dropped")
+        status, headers, body = http_request(n1.ports["control"], "GET", path)
+        assert status == 200 and headers.get("x-realm-log-nodes") == "n1,n2", headers
+        assert "ran on-n3" not in body.decode() and "ran on-n2" in body.decode()
+        # Unknown functions are still 404 (the registry says so first).
+        status, _, _ = http_request(n2.ports["control"], "GET", "/realm/v1/functions/nope/logs")
+        assert status == 404
     finally:
         for n in (n1, n2, n3):
             finish(n)

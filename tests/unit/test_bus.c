@@ -2,7 +2,8 @@
  * test_bus.c - the cluster's message bus (bus/bus.h) against a real
  * nats-server started by the test on a free port: messages reach the loop
  * thread in order, request/reply, no responders answered at once, a
- * timeout, a queue group sharing messages, the inbox, a server killed and
+ * timeout, a queue group sharing messages, the inbox, a gather of every
+ * subscriber's answer (all, or those within the time), a server killed and
  * started again (the bus says disconnected, reconnects, its subscriptions
  * work again), and close answering a request in flight.
  */
@@ -124,6 +125,44 @@ static void on_echo(const char *subject, const char *reply, const char *data, si
     int n = snprintf(out, sizeof(out), "pong:%.*s", (int)len, data);
     assert_non_null(reply);
     assert_int_equal(realm_bus_publish(echo_bus, reply, NULL, out, (size_t)n), 0);
+}
+
+/* Answers "<its bus name>:<data>" on the bus it was subscribed with (ud). */
+typedef struct {
+    realm_bus_t *bus;
+    const char *name;
+} replier_t;
+
+static void on_named(const char *subject, const char *reply, const char *data, size_t len,
+                     void *ud)
+{
+    (void)subject;
+    replier_t *r = ud;
+    char out[80];
+    int n = snprintf(out, sizeof(out), "%s:%.*s", r->name, (int)len, data);
+    realm_bus_publish(r->bus, reply, NULL, out, (size_t)n);
+}
+
+typedef struct {
+    int calls, status;
+    size_t n;
+    char got[4][32];
+} gathered_t;
+
+static void on_gathered(int status, size_t n, const char *const *datas, const size_t *lens,
+                        void *ud)
+{
+    gathered_t *g = ud;
+    g->calls++;
+    g->status = status;
+    g->n = n;
+    for (size_t i = 0; i < n && i < 4; i++)
+        snprintf(g->got[i], sizeof(g->got[i]), "%.*s", (int)lens[i], datas[i]);
+}
+
+static int by_text(const void *a, const void *b)
+{
+    return strcmp(a, b);
 }
 
 static void on_silent(const char *subject, const char *reply, const char *data, size_t len,
@@ -248,6 +287,33 @@ static void test_bus(void **state)
     run_until(f, &f->got_cnt, 20);
     uv_run(&f->loop, UV_RUN_NOWAIT);
     assert_int_equal(f->got_cnt, 20);
+
+    /* A gather: every subscriber answers; all wanted, or those within the time. */
+    replier_t rb = {b, "b"}, rc = {c, "c"};
+    assert_int_equal(realm_bus_subscribe(b, "all.q", NULL, on_named, &rb), 0);
+    assert_int_equal(realm_bus_subscribe(c, "all.q", NULL, on_named, &rc), 0);
+    f->replies = 0;
+    assert_int_equal(realm_bus_request(c, "svc", "s", 1, 5000, on_reply, f), 0);
+    run_until(f, &f->replies, 1);
+    gathered_t g = {0};
+    assert_int_equal(realm_bus_gather(a, "all.q", "x", 1, 2, 5000, on_gathered, &g), 0);
+    assert_int_equal(g.calls, 0);
+    run_until(f, &g.calls, 1);
+    assert_int_equal(g.n, 2);
+    qsort(g.got, 2, sizeof(g.got[0]), by_text);
+    assert_string_equal(g.got[0], "b:x");
+    assert_string_equal(g.got[1], "c:x");
+    uint64_t t1 = uv_hrtime();
+    g = (gathered_t){0};
+    assert_int_equal(realm_bus_gather(a, "all.q", "y", 1, 5, 300, on_gathered, &g), 0);
+    run_until(f, &g.calls, 1);
+    assert_int_equal(g.status, 0);
+    assert_int_equal(g.n, 2);
+    assert_cmp_int((uv_hrtime() - t1) / 1000000, >=, 250);
+    g = (gathered_t){0};
+    assert_int_equal(realm_bus_gather(a, "none.q", "z", 1, 3, 5000, on_gathered, &g), 0);
+    run_until(f, &g.calls, 1);
+    assert_int_equal(g.n, 0);
 
     /* The inbox. */
     realm_bus_set_inbox(a, on_inbox, f);
