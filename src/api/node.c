@@ -76,6 +76,24 @@ static void on_registry_hint(const char *subject, const char *reply, const char 
     json_decref(m);
 }
 
+/* ---- Events: wake the others ---- */
+
+static void on_event_pushed(void *data)
+{
+    realm_node_t *n = data;
+    char msg[96];
+    int len = snprintf(msg, sizeof(msg), "{\"node\":\"%s\"}", realm_cluster_node_id(n->cluster));
+    realm_bus_publish(n->bus, REALM_NODE_EVENTS_SUBJECT, NULL, msg, (size_t)len);
+}
+
+static void on_event_queued(const char *subject, const char *reply, const char *data, size_t len,
+                            void *ud)
+{
+    (void)subject, (void)reply, (void)data, (void)len;
+    realm_node_t *n = ud;
+    if (n->nc.invoker) realm_invoker_events_wake(n->nc.invoker); /* its own: kicked already */
+}
+
 /* ---- logs from every node ---- */
 
 /* Another node asks for a function's log: this node's part. */
@@ -244,6 +262,8 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
     if (nc->invoker) {
         realm_bus_subscribe(n->bus, REALM_NODE_LOGS_SUBJECT, NULL, on_logs_asked, n);
         realm_invoker_set_logs_gather(nc->invoker, gather_logs, n);
+        realm_bus_subscribe(n->bus, REALM_NODE_EVENTS_SUBJECT, NULL, on_event_queued, n);
+        realm_invoker_events_cluster(nc->invoker, REALM_NODE_EVENTS_LOOK_MS, on_event_pushed, n);
     }
     if (nc->metrics) {
         realm_metrics_set_const_label(nc->metrics, "node", id);
@@ -265,6 +285,9 @@ void realm_node_close(realm_node_t *n)
 {
     if (!n) return;
     if (n->nc.ra) realm_registry_async_on_write(n->nc.ra, NULL, NULL);
-    if (n->nc.invoker) realm_invoker_set_logs_gather(n->nc.invoker, NULL, NULL);
+    if (n->nc.invoker) {
+        realm_invoker_set_logs_gather(n->nc.invoker, NULL, NULL);
+        realm_invoker_events_cluster(n->nc.invoker, 0, NULL, NULL);
+    }
     realm_cluster_close(n->cluster, on_cluster_closed, n);
 }

@@ -41,6 +41,9 @@ typedef struct {
 /* A function's log, asked of every node: {"from","tenant","name","tail"}; "ID\n" + bytes back. */
 #define REALM_NODE_LOGS_SUBJECT "realm.node.logs"
 #define REALM_NODE_LOGS_TIMEOUT_MS 2000
+/* An Event was queued on a node: {"node": ID}; the others' dispatchers look. */
+#define REALM_NODE_EVENTS_SUBJECT "realm.events.queued"
+#define REALM_NODE_EVENTS_LOOK_MS 1000 /* each node looks at the queue at least this often */
 
 /*
  * With cfg->nats "none": 0 and *out NULL (no cluster). Else opens the bus

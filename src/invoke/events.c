@@ -568,6 +568,9 @@ static void arm_timer(realm_invoker_t *iv, int64_t next)
 {
     int64_t wait = next < 0 ? -1 : next - realm_invoker_wall_ms(); /* -1: nothing pending */
     if (next >= 0 && wait < 0) wait = 0;
+    /* In a cluster, events taken by a node that died come back when their
+     * lease expires, and no local push says so: look now and then anyway. */
+    if (iv->look_ms > 0 && (wait < 0 || wait > (int64_t)iv->look_ms)) wait = (int64_t)iv->look_ms;
     if (iv->has_parked && (wait < 0 || wait > PARK_CHECK_MS)) wait = PARK_CHECK_MS;
     if (wait < 0) {
         uv_timer_stop(&iv->timer);
@@ -590,7 +593,10 @@ static void taken(qjob_t *j, int status)
         prepare_event(iv, &j->items[i], j->now_ms);
     if (iv->is_draining) return;
     if (free_slots(iv) == 0) {
-        uv_timer_stop(&iv->timer); /* an ending event kicks again */
+        if (iv->look_ms) /* full: the next look (renewals), or an ending event, kicks */
+            uv_timer_start(&iv->timer, on_event_timer, iv->look_ms, 0);
+        else
+            uv_timer_stop(&iv->timer); /* an ending event kicks again */
     } else if (j->n == j->want) {
         uv_timer_stop(&iv->timer);
         events_kick_soon(iv); /* more may be due: the next turn */
@@ -605,16 +611,31 @@ static void events_kick(realm_invoker_t *iv)
     if (iv->is_draining || iv->is_taking) return;
     parked_check(iv);
     size_t want = free_slots(iv);
-    if (want == 0) {
+    if (want == 0 && iv->look_ms == 0) {
         uv_timer_stop(&iv->timer); /* an ending event kicks again */
         return;
     }
+    /* A node of a cluster looks even when full: the take renews the leases
+     * of the events it runs (queue.h), which must not lapse while it lives. */
     if (want > EVENT_KICK_BUDGET) want = EVENT_KICK_BUDGET;
     qjob_t *j = qjob_new(iv, Q_TAKE);
     j->want = want;
     j->now_ms = realm_invoker_wall_ms();
     iv->is_taking = 1;
     qjob_submit(j, taken, NULL);
+}
+
+void realm_invoker_events_wake(realm_invoker_t *iv)
+{
+    if (free_slots(iv) > 0) events_kick_soon(iv);
+}
+
+void realm_invoker_events_cluster(realm_invoker_t *iv, uint64_t look_ms,
+                                  void (*on_pushed)(void *data), void *data)
+{
+    iv->look_ms = look_ms;
+    iv->on_event_pushed = on_pushed;
+    iv->on_event_pushed_data = data; /* the next arm_timer looks within look_ms */
 }
 
 /* ---- submission ---- */
@@ -658,6 +679,8 @@ static void pushed(qjob_t *j, int status)
     } else {
         iv->pending_known++;
         events_kick_soon(iv);
+        /* The other nodes of a cluster may have room this one lacks. */
+        if (iv->on_event_pushed) iv->on_event_pushed(iv->on_event_pushed_data);
     }
     sb->cb(e.code ? NULL : sb->version, e.code ? &e : NULL, sb->data);
     submit_free(sb);

@@ -66,6 +66,9 @@ struct realm_invoker_s {
     uint64_t cache_hits;
     uint64_t cache_epoch; /* realm_invoker_forget_cached bumps it */
     realm_invoker_logs_gather_cb logs_gather; /* a cluster's (realm_invoker_set_logs_gather) */
+    uint64_t look_ms;                         /* a cluster's: the dispatcher looks at least this often */
+    void (*on_event_pushed)(void *data);      /* a cluster's: an event was queued here */
+    void *on_event_pushed_data;
     void *logs_gather_data;
     rcache_t rcache[RCACHE_SLOTS];
 };

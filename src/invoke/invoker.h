@@ -191,6 +191,18 @@ void realm_invoker_read_log(realm_invoker_t *iv, const char *tenant, const char 
  */
 void realm_invoker_forget_cached(realm_invoker_t *iv);
 
+/*
+ * A node of a cluster (api/node.c): the dispatcher looks at the queue at
+ * least every look_ms (events a dead node had taken come back when their
+ * lease expires), and on_pushed(data) runs after each event queued here
+ * (the node wakes the others' dispatchers). look_ms 0 and on_pushed NULL
+ * undo it.
+ */
+void realm_invoker_events_cluster(realm_invoker_t *iv, uint64_t look_ms,
+                                  void (*on_pushed)(void *data), void *data);
+/* Another node queued an event: look now if there is room. */
+void realm_invoker_events_wake(realm_invoker_t *iv);
+
 /* Checks --provisioned's syntax: 0, or -1 with a message. */
 int realm_invoker_check_provisioned(const char *spec, char *err, size_t err_len);
 /*

@@ -139,7 +139,6 @@ int64_t realm_queue_push(realm_queue_t *q, const char *tenant, const char *funct
 
 size_t realm_queue_take_due(realm_queue_t *q, int64_t now_ms, realm_queue_item_t *items, size_t max)
 {
-    if (max == 0) return 0;
     /* PostgreSQL: the leases of the events still running (or waiting for a
      * slot) are renewed every third of their length, before anything is
      * claimed, so this server never claims its own events again and other
@@ -156,6 +155,7 @@ size_t realm_queue_take_due(realm_queue_t *q, int64_t now_ms, realm_queue_item_t
         free(ids);
         free(tokens);
     }
+    if (max == 0) return 0; /* a look that only renews */
     realm_store_event_t *ev = realm_calloc(max, sizeof(*ev));
     int64_t until = q->is_shared ? now_ms + q->lease_ms : INT64_MAX;
     size_t n = realm_store_q_claim(q->store, now_ms, until, ev, max);

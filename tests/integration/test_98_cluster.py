@@ -8,8 +8,10 @@ server: nats-server killed and started again, the nodes reconnect and see
 each other again. A function created through one node runs through the
 others, and its code updated through one node runs on the very next invoke
 through another (the writer tells the others before it answers). A
-function's log read through any node holds what every node wrote. Bad flags
-are refused with a message."""
+function's log read through any node holds what every node wrote. Events
+queued on one node run on others that have room (the queuing node wakes
+their dispatchers). Bad flags are refused with a message."""
+import json
 import re
 import subprocess
 import urllib.request
@@ -264,4 +266,42 @@ def test_logs_read_through_any_node_hold_every_nodes_lines(pg_cluster, nats):
         assert status == 404
     finally:
         for n in (n1, n2, n3):
+            finish(n)
+
+
+EVENT_SRC = """exports.handler = async (event) => {
+  console.log("began " + event.tag);
+  await new Promise((r) => setTimeout(r, event.ms));
+  console.log("ended " + event.tag);
+};
+"""
+
+
+def test_events_queued_on_one_node_run_on_others_with_room(pg_cluster, nats):
+    """Every node may run one environment at once (--concurrency-limit 1):
+    two Events sent to n1, the first holding its environment for 6 s, run
+    on two nodes (realm_invocations_total of each node)."""
+    nodes = [node(pg_cluster, nats, f"n{i}", "--concurrency-limit", "1") for i in (1, 2, 3)]
+    n1 = nodes[0]
+    try:
+        poll_until(lambda: nodes_seen(n1) == ["n1", "n2", "n3"], 15, what="three nodes")
+        lam = fn_client(n1)
+        deploy(lam, "ev", {"index.js": EVENT_SRC}, Timeout=20)
+        lam.get_waiter("function_active_v2").wait(FunctionName="ev")
+        for tag, ms in (("slow", 6000), ("quick", 10)):
+            r = lam.invoke(FunctionName="ev", InvocationType="Event",
+                           Payload=json.dumps({"tag": tag, "ms": ms}).encode())
+            assert r["StatusCode"] == 202, r
+
+        def log():
+            return http_request(n1.ports["control"], "GET", "/realm/v1/functions/ev/logs")[2]
+
+        poll_until(lambda: (t := log().decode()) and "ended quick" in t and "ended slow" in t,
+                   30, what="both events run")
+        # Two nodes ran one each: the first node to claim an event claims
+        # the older (slow) one and is then full, so the quick one is another's.
+        ran = [metric(n, "realm_invocations_total") for n in nodes]
+        assert sorted(ran) == [0, 1, 1], ran
+    finally:
+        for n in nodes:
             finish(n)
