@@ -11,6 +11,7 @@ through another (the writer tells the others before it answers). A
 function's log read through any node holds what every node wrote. Events
 queued on one node run on others that have room (the queuing node wakes
 their dispatchers). Bad flags are refused with a message."""
+import contextlib
 import json
 import re
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from conftest import Server, assert_no_sanitizer_report, finish, realm_bin
 from fn_util import build_zip, deploy, fn_client, http_request, ok, poll_until
 from nats_util import NatsServer
+from pg_util import _alive as alive
 from wsclient import Ws
 
 
@@ -32,6 +34,20 @@ def nats():
 
 def node(pg, nats, node_id, *extra):
     return Server("--db", pg.url, "--nats", nats.url, "--node-id", node_id, *extra)
+
+
+@contextlib.contextmanager
+def three_nodes(pg, nats, *extra):
+    """n1, n2, n3 on pg and nats, once each sees all three; finished after."""
+    nodes = [node(pg, nats, f"n{i}", *extra) for i in (1, 2, 3)]
+    try:
+        for n in nodes:
+            poll_until(lambda n=n: nodes_seen(n) == ["n1", "n2", "n3"], 15,
+                       what="three nodes seen")
+        yield nodes
+    finally:
+        for n in nodes:
+            finish(n)
 
 
 def health(srv):
@@ -144,15 +160,6 @@ def test_without_nats_there_is_no_cluster(make_server):
     assert metric(srv, "realm_cluster_nodes") is None
 
 
-def alive(pid):
-    """1 while pid runs (a zombie nobody reaps does not)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
 def test_cluster_script_up_restart_down(tmp_path):
     """scripts/cluster.sh: `up DIR 3` starts PostgreSQL, three clustered
     nats-servers and three nodes, waits until each sees all, and writes
@@ -199,11 +206,7 @@ VERSION_SRC = """exports.handler = async (event) => ({version: %d, got: event});
 
 
 def test_a_function_written_on_one_node_runs_on_the_others(pg_cluster, nats):
-    n1 = node(pg_cluster, nats, "n1")
-    n2 = node(pg_cluster, nats, "n2")
-    n3 = node(pg_cluster, nats, "n3")
-    try:
-        poll_until(lambda: nodes_seen(n3) == ["n1", "n2", "n3"], 15, what="three nodes")
+    with three_nodes(pg_cluster, nats) as (n1, n2, n3):
         l1, l3 = fn_client(n1), fn_client(n3)
         deploy(l1, "hop", {"index.js": VERSION_SRC % 1})
         l1.get_waiter("function_active_v2").wait(FunctionName="hop")
@@ -225,9 +228,6 @@ def test_a_function_written_on_one_node_runs_on_the_others(pg_cluster, nats):
             l1.update_function_code(FunctionName="hop",
                                     ZipFile=build_zip({"index.js": VERSION_SRC % v}))
             assert ok(l3, "hop")["version"] == v
-    finally:
-        for n in (n1, n2, n3):
-            finish(n)
 
 
 LOG_SRC = """exports.handler = async (event) => { console.log("ran " + event.tag); return event.tag; };
@@ -235,11 +235,7 @@ LOG_SRC = """exports.handler = async (event) => { console.log("ran " + event.tag
 
 
 def test_logs_read_through_any_node_hold_every_nodes_lines(pg_cluster, nats):
-    n1 = node(pg_cluster, nats, "n1")
-    n2 = node(pg_cluster, nats, "n2")
-    n3 = node(pg_cluster, nats, "n3")
-    try:
-        poll_until(lambda: nodes_seen(n1) == ["n1", "n2", "n3"], 15, what="three nodes")
+    with three_nodes(pg_cluster, nats) as (n1, n2, n3):
         clients = {"n1": fn_client(n1), "n2": fn_client(n2), "n3": fn_client(n3)}
         deploy(clients["n1"], "logger", {"index.js": LOG_SRC})
         clients["n1"].get_waiter("function_active_v2").wait(FunctionName="logger")
@@ -264,9 +260,6 @@ def test_logs_read_through_any_node_hold_every_nodes_lines(pg_cluster, nats):
         # Unknown functions are still 404 (the registry says so first).
         status, _, _ = http_request(n2.ports["control"], "GET", "/realm/v1/functions/nope/logs")
         assert status == 404
-    finally:
-        for n in (n1, n2, n3):
-            finish(n)
 
 
 EVENT_SRC = """exports.handler = async (event) => {
@@ -281,11 +274,8 @@ def test_events_queued_on_one_node_run_on_others_with_room(pg_cluster, nats):
     """Every node may run one environment at once (--concurrency-limit 1):
     two Events sent to n1, the first holding its environment for 6 s, run
     on two nodes (realm_invocations_total of each node)."""
-    nodes = [node(pg_cluster, nats, f"n{i}", "--concurrency-limit", "1") for i in (1, 2, 3)]
-    n1 = nodes[0]
-    try:
-        poll_until(lambda: nodes_seen(n1) == ["n1", "n2", "n3"], 15, what="three nodes")
-        lam = fn_client(n1)
+    with three_nodes(pg_cluster, nats, "--concurrency-limit", "1") as nodes:
+        lam = fn_client(nodes[0])
         deploy(lam, "ev", {"index.js": EVENT_SRC}, Timeout=20)
         lam.get_waiter("function_active_v2").wait(FunctionName="ev")
         for tag, ms in (("slow", 6000), ("quick", 10)):
@@ -294,7 +284,8 @@ def test_events_queued_on_one_node_run_on_others_with_room(pg_cluster, nats):
             assert r["StatusCode"] == 202, r
 
         def log():
-            return http_request(n1.ports["control"], "GET", "/realm/v1/functions/ev/logs")[2]
+            return http_request(nodes[0].ports["control"], "GET",
+                                "/realm/v1/functions/ev/logs")[2]
 
         poll_until(lambda: (t := log().decode()) and "ended quick" in t and "ended slow" in t,
                    30, what="both events run")
@@ -302,6 +293,3 @@ def test_events_queued_on_one_node_run_on_others_with_room(pg_cluster, nats):
         # the older (slow) one and is then full, so the quick one is another's.
         ran = [metric(n, "realm_invocations_total") for n in nodes]
         assert sorted(ran) == [0, 1, 1], ran
-    finally:
-        for n in nodes:
-            finish(n)
