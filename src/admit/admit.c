@@ -192,11 +192,6 @@ static void wipe_free(char *s)
     free(s);
 }
 
-static char *dup_opt(const char *s)
-{
-    return s ? realm_strdup(s) : NULL;
-}
-
 static void find_work(void *data)
 {
     find_job_t *j = data;
@@ -237,9 +232,9 @@ int realm_admit_find(realm_admit_t *ad, const realm_admit_query_t *q, realm_admi
     if (!ad->q || ad->is_closing) return REALM_ERR_SHUTTING_DOWN;
     find_job_t *j = realm_calloc(1, sizeof(*j));
     j->ad = ad;
-    j->api_key = dup_opt(q->api_key);
-    j->access_key_id = dup_opt(q->access_key_id);
-    j->act_as = dup_opt(q->act_as);
+    j->api_key = realm_strdup_opt(q->api_key);
+    j->access_key_id = realm_strdup_opt(q->access_key_id);
+    j->act_as = realm_strdup_opt(q->act_as);
     if (q->who) {
         j->who = *q->who;
         j->has_who = 1;

@@ -272,11 +272,6 @@ typedef struct {
     char hex[REALM_PKG_HEX_LEN + 1]; /* R_PACKAGE */
 } rop_t;
 
-static char *dup_or_null(const char *v)
-{
-    return v ? realm_strdup(v) : NULL;
-}
-
 static void rop_aborted(realm_http_res_t *res, void *data)
 {
     (void)res;
@@ -784,7 +779,7 @@ static void on_get_function(realm_http_req_t *req, realm_http_res_t *res, void *
     char q[160], base[300];
     code_url_base(req, ctl, base, sizeof(base));
     rop_t *op = rop_new(ctl, req, res, R_GET_FUNCTION);
-    op->qualifier = dup_or_null(query(req, "Qualifier", q, sizeof(q)));
+    op->qualifier = realm_strdup_opt(query(req, "Qualifier", q, sizeof(q)));
     op->base = realm_strdup(base);
     rop_submit(op);
 }
@@ -793,7 +788,7 @@ static void on_get_configuration(realm_http_req_t *req, realm_http_res_t *res, v
 {
     char q[160];
     rop_t *op = rop_new(data, req, res, R_GET_CONFIGURATION);
-    op->qualifier = dup_or_null(query(req, "Qualifier", q, sizeof(q)));
+    op->qualifier = realm_strdup_opt(query(req, "Qualifier", q, sizeof(q)));
     rop_submit(op);
 }
 
@@ -819,7 +814,7 @@ static void on_list_functions(realm_http_req_t *req, realm_http_res_t *res, void
         return;
     }
     rop_t *op = rop_new(data, req, res, R_LIST_FUNCTIONS);
-    op->marker = dup_or_null(query(req, "Marker", marker, sizeof(marker)));
+    op->marker = realm_strdup_opt(query(req, "Marker", marker, sizeof(marker)));
     op->max = max;
     op->flag = v != NULL;
     rop_submit(op);
@@ -829,7 +824,7 @@ static void on_delete_function(realm_http_req_t *req, realm_http_res_t *res, voi
 {
     char q[160];
     rop_t *op = rop_new(data, req, res, R_DELETE_FUNCTION);
-    op->qualifier = dup_or_null(query(req, "Qualifier", q, sizeof(q)));
+    op->qualifier = realm_strdup_opt(query(req, "Qualifier", q, sizeof(q)));
     rop_submit(op);
 }
 
@@ -839,7 +834,7 @@ static void on_list_versions(realm_http_req_t *req, realm_http_res_t *res, void 
     long max = max_items(req, res);
     if (max < 0) return;
     rop_t *op = rop_new(data, req, res, R_LIST_VERSIONS);
-    op->marker = dup_or_null(query(req, "Marker", marker, sizeof(marker)));
+    op->marker = realm_strdup_opt(query(req, "Marker", marker, sizeof(marker)));
     op->max = max;
     rop_submit(op);
 }
@@ -850,8 +845,8 @@ static void on_list_aliases(realm_http_req_t *req, realm_http_res_t *res, void *
     long max = max_items(req, res);
     if (max < 0) return;
     rop_t *op = rop_new(data, req, res, R_LIST_ALIASES);
-    op->version = dup_or_null(query(req, "FunctionVersion", fv, sizeof(fv)));
-    op->marker = dup_or_null(query(req, "Marker", marker, sizeof(marker)));
+    op->version = realm_strdup_opt(query(req, "FunctionVersion", fv, sizeof(fv)));
+    op->marker = realm_strdup_opt(query(req, "Marker", marker, sizeof(marker)));
     op->max = max;
     rop_submit(op);
 }

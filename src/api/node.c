@@ -78,12 +78,17 @@ static void on_registry_hint(const char *subject, const char *reply, const char 
 
 /* ---- Events: wake the others ---- */
 
-static void on_event_pushed(void *data)
+/* {"node": this node's id} on subject: a hint to the others. */
+static void tell_others(realm_node_t *n, const char *subject)
 {
-    realm_node_t *n = data;
     char msg[96];
     int len = snprintf(msg, sizeof(msg), "{\"node\":\"%s\"}", realm_cluster_node_id(n->cluster));
-    realm_bus_publish(n->bus, REALM_NODE_EVENTS_SUBJECT, NULL, msg, (size_t)len);
+    realm_bus_publish(n->bus, subject, NULL, msg, (size_t)len);
+}
+
+static void on_event_pushed(void *data)
+{
+    tell_others(data, REALM_NODE_EVENTS_SUBJECT);
 }
 
 static void on_event_queued(const char *subject, const char *reply, const char *data, size_t len,
@@ -211,10 +216,7 @@ static int gather_logs(const char *tenant, const char *name, long tail, realm_in
  * hear it before the writer's caller has its answer. */
 static void on_registry_write(void *data)
 {
-    realm_node_t *n = data;
-    char msg[96];
-    int len = snprintf(msg, sizeof(msg), "{\"node\":\"%s\"}", realm_cluster_node_id(n->cluster));
-    realm_bus_publish(n->bus, REALM_NODE_REGISTRY_SUBJECT, NULL, msg, (size_t)len);
+    tell_others(data, REALM_NODE_REGISTRY_SUBJECT);
 }
 
 int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t **out,

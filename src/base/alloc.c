@@ -42,6 +42,11 @@ char *realm_strdup(const char *s)
     return realm_strndup(s, strlen(s));
 }
 
+char *realm_strdup_opt(const char *s)
+{
+    return s ? realm_strdup(s) : NULL;
+}
+
 char *realm_strndup(const char *s, size_t len)
 {
     char *p = realm_malloc(len + 1);

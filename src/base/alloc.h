@@ -16,6 +16,8 @@ void *realm_malloc(size_t size);
 void *realm_calloc(size_t n, size_t size);
 void *realm_realloc(void *ptr, size_t size);
 char *realm_strdup(const char *s);
+/* realm_strdup, or NULL for NULL. */
+char *realm_strdup_opt(const char *s);
 char *realm_strndup(const char *s, size_t len);
 
 /*

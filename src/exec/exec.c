@@ -41,11 +41,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static char *dup_or_null(const char *s)
-{
-    return s ? realm_strdup(s) : NULL;
-}
-
 /* ---- logs (the files: fnlog.h) ---- */
 
 void realm_exec_inv_log(realm_inv_t *inv, const char *bytes, size_t len)
@@ -188,8 +183,8 @@ static void inv_end_later(realm_inv_t *inv, realm_inv_status_t status, const cha
     realm_exec_t *x = inv->x;
     if (inv->pool) realm_exec_q_remove(inv->pool, inv);
     inv->later_status = status;
-    inv->later_type = dup_or_null(error_type);
-    inv->later_msg = dup_or_null(error_message);
+    inv->later_type = realm_strdup_opt(error_type);
+    inv->later_msg = realm_strdup_opt(error_message);
     inv->later_seq = ++x->later_seq;
     inv->later_prev = x->later_tail;
     inv->later_next = NULL;
@@ -438,7 +433,7 @@ static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
     p->version = realm_strdup(fn->version);
     p->arn = realm_strdup(fn->arn ? fn->arn : fn->name);
     p->runtime = realm_strdup(fn->runtime ? fn->runtime : realm_runtimes_fallback()->name);
-    p->handler = dup_or_null(fn->handler);
+    p->handler = realm_strdup_opt(fn->handler);
     p->code_dir = realm_strdup(fn->code_dir);
     size_t n = 0;
     if (fn->env)
@@ -515,8 +510,8 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
         inv->payload[req->payload_len] = '\0';
     }
     inv->payload_len = req->payload_len;
-    inv->invoked_arn = dup_or_null(req->invoked_arn);
-    inv->client_context = dup_or_null(req->client_context);
+    inv->invoked_arn = realm_strdup_opt(req->invoked_arn);
+    inv->client_context = realm_strdup_opt(req->client_context);
     realm_buf_init(&inv->log);
     realm_buf_init(&inv->streamed);
     inv->waits_past_reserved = req->waits_past_reserved != 0;
@@ -657,8 +652,8 @@ realm_exec_t *realm_exec_new(const realm_exec_opts_t *opts)
     realm_exec_t *x = realm_calloc(1, sizeof(*x));
     x->o = *opts;
     x->runtimes_dir = realm_strdup(opts->runtimes_dir ? opts->runtimes_dir : "runtimes");
-    x->node_modules_dir = dup_or_null(opts->node_modules_dir);
-    x->logs_dir = dup_or_null(opts->logs_dir);
+    x->node_modules_dir = realm_strdup_opt(opts->node_modules_dir);
+    x->logs_dir = realm_strdup_opt(opts->logs_dir);
     x->self_exe = realm_strdup(opts->self_exe ? opts->self_exe : "/proc/self/exe");
     x->region = realm_strdup(opts->region ? opts->region : "us-east-1");
     x->o.runtimes_dir = x->o.node_modules_dir = x->o.logs_dir = x->o.self_exe = x->o.region = NULL;

@@ -28,7 +28,7 @@ realm_fnlog_t *realm_fnlog_new(const char *logs_dir, const char *tenant, const c
                                uint64_t max_bytes)
 {
     realm_fnlog_t *l = realm_calloc(1, sizeof(*l));
-    l->logs_dir = logs_dir ? realm_strdup(logs_dir) : NULL;
+    l->logs_dir = realm_strdup_opt(logs_dir);
     l->tenant = realm_strdup(tenant ? tenant : "");
     l->name = realm_strdup(name);
     l->max_bytes = max_bytes;

@@ -223,8 +223,8 @@ static void outcome(realm_invoker_t *iv, qop_t op, int64_t id, int64_t due_ms, c
     j->id = id;
     j->due_ms = due_ms;
     j->now_ms = realm_invoker_wall_ms();
-    j->type = type ? realm_strdup(type) : NULL;
-    j->message = message ? realm_strdup(message) : NULL;
+    j->type = realm_strdup_opt(type);
+    j->message = realm_strdup_opt(message);
     qjob_submit(j, NULL, NULL);
 }
 
@@ -369,7 +369,7 @@ static void resolved_event(realm_invoker_t *iv, event_t *ev)
     j->item = ev->item; /* the job reads the payload into its copy */
     j->item.tenant = realm_strdup(ev->item.tenant);
     j->item.function = realm_strdup(ev->item.function);
-    j->item.qualifier = ev->item.qualifier ? realm_strdup(ev->item.qualifier) : NULL;
+    j->item.qualifier = realm_strdup_opt(ev->item.qualifier);
     j->item.payload = NULL;
     qjob_submit(j, loaded, ev);
 }
@@ -749,7 +749,7 @@ int realm_invoker_submit(realm_invoker_t *iv, realm_invoker_mode_t mode, const c
     sb->mode = mode;
     sb->tenant = realm_strdup(tenant);
     sb->function = realm_strdup(function);
-    sb->qualifier = qualifier ? realm_strdup(qualifier) : NULL;
+    sb->qualifier = realm_strdup_opt(qualifier);
     sb->payload = realm_malloc(len + 1);
     if (len) memcpy(sb->payload, payload, len);
     sb->payload[len] = '\0';

@@ -169,8 +169,8 @@ static void lookup_init(lookup_t *l, realm_invoker_t *iv, const char *tenant, co
     l->iv = iv;
     l->tenant = realm_strdup(tenant);
     l->function = realm_strdup(function);
-    l->qualifier = qualifier ? realm_strdup(qualifier) : NULL;
-    l->key = key ? realm_strdup(key) : NULL;
+    l->qualifier = realm_strdup_opt(qualifier);
+    l->key = realm_strdup_opt(key);
     l->pick = (double)(rand() % 1000000) / 1000000.0;
     l->epoch = iv->cache_epoch;
 }
@@ -300,11 +300,6 @@ realm_inv_t *realm_invoker_start_resolved(realm_invoker_t *iv, resolved_t *r, co
     return realm_exec_invoke(iv->o.exec, &r->fn, &rq, sink, data);
 }
 
-static char *dup_opt(const char *v)
-{
-    return v ? realm_strdup(v) : NULL;
-}
-
 static void start_done(void *data, int status)
 {
     lookup_t *l = data;
@@ -354,10 +349,10 @@ int realm_invoker_start(realm_invoker_t *iv, const char *tenant, const char *fun
         if (req->payload_len) memcpy(l->req.payload_owned, req->payload, req->payload_len);
         l->req.payload_owned[req->payload_len] = '\0';
     }
-    l->invoked_arn = dup_opt(req->invoked_arn);
-    l->client_context = dup_opt(req->client_context);
-    l->trace_id = dup_opt(req->trace_id);
-    l->request_id = dup_opt(req->request_id);
+    l->invoked_arn = realm_strdup_opt(req->invoked_arn);
+    l->client_context = realm_strdup_opt(req->client_context);
+    l->trace_id = realm_strdup_opt(req->trace_id);
+    l->request_id = realm_strdup_opt(req->request_id);
     l->sink = *sink;
     l->data = data;
     l->executed_version = executed_version;
