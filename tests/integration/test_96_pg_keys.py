@@ -19,7 +19,7 @@ from botocore.exceptions import ClientError
 
 from conftest import Server, assert_no_sanitizer_report, finish, realm_bin
 from fn_util import poll_until
-from test_82_tenants import Conn, tenant_client, ws_bearer, ws_message_auth
+from test_82_tenants import Conn, tenant_client, wrong_last, ws_bearer, ws_message_auth
 
 
 def keys(*args):
@@ -61,7 +61,7 @@ def test_cli_key_works_on_a_server_of_the_database(shared):
         c.sock.close()
         lam = tenant_client(srv, k)
         assert lam.list_functions()["Functions"] == []
-        bad = dict(k, secret_access_key=k["secret_access_key"][:-1] + "x")
+        bad = dict(k, secret_access_key=wrong_last(k["secret_access_key"]))
         with pytest.raises(ClientError) as e:
             tenant_client(srv, bad).list_functions()
         assert e.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
