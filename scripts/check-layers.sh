@@ -36,7 +36,7 @@ allowed() {
     store) echo "base store" ;;
     storeq) echo "base storeq" ;;
     bus) echo "base bus" ;;
-    cluster) echo "base bus cluster" ;;
+    cluster) echo "base bus store storeq cluster" ;;
     model) echo "base model" ;;
     httpc) echo "base httpc" ;;
     llm) echo "base httpc llm" ;;

@@ -7,6 +7,7 @@
 #include "base/log.h"
 #include "bus/bus.h"
 #include "cluster/cluster.h"
+#include "cluster/lease.h"
 #include "metrics/metrics.h"
 #include "store/store.h"
 
@@ -17,6 +18,7 @@
 struct realm_node_s {
     realm_bus_t *bus;
     realm_cluster_t *cluster;
+    realm_leases_t *leases; /* with nc.exec */
     realm_node_config_t nc;
 };
 
@@ -212,6 +214,96 @@ static int gather_logs(const char *tenant, const char *name, long tail, realm_in
     return 0;
 }
 
+/* The heartbeat's state: the server's, and the environments. */
+static json_t *node_state(void *data)
+{
+    realm_node_t *n = data;
+    json_t *o = n->nc.state ? n->nc.state(n->nc.ud) : NULL;
+    if (!o) o = json_object();
+    if (n->nc.exec) {
+        realm_exec_stats_t st;
+        realm_exec_stats(n->nc.exec, &st);
+        json_object_set_new(o, "environments",
+                            json_pack("{s:I, s:I, s:I, s:I, s:I}", "limit",
+                                      (json_int_t)n->nc.cfg->concurrency_limit, "busy",
+                                      (json_int_t)(st.busy + st.starting), "idle",
+                                      (json_int_t)st.idle, "queued", (json_int_t)st.queued,
+                                      "leases",
+                                      (json_int_t)(n->leases ? realm_leases_held(n->leases) : 0)));
+    }
+    return o;
+}
+
+/* ---- concurrency leases: exec's hooks (exec.h) on cluster/lease.h ---- */
+
+typedef struct {
+    realm_node_t *n;
+    char *tenant, *name;
+    realm_exec_lease_cb cb;
+    void *token;
+} take_t;
+
+/* A refusal asks the nodes holding such leases in idle environments to let one go. */
+static void on_taken(int64_t lease, void *data)
+{
+    take_t *t = data;
+    realm_node_t *n = t->n;
+    if ((lease == REALM_EXEC_LEASE_FN_FULL || lease == REALM_EXEC_LEASE_TENANT_FULL) && n->bus) {
+        json_t *m = json_pack("{s:s, s:s, s:s}", "node", realm_cluster_node_id(n->cluster),
+                              "tenant", t->tenant, "function",
+                              lease == REALM_EXEC_LEASE_FN_FULL ? t->name : "");
+        char *text = json_dumps(m, JSON_COMPACT);
+        realm_bus_publish(n->bus, REALM_NODE_LEASE_WANTED_SUBJECT, NULL, text, strlen(text));
+        free(text);
+        json_decref(m);
+    }
+    t->cb(lease, t->token);
+    free(t->tenant);
+    free(t->name);
+    free(t);
+}
+
+static void lease_take(void *ud, const char *tenant, const char *name, int64_t fn_cap,
+                       int64_t tenant_cap, realm_exec_lease_cb cb, void *token)
+{
+    realm_node_t *n = ud;
+    take_t *t = realm_calloc(1, sizeof(*t));
+    *t = (take_t){n, realm_strdup(tenant), realm_strdup(name), cb, token};
+    realm_leases_take(n->leases, tenant, name, fn_cap, tenant_cap, on_taken, t);
+}
+
+static void on_lease_wanted(const char *subject, const char *reply, const char *data, size_t len,
+                            void *ud)
+{
+    (void)subject, (void)reply;
+    realm_node_t *n = ud;
+    json_t *m = json_loadb(data, len, 0, NULL);
+    const char *from = json_string_value(json_object_get(m, "node"));
+    const char *tenant = json_string_value(json_object_get(m, "tenant"));
+    const char *fn = json_string_value(json_object_get(m, "function"));
+    if (from && tenant && fn && strcmp(from, realm_cluster_node_id(n->cluster)) != 0)
+        realm_exec_yield_idle(n->nc.exec, tenant, fn[0] ? fn : NULL);
+    json_decref(m);
+}
+
+static void lease_drop(void *ud, int64_t lease)
+{
+    realm_node_t *n = ud;
+    realm_leases_drop(n->leases, lease);
+}
+
+static int lease_is_live(void *ud, int64_t lease)
+{
+    realm_node_t *n = ud;
+    return realm_leases_is_live(n->leases, lease);
+}
+
+static void on_lease_lost(int64_t lease, void *data)
+{
+    realm_node_t *n = data;
+    realm_exec_lease_lost(n->nc.exec, lease);
+}
+
 /* This node wrote the registry (registry/async.h's write hook): the others
  * hear it before the writer's caller has its answer. */
 static void on_registry_write(void *data)
@@ -242,13 +334,22 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
     }
     realm_node_t *n = realm_calloc(1, sizeof(*n));
     n->nc = *nc;
+    if (nc->exec) {
+        n->leases = realm_leases_open(loop, cfg->db, id, cfg->node_lease_ms, on_lease_lost, n, err,
+                                      err_len);
+        if (!n->leases) {
+            free(n);
+            return -1;
+        }
+    }
     realm_bus_config_t bc = {.urls = cfg->nats, .name = id};
     n->bus = realm_bus_open(loop, &bc, NULL, NULL, err, err_len);
     if (!n->bus) {
+        realm_leases_close(n->leases);
         free(n);
         return -1;
     }
-    realm_cluster_config_t cc = {.node_id = id, .state_cb = nc->state, .ud = nc->ud};
+    realm_cluster_config_t cc = {.node_id = id, .state_cb = node_state, .ud = n};
     n->cluster = realm_cluster_open(loop, n->bus, &cc, err, err_len);
     if (!n->cluster ||
         realm_bus_subscribe(n->bus, REALM_NODE_REGISTRY_SUBJECT, NULL, on_registry_hint, n) != 0) {
@@ -257,8 +358,17 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
             realm_cluster_close(n->cluster, NULL, NULL);
         }
         realm_bus_close(n->bus, NULL, NULL);
+        realm_leases_close(n->leases);
         free(n);
         return -1;
+    }
+    if (n->leases) {
+        realm_bus_subscribe(n->bus, REALM_NODE_LEASE_WANTED_SUBJECT, NULL, on_lease_wanted, n);
+        realm_exec_set_leases(nc->exec,
+                              &(realm_exec_leases_t){.take = lease_take,
+                                                     .drop = lease_drop,
+                                                     .is_live = lease_is_live},
+                              n);
     }
     if (nc->ra) realm_registry_async_on_write(nc->ra, on_registry_write, n);
     if (nc->invoker) {
@@ -286,6 +396,10 @@ static void on_cluster_closed(void *data)
 void realm_node_close(realm_node_t *n)
 {
     if (!n) return;
+    if (n->leases) {
+        realm_exec_set_leases(n->nc.exec, NULL, NULL);
+        realm_leases_close(n->leases);
+    }
     if (n->nc.ra) realm_registry_async_on_write(n->nc.ra, NULL, NULL);
     if (n->nc.invoker) {
         realm_invoker_set_logs_gather(n->nc.invoker, NULL, NULL);

@@ -13,6 +13,7 @@
 
 #include "base/buf.h"
 #include "config/config.h"
+#include "exec/exec.h"
 #include "invoke/invoker.h"
 #include "metrics/metrics.h"
 #include "registry/async.h"
@@ -32,6 +33,8 @@ typedef struct {
      * answers go out; theirs make invoker forget what it cached. */
     realm_registry_async_t *ra;
     realm_invoker_t *invoker;
+    /* Its environments take concurrency leases (docs/cluster.md); or NULL. */
+    realm_exec_t *exec;
     /* Every sample gets node="ID"; the cluster's families are added. */
     realm_metrics_t *metrics;
 } realm_node_config_t;
@@ -44,6 +47,9 @@ typedef struct {
 /* An Event was queued on a node: {"node": ID}; the others' dispatchers look. */
 #define REALM_NODE_EVENTS_SUBJECT "realm.events.queued"
 #define REALM_NODE_EVENTS_LOOK_MS 1000 /* each node looks at the queue at least this often */
+/* A node was refused a concurrency lease: {"node","tenant","function" ("": any)}; the
+ * others stop an idle environment holding one. */
+#define REALM_NODE_LEASE_WANTED_SUBJECT "realm.lease.wanted"
 
 /*
  * With cfg->nats "none": 0 and *out NULL (no cluster). Else opens the bus

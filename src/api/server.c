@@ -293,14 +293,9 @@ static json_t *node_state(void *data)
     listener_url(s, L_CLIENT, "/", client, sizeof(client));
     listener_url(s, L_CONTROL, "", control, sizeof(control));
     listener_url(s, L_METRICS, "", metrics, sizeof(metrics));
-    realm_exec_stats_t st;
-    realm_exec_stats(s->exec, &st);
-    return json_pack("{s:s, s:s, s:s, s:s, s:b, s:{s:I, s:I, s:I, s:I}}", "version",
-                     REALM_VERSION, "client", client, "control", control, "metrics", metrics,
-                     "draining", s->authn && realm_admit_is_draining(realm_authn_admit(s->authn)),
-                     "environments", "limit", (json_int_t)s->cfg->concurrency_limit, "busy",
-                     (json_int_t)(st.busy + st.starting), "idle", (json_int_t)st.idle, "queued",
-                     (json_int_t)st.queued);
+    return json_pack("{s:s, s:s, s:s, s:s, s:b}", "version", REALM_VERSION, "client", client,
+                     "control", control, "metrics", metrics, "draining",
+                     s->authn && realm_admit_is_draining(realm_authn_admit(s->authn)));
 }
 
 static json_t *cluster_health(void *data)
@@ -967,6 +962,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
                               .ud = s,
                               .ra = s->ra,
                               .invoker = s->invoker,
+                              .exec = s->exec,
                               .metrics = s->metrics};
     if (realm_node_open(loop, &nc, &s->node, err, err_len) != 0) goto fail;
     realm_invoker_begin(s->invoker);

@@ -125,6 +125,9 @@ static const cfg_opt_t options[] = {
     OPT_STRING("node-id", node_id, "auto", "ID",
                "this node's id in a cluster, 1 to 32 of [A-Za-z0-9_-] (auto: the host name and "
                "the client port)"),
+    OPT_MS("node-lease-ms", node_lease_ms, "10000", 1000,
+           "in a cluster: how long an environment's concurrency lease lasts without its node "
+           "(renewed every third of it; a node paused or cut off longer completes nothing)"),
     OPT_ENUM("log-format", log_format, "text", "text|json", "log line format"),
     OPT_ENUM("log-level", log_level, "info", "debug|info|warn|error", "lowest level logged"),
     OPT_SIZE("max-message-bytes", max_message_bytes, "16MiB", 1,

@@ -31,6 +31,7 @@ typedef struct {
     char *server_key_file;         /* owned; "DATA_DIR/..." is in data_dir (auth/keys.h) */
     char *nats;                    /* owned; "none" or nats://HOST:PORT[,...] (docs/cluster.md) */
     char *node_id;                 /* owned; this node's id in a cluster; "auto": HOST-PORT */
+    uint64_t node_lease_ms;        /* an environment's concurrency lease in a cluster */
     char *log_format;              /* owned; "text" | "json" */
     char *log_level;               /* owned; "debug" | "info" | "warn" | "error" */
     uint64_t max_message_bytes;    /* WebSocket message limit (close 1009) */

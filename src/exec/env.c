@@ -113,6 +113,8 @@ static void env_detach(realm_env_t *env)
     env->x->n_envs--;
     env->pool = NULL;
     env->x->st.stopped_total++;
+    if (env->lease && env->x->leases.drop) env->x->leases.drop(env->x->leases_ud, env->lease);
+    env->lease = 0;
     if (p->is_retired && !p->envs && !p->q_head && env->x->o.code_released)
         env->x->o.code_released(env->x->o.hook_data);
     /* A waiting `next` hears that no work will come (its connection can close). */
@@ -355,7 +357,7 @@ static void env_push(char ***v, size_t *n, const char *fmt, ...)
 }
 
 /* Starts an environment of p; 0, or -1 with why in err (also logged). */
-int realm_exec_env_spawn(pool_t *p, char *err, size_t err_len)
+int realm_exec_env_spawn(pool_t *p, int64_t lease, char *err, size_t err_len)
 {
     realm_exec_t *x = p->x;
     /* How it starts: the runtime table's row (runtimes/runtimes.h). */
@@ -470,6 +472,7 @@ int realm_exec_env_spawn(pool_t *p, char *err, size_t err_len)
     env->timer.data = env;
     env->pool = p;
     env->state = ENV_STARTING;
+    env->lease = lease;
     p->n_starting++;
     env->next = p->envs;
     if (p->envs) p->envs->prev = env;

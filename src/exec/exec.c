@@ -245,14 +245,14 @@ static size_t tenant_envs(const realm_exec_t *x, const char *tenant)
 {
     size_t n = 0;
     for (const pool_t *q = x->pools; q; q = q->next)
-        if (strcmp(q->tenant, tenant) == 0) n += q->n_envs;
+        if (strcmp(q->tenant, tenant) == 0) n += q->n_envs + q->n_leasing;
     return n;
 }
 
 static int can_start(pool_t *p)
 {
     realm_exec_t *x = p->x;
-    if (p->n_envs >= pool_cap(p)) return 0;
+    if (p->n_envs + p->n_leasing >= pool_cap(p)) return 0;
     if (tenant_envs(x, p->tenant) < x->o.concurrency_limit) return 1;
     return evict_one(x, p);
 }
@@ -287,6 +287,115 @@ static void deliver(realm_env_t *env, realm_inv_t *inv)
     cb(env, &w, data);
 }
 
+/* Environments about to take an invocation from p's queue. */
+static size_t coming(const pool_t *p)
+{
+    return p->n_starting + p->n_resting_fresh + p->n_leasing;
+}
+
+/* ---- cluster leases (exec.h) ---- */
+
+typedef struct {
+    pool_t *pool;
+} lease_wait_t;
+
+/* Invocations nobody is about to take end now (a lease was refused). */
+static void refuse_uncovered(pool_t *p, realm_inv_status_t status, const char *type,
+                             const char *msg)
+{
+    while (p->q_tail && p->queued > coming(p))
+        inv_end_later(p->q_tail, status, type, msg);
+}
+
+static void on_lease(int64_t lease, void *token)
+{
+    lease_wait_t *w = token;
+    pool_t *p = w->pool;
+    realm_exec_t *x = p->x;
+    free(w);
+    p->n_leasing--;
+    x->n_leasing--;
+    if (x->is_freeing || p->is_retired) {
+        if (lease > 0 && x->leases.drop) x->leases.drop(x->leases_ud, lease);
+        if (!x->is_freeing) realm_exec_pump(p);
+        realm_exec_close_maybe(x);
+        return;
+    }
+    if (lease > 0) {
+        char err[512], msg[600];
+        int is_wanted = p->queued > coming(p) || p->n_envs < p->provisioned;
+        if (!is_wanted) {
+            if (x->leases.drop) x->leases.drop(x->leases_ud, lease);
+        } else if (realm_exec_env_spawn(p, lease, err, sizeof(err)) != 0) {
+            if (x->leases.drop) x->leases.drop(x->leases_ud, lease);
+            if (p->q_head) {
+                snprintf(msg, sizeof(msg), "could not start an execution environment: %s", err);
+                inv_end_later(p->q_head, REALM_INV_FAILED, "ServiceException", msg);
+            }
+        }
+    } else if (lease == REALM_EXEC_LEASE_UNAVAILABLE) {
+        refuse_uncovered(p, REALM_INV_FAILED, "ServiceException",
+                         "the cluster's concurrency leases are unavailable (its database)");
+    } else {
+        /* The cluster is at the function's reserved concurrency or the
+         * tenant's limit: a throttle, as past either on one server. */
+        refuse_uncovered(p, REALM_INV_THROTTLED,
+                         lease == REALM_EXEC_LEASE_FN_FULL
+                             ? "ReservedFunctionConcurrentInvocationLimitExceeded"
+                             : "ConcurrentInvocationLimitExceeded",
+                         "Rate Exceeded.");
+        if (p->n_envs < p->provisioned) p->init_failures = PROVISION_GIVE_UP;
+        return; /* pumping again would only ask again */
+    }
+    realm_exec_pump(p);
+}
+
+/* Starts an environment of p, after its lease in a cluster: 0, or -1 with err. */
+static int start_env(pool_t *p, char *err, size_t err_len)
+{
+    realm_exec_t *x = p->x;
+    if (!x->leases.take) return realm_exec_env_spawn(p, 0, err, err_len);
+    lease_wait_t *w = realm_calloc(1, sizeof(*w));
+    w->pool = p;
+    p->n_leasing++;
+    x->n_leasing++;
+    uint64_t lim = x->o.concurrency_limit;
+    int64_t fn_cap = p->reserved >= 0 && (uint64_t)p->reserved < lim ? p->reserved : -1;
+    x->leases.take(x->leases_ud, p->tenant, p->name, fn_cap, (int64_t)lim, on_lease, w);
+    return 0;
+}
+
+void realm_exec_set_leases(realm_exec_t *x, const realm_exec_leases_t *hooks, void *ud)
+{
+    if (hooks)
+        x->leases = *hooks;
+    else
+        memset(&x->leases, 0, sizeof(x->leases));
+    x->leases_ud = hooks ? ud : NULL;
+}
+
+void realm_exec_lease_lost(realm_exec_t *x, int64_t lease)
+{
+    for (realm_env_t *e = x->all; e; e = e->all_next)
+        if (e->pool && e->lease == lease) {
+            e->lease = 0; /* ended already: nothing to drop */
+            realm_exec_env_fence(e);
+            return;
+        }
+}
+
+int realm_exec_yield_idle(realm_exec_t *x, const char *tenant, const char *name)
+{
+    realm_env_t *best = NULL;
+    for (realm_env_t *e = x->all; e; e = e->all_next)
+        if (e->pool && e->lease && e->state == ENV_IDLE && strcmp(e->pool->tenant, tenant) == 0 &&
+            (!name || strcmp(e->pool->name, name) == 0) && (!best || e->last_used < best->last_used))
+            best = e;
+    if (!best) return 0;
+    realm_exec_env_stop(best, "its lease is wanted by another node");
+    return 1;
+}
+
 void realm_exec_pump(pool_t *p)
 {
     /* Idle environments take the queue first. */
@@ -301,21 +410,22 @@ void realm_exec_pump(pool_t *p)
         deliver(idle, p->q_head);
     }
     /* Then new ones, one per invocation nobody is about to take. */
-    size_t coming = p->n_starting + p->n_resting_fresh;
-    while (p->queued > coming && can_start(p)) {
+    size_t n_coming = coming(p);
+    while (p->queued > n_coming && can_start(p)) {
         char err[512], msg[600];
-        if (realm_exec_env_spawn(p, err, sizeof(err)) != 0) {
+        if (start_env(p, err, sizeof(err)) != 0) {
             realm_inv_t *inv = p->q_head;
             snprintf(msg, sizeof(msg), "could not start an execution environment: %s", err);
             inv_end_later(inv, REALM_INV_FAILED, "ServiceException", msg);
             continue;
         }
-        coming++;
+        n_coming++;
     }
     /* Provisioned environments stay up (unless they cannot even start). */
-    while (p->n_envs < p->provisioned && p->init_failures < PROVISION_GIVE_UP && can_start(p)) {
+    while (p->n_envs + p->n_leasing < p->provisioned && p->init_failures < PROVISION_GIVE_UP &&
+           can_start(p)) {
         char err[512];
-        if (realm_exec_env_spawn(p, err, sizeof(err)) != 0) break;
+        if (start_env(p, err, sizeof(err)) != 0) break;
     }
 }
 
@@ -529,9 +639,9 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
     int has_idle = 0;
     for (realm_env_t *e = p->envs; e && !has_idle; e = e->next)
         has_idle = e->state == ENV_IDLE && e->next_cb;
-    size_t coming = p->n_starting + p->n_resting_fresh;
-    int room = has_idle || p->queued < coming;
-    if (!room && p->n_envs < pool_cap(p)) {
+    size_t n_coming = coming(p);
+    int room = has_idle || p->queued < n_coming;
+    if (!room && p->n_envs + p->n_leasing < pool_cap(p)) {
         room = tenant_envs(x, p->tenant) < x->o.concurrency_limit;
         /* Another function's idle environment (same tenant) can make room. */
         for (realm_env_t *e = x->all; e && !room; e = e->all_next)
@@ -539,14 +649,15 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
                    e->state == ENV_IDLE;
     }
     int by_reserved = p->reserved >= 0 && (uint64_t)p->reserved < x->o.concurrency_limit;
-    if (!room && by_reserved && p->n_envs >= pool_cap(p) && !inv->waits_past_reserved) {
+    if (!room && by_reserved && p->n_envs + p->n_leasing >= pool_cap(p) &&
+        !inv->waits_past_reserved) {
         /* Lambda throttles a synchronous call past reserved concurrency at
          * once; only waits for the server's own capacity are queued. */
         inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
                       "Rate Exceeded.");
         return inv;
     }
-    if (!room && p->queued - coming >= x->o.queue_depth) {
+    if (!room && p->queued - n_coming >= x->o.queue_depth) {
         inv_end_later(inv, REALM_INV_THROTTLED,
                       by_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
                                   : "ConcurrentInvocationLimitExceeded",
@@ -722,7 +833,9 @@ static void on_later_closed(uv_handle_t *h)
 
 void realm_exec_close_maybe(realm_exec_t *x)
 {
-    if (!x->is_closing || x->is_idle_closing || x->all || x->later_head || x->n_timers) return;
+    if (!x->is_closing || x->is_idle_closing || x->all || x->later_head || x->n_timers ||
+        x->n_leasing)
+        return;
     x->is_idle_closing = 1;
     uv_close((uv_handle_t *)&x->pump_idle, NULL);
     uv_close((uv_handle_t *)&x->later_idle, on_later_closed); /* called after pump_idle's */

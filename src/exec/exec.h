@@ -211,6 +211,39 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
 void realm_inv_cancel(realm_inv_t *inv);
 const char *realm_inv_request_id(const realm_inv_t *inv);
 
+/*
+ * Concurrency across the nodes of a cluster (docs/cluster.md): with leases
+ * set, every environment holds a lease taken before it starts (counted
+ * against the function's reserved concurrency and the tenant's account
+ * limit over every node) and dropped when it stops. An environment whose
+ * lease is lost, or not known to be live when its invocation ends (this
+ * node was paused or cut off past the lease), is stopped, and that
+ * invocation fails instead of completing (the fence).
+ */
+#define REALM_EXEC_LEASE_FN_FULL 0
+#define REALM_EXEC_LEASE_TENANT_FULL (-2)
+#define REALM_EXEC_LEASE_UNAVAILABLE (-1)
+typedef void (*realm_exec_lease_cb)(int64_t lease, void *token);
+typedef struct {
+    /* cb(lease, token) exactly once, on a later loop turn: lease > 0
+     * granted, else one of REALM_EXEC_LEASE_*. fn_cap < 0: no cap. */
+    void (*take)(void *ud, const char *tenant, const char *name, int64_t fn_cap,
+                 int64_t tenant_cap, realm_exec_lease_cb cb, void *token);
+    void (*drop)(void *ud, int64_t lease);
+    /* 1 while the lease is known to be live now. */
+    int (*is_live)(void *ud, int64_t lease);
+} realm_exec_leases_t;
+/* hooks NULL: none (a single server); copied. Environments holding leases keep them. */
+void realm_exec_set_leases(realm_exec_t *x, const realm_exec_leases_t *hooks, void *ud);
+/* The lease ended without this node (its environment stops; its invocation fails). */
+void realm_exec_lease_lost(realm_exec_t *x, int64_t lease);
+/*
+ * Another node was refused a lease of tenant's function (name NULL: of any
+ * of its functions, at the tenant's limit): the least recently used idle
+ * environment holding such a lease stops, so its lease goes. 1 if one did.
+ */
+int realm_exec_yield_idle(realm_exec_t *x, const char *tenant, const char *name);
+
 /* Keeps n environments of fn warm (provisioned concurrency); 0 releases them. */
 void realm_exec_provision(realm_exec_t *x, const realm_exec_fn_t *fn, size_t n);
 /*

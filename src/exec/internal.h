@@ -95,6 +95,7 @@ struct realm_env_s {
     uint64_t last_used;
     void *private_listener;     /* from opts.private_listen, or NULL */
     realm_netstack_t *netstack; /* slirp4netns of a private network, or NULL */
+    int64_t lease;              /* its concurrency lease (cluster), or 0 */
     unsigned has_asked : 1;     /* a `next` came at least once (init done) */
     unsigned oom_reported : 1;  /* an invocation already ended with Runtime.OutOfMemory */
     unsigned is_slow : 1;       /* RESTING past its grace */
@@ -119,6 +120,7 @@ struct pool_s {
     size_t queued;
     realm_env_t *envs;
     size_t n_envs, n_starting, n_idle, n_busy, n_resting_fresh;
+    size_t n_leasing; /* environments waiting for their lease (cluster) */
     size_t provisioned;
     int init_failures;   /* environments in a row that died before asking for work */
     int is_pump_due;     /* realm_exec_pump_soon: on the next loop turn */
@@ -144,6 +146,9 @@ struct realm_exec_s {
     uint64_t later_seq;                   /* the last seq given on the later list */
     int is_freeing;
     size_t n_timers;              /* environments' timers not closed yet */
+    realm_exec_leases_t leases;   /* cluster concurrency (take NULL: none) */
+    void *leases_ud;
+    size_t n_leasing;             /* lease answers still to come */
     realm_exec_close_cb close_cb; /* realm_exec_close's */
     void *close_data;
     unsigned is_closing : 1;      /* realm_exec_close was called */
@@ -176,7 +181,9 @@ void realm_exec_close_maybe(realm_exec_t *x);
 /* ---- env.c: environments ---- */
 
 /* Starts an environment of p; 0, or -1 with why in err (also logged). */
-int realm_exec_env_spawn(pool_t *p, char *err, size_t err_len);
+int realm_exec_env_spawn(pool_t *p, int64_t lease, char *err, size_t err_len);
+/* Past its concurrency lease (exec.h): stopped; its invocation, if any, fails (runtime_api.c). */
+void realm_exec_env_fence(realm_env_t *env);
 /* Kills the environment; its end comes through its spawn's exit. */
 void realm_exec_env_stop(realm_env_t *env, const char *why);
 void realm_exec_env_set_state(realm_env_t *env, env_state_t s);

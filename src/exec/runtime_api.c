@@ -11,6 +11,7 @@
 #include "exec/internal.h"
 
 #include "base/alloc.h"
+#include "base/log.h"
 #include "sandbox/sandbox.h"
 
 #include <jansson.h>
@@ -106,6 +107,36 @@ static int oom_ends(realm_env_t *env, realm_inv_t *inv)
     return 1;
 }
 
+/*
+ * The fence of a cluster (exec.h): an environment whose concurrency lease is
+ * not known to be live (this node was paused or cut off from its database
+ * past the lease: another node may run in its place) completes nothing. 1
+ * if so (inv is ended with a platform error, the environment stopped).
+ */
+static int fenced(realm_env_t *env, realm_inv_t *inv)
+{
+    realm_exec_t *x = env->x;
+    (void)inv;
+    if (!env->lease || !x->leases.is_live || x->leases.is_live(x->leases_ud, env->lease)) return 0;
+    realm_exec_env_fence(env);
+    return 1;
+}
+
+void realm_exec_env_fence(realm_env_t *env)
+{
+    const char *msg = "this node's concurrency lease ended before the invocation did (the node "
+                      "was paused or cut off from its database): its result is dropped";
+    realm_warn("environment %s: past its concurrency lease: stopped", env->id);
+    realm_inv_t *inv = env->inv;
+    if (inv) {
+        realm_exec_report(env, inv);
+        env->inv = NULL;
+        inv->env = NULL;
+    }
+    realm_exec_env_stop(env, "past its concurrency lease");
+    if (inv) realm_exec_inv_finish(inv, REALM_INV_FAILED, NULL, 0, "ServiceException", msg);
+}
+
 /* The invocation is answered: the environment rests until its next `next`. */
 static void env_answered(realm_env_t *env, realm_inv_t *inv)
 {
@@ -143,7 +174,7 @@ int realm_env_respond(realm_env_t *env, const char *request_id, const void *body
     int rc = current(env, request_id, &inv);
     if (rc != 0) return rc;
     if (inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
-    if (oom_ends(env, inv)) return 0;
+    if (oom_ends(env, inv) || fenced(env, inv)) return 0;
     env_answered(env, inv);
     if (len > REALM_EXEC_MAX_RESPONSE) {
         finish_too_large(inv, len);
@@ -175,7 +206,7 @@ int realm_env_fail(realm_env_t *env, const char *request_id, const char *type, c
     int rc = current(env, request_id, &inv);
     if (rc != 0) return rc;
     if (inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
-    if (oom_ends(env, inv)) return 0;
+    if (oom_ends(env, inv) || fenced(env, inv)) return 0;
     char et[128];
     error_type_of(body, len, type, et, sizeof(et));
     env_answered(env, inv);
@@ -243,7 +274,7 @@ int realm_env_stream_end(realm_env_t *env, const char *request_id, const char *e
     int rc = current(env, request_id, &inv);
     if (rc != 0) return rc;
     if (!inv->is_streaming) return REALM_ERR_INVALID_STATE_TRANSITION;
-    if (oom_ends(env, inv)) return 0;
+    if (oom_ends(env, inv) || fenced(env, inv)) return 0;
     env_answered(env, inv);
     if (error_type || error_body) {
         char et[128];

@@ -93,6 +93,12 @@ typedef struct {
     /* Optional (NULL: leases last until the outcome; nothing to renew). */
     int64_t (*q_renew)(realm_store_t *s, const int64_t *ids, const uint64_t *leases, size_t n,
                        int64_t until_ms);
+    /* Optional (NULL: the backend keeps no leases; only PostgreSQL does). */
+    int64_t (*lease_take)(realm_store_t *s, const char *node, const char *t, const char *f,
+                          int64_t fn_cap, int64_t t_cap, int64_t ttl_ms);
+    int (*lease_renew)(realm_store_t *s, const char *node, const int64_t *ids, size_t n,
+                       int64_t ttl_ms, unsigned char *kept);
+    int (*lease_drop)(realm_store_t *s, const char *node, const int64_t *ids, size_t n);
 } realm_store_ops_t;
 
 /* A create or code update in flight (kept by store.c for every backend of

@@ -345,6 +345,9 @@ realm_store_t *realm_store_pg_open(realm_store_kind_t kind, const char *location
     } else if (kind == REALM_STORE_AUTH) {
         realm_pg_auth_init(p);
         schema = &realm_pg_auth_schema;
+    } else if (kind == REALM_STORE_LEASES) {
+        realm_pg_leases_init(p);
+        schema = &realm_pg_leases_schema;
     } else {
         snprintf(err, err_len, "%s: the %s is not yet implemented on PostgreSQL", where,
                  realm_store_kind_name(kind));

@@ -108,6 +108,9 @@ void realm_pg_release_dead(pg_t *p, size_t owners_stmt, size_t drop_stmt, const 
 extern const realm_store_schema_t realm_pg_auth_schema;
 /* Fills the auth kind's ops and p->stmts (pg_auth.c). */
 void realm_pg_auth_init(pg_t *p);
+extern const realm_store_schema_t realm_pg_leases_schema;
+/* Fills the leases kind's ops and p->stmts (pg_leases.c). */
+void realm_pg_leases_init(pg_t *p);
 extern const realm_store_schema_t realm_pg_queue_schema;
 /* Fills the queue's ops and p->stmts; sets p->owner (pg_queue.c). */
 void realm_pg_queue_init(pg_t *p);

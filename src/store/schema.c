@@ -28,6 +28,8 @@ const char *realm_store_kind_name(realm_store_kind_t kind)
         return "queue";
     case REALM_STORE_AUTH:
         return "auth";
+    case REALM_STORE_LEASES:
+        return "leases";
     }
     return "?";
 }

@@ -8,6 +8,7 @@
 
 #include "base/alloc.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,10 @@ int realm_store_is_pg(const char *location)
 realm_store_t *realm_store_open(realm_store_kind_t kind, const char *location, char *err,
                                 size_t err_len)
 {
+    if (kind == REALM_STORE_LEASES && !realm_store_is_pg(location)) {
+        snprintf(err, err_len, "%s: concurrency leases are kept in PostgreSQL only", location);
+        return NULL;
+    }
     realm_store_t *s =
         realm_store_is_memory(location) ? realm_store_memory_open(kind, location + 7, err, err_len)
         : realm_store_is_pg(location)   ? realm_store_pg_open(kind, location, err, err_len)
@@ -381,4 +386,25 @@ int64_t realm_store_pkg_delete_unused(realm_store_t *s)
 {
     if (!s->ops->pkg_delete_unused) return 0;
     return s->ops->pkg_delete_unused(s);
+}
+
+int64_t realm_store_lease_take(realm_store_t *s, const char *node, const char *tenant,
+                               const char *function, int64_t fn_cap, int64_t t_cap,
+                               int64_t ttl_ms)
+{
+    if (!s->ops->lease_take) return -1;
+    return s->ops->lease_take(s, node, tenant, function, fn_cap, t_cap, ttl_ms);
+}
+int realm_store_lease_renew(realm_store_t *s, const char *node, const int64_t *ids, size_t n,
+                            int64_t ttl_ms, unsigned char *kept)
+{
+    if (!s->ops->lease_renew) return -1;
+    if (n == 0) return 0;
+    return s->ops->lease_renew(s, node, ids, n, ttl_ms, kept);
+}
+int realm_store_lease_drop(realm_store_t *s, const char *node, const int64_t *ids, size_t n)
+{
+    if (!s->ops->lease_drop) return -1;
+    if (ids && n == 0) return 0;
+    return s->ops->lease_drop(s, node, ids, n);
 }

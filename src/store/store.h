@@ -59,6 +59,7 @@ typedef enum {
     REALM_STORE_REGISTRY = 0,
     REALM_STORE_QUEUE = 1,
     REALM_STORE_AUTH = 2,
+    REALM_STORE_LEASES = 3, /* PostgreSQL only: a cluster's concurrency leases */
 } realm_store_kind_t;
 
 /* Bytes of a package hash in hex, plus the NUL. */
@@ -376,5 +377,33 @@ int64_t realm_store_auth_version(realm_store_t *s);
  * and memory: the key file lives with the database), -1.
  */
 int realm_store_auth_key_check(realm_store_t *s, const char *check, char *stored);
+
+/* ---- leases: concurrency across the nodes of a cluster (PostgreSQL only) ----
+ *
+ * One row per execution environment, taken before it starts, renewed by its
+ * node, dropped when it stops; a lease its node stops renewing ends by
+ * itself after its ttl (the database's clock). Opening REALM_STORE_LEASES
+ * anywhere but on PostgreSQL fails ("... are kept in PostgreSQL only").
+ */
+#define REALM_STORE_LEASE_TENANT_FULL (-2)
+/*
+ * A lease for one environment of tenant's function, for ttl_ms: granted
+ * while the tenant holds fewer than t_cap live leases and (fn_cap >= 0) the
+ * function fewer than fn_cap (a cap below 0 is none). Returns its id (> 0),
+ * 0 at the function's cap, REALM_STORE_LEASE_TENANT_FULL at the tenant's,
+ * or -1 (storage error).
+ */
+int64_t realm_store_lease_take(realm_store_t *s, const char *node, const char *tenant,
+                               const char *function, int64_t fn_cap, int64_t t_cap,
+                               int64_t ttl_ms);
+/*
+ * Extends node's leases ids[0..n) that are still live by ttl_ms from now;
+ * kept[i] = 1 for each renewed, 0 for each that ended (never renewed again).
+ * 0, or -1 (kept unchanged).
+ */
+int realm_store_lease_renew(realm_store_t *s, const char *node, const int64_t *ids, size_t n,
+                            int64_t ttl_ms, unsigned char *kept);
+/* Drops node's leases ids[0..n) (ids NULL: every lease of node). 0 or -1. */
+int realm_store_lease_drop(realm_store_t *s, const char *node, const int64_t *ids, size_t n);
 
 #endif

@@ -13,14 +13,18 @@ queued on one node run on others that have room (the queuing node wakes
 their dispatchers). Bad flags are refused with a message."""
 import contextlib
 import json
+import os
 import re
+import signal
 import subprocess
+import threading
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from conftest import Server, assert_no_sanitizer_report, finish, realm_bin
-from fn_util import build_zip, deploy, fn_client, http_request, ok, poll_until
+from fn_util import build_zip, deploy, fn_client, http_request, ok, poll_until, raw_invoke
 from nats_util import NatsServer
 from pg_util import _alive as alive
 from wsclient import Ws
@@ -263,22 +267,23 @@ def test_logs_read_through_any_node_hold_every_nodes_lines(pg_cluster, nats):
 
 
 EVENT_SRC = """exports.handler = async (event) => {
-  console.log("began " + event.tag);
+  console.log("began " + event.tag + " " + Date.now());
   await new Promise((r) => setTimeout(r, event.ms));
-  console.log("ended " + event.tag);
+  console.log("ended " + event.tag + " " + Date.now());
 };
 """
 
 
-def test_events_queued_on_one_node_run_on_others_with_room(pg_cluster, nats):
-    """Every node may run one environment at once (--concurrency-limit 1):
-    two Events sent to n1, the first holding its environment for 6 s, run
-    on two nodes (realm_invocations_total of each node)."""
+def test_events_queued_on_one_node_run_once_each_within_the_account_limit(pg_cluster, nats):
+    """The tenant's account limit (--concurrency-limit 1) holds across the
+    cluster: two Events sent to n1, the first holding its environment for
+    3 s, both run, one after the other, wherever a dispatcher claims them
+    (a node refused a lease asks the holder's idle environment to let go)."""
     with three_nodes(pg_cluster, nats, "--concurrency-limit", "1") as nodes:
         lam = fn_client(nodes[0])
         deploy(lam, "ev", {"index.js": EVENT_SRC}, Timeout=20)
         lam.get_waiter("function_active_v2").wait(FunctionName="ev")
-        for tag, ms in (("slow", 6000), ("quick", 10)):
+        for tag, ms in (("slow", 3000), ("quick", 10)):
             r = lam.invoke(FunctionName="ev", InvocationType="Event",
                            Payload=json.dumps({"tag": tag, "ms": ms}).encode())
             assert r["StatusCode"] == 202, r
@@ -289,7 +294,106 @@ def test_events_queued_on_one_node_run_on_others_with_room(pg_cluster, nats):
 
         poll_until(lambda: (t := log().decode()) and "ended quick" in t and "ended slow" in t,
                    30, what="both events run")
-        # Two nodes ran one each: the first node to claim an event claims
-        # the older (slow) one and is then full, so the quick one is another's.
         ran = [metric(n, "realm_invocations_total") for n in nodes]
-        assert sorted(ran) == [0, 1, 1], ran
+        assert sum(ran) == 2, ran
+        at = {(m[1], m[2]): int(m[3])
+              for m in re.finditer(r"(began|ended) (slow|quick) (\d+)", log().decode())}
+        assert len(at) == 4, at
+        slow, quick = (at["began", "slow"], at["ended", "slow"]), (at["began", "quick"],
+                                                                    at["ended", "quick"])
+        assert most_at_once([slow, quick]) == 1, (slow, quick)
+
+
+SLEEP_SRC = """exports.handler = async (event) => {
+  const began = Date.now();
+  console.log("began " + event.tag);
+  await new Promise((r) => setTimeout(r, event.ms));
+  return {began, ended: Date.now(), tag: event.tag};
+};
+"""
+
+
+def most_at_once(intervals):
+    """The largest number of (began, ended) intervals that overlap."""
+    edges = sorted([(b, 1) for b, _ in intervals] + [(e, -1) for _, e in intervals])
+    n = top = 0
+    for _, d in edges:
+        n += d
+        top = max(top, n)
+    return top
+
+
+def test_reserved_concurrency_holds_across_nodes(pg_cluster, nats):
+    """Reserved concurrency 2, nine callers at once spread over three nodes
+    (three each): two run, never more at once, the other seven get 429
+    ReservedFunctionConcurrentInvocationLimitExceeded. The leases are rows
+    in PostgreSQL: every node counts the others' environments."""
+    with three_nodes(pg_cluster, nats) as nodes:
+        lam = fn_client(nodes[0])
+        deploy(lam, "res", {"index.js": SLEEP_SRC}, Timeout=20)
+        lam.get_waiter("function_active_v2").wait(FunctionName="res")
+        lam.put_function_concurrency(FunctionName="res", ReservedConcurrentExecutions=2)
+        start = threading.Barrier(9)
+
+        def call(i):
+            start.wait()
+            return raw_invoke(nodes[i % 3], "res",
+                              json.dumps({"ms": 2000, "tag": f"c{i}"}).encode())
+
+        with ThreadPoolExecutor(9) as ex:
+            results = list(ex.map(call, range(9)))
+        ran = [json.loads(b) for st, _, b in results if st == 200]
+        refused = [(st, h, b) for st, h, b in results if st != 200]
+        assert len(ran) == 2, results
+        assert most_at_once([(r["began"], r["ended"]) for r in ran]) <= 2
+        for st, h, b in refused:
+            assert st == 429, (st, b)
+            assert json.loads(b)["Reason"] == "ReservedFunctionConcurrentInvocationLimitExceeded", b
+
+
+def test_a_node_paused_past_its_lease_completes_nothing(pg_cluster, nats):
+    """n1 runs the only environment reserved concurrency allows and is
+    paused (SIGSTOP) past its lease: n2 runs the function meanwhile (the
+    lease ended in the database), and once n1 goes on, its invocation ends
+    with a platform error instead of a result (the fence)."""
+    n1 = node(pg_cluster, nats, "n1", "--node-lease-ms", "1500")
+    n2 = node(pg_cluster, nats, "n2", "--node-lease-ms", "1500")
+    try:
+        for n in (n1, n2):
+            poll_until(lambda n=n: nodes_seen(n) == ["n1", "n2"], 15, what="two nodes")
+        lam = fn_client(n1)
+        deploy(lam, "fenced", {"index.js": SLEEP_SRC}, Timeout=30)
+        lam.get_waiter("function_active_v2").wait(FunctionName="fenced")
+        lam.put_function_concurrency(FunctionName="fenced", ReservedConcurrentExecutions=1)
+        out = {}
+
+        def on_n1():
+            out["n1"] = raw_invoke(n1, "fenced", json.dumps({"ms": 4000, "tag": "n1"}).encode())
+
+        t = threading.Thread(target=on_n1)
+        t.start()
+        poll_until(lambda: "began n1" in http_request(n2.ports["control"], "GET",
+                                                      "/realm/v1/functions/fenced/logs")[2]
+                   .decode(), 15, what="n1's invocation running")
+        # While n1 runs it, n2 is refused: the one lease is n1's.
+        st, _, b = raw_invoke(n2, "fenced", json.dumps({"ms": 10, "tag": "early"}).encode())
+        assert st == 429, (st, b)
+        os.kill(n1.proc.pid, signal.SIGSTOP)
+        try:
+            # Past n1's lease, n2 takes the place.
+            st, b = 429, b""
+            def n2_runs():
+                nonlocal st, b
+                st, _, b = raw_invoke(n2, "fenced", json.dumps({"ms": 10, "tag": "n2"}).encode())
+                return st == 200
+            poll_until(n2_runs, 15, interval=0.2, what="n2 runs once n1's lease ended")
+            assert json.loads(b)["tag"] == "n2"
+        finally:
+            os.kill(n1.proc.pid, signal.SIGCONT)
+        t.join(30)
+        st, h, b = out["n1"]
+        assert st != 200, (st, b)
+        assert b"lease" in b, b
+    finally:
+        for n in (n1, n2):
+            finish(n)
