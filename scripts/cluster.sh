@@ -69,7 +69,8 @@ start_node() { # start_node DIR ID CLIENT CONTROL RUNTIME METRICS
   nats=$(cat "$dir/nats.urls")
   # shellcheck disable=SC2086
   nohup "$BIN" serve --port "$3" --control-port "$4" --runtime-port "$5" --metrics-port "$6" \
-    --data-dir "$nd/data" --db "$db" --nats "$nats" --node-id "$id" ${REALM_ARGS:-} \
+    --data-dir "$nd/data" --db "$db" --nats "$nats" --node-id "$id" --event-lease-ms 30000 \
+    ${REALM_ARGS:-} \
     >"$nd/stdout" 2>"$nd/log" </dev/null &
   echo $! >"$nd/pid"
   wait_for "grep -q '^listening metrics' '$nd/stdout'" 60 ||

@@ -36,8 +36,9 @@ def nats():
         yield n
 
 
-def node(pg, nats, node_id, *extra):
-    return Server("--db", pg.url, "--nats", nats.url, "--node-id", node_id, *extra)
+def node(pg, nats, node_id, *extra, data_dir=None):
+    return Server("--db", pg.url, "--nats", nats.url, "--node-id", node_id, *extra,
+                  data_dir=data_dir)
 
 
 @contextlib.contextmanager
@@ -397,3 +398,60 @@ def test_a_node_paused_past_its_lease_completes_nothing(pg_cluster, nats):
     finally:
         for n in (n1, n2):
             finish(n)
+
+
+RAN_SRC = """exports.handler = async (event) => {
+  await new Promise((r) => setTimeout(r, 50));
+  console.log("ran " + event.tag);
+};
+"""
+
+
+def test_events_run_while_a_node_is_killed_and_restarted(pg_cluster, nats):
+    """Events sent to all three nodes while n2 is killed with -9 and started
+    again (on its data dir): every one a node accepted (202) runs, read
+    through n1's logs route. Events n2 had taken when it died come back when
+    their lease ends (--event-lease-ms 3000) and run elsewhere."""
+    with three_nodes(pg_cluster, nats, "--event-lease-ms", "3000") as nodes:
+        n1, n2, n3 = nodes
+        lam = fn_client(n1)
+        deploy(lam, "evk", {"index.js": RAN_SRC}, Timeout=10)
+        lam.get_waiter("function_active_v2").wait(FunctionName="evk")
+        accepted, lock = [], threading.Lock()
+        alive_nodes = {"n1": n1, "n2": n2, "n3": n3}
+
+        def send(i):
+            nid = ("n1", "n2", "n3")[i % 3]
+            srv = alive_nodes[nid]
+            try:
+                st, _, _ = raw_invoke(srv, "evk", json.dumps({"tag": f"e{i}"}).encode(),
+                                      headers={"X-Amz-Invocation-Type": "Event"}, timeout=10)
+            except OSError:
+                return  # n2 down: nothing accepted
+            if st == 202:
+                with lock:
+                    accepted.append(f"e{i}")
+
+        for i in range(0, 30):
+            send(i)
+        n2.kill()
+        for i in range(30, 60):
+            send(i)
+        restarted = node(pg_cluster, nats, "n2", "--event-lease-ms", "3000",
+                         data_dir=n2.data_dir)
+        try:
+            alive_nodes["n2"] = restarted
+            poll_until(lambda: nodes_seen(n1) == ["n1", "n2", "n3"], 15, what="n2 back")
+            for i in range(60, 90):
+                send(i)
+            assert len(accepted) >= 60, accepted  # n1 and n3 took all theirs
+
+            def ran():
+                text = http_request(n1.ports["control"], "GET",
+                                    "/realm/v1/functions/evk/logs?tail=1000000")[2].decode()
+                return set(re.findall(r"ran (e\d+)", text))
+
+            poll_until(lambda: set(accepted) <= ran(), 60, interval=0.5,
+                       what="every accepted event run")
+        finally:
+            finish(restarted)
