@@ -18,7 +18,10 @@
  * refusals, a lost connection; for the queue, two servers claiming at once
  * (disjoint), a dead server's leases (back after they expire, its tokens
  * stale), the caps held exactly by two servers pushing at once, and an
- * enqueue whose COMMIT is lost (queued exactly once).
+ * enqueue whose COMMIT is lost (queued exactly once); the concurrency
+ * leases of a cluster (the caps of a function and a tenant across nodes,
+ * exact when four nodes take at once, renewals that report what ended,
+ * drops), a kind the other backends refuse.
  */
 #include "store/store.h"
 
@@ -1528,6 +1531,100 @@ static void pg_dead_process_pending(void **state)
     realm_store_close(again);
 }
 
+/* ---- concurrency leases (REALM_STORE_LEASES, PostgreSQL only) ---- */
+
+static realm_store_t *open_leases(void)
+{
+    char err[512] = "";
+    realm_store_t *s = realm_store_open(REALM_STORE_LEASES, fx_pg_url(), err, sizeof(err));
+    if (!s) fail_msg("open: %s", err);
+    return s;
+}
+
+/* The caps of the function and the tenant, across two nodes' stores;
+ * renewals keep what is live and report what ended; drops free places. */
+static void pg_leases_caps_renew_drop(void **state)
+{
+    (void)state;
+    realm_store_t *a = open_leases(), *b = open_leases();
+    /* Reserved 2 for "f", tenant limit 3. */
+    int64_t l1 = realm_store_lease_take(a, "n1", "t", "f", 2, 3, 60000);
+    int64_t l2 = realm_store_lease_take(b, "n2", "t", "f", 2, 3, 60000);
+    assert_true(l1 > 0 && l2 > 0 && l1 != l2);
+    assert_int_equal(realm_store_lease_take(a, "n1", "t", "f", 2, 3, 60000), 0);
+    /* Another function of the tenant: the tenant's third place, then full. */
+    int64_t g = realm_store_lease_take(b, "n2", "t", "g", -1, 3, 60000);
+    assert_true(g > 0);
+    assert_int_equal(realm_store_lease_take(b, "n2", "t", "h", -1, 3, 60000),
+                     REALM_STORE_LEASE_TENANT_FULL);
+    /* Another tenant counts on its own. */
+    assert_true(realm_store_lease_take(a, "n1", "u", "f", 2, 3, 60000) > 0);
+    /* A drop frees a place; a node drops only its own. */
+    assert_int_equal(realm_store_lease_drop(a, "n1", &l2, 1), 0); /* n2's: kept */
+    assert_int_equal(realm_store_lease_take(a, "n1", "t", "f", 2, 3, 60000), 0);
+    assert_int_equal(realm_store_lease_drop(b, "n2", &l2, 1), 0);
+    int64_t l3 = realm_store_lease_take(a, "n1", "t", "f", 2, 3, 60000);
+    assert_true(l3 > 0);
+    /* A short lease ends by itself: its place is free again, and a renewal
+     * says it is lost (never brought back). */
+    int64_t ids[2] = {l1, l3};
+    unsigned char kept[2] = {9, 9};
+    assert_int_equal(realm_store_lease_renew(a, "n1", ids, 2, 60000, kept), 0);
+    assert_true(kept[0] == 1 && kept[1] == 1);
+    assert_int_equal(realm_store_lease_renew(a, "n1", ids, 1, 1, kept), 0); /* l1: 1 ms left */
+    struct timespec ts = {0, 20 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    int64_t l4 = realm_store_lease_take(b, "n2", "t", "f", 2, 3, 60000);
+    assert_true(l4 > 0);
+    assert_int_equal(realm_store_lease_renew(a, "n1", ids, 2, 60000, kept), 0);
+    assert_true(kept[0] == 0 && kept[1] == 1);
+    /* Another node's id renews nothing of n1's. */
+    assert_int_equal(realm_store_lease_renew(b, "n2", ids + 1, 1, 60000, kept), 0);
+    assert_int_equal(kept[0], 0);
+    /* Every lease of a node at once (a node started again). */
+    assert_int_equal(realm_store_lease_drop(a, "n1", NULL, 0), 0);
+    char out[32];
+    fx_pg_query("SELECT count(*) FROM env_leases WHERE node = 'n1'", out, sizeof(out));
+    assert_string_equal(out, "0");
+    realm_store_close(a);
+    realm_store_close(b);
+}
+
+typedef struct {
+    realm_store_t *s;
+    char node[8];
+    int granted;
+} taker_t;
+
+static void *take_many(void *arg)
+{
+    taker_t *t = arg;
+    for (int i = 0; i < 20; i++)
+        if (realm_store_lease_take(t->s, t->node, "t", "f", 5, 100, 60000) > 0) t->granted++;
+    return NULL;
+}
+
+/* Four nodes taking at once: exactly the reserved five are granted. */
+static void pg_leases_race(void **state)
+{
+    (void)state;
+    taker_t t[4];
+    pthread_t th[4];
+    for (int i = 0; i < 4; i++) {
+        t[i] = (taker_t){open_leases(), "", 0};
+        snprintf(t[i].node, sizeof(t[i].node), "n%d", i);
+    }
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(pthread_create(&th[i], NULL, take_many, &t[i]), 0);
+    int total = 0;
+    for (int i = 0; i < 4; i++) {
+        pthread_join(th[i], NULL);
+        total += t[i].granted;
+        realm_store_close(t[i].s);
+    }
+    assert_int_equal(total, 5);
+}
+
 #define PG(fn) cmocka_unit_test_setup_teardown(fn, setup_pg, teardown)
 
 int main(void)
@@ -1553,11 +1650,26 @@ int main(void)
         PG(pg_queue_caps_race),
         PG(pg_queue_push_in_doubt),
         PG(pg_dead_process_pending),
+        PG(pg_leases_caps_renew_drop),
+        PG(pg_leases_race),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
 
 #else
+
+/* Leases are kept in PostgreSQL only: SQLite and memory refuse the kind. */
+static void leases_need_postgresql(void **state)
+{
+    fx_t *f = *state;
+    char loc[512], err[512] = "";
+    if (strcmp(f->backend, "memory") == 0)
+        snprintf(loc, sizeof(loc), "memory:leases");
+    else
+        snprintf(loc, sizeof(loc), "%s/leases.db", f->dir);
+    assert_null(realm_store_open(REALM_STORE_LEASES, loc, err, sizeof(err)));
+    assert_non_null(strstr(err, "concurrency leases are kept in PostgreSQL only"));
+}
 
 #define BOTH(fn)                                                                                   \
     cmocka_unit_test_setup_teardown(fn, setup_sqlite, teardown),                                   \
@@ -1574,6 +1686,7 @@ int main(void)
         BOTH(tenants_and_keys),
         BOTH(packages),
         BOTH(timing),
+        BOTH(leases_need_postgresql),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
