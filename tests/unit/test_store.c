@@ -820,12 +820,17 @@ static int setup_pg(void **state)
     return setup(state, "postgresql");
 }
 
-static realm_store_t *open_pg(void)
+static realm_store_t *open_pg_kind(realm_store_kind_t kind)
 {
     char err[512] = "";
-    realm_store_t *s = realm_store_open(REALM_STORE_REGISTRY, fx_pg_url(), err, sizeof(err));
+    realm_store_t *s = realm_store_open(kind, fx_pg_url(), err, sizeof(err));
     if (!s) fail_msg("open: %s", err);
     return s;
+}
+
+static realm_store_t *open_pg(void)
+{
+    return open_pg_kind(REALM_STORE_REGISTRY);
 }
 
 /* Two stores on one database (two servers): each sees the other's writes,
@@ -1535,10 +1540,7 @@ static void pg_dead_process_pending(void **state)
 
 static realm_store_t *open_leases(void)
 {
-    char err[512] = "";
-    realm_store_t *s = realm_store_open(REALM_STORE_LEASES, fx_pg_url(), err, sizeof(err));
-    if (!s) fail_msg("open: %s", err);
-    return s;
+    return open_pg_kind(REALM_STORE_LEASES);
 }
 
 /* The caps of the function and the tenant, across two nodes' stores;
