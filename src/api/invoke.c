@@ -143,7 +143,8 @@ static void answer_failed(realm_http_res_t *res, const realm_inv_result_t *r)
     if (r->status == REALM_INV_THROTTLED)
         throttled(res, r->error_type, r->error_message);
     else
-        amz_error(res, REALM_ERR_INTERNAL_ERROR, r->error_message ? r->error_message : "failed");
+        amz_error(res, r->error_code ? r->error_code : REALM_ERR_INTERNAL_ERROR,
+                  r->error_message ? r->error_message : "failed");
 }
 
 static void on_sync_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
@@ -222,10 +223,15 @@ static void on_stream_done(realm_inv_t *inv, const realm_inv_result_t *r, void *
                 const char *m = json_string_value(json_object_get(ej, "errorMessage"));
                 details = realm_strdup(m ? m : (r->payload_len ? r->payload : ""));
                 json_decref(ej);
+            } else if (r->status != REALM_INV_OK) {
+                /* Failed once begun (its node lost): an error, never a clean end. */
+                details = realm_strdup(r->error_message ? r->error_message : "failed");
             }
+            const char *etype = r->status == REALM_INV_OK ? NULL
+                                : r->error_type       ? r->error_type
+                                                      : "ServiceException";
             realm_buf_reset(&c->frame);
-            realm_evstream_complete(&c->frame,
-                                    r->status == REALM_INV_FN_ERROR ? r->error_type : NULL, details,
+            realm_evstream_complete(&c->frame, etype, details,
                                     c->want_tail ? (tail.data ? tail.data : "") : NULL);
             realm_http_res_write(c->res, c->frame.data, c->frame.len);
             realm_http_res_end(c->res, NULL);

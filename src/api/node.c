@@ -3,6 +3,8 @@
  */
 #include "api/node.h"
 
+#include "api/remote.h"
+
 #include "base/alloc.h"
 #include "base/log.h"
 #include "bus/bus.h"
@@ -19,6 +21,7 @@ struct realm_node_s {
     realm_bus_t *bus;
     realm_cluster_t *cluster;
     realm_leases_t *leases; /* with nc.exec */
+    realm_remote_t *remote; /* with nc.exec and nc.invoker */
     realm_node_config_t nc;
 };
 
@@ -49,6 +52,26 @@ static void collect(realm_buf_t *out, void *data)
                               REALM_METRIC_GAUGE);
     realm_metrics_emit_sample(out, "realm_cluster_bus_connected", NULL,
                               realm_bus_is_connected(n->bus));
+    if (!n->remote) return;
+    realm_remote_stats_t st;
+    realm_remote_stats(n->remote, &st);
+    const struct {
+        const char *name, *help;
+        uint64_t v;
+    } counters[] = {
+        {"realm_cluster_calls_placed_total", "Calls this node placed on another node (accepted)",
+         st.placed_total},
+        {"realm_cluster_calls_served_total", "Calls another node placed on this one",
+         st.served_total},
+        {"realm_cluster_calls_lost_total",
+         "Calls placed on another node that ended NODE_LOST (gap or silence)", st.lost_total},
+        {"realm_cluster_calls_returned_total",
+         "Calls no other node took (busy, silent, unreachable) that ran here", st.returned_total},
+    };
+    for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
+        realm_metrics_emit_header(out, counters[i].name, counters[i].help, REALM_METRIC_COUNTER);
+        realm_metrics_emit_sample(out, counters[i].name, NULL, (double)counters[i].v);
+    }
 }
 
 /* "auto": the host name (20 characters at most, others made '-') and the client port. */
@@ -231,6 +254,7 @@ static json_t *node_state(void *data)
                                       "leases",
                                       (json_int_t)(n->leases ? realm_leases_held(n->leases) : 0)));
     }
+    if (n->remote) json_object_set_new(o, "idle", realm_remote_idle(n->remote));
     return o;
 }
 
@@ -370,6 +394,13 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
                                                      .is_live = lease_is_live},
                               n);
     }
+    if (nc->exec && nc->invoker)
+        n->remote = realm_remote_open(loop, &(realm_remote_config_t){
+                                                .bus = n->bus,
+                                                .cluster = n->cluster,
+                                                .exec = nc->exec,
+                                                .invoker = nc->invoker,
+                                                .concurrency_limit = cfg->concurrency_limit});
     if (nc->ra) realm_registry_async_on_write(nc->ra, on_registry_write, n);
     if (nc->invoker) {
         realm_bus_subscribe(n->bus, REALM_NODE_LOGS_SUBJECT, NULL, on_logs_asked, n);
@@ -396,6 +427,7 @@ static void on_cluster_closed(void *data)
 void realm_node_close(realm_node_t *n)
 {
     if (!n) return;
+    realm_remote_close(n->remote);
     if (n->leases) {
         realm_exec_set_leases(n->nc.exec, NULL, NULL);
         realm_leases_close(n->leases);

@@ -72,6 +72,8 @@
       "another node did not answer in time")                                                       \
     X(BUS_NO_RESPONDERS, -1302, "NODE_UNAVAILABLE", 503, "ServiceException",                       \
       "no node listens for that")                                                                  \
+    X(NODE_LOST, -1303, "NODE_LOST", 502, "ServiceException",                                      \
+      "the node running the call was lost")                                                        \
     /* generate (invoke/generate.c). */                                                            \
     X(NO_MODEL, -1220, "NO_MODEL", 503, "ServiceException", "generate has no model")               \
     X(GENERATE_UNAVAILABLE, -1221, "GENERATE_UNAVAILABLE", 503, "ServiceException",                \

@@ -93,7 +93,7 @@ static void q_push(pool_t *p, realm_inv_t *inv)
     p->queued++;
 }
 
-static void inv_free(realm_inv_t *inv)
+void realm_exec_inv_free(realm_inv_t *inv)
 {
     free(inv->later_type);
     free(inv->later_msg);
@@ -138,7 +138,7 @@ void realm_exec_inv_finish(realm_inv_t *inv, realm_inv_status_t status, const ch
             inv->pool->n_error++;
     }
     inv->sink.on_done(inv, &r, inv->data);
-    inv_free(inv);
+    realm_exec_inv_free(inv);
 }
 
 /* ---- ending later (see LATER above) ---- */
@@ -177,8 +177,8 @@ static void on_later(uv_idle_t *h)
  * Ends an invocation that has no environment on a later loop turn (with
  * no payload): off its pool's queue now, its sink's on_done later.
  */
-static void inv_end_later(realm_inv_t *inv, realm_inv_status_t status, const char *error_type,
-                          const char *error_message)
+void realm_exec_inv_end_later(realm_inv_t *inv, realm_inv_status_t status, const char *error_type,
+                              const char *error_message)
 {
     realm_exec_t *x = inv->x;
     if (inv->pool) realm_exec_q_remove(inv->pool, inv);
@@ -304,7 +304,7 @@ static void refuse_uncovered(pool_t *p, realm_inv_status_t status, const char *t
                              const char *msg)
 {
     while (p->q_tail && p->queued > coming(p))
-        inv_end_later(p->q_tail, status, type, msg);
+        realm_exec_inv_end_later(p->q_tail, status, type, msg);
 }
 
 static void on_lease(int64_t lease, void *token)
@@ -330,7 +330,7 @@ static void on_lease(int64_t lease, void *token)
             if (x->leases.drop) x->leases.drop(x->leases_ud, lease);
             if (p->q_head) {
                 snprintf(msg, sizeof(msg), "could not start an execution environment: %s", err);
-                inv_end_later(p->q_head, REALM_INV_FAILED, "ServiceException", msg);
+                realm_exec_inv_end_later(p->q_head, REALM_INV_FAILED, "ServiceException", msg);
             }
         }
     } else if (lease == REALM_EXEC_LEASE_UNAVAILABLE) {
@@ -416,7 +416,7 @@ void realm_exec_pump(pool_t *p)
         if (start_env(p, err, sizeof(err)) != 0) {
             realm_inv_t *inv = p->q_head;
             snprintf(msg, sizeof(msg), "could not start an execution environment: %s", err);
-            inv_end_later(inv, REALM_INV_FAILED, "ServiceException", msg);
+            realm_exec_inv_end_later(inv, REALM_INV_FAILED, "ServiceException", msg);
             continue;
         }
         n_coming++;
@@ -480,7 +480,7 @@ static uint32_t tenant_host_uid(realm_exec_t *x, uint32_t uid)
     return (uint32_t)h;
 }
 
-static char *pool_key(const realm_exec_fn_t *fn)
+char *realm_exec_pool_key(const realm_exec_fn_t *fn)
 {
     realm_buf_t b;
     realm_buf_init(&b);
@@ -529,7 +529,7 @@ static void retire_others(realm_exec_t *x, const pool_t *keep)
 
 static pool_t *pool_get(realm_exec_t *x, const realm_exec_fn_t *fn)
 {
-    char *key = pool_key(fn);
+    char *key = realm_exec_pool_key(fn);
     for (pool_t *p = x->pools; p; p = p->next)
         if (!p->is_retired && strcmp(p->key, key) == 0) {
             free(key);
@@ -628,19 +628,33 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
     inv->queued_at = uv_now(x->o.loop);
 
     if (x->is_freeing) {
-        inv_end_later(inv, REALM_INV_FAILED, "ServiceException", "the server is shutting down");
+        realm_exec_inv_end_later(inv, REALM_INV_FAILED, "ServiceException", "the server is shutting down");
         return inv;
     }
     if (p->reserved == 0) {
-        inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
+        realm_exec_inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
                       "Rate Exceeded. The function's reserved concurrency is 0.");
         return inv;
     }
-    int has_idle = 0;
-    for (realm_env_t *e = p->envs; e && !has_idle; e = e->next)
-        has_idle = e->state == ENV_IDLE && e->next_cb;
+    /* None here is about to take it: another node may (placed.c). */
+    if (!realm_exec_is_warm(p) && !req->no_placement && realm_exec_try_place(p, inv, fn, sink))
+        return inv;
+    realm_exec_admit(p, inv);
+    return inv;
+}
+
+int realm_exec_is_warm(const pool_t *p)
+{
+    for (realm_env_t *e = p->envs; e; e = e->next)
+        if (e->state == ENV_IDLE && e->next_cb) return 1;
+    return p->queued < coming(p);
+}
+
+void realm_exec_admit(pool_t *p, realm_inv_t *inv)
+{
+    realm_exec_t *x = p->x;
     size_t n_coming = coming(p);
-    int room = has_idle || p->queued < n_coming;
+    int room = realm_exec_is_warm(p);
     if (!room && p->n_envs + p->n_leasing < pool_cap(p)) {
         room = tenant_envs(x, p->tenant) < x->o.concurrency_limit;
         /* Another function's idle environment (same tenant) can make room. */
@@ -653,24 +667,28 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
         !inv->waits_past_reserved) {
         /* Lambda throttles a synchronous call past reserved concurrency at
          * once; only waits for the server's own capacity are queued. */
-        inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
-                      "Rate Exceeded.");
-        return inv;
+        realm_exec_inv_end_later(inv, REALM_INV_THROTTLED,
+                                 "ReservedFunctionConcurrentInvocationLimitExceeded",
+                                 "Rate Exceeded.");
+        return;
     }
     if (!room && p->queued - n_coming >= x->o.queue_depth) {
-        inv_end_later(inv, REALM_INV_THROTTLED,
-                      by_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
-                                  : "ConcurrentInvocationLimitExceeded",
-                      "Rate Exceeded.");
-        return inv;
+        realm_exec_inv_end_later(inv, REALM_INV_THROTTLED,
+                                 by_reserved ? "ReservedFunctionConcurrentInvocationLimitExceeded"
+                                             : "ConcurrentInvocationLimitExceeded",
+                                 "Rate Exceeded.");
+        return;
     }
     q_push(p, inv);
     realm_exec_pump(p); /* ends nothing now: an environment that cannot start fails it later */
-    return inv;
 }
 
 void realm_inv_cancel(realm_inv_t *inv)
 {
+    if (inv->is_placed) {
+        realm_exec_placed_cancel(inv);
+        return;
+    }
     realm_env_t *env = inv->env;
     pool_t *p = inv->pool;
     if (inv->is_ending) later_unlink(inv->x, inv);
@@ -681,7 +699,7 @@ void realm_inv_cancel(realm_inv_t *inv)
         realm_exec_report(env, inv);
         realm_exec_env_stop(env, "invocation cancelled");
     }
-    inv_free(inv);
+    realm_exec_inv_free(inv);
 }
 
 const char *realm_inv_request_id(const realm_inv_t *inv)
@@ -797,6 +815,7 @@ void realm_exec_shutdown(realm_exec_t *x)
 {
     if (!x || x->is_freeing) return;
     x->is_freeing = 1;
+    realm_exec_placed_shutdown(x);
     for (pool_t *p = x->pools; p; p = p->next) {
         while (p->q_head)
             realm_exec_inv_finish(p->q_head, REALM_INV_FAILED, NULL, 0, "ServiceException",

@@ -138,6 +138,8 @@ typedef struct {
      * bounded queue (queue_depth), then a throttle.
      */
     int waits_past_reserved;
+    /* 1: runs on this server, never placed on another node (a call placed here). */
+    int no_placement;
 } realm_inv_req_t;
 
 typedef enum {
@@ -160,6 +162,8 @@ typedef struct {
     /* A streamed response's content type (as the function set it, else
      * application/octet-stream); NULL when the function answered whole. */
     const char *content_type;
+    /* FAILED: the REALM_ERR_* code that says why (0: REALM_ERR_INTERNAL_ERROR). */
+    int error_code;
 } realm_inv_result_t;
 
 typedef struct {
@@ -243,6 +247,43 @@ void realm_exec_lease_lost(realm_exec_t *x, int64_t lease);
  * environment holding such a lease stops, so its lease goes. 1 if one did.
  */
 int realm_exec_yield_idle(realm_exec_t *x, const char *tenant, const char *name);
+
+/*
+ * Placement on the nodes of a cluster (docs/cluster.md): with a placer set,
+ * an invocation that no environment here can take at once (none idle or
+ * about to be) is offered to place(); when it answers 1 the invocation runs
+ * elsewhere: the placer reports its events through realm_exec_placed_*
+ * (stream, chunks, then done, exactly once, never from inside place), or
+ * hands it back with realm_exec_placed_here (nothing ran elsewhere: it runs
+ * here as any other). Cancelling a placed invocation calls cancel() first;
+ * a shutdown cancels them too and ends them as it ends the others. An
+ * invocation whose request says no_placement, or whose function's
+ * reserved concurrency is 0, is never offered.
+ */
+typedef struct {
+    /* fn and inv's request (realm_inv_describe) are readable during the call. */
+    int (*place)(void *ud, realm_inv_t *inv, const realm_exec_fn_t *fn, int wants_chunks);
+    void (*cancel)(void *ud, realm_inv_t *inv);
+} realm_exec_placer_t;
+/* placer NULL: none; copied. */
+void realm_exec_set_placer(realm_exec_t *x, const realm_exec_placer_t *placer, void *ud);
+/* The request as the invocation holds it (strings and payload borrowed from inv). */
+void realm_inv_describe(const realm_inv_t *inv, realm_inv_req_t *out);
+/* The placer's own pointer on a placed invocation. */
+void realm_inv_set_placed(realm_inv_t *inv, void *placed);
+void *realm_inv_placed(const realm_inv_t *inv);
+void realm_exec_placed_stream(realm_inv_t *inv, const char *content_type);
+void realm_exec_placed_chunk(realm_inv_t *inv, const void *bytes, size_t len);
+/* The end (the sink's on_done, now); inv is freed after it returns. */
+void realm_exec_placed_done(realm_inv_t *inv, const realm_inv_result_t *r);
+/* Runs it here after all (on a later loop turn at the latest). */
+void realm_exec_placed_here(realm_inv_t *inv);
+/* The identity of fn's pool (tenant, name, version, revision, network,
+ * /tmp) as 16 hex digits, the same on every node: what idle lists name. */
+void realm_exec_fn_key(const realm_exec_fn_t *fn, char out[17]);
+/* cb(key, idle) for each pool with idle environments (its key as above). */
+typedef void (*realm_exec_idle_cb)(const char *key, size_t idle, void *data);
+void realm_exec_idle_pools(const realm_exec_t *x, realm_exec_idle_cb cb, void *data);
 
 /* Keeps n environments of fn warm (provisioned concurrency); 0 releases them. */
 void realm_exec_provision(realm_exec_t *x, const realm_exec_fn_t *fn, size_t n);

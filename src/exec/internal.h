@@ -73,6 +73,10 @@ struct realm_inv_s {
     unsigned is_ending : 1; /* on the later list */
     unsigned is_streaming : 1;
     unsigned waits_past_reserved : 1; /* realm_inv_req_t's */
+    unsigned is_placed : 1;           /* runs elsewhere (placed.c) */
+    void *placed;                     /* the placer's pointer */
+    realm_inv_t *placed_prev, *placed_next;
+    const realm_exec_fn_t *placing_fn; /* during place() only */
 };
 
 struct realm_env_s {
@@ -146,6 +150,9 @@ struct realm_exec_s {
     uint64_t later_seq;                   /* the last seq given on the later list */
     int is_freeing;
     size_t n_timers;              /* environments' timers not closed yet */
+    realm_exec_placer_t placer;   /* placement on other nodes (place NULL: none) */
+    void *placer_ud;
+    realm_inv_t *placed; /* invocations placed elsewhere */
     realm_exec_leases_t leases;   /* cluster concurrency (take NULL: none) */
     void *leases_ud;
     size_t n_leasing;             /* lease answers still to come */
@@ -173,6 +180,25 @@ void realm_exec_inv_log(realm_inv_t *inv, const char *bytes, size_t len);
 /* A platform line (START, END, REPORT...) to the invocation (or NULL) and p's file (or NULL). */
 void realm_exec_platform_line(pool_t *p, realm_inv_t *inv, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Ends inv later (no environment): off its queue now, on_done on a later turn. */
+void realm_exec_inv_end_later(realm_inv_t *inv, realm_inv_status_t status, const char *error_type,
+                              const char *error_message);
+void realm_exec_inv_free(realm_inv_t *inv);
+/* Offers inv to the placer (placed.c): 1 if it runs elsewhere now. */
+int realm_exec_try_place(pool_t *p, realm_inv_t *inv, const realm_exec_fn_t *fn,
+                         const realm_inv_sink_t *sink);
+/* realm_inv_cancel of a placed invocation. */
+void realm_exec_placed_cancel(realm_inv_t *inv);
+/* A shutdown: every placed invocation is cancelled on its node and fails. */
+void realm_exec_placed_shutdown(realm_exec_t *x);
+/* The pool key's hash (realm_exec_fn_key). */
+void realm_exec_key_hash(const char *key, char out[17]);
+char *realm_exec_pool_key(const realm_exec_fn_t *fn);
+/* 1 when an environment of p is idle or about to take an invocation. */
+int realm_exec_is_warm(const pool_t *p);
+/* Queues inv on p and pumps, or throttles it (realm_exec_invoke's last step). */
+void realm_exec_admit(pool_t *p, realm_inv_t *inv);
 
 /* Once closing and nothing is left (environments, their timers, the later
  * list), closes the last handle; x is freed in its callback. */

@@ -346,8 +346,11 @@ static void loaded(qjob_t *j, int status)
     iv->events_running++;
     const char *qualifier = ev->item.qualifier && ev->item.qualifier[0] ? ev->item.qualifier : NULL;
     /* Lambda queues an Event past reserved concurrency: it waits its turn. */
-    realm_inv_req_t req = {
-        .payload = ev->item.payload, .payload_len = ev->item.payload_len, .waits_past_reserved = 1};
+    /* The node whose dispatcher claimed it runs it (every node claims what it has room for). */
+    realm_inv_req_t req = {.payload = ev->item.payload,
+                           .payload_len = ev->item.payload_len,
+                           .waits_past_reserved = 1,
+                           .no_placement = 1};
     /* A streamed answer is read to its end and dropped, as a whole one is. */
     static const realm_inv_sink_t sink = {.on_chunk = on_event_chunk, .on_done = on_event_done};
     realm_invoker_start_resolved(iv, &ev->r, qualifier, &req, &sink, ev);

@@ -112,7 +112,7 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
     default:
         json_decref(payload);
         json_decref(tail);
-        realm_call_fail(call, REALM_ERR_INTERNAL_ERROR, NULL, "%s",
+        realm_call_fail(call, r->error_code ? r->error_code : REALM_ERR_INTERNAL_ERROR, NULL, "%s",
                         r->error_message ? r->error_message : "the invocation failed");
     }
     free(fc);

@@ -244,8 +244,10 @@ def test_logs_read_through_any_node_hold_every_nodes_lines(pg_cluster, nats):
         clients = {"n1": fn_client(n1), "n2": fn_client(n2), "n3": fn_client(n3)}
         deploy(clients["n1"], "logger", {"index.js": LOG_SRC})
         clients["n1"].get_waiter("function_active_v2").wait(FunctionName="logger")
+        # A payload above what travels between nodes (768 KiB) runs where it
+        # arrives: each node's log then holds its own line.
         for nid, lam in clients.items():
-            assert ok(lam, "logger", {"tag": f"on-{nid}"}) == f"on-{nid}"
+            assert ok(lam, "logger", {"tag": f"on-{nid}", "pad": "x" * 800_000}) == f"on-{nid}"
         path = "/realm/v1/functions/logger/logs"
         for srv in (n1, n2, n3):
             status, headers, body = http_request(srv.ports["control"], "GET", path)
@@ -368,8 +370,9 @@ def test_a_node_paused_past_its_lease_completes_nothing(pg_cluster, nats):
         lam.put_function_concurrency(FunctionName="fenced", ReservedConcurrentExecutions=1)
         out = {}
 
-        def on_n1():
-            out["n1"] = raw_invoke(n1, "fenced", json.dumps({"ms": 4000, "tag": "n1"}).encode())
+        def on_n1():  # a payload too large to travel runs where it arrives: on n1
+            out["n1"] = raw_invoke(n1, "fenced", json.dumps({"ms": 4000, "tag": "n1",
+                                                             "pad": "x" * 800_000}).encode())
 
         t = threading.Thread(target=on_n1)
         t.start()
@@ -455,3 +458,137 @@ def test_events_run_while_a_node_is_killed_and_restarted(pg_cluster, nats):
                        what="every accepted event run")
         finally:
             finish(restarted)
+
+
+STREAM_SRC = """
+exports.handler = awslambda.streamifyResponse(async (event, stream) => {
+  stream.setContentType('text/plain');
+  for (let i = 0; i < event.parts; i++) {
+    stream.write(`part-${i};`);
+    await new Promise((r) => setTimeout(r, event.gap_ms));
+  }
+  stream.end();
+});
+"""
+
+
+def ran_on(nodes):
+    """Each node's realm_invocations_total (what its environments ran)."""
+    return [metric(n, "realm_invocations_total") or 0 for n in nodes]
+
+
+def ws_call(srv, msg, until=("complete", "error")):
+    c = Ws(srv.ports["client"])
+    try:
+        c.call(msg)
+        while True:
+            m = c.recv()
+            if isinstance(m, dict) and m.get("id") == msg["id"] and m.get("status") in until:
+                return m
+    finally:
+        c.close()
+
+
+def test_calls_run_where_the_function_is_warm(pg_cluster, nats):
+    """A function's calls gather on one node whatever node they reach: the
+    first runs on the revision's home (rendezvous hash, the same on every
+    node), the next ones on the node with its idle environment, through HTTP
+    Invoke, the WebSocket and a response stream; results, streamed parts,
+    function errors and log tails come back as if run where they arrived."""
+    with three_nodes(pg_cluster, nats) as nodes:
+        lam = fn_client(nodes[0])
+        deploy(lam, "warm", {"index.js": VERSION_SRC % 1})
+        lam.get_waiter("function_active_v2").wait(FunctionName="warm")
+        for i, n in enumerate(nodes * 3):
+            assert ok(fn_client(n), "warm", {"i": i}) == {"version": 1, "got": {"i": i}}
+        ran = ran_on(nodes)
+        assert sorted(ran) == [0, 0, 9], ran
+        home = nodes[ran.index(9)]
+        others = [n for n in nodes if n is not home]
+        placed = sum(metric(n, "realm_cluster_calls_placed_total") for n in others)
+        assert placed == 6, placed
+        assert metric(home, "realm_cluster_calls_served_total") == 6
+        # The WebSocket of another node.
+        m = ws_call(others[0], {"id": "w", "function": "invoke",
+                                "params": {"name": "warm", "payload": {"via": "ws"}}})
+        assert m["status"] == "complete", m
+        assert m["data"]["payload"] == {"version": 1, "got": {"via": "ws"}}, m
+        # A function error and its log tail, through another node.
+        deploy(lam, "boom", {"index.js": 'exports.handler = async () => { console.log("about to");'
+                                         ' throw new Error("kaput"); };'})
+        lam.get_waiter("function_active_v2").wait(FunctionName="boom")
+        r = fn_client(others[1]).invoke(FunctionName="boom", LogType="Tail")
+        assert r.get("FunctionError") == "Unhandled", r
+        assert b"kaput" in r["Payload"].read()
+        import base64
+        assert "about to" in base64.b64decode(r["LogResult"]).decode()
+        # A response stream, part by part, through a node that does not run it.
+        deploy(lam, "streamer", {"index.js": STREAM_SRC})
+        lam.get_waiter("function_active_v2").wait(FunctionName="streamer")
+        for n in nodes:  # warm it on its home
+            from fn_util import stream_invoke
+            status, headers, events, times, raw = stream_invoke(n, "streamer",
+                                                                {"parts": 4, "gap_ms": 200})
+            assert status == 200, raw
+            assert headers.get("content-type") == "text/plain", headers
+            kinds = [e[0] for e in events]
+            assert kinds[-1] == "InvokeComplete" and set(kinds[:-1]) == {"PayloadChunk"}, kinds
+            body = b"".join(e[2] for e in events[:-1]).decode()
+            assert body == "part-0;part-1;part-2;part-3;", body
+            # Parts came as they were written (not all at the end).
+            assert times[-1] - times[0] > 0.4, times
+
+
+def test_a_lost_node_ends_its_calls_and_a_cancel_reaches_it(pg_cluster, nats):
+    """A call placed on another node is cancelled there when its caller
+    cancels it; one whose node dies (kill -9) ends with NODE_LOST within
+    seconds (never run again elsewhere)."""
+    with three_nodes(pg_cluster, nats) as nodes:
+        lam = fn_client(nodes[0])
+        deploy(lam, "slow", {"index.js": SLEEP_SRC}, Timeout=60)
+        lam.get_waiter("function_active_v2").wait(FunctionName="slow")
+        assert ok(lam, "slow", {"ms": 10, "tag": "warm"})["tag"] == "warm"
+        ran = ran_on(nodes)
+        home = nodes[ran.index(1)]
+        origin = next(n for n in nodes if n is not home)
+        # Cancel over the WebSocket of the origin: the home's environment stops.
+        stopped = metric(home, "realm_environments_stopped_total") or 0
+        c = Ws(origin.ports["client"])
+        try:
+            c.call({"id": "s", "function": "invoke",
+                    "params": {"name": "slow", "payload": {"ms": 30000, "tag": "cancelme"}}})
+            poll_until(lambda: "began cancelme" in http_request(
+                home.ports["control"], "GET", "/realm/v1/functions/slow/logs")[2].decode(),
+                15, what="running on its home")
+            c.call({"id": "x", "function": "cancel", "params": {"id": "s"}})
+            seen = {}
+            while "s" not in seen or "x" not in seen:
+                m = c.recv()
+                if isinstance(m, dict) and m.get("id") in ("s", "x") and m.get("status") in (
+                        "cancelled", "complete", "error"):
+                    seen[m["id"]] = m
+            assert seen["s"]["status"] == "cancelled", seen
+        finally:
+            c.close()
+        poll_until(lambda: (metric(home, "realm_environments_stopped_total") or 0) > stopped, 10,
+                   what="the home's environment stopped")
+        # kill -9 of the running node: the caller hears NODE_LOST.
+        assert ok(lam, "slow", {"ms": 10, "tag": "warm2"})["tag"] == "warm2"
+        out = {}
+
+        def call():
+            out["r"] = raw_invoke(origin, "slow", json.dumps({"ms": 30000, "tag": "dies"}).encode(),
+                                  timeout=60)
+
+        t = threading.Thread(target=call)
+        t.start()
+        poll_until(lambda: "began dies" in http_request(
+            origin.ports["control"], "GET", "/realm/v1/functions/slow/logs")[2].decode(),
+            15, what="running on its home")
+        home.kill()
+        t.join(20)
+        assert not t.is_alive()
+        st, h, b = out["r"]
+        assert st == 502, (st, b)
+        assert b"was lost" in b, b
+        assert metric(origin, "realm_cluster_calls_lost_total") == 1
