@@ -349,13 +349,10 @@ static void on_call_msg(realm_remote_t *r, uint64_t id, const char *data, size_t
     const char *bytes;
     size_t n;
     json_t *h = parse_msg(data, len, &bytes, &n);
-    if (!o || !o->inv) {
-        json_decref(h);
-        return;
-    }
-    if (!o->is_accepted) {
-        /* It answered accept after we gave up on it: it must not run twice. */
-        const char *from = json_string_value(json_object_get(h, "from"));
+    const char *from = json_string_value(json_object_get(h, "from"));
+    if (!o || !o->inv || !o->is_accepted || !from || strcmp(from, o->node) != 0) {
+        /* A node that accepted after the call was given up on (or moved on):
+         * it must not run it too. */
         if (from && json_integer_value(json_object_get(h, "seq")) == 0) send_cancel(r, from, id);
         json_decref(h);
         return;
