@@ -255,7 +255,27 @@ static json_t *node_state(void *data)
                                       (json_int_t)(n->leases ? realm_leases_held(n->leases) : 0)));
     }
     if (n->remote) json_object_set_new(o, "idle", realm_remote_idle(n->remote));
+    if (n->nc.generate)
+        json_object_set_new(o, "models", realm_generate_model_names(n->nc.generate));
     return o;
+}
+
+/* Another node up has model loaded (generate's hook). */
+static int model_elsewhere(const char *model, void *ud)
+{
+    realm_node_t *n = ud;
+    json_t *nodes = realm_cluster_nodes(n->cluster);
+    int found = 0;
+    size_t i, j;
+    json_t *nd, *m;
+    json_array_foreach(nodes, i, nd)
+    {
+        if (json_is_true(json_object_get(nd, "self"))) continue;
+        json_array_foreach(json_object_get(nd, "models"), j, m) found =
+            found || (json_is_string(m) && strcmp(json_string_value(m), model) == 0);
+    }
+    json_decref(nodes);
+    return found;
 }
 
 /* ---- concurrency leases: exec's hooks (exec.h) on cluster/lease.h ---- */
@@ -400,7 +420,9 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
                                                 .cluster = n->cluster,
                                                 .exec = nc->exec,
                                                 .invoker = nc->invoker,
+                                                .generate = nc->generate,
                                                 .concurrency_limit = cfg->concurrency_limit});
+    if (n->remote && nc->generate) realm_generate_set_elsewhere(nc->generate, model_elsewhere, n);
     if (nc->ra) realm_registry_async_on_write(nc->ra, on_registry_write, n);
     if (nc->invoker) {
         realm_bus_subscribe(n->bus, REALM_NODE_LOGS_SUBJECT, NULL, on_logs_asked, n);
@@ -427,6 +449,7 @@ static void on_cluster_closed(void *data)
 void realm_node_close(realm_node_t *n)
 {
     if (!n) return;
+    if (n->nc.generate) realm_generate_set_elsewhere(n->nc.generate, NULL, NULL);
     realm_remote_close(n->remote);
     if (n->leases) {
         realm_exec_set_leases(n->nc.exec, NULL, NULL);

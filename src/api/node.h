@@ -14,6 +14,7 @@
 #include "base/buf.h"
 #include "config/config.h"
 #include "exec/exec.h"
+#include "invoke/generate.h"
 #include "invoke/invoker.h"
 #include "metrics/metrics.h"
 #include "registry/async.h"
@@ -35,6 +36,8 @@ typedef struct {
     realm_invoker_t *invoker;
     /* Its environments take concurrency leases (docs/cluster.md); or NULL. */
     realm_exec_t *exec;
+    /* Its models are advertised; generations of other nodes' models go there. Or NULL. */
+    realm_generate_t *generate;
     /* Every sample gets node="ID"; the cluster's families are added. */
     realm_metrics_t *metrics;
 } realm_node_config_t;

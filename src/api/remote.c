@@ -219,6 +219,19 @@ static void offer_next(ocall_t *o)
     realm_inv_t *inv = o->inv;
     drop_call(o);
     r->st.returned_total++;
+    realm_inv_req_t req;
+    realm_inv_describe(inv, &req);
+    if (req.must_place) { /* nobody took it, and it cannot run here */
+        realm_inv_result_t res = {.status = REALM_INV_FAILED,
+                                  .request_id = realm_inv_request_id(inv),
+                                  .payload = "",
+                                  .error_type = "ServiceException",
+                                  .error_message = "no node with the model took the call (busy or "
+                                                   "unreachable); retry shortly",
+                                  .error_code = REALM_ERR_NO_MODEL};
+        realm_exec_placed_done(inv, &res);
+        return;
+    }
     realm_exec_placed_here(inv);
 }
 
@@ -242,8 +255,18 @@ static int by_score(const void *a, const void *b)
     return x->score > y->score ? -1 : x->score < y->score ? 1 : 0;
 }
 
-/* The nodes to offer key's call to, in order (see remote.h): how many. */
-static size_t candidates(realm_remote_t *r, const char *key, ocall_t *o)
+static int lists(const json_t *arr, const char *s)
+{
+    size_t i;
+    json_t *v;
+    json_array_foreach(arr, i, v) if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
+        return 1;
+    return 0;
+}
+
+/* The nodes to offer key's call to, in order (see remote.h): how many. A
+ * generation (model not NULL) only to nodes with its model, never here. */
+static size_t candidates(realm_remote_t *r, const char *key, const char *model, ocall_t *o)
 {
     json_t *nodes = realm_cluster_nodes(r->c.cluster);
     size_t n = json_array_size(nodes), k = 0;
@@ -254,6 +277,8 @@ static size_t candidates(realm_remote_t *r, const char *key, ocall_t *o)
     {
         const char *id = json_string_value(json_object_get(nd, "id"));
         if (!id || json_is_true(json_object_get(nd, "draining"))) continue;
+        if (model && (strcmp(id, r->self) == 0 || !lists(json_object_get(nd, "models"), model)))
+            continue;
         json_t *env = json_object_get(nd, "environments");
         json_int_t limit = json_integer_value(json_object_get(env, "limit"));
         json_int_t used = json_integer_value(json_object_get(env, "busy")) +
@@ -292,10 +317,17 @@ static int on_place(void *ud, realm_inv_t *inv, const realm_exec_fn_t *fn, int w
     if (r->is_closed || !realm_bus_is_connected(r->c.bus) ||
         req.payload_len > REALM_REMOTE_MAX_PAYLOAD)
         return 0;
+    /* A generation runs where its model is: here unless it must not. */
+    const char *model = NULL;
+    size_t pl = strlen(REALM_GENERATE_ARN_PREFIX);
+    if (fn->arn && strncmp(fn->arn, REALM_GENERATE_ARN_PREFIX, pl) == 0) {
+        if (!req.must_place) return 0;
+        model = fn->arn + pl;
+    }
     char key[17];
     realm_exec_fn_key(fn, key);
     ocall_t *o = realm_calloc(1, sizeof(*o));
-    if (candidates(r, key, o) == 0) {
+    if (candidates(r, key, model, o) == 0) {
         free(o);
         return 0;
     }
@@ -311,6 +343,7 @@ static int on_place(void *ud, realm_inv_t *inv, const realm_exec_fn_t *fn, int w
                           req.trace_id ? req.trace_id : "", "chunks", wants_chunks, "waits",
                           req.waits_past_reserved);
     if (fn->revision) json_object_set_new(h, "revision", json_string(fn->revision));
+    if (model) json_object_set_new(h, "generate", json_string(model));
     if (req.invoked_arn) json_object_set_new(h, "invoked_arn", json_string(req.invoked_arn));
     if (req.client_context)
         json_object_set_new(h, "client_context", json_string(req.client_context));
@@ -586,6 +619,24 @@ static void on_call(const char *subject, const char *reply, const char *data, si
                              .on_done = run_done};
     realm_error_t e;
     realm_inv_t *inv = NULL;
+    const char *model = json_string_value(json_object_get(h, "generate"));
+    if (model) {
+        inv = r->c.generate ? realm_generate_run_placed(r->c.generate, tenant, model, payload, plen,
+                                                        &sink, c)
+                            : NULL;
+        if (inv) {
+            c->inv = inv;
+        } else {
+            realm_error_t ne;
+            realm_error_set(&ne, REALM_ERR_NO_MODEL, "model '%.64s' is not loaded on node %s",
+                            model, r->self);
+            c->is_starting = 1;
+            r->pending++;
+            run_started(NULL, &ne, c);
+        }
+        json_decref(h);
+        return;
+    }
     c->is_starting = 1;
     r->pending++;
     int rc = realm_invoker_start(r->c.invoker, tenant, fn, version, &req, &sink, c, NULL,

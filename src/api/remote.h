@@ -8,7 +8,9 @@
  * the nodes with room ranked by rendezvous hash of the node id and the
  * revision, down to this node (a revision's home is the same on every
  * node, so its environments gather there). This node first, or no
- * candidate: it runs here. Each candidate is asked on
+ * candidate: it runs here. A generation (exec.h's must_place: its model is
+ * not loaded here) goes to the nodes whose heartbeat lists the model, or
+ * fails NO_MODEL. Each candidate is asked on
  * realm.node.<id>.call (the request's reply: "accept" or "busy" at once);
  * busy, no responders or no answer within REALM_REMOTE_OFFER_MS: the next
  * (nothing ran), and after the last, here. Once accepted the call is the
@@ -31,6 +33,7 @@
 #include "bus/bus.h"
 #include "cluster/cluster.h"
 #include "exec/exec.h"
+#include "invoke/generate.h"
 #include "invoke/invoker.h"
 
 #include <jansson.h>
@@ -52,6 +55,7 @@ typedef struct {
     realm_cluster_t *cluster;
     realm_exec_t *exec;
     realm_invoker_t *invoker;
+    realm_generate_t *generate; /* generations placed here (or NULL) */
     uint64_t concurrency_limit; /* this node's: "busy" at it */
 } realm_remote_config_t;
 

@@ -963,6 +963,7 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
                               .ra = s->ra,
                               .invoker = s->invoker,
                               .exec = s->exec,
+                              .generate = s->generate,
                               .metrics = s->metrics};
     if (realm_node_open(loop, &nc, &s->node, err, err_len) != 0) goto fail;
     realm_invoker_begin(s->invoker);

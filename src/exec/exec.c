@@ -127,6 +127,7 @@ void realm_exec_inv_finish(realm_inv_t *inv, realm_inv_status_t status, const ch
         .log_tail_len = tail_len,
         .was_streamed = inv->is_streaming && inv->sink.on_chunk,
         .content_type = inv->is_streaming ? inv->content_type : NULL,
+        .error_code = status == REALM_INV_FAILED ? inv->error_code : 0,
     };
     if (status == REALM_INV_THROTTLED) inv->x->st.throttles_total++;
     if (inv->pool) {
@@ -637,8 +638,17 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
         return inv;
     }
     /* None here is about to take it: another node may (placed.c). */
-    if (!realm_exec_is_warm(p) && !req->no_placement && realm_exec_try_place(p, inv, fn, sink))
+    inv->must_place = req->must_place != 0;
+    if ((inv->must_place || !realm_exec_is_warm(p)) && !req->no_placement &&
+        realm_exec_try_place(p, inv, fn, sink))
         return inv;
+    if (inv->must_place) {
+        inv->error_code = REALM_ERR_NO_MODEL;
+        realm_exec_inv_end_later(inv, REALM_INV_FAILED, "ServiceException",
+                                 "no node of the cluster can run it now (its model is not loaded "
+                                 "on any node up)");
+        return inv;
+    }
     realm_exec_admit(p, inv);
     return inv;
 }

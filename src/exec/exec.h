@@ -140,6 +140,9 @@ typedef struct {
     int waits_past_reserved;
     /* 1: runs on this server, never placed on another node (a call placed here). */
     int no_placement;
+    /* 1: runs on another node or not at all (what it needs is not here: a
+     * model); when no node takes it, it fails with REALM_ERR_NO_MODEL. */
+    int must_place;
 } realm_inv_req_t;
 
 typedef enum {

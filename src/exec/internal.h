@@ -74,6 +74,8 @@ struct realm_inv_s {
     unsigned is_streaming : 1;
     unsigned waits_past_reserved : 1; /* realm_inv_req_t's */
     unsigned is_placed : 1;           /* runs elsewhere (placed.c) */
+    unsigned must_place : 1;          /* realm_inv_req_t's */
+    int error_code;                   /* a FAILED end's REALM_ERR_* (0: none) */
     void *placed;                     /* the placer's pointer */
     realm_inv_t *placed_prev, *placed_next;
     const realm_exec_fn_t *placing_fn; /* during place() only */

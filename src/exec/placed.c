@@ -33,6 +33,7 @@ void realm_inv_describe(const realm_inv_t *inv, realm_inv_req_t *out)
     out->trace_id = inv->trace_id;
     out->request_id = inv->request_id;
     out->waits_past_reserved = inv->waits_past_reserved;
+    out->must_place = inv->must_place;
 }
 
 void realm_inv_set_placed(realm_inv_t *inv, void *placed)

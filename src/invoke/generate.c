@@ -48,13 +48,16 @@ struct realm_generate_s {
     char lib_dir[4096];  /* llama.cpp's libraries */
     int is_available;
     char why_not[256];
+    realm_generate_elsewhere_cb elsewhere; /* a cluster: other nodes' models */
+    void *elsewhere_ud;
 };
 
 typedef struct {
     realm_generate_t *g;
-    model_t *m;
+    model_t *m; /* NULL: run on another node of the cluster */
     realm_call_t *call;
     realm_inv_t *inv;
+    char model[65];
     int stream;
     realm_buf_t line; /* the unfinished tail */
     json_t *done;     /* the worker's last line */
@@ -70,9 +73,9 @@ static void on_line(gcall_t *gc, const char *s, size_t n)
     const char *type = json_string_value(json_object_get(j, "type"));
     if (type && strcmp(type, "token") == 0) {
         uint64_t now = uv_hrtime();
-        if (gc->tokens == 0)
+        if (gc->m && gc->tokens == 0)
             realm_metric_observe(gc->m->m_ttft, (double)(now - gc->started_ns) / 1e9);
-        else
+        else if (gc->m)
             realm_metric_observe(gc->m->m_inter, (double)(now - gc->last_ns) / 1e9);
         gc->last_ns = now;
         gc->tokens++;
@@ -128,17 +131,22 @@ static void on_done(realm_inv_t *inv, const realm_inv_result_t *r, void *data)
         json_t *res = gc->done;
         gc->done = NULL;
         json_object_del(res, "type");
-        json_object_set_new(res, "model", json_string(gc->m->name));
+        json_object_set_new(res, "model", json_string(gc->model));
         json_int_t pt = json_integer_value(json_object_get(res, "prompt_tokens"));
         json_int_t gt = json_integer_value(json_object_get(res, "tokens_generated"));
-        realm_metric_add(gc->m->m_prompt, (double)pt);
-        realm_metric_add(gc->m->m_generated, (double)gt);
+        if (gc->m) {
+            realm_metric_add(gc->m->m_prompt, (double)pt);
+            realm_metric_add(gc->m->m_generated, (double)gt);
+        }
         realm_call_complete(call, res);
     } else if (r->status == REALM_INV_THROTTLED) {
         realm_call_fail(
             call, REALM_ERR_THROTTLED,
             json_pack("{s:s, s:i}", "reason", r->error_type ? r->error_type : "", "retry_after", 1),
             "%s", r->error_message ? r->error_message : "Rate Exceeded.");
+    } else if (r->status == REALM_INV_FAILED && r->error_code) { /* NODE_LOST, NO_MODEL */
+        realm_call_fail(call, r->error_code, NULL, "%s",
+                        r->error_message ? r->error_message : "failed");
     } else {
         /* A function error (timeout, memory, a bad request the worker refused) or no result. */
         json_t *err = r->payload_len ? json_loadb(r->payload, r->payload_len, 0, NULL) : NULL;
@@ -226,17 +234,71 @@ static int check_params(realm_call_t *call, json_t *params)
     return 0;
 }
 
+/* What runs a generation: the worker as a provided function of the model. */
+typedef struct {
+    char threads[48], model_env[128], libs_env[128], ld[160], name[80], arn[96];
+    const char *env[5];
+    const char *binds[5];
+    realm_exec_fn_t fn;
+} model_fn_t;
+
+/* m NULL: model `name` on another node (placed there: what runs is its own). */
+static void model_fn(realm_generate_t *g, const model_t *m, const char *name, const char *tenant,
+                     model_fn_t *f)
+{
+    memset(f, 0, sizeof(*f));
+    if (m) name = m->name;
+    uint64_t nthreads = g->cfg->llm_threads;
+    if (!nthreads) {
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = cores > 1 ? (uint64_t)cores / 2 : 1;
+    }
+    snprintf(f->threads, sizeof(f->threads), "REALM_LLM_THREADS=%llu", (unsigned long long)nthreads);
+    snprintf(f->model_env, sizeof(f->model_env), "REALM_LLM_MODEL=%s", SANDBOX_MODEL);
+    snprintf(f->libs_env, sizeof(f->libs_env), "REALM_LLM_LIB_DIR=%s", SANDBOX_LIBS);
+    snprintf(f->ld, sizeof(f->ld), "LD_LIBRARY_PATH=%s", SANDBOX_LIBS);
+    snprintf(f->name, sizeof(f->name), "generate-%s", name);
+    snprintf(f->arn, sizeof(f->arn), REALM_GENERATE_ARN_PREFIX "%s", name);
+    const char *env[] = {f->threads, f->model_env, f->libs_env, f->ld, NULL};
+    memcpy(f->env, env, sizeof(env));
+    if (m) {
+        const char *binds[] = {m->path, SANDBOX_MODEL, g->lib_dir, SANDBOX_LIBS, NULL};
+        memcpy(f->binds, binds, sizeof(binds));
+    }
+    uint64_t file = m ? m->info.file_bytes : 0;
+    uint64_t mem = g->cfg->llm_memory_bytes ? g->cfg->llm_memory_bytes
+                                            : 2 * file + (uint64_t)1024 * 1024 * 1024;
+    f->fn = (realm_exec_fn_t){
+        .tenant = tenant ? tenant : "",
+        .name = f->name,
+        .version = "$LATEST",
+        .revision = m ? m->revision : "elsewhere",
+        .arn = f->arn,
+        .runtime = realm_runtimes_custom()->name,
+        .handler = "generate",
+        .code_dir = g->code_dir,
+        .env = f->env,
+        .memory_mb = mem / (1024 * 1024),
+        .timeout_s = (g->cfg->llm_timeout_ms + 999) / 1000,
+        .reserved = -1,
+        .no_network = 1,
+        .ro_binds = m ? f->binds : NULL,
+    };
+}
+
 static void fn_generate(realm_call_t *call, json_t *params, void *data)
 {
     realm_generate_t *g = data;
-    if (!g->is_available) {
+    const char *mname = json_string_value(json_object_get(params, "model"));
+    model_t *m = g->is_available ? find_model(g, mname) : NULL;
+    /* In a cluster, a model loaded on another node runs there. */
+    int is_elsewhere = !m && mname && g->elsewhere && g->elsewhere(mname, g->elsewhere_ud);
+    if (!g->is_available && !is_elsewhere) {
         realm_call_fail(call, g->models_cnt ? REALM_ERR_GENERATE_UNAVAILABLE : REALM_ERR_NO_MODEL,
                         NULL, "%s", g->why_not);
         return;
     }
-    const char *mname = json_string_value(json_object_get(params, "model"));
-    model_t *m = find_model(g, mname);
-    if (!m) {
+    if (!m && !is_elsewhere) {
         realm_call_fail(call, REALM_ERR_INVALID_PARAMS, json_pack("{s:s}", "param", "model"),
                         "no model named '%.64s' (see metadata for the loaded models)",
                         mname ? mname : "");
@@ -247,49 +309,22 @@ static void fn_generate(realm_call_t *call, json_t *params, void *data)
     char *payload = json_dumps(ev, JSON_COMPACT);
     json_decref(ev);
 
-    char threads[48], model_env[128], libs_env[128], ld[160], name[80];
-    uint64_t nthreads = g->cfg->llm_threads;
-    if (!nthreads) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        nthreads = cores > 1 ? (uint64_t)cores / 2 : 1;
-    }
-    snprintf(threads, sizeof(threads), "REALM_LLM_THREADS=%llu", (unsigned long long)nthreads);
-    snprintf(model_env, sizeof(model_env), "REALM_LLM_MODEL=%s", SANDBOX_MODEL);
-    snprintf(libs_env, sizeof(libs_env), "REALM_LLM_LIB_DIR=%s", SANDBOX_LIBS);
-    snprintf(ld, sizeof(ld), "LD_LIBRARY_PATH=%s", SANDBOX_LIBS);
-    snprintf(name, sizeof(name), "generate-%s", m->name);
-    const char *env[] = {threads, model_env, libs_env, ld, NULL};
-    const char *binds[] = {m->path, SANDBOX_MODEL, g->lib_dir, SANDBOX_LIBS, NULL};
-    uint64_t mem = g->cfg->llm_memory_bytes ? g->cfg->llm_memory_bytes
-                                            : 2 * m->info.file_bytes + (uint64_t)1024 * 1024 * 1024;
     const char *tenant = realm_call_tenant(call);
-    realm_exec_fn_t fn = {
-        .tenant = tenant ? tenant : "",
-        .name = name,
-        .version = "$LATEST",
-        .revision = m->revision,
-        .arn = name,
-        .runtime = realm_runtimes_custom()->name,
-        .handler = "generate",
-        .code_dir = g->code_dir,
-        .env = env,
-        .memory_mb = mem / (1024 * 1024),
-        .timeout_s = (g->cfg->llm_timeout_ms + 999) / 1000,
-        .reserved = -1,
-        .no_network = 1,
-        .ro_binds = binds,
-    };
+    model_fn_t mf;
+    model_fn(g, m, mname, tenant, &mf);
     gcall_t *gc = realm_calloc(1, sizeof(*gc));
     gc->g = g;
     gc->m = m;
+    snprintf(gc->model, sizeof(gc->model), "%s", m ? m->name : mname);
     gc->call = call;
     gc->stream = json_is_true(json_object_get(params, "stream"));
     gc->started_ns = uv_hrtime();
     realm_buf_init(&gc->line);
-    realm_inv_req_t req = {.payload_owned = payload, .payload_len = strlen(payload)};
+    realm_inv_req_t req = {
+        .payload_owned = payload, .payload_len = strlen(payload), .must_place = !m};
     static const realm_inv_sink_t sink = {.on_chunk = on_chunk, .on_done = on_done};
     realm_call_on_cancel(call, on_cancel, gc);
-    realm_inv_t *inv = realm_exec_invoke(g->x, &fn, &req, &sink, gc); /* takes payload */
+    realm_inv_t *inv = realm_exec_invoke(g->x, &mf.fn, &req, &sink, gc); /* takes payload */
     gc->inv = inv; /* it ends in on_done, on a later turn (or is cancelled first) */
 }
 
@@ -640,4 +675,32 @@ void realm_generate_free(realm_generate_t *g)
     if (!g) return;
     free(g->models);
     free(g);
+}
+
+/* ---- a cluster ---- */
+
+void realm_generate_set_elsewhere(realm_generate_t *g, realm_generate_elsewhere_cb cb, void *ud)
+{
+    g->elsewhere = cb;
+    g->elsewhere_ud = ud;
+}
+
+json_t *realm_generate_model_names(const realm_generate_t *g)
+{
+    json_t *a = json_array();
+    for (size_t i = 0; g->is_available && i < g->models_cnt; i++)
+        json_array_append_new(a, json_string(g->models[i].name));
+    return a;
+}
+
+realm_inv_t *realm_generate_run_placed(realm_generate_t *g, const char *tenant, const char *model,
+                                       const char *payload, size_t len,
+                                       const realm_inv_sink_t *sink, void *data)
+{
+    model_t *m = g->is_available ? find_model(g, model) : NULL;
+    if (!m) return NULL;
+    model_fn_t mf;
+    model_fn(g, m, model, tenant, &mf);
+    realm_inv_req_t req = {.payload = payload, .payload_len = len, .no_placement = 1};
+    return realm_exec_invoke(g->x, &mf.fn, &req, sink, data);
 }

@@ -30,4 +30,22 @@ realm_generate_t *realm_generate_new(const realm_config_t *cfg, realm_exec_t *x,
                                      realm_dispatch_t *d, char *err, size_t err_len);
 void realm_generate_free(realm_generate_t *g);
 
+/* ---- a cluster (docs/cluster.md, "generate on any node") ---- */
+
+/* A generation's ARN: this prefix and the model's name (no function's ARN looks so). */
+#define REALM_GENERATE_ARN_PREFIX "realm:generate:"
+/* 1 when another node of the cluster has model loaded (api/node.c). */
+typedef int (*realm_generate_elsewhere_cb)(const char *model, void *ud);
+void realm_generate_set_elsewhere(realm_generate_t *g, realm_generate_elsewhere_cb cb, void *ud);
+/* The models loaded here, by name (a new JSON array; empty when generate cannot run). */
+json_t *realm_generate_model_names(const realm_generate_t *g);
+/*
+ * Runs a generation another node placed here: payload is the worker's event
+ * (JSON, copied), model a model loaded here. Returns the invocation (its
+ * sink's events follow, as exec.h says), or NULL when the model is not here.
+ */
+realm_inv_t *realm_generate_run_placed(realm_generate_t *g, const char *tenant, const char *model,
+                                       const char *payload, size_t len,
+                                       const realm_inv_sink_t *sink, void *data);
+
 #endif

@@ -477,18 +477,6 @@ def ran_on(nodes):
     return [metric(n, "realm_invocations_total") or 0 for n in nodes]
 
 
-def ws_call(srv, msg, until=("complete", "error")):
-    c = Ws(srv.ports["client"])
-    try:
-        c.call(msg)
-        while True:
-            m = c.recv()
-            if isinstance(m, dict) and m.get("id") == msg["id"] and m.get("status") in until:
-                return m
-    finally:
-        c.close()
-
-
 def test_calls_run_where_the_function_is_warm(pg_cluster, nats):
     """A function's calls gather on one node whatever node they reach: the
     first runs on the revision's home (rendezvous hash, the same on every
@@ -509,8 +497,8 @@ def test_calls_run_where_the_function_is_warm(pg_cluster, nats):
         assert placed == 6, placed
         assert metric(home, "realm_cluster_calls_served_total") == 6
         # The WebSocket of another node.
-        m = ws_call(others[0], {"id": "w", "function": "invoke",
-                                "params": {"name": "warm", "payload": {"via": "ws"}}})
+        m = ws_replies(others[0], {"id": "w", "function": "invoke",
+                                   "params": {"name": "warm", "payload": {"via": "ws"}}})[-1]
         assert m["status"] == "complete", m
         assert m["data"]["payload"] == {"version": 1, "got": {"via": "ws"}}, m
         # A function error and its log tail, through another node.
@@ -592,3 +580,55 @@ def test_a_lost_node_ends_its_calls_and_a_cancel_reaches_it(pg_cluster, nats):
         assert st == 502, (st, b)
         assert b"was lost" in b, b
         assert metric(origin, "realm_cluster_calls_lost_total") == 1
+
+
+def ws_replies(srv, msg):
+    """Every reply to msg (streamed parts, then the end)."""
+    c = Ws(srv.ports["client"])
+    out = []
+    try:
+        c.call(msg)
+        while True:
+            m = c.recv()
+            if isinstance(m, dict) and m.get("id") == msg["id"]:
+                out.append(m)
+                if m.get("status") in ("complete", "error", "cancelled"):
+                    return out
+    finally:
+        c.close()
+
+
+def test_generate_runs_on_a_node_with_the_model(pg_cluster, nats):
+    """n1 has no model (--model none); n2 has the bundled one. generate
+    naming it through n1 runs on n2 and its tokens stream back through n1,
+    the same tokens as on n2 itself; a model no node has is refused."""
+    n1 = node(pg_cluster, nats, "n1", "--model", "none")
+    n2 = node(pg_cluster, nats, "n2")
+    try:
+        for n in (n1, n2):
+            poll_until(lambda n=n: nodes_seen(n) == ["n1", "n2"], 15, what="two nodes")
+        params = {"prompt": "Once upon a time", "max_tokens": 12, "temperature": 0,
+                  "stream": True, "model": "stories260K"}
+        poll_until(lambda: ws_replies(n1, {"id": "g", "function": "generate",
+                                            "params": params})[-1]["status"] == "complete",
+                   10, interval=0.5, what="n1 hears n2's model")
+        here = ws_replies(n2, {"id": "g", "function": "generate", "params": params})
+        there = ws_replies(n1, {"id": "g", "function": "generate", "params": params})
+        assert there[-1]["status"] == "complete", there
+        parts = [m["data"]["text"] for m in there if m["status"] == "streaming"]
+        assert len(parts) >= 2, there
+        assert "".join(parts) == there[-1]["data"]["text"] == here[-1]["data"]["text"]
+        assert there[-1]["data"]["model"] == "stories260K"
+        assert metric(n2, "realm_cluster_calls_served_total") >= 2
+        # No default model on n1, and a model nobody has.
+        m = ws_replies(n1, {"id": "x", "function": "generate", "params": {"prompt": "Hi"}})[-1]
+        assert m["status"] == "error" and m["error"]["code"] == "NO_MODEL", m
+        m = ws_replies(n1, {"id": "y", "function": "generate",
+                            "params": {"prompt": "Hi", "model": "nope"}})[-1]
+        assert m["status"] == "error" and m["error"]["code"] == "NO_MODEL", m
+        m = ws_replies(n2, {"id": "z", "function": "generate",
+                            "params": {"prompt": "Hi", "model": "nope"}})[-1]
+        assert m["status"] == "error" and m["error"]["code"] == "INVALID_PARAMS", m
+    finally:
+        for n in (n1, n2):
+            finish(n)
