@@ -327,7 +327,10 @@ static int on_place(void *ud, realm_inv_t *inv, const realm_exec_fn_t *fn, int w
     char key[17];
     realm_exec_fn_key(fn, key);
     ocall_t *o = realm_calloc(1, sizeof(*o));
-    if (candidates(r, key, model, o) == 0) {
+    size_t nc = candidates(r, key, model, o);
+    realm_debug("cluster: %s (%s): %zu candidates%s%s", fn->name, key, nc, nc ? ", first " : "",
+                nc ? o->cands[0] : "");
+    if (nc == 0) {
         free(o);
         return 0;
     }
