@@ -23,6 +23,9 @@
 #           cluster, fsync on) side by side: control operations/s, Event
 #           enqueue and dispatch rates, warm invoke latency
 #           (bench/results/store.json; skipped with BENCH_STORE=0)
+#   cluster bench/cluster.py: a call placed across nodes against a local one,
+#           and callers over one node against three (bench/results/cluster.json;
+#           skipped with BENCH_CLUSTER=0)
 #
 # Each load scenario starts with an unrecorded warm-up of BENCH_WARMUP seconds
 # per server, then BENCH_ROUNDS rounds of BENCH_SECONDS seconds that alternate
@@ -333,6 +336,12 @@ if [ "${BENCH_STORE:-1}" = 1 ]; then
     /usr/bin/python3 bench/store.py --realm "$REALM" --out bench/results/store.json ${BENCH_STORE_NOTE:+--note "$BENCH_STORE_NOTE"} ||
         die "bench/store.py failed"
     log "wrote bench/results/store.json"
+fi
+# A cluster (issue 17): calls across nodes over NATS.
+if [ "${BENCH_CLUSTER:-1}" = 1 ]; then
+    /usr/bin/python3 bench/cluster.py --realm "$REALM" --out bench/results/cluster.json ||
+        die "bench/cluster.py failed"
+    log "wrote bench/results/cluster.json"
 fi
 /usr/bin/python3 bench/report.py render "$RESULTS" BENCHMARKS.md
 log "wrote BENCHMARKS.md"
