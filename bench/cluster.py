@@ -146,8 +146,9 @@ def main():
     ap.add_argument("--seconds", type=float, default=2)
     ap.add_argument("--callers", type=int, default=6)
     ap.add_argument("--note", default="")
+    ap.add_argument("--no-pin", action="store_true", help="let the scheduler place everything")
     a = ap.parse_args()
-    a.pin = os.cpu_count() >= 2
+    a.pin = os.cpu_count() >= 2 and not a.no_pin
     a.server_cpu, a.client_cpu = "0", "1" if os.cpu_count() >= 2 else "0"
     if a.pin:
         pin(os.getpid(), a.client_cpu)

@@ -642,7 +642,9 @@ static void on_call(const char *subject, const char *reply, const char *data, si
     }
     c->is_starting = 1;
     r->pending++;
-    int rc = realm_invoker_start(r->c.invoker, tenant, fn, version, &req, &sink, c, NULL,
+    /* $LATEST unqualified: the invoker's cache answers without the registry. */
+    const char *qualifier = strcmp(version, "$LATEST") == 0 ? NULL : version;
+    int rc = realm_invoker_start(r->c.invoker, tenant, fn, qualifier, &req, &sink, c, NULL,
                                  run_started, &inv, &e);
     if (rc == 1) {
         c->is_starting = 0;
