@@ -94,7 +94,7 @@ def wrk(urls, conns_each, seconds, cpu):
             raise RuntimeError(f"wrk printed no result: {out[-300:]} {err[-300:]}")
         outs.append(json.loads(line))
     n = sum(w["requests"] for w in outs)
-    return {"n": n, "per_s": round(sum(w["requests_per_s"] for w in outs), 1),
+    return {"each_p99_ms": [w["p99_us"] / 1e3 for w in outs], "n": n, "per_s": round(sum(w["requests_per_s"] for w in outs), 1),
             # the slowest wrk's percentiles (each wrk sees its own callers)
             "p50_ms": max(w["p50_us"] for w in outs) / 1e3,
             "p99_ms": max(w["p99_us"] for w in outs) / 1e3,
