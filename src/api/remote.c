@@ -642,8 +642,12 @@ static void on_call(const char *subject, const char *reply, const char *data, si
     }
     c->is_starting = 1;
     r->pending++;
-    /* $LATEST unqualified: the invoker's cache answers without the registry. */
+    /* $LATEST unqualified: the invoker's cache answers without the registry,
+     * unless it holds an older revision than the one the caller resolved. */
     const char *qualifier = strcmp(version, "$LATEST") == 0 ? NULL : version;
+    if (!qualifier)
+        realm_invoker_forget_if_stale(r->c.invoker, tenant, fn,
+                                      json_string_value(json_object_get(h, "revision")));
     int rc = realm_invoker_start(r->c.invoker, tenant, fn, qualifier, &req, &sink, c, NULL,
                                  run_started, &inv, &e);
     if (rc == 1) {

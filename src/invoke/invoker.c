@@ -677,3 +677,15 @@ void realm_invoker_close(realm_invoker_t *iv, realm_invoker_close_cb cb, void *d
      * ended), then the queue closes on it. */
     realm_invoker_events_close(iv, one_closed);
 }
+
+int realm_invoker_forget_if_stale(realm_invoker_t *iv, const char *tenant, const char *function,
+                                  const char *revision)
+{
+    resolved_t r;
+    if (!revision || !realm_invoker_cached(iv, tenant, function, NULL, &r)) return 0;
+    const char *rev = json_string_value(json_object_get(r.v.config, "RevisionId"));
+    int is_stale = !rev || strcmp(rev, revision) != 0;
+    realm_invoker_resolved_dispose(&r);
+    if (is_stale) realm_invoker_forget_cached(iv);
+    return is_stale;
+}

@@ -190,6 +190,14 @@ void realm_invoker_read_log(realm_invoker_t *iv, const char *tenant, const char 
  * over the cluster's bus, docs/cluster.md).
  */
 void realm_invoker_forget_cached(realm_invoker_t *iv);
+/*
+ * Forgets every cached resolution when the one of tenant's unqualified
+ * function is cached with another RevisionId than revision (another node
+ * resolved it newer and placed the call here before its hint came). 1 if
+ * it did.
+ */
+int realm_invoker_forget_if_stale(realm_invoker_t *iv, const char *tenant, const char *function,
+                                  const char *revision);
 
 /*
  * A node of a cluster (api/node.c): the dispatcher looks at the queue at
