@@ -44,17 +44,23 @@ def node(pg, nats, node_id, *extra, data_dir=None):
 
 
 @contextlib.contextmanager
-def three_nodes(pg, nats, *extra):
-    """n1, n2, n3 on pg and nats, once each sees all three; finished after."""
-    nodes = [node(pg, nats, f"n{i}", *extra) for i in (1, 2, 3)]
+def nodes_up(pg, nats, count, *extra):
+    """n1..nCOUNT on pg and nats, once each sees them all; finished after."""
+    ids = [f"n{i}" for i in range(1, count + 1)]
+    nodes = []
     try:
+        for i in ids:
+            nodes.append(node(pg, nats, i, *extra))
         for n in nodes:
-            poll_until(lambda n=n: nodes_seen(n) == ["n1", "n2", "n3"], 15,
-                       what="three nodes seen")
+            poll_until(lambda n=n: nodes_seen(n) == ids, 15, what=f"{count} nodes seen")
         yield nodes
     finally:
         for n in nodes:
             finish(n)
+
+
+def three_nodes(pg, nats, *extra):
+    return nodes_up(pg, nats, 3, *extra)
 
 
 def health(srv):
@@ -361,11 +367,7 @@ def test_a_node_paused_past_its_lease_completes_nothing(pg_cluster, nats):
     paused (SIGSTOP) past its lease: n2 runs the function meanwhile (the
     lease ended in the database), and once n1 goes on, its invocation ends
     with a platform error instead of a result (the fence)."""
-    n1 = node(pg_cluster, nats, "n1", "--node-lease-ms", "1500")
-    n2 = node(pg_cluster, nats, "n2", "--node-lease-ms", "1500")
-    try:
-        for n in (n1, n2):
-            poll_until(lambda n=n: nodes_seen(n) == ["n1", "n2"], 15, what="two nodes")
+    with nodes_up(pg_cluster, nats, 2, "--node-lease-ms", "1500") as (n1, n2):
         lam = fn_client(n1)
         deploy(lam, "fenced", {"index.js": SLEEP_SRC}, Timeout=30)
         lam.get_waiter("function_active_v2").wait(FunctionName="fenced")
@@ -400,9 +402,6 @@ def test_a_node_paused_past_its_lease_completes_nothing(pg_cluster, nats):
         st, h, b = out["n1"]
         assert st != 200, (st, b)
         assert b"lease" in b, b
-    finally:
-        for n in (n1, n2):
-            finish(n)
 
 
 RAN_SRC = """exports.handler = async (event) => {
@@ -734,11 +733,7 @@ def test_the_cluster_rides_out_a_database_restart(nats):
     run again (leases taken anew)."""
     from pg_util import PgCluster
     with PgCluster.running() as pg:
-        n1 = node(pg, nats, "n1", "--node-lease-ms", "2000")
-        n2 = node(pg, nats, "n2", "--node-lease-ms", "2000")
-        try:
-            for n in (n1, n2):
-                poll_until(lambda n=n: nodes_seen(n) == ["n1", "n2"], 15, what="two nodes")
+        with nodes_up(pg, nats, 2, "--node-lease-ms", "2000") as (n1, n2):
             lam = fn_client(n1)
             deploy(lam, "quick", {"index.js": QUICK_SRC})
             lam.get_waiter("function_active_v2").wait(FunctionName="quick")
@@ -757,6 +752,3 @@ def test_the_cluster_rides_out_a_database_restart(nats):
                            for n in (n1, n2))
 
             poll_until(both_run, 40, interval=0.5, what="calls run again")
-        finally:
-            for n in (n1, n2):
-                finish(n)
