@@ -796,6 +796,11 @@ realm_exec_t *realm_exec_new(const realm_exec_opts_t *opts)
     x->self_exe = realm_strdup(opts->self_exe ? opts->self_exe : "/proc/self/exe");
     x->region = realm_strdup(opts->region ? opts->region : "us-east-1");
     x->o.runtimes_dir = x->o.node_modules_dir = x->o.logs_dir = x->o.self_exe = x->o.region = NULL;
+    if (x->o.probe) {
+        /* What servers killed before they could stop their environments left. */
+        int n = realm_sandbox_sweep_dead(x->o.probe, "env-");
+        if (n) realm_info("sandbox: killed what a killed server's environments left (%d cgroups)", n);
+    }
     if (!x->o.concurrency_limit) x->o.concurrency_limit = 100;
     if (!x->o.idle_ms) x->o.idle_ms = 300000;
     if (!x->o.init_timeout_ms) x->o.init_timeout_ms = 10000;

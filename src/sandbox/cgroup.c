@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -259,4 +260,45 @@ int realm_sandbox_group_destroy(realm_sandbox_group_t *g)
         g->dirs[i] = NULL;
     }
     return 0;
+}
+
+/* The server pid in "PREFIX<pid>-<n>", or 0 when the name is not one. */
+static long owner_pid(const char *name, const char *prefix)
+{
+    size_t pl = strlen(prefix);
+    if (strncmp(name, prefix, pl) != 0) return 0;
+    char *end;
+    long pid = strtol(name + pl, &end, 10);
+    if (pid <= 0 || *end != '-' || !end[1]) return 0;
+    for (const char *c = end + 1; *c; c++)
+        if (*c < '0' || *c > '9') return 0;
+    return pid;
+}
+
+int realm_sandbox_sweep_dead(const realm_sandbox_probe_t *p, const char *prefix)
+{
+    int swept = 0;
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++) {
+        const realm_sandbox_cgroup_t *cg = &p->cg[i];
+        if (cg->version == REALM_SANDBOX_CG_NONE || !cg->dir) continue;
+        int is_dup = 0;
+        for (int j = 0; j < i; j++)
+            is_dup = is_dup || (p->cg[j].dir && strcmp(p->cg[j].dir, cg->dir) == 0);
+        if (is_dup) continue;
+        DIR *d = opendir(cg->dir);
+        if (!d) continue;
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            long pid = owner_pid(e->d_name, prefix);
+            if (!pid || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+            char dir[4096];
+            snprintf(dir, sizeof(dir), "%s/%s", cg->dir, e->d_name);
+            int n = kill_listed(dir);
+            n += kill_listed(dir);
+            if (n) swept++;
+            rmdir(dir); /* busy while the killed exit: the next sweep */
+        }
+        closedir(d);
+    }
+    return swept;
 }

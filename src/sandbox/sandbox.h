@@ -145,6 +145,15 @@ uint64_t realm_sandbox_group_memory_peak(const realm_sandbox_group_t *g);
  * once the environment's process has been reaped).
  */
 int realm_sandbox_group_destroy(realm_sandbox_group_t *g);
+/*
+ * Groups named prefix + "<pid>-<n>" (prefix "env-": exec's environments)
+ * whose server pid no longer runs: what a server killed before it could
+ * stop its environments left. Their processes are SIGKILLed and the empty
+ * groups removed (a group still busy is tried again at the next sweep).
+ * Groups of servers that run are never touched. Returns how many group
+ * directories (one per controller) had processes to kill.
+ */
+int realm_sandbox_sweep_dead(const realm_sandbox_probe_t *p, const char *prefix);
 
 /*
  * Is the peer of an accepted loopback TCP connection a process of the group?

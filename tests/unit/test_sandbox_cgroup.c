@@ -233,6 +233,54 @@ static void test_stale_group_is_replaced(void **state)
     assert_int_equal(access(stale, F_OK), -1);
 }
 
+/* Groups of a server that no longer runs are swept (their processes
+ * killed, the groups removed); a running server's are not. The prefix is the
+ * test's own, so environments of servers running beside it are never
+ * touched. */
+static void test_sweep_dead_servers_groups(void **state)
+{
+    (void)state;
+    need(REALM_SANDBOX_CG_PIDS);
+    /* A pid no process can have (pids stay below pid_max): a server that is gone. */
+    long dead = (long)read_value("/proc/sys/kernel", "pid_max");
+    assert_true(dead > 1 && kill((pid_t)dead, 0) != 0);
+    char prefix[64], name[96], live_name[96], err[256];
+    snprintf(prefix, sizeof(prefix), "realm-sweep-%d-", (int)getpid());
+    snprintf(name, sizeof(name), "%s%ld-1", prefix, dead);
+    snprintf(live_name, sizeof(live_name), "%s%d-1", prefix, (int)getpid());
+    realm_sandbox_limits_t lim = {.pids_max = 8};
+    realm_sandbox_group_t g, live;
+    assert_int_equal(realm_sandbox_group_create(&g, &probe, name, &lim, err, sizeof(err)), 0);
+    assert_int_equal(realm_sandbox_group_create(&live, &probe, live_name, &lim, err, sizeof(err)),
+                     0);
+    pid_t left = fork(); /* an environment's process its server never stopped */
+    assert_true(left >= 0);
+    if (left == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(realm_sandbox_group_add(&g, left), 0);
+    pid_t kept = fork();
+    assert_true(kept >= 0);
+    if (kept == 0) {
+        pause();
+        _exit(0);
+    }
+    assert_int_equal(realm_sandbox_group_add(&live, kept), 0);
+    assert_true(realm_sandbox_sweep_dead(&probe, prefix) >= 1);
+    int status;
+    assert_int_equal(waitpid(left, &status, 0), left);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    realm_sandbox_sweep_dead(&probe, prefix); /* removes it once its process is gone */
+    assert_int_equal(access(g.dirs[REALM_SANDBOX_CG_PIDS], F_OK), -1);
+    assert_true(listed(live.dirs[REALM_SANDBOX_CG_PIDS], kept));
+    kill(kept, SIGKILL);
+    assert_int_equal(waitpid(kept, &status, 0), kept);
+    assert_int_equal(realm_sandbox_group_destroy(&live), 0);
+    for (int i = 0; i < REALM_SANDBOX_CG_COUNT; i++)
+        free(g.dirs[i]);
+}
+
 static void test_bad_name(void **state)
 {
     (void)state;
@@ -251,6 +299,7 @@ int main(void)
         cmocka_unit_test(test_limits_add_kill_remove),  cmocka_unit_test(test_oom_kill_is_seen),
         cmocka_unit_test(test_peer_in_group),           cmocka_unit_test(test_bad_name),
         cmocka_unit_test(test_stale_group_is_replaced),
+        cmocka_unit_test(test_sweep_dead_servers_groups),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
