@@ -115,6 +115,15 @@ if [ "$want_bench" = 1 ]; then
     (cd "$peer" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
     cp "$peer/package-lock.json" "$peer_stamp"
   fi
+  # Bun (uWebSockets inside), the fastest WebSocket and HTTP peer (issue 18):
+  # npm's @oven/bun-linux-x64, pinned by bench/peers/bun's own lock.
+  peer=bench/peers/bun
+  peer_stamp=$peer/node_modules/.realm-lock-stamp
+  if [ ! -f "$peer_stamp" ] || ! cmp -s "$peer/package-lock.json" "$peer_stamp"; then
+    echo "setup: installing the benchmark peer (Bun) in $peer"
+    (cd "$peer" && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error)
+    cp "$peer/package-lock.json" "$peer_stamp"
+  fi
 fi
 
 # llama.cpp sources (headers, gguf-py, vocab-only GGUFs) ----------------------
