@@ -228,8 +228,8 @@ static void on_stream_done(realm_inv_t *inv, const realm_inv_result_t *r, void *
                 details = realm_strdup(r->error_message ? r->error_message : "failed");
             }
             const char *etype = r->status == REALM_INV_OK ? NULL
-                                : r->error_type       ? r->error_type
-                                                      : "ServiceException";
+                                : r->error_type           ? r->error_type
+                                                          : "ServiceException";
             realm_buf_reset(&c->frame);
             realm_evstream_complete(&c->frame, etype, details,
                                     c->want_tail ? (tail.data ? tail.data : "") : NULL);

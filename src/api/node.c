@@ -88,8 +88,8 @@ static void auto_id(int client_port, char *id, size_t len)
 }
 
 /* Another node wrote the registry: what this one cached goes now. */
-static void on_registry_hint(const char *subject, const char *reply, const char *data,
-                             size_t len, void *ud)
+static void on_registry_hint(const char *subject, const char *reply, const char *data, size_t len,
+                             void *ud)
 {
     (void)subject, (void)reply;
     realm_node_t *n = ud;
@@ -293,9 +293,9 @@ static void on_taken(int64_t lease, void *data)
     take_t *t = data;
     realm_node_t *n = t->n;
     if ((lease == REALM_EXEC_LEASE_FN_FULL || lease == REALM_EXEC_LEASE_TENANT_FULL) && n->bus) {
-        json_t *m = json_pack("{s:s, s:s, s:s}", "node", realm_cluster_node_id(n->cluster),
-                              "tenant", t->tenant, "function",
-                              lease == REALM_EXEC_LEASE_FN_FULL ? t->name : "");
+        json_t *m =
+            json_pack("{s:s, s:s, s:s}", "node", realm_cluster_node_id(n->cluster), "tenant",
+                      t->tenant, "function", lease == REALM_EXEC_LEASE_FN_FULL ? t->name : "");
         char *text = json_dumps(m, JSON_COMPACT);
         realm_bus_publish(n->bus, REALM_NODE_LEASE_WANTED_SUBJECT, NULL, text, strlen(text));
         free(text);
@@ -355,8 +355,8 @@ static void on_registry_write(void *data)
     tell_others(data, REALM_NODE_REGISTRY_SUBJECT);
 }
 
-int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t **out,
-                    char *err, size_t err_len)
+int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t **out, char *err,
+                    size_t err_len)
 {
     const realm_config_t *cfg = nc->cfg;
     *out = NULL;
@@ -409,19 +409,18 @@ int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t
     if (n->leases) {
         realm_bus_subscribe(n->bus, REALM_NODE_LEASE_WANTED_SUBJECT, NULL, on_lease_wanted, n);
         realm_exec_set_leases(nc->exec,
-                              &(realm_exec_leases_t){.take = lease_take,
-                                                     .drop = lease_drop,
-                                                     .is_live = lease_is_live},
+                              &(realm_exec_leases_t){
+                                  .take = lease_take, .drop = lease_drop, .is_live = lease_is_live},
                               n);
     }
     if (nc->exec && nc->invoker)
-        n->remote = realm_remote_open(loop, &(realm_remote_config_t){
-                                                .bus = n->bus,
-                                                .cluster = n->cluster,
-                                                .exec = nc->exec,
-                                                .invoker = nc->invoker,
-                                                .generate = nc->generate,
-                                                .concurrency_limit = cfg->concurrency_limit});
+        n->remote = realm_remote_open(
+            loop, &(realm_remote_config_t){.bus = n->bus,
+                                           .cluster = n->cluster,
+                                           .exec = nc->exec,
+                                           .invoker = nc->invoker,
+                                           .generate = nc->generate,
+                                           .concurrency_limit = cfg->concurrency_limit});
     if (n->remote && nc->generate) realm_generate_set_elsewhere(nc->generate, model_elsewhere, n);
     if (nc->ra) realm_registry_async_on_write(nc->ra, on_registry_write, n);
     if (nc->invoker) {

@@ -59,8 +59,8 @@ typedef struct {
  * and joins: 0 and *out; or -1 with a message (--nats without a
  * postgresql:// --db, a bad URL list or --node-id).
  */
-int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t **out,
-                    char *err, size_t err_len);
+int realm_node_open(uv_loop_t *loop, const realm_node_config_t *nc, realm_node_t **out, char *err,
+                    size_t err_len);
 
 /* NULL does nothing. */
 void realm_node_close(realm_node_t *n);

@@ -259,8 +259,8 @@ static int lists(const json_t *arr, const char *s)
 {
     size_t i;
     json_t *v;
-    json_array_foreach(arr, i, v) if (json_is_string(v) && strcmp(json_string_value(v), s) == 0)
-        return 1;
+    json_array_foreach(arr, i,
+                       v) if (json_is_string(v) && strcmp(json_string_value(v), s) == 0) return 1;
     return 0;
 }
 
@@ -403,8 +403,7 @@ static void on_call_msg(realm_remote_t *r, uint64_t id, const char *data, size_t
     const char *k = json_string_value(json_object_get(h, "k"));
     if (!k) k = "";
     if (strcmp(k, "s") == 0) {
-        realm_exec_placed_stream(o->inv,
-                                 json_string_value(json_object_get(h, "content_type")));
+        realm_exec_placed_stream(o->inv, json_string_value(json_object_get(h, "content_type")));
     } else if (strcmp(k, "c") == 0) {
         realm_exec_placed_chunk(o->inv, bytes, n);
     } else if (strcmp(k, "p") == 0) {
@@ -578,8 +577,7 @@ static int is_full(realm_remote_t *r)
     return st.busy + st.starting + st.queued >= r->c.concurrency_limit;
 }
 
-static void on_call(const char *subject, const char *reply, const char *data, size_t len,
-                    void *ud)
+static void on_call(const char *subject, const char *reply, const char *data, size_t len, void *ud)
 {
     (void)subject;
     realm_remote_t *r = ud;
@@ -624,9 +622,9 @@ static void on_call(const char *subject, const char *reply, const char *data, si
     realm_inv_t *inv = NULL;
     const char *model = json_string_value(json_object_get(h, "generate"));
     if (model) {
-        inv = r->c.generate ? realm_generate_run_placed(r->c.generate, tenant, model, payload, plen,
-                                                        &sink, c)
-                            : NULL;
+        inv = r->c.generate
+                  ? realm_generate_run_placed(r->c.generate, tenant, model, payload, plen, &sink, c)
+                  : NULL;
         if (inv) {
             c->inv = inv;
         } else {
@@ -690,8 +688,7 @@ static void on_beat(uv_timer_t *t)
 
 /* ==== both ==== */
 
-static void on_inbox(const char *subject, const char *reply, const char *data, size_t len,
-                     void *ud)
+static void on_inbox(const char *subject, const char *reply, const char *data, size_t len, void *ud)
 {
     (void)reply;
     realm_remote_t *r = ud;
@@ -743,8 +740,7 @@ realm_remote_t *realm_remote_open(uv_loop_t *loop, const realm_remote_config_t *
     uv_timer_start(&r->beat, on_beat, REALM_REMOTE_HEARTBEAT_MS, REALM_REMOTE_HEARTBEAT_MS);
     uv_unref((uv_handle_t *)&r->beat);
     realm_exec_set_placer(c->exec,
-                          &(realm_exec_placer_t){.place = on_place, .cancel = on_placed_cancel},
-                          r);
+                          &(realm_exec_placer_t){.place = on_place, .cancel = on_placed_cancel}, r);
     return r;
 }
 

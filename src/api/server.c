@@ -52,13 +52,14 @@ static const char *const listener_names[L_COUNT] = {"client", "control", "runtim
 
 #define SHUTDOWN_POLL_MS 20
 #define CLOSE_HANDSHAKE_MS 5000
-#define AUTH_TIMEOUT_MS 10000   /* to send {"type":"auth"} on a new WebSocket */
-#define TRIM_TICK_MS 1000       /* how often memory use is looked at (base/alloc.h) */
-#define TRIM_BUSY_TICKS 30      /* trim at least this often (in ticks) while busy */
-#define IDLE_GRACE_MS 1000      /* a new idle connection is safe from the idle cap this long */
-#define REGISTRY_MAX_JOBS 65536 /* the registry worker's queue bound (control refuses past 4096)   \
-                                 */
-#define REGISTRY_POLL_MS 1000   /* another server's registry writes are seen this soon */
+#define AUTH_TIMEOUT_MS 10000 /* to send {"type":"auth"} on a new WebSocket */
+#define TRIM_TICK_MS 1000     /* how often memory use is looked at (base/alloc.h) */
+#define TRIM_BUSY_TICKS 30    /* trim at least this often (in ticks) while busy */
+#define IDLE_GRACE_MS 1000    /* a new idle connection is safe from the idle cap this long */
+#define REGISTRY_MAX_JOBS                                                                          \
+    65536                     /* the registry worker's queue bound (control refuses past 4096)     \
+                               */
+#define REGISTRY_POLL_MS 1000 /* another server's registry writes are seen this soon */
 
 typedef struct {
     realm_server_t *s;
@@ -901,12 +902,11 @@ int realm_server_new(uv_loop_t *loop, const realm_config_t *cfg, realm_server_t 
         .max_calls_per_connection = cfg->max_calls_per_connection,
         .auth_timeout_ms = AUTH_TIMEOUT_MS,
     };
-    s->builtins = (realm_builtins_ctx_t){
-        .loop = loop,
-        .start_ns = uv_hrtime(),
-        .connections = client_connections,
-        .cluster = cluster_health,
-        .data = s};
+    s->builtins = (realm_builtins_ctx_t){.loop = loop,
+                                         .start_ns = uv_hrtime(),
+                                         .connections = client_connections,
+                                         .cluster = cluster_health,
+                                         .data = s};
     realm_builtins_register(s->dispatch, &s->builtins);
     s->authn = realm_authn_new(loop, cfg, err, err_len);
     if (!s->authn) goto fail;

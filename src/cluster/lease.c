@@ -109,8 +109,8 @@ static void on_refusal(uv_idle_t *h)
     uv_close((uv_handle_t *)h, on_refusal_closed);
 }
 
-void realm_leases_take(realm_leases_t *l, const char *tenant, const char *function,
-                       int64_t fn_cap, int64_t t_cap, realm_leases_take_cb cb, void *data)
+void realm_leases_take(realm_leases_t *l, const char *tenant, const char *function, int64_t fn_cap,
+                       int64_t t_cap, realm_leases_take_cb cb, void *data)
 {
     take_job_t *j = realm_calloc(1, sizeof(*j));
     j->l = l;

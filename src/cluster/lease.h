@@ -42,8 +42,8 @@ realm_leases_t *realm_leases_open(uv_loop_t *loop, const char *db, const char *n
                                   uint64_t ttl_ms, realm_leases_lost_cb lost, void *lost_data,
                                   char *err, size_t err_len);
 /* Takes a lease (see the callback); fn_cap/t_cap < 0: no cap. */
-void realm_leases_take(realm_leases_t *l, const char *tenant, const char *function,
-                       int64_t fn_cap, int64_t t_cap, realm_leases_take_cb cb, void *data);
+void realm_leases_take(realm_leases_t *l, const char *tenant, const char *function, int64_t fn_cap,
+                       int64_t t_cap, realm_leases_take_cb cb, void *data);
 void realm_leases_drop(realm_leases_t *l, int64_t lease);
 /* 1 while lease is held and known to be live now. */
 int realm_leases_is_live(const realm_leases_t *l, int64_t lease);

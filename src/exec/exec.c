@@ -390,7 +390,8 @@ int realm_exec_yield_idle(realm_exec_t *x, const char *tenant, const char *name)
     realm_env_t *best = NULL;
     for (realm_env_t *e = x->all; e; e = e->all_next)
         if (e->pool && e->lease && e->state == ENV_IDLE && strcmp(e->pool->tenant, tenant) == 0 &&
-            (!name || strcmp(e->pool->name, name) == 0) && (!best || e->last_used < best->last_used))
+            (!name || strcmp(e->pool->name, name) == 0) &&
+            (!best || e->last_used < best->last_used))
             best = e;
     if (!best) return 0;
     realm_exec_env_stop(best, "its lease is wanted by another node");
@@ -629,12 +630,14 @@ realm_inv_t *realm_exec_invoke(realm_exec_t *x, const realm_exec_fn_t *fn,
     inv->queued_at = uv_now(x->o.loop);
 
     if (x->is_freeing) {
-        realm_exec_inv_end_later(inv, REALM_INV_FAILED, "ServiceException", "the server is shutting down");
+        realm_exec_inv_end_later(inv, REALM_INV_FAILED, "ServiceException",
+                                 "the server is shutting down");
         return inv;
     }
     if (p->reserved == 0) {
-        realm_exec_inv_end_later(inv, REALM_INV_THROTTLED, "ReservedFunctionConcurrentInvocationLimitExceeded",
-                      "Rate Exceeded. The function's reserved concurrency is 0.");
+        realm_exec_inv_end_later(inv, REALM_INV_THROTTLED,
+                                 "ReservedFunctionConcurrentInvocationLimitExceeded",
+                                 "Rate Exceeded. The function's reserved concurrency is 0.");
         return inv;
     }
     /* None here is about to take it: another node may (placed.c). */
@@ -799,7 +802,8 @@ realm_exec_t *realm_exec_new(const realm_exec_opts_t *opts)
     if (x->o.probe) {
         /* What servers killed before they could stop their environments left. */
         int n = realm_sandbox_sweep_dead(x->o.probe, "env-");
-        if (n) realm_info("sandbox: killed what a killed server's environments left (%d cgroups)", n);
+        if (n)
+            realm_info("sandbox: killed what a killed server's environments left (%d cgroups)", n);
     }
     if (!x->o.concurrency_limit) x->o.concurrency_limit = 100;
     if (!x->o.idle_ms) x->o.idle_ms = 300000;

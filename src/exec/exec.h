@@ -234,8 +234,8 @@ typedef void (*realm_exec_lease_cb)(int64_t lease, void *token);
 typedef struct {
     /* cb(lease, token) exactly once, on a later loop turn: lease > 0
      * granted, else one of REALM_EXEC_LEASE_*. fn_cap < 0: no cap. */
-    void (*take)(void *ud, const char *tenant, const char *name, int64_t fn_cap,
-                 int64_t tenant_cap, realm_exec_lease_cb cb, void *token);
+    void (*take)(void *ud, const char *tenant, const char *name, int64_t fn_cap, int64_t tenant_cap,
+                 realm_exec_lease_cb cb, void *token);
     void (*drop)(void *ud, int64_t lease);
     /* 1 while the lease is known to be live now. */
     int (*is_live)(void *ud, int64_t lease);

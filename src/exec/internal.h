@@ -151,11 +151,11 @@ struct realm_exec_s {
     realm_inv_t *later_head, *later_tail; /* invocations to end on a later turn */
     uint64_t later_seq;                   /* the last seq given on the later list */
     int is_freeing;
-    size_t n_timers;              /* environments' timers not closed yet */
-    realm_exec_placer_t placer;   /* placement on other nodes (place NULL: none) */
+    size_t n_timers;            /* environments' timers not closed yet */
+    realm_exec_placer_t placer; /* placement on other nodes (place NULL: none) */
     void *placer_ud;
-    realm_inv_t *placed; /* invocations placed elsewhere */
-    realm_exec_leases_t leases;   /* cluster concurrency (take NULL: none) */
+    realm_inv_t *placed;        /* invocations placed elsewhere */
+    realm_exec_leases_t leases; /* cluster concurrency (take NULL: none) */
     void *leases_ud;
     size_t n_leasing;             /* lease answers still to come */
     realm_exec_close_cb close_cb; /* realm_exec_close's */

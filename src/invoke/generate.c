@@ -253,7 +253,8 @@ static void model_fn(realm_generate_t *g, const model_t *m, const char *name, co
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         nthreads = cores > 1 ? (uint64_t)cores / 2 : 1;
     }
-    snprintf(f->threads, sizeof(f->threads), "REALM_LLM_THREADS=%llu", (unsigned long long)nthreads);
+    snprintf(f->threads, sizeof(f->threads), "REALM_LLM_THREADS=%llu",
+             (unsigned long long)nthreads);
     snprintf(f->model_env, sizeof(f->model_env), "REALM_LLM_MODEL=%s", SANDBOX_MODEL);
     snprintf(f->libs_env, sizeof(f->libs_env), "REALM_LLM_LIB_DIR=%s", SANDBOX_LIBS);
     snprintf(f->ld, sizeof(f->ld), "LD_LIBRARY_PATH=%s", SANDBOX_LIBS);

@@ -53,17 +53,18 @@ typedef struct {
 } realm_sandbox_cgroup_t;
 
 typedef struct {
-    char *bwrap_path;          /* owned: absolute path of bwrap; NULL if not found */
-    char *bwrap_version;       /* owned: "0.8.0"; NULL if unknown */
-    unsigned bwrap_features;   /* REALM_SANDBOX_BWRAP_* its --help lists */
-    int is_bwrap_usable;       /* the namespace test run exited 0 (as root: also as nobody) */
-    int is_unprivileged_usable; /* bwrap runs as an unprivileged host user (always when we are not root) */
-    char *bwrap_error;         /* owned: why not (first stderr line or exit status); or NULL */
-    int has_cgroup_ns;         /* the kernel has cgroup namespaces (/proc/self/ns/cgroup) */
-    int has_seccomp;           /* libseccomp built and exported our filter */
-    char *seccomp_error;       /* owned: why not; or NULL */
-    char *cgroup2_dir;         /* owned: our group in the unified hierarchy; NULL if none */
-    char *cgroup2_controllers; /* owned: its cgroup.controllers; or NULL */
+    char *bwrap_path;           /* owned: absolute path of bwrap; NULL if not found */
+    char *bwrap_version;        /* owned: "0.8.0"; NULL if unknown */
+    unsigned bwrap_features;    /* REALM_SANDBOX_BWRAP_* its --help lists */
+    int is_bwrap_usable;        /* the namespace test run exited 0 (as root: also as nobody) */
+    int is_unprivileged_usable; /* bwrap runs as an unprivileged host user (always when we are not
+                                   root) */
+    char *bwrap_error;          /* owned: why not (first stderr line or exit status); or NULL */
+    int has_cgroup_ns;          /* the kernel has cgroup namespaces (/proc/self/ns/cgroup) */
+    int has_seccomp;            /* libseccomp built and exported our filter */
+    char *seccomp_error;        /* owned: why not; or NULL */
+    char *cgroup2_dir;          /* owned: our group in the unified hierarchy; NULL if none */
+    char *cgroup2_controllers;  /* owned: its cgroup.controllers; or NULL */
     realm_sandbox_cgroup_t cg[REALM_SANDBOX_CG_COUNT]; /* per controller, the best usable */
     char *summary; /* owned: one line for the log (realm_sandbox_probe_summarize) */
 } realm_sandbox_probe_t;

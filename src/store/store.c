@@ -389,8 +389,7 @@ int64_t realm_store_pkg_delete_unused(realm_store_t *s)
 }
 
 int64_t realm_store_lease_take(realm_store_t *s, const char *node, const char *tenant,
-                               const char *function, int64_t fn_cap, int64_t t_cap,
-                               int64_t ttl_ms)
+                               const char *function, int64_t fn_cap, int64_t t_cap, int64_t ttl_ms)
 {
     if (!s->ops->lease_take) return -1;
     return s->ops->lease_take(s, node, tenant, function, fn_cap, t_cap, ttl_ms);

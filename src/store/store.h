@@ -394,8 +394,7 @@ int realm_store_auth_key_check(realm_store_t *s, const char *check, char *stored
  * or -1 (storage error).
  */
 int64_t realm_store_lease_take(realm_store_t *s, const char *node, const char *tenant,
-                               const char *function, int64_t fn_cap, int64_t t_cap,
-                               int64_t ttl_ms);
+                               const char *function, int64_t fn_cap, int64_t t_cap, int64_t ttl_ms);
 /*
  * Extends node's leases ids[0..n) that are still live by ttl_ms from now;
  * kept[i] = 1 for each renewed, 0 for each that ended (never renewed again).

@@ -296,8 +296,10 @@ static void test_bad_name(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_limits_add_kill_remove),  cmocka_unit_test(test_oom_kill_is_seen),
-        cmocka_unit_test(test_peer_in_group),           cmocka_unit_test(test_bad_name),
+        cmocka_unit_test(test_limits_add_kill_remove),
+        cmocka_unit_test(test_oom_kill_is_seen),
+        cmocka_unit_test(test_peer_in_group),
+        cmocka_unit_test(test_bad_name),
         cmocka_unit_test(test_stale_group_is_replaced),
         cmocka_unit_test(test_sweep_dead_servers_groups),
     };

@@ -940,8 +940,8 @@ static void pg_migrations_at_once(void **state)
         realm_store_close(o[i].s);
 }
 
-/* What is refused, clearly: a database newer than the binary (untouched), a server that cannot be reached (and the
- * password never shows). */
+/* What is refused, clearly: a database newer than the binary (untouched), a server that cannot be
+ * reached (and the password never shows). */
 static void pg_refusals(void **state)
 {
     fx_t *f = *state;
