@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,15 +30,55 @@ int realm_str_has_token(const char *list, const char *token)
     return 0;
 }
 
+/*
+ * Random bytes for ids, drawn from RAND_bytes a block at a time: an id then
+ * costs no call into OpenSSL (its fork check and locking per call), and is
+ * as unguessable as RAND_bytes itself. Per thread; a fork's child starts a
+ * fresh block (pthread_atfork), so parent and child never hand out the same
+ * bytes.
+ */
+#define RAND_BLOCK 4096
+static _Thread_local unsigned char rand_block[RAND_BLOCK];
+static _Thread_local size_t rand_left;
+static pthread_once_t rand_once = PTHREAD_ONCE_INIT;
+
+static void rand_forget(void)
+{
+    rand_left = 0;
+}
+
+static void rand_setup(void)
+{
+    pthread_atfork(NULL, NULL, rand_forget);
+}
+
+static void rand16(unsigned char b[16])
+{
+    if (rand_left < 16) {
+        pthread_once(&rand_once, rand_setup);
+        if (RAND_bytes(rand_block, sizeof(rand_block)) != 1) abort(); /* nothing is safe */
+        rand_left = sizeof(rand_block);
+    }
+    unsigned char *p = rand_block + sizeof(rand_block) - rand_left;
+    memcpy(b, p, 16);
+    memset(p, 0, 16); /* handed out: not kept */
+    rand_left -= 16;
+}
+
 void realm_str_uuid4(char out[37])
 {
+    static const char hex[] = "0123456789abcdef";
     unsigned char b[16];
-    if (RAND_bytes(b, sizeof(b)) != 1) abort(); /* no randomness: nothing is safe */
+    rand16(b);
     b[6] = (unsigned char)((b[6] & 0x0f) | 0x40);
     b[8] = (unsigned char)((b[8] & 0x3f) | 0x80);
-    snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-             b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-             b[14], b[15]);
+    char *o = out;
+    for (int i = 0; i < 16; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10) *o++ = '-';
+        *o++ = hex[b[i] >> 4];
+        *o++ = hex[b[i] & 15];
+    }
+    *o = '\0';
 }
 
 int realm_str_b64_decode(const char *in, size_t len, realm_buf_t *out)

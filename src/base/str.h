@@ -13,7 +13,8 @@
 /* Does a comma-separated list (an HTTP header value) hold token, ignoring case? */
 int realm_str_has_token(const char *list, const char *token);
 
-/* A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", into out. */
+/* A random (version 4) UUID, "xxxxxxxx-xxxx-4xxx-yxxx-xxxxxxxxxxxx", into out
+ * (RAND_bytes drawn a block at a time per thread; a fork's child draws anew). */
 void realm_str_uuid4(char out[37]);
 /* Appends the bytes that base64 text (whitespace allowed) stands for; -1 if it is not base64. */
 int realm_str_b64_decode(const char *in, size_t len, realm_buf_t *out);
